@@ -1,0 +1,69 @@
+//! The command line: the only module that knows clap, anyhow and exit codes.
+//!
+//! Exit codes: 0 success (and, for `plan --detailed-exitcode`, no changes); 1 error;
+//! 2 changes present (`plan --detailed-exitcode` only).
+
+mod apply;
+mod common;
+mod local;
+mod plan;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Manage a Dynamics CRM Online (Dynamics 365) tenant as code.
+#[derive(Debug, Parser)]
+#[command(name = "crmctl", version, about, long_about = None)]
+pub struct Cli {
+    /// Never use colors (also honoured: the NO_COLOR environment variable).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a desired-state file (YAML or JSON) against the format and the service's rules.
+    Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of the desired-state file.
+    Schema(validate::SchemaArgs),
+    /// Show what apply would change in the tenant.
+    Plan(plan::PlanArgs),
+    /// Print the plan's action graph as Graphviz DOT.
+    Graph(plan::GraphArgs),
+    /// Apply a plan (computed now from -f FILE, or saved with `plan --out`).
+    Apply(apply::ApplyArgs),
+    /// Print the observed tenant as YAML or JSON.
+    Show(local::ShowArgs),
+    /// Change the embedded local tenant behind crmctl's back (simulates the admin center).
+    #[command(subcommand)]
+    Local(local::LocalCommand),
+    /// Remove a stale lock from the state file.
+    ForceUnlock(apply::ForceUnlockArgs),
+}
+
+/// Parse the command line, run, and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = common::use_color(cli.no_color);
+    let result = match &cli.command {
+        Command::Validate(a) => validate::run_validate(a, color),
+        Command::Schema(a) => validate::run_schema(a),
+        Command::Plan(a) => plan::run_plan(a, color),
+        Command::Graph(a) => plan::run_graph(a),
+        Command::Apply(a) => apply::run_apply(a, color),
+        Command::Show(a) => local::run_show(a),
+        Command::Local(c) => local::run_local(c),
+        Command::ForceUnlock(a) => apply::run_force_unlock(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! crmctl: manage a Dynamics CRM Online (Dynamics 365) tenant as code.
+//!
+//! See ARCHITECTURE.md for the code map and the invariants between modules.
+#![deny(missing_docs)]
+
+pub mod diag;
+pub mod plan;
+pub mod provider;
+pub mod spec;
+pub mod state;
+pub mod tenant;
+pub mod cli;

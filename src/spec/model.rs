@@ -1,0 +1,365 @@
+//! The desired-state model: what the administrator writes in YAML (or JSON).
+//!
+//! Conventions (see README "File format"):
+//! - maps are keyed by a stable logical key, which is the resource's address
+//!   (`users.<upn>`, `security_groups.<key>`, `instances.<key>`, `licenses.<plan>`);
+//! - a field that is omitted is *not managed* (left as it is in the tenant), except
+//!   `license` and `security_group`, where omission means "none" (as the file format says);
+//! - a list that is given is exact.
+//!
+//! This module knows no file format: only `spec::load` knows YAML and JSON.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole desired tenant, as written in one file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "crmctl desired tenant")]
+pub struct Desired {
+    /// Optional JSON Schema reference (for editors of JSON files); ignored by crmctl.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The tenant's domain, `<name>.onmicrosoft.com` (T1).
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{0,62}\.onmicrosoft\.com$"))]
+    pub tenant: String,
+    /// Purchased user licenses per plan (T2). A plan that is omitted is not managed.
+    /// Address: `licenses.<plan>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licenses: Option<BTreeMap<LicensePlan, u32>>,
+    /// Storage bought beyond the included capacity (T6). Address: `storage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
+    /// Security groups by logical key (I12). Address: `security_groups.<key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<BTreeMap<String, SecurityGroup>>,
+    /// Users by user principal name (P1). Address: `users.<upn>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<BTreeMap<String, User>>,
+    /// Instances (CRM organizations) by logical key (I1). Address: `instances.<key>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<BTreeMap<String, Instance>>,
+}
+
+/// A user license plan (T2).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LicensePlan {
+    /// Essential.
+    Essential,
+    /// Basic.
+    Basic,
+    /// Professional: counts towards included capacity (T6) and allows add-on purchases (T5).
+    Professional,
+    /// Enterprise: counts towards included capacity (T6) and allows add-on purchases (T5).
+    Enterprise,
+}
+
+impl LicensePlan {
+    /// Every plan, in a fixed order.
+    pub const ALL: [LicensePlan; 4] = [
+        LicensePlan::Essential,
+        LicensePlan::Basic,
+        LicensePlan::Professional,
+        LicensePlan::Enterprise,
+    ];
+    /// The name used in files and addresses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LicensePlan::Essential => "essential",
+            LicensePlan::Basic => "basic",
+            LicensePlan::Professional => "professional",
+            LicensePlan::Enterprise => "enterprise",
+        }
+    }
+    /// Whether the plan counts as a paid Professional/Enterprise license (T5, T6).
+    pub fn is_pro_or_enterprise(self) -> bool {
+        matches!(self, LicensePlan::Professional | LicensePlan::Enterprise)
+    }
+}
+
+/// Storage settings (T6, T8).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Storage add-on in GB bought beyond the included capacity (T6). Omit to leave as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_gb: Option<u32>,
+}
+
+/// A security group (I12).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroup {
+    /// Display name in the directory; defaults to the key. Used to adopt an existing group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Description shown in the directory. Omit to leave as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Members, as user keys (UPNs) declared under `users`. Exact when given; omit to leave
+    /// membership as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
+}
+
+/// A user of the tenant (P1-P6).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Full name (directory profile, synced into every instance, P1). Omit to leave as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The license plan the user holds (T2, T3); omit for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<LicensePlan>,
+    /// Access mode (P3). Omit to leave as is (`read-write` for a new user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_mode: Option<AccessMode>,
+    /// Security roles per instance key (P2). Exact when given: instances not listed get no
+    /// roles. Omit to leave roles as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<BTreeMap<String, Vec<String>>>,
+    /// Tenant administrator roles (P6), distinct from instance security roles.
+    /// Omit to leave as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_roles: Option<Vec<AdminRole>>,
+}
+
+/// A user's access mode (P3).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessMode {
+    /// Normal use; needs a license.
+    ReadWrite,
+    /// Settings areas only; no license needed after setup (P4).
+    Administrative,
+    /// Programmatic access; no license needed; at most 5 per instance (P3).
+    NonInteractive,
+    /// Application user: non-interactive, unlimited, never licensed (P3).
+    Application,
+}
+
+impl AccessMode {
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessMode::ReadWrite => "read-write",
+            AccessMode::Administrative => "administrative",
+            AccessMode::NonInteractive => "non-interactive",
+            AccessMode::Application => "application",
+        }
+    }
+}
+
+/// A tenant administrator role (P6).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminRole {
+    /// Global administrator: System Administrator in every instance without a license.
+    GlobalAdmin,
+    /// Billing administrator.
+    BillingAdmin,
+    /// Password administrator.
+    PasswordAdmin,
+    /// Service administrator: System Administrator in every instance without a license.
+    ServiceAdmin,
+    /// User management administrator.
+    UserManagementAdmin,
+}
+
+/// Instance type (I7).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceType {
+    /// A production instance (cannot be deleted, I8).
+    Production,
+    /// A sandbox instance (can be reset, copied onto, deleted; admin mode).
+    Sandbox,
+}
+
+impl InstanceType {
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceType::Production => "production",
+            InstanceType::Sandbox => "sandbox",
+        }
+    }
+}
+
+/// Datacenter region (I6).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Region {
+    /// North America, `crm`.
+    NA,
+    /// South America / LATAM, `crm2`.
+    #[serde(alias = "LATAM")]
+    SAM,
+    /// Canada, `crm3`.
+    CAN,
+    /// Europe, Middle East, Africa, `crm4`.
+    EMEA,
+    /// Asia Pacific, `crm5`.
+    APAC,
+    /// Oceania, `crm6`.
+    OCE,
+    /// Japan, `crm7`.
+    JPN,
+    /// India, `crm8`.
+    IND,
+    /// US government community cloud, `crm9`.
+    GCC,
+    /// United Kingdom, `crm11`.
+    UK,
+}
+
+impl Region {
+    /// The URL host suffix of the region (I6): `https://<url>.<suffix>.dynamics.com`.
+    pub fn url_suffix(self) -> &'static str {
+        match self {
+            Region::NA => "crm",
+            Region::SAM => "crm2",
+            Region::CAN => "crm3",
+            Region::EMEA => "crm4",
+            Region::APAC => "crm5",
+            Region::OCE => "crm6",
+            Region::JPN => "crm7",
+            Region::IND => "crm8",
+            Region::GCC => "crm9",
+            Region::UK => "crm11",
+        }
+    }
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Region::NA => "NA",
+            Region::SAM => "SAM",
+            Region::CAN => "CAN",
+            Region::EMEA => "EMEA",
+            Region::APAC => "APAC",
+            Region::OCE => "OCE",
+            Region::JPN => "JPN",
+            Region::IND => "IND",
+            Region::GCC => "GCC",
+            Region::UK => "UK",
+        }
+    }
+}
+
+/// An instance (CRM organization, I1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// Friendly name (editable, I4).
+    pub name: String,
+    /// URL name: `https://<url>.crm<N>.dynamics.com`; unique in the service (I5).
+    #[schemars(regex(pattern = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"))]
+    pub url: String,
+    /// `production` or `sandbox` (I7).
+    #[serde(rename = "type")]
+    pub kind: InstanceType,
+    /// Purpose, shown only in the admin center (I1). Omit to leave as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// Datacenter region (I6); fixed once configured. Defaults to `NA` for a new instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
+    /// Base currency, ISO 4217 (I3); fixed once configured. Defaults to `USD` for a new
+    /// instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    pub currency: Option<String>,
+    /// Base language as a Windows LCID, e.g. 1033 for English (I3). Defaults to 1033 for a
+    /// new instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<u32>,
+    /// Key of the security group bound to the instance (I12); omit for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_group: Option<String>,
+    /// Extra recipients of update notifications (I13). Exact when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_recipients: Option<Vec<String>>,
+    /// Approve an update to a target version (U2-U4). Omit to leave updates as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateApproval>,
+    /// When true, any plan that deletes or resets this instance is an error.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub protect: bool,
+    /// Administration mode (sandbox only, I10). Omit to leave as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_mode: Option<AdminMode>,
+    /// Copy another instance onto this one when it is created (I11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_from: Option<CopyFrom>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Administration mode settings (I10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminMode {
+    /// Only System Administrators and System Customizers can sign in.
+    pub enabled: bool,
+    /// Background operations (workflows, Exchange sync, outgoing email). `false` is allowed
+    /// only while administration mode is enabled (I10).
+    #[serde(default = "default_true")]
+    pub background_operations: bool,
+    /// Custom message shown to users who try to sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// An approved update (U2-U4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApproval {
+    /// Target version, e.g. `8.1.0` (U1, U3).
+    #[schemars(regex(pattern = r"^\d+\.\d+\.\d+(\.\d+)?$"))]
+    pub target_version: String,
+    /// Preferred date and time (RFC 3339, UTC).
+    pub preferred: String,
+    /// Alternate date and time (RFC 3339, UTC).
+    pub alternate: String,
+}
+
+/// Copy of another instance onto this sandbox (I11).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyFrom {
+    /// Key of the source instance.
+    pub instance: String,
+    /// `full` (data, users, customizations) or `minimal` (users, customizations, schema).
+    pub kind: CopyKind,
+}
+
+/// Kind of copy (I11).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyKind {
+    /// All data, users and customizations.
+    Full,
+    /// Users, customizations and schema only.
+    Minimal,
+}

@@ -1,0 +1,62 @@
+//! The state file: which remote object each address of the file manages.
+//!
+//! `{"version":1,"serial":N,"lineage":"...","tenant":"...","resources":{address:{...}}}`.
+//! Written atomically (temp file, fsync, rename) and locked while in use.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::action::ObjKind;
+
+/// Version of the state file format.
+pub const STATE_VERSION: u32 = 1;
+
+/// The state: address -> remote object, with a serial and a lineage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Format version.
+    pub version: u32,
+    /// Bumped on every write that changes something.
+    pub serial: u64,
+    /// Random id fixed when the state is first created; a plan made against another lineage
+    /// is refused.
+    pub lineage: String,
+    /// Tenant domain.
+    #[serde(default)]
+    pub tenant: String,
+    /// Managed objects by address (`users.ana@coho.com`, `instances.sales`, ...).
+    #[serde(default)]
+    pub resources: BTreeMap<String, Resource>,
+}
+
+/// One managed remote object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    /// What kind of object.
+    pub kind: ObjKind,
+    /// Remote id.
+    pub id: String,
+    /// `protect: true` remembered from the file (instances only), so that a plan that
+    /// deletes a protected instance removed from the file is still an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protect: bool,
+}
+
+impl State {
+    /// An empty state with the given lineage (serial 0).
+    pub fn empty(lineage: impl Into<String>) -> State {
+        State {
+            version: STATE_VERSION,
+            serial: 0,
+            lineage: lineage.into(),
+            tenant: String::new(),
+            resources: BTreeMap::new(),
+        }
+    }
+
+    /// The remote id of an address.
+    pub fn id_of(&self, address: &str) -> Option<&str> {
+        self.resources.get(address).map(|r| r.id.as_str())
+    }
+}

@@ -1,0 +1,325 @@
+//! The observed tenant: what a provider reads from the service.
+//!
+//! Shared by the planner (which diffs it against the desired model) and by every provider
+//! (which produces it). Objects are keyed by their remote id; ids are opaque strings.
+//! Everything here is plain data: no I/O, no rules. The rules live in the planner (to order
+//! actions) and, independently, in each provider (to refuse bad requests).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::spec::model::{AccessMode, AdminRole, CopyKind, InstanceType, LicensePlan, Region};
+
+/// Included storage of every account, in GB (T6).
+pub const BASE_STORAGE_GB: f64 = 5.0;
+/// Storage added per 20 paid Professional + Enterprise licenses, in GB (T6).
+pub const STORAGE_PER_20_LICENSES_GB: f64 = 2.5;
+/// Included storage cap, in GB (T6).
+pub const MAX_INCLUDED_STORAGE_GB: f64 = 50.0;
+/// Paid Professional + Enterprise licenses that include one extra sandbox (T6).
+pub const LICENSES_FOR_INCLUDED_SANDBOX: u32 = 25;
+/// At most this many production instances per tenant (T7).
+pub const MAX_PRODUCTION_INSTANCES: u32 = 50;
+/// At most this many sandbox instances per tenant (T7).
+pub const MAX_SANDBOX_INSTANCES: u32 = 75;
+/// At most this many non-interactive users per instance (P3).
+pub const MAX_NON_INTERACTIVE_PER_INSTANCE: usize = 5;
+/// The versions a fresh local tenant knows, oldest first (U1).
+pub const KNOWN_VERSIONS: [&str; 4] = ["7.0.0", "7.1.0", "8.0.0", "8.1.0"];
+
+/// The whole observed tenant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// `<name>.onmicrosoft.com` (T1); empty for a fresh local tenant not yet named.
+    pub domain: String,
+    /// A trial subscription cannot buy instances or storage (T5).
+    #[serde(default)]
+    pub trial: bool,
+    /// Purchased license count per plan (T2). A missing plan means 0.
+    #[serde(default)]
+    pub licenses: BTreeMap<LicensePlan, u32>,
+    /// Storage (T6, T8).
+    #[serde(default)]
+    pub storage: StorageState,
+    /// Instance slots bought as add-ons, beyond the included ones (I2, T6).
+    #[serde(default)]
+    pub slots: Slots,
+    /// Versions the service offers, oldest first (U1).
+    #[serde(default)]
+    pub versions: Vec<String>,
+    /// Security groups by id.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Group>,
+    /// Users by id.
+    #[serde(default)]
+    pub users: BTreeMap<String, User>,
+    /// Instances by id.
+    #[serde(default)]
+    pub instances: BTreeMap<String, Instance>,
+}
+
+/// Storage figures (T6, T8).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageState {
+    /// Storage add-on bought, in GB.
+    #[serde(default)]
+    pub additional_gb: u32,
+    /// Storage in use by all instances, in GB (T8).
+    #[serde(default)]
+    pub used_gb: f64,
+}
+
+/// Instance slots bought as add-ons (I2). Included slots (T6) are derived, not stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slots {
+    /// Production add-on slots bought.
+    #[serde(default)]
+    pub production: u32,
+    /// Sandbox add-on slots bought.
+    #[serde(default)]
+    pub sandbox: u32,
+}
+
+/// A security group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Remote id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Member user ids.
+    #[serde(default)]
+    pub members: BTreeSet<String>,
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Remote id.
+    pub id: String,
+    /// User principal name (P1).
+    pub upn: String,
+    /// Full name.
+    #[serde(default)]
+    pub name: String,
+    /// License held, if any (T3).
+    #[serde(default)]
+    pub license: Option<LicensePlan>,
+    /// Access mode (P3).
+    pub access_mode: AccessMode,
+    /// Security roles per instance id (P2).
+    #[serde(default)]
+    pub roles: BTreeMap<String, BTreeSet<String>>,
+    /// Tenant administrator roles (P6).
+    #[serde(default)]
+    pub admin_roles: BTreeSet<AdminRole>,
+}
+
+/// Lifecycle status of an instance (I4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatus {
+    /// Being provisioned: cannot be edited (I4).
+    Provisioning,
+    /// Ready.
+    Ready,
+    /// Disabled: must be enabled before it can be edited (I4).
+    Disabled,
+}
+
+/// An instance (I1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// Remote id.
+    pub id: String,
+    /// Friendly name.
+    pub name: String,
+    /// URL name (I5).
+    pub url: String,
+    /// Production or sandbox (I7).
+    #[serde(rename = "type")]
+    pub kind: InstanceType,
+    /// The kind of slot the instance occupies (I7: a sandbox may sit in a production slot).
+    pub slot: InstanceType,
+    /// Purpose.
+    #[serde(default)]
+    pub purpose: String,
+    /// Region (I6).
+    pub region: Region,
+    /// Base currency (I3).
+    pub currency: String,
+    /// Base language LCID (I3).
+    pub language: u32,
+    /// Id of the bound security group (I12).
+    #[serde(default)]
+    pub security_group: Option<String>,
+    /// Lifecycle status (I4).
+    pub status: InstanceStatus,
+    /// Current version (U1).
+    pub version: String,
+    /// Administration mode (I10).
+    #[serde(default)]
+    pub admin_mode: AdminModeState,
+    /// Extra update notification recipients (I13).
+    #[serde(default)]
+    pub notification_recipients: Vec<String>,
+    /// The update approved or scheduled, if any (U2-U4).
+    #[serde(default)]
+    pub update: Option<UpdateState>,
+}
+
+/// Administration mode as observed (I10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminModeState {
+    /// Administration mode on.
+    pub enabled: bool,
+    /// Background operations running.
+    pub background_operations: bool,
+    /// Message shown at sign-in.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl Default for AdminModeState {
+    fn default() -> Self {
+        AdminModeState {
+            enabled: false,
+            background_operations: true,
+            message: None,
+        }
+    }
+}
+
+/// Update status of an instance (U4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateState {
+    /// Target version (U3).
+    pub target_version: String,
+    /// Preferred date.
+    pub preferred: String,
+    /// Alternate date.
+    pub alternate: String,
+    /// State of the update (U4).
+    pub state: UpdatePhase,
+}
+
+/// The phases of an update (U4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdatePhase {
+    /// Offered, not yet scheduled.
+    Available,
+    /// Scheduled by the service.
+    Scheduled,
+    /// Approved by an admin; can still be rescheduled.
+    Approved,
+    /// Running: can no longer be rescheduled (U4).
+    InProgress,
+    /// Done.
+    Updated,
+}
+
+impl Tenant {
+    /// A fresh local tenant: a new paid subscription with one production slot ready to
+    /// configure, 5 GB storage, no licenses, users or groups; versions 7.0.0 to 8.1.0.
+    pub fn fresh(domain: &str) -> Tenant {
+        Tenant {
+            domain: domain.to_string(),
+            versions: KNOWN_VERSIONS.iter().map(|v| v.to_string()).collect(),
+            ..Tenant::default()
+        }
+    }
+
+    /// Purchased count of a plan.
+    pub fn purchased(&self, plan: LicensePlan) -> u32 {
+        self.licenses.get(&plan).copied().unwrap_or(0)
+    }
+
+    /// Paid Professional + Enterprise licenses (T5, T6).
+    pub fn pro_enterprise(&self) -> u32 {
+        self.purchased(LicensePlan::Professional) + self.purchased(LicensePlan::Enterprise)
+    }
+
+    /// Total slots of a kind: included (T6) plus bought (I2).
+    pub fn total_slots(&self, kind: InstanceType) -> u32 {
+        included_slots(kind, self.pro_enterprise())
+            + match kind {
+                InstanceType::Production => self.slots.production,
+                InstanceType::Sandbox => self.slots.sandbox,
+            }
+    }
+
+    /// Slots of a kind occupied by instances.
+    pub fn used_slots(&self, kind: InstanceType) -> u32 {
+        self.instances.values().filter(|i| i.slot == kind).count() as u32
+    }
+
+    /// Free ("ready to configure") slots of a kind (I2). Can be negative conceptually when
+    /// licenses were reduced below the included sandbox threshold; saturates at 0.
+    pub fn free_slots(&self, kind: InstanceType) -> u32 {
+        self.total_slots(kind).saturating_sub(self.used_slots(kind))
+    }
+
+    /// Included storage in GB (T6).
+    pub fn included_storage_gb(&self) -> f64 {
+        included_storage_gb(self.pro_enterprise())
+    }
+
+    /// Licenses of a plan assigned to users (T3, T4).
+    pub fn assigned(&self, plan: LicensePlan) -> u32 {
+        self.users
+            .values()
+            .filter(|u| u.license == Some(plan))
+            .count() as u32
+    }
+}
+
+/// Included slots of a kind for a number of paid Professional + Enterprise licenses (T6).
+pub fn included_slots(kind: InstanceType, pro_enterprise: u32) -> u32 {
+    match kind {
+        InstanceType::Production => 1,
+        InstanceType::Sandbox => u32::from(pro_enterprise >= LICENSES_FOR_INCLUDED_SANDBOX),
+    }
+}
+
+/// Included storage in GB for a number of paid Professional + Enterprise licenses (T6).
+pub fn included_storage_gb(pro_enterprise: u32) -> f64 {
+    (BASE_STORAGE_GB + STORAGE_PER_20_LICENSES_GB * f64::from(pro_enterprise / 20))
+        .min(MAX_INCLUDED_STORAGE_GB)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t6_included_capacity() {
+        assert_eq!(included_slots(InstanceType::Production, 0), 1);
+        assert_eq!(included_slots(InstanceType::Sandbox, 24), 0);
+        assert_eq!(included_slots(InstanceType::Sandbox, 25), 1);
+        assert_eq!(included_storage_gb(0), 5.0);
+        assert_eq!(included_storage_gb(19), 5.0);
+        assert_eq!(included_storage_gb(40), 10.0);
+        assert_eq!(included_storage_gb(100_000), 50.0);
+    }
+
+    #[test]
+    fn fresh_tenant_has_one_free_production_slot() {
+        let t = Tenant::fresh("coho.onmicrosoft.com");
+        assert_eq!(t.free_slots(InstanceType::Production), 1);
+        assert_eq!(t.free_slots(InstanceType::Sandbox), 0);
+        assert_eq!(t.versions.last().map(String::as_str), Some("8.1.0"));
+    }
+}
