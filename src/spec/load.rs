@@ -29,17 +29,17 @@ pub struct Loaded {
     /// Warnings (no errors).
     pub diagnostics: Vec<Diagnostic>,
     /// The source, for locating later diagnostics (e.g. from the planner).
-    pub source: Source,
+    pub src: Source,
 }
 
 /// A file that could not be loaded or had errors.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{} problem(s) in {}", diagnostics.len(), source.path)]
+#[error("{} problem(s) in {}", diagnostics.len(), src.path)]
 pub struct LoadFailure {
     /// Every problem found (errors and warnings).
     pub diagnostics: Vec<Diagnostic>,
     /// The source (empty text when the file could not be read).
-    pub source: Source,
+    pub src: Source,
 }
 
 /// Read, parse and validate a desired-state file (YAML, or JSON by extension).
@@ -47,7 +47,7 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| LoadFailure {
         diagnostics: vec![Diagnostic::error(display.clone(), format!("cannot read file: {e}"))],
-        source: Source {
+        src: Source {
             path: display.clone(),
             text: String::new(),
         },
@@ -71,11 +71,11 @@ pub fn load_str(path: &str, text: String) -> Result<Loaded, LoadFailure> {
         Ok(desired) => Ok(Loaded {
             desired,
             diagnostics: vec![],
-            source,
+            src: source,
         }),
         Err(msg) => Err(LoadFailure {
             diagnostics: vec![Diagnostic::error(path, msg)],
-            source,
+            src: source,
         }),
     }
 }
