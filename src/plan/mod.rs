@@ -1,6 +1,7 @@
 //! The pure planner: `plan(desired, observed, state) -> Plan`. No I/O, deterministic.
 
 pub mod action;
+pub mod saved;
 
 pub use action::{Action, ActionKind, Change, ObjKind, ObjRef, Op, Plan, Summary};
 
