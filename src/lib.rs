@@ -10,3 +10,4 @@ pub mod spec;
 pub mod state;
 pub mod tenant;
 pub mod cli;
+pub mod synth;

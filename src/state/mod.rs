@@ -3,6 +3,9 @@
 //! `{"version":1,"serial":N,"lineage":"...","tenant":"...","resources":{address:{...}}}`.
 //! Written atomically (temp file, fsync, rename) and locked while in use.
 
+pub mod lock;
+pub mod store;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

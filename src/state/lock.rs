@@ -1,0 +1,224 @@
+//! The state lock: `<state>.lock`, held for a whole plan or apply.
+//!
+//! The lock file is created with `create_new` (atomic on every local filesystem), holds
+//! JSON `{id, owner, pid, created, operation}`, and is removed when the [`StateLock`] is
+//! dropped. A run that finds the file fails with a message naming the holder; a lock left by
+//! a crashed run is removed with `crmctl force-unlock ID`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// What the lock file says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Lock id, given to `force-unlock`.
+    pub id: String,
+    /// `user@host` of the holder.
+    pub owner: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// When the lock was taken, in seconds since the Unix epoch.
+    pub created: u64,
+    /// What the holder is doing (`plan`, `apply`).
+    pub operation: String,
+}
+
+/// Why a lock could not be taken or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another run holds the lock.
+    #[error("the state {state} is locked by {} (pid {}, operation `{}`, taken {}, lock id {}).\nIf no crmctl run is active (e.g. it crashed), remove the lock with: crmctl force-unlock {}", .info.owner, .info.pid, .info.operation, describe_age(.info.created), .info.id, .info.id)]
+    Held {
+        /// The state file.
+        state: PathBuf,
+        /// The holder.
+        info: LockInfo,
+    },
+    /// The lock file exists but cannot be read.
+    #[error("the state {state} is locked but the lock file {lock} is unreadable ({message}); if no crmctl run is active, delete the lock file by hand")]
+    Unreadable {
+        /// The state file.
+        state: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// `force-unlock` was given an id that is not the lock's.
+    #[error("the lock on {state} has id {actual}, not {given}; nothing removed (the lock is held by {owner})")]
+    WrongId {
+        /// The state file.
+        state: PathBuf,
+        /// Id given.
+        given: String,
+        /// Id of the lock.
+        actual: String,
+        /// Holder.
+        owner: String,
+    },
+    /// `force-unlock` found no lock.
+    #[error("the state {0} is not locked; nothing to do")]
+    NotLocked(PathBuf),
+    /// I/O failure.
+    #[error("lock file {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A held lock; removes its file on drop.
+#[derive(Debug)]
+pub struct StateLock {
+    path: PathBuf,
+    info: LockInfo,
+}
+
+/// The lock file of a state file: `<state>.lock`.
+pub fn lock_path(state: &Path) -> PathBuf {
+    let mut s = state.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn describe_age(created: u64) -> String {
+    let age = now_secs().saturating_sub(created);
+    match age {
+        0..=59 => format!("{age} s ago"),
+        60..=3599 => format!("{} min ago", age / 60),
+        3600..=86_399 => format!("{} h ago", age / 3600),
+        _ => format!("{} days ago", age / 86_400),
+    }
+}
+
+fn owner() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{user}@{host}")
+}
+
+/// Read the lock of `state`, if any.
+pub fn read_lock(state: &Path) -> Result<Option<LockInfo>, LockError> {
+    let path = lock_path(state);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| LockError::Unreadable {
+                state: state.to_path_buf(),
+                lock: path,
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LockError::Io { path, source }),
+    }
+}
+
+impl StateLock {
+    /// Take the lock of `state` for `operation`; fails with [`LockError::Held`] when another
+    /// run holds it. Creates the state's directory when missing.
+    pub fn acquire(state: &Path, operation: &str) -> Result<StateLock, LockError> {
+        let path = lock_path(state);
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let info = LockInfo {
+            id: format!("{:016x}", fastrand::u64(..)),
+            owner: owner(),
+            pid: std::process::id(),
+            created: now_secs(),
+            operation: operation.to_string(),
+        };
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(match read_lock(state)? {
+                    Some(info) => LockError::Held {
+                        state: state.to_path_buf(),
+                        info,
+                    },
+                    // Removed between our create and our read: report as busy anyway.
+                    None => LockError::Unreadable {
+                        state: state.to_path_buf(),
+                        lock: path.clone(),
+                        message: "the lock disappeared while being read; retry".to_string(),
+                    },
+                });
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let lock = StateLock {
+            path: path.clone(),
+            info,
+        };
+        let json = serde_json::to_vec_pretty(&lock.info).expect("lock info serializes");
+        file.write_all(&json).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(lock)
+    }
+
+    /// The lock's details.
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        // Remove only our own lock (a force-unlock may have replaced it meanwhile).
+        let ours = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<LockInfo>(&t).ok())
+            .is_some_and(|i| i.id == self.info.id);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Remove the lock of `state` if its id is `id` (`crmctl force-unlock`). Returns the removed
+/// lock's details.
+pub fn force_unlock(state: &Path, id: &str) -> Result<LockInfo, LockError> {
+    let path = lock_path(state);
+    let info = read_lock(state)?.ok_or_else(|| LockError::NotLocked(state.to_path_buf()))?;
+    if info.id != id {
+        return Err(LockError::WrongId {
+            state: state.to_path_buf(),
+            given: id.to_string(),
+            actual: info.id,
+            owner: info.owner,
+        });
+    }
+    std::fs::remove_file(&path).map_err(|source| LockError::Io { path, source })?;
+    Ok(info)
+}

@@ -1,0 +1,239 @@
+//! Generated desired tenants of any size, for benchmarks and scale tests.
+//!
+//! Deterministic: the same [`SynthParams`] always give the same [`Desired`] value, so that
+//! benchmark runs compare like with like. The tenant it builds is valid for the service's
+//! rules: purchased licenses cover every assignment (T3), instance counts stay within T7,
+//! only read-write users are generated (so P3's limit of 5 non-interactive users per
+//! instance never binds), and every role names a declared instance (P2).
+
+use std::collections::BTreeMap;
+
+use crate::spec::model::{
+    AccessMode, Desired, Instance, InstanceType, LicensePlan, Region, SecurityGroup, User,
+};
+
+/// Size and shape of a generated tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynthParams {
+    /// Number of users.
+    pub users: usize,
+    /// Number of security groups.
+    pub groups: usize,
+    /// Total group memberships, spread evenly over the groups (at most `users` per group).
+    pub memberships: usize,
+    /// Number of instances; the first `min(n, 50)` are production (T7), the rest sandboxes.
+    pub instances: usize,
+    /// Seed of the pseudo-random choices.
+    pub seed: u64,
+}
+
+impl SynthParams {
+    /// The issues' reference size: 100,000 users, 2,000 groups holding 1,000,000
+    /// memberships, and 125 instances (50 production + 75 sandbox, the T7 maximum).
+    pub fn reference() -> SynthParams {
+        SynthParams {
+            users: 100_000,
+            groups: 2_000,
+            memberships: 1_000_000,
+            instances: 125,
+            seed: 42,
+        }
+    }
+
+    /// A small tenant of the same shape, for tests.
+    pub fn small() -> SynthParams {
+        SynthParams {
+            users: 200,
+            groups: 10,
+            memberships: 600,
+            instances: 5,
+            seed: 7,
+        }
+    }
+}
+
+/// A tiny deterministic generator (SplitMix64); statistical quality is irrelevant here.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const REGIONS: [Region; 10] = [
+    Region::NA,
+    Region::SAM,
+    Region::CAN,
+    Region::EMEA,
+    Region::APAC,
+    Region::OCE,
+    Region::JPN,
+    Region::IND,
+    Region::GCC,
+    Region::UK,
+];
+
+const ROLES: [&str; 5] = [
+    "Salesperson",
+    "Sales Manager",
+    "Customer Service Representative",
+    "Marketing Professional",
+    "System Customizer",
+];
+
+/// The UPN of generated user `i`.
+pub fn user_upn(i: usize) -> String {
+    format!("user{i:06}@synth.example.com")
+}
+
+/// The key of generated instance `i`.
+pub fn instance_key(i: usize) -> String {
+    let (kind, n) = if i < 50 { ("prod", i) } else { ("sbx", i - 50) };
+    format!("{kind}{n:03}")
+}
+
+/// Generate a desired tenant.
+pub fn generate(p: &SynthParams) -> Desired {
+    let mut rng = SplitMix(p.seed);
+    let instance_keys: Vec<String> = (0..p.instances).map(instance_key).collect();
+    let group_keys: Vec<String> = (0..p.groups).map(|g| format!("group{g:04}")).collect();
+
+    let mut instances = BTreeMap::new();
+    for (i, key) in instance_keys.iter().enumerate() {
+        let kind = if i < 50 {
+            InstanceType::Production
+        } else {
+            InstanceType::Sandbox
+        };
+        let region = REGIONS[i % REGIONS.len()];
+        instances.insert(
+            key.clone(),
+            Instance {
+                name: format!("Synth {} {}", kind.as_str(), key),
+                url: format!("synth-{key}"),
+                kind,
+                purpose: Some(format!("Generated instance {i}")),
+                region: Some(region),
+                currency: Some(["USD", "EUR", "GBP", "JPY", "CAD"][i % 5].to_string()),
+                language: Some(1033),
+                security_group: if p.groups > 0 && i % 3 == 0 {
+                    Some(group_keys[i % p.groups].clone())
+                } else {
+                    None
+                },
+                notification_recipients: Some(vec![format!("admins+{key}@synth.example.com")]),
+                update: None,
+                protect: false,
+                admin_mode: None,
+                copy_from: None,
+            },
+        );
+    }
+
+    let mut users = BTreeMap::new();
+    let (mut pro, mut ent) = (0u32, 0u32);
+    for i in 0..p.users {
+        let license = if i % 10 == 0 {
+            ent += 1;
+            LicensePlan::Enterprise
+        } else {
+            pro += 1;
+            LicensePlan::Professional
+        };
+        let mut roles = BTreeMap::new();
+        if !instance_keys.is_empty() {
+            let inst = &instance_keys[rng.below(instance_keys.len())];
+            roles.insert(inst.clone(), vec![ROLES[rng.below(ROLES.len())].to_string()]);
+        }
+        users.insert(
+            user_upn(i),
+            User {
+                name: Some(format!("Synthetic User {i}")),
+                license: Some(license),
+                access_mode: Some(AccessMode::ReadWrite),
+                roles: Some(roles),
+                admin_roles: None,
+            },
+        );
+    }
+
+    let mut security_groups = BTreeMap::new();
+    let per_group = if p.groups == 0 {
+        0
+    } else {
+        (p.memberships / p.groups).min(p.users)
+    };
+    for (g, key) in group_keys.iter().enumerate() {
+        // A contiguous window of users starting at a pseudo-random offset: distinct members.
+        let start = rng.below(p.users.max(1));
+        let members = (0..per_group)
+            .map(|k| user_upn((start + k) % p.users.max(1)))
+            .collect();
+        security_groups.insert(
+            key.clone(),
+            SecurityGroup {
+                name: Some(format!("Synth_SG_{g:04}")),
+                description: Some(format!("Generated group {g}")),
+                members: Some(members),
+            },
+        );
+    }
+
+    let mut licenses = BTreeMap::new();
+    // Buy a little headroom over what is assigned (T3), and enough Professional licenses to
+    // be allowed to buy instance slots at all (T5).
+    licenses.insert(LicensePlan::Professional, pro + pro / 10 + 1);
+    licenses.insert(LicensePlan::Enterprise, ent + ent / 10);
+
+    Desired {
+        schema: None,
+        tenant: "synth.onmicrosoft.com".to_string(),
+        licenses: Some(licenses),
+        storage: None,
+        security_groups: Some(security_groups),
+        users: Some(users),
+        instances: Some(instances),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_shaped() {
+        let p = SynthParams::small();
+        let a = generate(&p);
+        assert_eq!(a, generate(&p));
+        assert_eq!(a.users.as_ref().unwrap().len(), 200);
+        let groups = a.security_groups.as_ref().unwrap();
+        assert_eq!(groups.len(), 10);
+        let members: usize = groups
+            .values()
+            .map(|g| g.members.as_ref().unwrap().len())
+            .sum();
+        assert_eq!(members, 600);
+        // T3: purchased covers assigned.
+        let lic = a.licenses.as_ref().unwrap();
+        assert!(lic[&LicensePlan::Professional] >= 180);
+        assert!(lic[&LicensePlan::Enterprise] >= 20);
+    }
+
+    #[test]
+    fn memberships_are_distinct_within_a_group() {
+        let d = generate(&SynthParams::small());
+        for g in d.security_groups.unwrap().values() {
+            let m = g.members.as_ref().unwrap();
+            let set: std::collections::BTreeSet<_> = m.iter().collect();
+            assert_eq!(set.len(), m.len());
+        }
+    }
+}
