@@ -3,9 +3,11 @@
 //! See ARCHITECTURE.md for the code map and the invariants between modules.
 #![deny(missing_docs)]
 
+pub mod apply;
 pub mod diag;
 pub mod plan;
 pub mod provider;
+pub mod render;
 pub mod spec;
 pub mod state;
 pub mod tenant;

@@ -1,22 +1,317 @@
 //! `crmctl apply` and `crmctl force-unlock`.
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::apply::{self, ActionOutcome, ApplyError, ApplyOptions, ApplyReport};
+use crate::cli::common;
+use crate::plan::saved::{SavedPlan, SAVED_PLAN_VERSION};
+use crate::plan::Plan;
+use crate::provider::Provider;
+use crate::spec::load::{self, Source};
+use crate::state::{store, State};
 
 /// Arguments of `apply`.
 #[derive(Debug, clap::Args)]
-pub struct ApplyArgs {}
+pub struct ApplyArgs {
+    /// A plan saved with `crmctl plan --out PLANFILE` (counts as approved).
+    #[arg(value_name = "PLANFILE", conflicts_with = "file")]
+    pub planfile: Option<PathBuf>,
+    /// Desired-state file: plan now, show the plan, ask for approval, apply.
+    #[arg(short = 'f', long = "file", required_unless_present = "planfile")]
+    pub file: Option<PathBuf>,
+    /// Backend (`local:PATH`). Default: the saved plan's, else `local:.crmctl/tenant.db`.
+    #[arg(long, env = "CRMCTL_BACKEND")]
+    pub backend: Option<String>,
+    /// State file. Default: the saved plan's, else `.crmctl/state.json`.
+    #[arg(long, env = "CRMCTL_STATE")]
+    pub state: Option<PathBuf>,
+    /// Do not ask for approval (required without a TTY, unless a PLANFILE is given).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Allow destructive actions (delete_instance, reset_instance, copy_instance onto an
+    /// existing instance, delete_user, delete_group).
+    #[arg(long)]
+    pub allow_destroy: bool,
+    /// Actions run at once.
+    #[arg(long, default_value_t = apply::DEFAULT_PARALLELISM, value_parser = parse_parallelism)]
+    pub parallelism: usize,
+}
+
+fn parse_parallelism(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a number from 1 to 256")),
+    }
+}
 
 /// Arguments of `force-unlock`.
 #[derive(Debug, clap::Args)]
 pub struct ForceUnlockArgs {
     /// The lock id printed by the run that holds the lock.
     pub id: String,
+    /// State file whose lock to remove.
+    #[arg(long, env = "CRMCTL_STATE", default_value = common::DEFAULT_STATE)]
+    pub state: PathBuf,
 }
 
-pub fn run_apply(_args: &ApplyArgs, _color: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("apply: not implemented yet")
+/// `crmctl apply`.
+pub fn run_apply(args: &ApplyArgs, color: bool) -> anyhow::Result<ExitCode> {
+    match (&args.planfile, &args.file) {
+        (Some(planfile), _) => apply_saved(args, planfile, color),
+        (None, Some(file)) => apply_file(args, file, color),
+        (None, None) => bail!("give a desired-state file with -f FILE, or a saved PLANFILE"),
+    }
 }
 
-pub fn run_force_unlock(_args: &ForceUnlockArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("force-unlock: not implemented yet")
+fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<ExitCode> {
+    let loaded = match load::load_file(file) {
+        Ok(l) => l,
+        Err(f) => {
+            eprint!("{}", load::render_diagnostics(&f.diagnostics, &f.src, color));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !loaded.diagnostics.is_empty() {
+        eprint!("{}", load::render_diagnostics(&loaded.diagnostics, &loaded.src, color));
+    }
+    let state_path = args
+        .state
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(common::DEFAULT_STATE));
+    let _lock = common::lock_state(&state_path, "apply")?;
+    let backend = common::open_local(args.backend.as_deref())?;
+    let mut state = common::read_state(&state_path)?;
+    let observed = backend.observe().context("cannot read the tenant")?;
+    let plan = crate::plan::plan(&loaded.desired, &observed, &state);
+    print_plan(&plan, &loaded.src, color);
+    if plan.has_errors() {
+        eprintln!("The plan has errors; nothing was done.");
+        return Ok(ExitCode::from(1));
+    }
+    let protect: BTreeMap<String, bool> = loaded
+        .desired
+        .instances
+        .iter()
+        .flatten()
+        .map(|(k, i)| (format!("instances.{k}"), i.protect))
+        .collect();
+    if let Err(e) = apply::preflight(&plan, args.allow_destroy) {
+        eprintln!("error: {e}");
+        if matches!(e, ApplyError::DestroyNotAllowed(_)) {
+            eprintln!("Run again with --allow-destroy to allow them.");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    if plan.actions.is_empty() {
+        // Still record changed protect flags (a real state change), without a serial bump
+        // when nothing changes.
+        run(&plan, &backend, &mut state, &state_path, args, protect)?;
+        println!("No changes. The tenant matches {}.", file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.auto_approve && !approve()? {
+        eprintln!("Apply cancelled; nothing was done.");
+        return Ok(ExitCode::from(1));
+    }
+    backend.set_domain_hint(&loaded.desired.tenant)?;
+    let report = run(&plan, &backend, &mut state, &state_path, args, protect)?;
+    Ok(summarize(&plan, &report))
+}
+
+fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(planfile)
+        .with_context(|| format!("cannot read the plan file {}", planfile.display()))?;
+    let saved: SavedPlan = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a plan saved by `crmctl plan --out` (a desired-state file needs -f)",
+            planfile.display()
+        )
+    })?;
+    if saved.version > SAVED_PLAN_VERSION {
+        bail!(
+            "{}: saved plan version {} is newer than this crmctl supports ({SAVED_PLAN_VERSION}); upgrade crmctl",
+            planfile.display(),
+            saved.version
+        );
+    }
+    let state_path = args
+        .state
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&saved.state_path));
+    let backend_spec = args.backend.clone().unwrap_or_else(|| saved.backend.clone());
+    let _lock = common::lock_state(&state_path, "apply")?;
+    let backend = common::open_local(Some(&backend_spec))?;
+    let mut state = match store::load(&state_path)? {
+        Some(s) => s,
+        // The plan was made without a state file and none was written since.
+        None if saved.state_serial == 0 => State::empty(saved.state_lineage.clone()),
+        None => bail!(
+            "the saved plan {} is stale: it was made with state serial {} but the state {} no longer exists; run `crmctl plan` again",
+            planfile.display(),
+            saved.state_serial,
+            state_path.display()
+        ),
+    };
+    if state.lineage != saved.state_lineage {
+        bail!(
+            "the saved plan {} is stale: it was made for state lineage {} but {} has lineage {}; run `crmctl plan` again",
+            planfile.display(),
+            saved.state_lineage,
+            state_path.display(),
+            state.lineage
+        );
+    }
+    if state.serial != saved.state_serial {
+        bail!(
+            "the saved plan {} is stale: the state {} changed since it was made (serial {} -> {}); run `crmctl plan` again",
+            planfile.display(),
+            state_path.display(),
+            saved.state_serial,
+            state.serial
+        );
+    }
+    let observed = backend.observe().context("cannot read the tenant")?;
+    let fingerprint = crate::plan::fingerprint(&observed);
+    if fingerprint != saved.plan.fingerprint {
+        bail!(
+            "the saved plan {} is stale: the tenant {} changed since it was made (fingerprint {} -> {}); run `crmctl plan` again",
+            planfile.display(),
+            backend_spec,
+            short(&saved.plan.fingerprint),
+            short(&fingerprint)
+        );
+    }
+    let plan = saved.plan;
+    let src = Source {
+        path: planfile.display().to_string(),
+        text: String::new(),
+    };
+    print_plan(&plan, &src, color);
+    if plan.has_errors() {
+        eprintln!("The plan has errors; nothing was done.");
+        return Ok(ExitCode::from(1));
+    }
+    if let Err(e) = apply::preflight(&plan, args.allow_destroy) {
+        eprintln!("error: {e}");
+        if matches!(e, ApplyError::DestroyNotAllowed(_)) {
+            eprintln!("Run again with --allow-destroy to allow them.");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    backend.set_domain_hint(&plan.tenant)?;
+    let report = run(&plan, &backend, &mut state, &state_path, args, saved.protect)?;
+    Ok(summarize(&plan, &report))
+}
+
+fn short(fp: &str) -> &str {
+    &fp[..fp.len().min(12)]
+}
+
+/// Ask for `yes` on a TTY; without one, --auto-approve is required.
+fn approve() -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask for approval: review the plan and run again with --auto-approve (or apply a saved plan)");
+    }
+    eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+fn run(
+    plan: &Plan,
+    backend: &dyn Provider,
+    state: &mut State,
+    state_path: &Path,
+    args: &ApplyArgs,
+    protect: BTreeMap<String, bool>,
+) -> anyhow::Result<ApplyReport> {
+    let opts = ApplyOptions {
+        parallelism: args.parallelism,
+        allow_destroy: args.allow_destroy,
+        protect,
+    };
+    let mut save = |s: &State| store::save(state_path, s).map_err(|e| e.to_string());
+    let progress = |e: &apply::ProgressEvent<'_>| eprintln!("{}", e.line());
+    match apply::apply(plan, backend, state, &mut save, &opts, &progress) {
+        Ok(report) => Ok(report),
+        Err(ApplyError::StateSave { message, report }) => {
+            summarize(plan, &report);
+            bail!("cannot save the state {}: {message}", state_path.display())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
+    let (done, failed, skipped) = (
+        report.done().len(),
+        report.failed(),
+        report.skipped().len(),
+    );
+    if report.success() && report.outcomes.len() == plan.actions.len() {
+        println!("Apply complete! {done} done.");
+        return ExitCode::SUCCESS;
+    }
+    let not_started = plan.actions.len() - report.outcomes.len();
+    eprintln!();
+    for id in &failed {
+        let a = &plan.actions[*id];
+        if let Some(ActionOutcome::Failed(e)) = report.outcomes.get(id) {
+            eprintln!("error: {} {}: {e}", a.kind.as_str(), a.address);
+        }
+    }
+    let mut line = format!(
+        "Apply failed: {done} done, {} failed, {skipped} skipped",
+        failed.len()
+    );
+    if not_started > 0 {
+        line.push_str(&format!(", {not_started} not started"));
+    }
+    eprintln!("{line}. Fix the cause and run plan and apply again to finish the job.");
+    ExitCode::from(1)
+}
+
+/// Print the plan for review (diagnostics, then the actions).
+fn print_plan(plan: &Plan, src: &Source, color: bool) {
+    if !plan.diagnostics.is_empty() {
+        eprint!("{}", load::render_diagnostics(&plan.diagnostics, src, color));
+    }
+    if plan.actions.is_empty() {
+        return;
+    }
+    let mut out = String::new();
+    for a in &plan.actions {
+        let sym = if a.destructive { "!" } else { " " };
+        out.push_str(&format!("{sym} {:<28} {}\n", a.kind.as_str(), a.address));
+        for c in &a.changes {
+            out.push_str(&format!("      {}: {} -> {}\n", c.path, c.before, c.after));
+        }
+    }
+    let s = &plan.summary;
+    out.push_str(&format!(
+        "\nPlan: {} to buy, {} to create, {} to change, {} to delete, {} to replace.\n",
+        s.buy, s.create, s.change, s.delete, s.replace
+    ));
+    print!("{out}");
+}
+
+/// `crmctl force-unlock ID`.
+pub fn run_force_unlock(args: &ForceUnlockArgs) -> anyhow::Result<ExitCode> {
+    let info = crate::state::lock::force_unlock(&args.state, &args.id)?;
+    println!(
+        "Removed the lock {} on {} (held by {}, pid {}, operation `{}`).",
+        info.id,
+        args.state.display(),
+        info.owner,
+        info.pid,
+        info.operation
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,20 @@
 //! Helpers shared by the commands.
 
 use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::provider::local::LocalProvider;
+use crate::provider::Provider;
+use crate::state::lock::StateLock;
+use crate::state::State;
+
+/// The backend used when `--backend` is not given: the embedded local tenant.
+pub const DEFAULT_BACKEND: &str = "local:.crmctl/tenant.db";
+
+/// The state file used when `--state` is not given.
+pub const DEFAULT_STATE: &str = ".crmctl/state.json";
 
 /// Colors only on a TTY, never with `NO_COLOR` (any non-empty value) or `--no-color`.
 pub fn use_color(no_color_flag: bool) -> bool {
@@ -11,4 +25,48 @@ pub fn use_color(no_color_flag: bool) -> bool {
         return false;
     }
     std::io::stdout().is_terminal()
+}
+
+/// Open a backend from its spec (`local:PATH`); `None` means [`DEFAULT_BACKEND`].
+/// Opening never creates anything: a missing local file is a fresh tenant.
+pub fn open_backend(spec: Option<&str>) -> anyhow::Result<Box<dyn Provider>> {
+    Ok(Box::new(open_local(spec)?))
+}
+
+/// Open a `local:PATH` backend as the concrete [`LocalProvider`] (for `show`, `local ...`,
+/// and for apply, which gives a fresh tenant its domain).
+pub fn open_local(spec: Option<&str>) -> anyhow::Result<LocalProvider> {
+    let spec = spec.unwrap_or(DEFAULT_BACKEND);
+    let path = parse_local_spec(spec)?;
+    LocalProvider::open(Path::new(path))
+        .with_context(|| format!("cannot open the local tenant {path}"))
+}
+
+fn parse_local_spec(spec: &str) -> anyhow::Result<&str> {
+    match spec.split_once(':') {
+        Some(("local", path)) if !path.is_empty() => Ok(path),
+        Some(("local", _)) => anyhow::bail!(
+            "backend `{spec}`: missing path; use `local:PATH`, e.g. `{DEFAULT_BACKEND}`"
+        ),
+        Some((scheme, _)) => anyhow::bail!(
+            "backend `{spec}`: unknown scheme `{scheme}`; only `local:PATH` is supported \
+             (e.g. `{DEFAULT_BACKEND}`)"
+        ),
+        None => anyhow::bail!(
+            "backend `{spec}`: expected `SCHEME:LOCATION`; only `local:PATH` is supported \
+             (e.g. `{DEFAULT_BACKEND}`)"
+        ),
+    }
+}
+
+/// Read the state file; a missing file is an empty state (new lineage, serial 0).
+pub fn read_state(path: &Path) -> anyhow::Result<State> {
+    Ok(crate::state::store::load_or_empty(path)?)
+}
+
+/// Take the lock of the state file for the whole run (`operation`: `plan`, `apply`).
+/// The lock is released when the returned value is dropped. Fails with a message that
+/// names the holder and the `crmctl force-unlock ID` command.
+pub fn lock_state(path: &Path, operation: &str) -> anyhow::Result<StateLock> {
+    Ok(StateLock::acquire(path, operation)?)
 }

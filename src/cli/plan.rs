@@ -1,28 +1,215 @@
 //! `crmctl plan` and `crmctl graph`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::common;
+use crate::plan::saved::{SavedPlan, SAVED_PLAN_VERSION};
+use crate::plan::Plan;
+use crate::spec::load::{self, Loaded};
+use crate::state::State;
+
+/// Output format of `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    /// Terraform-like text (default).
+    Human,
+    /// Machine-readable JSON (format_version 1).
+    Json,
+    /// Summary and table for a pull-request comment.
+    Markdown,
+}
 
 /// Arguments of `plan`.
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
-    /// Desired-state file.
+    /// Desired-state file (YAML, or JSON by its `.json` extension).
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
+    /// Backend (`local:PATH`). Default: `local:.crmctl/tenant.db`.
+    #[arg(long, env = "CRMCTL_BACKEND")]
+    pub backend: Option<String>,
+    /// State file. Default: `.crmctl/state.json`.
+    #[arg(long, env = "CRMCTL_STATE")]
+    pub state: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: PlanFormat,
+    /// Save the plan (with the tenant's fingerprint and the state serial) for
+    /// `crmctl apply PLANFILE`.
+    #[arg(long, value_name = "PLANFILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }
 
 /// Arguments of `graph`.
 #[derive(Debug, clap::Args)]
 pub struct GraphArgs {
-    /// Desired-state file.
+    /// Desired-state file (YAML, or JSON by its `.json` extension).
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
+    /// Backend (`local:PATH`). Default: `local:.crmctl/tenant.db`.
+    #[arg(long, env = "CRMCTL_BACKEND")]
+    pub backend: Option<String>,
+    /// State file. Default: `.crmctl/state.json`.
+    #[arg(long, env = "CRMCTL_STATE")]
+    pub state: Option<PathBuf>,
 }
 
-pub fn run_plan(_args: &PlanArgs, _color: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("plan: not implemented yet")
+/// What `plan` and `graph` share: the loaded file, the state and the plan.
+struct Planned {
+    loaded: Loaded,
+    state: State,
+    plan: Plan,
 }
 
-pub fn run_graph(_args: &GraphArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("graph: not implemented yet")
+/// Load the file (printing its problems), observe the tenant, read the state, plan.
+/// `Ok(None)` means the file had errors (already printed).
+fn make_plan(
+    file: &Path,
+    backend: Option<&str>,
+    state_path: &Path,
+    color: bool,
+) -> anyhow::Result<Option<Planned>> {
+    let loaded = match load::load_file(file) {
+        Ok(l) => l,
+        Err(f) => {
+            eprint!("{}", load::render_diagnostics(&f.diagnostics, &f.src, color));
+            return Ok(None);
+        }
+    };
+    if !loaded.diagnostics.is_empty() {
+        eprint!(
+            "{}",
+            load::render_diagnostics(&loaded.diagnostics, &loaded.src, color)
+        );
+    }
+    let provider = common::open_backend(backend)?;
+    let observed = provider.observe().context("cannot read the tenant")?;
+    let state = common::read_state(state_path)?;
+    let mut plan = crate::plan::plan(&loaded.desired, &observed, &state);
+    load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
+    Ok(Some(Planned {
+        loaded,
+        state,
+        plan,
+    }))
+}
+
+fn state_path(state: &Option<PathBuf>) -> PathBuf {
+    state
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(common::DEFAULT_STATE))
+}
+
+/// `crmctl plan`.
+pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
+    let state_path = state_path(&args.state);
+    let Some(Planned {
+        loaded,
+        state,
+        plan,
+    }) = make_plan(&args.file, args.backend.as_deref(), &state_path, color)?
+    else {
+        return Ok(ExitCode::from(1));
+    };
+    let errors = plan.has_errors();
+    if errors {
+        eprint!(
+            "{}",
+            load::render_diagnostics(&plan.diagnostics, &loaded.src, color)
+        );
+    }
+    let rendered = match args.format {
+        PlanFormat::Human if errors => String::new(),
+        PlanFormat::Human => crate::render::render_human(&plan, color),
+        PlanFormat::Json => crate::render::render_json(&plan),
+        PlanFormat::Markdown => crate::render::render_markdown(&plan),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(rendered.as_bytes())?;
+    stdout.flush()?;
+    if errors {
+        eprintln!("The plan has errors: fix them and plan again.");
+        return Ok(ExitCode::from(1));
+    }
+    if let Some(out) = &args.out {
+        let protect = loaded
+            .desired
+            .instances
+            .iter()
+            .flatten()
+            .map(|(k, i)| (format!("instances.{k}"), i.protect))
+            .collect();
+        let changes = !plan.is_empty();
+        let saved = SavedPlan {
+            version: SAVED_PLAN_VERSION,
+            backend: args
+                .backend
+                .clone()
+                .unwrap_or_else(|| common::DEFAULT_BACKEND.to_string()),
+            state_path: state_path.display().to_string(),
+            state_lineage: state.lineage.clone(),
+            state_serial: state.serial,
+            plan,
+            protect,
+        };
+        write_atomically(out, &serde_json::to_vec_pretty(&saved)?)
+            .with_context(|| format!("cannot write the plan file {}", out.display()))?;
+        eprintln!(
+            "Saved the plan to {}; apply it with `crmctl apply {}`.",
+            out.display(),
+            out.display()
+        );
+        return Ok(exit(args.detailed_exitcode, changes));
+    }
+    Ok(exit(args.detailed_exitcode, !plan.is_empty()))
+}
+
+fn exit(detailed: bool, changes: bool) -> ExitCode {
+    if detailed && changes {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Write to a temporary file next to `path`, flush it to disk, then rename it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)?;
+    Ok(())
+}
+
+/// `crmctl graph`.
+pub fn run_graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {
+    let state_path = state_path(&args.state);
+    let Some(Planned { loaded, plan, .. }) =
+        make_plan(&args.file, args.backend.as_deref(), &state_path, false)?
+    else {
+        return Ok(ExitCode::from(1));
+    };
+    if plan.has_errors() {
+        eprint!(
+            "{}",
+            load::render_diagnostics(&plan.diagnostics, &loaded.src, false)
+        );
+    }
+    print!("{}", crate::render::render_dot(&plan));
+    Ok(if plan.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -1,7 +1,11 @@
 //! `crmctl validate` and `crmctl schema`.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use crate::diag::Diagnostic;
+use crate::spec::load::{load_file, render_diagnostics};
 
 /// Arguments of `validate`.
 #[derive(Debug, clap::Args)]
@@ -15,10 +19,53 @@ pub struct ValidateArgs {
 #[derive(Debug, clap::Args)]
 pub struct SchemaArgs {}
 
-pub fn run_validate(_args: &ValidateArgs, _color: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("validate: not implemented yet")
+fn summary(path: &str, diagnostics: &[Diagnostic]) -> String {
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    if errors == 0 && warnings == 0 {
+        format!("{path}: valid")
+    } else if errors == 0 {
+        format!("{path}: valid, with {}", plural(warnings, "warning"))
+    } else {
+        format!(
+            "{path}: {} and {}",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        )
+    }
 }
 
+/// Check a file: exit 0 when valid (warnings go to stderr), 1 with every problem otherwise.
+pub fn run_validate(args: &ValidateArgs, color: bool) -> anyhow::Result<ExitCode> {
+    let mut stderr = std::io::stderr().lock();
+    match load_file(&args.file) {
+        Ok(loaded) => {
+            if !loaded.diagnostics.is_empty() {
+                write!(
+                    stderr,
+                    "{}",
+                    render_diagnostics(&loaded.diagnostics, &loaded.src, color)
+                )?;
+            }
+            writeln!(stderr, "{}", summary(&loaded.src.path, &loaded.diagnostics))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            write!(
+                stderr,
+                "{}",
+                render_diagnostics(&failure.diagnostics, &failure.src, color)
+            )?;
+            writeln!(stderr, "{}", summary(&failure.src.path, &failure.diagnostics))?;
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Print the JSON Schema of the desired-state file.
 pub fn run_schema(_args: &SchemaArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("schema: not implemented yet")
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(crate::spec::schema::json_schema().as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

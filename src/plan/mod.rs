@@ -1,22 +1,131 @@
 //! The pure planner: `plan(desired, observed, state) -> Plan`. No I/O, deterministic.
+//!
+//! Pipeline: [`diff`] turns desired vs observed into draft actions with dependency edges
+//! (each edge is an ordering rule of domain.md), [`graph`] orders them topologically
+//! (stable: ties broken by address, then kind), and the result is numbered in execution
+//! order. Renderers (`crate::render`) and apply consume the same [`Plan`] value.
+//!
+//! Conventions (documented for users in README "Plan semantics"):
+//! - a resource in the state but no longer in the file is deleted; objects in the tenant
+//!   that neither the state nor the file names are never touched;
+//! - objects in the file and in the tenant but not in the state are adopted by natural key
+//!   (user UPN, group display name, instance URL name) with an `adopt` action;
+//! - instance slot purchases (`purchase_instance`) carry the address of the instance that
+//!   needs the slot;
+//! - `copy_from` is acted on only when the target is created; after the copy the target
+//!   stays in administration mode with background operations off (I11) unless the file
+//!   gives `admin_mode`;
+//! - a reset (I9) is assumed to wipe the instance's security roles and administration mode.
 
 pub mod action;
+mod capacity;
+pub(crate) mod diff;
+mod fingerprint;
+pub(crate) mod graph;
 pub mod saved;
 
 pub use action::{Action, ActionKind, Change, ObjKind, ObjRef, Op, Plan, Summary};
+pub use fingerprint::fingerprint;
 
+use crate::diag::Diagnostic;
 use crate::spec::model::Desired;
 use crate::state::State;
 use crate::tenant::Tenant;
 
 /// Compute the plan that takes `observed` to `desired`, given what `state` manages.
 ///
-/// FIRST VERSION: returns an empty plan (the planner issue completes it).
+/// Never fails: problems (rule violations the plan cannot avoid, ambiguous adoption, a
+/// dependency cycle) are error diagnostics, and a plan with an error must not be applied.
 pub fn plan(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
-    let _ = (observed, state);
+    let diff::Diff { drafts, mut diags } = diff::diff(desired, observed, state);
+    if !observed.domain.is_empty() && observed.domain != desired.tenant {
+        diags.push(
+            Diagnostic::error(
+                "tenant",
+                format!(
+                    "the file describes tenant `{}` but the backend holds `{}`",
+                    desired.tenant, observed.domain
+                ),
+            )
+            .rule("T1")
+            .hint("check `--backend`, or the `tenant` of the file"),
+        );
+    }
+    let order = match graph::topo_order(&drafts) {
+        Ok(order) => order,
+        Err(cycle) => {
+            let path: Vec<String> = cycle
+                .iter()
+                .map(|&i| format!("{} ({})", drafts[i].address, drafts[i].kind.as_str()))
+                .collect();
+            diags.push(
+                Diagnostic::error(
+                    drafts[cycle[0]].address.clone(),
+                    format!("dependency cycle: {}", path.join(" -> ")),
+                )
+                .hint("change the file so that these changes do not wait on each other, or split it into two applies"),
+            );
+            (0..drafts.len()).collect()
+        }
+    };
+    let mut pos = vec![0usize; drafts.len()];
+    for (new, &old) in order.iter().enumerate() {
+        pos[old] = new;
+    }
+    let mut summary = Summary::default();
+    let mut actions = Vec::with_capacity(drafts.len());
+    let mut drafts: Vec<Option<diff::Draft>> = drafts.into_iter().map(Some).collect();
+    for (id, &old) in order.iter().enumerate() {
+        let d = drafts[old].take().expect("each draft once");
+        count(&mut summary, d.kind);
+        let mut depends_on: Vec<usize> = d.deps.iter().map(|&x| pos[x]).collect();
+        depends_on.sort_unstable();
+        actions.push(Action {
+            id,
+            kind: d.kind,
+            address: d.address,
+            depends_on,
+            destructive: d.destructive,
+            changes: d.changes,
+            reason: d.reason,
+            op: d.op,
+        });
+    }
+    // Errors first, then warnings; each group by address, then message.
+    diags.sort_by(|a, b| {
+        (b.severity, &a.address, &a.message).cmp(&(a.severity, &b.address, &b.message))
+    });
+    diags.dedup();
     Plan {
         format_version: action::FORMAT_VERSION.to_string(),
         tenant: desired.tenant.clone(),
-        ..Plan::default()
+        fingerprint: fingerprint(observed),
+        summary,
+        actions,
+        diagnostics: diags,
+    }
+}
+
+/// The summary category of an action kind.
+fn count(s: &mut Summary, kind: ActionKind) {
+    use ActionKind as K;
+    match kind {
+        K::PurchaseLicenses | K::PurchaseStorage | K::PurchaseInstance => s.buy += 1,
+        K::CreateGroup | K::CreateUser | K::ConfigureInstance | K::Adopt => s.create += 1,
+        K::DeleteGroup | K::DeleteUser | K::DeleteInstance => s.delete += 1,
+        K::ResetInstance | K::CopyInstance => s.replace += 1,
+        _ => s.change += 1,
+    }
+}
+
+impl Plan {
+    /// Whether the plan has error diagnostics (it must not be applied).
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
     }
 }

@@ -1,16 +1,35 @@
-//! Loading desired-state files. The only module that knows YAML (serde-saphyr) and the
-//! file formats; everyone else calls the functions here.
+//! Loading desired-state files: the only module that knows YAML (serde-saphyr) and the file
+//! formats; everyone else calls the functions here.
 //!
-//! FIRST VERSION (to be completed by the foundation work, issue 2): minimal loading so
-//! that the planner and apply can be built against a stable API.
+//! - **Fast path.** The text is parsed straight into the plain model
+//!   ([`Desired`](crate::spec::model::Desired)): YAML by serde-saphyr with budgets (against
+//!   alias bombs and huge inputs) and duplicate keys rejected; a `.json` file by serde_json.
+//!   Then [`validate`](crate::spec::validate::validate) checks the service's rules. A valid
+//!   file costs a parse and a validation, nothing more.
+//! - **Locations on demand.** Diagnostics carry the YAML path of what they are about in
+//!   `address`. Only when there is something to report is the text parsed again into a small
+//!   located tree (see [`Locator`]) that maps each path to file:line:col.
+//! - **Slow path.** When the fast parse fails, every structural problem (syntax, wrong type,
+//!   unknown field with "did you mean", bad enum value, duplicate key, missing field) is
+//!   found and located, not only the first.
 
+mod locate;
+mod structural;
+
+use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Location, Severity};
 use crate::spec::model::Desired;
+
+use locate::{Node, Pos};
+use structural::FastError;
+
+/// Largest desired-state text accepted, in bytes.
+pub const MAX_INPUT_BYTES: usize = 256 * 1024 * 1024;
 
 /// A source file as read from disk.
 #[derive(Debug, Clone)]
@@ -26,7 +45,7 @@ pub struct Source {
 pub struct Loaded {
     /// The desired model.
     pub desired: Desired,
-    /// Warnings (no errors).
+    /// Warnings (no errors), located and sorted by position.
     pub diagnostics: Vec<Diagnostic>,
     /// The source, for locating later diagnostics (e.g. from the planner).
     pub src: Source,
@@ -36,21 +55,79 @@ pub struct Loaded {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{} problem(s) in {}", diagnostics.len(), src.path)]
 pub struct LoadFailure {
-    /// Every problem found (errors and warnings).
+    /// Every problem found (errors and warnings), located and sorted by position.
     pub diagnostics: Vec<Diagnostic>,
     /// The source (empty text when the file could not be read).
     pub src: Source,
 }
 
-/// Read, parse and validate a desired-state file (YAML, or JSON by extension).
+/// Parser budgets: generous enough for a 100,000-user tenant (about 40 MB of YAML), yet
+/// bounded, and strict on anchors and aliases (the defaults) against alias bombs.
+fn budget() -> Option<serde_saphyr::Budget> {
+    serde_saphyr::budget! {
+        max_events: 80_000_000,
+        max_nodes: 40_000_000,
+        max_total_scalar_bytes: MAX_INPUT_BYTES,
+        max_documents: 1,
+        max_depth: 64,
+    }
+}
+
+/// Options of the fast path: budgets, duplicate keys are errors.
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: budget(),
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+    }
+}
+
+/// Options of the located tree: the same budgets, duplicate keys kept (reported, all of
+/// them, with both positions).
+pub(crate) fn tree_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: budget(),
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+    }
+}
+
+fn is_json_path(path: &str) -> bool {
+    path.to_ascii_lowercase().ends_with(".json")
+}
+
+pub(crate) fn loc(src: &Source, p: Pos) -> Location {
+    Location {
+        file: src.path.clone(),
+        line: p.line,
+        column: p.column,
+    }
+}
+
+/// Read, parse and validate a desired-state file (YAML, or JSON by its `.json` extension).
 pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| LoadFailure {
-        diagnostics: vec![Diagnostic::error(display.clone(), format!("cannot read file: {e}"))],
+    let fail = |message: String, hint: &str| LoadFailure {
+        diagnostics: vec![Diagnostic {
+            address: None,
+            ..Diagnostic::error("", message).hint(hint)
+        }],
         src: Source {
             path: display.clone(),
             text: String::new(),
         },
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|e| fail(format!("cannot read the file: {e}"), "check the path given to -f"))?;
+    if bytes.len() > MAX_INPUT_BYTES {
+        return Err(fail(
+            format!("the file has {} bytes; crmctl reads at most {MAX_INPUT_BYTES}", bytes.len()),
+            "split the tenant into smaller files",
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        fail(
+            format!("the file is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            "save the file as UTF-8",
+        )
     })?;
     load_str(&display, text)
 }
@@ -58,34 +135,228 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
 /// Parse and validate a desired-state text; `path` is used in messages and decides JSON
 /// (`.json`) or YAML.
 pub fn load_str(path: &str, text: String) -> Result<Loaded, LoadFailure> {
-    let source = Source {
+    let src = Source {
         path: path.to_string(),
         text,
     };
-    let parsed: Result<Desired, String> = if path.ends_with(".json") {
-        serde_json::from_str(&source.text).map_err(|e| e.to_string())
+    let json = is_json_path(path);
+    if src.text.len() > MAX_INPUT_BYTES {
+        let d = Diagnostic {
+            address: None,
+            ..Diagnostic::error("", format!("the text has {} bytes; crmctl reads at most {MAX_INPUT_BYTES}", src.text.len()))
+        };
+        return Err(LoadFailure {
+            diagnostics: vec![d],
+            src,
+        });
+    }
+    let parsed = if json {
+        serde_json::from_str::<Desired>(&src.text).map_err(FastError::Json)
     } else {
-        serde_saphyr::from_str(&source.text).map_err(|e| e.to_string())
+        serde_saphyr::from_str_with_options::<Desired>(&src.text, yaml_options())
+            .map_err(FastError::Yaml)
     };
     match parsed {
-        Ok(desired) => Ok(Loaded {
-            desired,
-            diagnostics: vec![],
-            src: source,
-        }),
-        Err(msg) => Err(LoadFailure {
-            diagnostics: vec![Diagnostic::error(path, msg)],
-            src: source,
-        }),
+        Ok(desired) => {
+            let mut diagnostics = crate::spec::validate::validate(&desired);
+            if diagnostics.is_empty() {
+                return Ok(Loaded {
+                    desired,
+                    diagnostics,
+                    src,
+                });
+            }
+            Locator::new(&src).locate_all(&mut diagnostics);
+            sort_diagnostics(&mut diagnostics);
+            if diagnostics.iter().any(Diagnostic::is_error) {
+                Err(LoadFailure { diagnostics, src })
+            } else {
+                Ok(Loaded {
+                    desired,
+                    diagnostics,
+                    src,
+                })
+            }
+        }
+        Err(fast) => {
+            let mut diagnostics = structural::diagnose(&src, json, fast);
+            sort_diagnostics(&mut diagnostics);
+            Err(LoadFailure { diagnostics, src })
+        }
     }
 }
 
-/// Render diagnostics as `FILE:LINE:COL: error: MESSAGE`, the source line and a caret.
-pub fn render_diagnostics(diagnostics: &[Diagnostic], _source: &Source, _color: bool) -> String {
+/// Maps YAML paths (`instances.sales`, `users.ana@x.com.roles.sales`,
+/// `security_groups.sales.members[2]`) to positions in one source. Building it parses the
+/// text once; build one per batch of diagnostics, not one per diagnostic.
+pub struct Locator<'a> {
+    src: &'a Source,
+    tree: Option<Node>,
+}
+
+impl<'a> Locator<'a> {
+    /// Parse `src` into a located tree (no tree when the text does not parse).
+    pub fn new(src: &'a Source) -> Self {
+        let tree = serde_saphyr::from_str_with_options::<Node>(&src.text, tree_options()).ok();
+        Locator { src, tree }
+    }
+
+    /// Where `path` is: the key's position for a map entry, the item's for a list item. A
+    /// path that resolves only in part gives the position of its longest resolvable prefix
+    /// (a resource whose field is omitted points at the resource); `None` when not even the
+    /// first segment is in the file.
+    pub fn locate(&self, path: &str) -> Option<Location> {
+        let found = self.tree.as_ref()?.find(path)?;
+        Some(loc(self.src, found.best()))
+    }
+
+    /// Fill in the location of every diagnostic that has an address but no location.
+    pub fn locate_all(&self, diagnostics: &mut [Diagnostic]) {
+        for d in diagnostics.iter_mut() {
+            if d.location.is_none() {
+                if let Some(a) = &d.address {
+                    d.location = self.locate(a);
+                }
+            }
+        }
+    }
+}
+
+/// Where `path` (a YAML path or a resource address such as `instances.sales`) is in `src`.
+/// Parses the text each time: to place many diagnostics, use [`Locator`] or
+/// [`locate_diagnostics`].
+pub fn locate(src: &Source, path: &str) -> Option<Location> {
+    Locator::new(src).locate(path)
+}
+
+/// Fill in the location of every diagnostic that has an address but no location, parsing
+/// the text at most once (not at all when every diagnostic is located already).
+pub fn locate_diagnostics(src: &Source, diagnostics: &mut [Diagnostic]) {
+    if diagnostics
+        .iter()
+        .any(|d| d.location.is_none() && d.address.is_some())
+    {
+        Locator::new(src).locate_all(diagnostics);
+    }
+}
+
+/// Sort diagnostics deterministically: unlocated ones first, then by file, line and column;
+/// errors before warnings at the same place.
+pub fn sort_diagnostics(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by(|a, b| {
+        let key = |d: &Diagnostic| {
+            (
+                d.location
+                    .as_ref()
+                    .map(|l| (l.file.clone(), l.line, l.column)),
+                std::cmp::Reverse(d.severity),
+            )
+        };
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.rule.cmp(&b.rule))
+            .then_with(|| a.message.cmp(&b.message))
+            .then_with(|| a.address.cmp(&b.address))
+    });
+}
+
+/// How wide the token at `col` (1-based, in characters) of `line` is, for the underline.
+fn token_width(line: &str, col: usize) -> usize {
+    let rest: Vec<char> = line.chars().skip(col.saturating_sub(1)).collect();
+    let Some(&first) = rest.first() else { return 1 };
+    if first == '"' || first == '\'' {
+        let mut i = 1;
+        while i < rest.len() {
+            if rest[i] == first && !(first == '"' && rest[i - 1] == '\\') {
+                return i + 1;
+            }
+            i += 1;
+        }
+        return rest.len().max(1);
+    }
+    if matches!(first, '[' | '{' | '-') {
+        return 1;
+    }
+    let mut end = 0;
+    while end < rest.len() {
+        let c = rest[end];
+        let next = rest.get(end + 1).copied();
+        if matches!(c, ',' | ']' | '}')
+            || (c == ':' && next.is_none_or(|n| n == ' ' || n == '\t'))
+            || (c == ' ' && next == Some('#'))
+        {
+            break;
+        }
+        end += 1;
+    }
+    let token: String = rest[..end].iter().collect();
+    token.trim_end().chars().count().max(1)
+}
+
+/// Render diagnostics like rustc: `FILE:LINE:COL: error: MESSAGE [RULE]`, the source line
+/// with an underline at the column, then `= hint:` and `= path:` lines. Without a location:
+/// `FILE: error: MESSAGE [RULE]`. ANSI colors only when `color` is true.
+pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bool) -> String {
+    use anstyle::{AnsiColor, Style};
+    let paint = |style: Style, text: &str| {
+        if color {
+            format!("{}{text}{}", style.render(), style.render_reset())
+        } else {
+            text.to_string()
+        }
+    };
+    let bold = Style::new().bold();
+    let blue = Style::new().bold().fg_color(Some(AnsiColor::Blue.into()));
+    let cyan = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
+    let lines: Vec<&str> = source.text.lines().collect();
     let mut out = String::new();
     for d in diagnostics {
-        let sev = if d.is_error() { "error" } else { "warning" };
-        out.push_str(&format!("{sev}: {}\n", d.message));
+        let (label, tone) = match d.severity {
+            Severity::Error => ("error", Style::new().bold().fg_color(Some(AnsiColor::Red.into()))),
+            Severity::Warning => ("warning", Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()))),
+        };
+        let rule = d.rule.as_ref().map(|r| format!(" [{r}]")).unwrap_or_default();
+        let place = match &d.location {
+            Some(l) => format!("{}:{}:{}", l.file, l.line, l.column),
+            None => source.path.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "{}: {}: {}{}",
+            paint(bold, &place),
+            paint(tone, label),
+            paint(bold, &d.message),
+            rule
+        );
+        let source_line = d
+            .location
+            .as_ref()
+            .filter(|l| l.file == source.path && l.line >= 1)
+            .and_then(|l| lines.get(l.line as usize - 1).map(|t| (l, *t)));
+        let gutter = match &source_line {
+            Some((l, _)) => l.line.to_string().len(),
+            None => 1,
+        };
+        let pad = " ".repeat(gutter);
+        if let Some((l, text)) = source_line {
+            let col = l.column.max(1) as usize;
+            // Mirror tabs so that the underline lines up with the text.
+            let lead: String = text
+                .chars()
+                .take(col - 1)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let marks = "^".repeat(token_width(text, col));
+            let _ = writeln!(out, "{pad} {}", paint(blue, "|"));
+            let _ = writeln!(out, "{} {} {text}", paint(blue, &l.line.to_string()), paint(blue, "|"));
+            let _ = writeln!(out, "{pad} {} {lead}{}", paint(blue, "|"), paint(tone, &marks));
+        }
+        if let Some(h) = &d.hint {
+            let _ = writeln!(out, "{pad} {} {h}", paint(cyan, "= hint:"));
+        }
+        if let Some(a) = d.address.as_ref().filter(|a| !a.is_empty()) {
+            let _ = writeln!(out, "{pad} {} {a}", paint(cyan, "= path:"));
+        }
     }
     out
 }
@@ -95,7 +366,7 @@ pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, String> {
     serde_saphyr::to_string(value).map_err(|e| e.to_string())
 }
 
-/// Deserialize any value from YAML (or JSON, its subset).
+/// Deserialize any value from YAML (or JSON, its subset), with the loader's budgets.
 pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_saphyr::from_str(text).map_err(|e| e.to_string())
+    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| e.to_string())
 }

@@ -23,11 +23,12 @@ pub struct Desired {
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// The tenant's domain, `<name>.onmicrosoft.com` (T1).
-    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{0,62}\.onmicrosoft\.com$"))]
+    #[schemars(regex(pattern = crate::spec::patterns::TENANT_PATTERN))]
     pub tenant: String,
     /// Purchased user licenses per plan (T2). A plan that is omitted is not managed.
     /// Address: `licenses.<plan>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("propertyNames" = { "enum": ["essential", "basic", "professional", "enterprise"] }))]
     pub licenses: Option<BTreeMap<LicensePlan, u32>>,
     /// Storage bought beyond the included capacity (T6). Address: `storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,6 +38,7 @@ pub struct Desired {
     pub security_groups: Option<BTreeMap<String, SecurityGroup>>,
     /// Users by user principal name (P1). Address: `users.<upn>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("propertyNames" = { "pattern": crate::spec::patterns::EMAIL_PATTERN }))]
     pub users: Option<BTreeMap<String, User>>,
     /// Instances (CRM organizations) by logical key (I1). Address: `instances.<key>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +106,7 @@ pub struct SecurityGroup {
     /// Members, as user keys (UPNs) declared under `users`. Exact when given; omit to leave
     /// membership as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = crate::spec::patterns::EMAIL_PATTERN)))]
     pub members: Option<Vec<String>>,
 }
 
@@ -266,7 +269,7 @@ pub struct Instance {
     /// Friendly name (editable, I4).
     pub name: String,
     /// URL name: `https://<url>.crm<N>.dynamics.com`; unique in the service (I5).
-    #[schemars(regex(pattern = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"))]
+    #[schemars(regex(pattern = crate::spec::patterns::URL_NAME_PATTERN))]
     pub url: String,
     /// `production` or `sandbox` (I7).
     #[serde(rename = "type")]
@@ -280,7 +283,7 @@ pub struct Instance {
     /// Base currency, ISO 4217 (I3); fixed once configured. Defaults to `USD` for a new
     /// instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    #[schemars(regex(pattern = crate::spec::patterns::CURRENCY_PATTERN))]
     pub currency: Option<String>,
     /// Base language as a Windows LCID, e.g. 1033 for English (I3). Defaults to 1033 for a
     /// new instance.
@@ -291,6 +294,7 @@ pub struct Instance {
     pub security_group: Option<String>,
     /// Extra recipients of update notifications (I13). Exact when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = crate::spec::patterns::EMAIL_PATTERN)))]
     pub notification_recipients: Option<Vec<String>>,
     /// Approve an update to a target version (U2-U4). Omit to leave updates as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,11 +338,13 @@ pub struct AdminMode {
 #[serde(deny_unknown_fields)]
 pub struct UpdateApproval {
     /// Target version, e.g. `8.1.0` (U1, U3).
-    #[schemars(regex(pattern = r"^\d+\.\d+\.\d+(\.\d+)?$"))]
+    #[schemars(regex(pattern = crate::spec::patterns::VERSION_PATTERN))]
     pub target_version: String,
-    /// Preferred date and time (RFC 3339, UTC).
+    /// Preferred date and time (RFC 3339, UTC), e.g. `2016-05-14T22:00:00Z`.
+    #[schemars(regex(pattern = crate::spec::patterns::DATE_TIME_UTC_PATTERN))]
     pub preferred: String,
-    /// Alternate date and time (RFC 3339, UTC).
+    /// Alternate date and time (RFC 3339, UTC), strictly later than `preferred` (U3).
+    #[schemars(regex(pattern = crate::spec::patterns::DATE_TIME_UTC_PATTERN))]
     pub alternate: String,
 }
 

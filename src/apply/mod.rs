@@ -1,0 +1,491 @@
+//! Apply: execute a [`Plan`] against a [`Provider`], keeping the state file up to date.
+//!
+//! The engine walks the action graph: an action starts only when every action it depends
+//! on succeeded; independent actions run concurrently on up to `parallelism` worker
+//! threads. Object references without a remote id are filled in from the state (objects
+//! created earlier in the same apply are recorded there as soon as they complete). After
+//! each batch of completed actions the state is updated (created and adopted ids recorded,
+//! deleted addresses removed, `protect` flags recorded) and handed to the caller's `save`
+//! (an atomic write for the state file), so a crash never loses track of a created object.
+//!
+//! On a failure the engine finishes what is running, skips every action that depends on
+//! the failed one (transitively), continues with the rest, and reports done / failed /
+//! skipped. Destructive actions need `allow_destroy`; without it nothing is done.
+//!
+//! This module knows no CLI and no file: the caller provides the state sink and progress.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+use crate::plan::action::{Action, ObjKind, Op, Plan};
+use crate::provider::{Outcome, Provider, ProviderError};
+use crate::state::{Resource, State};
+
+/// Default number of actions run at once.
+pub const DEFAULT_PARALLELISM: usize = 10;
+
+/// How to apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Actions run at once (at least 1).
+    pub parallelism: usize,
+    /// Whether destructive actions may run.
+    pub allow_destroy: bool,
+    /// `protect` flag per instance address of the desired file, recorded in the state.
+    pub protect: BTreeMap<String, bool>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            parallelism: DEFAULT_PARALLELISM,
+            allow_destroy: false,
+            protect: BTreeMap::new(),
+        }
+    }
+}
+
+/// How one action ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionOutcome {
+    /// Done.
+    Done,
+    /// Refused or failed.
+    Failed(ProviderError),
+    /// Not started because an action it depends on (directly or not) failed: the id of
+    /// that failed action.
+    Skipped {
+        /// The failed action that caused the skip.
+        because_of: usize,
+    },
+}
+
+/// One progress event: an action finished (or was skipped).
+#[derive(Debug, Clone)]
+pub struct ProgressEvent<'a> {
+    /// Actions finished so far, this one included.
+    pub finished: usize,
+    /// Actions in the plan.
+    pub total: usize,
+    /// The action.
+    pub action: &'a Action,
+    /// How it ended.
+    pub outcome: &'a ActionOutcome,
+}
+
+impl ProgressEvent<'_> {
+    /// A plain progress line: `[12/340] create_user users.ana@x.com ... done`.
+    pub fn line(&self) -> String {
+        let end = match self.outcome {
+            ActionOutcome::Done => "done".to_string(),
+            ActionOutcome::Failed(e) => format!("FAILED: {e}"),
+            ActionOutcome::Skipped { because_of } => {
+                format!("skipped (depends on failed action {because_of})")
+            }
+        };
+        format!(
+            "[{}/{}] {} {} ... {end}",
+            self.finished,
+            self.total,
+            self.action.kind.as_str(),
+            self.action.address
+        )
+    }
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Outcome per action id (every action of the plan).
+    pub outcomes: BTreeMap<usize, ActionOutcome>,
+    /// Times the state was saved (each save bumped the serial by one).
+    pub state_saves: usize,
+}
+
+impl ApplyReport {
+    /// Ids of the actions done.
+    pub fn done(&self) -> Vec<usize> {
+        self.ids(|o| matches!(o, ActionOutcome::Done))
+    }
+    /// Ids of the actions that failed.
+    pub fn failed(&self) -> Vec<usize> {
+        self.ids(|o| matches!(o, ActionOutcome::Failed(_)))
+    }
+    /// Ids of the actions skipped.
+    pub fn skipped(&self) -> Vec<usize> {
+        self.ids(|o| matches!(o, ActionOutcome::Skipped { .. }))
+    }
+    /// Whether every action was done.
+    pub fn success(&self) -> bool {
+        self.outcomes.values().all(|o| matches!(o, ActionOutcome::Done))
+    }
+    fn ids(&self, f: impl Fn(&ActionOutcome) -> bool) -> Vec<usize> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| f(o))
+            .map(|(i, _)| *i)
+            .collect()
+    }
+}
+
+/// A destructive action held back by the missing `allow_destroy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBack {
+    /// Action id.
+    pub id: usize,
+    /// Kind, e.g. `delete_instance`.
+    pub kind: String,
+    /// Address.
+    pub address: String,
+    /// Why the action is needed.
+    pub reason: String,
+}
+
+/// Why an apply did not run (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The plan has error diagnostics.
+    #[error("the plan has {0} error(s); nothing was done")]
+    PlanHasErrors(usize),
+    /// The plan is malformed (bad ids, a dependency cycle).
+    #[error("the plan is malformed: {0}; nothing was done")]
+    InvalidPlan(String),
+    /// Destructive actions without `allow_destroy`.
+    #[error("the plan has {} destructive action(s) and --allow-destroy was not given; nothing was done:\n{}",
+        .0.len(),
+        .0.iter().map(|h| format!("  ! {} {} ({})", h.kind, h.address, h.reason)).collect::<Vec<_>>().join("\n"))]
+    DestroyNotAllowed(Vec<HeldBack>),
+    /// The state could not be saved; the apply stopped after the running actions.
+    #[error("cannot save the state: {message}; the apply stopped (objects created since the last save are adopted by natural key on the next plan)")]
+    StateSave {
+        /// The error.
+        message: String,
+        /// What was done before the stop.
+        report: Box<ApplyReport>,
+    },
+}
+
+/// Check a plan before running it: no error diagnostics, well-formed ids and dependencies,
+/// no destructive action without `allow_destroy`.
+pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
+    let errors = plan.diagnostics.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        return Err(ApplyError::PlanHasErrors(errors));
+    }
+    let n = plan.actions.len();
+    for (i, a) in plan.actions.iter().enumerate() {
+        if a.id != i {
+            return Err(ApplyError::InvalidPlan(format!(
+                "action at position {i} has id {}",
+                a.id
+            )));
+        }
+        if let Some(d) = a.depends_on.iter().find(|d| **d >= n || **d == i) {
+            return Err(ApplyError::InvalidPlan(format!(
+                "action {i} ({} {}) depends on {d}, which is not another action of the plan",
+                a.kind.as_str(),
+                a.address
+            )));
+        }
+    }
+    // Kahn's algorithm: every action must become ready eventually.
+    let mut indeg: Vec<usize> = plan.actions.iter().map(|a| a.depends_on.len()).collect();
+    let dependents = dependents(plan);
+    let mut queue: VecDeque<usize> = (0..n).filter(|i| indeg[*i] == 0).collect();
+    let mut seen = 0;
+    while let Some(i) = queue.pop_front() {
+        seen += 1;
+        for &d in &dependents[i] {
+            indeg[d] -= 1;
+            if indeg[d] == 0 {
+                queue.push_back(d);
+            }
+        }
+    }
+    if seen < n {
+        return Err(ApplyError::InvalidPlan("its dependencies form a cycle".into()));
+    }
+    if !allow_destroy {
+        let held: Vec<HeldBack> = plan
+            .actions
+            .iter()
+            .filter(|a| a.destructive)
+            .map(|a| HeldBack {
+                id: a.id,
+                kind: a.kind.as_str().to_string(),
+                address: a.address.clone(),
+                reason: a.reason.clone(),
+            })
+            .collect();
+        if !held.is_empty() {
+            return Err(ApplyError::DestroyNotAllowed(held));
+        }
+    }
+    Ok(())
+}
+
+fn dependents(plan: &Plan) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); plan.actions.len()];
+    for a in &plan.actions {
+        let mut deps: Vec<usize> = a.depends_on.clone();
+        deps.sort_unstable();
+        deps.dedup();
+        for d in deps {
+            out[d].push(a.id);
+        }
+    }
+    out
+}
+
+/// Fill the missing remote ids of an op's references from the state.
+fn resolve(op: &Op, state: &State) -> Result<Op, ProviderError> {
+    let mut op = op.clone();
+    for r in op.refs_mut() {
+        if r.id.is_none() {
+            match state.id_of(&r.address) {
+                Some(id) => r.id = Some(id.to_string()),
+                None => {
+                    return Err(ProviderError::Invalid(format!(
+                        "`{}` has no remote id: it is neither in the state nor created by an earlier action",
+                        r.address
+                    )))
+                }
+            }
+        }
+    }
+    Ok(op)
+}
+
+/// Record a completed action in the state. Returns whether the state changed.
+fn record(state: &mut State, action: &Action, outcome: &Outcome, opts: &ApplyOptions) -> bool {
+    let protect = opts.protect.get(&action.address).copied().unwrap_or(false);
+    let put = |state: &mut State, kind: ObjKind, id: String| {
+        let res = Resource {
+            kind,
+            id,
+            protect: protect && kind == ObjKind::Instance,
+        };
+        if state.resources.get(&action.address) == Some(&res) {
+            false
+        } else {
+            state.resources.insert(action.address.clone(), res);
+            true
+        }
+    };
+    if let Op::Adopt { kind, id } = &action.op {
+        return put(state, *kind, id.clone());
+    }
+    if let Some(kind) = action.op.creates() {
+        if let Some(id) = &outcome.created_id {
+            return put(state, kind, id.clone());
+        }
+        return false;
+    }
+    if action.op.deletes() {
+        return state.resources.remove(&action.address).is_some();
+    }
+    false
+}
+
+/// Record the `protect` flags of the desired file for instances the state manages.
+fn record_protect(state: &mut State, opts: &ApplyOptions) -> bool {
+    let mut changed = false;
+    for (addr, flag) in &opts.protect {
+        if let Some(r) = state.resources.get_mut(addr) {
+            if r.kind == ObjKind::Instance && r.protect != *flag {
+                r.protect = *flag;
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// Apply `plan` with `provider`. `state` is updated in place; `save` is called after each
+/// batch of completed actions that changed it (with the serial already bumped) and must
+/// persist it atomically. `progress` sees every finished or skipped action.
+pub fn apply(
+    plan: &Plan,
+    provider: &dyn Provider,
+    state: &mut State,
+    save: &mut dyn FnMut(&State) -> Result<(), String>,
+    opts: &ApplyOptions,
+    progress: &dyn Fn(&ProgressEvent<'_>),
+) -> Result<ApplyReport, ApplyError> {
+    preflight(plan, opts.allow_destroy)?;
+    let n = plan.actions.len();
+    let dependents = dependents(plan);
+    let mut waiting: Vec<usize> = plan
+        .actions
+        .iter()
+        .map(|a| a.depends_on.iter().collect::<BTreeSet<_>>().len())
+        .collect();
+    let mut ready: BTreeSet<usize> = (0..n).filter(|i| waiting[*i] == 0).collect();
+    let mut report = ApplyReport::default();
+    let mut running = 0usize;
+    let mut dirty = false;
+    let mut save_error: Option<String> = None;
+    if !plan.tenant.is_empty() && state.tenant != plan.tenant {
+        state.tenant = plan.tenant.clone();
+        dirty = n > 0;
+    }
+
+    let mut flush = |state: &mut State, dirty: &mut bool, report: &mut ApplyReport| {
+        if !*dirty {
+            return Ok(());
+        }
+        state.serial += 1;
+        match save(state) {
+            Ok(()) => {
+                report.state_saves += 1;
+                *dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                state.serial -= 1;
+                Err(e)
+            }
+        }
+    };
+
+    let workers = opts.parallelism.clamp(1, n.max(1));
+    let (job_tx, job_rx) = mpsc::channel::<(usize, Op)>();
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Outcome, ProviderError>)>();
+
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let done_tx = done_tx.clone();
+            let job_rx = &job_rx;
+            scope.spawn(move || loop {
+                let job = job_rx.lock().map(|rx| rx.recv());
+                let Ok(Ok((id, op))) = job else { break };
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    provider.execute(&op)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(ProviderError::Backend("the provider panicked".to_string()))
+                });
+                if done_tx.send((id, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
+
+        let mut finished = 0usize;
+        loop {
+            // Start what is ready (lowest id first), unless a state save failed.
+            while save_error.is_none() && running < workers {
+                let Some(id) = ready.pop_first() else { break };
+                match resolve(&plan.actions[id].op, state) {
+                    Ok(op) => {
+                        job_tx.send((id, op)).expect("workers alive");
+                        running += 1;
+                    }
+                    Err(e) => {
+                        finished += 1;
+                        finish(
+                            plan, id, ActionOutcome::Failed(e), &dependents, &mut waiting,
+                            &mut ready, &mut report, &mut finished, progress,
+                        );
+                    }
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            // Wait for one result, then take every other result already there: one batch.
+            let mut batch = vec![done_rx.recv().expect("a worker is running")];
+            while let Ok(r) = done_rx.try_recv() {
+                batch.push(r);
+            }
+            for (id, result) in batch {
+                running -= 1;
+                finished += 1;
+                let outcome = match result {
+                    Ok(out) => {
+                        dirty |= record(state, &plan.actions[id], &out, opts);
+                        ActionOutcome::Done
+                    }
+                    Err(e) => ActionOutcome::Failed(e),
+                };
+                finish(
+                    plan, id, outcome, &dependents, &mut waiting, &mut ready, &mut report,
+                    &mut finished, progress,
+                );
+            }
+            if let Err(e) = flush(state, &mut dirty, &mut report) {
+                save_error.get_or_insert(e);
+            }
+        }
+        drop(job_tx);
+    });
+
+    // Actions never started because a save failed.
+    if save_error.is_none() {
+        dirty |= record_protect(state, opts);
+        if let Err(e) = flush(state, &mut dirty, &mut report) {
+            save_error = Some(e);
+        }
+    }
+    if let Some(message) = save_error {
+        return Err(ApplyError::StateSave {
+            message,
+            report: Box::new(report),
+        });
+    }
+    Ok(report)
+}
+
+/// Record an action's outcome, release its dependents or skip them (transitively).
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    plan: &Plan,
+    id: usize,
+    outcome: ActionOutcome,
+    dependents: &[Vec<usize>],
+    waiting: &mut [usize],
+    ready: &mut BTreeSet<usize>,
+    report: &mut ApplyReport,
+    finished: &mut usize,
+    progress: &dyn Fn(&ProgressEvent<'_>),
+) {
+    let total = plan.actions.len();
+    let ok = matches!(outcome, ActionOutcome::Done);
+    progress(&ProgressEvent {
+        finished: *finished,
+        total,
+        action: &plan.actions[id],
+        outcome: &outcome,
+    });
+    report.outcomes.insert(id, outcome);
+    if ok {
+        for &d in &dependents[id] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 && !report.outcomes.contains_key(&d) {
+                ready.insert(d);
+            }
+        }
+        return;
+    }
+    // Skip every action that depends on the failed one, directly or not.
+    let mut queue: VecDeque<usize> = dependents[id].iter().copied().collect();
+    while let Some(d) = queue.pop_front() {
+        if report.outcomes.contains_key(&d) {
+            continue;
+        }
+        ready.remove(&d);
+        let skipped = ActionOutcome::Skipped { because_of: id };
+        *finished += 1;
+        progress(&ProgressEvent {
+            finished: *finished,
+            total,
+            action: &plan.actions[d],
+            outcome: &skipped,
+        });
+        report.outcomes.insert(d, skipped);
+        queue.extend(dependents[d].iter().copied());
+    }
+}

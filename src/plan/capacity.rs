@@ -1,0 +1,184 @@
+//! Capacity bookkeeping while planning: instance slots (I2, I7, T6, T7) and license
+//! counts (T3, T4, P4).
+//!
+//! Both work with "tokens": a free slot or a free license is a token whose *sources* are
+//! the actions that must have run before it can be used (none for capacity that is free
+//! now; the purchase for bought capacity; the delete or switch that frees it). An action
+//! that consumes a token depends on its sources, which is how "delete frees a slot that a
+//! later configure reuses" and "buy before use" become edges of the graph.
+
+use std::collections::VecDeque;
+
+use crate::tenant::{included_slots, InstanceType, Tenant};
+use crate::tenant::{MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES};
+
+fn idx(kind: InstanceType) -> usize {
+    match kind {
+        InstanceType::Production => 0,
+        InstanceType::Sandbox => 1,
+    }
+}
+
+/// Free instance slots per kind, as tokens.
+#[derive(Debug)]
+pub(crate) struct SlotPool {
+    free: [VecDeque<Vec<usize>>; 2],
+    total: [u32; 2],
+}
+
+impl SlotPool {
+    /// The slots of `tenant` while the plan runs: license purchases (raising the
+    /// Professional + Enterprise count to `mid_pe`) may add the included sandbox (T6); that
+    /// slot's token depends on `license_purchases`.
+    pub fn new(tenant: &Tenant, mid_pe: u32, license_purchases: &[usize]) -> SlotPool {
+        let mut pool = SlotPool {
+            free: [VecDeque::new(), VecDeque::new()],
+            total: [0, 0],
+        };
+        for kind in [InstanceType::Production, InstanceType::Sandbox] {
+            let now = tenant.free_slots(kind);
+            pool.total[idx(kind)] = tenant.total_slots(kind);
+            for _ in 0..now {
+                pool.free[idx(kind)].push_back(Vec::new());
+            }
+            let before = included_slots(kind, tenant.pro_enterprise());
+            let during = included_slots(kind, mid_pe.max(tenant.pro_enterprise()));
+            for _ in before..during {
+                pool.free[idx(kind)].push_back(license_purchases.to_vec());
+                pool.total[idx(kind)] += 1;
+            }
+        }
+        pool
+    }
+
+    /// Take a free slot of `kind`; returns the actions it depends on.
+    pub fn take(&mut self, kind: InstanceType) -> Option<Vec<usize>> {
+        self.free[idx(kind)].pop_front()
+    }
+
+    /// Whether a free slot of `kind` exists.
+    pub fn has(&self, kind: InstanceType) -> bool {
+        !self.free[idx(kind)].is_empty()
+    }
+
+    /// A slot of `kind` becomes free once `source` ran.
+    pub fn release(&mut self, kind: InstanceType, source: usize) {
+        self.free[idx(kind)].push_back(vec![source]);
+    }
+
+    /// Record one more bought slot of `kind`; `false` when T7's limit forbids it.
+    pub fn buy(&mut self, kind: InstanceType) -> bool {
+        let limit = match kind {
+            InstanceType::Production => MAX_PRODUCTION_INSTANCES,
+            InstanceType::Sandbox => MAX_SANDBOX_INSTANCES,
+        };
+        if self.total[idx(kind)] >= limit {
+            return false;
+        }
+        self.total[idx(kind)] += 1;
+        true
+    }
+}
+
+/// License flow of one plan: who takes a license of it, who gives one back.
+#[derive(Debug, Default)]
+pub(crate) struct LicenseFlow {
+    /// Actions that take a license: (action, Some(n) for the n-th temporary P4 license).
+    pub consumers: Vec<(usize, Option<usize>)>,
+    /// Actions that give one back: (action, Some(n) for the end of the n-th temporary one).
+    pub releases: Vec<(usize, Option<usize>)>,
+    /// Number of temporary (P4) licenses.
+    pub temps: usize,
+}
+
+impl LicenseFlow {
+    /// Pair consumers with releases so that at no moment more licenses are assigned than
+    /// `available` (T3), starting from `assigned` now.
+    ///
+    /// With `d = assigned + consumers - available` > 0, the last `d` consumers (permanent
+    /// ones last, temporary P4 ones first) each wait for a distinct release (permanent
+    /// releases first). Whatever order the graph then allows, every assignment beyond the
+    /// `consumers - d` free ones is preceded by its own release, so the count never exceeds
+    /// `available`. Returns `(consumer, release)` edges, or `None` when no such pairing
+    /// exists (not enough licenses at some moment).
+    pub fn pair(&self, assigned: u32, available: u32) -> Option<Vec<(usize, usize)>> {
+        let mut consumers: Vec<(usize, Option<usize>)> =
+            self.consumers.iter().filter(|c| c.1.is_some()).copied().collect();
+        consumers.extend(self.consumers.iter().filter(|c| c.1.is_none()));
+        let mut releases: Vec<(usize, Option<usize>)> =
+            self.releases.iter().filter(|r| r.1.is_none()).copied().collect();
+        releases.extend(self.releases.iter().filter(|r| r.1.is_some()));
+        let need = i64::from(assigned) + consumers.len() as i64 - i64::from(available);
+        if need <= 0 {
+            return Some(Vec::new());
+        }
+        let need = need as usize;
+        if need > consumers.len() {
+            return None; // already over-assigned beyond what consumers could explain
+        }
+        let paired = &consumers[consumers.len() - need..];
+        let mut edges = Vec::with_capacity(need);
+        for (k, c) in paired.iter().enumerate() {
+            let r = releases.get(k)?;
+            if let (Some(t), Some(s)) = (c.1, r.1) {
+                if s >= t {
+                    return None; // would wait on itself or on a later temporary license
+                }
+            }
+            edges.push((c.0, r.0));
+        }
+        Some(edges)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t3_no_pairing_needed_with_spare_licenses() {
+        let f = LicenseFlow {
+            consumers: vec![(1, None), (2, None)],
+            releases: vec![(3, None)],
+            temps: 0,
+        };
+        assert_eq!(f.pair(0, 2), Some(vec![]));
+    }
+
+    #[test]
+    fn t3_full_subscription_waits_for_releases() {
+        let f = LicenseFlow {
+            consumers: vec![(1, None), (2, None)],
+            releases: vec![(3, None), (4, None)],
+            temps: 0,
+        };
+        assert_eq!(f.pair(2, 2), Some(vec![(1, 3), (2, 4)]));
+        assert_eq!(f.pair(3, 2), None);
+    }
+
+    #[test]
+    fn p4_temporary_license_reused_in_a_chain() {
+        // 2 temporary licenses, only 1 available: the second waits for the first's removal.
+        let f = LicenseFlow {
+            consumers: vec![(1, Some(0)), (2, Some(1))],
+            releases: vec![(11, Some(0)), (12, Some(1))],
+            temps: 2,
+        };
+        assert_eq!(f.pair(0, 1), Some(vec![(2, 11)]));
+        assert_eq!(f.pair(1, 1), None);
+    }
+
+    #[test]
+    fn i2_slot_pool_counts_included_and_bought() {
+        let mut t = Tenant::fresh("x.onmicrosoft.com");
+        let mut p = SlotPool::new(&t, 0, &[]);
+        assert_eq!(p.take(InstanceType::Production), Some(vec![]));
+        assert_eq!(p.take(InstanceType::Production), None);
+        assert!(!p.has(InstanceType::Sandbox));
+        t.licenses.insert(crate::tenant::LicensePlan::Professional, 10);
+        let mut p = SlotPool::new(&t, 30, &[7]);
+        assert_eq!(p.take(InstanceType::Sandbox), Some(vec![7]));
+        p.release(InstanceType::Sandbox, 9);
+        assert_eq!(p.take(InstanceType::Sandbox), Some(vec![9]));
+    }
+}

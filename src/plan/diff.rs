@@ -1,0 +1,2080 @@
+//! Diff desired against observed into draft actions with dependency edges.
+//!
+//! The drafts are unordered; [`super::graph`] orders them. Every rule of domain.md that
+//! constrains the order is an edge added here, with the rule id in a comment.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde_json::{json, Value};
+
+use crate::diag::Diagnostic;
+use crate::plan::action::{ActionKind, Change, ObjKind, ObjRef, Op};
+use crate::plan::capacity::{LicenseFlow, SlotPool};
+use crate::spec::model::{self as m, Desired};
+use crate::state::State;
+use crate::tenant::{
+    self as t, AccessMode, InstanceStatus, InstanceType, LicensePlan, Tenant, UpdatePhase,
+    MAX_NON_INTERACTIVE_PER_INSTANCE,
+};
+
+/// An action before ordering; `deps` are indices into the draft list.
+#[derive(Debug, Clone)]
+pub(crate) struct Draft {
+    pub kind: ActionKind,
+    pub address: String,
+    pub deps: Vec<usize>,
+    pub destructive: bool,
+    pub changes: Vec<Change>,
+    pub reason: String,
+    pub op: Op,
+}
+
+impl super::graph::Node for Draft {
+    fn address(&self) -> &str {
+        &self.address
+    }
+    fn kind(&self) -> ActionKind {
+        self.kind
+    }
+    fn deps(&self) -> &[usize] {
+        &self.deps
+    }
+}
+
+/// The result of diffing.
+pub(crate) struct Diff {
+    pub drafts: Vec<Draft>,
+    pub diags: Vec<Diagnostic>,
+}
+
+fn ch(path: impl Into<String>, before: Value, after: Value) -> Change {
+    Change {
+        path: path.into(),
+        before,
+        after,
+    }
+}
+
+/// Compare dotted version strings numerically (`8.10.0` > `8.9.0`).
+pub(crate) fn cmp_version(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parse(a).cmp(&parse(b))
+}
+
+/// A desired object and where it is in the tenant.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bound<'a> {
+    /// Remote id when the object exists now.
+    id: Option<&'a str>,
+    /// The action after which the object exists (create, configure or adopt).
+    ready: Option<usize>,
+}
+
+/// Per desired user: what later steps depend on.
+#[derive(Debug, Default, Clone, Copy)]
+struct UserSteps {
+    /// The action that gives the user their final license, if any (P2).
+    license: Option<usize>,
+    /// The set_access_mode action, if any (P3, P4).
+    mode: Option<usize>,
+    /// Final access mode.
+    final_mode: Option<AccessMode>,
+    /// Final license.
+    final_license: Option<LicensePlan>,
+}
+
+/// Per desired instance.
+#[derive(Debug, Clone, Default)]
+struct InstSteps<'a> {
+    obs: Option<&'a t::Instance>,
+    /// Configure or adopt.
+    ready: Option<usize>,
+    /// The last action that replaces the content (configure, copy, reset).
+    content: Option<usize>,
+    /// Switch between production and sandbox (I7).
+    switch: Option<usize>,
+    /// The update_instance that changes the URL (I5).
+    url_update: Option<usize>,
+    /// Roles are wiped (reset) or the instance is new: observed roles do not count.
+    roles_wiped: bool,
+}
+
+struct Planner<'a> {
+    d: &'a Desired,
+    t: &'a Tenant,
+    s: &'a State,
+    drafts: Vec<Draft>,
+    diags: Vec<Diagnostic>,
+    groups: BTreeMap<&'a str, Bound<'a>>,
+    group_members_add: HashMap<&'a str, usize>,
+    users: BTreeMap<&'a str, Bound<'a>>,
+    user_steps: HashMap<&'a str, UserSteps>,
+    insts: BTreeMap<&'a str, InstSteps<'a>>,
+    /// Remote id -> state address, for every managed object.
+    addr_of_id: HashMap<&'a str, &'a str>,
+    /// Remote ids adopted in this plan (an object is adopted once).
+    adopted: HashSet<&'a str>,
+    /// Desired license counts (observed where not managed).
+    lic_target: BTreeMap<LicensePlan, u32>,
+    lic_purchase: BTreeMap<LicensePlan, usize>,
+    lic_flow: BTreeMap<LicensePlan, LicenseFlow>,
+    /// purchase_instance / purchase_storage actions (T5 prerequisites).
+    capacity_purchases: Vec<usize>,
+    /// remove_group_members actions per removed user id.
+    member_removals: HashMap<&'a str, Vec<usize>>,
+    /// Actions after which an observed instance no longer uses its group (I12).
+    unbinds: HashMap<&'a str, usize>,
+    /// delete_instance per observed instance id.
+    inst_deletes: HashMap<&'a str, (usize, &'a str)>,
+}
+
+/// Diff `desired` against `observed` given `state`.
+pub(crate) fn diff(desired: &Desired, observed: &Tenant, state: &State) -> Diff {
+    let mut p = Planner {
+        d: desired,
+        t: observed,
+        s: state,
+        drafts: Vec::new(),
+        diags: Vec::new(),
+        groups: BTreeMap::new(),
+        group_members_add: HashMap::new(),
+        users: BTreeMap::new(),
+        user_steps: HashMap::new(),
+        insts: BTreeMap::new(),
+        addr_of_id: state
+            .resources
+            .iter()
+            .map(|(a, r)| (r.id.as_str(), a.as_str()))
+            .collect(),
+        adopted: HashSet::new(),
+        lic_target: BTreeMap::new(),
+        lic_purchase: BTreeMap::new(),
+        lic_flow: BTreeMap::new(),
+        capacity_purchases: Vec::new(),
+        member_removals: HashMap::new(),
+        unbinds: HashMap::new(),
+        inst_deletes: HashMap::new(),
+    };
+    p.resolve_groups();
+    p.resolve_users();
+    p.resolve_instances();
+    p.licenses();
+    p.storage();
+    p.groups();
+    p.users();
+    p.group_members();
+    p.instances();
+    p.roles();
+    p.delete_users();
+    p.delete_groups();
+    p.license_order();
+    p.t5_prerequisites();
+    for d in &mut p.drafts {
+        d.deps.sort_unstable();
+        d.deps.dedup();
+    }
+    Diff {
+        drafts: p.drafts,
+        diags: p.diags,
+    }
+}
+
+const fn empty<'a, K, V>() -> Option<&'a BTreeMap<K, V>> {
+    None
+}
+
+impl<'a> Planner<'a> {
+    fn push(
+        &mut self,
+        kind: ActionKind,
+        address: String,
+        op: Op,
+        changes: Vec<Change>,
+        reason: impl Into<String>,
+        deps: impl IntoIterator<Item = Option<usize>>,
+    ) -> usize {
+        let destructive = matches!(
+            kind,
+            ActionKind::DeleteInstance
+                | ActionKind::ResetInstance
+                | ActionKind::DeleteUser
+                | ActionKind::DeleteGroup
+        );
+        self.drafts.push(Draft {
+            kind,
+            address,
+            deps: deps.into_iter().flatten().collect(),
+            destructive,
+            changes,
+            reason: reason.into(),
+            op,
+        });
+        self.drafts.len() - 1
+    }
+
+    fn dep(&mut self, action: usize, on: Option<usize>) {
+        if let Some(on) = on {
+            if on != action {
+                self.drafts[action].deps.push(on);
+            }
+        }
+    }
+
+    fn error(&mut self, address: &str, message: String, rule: &str, hint: Option<String>) {
+        let mut d = Diagnostic::error(address, message).rule(rule);
+        d.hint = hint;
+        self.diags.push(d);
+    }
+
+    fn warn(&mut self, address: &str, message: String, rule: &str) {
+        self.diags.push(Diagnostic::warning(address, message).rule(rule));
+    }
+
+    fn state_id(&self, address: &str, kind: ObjKind) -> Option<&'a str> {
+        self.s
+            .resources
+            .get(address)
+            .filter(|r| r.kind == kind)
+            .map(|r| r.id.as_str())
+    }
+
+    fn managed(&self, id: &str) -> bool {
+        self.addr_of_id.contains_key(id)
+    }
+
+    fn adopt(&mut self, kind: ObjKind, address: String, id: &'a str, what: &str) -> usize {
+        self.adopted.insert(id);
+        self.push(
+            ActionKind::Adopt,
+            address,
+            Op::Adopt {
+                kind,
+                id: id.to_string(),
+            },
+            vec![ch("id", Value::Null, json!(id))],
+            format!("{what} already exists in the tenant; take it under management"),
+            [],
+        )
+    }
+
+    // ----- resolution: state first, then natural key (adoption) -----
+
+    fn resolve_groups(&mut self) {
+        let Some(groups) = &self.d.security_groups else {
+            return;
+        };
+        let mut by_name: BTreeMap<&str, Vec<&'a str>> = BTreeMap::new();
+        for g in self.t.groups.values() {
+            if !self.managed(&g.id) {
+                by_name.entry(g.name.as_str()).or_default().push(&g.id);
+            }
+        }
+        for (key, g) in groups {
+            let address = format!("security_groups.{key}");
+            let name = g.name.as_deref().unwrap_or(key);
+            let bound = match self.state_id(&address, ObjKind::Group) {
+                Some(id) if self.t.groups.contains_key(id) => Bound {
+                    id: Some(id),
+                    ready: None,
+                },
+                _ => match by_name.get(name).map(Vec::as_slice) {
+                    Some([id]) if !self.adopted.contains(id) => {
+                        let a = self.adopt(
+                            ObjKind::Group,
+                            address.clone(),
+                            id,
+                            &format!("group `{name}`"),
+                        );
+                        Bound {
+                            id: Some(id),
+                            ready: Some(a),
+                        }
+                    }
+                    Some(ids) if ids.len() > 1 => {
+                        self.error(
+                            &address,
+                            format!(
+                                "{} unmanaged groups are named `{name}`: {}; cannot tell which one to adopt",
+                                ids.len(),
+                                ids.join(", ")
+                            ),
+                            "I12",
+                            Some("rename the duplicates in the admin center, or give this group another `name`".into()),
+                        );
+                        Bound::default()
+                    }
+                    _ => Bound::default(),
+                },
+            };
+            self.groups.insert(key, bound);
+        }
+    }
+
+    fn resolve_users(&mut self) {
+        let Some(users) = &self.d.users else {
+            return;
+        };
+        let mut by_upn: HashMap<String, Vec<&'a str>> = HashMap::new();
+        let any_new = users
+            .keys()
+            .any(|upn| self.state_id(&format!("users.{upn}"), ObjKind::User).is_none());
+        if any_new || !self.s.resources.is_empty() {
+            for u in self.t.users.values() {
+                if !self.managed(&u.id) {
+                    by_upn
+                        .entry(u.upn.to_ascii_lowercase())
+                        .or_default()
+                        .push(&u.id);
+                }
+            }
+        }
+        for upn in users.keys() {
+            let address = format!("users.{upn}");
+            let bound = match self.state_id(&address, ObjKind::User) {
+                Some(id) if self.t.users.contains_key(id) => Bound {
+                    id: Some(id),
+                    ready: None,
+                },
+                _ => match by_upn
+                    .get(&upn.to_ascii_lowercase())
+                    .map(Vec::as_slice)
+                {
+                    Some([id]) if !self.adopted.contains(id) => {
+                        let a = self.adopt(ObjKind::User, address, id, &format!("user `{upn}`"));
+                        Bound {
+                            id: Some(id),
+                            ready: Some(a),
+                        }
+                    }
+                    Some(ids) if ids.len() > 1 => {
+                        self.error(
+                            &address,
+                            format!(
+                                "{} unmanaged users have the UPN `{upn}`: {}; cannot tell which one to adopt",
+                                ids.len(),
+                                ids.join(", ")
+                            ),
+                            "P1",
+                            Some("delete the duplicate in the admin center".into()),
+                        );
+                        Bound::default()
+                    }
+                    _ => Bound::default(),
+                },
+            };
+            self.users.insert(upn, bound);
+        }
+    }
+
+    fn resolve_instances(&mut self) {
+        let Some(insts) = &self.d.instances else {
+            return;
+        };
+        let mut by_url: BTreeMap<&str, Vec<&'a str>> = BTreeMap::new();
+        for i in self.t.instances.values() {
+            if !self.managed(&i.id) {
+                by_url.entry(i.url.as_str()).or_default().push(&i.id);
+            }
+        }
+        for (key, di) in insts {
+            let address = format!("instances.{key}");
+            let mut steps = InstSteps::default();
+            match self.state_id(&address, ObjKind::Instance) {
+                Some(id) if self.t.instances.contains_key(id) => {
+                    steps.obs = self.t.instances.get(id);
+                }
+                _ => match by_url.get(di.url.as_str()).map(Vec::as_slice) {
+                    Some([id]) if !self.adopted.contains(id) => {
+                        let a = self.adopt(
+                            ObjKind::Instance,
+                            address,
+                            id,
+                            &format!("instance with URL name `{}`", di.url),
+                        );
+                        steps.obs = self.t.instances.get(*id);
+                        steps.ready = Some(a);
+                        steps.content = Some(a);
+                    }
+                    Some(ids) if ids.len() > 1 => {
+                        self.error(
+                            &address,
+                            format!(
+                                "{} unmanaged instances use the URL name `{}`: {}",
+                                ids.len(),
+                                di.url,
+                                ids.join(", ")
+                            ),
+                            "I5",
+                            None,
+                        );
+                    }
+                    _ => {}
+                },
+            }
+            self.insts.insert(key, steps);
+        }
+    }
+
+    fn group_ref(&self, key: &str) -> ObjRef {
+        ObjRef {
+            address: format!("security_groups.{key}"),
+            id: self.groups.get(key).and_then(|b| b.id).map(str::to_string),
+        }
+    }
+
+    fn user_ref(&self, upn: &str) -> ObjRef {
+        ObjRef {
+            address: format!("users.{upn}"),
+            id: self.users.get(upn).and_then(|b| b.id).map(str::to_string),
+        }
+    }
+
+    fn inst_ref(&self, key: &str) -> ObjRef {
+        ObjRef {
+            address: format!("instances.{key}"),
+            id: self
+                .insts
+                .get(key)
+                .and_then(|s| s.obs)
+                .map(|o| o.id.clone()),
+        }
+    }
+
+    /// A reference to an object by remote id: its state address, or the id itself when
+    /// the object is unmanaged.
+    fn id_ref(&self, id: &str) -> ObjRef {
+        ObjRef {
+            address: self.addr_of_id.get(id).copied().unwrap_or(id).to_string(),
+            id: Some(id.to_string()),
+        }
+    }
+
+    // ----- licenses and storage (T2-T6) -----
+
+    fn licenses(&mut self) {
+        for plan in LicensePlan::ALL {
+            let now = self.t.purchased(plan);
+            let want = self
+                .d
+                .licenses
+                .as_ref()
+                .and_then(|l| l.get(&plan).copied())
+                .unwrap_or(now);
+            self.lic_target.insert(plan, want);
+            if want > now {
+                // T5: buying is its own step, before anything that consumes it.
+                let a = self.push(
+                    ActionKind::PurchaseLicenses,
+                    format!("licenses.{}", plan.as_str()),
+                    Op::PurchaseLicenses { plan, to: want },
+                    vec![ch("purchased", json!(now), json!(want))],
+                    format!("buy {} more {} licenses (T5)", want - now, plan.as_str()),
+                    [],
+                );
+                self.lic_purchase.insert(plan, a);
+            }
+        }
+    }
+
+    /// Professional + Enterprise licenses while the plan runs (purchases early, reductions
+    /// late).
+    fn mid_pro_enterprise(&self) -> u32 {
+        [LicensePlan::Professional, LicensePlan::Enterprise]
+            .iter()
+            .map(|p| self.t.purchased(*p).max(self.lic_target[p]))
+            .sum()
+    }
+
+    fn pro_enterprise_purchases(&self) -> Vec<usize> {
+        [LicensePlan::Professional, LicensePlan::Enterprise]
+            .iter()
+            .filter_map(|p| self.lic_purchase.get(p).copied())
+            .collect()
+    }
+
+    fn storage(&mut self) {
+        let Some(want) = self.d.storage.as_ref().and_then(|s| s.additional_gb) else {
+            return;
+        };
+        let now = self.t.storage.additional_gb;
+        let changes = vec![ch("additional_gb", json!(now), json!(want))];
+        if want > now {
+            let a = self.push(
+                ActionKind::PurchaseStorage,
+                "storage".into(),
+                Op::PurchaseStorage { to_gb: want },
+                changes,
+                format!("buy {} GB more storage (T5)", want - now),
+                [],
+            );
+            self.capacity_purchases.push(a);
+        } else if want < now {
+            self.push(
+                ActionKind::ReduceStorage,
+                "storage".into(),
+                Op::ReduceStorage { to_gb: want },
+                changes,
+                format!("reduce the storage add-on by {} GB", now - want),
+                [],
+            );
+        }
+    }
+
+    /// T5: add-ons need a paid (non-trial) subscription with Professional/Enterprise
+    /// licenses at the moment of the purchase.
+    fn t5_prerequisites(&mut self) {
+        if self.capacity_purchases.is_empty() {
+            return;
+        }
+        if self.t.trial {
+            let first = self.capacity_purchases[0];
+            let address = self.drafts[first].address.clone();
+            self.error(
+                &address,
+                "instances and storage cannot be bought on a trial subscription".into(),
+                "T5",
+                Some("convert the trial into a paid subscription first".into()),
+            );
+            return;
+        }
+        let deps = if self.t.pro_enterprise() > 0 {
+            vec![]
+        } else {
+            let p = self.pro_enterprise_purchases();
+            if p.is_empty() {
+                let first = self.capacity_purchases[0];
+                let address = self.drafts[first].address.clone();
+                self.error(
+                    &address,
+                    "buying instances or storage needs Professional or Enterprise licenses, and the subscription has none".into(),
+                    "T5",
+                    Some("add `licenses: {professional: N}` to the file".into()),
+                );
+                return;
+            }
+            p
+        };
+        for &a in &self.capacity_purchases.clone() {
+            for &dep in &deps {
+                self.dep(a, Some(dep));
+            }
+        }
+    }
+
+    // ----- groups (I12) -----
+
+    fn groups(&mut self) {
+        let Some(groups) = &self.d.security_groups else {
+            return;
+        };
+        for (key, g) in groups {
+            let address = format!("security_groups.{key}");
+            let name = g.name.as_deref().unwrap_or(key);
+            let bound = self.groups[key.as_str()];
+            match bound.id.and_then(|id| self.t.groups.get(id)) {
+                None => {
+                    let description = g.description.clone().unwrap_or_default();
+                    let mut changes = vec![ch("name", Value::Null, json!(name))];
+                    if !description.is_empty() {
+                        changes.push(ch("description", Value::Null, json!(description)));
+                    }
+                    let a = self.push(
+                        ActionKind::CreateGroup,
+                        address,
+                        Op::CreateGroup {
+                            name: name.to_string(),
+                            description,
+                        },
+                        changes,
+                        "the group is in the file but not in the tenant",
+                        [],
+                    );
+                    self.groups.get_mut(key.as_str()).expect("resolved").ready = Some(a);
+                }
+                Some(obs) => {
+                    let mut changes = Vec::new();
+                    let new_name = (obs.name != name).then(|| name.to_string());
+                    if let Some(n) = &new_name {
+                        changes.push(ch("name", json!(obs.name), json!(n)));
+                    }
+                    let new_desc = g
+                        .description
+                        .as_ref()
+                        .filter(|d| **d != obs.description)
+                        .cloned();
+                    if let Some(dsc) = &new_desc {
+                        changes.push(ch("description", json!(obs.description), json!(dsc)));
+                    }
+                    if !changes.is_empty() {
+                        let group = self.group_ref(key);
+                        self.push(
+                            ActionKind::UpdateGroup,
+                            address,
+                            Op::UpdateGroup {
+                                group,
+                                name: new_name,
+                                description: new_desc,
+                            },
+                            changes,
+                            "the group's attributes differ from the file",
+                            [bound.ready],
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn group_members(&mut self) {
+        let Some(groups) = &self.d.security_groups else {
+            return;
+        };
+        for (key, g) in groups {
+            let Some(members) = &g.members else { continue };
+            let address = format!("security_groups.{key}");
+            let bound = self.groups[key.as_str()];
+            let obs = bound.id.and_then(|id| self.t.groups.get(id));
+            let mut want_ids: HashSet<&str> = HashSet::new();
+            let mut add: Vec<(ObjRef, Option<usize>, String)> = Vec::new();
+            let mut seen = BTreeSet::new();
+            for upn in members {
+                if !seen.insert(upn.as_str()) {
+                    continue;
+                }
+                let (r, ready) = match self.users.get(upn.as_str()) {
+                    Some(b) => (self.user_ref(upn), b.ready),
+                    None => match self.t.users.values().find(|u| u.upn == *upn) {
+                        Some(u) => (self.id_ref(&u.id), None),
+                        None => {
+                            self.error(
+                                &address,
+                                format!("member `{upn}` is neither declared under `users` nor a user of the tenant"),
+                                "I12",
+                                Some(format!("declare `users.{upn}` or remove it from the members")),
+                            );
+                            continue;
+                        }
+                    },
+                };
+                if let Some(id) = r.id.as_deref() {
+                    want_ids.insert(self.t.users.get_key_value(id).map_or("", |(k, _)| k));
+                }
+                let present = obs.is_some_and(|o| r.id.as_ref().is_some_and(|id| o.members.contains(id)));
+                if !present {
+                    add.push((r, ready, upn.clone()));
+                }
+            }
+            let group = self.group_ref(key);
+            if !add.is_empty() {
+                let deps: Vec<Option<usize>> = std::iter::once(bound.ready)
+                    .chain(add.iter().map(|a| a.1))
+                    .collect();
+                let names: Vec<&str> = add.iter().map(|a| a.2.as_str()).collect();
+                let a = self.push(
+                    ActionKind::AddGroupMembers,
+                    address.clone(),
+                    Op::AddGroupMembers {
+                        group: group.clone(),
+                        users: add.iter().map(|a| a.0.clone()).collect(),
+                    },
+                    vec![ch("members", Value::Null, json!(names))],
+                    format!("add {} member(s) (I12)", add.len()),
+                    deps,
+                );
+                self.group_members_add.insert(key, a);
+            }
+            if let Some(o) = obs {
+                let remove: Vec<&'a str> = o
+                    .members
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|id| !want_ids.contains(id))
+                    .collect();
+                if !remove.is_empty() {
+                    let names: Vec<&str> = remove
+                        .iter()
+                        .map(|id| self.t.users.get(*id).map_or(*id, |u| u.upn.as_str()))
+                        .collect();
+                    let changes = vec![ch("members", json!(names), Value::Null)];
+                    let users = remove.iter().map(|id| self.id_ref(id)).collect();
+                    let a = self.push(
+                        ActionKind::RemoveGroupMembers,
+                        address.clone(),
+                        Op::RemoveGroupMembers {
+                            group: group.clone(),
+                            users,
+                        },
+                        changes,
+                        format!("remove {} member(s) not in the file (I12: they lose access to the instances bound to the group)", remove.len()),
+                        [bound.ready],
+                    );
+                    for id in remove {
+                        self.member_removals.entry(id).or_default().push(a);
+                    }
+                }
+            }
+        }
+    }
+
+    fn delete_groups(&mut self) {
+        let desired = self.d.security_groups.as_ref().or(empty());
+        let gone: Vec<(&'a str, &'a str)> = self
+            .s
+            .resources
+            .iter()
+            .filter(|(a, r)| {
+                r.kind == ObjKind::Group
+                    && a.strip_prefix("security_groups.")
+                        .is_none_or(|k| !desired.is_some_and(|d| d.contains_key(k)))
+            })
+            .map(|(a, r)| (a.as_str(), r.id.as_str()))
+            .collect();
+        for (address, id) in gone {
+            let Some(obs) = self.t.groups.get(id) else {
+                continue;
+            };
+            let a = self.push(
+                ActionKind::DeleteGroup,
+                address.to_string(),
+                Op::DeleteGroup {
+                    group: ObjRef {
+                        address: address.to_string(),
+                        id: Some(id.to_string()),
+                    },
+                },
+                vec![ch("name", json!(obs.name), Value::Null)],
+                "the group was removed from the file",
+                [],
+            );
+            // I12: unbind from every instance before deleting the group.
+            for inst in self.t.instances.values() {
+                if inst.security_group.as_deref() != Some(id) {
+                    continue;
+                }
+                if let Some(&u) = self.unbinds.get(inst.id.as_str()) {
+                    self.dep(a, Some(u));
+                } else {
+                    self.error(
+                        address,
+                        format!(
+                            "the group is still bound to instance `{}` ({}), which this file does not manage",
+                            inst.url, inst.id
+                        ),
+                        "I12",
+                        Some("unbind the group from that instance first, or keep the group in the file".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    // ----- users (P1-P6, T3, T4) -----
+
+    /// Licenses of each plan held once the plan is done (before reductions).
+    fn final_assigned(&self) -> BTreeMap<LicensePlan, i64> {
+        let mut n: BTreeMap<LicensePlan, i64> = LicensePlan::ALL
+            .iter()
+            .map(|p| (*p, i64::from(self.t.assigned(*p))))
+            .collect();
+        if let Some(users) = &self.d.users {
+            for (upn, u) in users {
+                if let Some(obs) = self.users[upn.as_str()].id.and_then(|id| self.t.users.get(id)) {
+                    if let Some(l) = obs.license {
+                        *n.get_mut(&l).expect("all plans") -= 1;
+                    }
+                }
+                if let Some(l) = u.license {
+                    *n.get_mut(&l).expect("all plans") += 1;
+                }
+            }
+        }
+        for (a, r) in &self.s.resources {
+            if r.kind == ObjKind::User && !self.desired_user_address(a) {
+                if let Some(l) = self.t.users.get(&r.id).and_then(|u| u.license) {
+                    *n.get_mut(&l).expect("all plans") -= 1;
+                }
+            }
+        }
+        n
+    }
+
+    fn desired_user_address(&self, address: &str) -> bool {
+        address
+            .strip_prefix("users.")
+            .is_some_and(|upn| self.users.contains_key(upn))
+    }
+
+    fn consume(&mut self, plan: LicensePlan, action: usize, temp: Option<usize>) {
+        // T5: a license is bought before it is assigned.
+        let p = self.lic_purchase.get(&plan).copied();
+        self.dep(action, p);
+        self.lic_flow
+            .entry(plan)
+            .or_default()
+            .consumers
+            .push((action, temp));
+    }
+
+    fn release(&mut self, plan: LicensePlan, action: usize, temp: Option<usize>) {
+        self.lic_flow
+            .entry(plan)
+            .or_default()
+            .releases
+            .push((action, temp));
+    }
+
+    fn next_temp(&mut self, plan: LicensePlan) -> usize {
+        let f = self.lic_flow.entry(plan).or_default();
+        f.temps += 1;
+        f.temps - 1
+    }
+
+    fn users(&mut self) {
+        let Some(users) = &self.d.users else {
+            return;
+        };
+        let finals = self.final_assigned();
+        // P4: the plan with the most spare licenses lends one temporarily.
+        let temp_plan = LicensePlan::ALL
+            .iter()
+            .map(|p| {
+                let avail = i64::from(self.t.purchased(*p).max(self.lic_target[p]));
+                (avail - finals[p], *p)
+            })
+            .filter(|(spare, _)| *spare > 0)
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map(|(_, p)| p);
+        for (upn, u) in users {
+            let address = format!("users.{upn}");
+            let bound = self.users[upn.as_str()];
+            let obs = bound.id.and_then(|id| self.t.users.get(id));
+            let steps = match obs {
+                None => self.new_user(upn, u, &address, temp_plan),
+                Some(o) => self.existing_user(upn, u, o, &address, bound.ready, temp_plan),
+            };
+            self.user_steps.insert(upn, steps);
+        }
+    }
+
+    fn temp_license(
+        &mut self,
+        address: &str,
+        user: &ObjRef,
+        after: Option<usize>,
+        mode: AccessMode,
+        temp_plan: Option<LicensePlan>,
+    ) -> usize {
+        // P4: license -> access mode -> remove license.
+        let Some(plan) = temp_plan else {
+            self.error(
+                address,
+                format!("setting the access mode to {} needs a license for a moment, and every license is in use", mode.as_str()),
+                "P4",
+                Some("buy one more license of any plan".into()),
+            );
+            return self.set_mode(address, user, after, None, mode);
+        };
+        let n = self.next_temp(plan);
+        let a = self.push(
+            ActionKind::AssignLicense,
+            address.to_string(),
+            Op::AssignLicense {
+                user: user.clone(),
+                plan,
+            },
+            vec![ch("license", Value::Null, json!(plan.as_str()))],
+            format!("temporary license to set the access mode to {} (P4)", mode.as_str()),
+            [after],
+        );
+        self.consume(plan, a, Some(n));
+        let m = self.set_mode(address, user, Some(a), None, mode);
+        let r = self.push(
+            ActionKind::RemoveLicense,
+            address.to_string(),
+            Op::RemoveLicense { user: user.clone() },
+            vec![ch("license", json!(plan.as_str()), Value::Null)],
+            format!("{} users need no license after setup (P4)", mode.as_str()),
+            [Some(m)],
+        );
+        self.release(plan, r, Some(n));
+        m
+    }
+
+    fn set_mode(
+        &mut self,
+        address: &str,
+        user: &ObjRef,
+        after: Option<usize>,
+        before: Option<AccessMode>,
+        mode: AccessMode,
+    ) -> usize {
+        self.push(
+            ActionKind::SetAccessMode,
+            address.to_string(),
+            Op::SetAccessMode {
+                user: user.clone(),
+                mode,
+            },
+            vec![ch(
+                "access_mode",
+                before.map_or(Value::Null, |b| json!(b.as_str())),
+                json!(mode.as_str()),
+            )],
+            match mode {
+                AccessMode::Administrative | AccessMode::NonInteractive => {
+                    "set while the user holds a license (P4)"
+                }
+                _ => "the access mode differs from the file (P3)",
+            },
+            [after],
+        )
+    }
+
+    fn assign_license(
+        &mut self,
+        address: &str,
+        user: &ObjRef,
+        after: Option<usize>,
+        from: Option<LicensePlan>,
+        plan: LicensePlan,
+    ) -> usize {
+        let a = self.push(
+            ActionKind::AssignLicense,
+            address.to_string(),
+            Op::AssignLicense {
+                user: user.clone(),
+                plan,
+            },
+            vec![ch(
+                "license",
+                from.map_or(Value::Null, |f| json!(f.as_str())),
+                json!(plan.as_str()),
+            )],
+            "the user's license differs from the file (T3)",
+            [after],
+        );
+        self.consume(plan, a, None);
+        if let Some(f) = from {
+            self.release(f, a, None);
+        }
+        a
+    }
+
+    fn remove_license(
+        &mut self,
+        address: &str,
+        user: &ObjRef,
+        after: Option<usize>,
+        from: LicensePlan,
+        reason: &str,
+    ) -> usize {
+        let a = self.push(
+            ActionKind::RemoveLicense,
+            address.to_string(),
+            Op::RemoveLicense { user: user.clone() },
+            vec![ch("license", json!(from.as_str()), Value::Null)],
+            reason,
+            [after],
+        );
+        self.release(from, a, None);
+        a
+    }
+
+    fn new_user(
+        &mut self,
+        upn: &str,
+        u: &m::User,
+        address: &str,
+        temp_plan: Option<LicensePlan>,
+    ) -> UserSteps {
+        let final_mode = u.access_mode.unwrap_or(AccessMode::ReadWrite);
+        let create_mode = if final_mode == AccessMode::Application {
+            AccessMode::Application
+        } else {
+            AccessMode::ReadWrite
+        };
+        let name = u.name.clone().unwrap_or_default();
+        let mut changes = vec![ch("upn", Value::Null, json!(upn))];
+        if !name.is_empty() {
+            changes.push(ch("name", Value::Null, json!(name)));
+        }
+        changes.push(ch("access_mode", Value::Null, json!(create_mode.as_str())));
+        let c = self.push(
+            ActionKind::CreateUser,
+            address.to_string(),
+            Op::CreateUser {
+                upn: upn.to_string(),
+                name,
+                access_mode: create_mode,
+            },
+            changes,
+            "the user is in the file but not in the tenant",
+            [],
+        );
+        self.users.get_mut(upn).expect("resolved").ready = Some(c);
+        let user = self.user_ref(upn);
+        let mut steps = UserSteps {
+            final_mode: Some(final_mode),
+            final_license: u.license,
+            ..UserSteps::default()
+        };
+        if final_mode == AccessMode::Application {
+            if u.license.is_some() {
+                self.error(
+                    address,
+                    "application users are never licensed".into(),
+                    "P3",
+                    Some("remove `license` from this user".into()),
+                );
+            }
+        } else if let Some(plan) = u.license {
+            steps.license = Some(self.assign_license(address, &user, Some(c), None, plan));
+        }
+        if matches!(
+            final_mode,
+            AccessMode::Administrative | AccessMode::NonInteractive
+        ) {
+            steps.mode = Some(match steps.license {
+                Some(l) => self.set_mode(address, &user, Some(l), Some(AccessMode::ReadWrite), final_mode),
+                None => self.temp_license(address, &user, Some(c), final_mode, temp_plan),
+            });
+        }
+        if let Some(roles) = u.admin_roles.as_ref().filter(|r| !r.is_empty()) {
+            let mut roles = roles.clone();
+            roles.sort();
+            roles.dedup();
+            self.push(
+                ActionKind::UpdateUser,
+                address.to_string(),
+                Op::UpdateUser {
+                    user: user.clone(),
+                    name: None,
+                    admin_roles: Some(roles.clone()),
+                },
+                vec![ch("admin_roles", Value::Null, json!(roles))],
+                "tenant admin roles from the file (P6)",
+                [Some(c)],
+            );
+        }
+        steps
+    }
+
+    fn existing_user(
+        &mut self,
+        upn: &str,
+        u: &m::User,
+        o: &t::User,
+        address: &str,
+        ready: Option<usize>,
+        temp_plan: Option<LicensePlan>,
+    ) -> UserSteps {
+        let user = self.user_ref(upn);
+        // Profile and tenant admin roles.
+        let mut changes = Vec::new();
+        let new_name = u.name.as_ref().filter(|n| **n != o.name).cloned();
+        if let Some(n) = &new_name {
+            changes.push(ch("name", json!(o.name), json!(n)));
+        }
+        let new_roles = u.admin_roles.as_ref().and_then(|r| {
+            let want: BTreeSet<_> = r.iter().copied().collect();
+            (want != o.admin_roles).then(|| want.into_iter().collect::<Vec<_>>())
+        });
+        if let Some(r) = &new_roles {
+            changes.push(ch("admin_roles", json!(o.admin_roles), json!(r)));
+        }
+        if !changes.is_empty() {
+            self.push(
+                ActionKind::UpdateUser,
+                address.to_string(),
+                Op::UpdateUser {
+                    user: user.clone(),
+                    name: new_name,
+                    admin_roles: new_roles,
+                },
+                changes,
+                "the user's profile differs from the file (P1, P6)",
+                [ready],
+            );
+        }
+        let cur_mode = o.access_mode;
+        let final_mode = u.access_mode.unwrap_or(cur_mode);
+        let cur = o.license;
+        let want = u.license;
+        let mut steps = UserSteps {
+            final_mode: Some(final_mode),
+            final_license: want,
+            ..UserSteps::default()
+        };
+        if final_mode == AccessMode::Application && want.is_some() {
+            self.error(
+                address,
+                "application users are never licensed".into(),
+                "P3",
+                Some("remove `license` from this user".into()),
+            );
+            return steps;
+        }
+        if (final_mode == AccessMode::Application) != (cur_mode == AccessMode::Application) {
+            self.error(
+                address,
+                format!(
+                    "the access mode cannot change from {} to {}: application users are created as such",
+                    cur_mode.as_str(),
+                    final_mode.as_str()
+                ),
+                "P3",
+                Some("delete the user and create a new one with the wanted access mode".into()),
+            );
+            steps.final_mode = Some(cur_mode);
+            return steps;
+        }
+        let to_limited = final_mode != cur_mode
+            && matches!(
+                final_mode,
+                AccessMode::Administrative | AccessMode::NonInteractive
+            );
+        if to_limited {
+            // P4: the access mode is set while the user holds a license.
+            if let Some(c) = cur {
+                let m = self.set_mode(address, &user, ready, Some(cur_mode), final_mode);
+                steps.mode = Some(m);
+                match want {
+                    Some(p) if p != c => {
+                        steps.license = Some(self.assign_license(address, &user, Some(m), cur, p));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.remove_license(address, &user, Some(m), c, "the user needs no license after setup (P4)");
+                    }
+                }
+            } else if let Some(p) = want {
+                let a = self.assign_license(address, &user, ready, None, p);
+                steps.license = Some(a);
+                steps.mode = Some(self.set_mode(address, &user, Some(a), Some(cur_mode), final_mode));
+            } else {
+                steps.mode = Some(self.temp_license(address, &user, ready, final_mode, temp_plan));
+            }
+            return steps;
+        }
+        // License first (a read-write user needs it), then the access mode.
+        let mut la = None;
+        if want != cur {
+            la = Some(match want {
+                Some(p) => {
+                    let a = self.assign_license(address, &user, ready, cur, p);
+                    steps.license = Some(a);
+                    a
+                }
+                None => self.remove_license(
+                    address,
+                    &user,
+                    ready,
+                    cur.expect("differs from None"),
+                    "the file gives the user no license (P5)",
+                ),
+            });
+        }
+        if final_mode != cur_mode {
+            steps.mode = Some(self.set_mode(address, &user, la.or(ready), Some(cur_mode), final_mode));
+        }
+        steps
+    }
+
+    fn delete_users(&mut self) {
+        let gone: Vec<(&'a str, &'a str)> = self
+            .s
+            .resources
+            .iter()
+            .filter(|(a, r)| r.kind == ObjKind::User && !self.desired_user_address(a))
+            .map(|(a, r)| (a.as_str(), r.id.as_str()))
+            .collect();
+        for (address, id) in gone {
+            let Some(obs) = self.t.users.get(id) else {
+                continue;
+            };
+            let deps: Vec<Option<usize>> = self
+                .member_removals
+                .get(id)
+                .map(|v| v.iter().map(|a| Some(*a)).collect())
+                .unwrap_or_default();
+            let a = self.push(
+                ActionKind::DeleteUser,
+                address.to_string(),
+                Op::DeleteUser {
+                    user: ObjRef {
+                        address: address.to_string(),
+                        id: Some(id.to_string()),
+                    },
+                },
+                vec![ch("upn", json!(obs.upn), Value::Null)],
+                "the user was removed from the file (P5: deleting frees the license)",
+                deps,
+            );
+            if let Some(l) = obs.license {
+                self.release(l, a, None);
+            }
+        }
+    }
+
+    /// T3/T4: pair assignments with releases where licenses are short; reductions last.
+    fn license_order(&mut self) {
+        let flows = std::mem::take(&mut self.lic_flow);
+        let pe_capacity = self.capacity_purchases.clone();
+        for plan in LicensePlan::ALL {
+            let empty_flow = LicenseFlow::default();
+            let flow = flows.get(&plan).unwrap_or(&empty_flow);
+            let now = self.t.purchased(plan);
+            let want = self.lic_target[&plan];
+            let assigned = self.t.assigned(plan);
+            let address = format!("licenses.{}", plan.as_str());
+            let finally = i64::from(assigned) + flow.consumers.iter().filter(|c| c.1.is_none()).count() as i64
+                - flow.releases.iter().filter(|r| r.1.is_none()).count() as i64;
+            if finally > i64::from(want) {
+                self.error(
+                    &address,
+                    format!(
+                        "{finally} users would hold a {} license, but only {want} are purchased",
+                        plan.as_str()
+                    ),
+                    if want < now { "T4" } else { "T3" },
+                    Some(format!("set `licenses.{}` to at least {finally}", plan.as_str())),
+                );
+            } else {
+                match flow.pair(assigned, now.max(want)) {
+                    Some(edges) => {
+                        for (c, r) in edges {
+                            self.dep(c, Some(r));
+                        }
+                    }
+                    None => self.error(
+                        &address,
+                        format!(
+                            "not enough {} licenses during the change: assignments would exceed the {} purchased before others are removed",
+                            plan.as_str(),
+                            now.max(want)
+                        ),
+                        "T3",
+                        Some(format!("raise `licenses.{}` by one or two for the change", plan.as_str())),
+                    ),
+                }
+            }
+            if want < now {
+                // T4: remove assignments (and finish every assignment) before reducing.
+                let mut deps: Vec<Option<usize>> = flow
+                    .releases
+                    .iter()
+                    .chain(flow.consumers.iter())
+                    .map(|x| Some(x.0))
+                    .collect();
+                if plan.is_pro_or_enterprise() {
+                    // T5: add-ons are bought while Professional/Enterprise licenses exist.
+                    deps.extend(pe_capacity.iter().map(|a| Some(*a)));
+                }
+                self.push(
+                    ActionKind::ReduceLicenses,
+                    address,
+                    Op::ReduceLicenses { plan, to: want },
+                    vec![ch("purchased", json!(now), json!(want))],
+                    format!(
+                        "reduce {} licenses by {} (T4: after licenses are removed from users)",
+                        plan.as_str(),
+                        now - want
+                    ),
+                    deps,
+                );
+            }
+        }
+    }
+}
+
+/// The administration mode a fresh instance has (I10).
+fn default_admin() -> t::AdminModeState {
+    t::AdminModeState::default()
+}
+
+/// The administration mode a copy leaves on its target (I11).
+fn after_copy_admin() -> t::AdminModeState {
+    t::AdminModeState {
+        enabled: true,
+        background_operations: false,
+        message: None,
+    }
+}
+
+/// A temporary URL name for a rename chain (I5): valid, and used by no one.
+fn temp_url(base: &str, taken: &HashSet<String>) -> String {
+    for n in 1.. {
+        let suffix = format!("-tmp-{n}");
+        let mut stem: String = base.chars().take(63 - suffix.len()).collect();
+        while stem.ends_with('-') {
+            stem.pop();
+        }
+        let candidate = format!("{stem}{suffix}");
+        if !taken.contains(&candidate) {
+            return candidate;
+        }
+    }
+    unreachable!("an unbounded range always yields a free name")
+}
+
+impl<'a> Planner<'a> {
+    fn buy_slot(&mut self, pool: &mut SlotPool, kind: InstanceType, address: &str, why: &str) -> Option<usize> {
+        if !pool.buy(kind) {
+            self.error(
+                address,
+                format!(
+                    "another {} slot would exceed the tenant's limit of 50 production and 75 sandbox instances",
+                    kind.as_str()
+                ),
+                "T7",
+                None,
+            );
+            return None;
+        }
+        let a = self.push(
+            ActionKind::PurchaseInstance,
+            address.to_string(),
+            Op::PurchaseInstance { kind },
+            vec![ch(format!("slots.{}", kind.as_str()), Value::Null, json!("+1"))],
+            format!("buy a {} instance slot: {why} (I2)", kind.as_str()),
+            [],
+        );
+        self.capacity_purchases.push(a);
+        Some(a)
+    }
+
+    /// A free slot of `kind`, bought when none is free (I2).
+    fn take_slot(&mut self, pool: &mut SlotPool, kind: InstanceType, address: &str, why: &str) -> Vec<usize> {
+        match pool.take(kind) {
+            Some(deps) => deps,
+            None => self.buy_slot(pool, kind, address, why).into_iter().collect(),
+        }
+    }
+
+    /// Production -> sandbox (I7): a free sandbox slot, else another free production slot,
+    /// else buy a sandbox slot. Returns the deps and the slot kind occupied afterwards.
+    fn slot_for_sandbox(&mut self, pool: &mut SlotPool, address: &str) -> (Vec<usize>, InstanceType) {
+        if pool.has(InstanceType::Sandbox) {
+            (pool.take(InstanceType::Sandbox).unwrap_or_default(), InstanceType::Sandbox)
+        } else if pool.has(InstanceType::Production) {
+            (pool.take(InstanceType::Production).unwrap_or_default(), InstanceType::Production)
+        } else {
+            let deps = self
+                .buy_slot(pool, InstanceType::Sandbox, address, "switching to sandbox needs a free slot (I7)")
+                .into_iter()
+                .collect();
+            (deps, InstanceType::Sandbox)
+        }
+    }
+
+    fn switch(&mut self, address: &str, key_or_addr: ObjRef, from: InstanceType, to: InstanceType, reason: &str, deps: Vec<usize>) -> usize {
+        self.push(
+            ActionKind::SwitchInstance,
+            address.to_string(),
+            Op::SwitchInstance {
+                instance: key_or_addr,
+                to,
+            },
+            vec![ch("type", json!(from.as_str()), json!(to.as_str()))],
+            reason,
+            deps.into_iter().map(Some),
+        )
+    }
+
+    fn instances(&mut self) {
+        static NONE: BTreeMap<String, m::Instance> = BTreeMap::new();
+        let desired: &'a BTreeMap<String, m::Instance> = self.d.instances.as_ref().unwrap_or(&NONE);
+        let mut pool = SlotPool::new(
+            self.t,
+            self.mid_pro_enterprise(),
+            &self.pro_enterprise_purchases(),
+        );
+        let mut url_release: HashMap<&'a str, usize> = HashMap::new();
+
+        // 1. Instances removed from the file: sandboxes first (they free slots), then
+        //    production ones, which are switched to sandbox first (I8).
+        let mut gone: Vec<(&'a str, &'a t::Instance, bool)> = self
+            .s
+            .resources
+            .iter()
+            .filter(|(a, r)| {
+                r.kind == ObjKind::Instance
+                    && a.strip_prefix("instances.").is_none_or(|k| !desired.contains_key(k))
+            })
+            .filter_map(|(a, r)| self.t.instances.get(&r.id).map(|o| (a.as_str(), o, r.protect)))
+            .collect();
+        gone.sort_by_key(|(a, o, _)| (o.kind != InstanceType::Sandbox, *a));
+        for (address, o, protect) in gone {
+            if protect {
+                self.error(
+                    address,
+                    "the instance is protected and would be deleted (it was removed from the file; the state remembers `protect: true`)".into(),
+                    "I8",
+                    Some("put the instance back in the file, or set `protect: false` and apply before removing it".into()),
+                );
+            }
+            let iref = ObjRef {
+                address: address.to_string(),
+                id: Some(o.id.clone()),
+            };
+            let mut after = None;
+            let mut slot_now = o.slot;
+            if o.kind == InstanceType::Production {
+                let (deps, slot) = self.slot_for_sandbox(&mut pool, address);
+                let sw = self.switch(address, iref.clone(), InstanceType::Production, InstanceType::Sandbox, "only sandbox instances can be deleted: switch first (I8)", deps);
+                pool.release(o.slot, sw);
+                slot_now = slot;
+                after = Some(sw);
+            }
+            let del = self.push(
+                ActionKind::DeleteInstance,
+                address.to_string(),
+                Op::DeleteInstance { instance: iref },
+                vec![ch("url", json!(o.url), Value::Null)],
+                "the instance was removed from the file; its data is lost for good (I8), its slot becomes free (I2)",
+                [after],
+            );
+            pool.release(slot_now, del);
+            url_release.insert(&o.id, del);
+            self.unbinds.insert(&o.id, del);
+            self.inst_deletes.insert(&o.id, (del, address));
+        }
+
+        // 2. Switches of kept instances (I7): to sandbox first (they free production slots).
+        let mut switching: Vec<(&str, &'a t::Instance, InstanceType)> = desired
+            .iter()
+            .filter_map(|(k, di)| {
+                let o = self.insts.get(k.as_str())?.obs?;
+                (o.kind != di.kind).then_some((self.insts.get_key_value(k.as_str())?.0.to_owned(), o, di.kind))
+            })
+            .collect();
+        switching.sort_by_key(|(k, _, to)| (*to == InstanceType::Production, *k));
+        for (key, o, to) in switching {
+            let address = format!("instances.{key}");
+            let ready = self.insts[key].ready;
+            let deps = if to == InstanceType::Sandbox {
+                self.slot_for_sandbox(&mut pool, &address).0
+            } else {
+                self.take_slot(&mut pool, InstanceType::Production, &address, "switching to production needs a free production slot (I7)")
+            };
+            let iref = self.inst_ref(key);
+            let sw = self.switch(&address, iref, o.kind, to, "the type differs from the file (I7)", deps);
+            self.dep(sw, ready);
+            pool.release(o.slot, sw);
+            self.insts.get_mut(key).expect("desired").switch = Some(sw);
+        }
+
+        // 3. New instances: configure a free slot, bought when none is free (I2).
+        for (key, di) in desired {
+            if self.insts[key.as_str()].obs.is_some() {
+                continue;
+            }
+            let address = format!("instances.{key}");
+            let deps = self.take_slot(&mut pool, di.kind, &address, "no free slot to configure");
+            let (gref, gdeps) = self.group_binding(&address, di.security_group.as_deref());
+            let region = di.region.unwrap_or(t::Region::NA);
+            let currency = di.currency.clone().unwrap_or_else(|| "USD".into());
+            let language = di.language.unwrap_or(1033);
+            let purpose = di.purpose.clone().unwrap_or_default();
+            let mut changes = vec![
+                ch("name", Value::Null, json!(di.name)),
+                ch("url", Value::Null, json!(di.url)),
+                ch("type", Value::Null, json!(di.kind.as_str())),
+            ];
+            if !purpose.is_empty() {
+                changes.push(ch("purpose", Value::Null, json!(purpose)));
+            }
+            changes.push(ch("region", Value::Null, json!(region.as_str())));
+            changes.push(ch("currency", Value::Null, json!(currency)));
+            changes.push(ch("language", Value::Null, json!(language)));
+            if let Some(g) = &di.security_group {
+                changes.push(ch("security_group", Value::Null, json!(g)));
+            }
+            let c = self.push(
+                ActionKind::ConfigureInstance,
+                address,
+                Op::ConfigureInstance {
+                    name: di.name.clone(),
+                    url: di.url.clone(),
+                    kind: di.kind,
+                    purpose,
+                    region,
+                    currency,
+                    language,
+                    security_group: gref,
+                },
+                changes,
+                "the instance is in the file but not in the tenant (I2: configure a free slot)",
+                deps.into_iter().map(Some).chain(gdeps),
+            );
+            let s = self.insts.get_mut(key.as_str()).expect("desired");
+            s.ready = Some(c);
+            s.content = Some(c);
+            s.roles_wiped = true;
+        }
+
+        // 4. Kept instances: reset, edits.
+        for (key, di) in desired {
+            if let Some(o) = self.insts[key.as_str()].obs {
+                self.existing_instance(key, di, o);
+            }
+        }
+
+        // 5. Copies onto new sandboxes (I11).
+        for (key, di) in desired {
+            let Some(cf) = &di.copy_from else { continue };
+            if self.insts[key.as_str()].obs.is_some() {
+                continue; // a copy happens when the target is created
+            }
+            let address = format!("instances.{key}");
+            if di.kind != InstanceType::Sandbox {
+                self.error(&address, "a copy can only land on a sandbox instance".into(), "I11", Some("set `type: sandbox`".into()));
+                continue;
+            }
+            let Some(src) = self.insts.get(cf.instance.as_str()) else {
+                self.error(&address, format!("`copy_from.instance` names `{}`, which is not in the file", cf.instance), "I11", None);
+                continue;
+            };
+            let src_content = src.content;
+            let source = self.inst_ref(&cf.instance);
+            let target = self.inst_ref(key);
+            let ready = self.insts[key.as_str()].ready;
+            let a = self.push(
+                ActionKind::CopyInstance,
+                address,
+                Op::CopyInstance { source, target, kind: cf.kind },
+                vec![
+                    ch("copy_from", Value::Null, json!(cf.instance)),
+                    ch("copy_kind", Value::Null, json!(cf.kind)),
+                ],
+                "copy onto the new sandbox; it ends in administration mode with background operations off (I11)",
+                [ready, src_content],
+            );
+            self.insts.get_mut(key.as_str()).expect("desired").content = Some(a);
+        }
+
+        // 6. Administration mode, notification recipients, update approval.
+        for (key, di) in desired {
+            self.instance_settings(key, di);
+        }
+
+        // 7. URL names stay unique at every moment (I5).
+        self.url_order(desired, url_release);
+    }
+
+    /// The group an instance binds, and what the binding waits for (I12).
+    fn group_binding(&mut self, address: &str, key: Option<&str>) -> (Option<ObjRef>, Vec<Option<usize>>) {
+        let Some(key) = key else {
+            return (None, vec![]);
+        };
+        let Some(b) = self.groups.get(key).copied() else {
+            self.error(address, format!("`security_group` names `{key}`, which is not under `security_groups`"), "I12", None);
+            return (None, vec![]);
+        };
+        // Create the group and add its members before binding, so that nobody loses access
+        // in between (I12).
+        (Some(self.group_ref(key)), vec![b.ready, self.group_members_add.get(key).copied()])
+    }
+
+    fn existing_instance(&mut self, key: &'a str, di: &m::Instance, o: &'a t::Instance) {
+        let address = format!("instances.{key}");
+        let steps = self.insts[key].clone();
+        let protect = di.protect || self.s.resources.get(&address).is_some_and(|r| r.protect);
+        if let Some(r) = di.region.filter(|r| *r != o.region) {
+            self.error(
+                &address,
+                format!("the region cannot change from {} to {}: it is fixed once configured, and a reset stays in the region", o.region.as_str(), r.as_str()),
+                "I6",
+                Some("configure a new instance in the other region and copy onto it".into()),
+            );
+        }
+        let new_currency = di.currency.as_ref().filter(|c| **c != o.currency);
+        let new_language = di.language.filter(|l| *l != o.language);
+        if new_currency.is_some() || new_language.is_some() {
+            if di.kind == InstanceType::Production {
+                self.error(
+                    &address,
+                    "the base currency and language of a configured production instance never change (I3/I6)".into(),
+                    "I3",
+                    Some("keep the current values, or make it a sandbox (a reset may change them, I9)".into()),
+                );
+            } else if protect {
+                self.error(&address, "the instance is protected and a currency/language change would reset it (I9)".into(), "I9", Some("set `protect: false` to allow the reset".into()));
+            } else {
+                let mut changes = Vec::new();
+                if let Some(c) = new_currency {
+                    changes.push(ch("currency", json!(o.currency), json!(c)));
+                }
+                if let Some(l) = new_language {
+                    changes.push(ch("language", json!(o.language), json!(l)));
+                }
+                let iref = self.inst_ref(key);
+                let r = self.push(
+                    ActionKind::ResetInstance,
+                    address.clone(),
+                    Op::ResetInstance {
+                        instance: iref,
+                        currency: new_currency.cloned().unwrap_or_else(|| o.currency.clone()),
+                        language: new_language.unwrap_or(o.language),
+                    },
+                    changes,
+                    "currency and language change only through a reset, which deletes all data (I3, I9)",
+                    [steps.ready, steps.switch],
+                );
+                let s = self.insts.get_mut(key).expect("desired");
+                s.content = Some(r);
+                s.roles_wiped = true;
+            }
+        }
+        // I4: name, URL, purpose, security group.
+        let mut changes = Vec::new();
+        let name = (di.name != o.name).then(|| di.name.clone());
+        if let Some(n) = &name {
+            changes.push(ch("name", json!(o.name), json!(n)));
+        }
+        let url = (di.url != o.url).then(|| di.url.clone());
+        if let Some(u) = &url {
+            changes.push(ch("url", json!(o.url), json!(u)));
+        }
+        let purpose = di.purpose.as_ref().filter(|p| **p != o.purpose).cloned();
+        if let Some(p) = &purpose {
+            changes.push(ch("purpose", json!(o.purpose), json!(p)));
+        }
+        let want_gid = di.security_group.as_deref().map(|k| self.groups.get(k).and_then(|b| b.id));
+        let group_changed = match (want_gid, o.security_group.as_deref()) {
+            (None, None) => false,
+            (Some(Some(w)), Some(c)) => w != c,
+            _ => true,
+        };
+        let mut security_group = None;
+        let mut gdeps = vec![];
+        if group_changed {
+            let (gref, deps) = self.group_binding(&address, di.security_group.as_deref());
+            gdeps = deps;
+            let before = o
+                .security_group
+                .as_deref()
+                .map_or(Value::Null, |id| json!(self.addr_of_id.get(id).map_or(id, |a| a.strip_prefix("security_groups.").unwrap_or(a))));
+            changes.push(ch("security_group", before, json!(di.security_group)));
+            security_group = Some(gref);
+        }
+        if changes.is_empty() {
+            return;
+        }
+        if o.status != InstanceStatus::Ready {
+            self.error(
+                &address,
+                format!("the instance is {} and cannot be edited", if o.status == InstanceStatus::Provisioning { "still provisioning" } else { "disabled (enable it first)" }),
+                "I4",
+                Some("wait until it is ready, or enable it in the admin center, then plan again".into()),
+            );
+        }
+        let iref = self.inst_ref(key);
+        let url_changed = url.is_some();
+        let a = self.push(
+            ActionKind::UpdateInstance,
+            address.clone(),
+            Op::UpdateInstance {
+                instance: iref,
+                name,
+                url,
+                purpose,
+                security_group: security_group.clone(),
+            },
+            changes,
+            "editable attributes differ from the file (I4)",
+            [steps.ready, steps.content].into_iter().chain(gdeps),
+        );
+        if url_changed {
+            self.insts.get_mut(key).expect("desired").url_update = Some(a);
+            self.warn(
+                &address,
+                format!("the URL name changes from `{}` to `{}`: Outlook users working offline must sync first, every user must be told the new URL, and the old one keeps working for up to 24 hours", o.url, di.url),
+                "I5",
+            );
+        }
+        if group_changed {
+            if o.security_group.is_some() {
+                self.unbinds.insert(&o.id, a);
+            }
+            if let Some(Some(g)) = &security_group {
+                self.warn_disabled_users(&address, o, g, di.security_group.as_deref().unwrap_or(""));
+            }
+        }
+    }
+
+    /// I12: binding a group disables the instance's users who are not members.
+    fn warn_disabled_users(&mut self, address: &str, o: &t::Instance, g: &ObjRef, key: &str) {
+        let members: HashSet<&str> = match self
+            .d
+            .security_groups
+            .as_ref()
+            .and_then(|gs| gs.get(key))
+            .and_then(|gd| gd.members.as_ref())
+        {
+            Some(list) => list
+                .iter()
+                .filter_map(|upn| match self.users.get(upn.as_str()) {
+                    Some(b) => b.id,
+                    None => self.t.users.values().find(|u| u.upn == *upn).map(|u| u.id.as_str()),
+                })
+                .collect(),
+            None => g
+                .id
+                .as_deref()
+                .and_then(|id| self.t.groups.get(id))
+                .map(|gr| gr.members.iter().map(String::as_str).collect())
+                .unwrap_or_default(),
+        };
+        let disabled: Vec<&str> = self
+            .t
+            .users
+            .values()
+            .filter(|u| u.roles.get(&o.id).is_some_and(|r| !r.is_empty()) && !members.contains(u.id.as_str()))
+            .map(|u| u.upn.as_str())
+            .collect();
+        if disabled.is_empty() {
+            return;
+        }
+        let shown: Vec<&str> = disabled.iter().take(10).copied().collect();
+        let more = if disabled.len() > 10 { format!(" and {} more", disabled.len() - 10) } else { String::new() };
+        self.warn(
+            address,
+            format!(
+                "binding group `{key}` disables {} user(s) of the instance who are not members: {}{more}",
+                disabled.len(),
+                shown.join(", ")
+            ),
+            "I12",
+        );
+    }
+
+    fn instance_settings(&mut self, key: &str, di: &m::Instance) {
+        let address = format!("instances.{key}");
+        let steps = self.insts[key].clone();
+        let is_new = steps.obs.is_none();
+        let copied = is_new && di.copy_from.is_some() && steps.content != steps.ready;
+        // I10: administration mode, one op whose end state is valid.
+        if let Some(am) = &di.admin_mode {
+            let want = t::AdminModeState {
+                enabled: am.enabled,
+                background_operations: am.background_operations,
+                message: am.message.clone(),
+            };
+            let cur = if copied {
+                after_copy_admin()
+            } else if is_new || steps.roles_wiped {
+                default_admin()
+            } else {
+                steps.obs.map(|o| o.admin_mode.clone()).unwrap_or_default()
+            };
+            if !want.enabled && !want.background_operations {
+                self.error(&address, "background operations can be disabled only while administration mode is on".into(), "I10", Some("set `admin_mode.enabled: true` or `background_operations: true`".into()));
+            } else if di.kind == InstanceType::Production && want != default_admin() {
+                self.error(&address, "administration mode is available on sandbox instances only".into(), "I10", Some("remove `admin_mode` or make the instance a sandbox".into()));
+            } else if want != cur {
+                let mut changes = Vec::new();
+                if want.enabled != cur.enabled {
+                    changes.push(ch("admin_mode.enabled", json!(cur.enabled), json!(want.enabled)));
+                }
+                if want.background_operations != cur.background_operations {
+                    changes.push(ch("admin_mode.background_operations", json!(cur.background_operations), json!(want.background_operations)));
+                }
+                if want.message != cur.message {
+                    changes.push(ch("admin_mode.message", json!(cur.message), json!(want.message)));
+                }
+                let iref = self.inst_ref(key);
+                let switch_to_prod = steps.switch.is_some() && di.kind == InstanceType::Production;
+                let a = self.push(
+                    ActionKind::SetAdminMode,
+                    address.clone(),
+                    Op::SetAdminMode {
+                        instance: iref,
+                        enabled: want.enabled,
+                        background_operations: want.background_operations,
+                        message: want.message.clone(),
+                    },
+                    changes,
+                    if copied {
+                        "the wanted administration mode after the copy (I10, I11)"
+                    } else {
+                        "administration mode differs from the file (I10: background operations off only while it is on)"
+                    },
+                    [steps.ready, steps.content, if switch_to_prod { None } else { steps.switch }],
+                );
+                if switch_to_prod {
+                    // Leave administration mode while still a sandbox (I10).
+                    let sw = steps.switch.expect("checked");
+                    self.dep(sw, Some(a));
+                }
+            }
+        }
+        // I13: extra notification recipients, exact when given.
+        if let Some(list) = &di.notification_recipients {
+            let mut seen = BTreeSet::new();
+            let want: Vec<String> = list.iter().filter(|r| seen.insert(r.as_str())).cloned().collect();
+            let cur: BTreeSet<&str> = steps.obs.map(|o| o.notification_recipients.iter().map(String::as_str).collect()).unwrap_or_default();
+            if seen != cur {
+                let iref = self.inst_ref(key);
+                let before: Vec<&str> = cur.iter().copied().collect();
+                self.push(
+                    ActionKind::SetNotificationRecipients,
+                    address.clone(),
+                    Op::SetNotificationRecipients { instance: iref, recipients: want.clone() },
+                    vec![ch("notification_recipients", json!(before), json!(want))],
+                    "extra update notification recipients differ from the file (I13)",
+                    [steps.ready],
+                );
+            }
+        }
+        // U2-U4: update approval.
+        if let Some(u) = &di.update {
+            let newest = self.t.versions.last().map(String::as_str).unwrap_or("");
+            let version = steps.obs.map_or(newest, |o| o.version.as_str());
+            if !self.t.versions.iter().any(|v| *v == u.target_version) {
+                self.error(
+                    &address,
+                    format!("target version {} is not offered by the service", u.target_version),
+                    "U3",
+                    Some(format!("known versions: {}", self.t.versions.join(", "))),
+                );
+                return;
+            }
+            match cmp_version(&u.target_version, version) {
+                std::cmp::Ordering::Equal => return,
+                std::cmp::Ordering::Less => {
+                    self.warn(&address, format!("the instance already runs {version}, newer than the approved target {}; nothing to approve", u.target_version), "U2");
+                    return;
+                }
+                std::cmp::Ordering::Greater => {}
+            }
+            let cur = steps.obs.and_then(|o| o.update.as_ref());
+            if let Some(c) = cur {
+                let same = c.target_version == u.target_version && c.preferred == u.preferred && c.alternate == u.alternate;
+                if same && matches!(c.state, UpdatePhase::Approved | UpdatePhase::InProgress | UpdatePhase::Updated) {
+                    return;
+                }
+                if c.state == UpdatePhase::InProgress {
+                    self.error(&address, format!("the update to {} is in progress and can no longer be rescheduled", c.target_version), "U4", Some("wait until it finishes, then plan again".into()));
+                    return;
+                }
+            }
+            let before = cur.map_or(Value::Null, |c| json!({"target_version": c.target_version, "preferred": c.preferred, "alternate": c.alternate}));
+            let iref = self.inst_ref(key);
+            self.push(
+                ActionKind::ScheduleUpdate,
+                address,
+                Op::ScheduleUpdate {
+                    instance: iref,
+                    target_version: u.target_version.clone(),
+                    preferred: u.preferred.clone(),
+                    alternate: u.alternate.clone(),
+                },
+                vec![ch("update", before, json!({"target_version": u.target_version, "preferred": u.preferred, "alternate": u.alternate}))],
+                format!("approve the update from {version} to {} (U2, U3)", u.target_version),
+                [steps.ready],
+            );
+        }
+    }
+
+    /// I5: a URL name is taken only after its holder let it go; rename cycles go through a
+    /// temporary URL name.
+    fn url_order(&mut self, desired: &BTreeMap<String, m::Instance>, mut release: HashMap<&'a str, usize>) {
+        let holders: HashMap<&str, &'a t::Instance> = self.t.instances.values().map(|i| (i.url.as_str(), i)).collect();
+        // id -> (key, wanted url) of kept instances that change URL.
+        let mut renamers: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+        for (key, di) in desired {
+            let s = &self.insts[key.as_str()];
+            if let (Some(o), Some(a)) = (s.obs, s.url_update) {
+                release.insert(&o.id, a);
+                renamers.insert(&o.id, (key, &di.url));
+            }
+        }
+        // Find cycles in the "wants the URL held by" relation (each renamer wants one URL).
+        let next = |id: &str| -> Option<&str> {
+            let (_, url) = renamers.get(id)?;
+            let h = holders.get(url)?;
+            (h.id != id && renamers.contains_key(h.id.as_str())).then_some(h.id.as_str())
+        };
+        let mut color: HashMap<&str, u8> = HashMap::new();
+        let mut cycles: Vec<Vec<&str>> = Vec::new();
+        for &start in renamers.keys() {
+            if color.contains_key(start) {
+                continue;
+            }
+            let mut path = vec![];
+            let mut cur = Some(start);
+            while let Some(c) = cur {
+                match color.get(c) {
+                    Some(1) => {
+                        let pos = path.iter().position(|p| *p == c).expect("on path");
+                        cycles.push(path[pos..].to_vec());
+                        break;
+                    }
+                    Some(_) => break,
+                    None => {
+                        color.insert(c, 1);
+                        path.push(c);
+                        cur = next(c);
+                    }
+                }
+            }
+            for p in path {
+                color.insert(p, 2);
+            }
+        }
+        if !cycles.is_empty() {
+            let mut taken: HashSet<String> = holders.keys().map(|u| u.to_string()).collect();
+            taken.extend(desired.values().map(|d| d.url.clone()));
+            for cycle in cycles {
+                let id = *cycle.iter().min_by_key(|id| renamers[*id].0).expect("non-empty");
+                let key = renamers[id].0.to_string();
+                let o = self.t.instances.get(id).expect("observed");
+                let tmp = temp_url(&o.url, &taken);
+                taken.insert(tmp.clone());
+                let iref = self.inst_ref(&key);
+                let ready = self.insts[key.as_str()].ready;
+                let a = self.push(
+                    ActionKind::UpdateInstance,
+                    format!("instances.{key}"),
+                    Op::UpdateInstance { instance: iref, name: None, url: Some(tmp.clone()), purpose: None, security_group: None },
+                    vec![ch("url", json!(o.url), json!(tmp))],
+                    "temporary URL name: the URL names of these instances swap, and URL names are unique at every moment (I5)",
+                    [ready],
+                );
+                release.insert(self.t.instances.get_key_value(id).expect("observed").0, a);
+            }
+        }
+        for (key, di) in desired {
+            let s = &self.insts[key.as_str()];
+            let (own, action) = match (s.obs, s.url_update, s.ready) {
+                (Some(o), Some(a), _) => (Some(o.id.as_str()), a),
+                (None, _, Some(c)) => (None, c),
+                _ => continue,
+            };
+            let Some(h) = holders.get(di.url.as_str()) else { continue };
+            if Some(h.id.as_str()) == own {
+                continue;
+            }
+            match release.get(h.id.as_str()) {
+                Some(&r) => self.dep(action, Some(r)),
+                None => {
+                    let who = self.addr_of_id.get(h.id.as_str()).map_or_else(|| format!("unmanaged instance {}", h.id), |a| a.to_string());
+                    self.error(
+                        &format!("instances.{key}"),
+                        format!("the URL name `{}` is used by {who}, which keeps it", di.url),
+                        "I5",
+                        Some("choose another URL name, or rename the other instance first".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    // ----- roles (P2, P3) -----
+
+    fn roles(&mut self) {
+        let Some(users) = &self.d.users else { return };
+        let insts = self.d.instances.as_ref();
+        let key_of_id: HashMap<&str, &str> = self
+            .insts
+            .iter()
+            .filter_map(|(k, s)| s.obs.map(|o| (o.id.as_str(), *k)))
+            .collect();
+        // P3: non-interactive users with roles, per instance key, once the plan is done.
+        let mut ni: BTreeMap<&str, usize> = BTreeMap::new();
+        for u in self.t.users.values() {
+            if self.users_contains_id(&u.id) || u.access_mode != AccessMode::NonInteractive {
+                continue;
+            }
+            for (iid, r) in &u.roles {
+                if let (false, Some(k)) = (r.is_empty(), key_of_id.get(iid.as_str())) {
+                    *ni.entry(k).or_default() += 1;
+                }
+            }
+        }
+        for (upn, u) in users {
+            let address = format!("users.{upn}");
+            let steps = self.user_steps.get(upn.as_str()).copied().unwrap_or_default();
+            let bound = self.users[upn.as_str()];
+            let obs = bound.id.and_then(|id| self.t.users.get(id));
+            let final_ni = steps.final_mode == Some(AccessMode::NonInteractive);
+            let Some(map) = &u.roles else {
+                if final_ni {
+                    if let Some(o) = obs {
+                        for (iid, r) in &o.roles {
+                            if let (false, Some(k)) = (r.is_empty(), key_of_id.get(iid.as_str())) {
+                                *ni.entry(k).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+                continue;
+            };
+            for k in map.keys() {
+                if !insts.is_some_and(|i| i.contains_key(k)) {
+                    self.error(&address, format!("roles are given for instance `{k}`, which is not in the file"), "P2", None);
+                }
+            }
+            let user = self.user_ref(upn);
+            // Desired instances the user has roles in now, plus those the file lists.
+            let mut keys: BTreeSet<&str> = map.keys().map(String::as_str).filter(|k| self.insts.contains_key(k)).collect();
+            if let Some(o) = obs {
+                keys.extend(o.roles.keys().filter_map(|iid| key_of_id.get(iid.as_str()).copied()));
+            }
+            for ikey in keys {
+                let Some((ikey, s)) = self.insts.get_key_value(ikey) else { continue };
+                let ikey: &'a str = ikey;
+                let want: BTreeSet<&str> = map.get(ikey).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default();
+                if final_ni && !want.is_empty() {
+                    *ni.entry(ikey).or_default() += 1;
+                }
+                let have: BTreeSet<&str> = match (obs, s.obs) {
+                    (Some(o), Some(i)) if !s.roles_wiped => o.roles.get(&i.id).map(|r| r.iter().map(String::as_str).collect()).unwrap_or_default(),
+                    _ => BTreeSet::new(),
+                };
+                let add: Vec<String> = want.difference(&have).map(|r| r.to_string()).collect();
+                let remove: Vec<String> = have.difference(&want).map(|r| r.to_string()).collect();
+                let content = s.content;
+                let iref = self.inst_ref(ikey);
+                if !add.is_empty() {
+                    if steps.final_mode == Some(AccessMode::ReadWrite) && steps.final_license.is_none() {
+                        self.error(&address, format!("a read-write user needs a license to get security roles in `{ikey}`"), "P2", Some("give the user a `license`".into()));
+                    }
+                    self.push(
+                        ActionKind::AssignRoles,
+                        address.clone(),
+                        Op::AssignRoles { user: user.clone(), instance: iref.clone(), roles: add.clone() },
+                        vec![ch(format!("roles.{ikey}"), json!(have), json!(want))],
+                        "security roles from the file (P2: after the user, the license and the instance exist)",
+                        [bound.ready, steps.license, steps.mode, content],
+                    );
+                }
+                if !remove.is_empty() {
+                    self.push(
+                        ActionKind::RemoveRoles,
+                        address.clone(),
+                        Op::RemoveRoles { user: user.clone(), instance: iref, roles: remove },
+                        if add.is_empty() { vec![ch(format!("roles.{ikey}"), json!(have), json!(want))] } else { vec![] },
+                        "security roles not in the file (P2)",
+                        [bound.ready],
+                    );
+                }
+            }
+        }
+        for (k, n) in ni {
+            if n > MAX_NON_INTERACTIVE_PER_INSTANCE {
+                self.error(
+                    &format!("instances.{k}"),
+                    format!("{n} non-interactive users would have roles in this instance; at most {MAX_NON_INTERACTIVE_PER_INSTANCE} are allowed"),
+                    "P3",
+                    Some("use application users for integrations (they do not count)".into()),
+                );
+            }
+        }
+    }
+
+    fn users_contains_id(&self, id: &str) -> bool {
+        self.addr_of_id.get(id).is_some_and(|a| self.desired_user_address(a)) || self.adopted.contains(id)
+    }
+}

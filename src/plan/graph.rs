@@ -1,0 +1,133 @@
+//! The dependency graph of a plan and its stable topological order.
+//!
+//! Nodes are draft actions, edges go from a prerequisite to the action that needs it. The
+//! order is Kahn's algorithm with a min-heap keyed by (address, kind, creation sequence),
+//! so that among the actions that are ready the smallest address always goes first: the
+//! same inputs always give the same order. A cycle is reported as a path of addresses.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+
+use crate::plan::action::ActionKind;
+
+/// What the graph needs to know of an action.
+pub(crate) trait Node {
+    fn address(&self) -> &str;
+    fn kind(&self) -> ActionKind;
+    fn deps(&self) -> &[usize];
+}
+
+/// Build the petgraph graph of `nodes` (node index = position in `nodes`).
+pub(crate) fn build<N: Node>(nodes: &[N]) -> DiGraph<(), ()> {
+    let edges: usize = nodes.iter().map(|n| n.deps().len()).sum();
+    let mut g = DiGraph::with_capacity(nodes.len(), edges);
+    for _ in nodes {
+        g.add_node(());
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        for &d in n.deps() {
+            g.add_edge(NodeIndex::new(d), NodeIndex::new(i), ());
+        }
+    }
+    g
+}
+
+/// A stable topological order of `nodes`, or a cycle (as node indices, first == last).
+pub(crate) fn topo_order<N: Node>(nodes: &[N]) -> Result<Vec<usize>, Vec<usize>> {
+    let g = build(nodes);
+    let mut indeg: Vec<usize> = (0..nodes.len())
+        .map(|i| {
+            g.neighbors_directed(NodeIndex::new(i), Direction::Incoming)
+                .count()
+        })
+        .collect();
+    let key = |i: usize| Reverse((nodes[i].address(), nodes[i].kind(), i));
+    let mut heap: BinaryHeap<_> = (0..nodes.len())
+        .filter(|&i| indeg[i] == 0)
+        .map(key)
+        .collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(Reverse((_, _, i))) = heap.pop() {
+        order.push(i);
+        for next in g.neighbors_directed(NodeIndex::new(i), Direction::Outgoing) {
+            let j = next.index();
+            indeg[j] -= 1;
+            if indeg[j] == 0 {
+                heap.push(key(j));
+            }
+        }
+    }
+    if order.len() == nodes.len() {
+        return Ok(order);
+    }
+    Err(find_cycle(&g, &indeg))
+}
+
+/// Walk backwards from a node left with predecessors until a node repeats.
+fn find_cycle(g: &DiGraph<(), ()>, indeg: &[usize]) -> Vec<usize> {
+    let start = indeg.iter().position(|&d| d > 0).expect("a node is left");
+    let mut seen = vec![usize::MAX; indeg.len()];
+    let mut walk = vec![start];
+    seen[start] = 0;
+    let mut v = start;
+    loop {
+        let pred = g
+            .neighbors_directed(NodeIndex::new(v), Direction::Incoming)
+            .map(|p| p.index())
+            .filter(|&p| indeg[p] > 0)
+            .min()
+            .expect("a node left in Kahn's algorithm has a predecessor left");
+        if seen[pred] != usize::MAX {
+            // walk[seen[pred]..] = pred <- ... <- v; forward: pred -> ... -> v -> pred.
+            let mut cycle: Vec<usize> = walk[seen[pred]..].iter().rev().copied().collect();
+            cycle.rotate_right(1); // start at pred
+            cycle.push(pred);
+            return cycle;
+        }
+        seen[pred] = walk.len();
+        walk.push(pred);
+        v = pred;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct N(&'static str, Vec<usize>);
+    impl Node for N {
+        fn address(&self) -> &str {
+            self.0
+        }
+        fn kind(&self) -> ActionKind {
+            ActionKind::UpdateUser
+        }
+        fn deps(&self) -> &[usize] {
+            &self.1
+        }
+    }
+
+    #[test]
+    fn ties_are_broken_by_address() {
+        let nodes = vec![N("c", vec![]), N("a", vec![0]), N("b", vec![])];
+        assert_eq!(topo_order(&nodes).unwrap(), vec![2, 0, 1]);
+    }
+
+    #[test]
+    fn cycle_is_a_path() {
+        let nodes = vec![N("x", vec![]), N("a", vec![2]), N("b", vec![1])];
+        let c = topo_order(&nodes).unwrap_err();
+        assert_eq!(c.first(), c.last());
+        assert_eq!(c.len(), 3);
+        let mut inner = c[..2].to_vec();
+        inner.sort();
+        assert_eq!(inner, vec![1, 2]);
+        // every consecutive pair is an edge a -> b (b depends on a)
+        for w in c.windows(2) {
+            assert!(nodes[w[1]].1.contains(&w[0]));
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Row-level changes of the local tenant: what one op writes.
+//!
+//! The rules turn an op into a list of [`Delta`]s computed against the in-memory tenant;
+//! the store writes them in one SQLite transaction; only after the commit does the cache
+//! apply them. Each delta touches a handful of rows, so an op costs O(rows it touches), not
+//! O(tenant).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::tenant::{Group, Instance, LicensePlan, Slots, StorageState, Tenant, User};
+
+/// Counters for deterministic ids (`usr-000001`, `grp-000001`, `org-000001`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counters {
+    pub user: u64,
+    pub group: u64,
+    pub instance: u64,
+}
+
+/// Tenant-level fields, stored as one row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub domain: String,
+    pub trial: bool,
+    pub licenses: BTreeMap<LicensePlan, u32>,
+    pub storage: StorageState,
+    pub slots: Slots,
+    pub versions: Vec<String>,
+    pub counters: Counters,
+}
+
+impl Meta {
+    pub fn of(t: &Tenant, counters: Counters) -> Meta {
+        Meta {
+            domain: t.domain.clone(),
+            trial: t.trial,
+            licenses: t.licenses.clone(),
+            storage: t.storage.clone(),
+            slots: t.slots.clone(),
+            versions: t.versions.clone(),
+            counters,
+        }
+    }
+}
+
+/// One row-level change.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Delta {
+    /// Replace the tenant-level fields and counters.
+    Meta(Box<Meta>),
+    /// Insert or replace a user (its `roles` are stored by [`Delta::SetRoles`]).
+    PutUser(Box<User>),
+    /// Delete a user, its memberships and its roles.
+    DelUser(String),
+    /// Insert or replace a group's name and description (members are separate rows).
+    PutGroup(Box<Group>),
+    /// Delete a group and its memberships.
+    DelGroup(String),
+    /// Add a membership (group id, user id).
+    AddMember(String, String),
+    /// Remove a membership (group id, user id).
+    DelMember(String, String),
+    /// Replace a user's roles in an instance (user id, instance id, roles; empty = none).
+    SetRoles(String, String, BTreeSet<String>),
+    /// Insert or replace an instance.
+    PutInstance(Box<Instance>),
+    /// Delete an instance and every role held in it.
+    DelInstance(String),
+}
+
+/// Apply committed deltas to the in-memory tenant.
+pub(crate) fn apply_to_cache(t: &mut Tenant, counters: &mut Counters, deltas: &[Delta]) {
+    for d in deltas {
+        match d {
+            Delta::Meta(m) => {
+                t.domain = m.domain.clone();
+                t.trial = m.trial;
+                t.licenses = m.licenses.clone();
+                t.storage = m.storage.clone();
+                t.slots = m.slots.clone();
+                t.versions = m.versions.clone();
+                *counters = m.counters;
+            }
+            Delta::PutUser(u) => {
+                t.users.insert(u.id.clone(), (**u).clone());
+            }
+            Delta::DelUser(id) => {
+                t.users.remove(id);
+                for g in t.groups.values_mut() {
+                    g.members.remove(id);
+                }
+            }
+            Delta::PutGroup(g) => {
+                t.groups.insert(g.id.clone(), (**g).clone());
+            }
+            Delta::DelGroup(id) => {
+                t.groups.remove(id);
+            }
+            Delta::AddMember(g, u) => {
+                if let Some(g) = t.groups.get_mut(g) {
+                    g.members.insert(u.clone());
+                }
+            }
+            Delta::DelMember(g, u) => {
+                if let Some(g) = t.groups.get_mut(g) {
+                    g.members.remove(u);
+                }
+            }
+            Delta::SetRoles(u, i, roles) => {
+                if let Some(u) = t.users.get_mut(u) {
+                    if roles.is_empty() {
+                        u.roles.remove(i);
+                    } else {
+                        u.roles.insert(i.clone(), roles.clone());
+                    }
+                }
+            }
+            Delta::PutInstance(i) => {
+                t.instances.insert(i.id.clone(), (**i).clone());
+            }
+            Delta::DelInstance(id) => {
+                t.instances.remove(id);
+                for u in t.users.values_mut() {
+                    u.roles.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// The deltas that turn `old` into `new` (used by the admin-center edits: import, set,
+/// edit). Linear in the size of the tenants.
+pub(crate) fn diff(old: &Tenant, new: &Tenant, counters: Counters) -> Vec<Delta> {
+    let mut out = Vec::new();
+    if Meta::of(old, counters) != Meta::of(new, counters) {
+        out.push(Delta::Meta(Box::new(Meta::of(new, counters))));
+    }
+    // Deletions first (they cascade), then puts, then memberships and roles.
+    for id in old.users.keys().filter(|id| !new.users.contains_key(*id)) {
+        out.push(Delta::DelUser(id.clone()));
+    }
+    for id in old.groups.keys().filter(|id| !new.groups.contains_key(*id)) {
+        out.push(Delta::DelGroup(id.clone()));
+    }
+    for id in old.instances.keys().filter(|id| !new.instances.contains_key(*id)) {
+        out.push(Delta::DelInstance(id.clone()));
+    }
+    for (id, u) in &new.users {
+        let changed = match old.users.get(id) {
+            None => true,
+            Some(o) => {
+                o.upn != u.upn
+                    || o.name != u.name
+                    || o.license != u.license
+                    || o.access_mode != u.access_mode
+                    || o.admin_roles != u.admin_roles
+            }
+        };
+        if changed {
+            let mut row = u.clone();
+            // Roles follow as SetRoles deltas; a put keeps the cache's roles consistent.
+            row.roles = old.users.get(id).map(|o| o.roles.clone()).unwrap_or_default();
+            row.roles.retain(|i, _| new.instances.contains_key(i));
+            out.push(Delta::PutUser(Box::new(row)));
+        }
+    }
+    for (id, g) in &new.groups {
+        let old_g = old.groups.get(id);
+        let changed = old_g.is_none_or(|o| o.name != g.name || o.description != g.description);
+        if changed {
+            let mut row = g.clone();
+            row.members = old_g.map(|o| o.members.clone()).unwrap_or_default();
+            out.push(Delta::PutGroup(Box::new(row)));
+        }
+    }
+    for (id, i) in &new.instances {
+        if old.instances.get(id) != Some(i) {
+            out.push(Delta::PutInstance(Box::new(i.clone())));
+        }
+    }
+    let empty = BTreeSet::new();
+    for (gid, g) in &new.groups {
+        let before = old.groups.get(gid).map(|o| &o.members).unwrap_or(&empty);
+        for u in g.members.difference(before) {
+            out.push(Delta::AddMember(gid.clone(), u.clone()));
+        }
+        for u in before.difference(&g.members) {
+            if new.users.contains_key(u) {
+                out.push(Delta::DelMember(gid.clone(), u.clone()));
+            }
+        }
+    }
+    let no_roles = BTreeMap::new();
+    for (uid, u) in &new.users {
+        let before = old
+            .users
+            .get(uid)
+            .map(|o| &o.roles)
+            .unwrap_or(&no_roles);
+        for (iid, roles) in &u.roles {
+            if before.get(iid) != Some(roles) {
+                out.push(Delta::SetRoles(uid.clone(), iid.clone(), roles.clone()));
+            }
+        }
+        for iid in before.keys() {
+            if !u.roles.contains_key(iid) && new.instances.contains_key(iid) {
+                out.push(Delta::SetRoles(uid.clone(), iid.clone(), BTreeSet::new()));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,272 @@
+//! The SQLite file behind the local tenant.
+//!
+//! WAL journal with `synchronous=NORMAL`: a committed transaction survives a crash or
+//! `kill -9` of the process (not necessarily a power loss, which is fine for a test and
+//! demo tenant); an uncommitted one is rolled back on the next open. One row per object:
+//!
+//! - `meta(key, value)`: `tenant` -> JSON of the tenant-level fields and id counters;
+//! - `users(id, data)`, `groups(id, data)`, `instances(id, data)`: JSON per object
+//!   (users without roles, groups without members);
+//! - `members(group_id, user_id)`: one row per membership;
+//! - `roles(user_id, instance_id, roles)`: a user's roles in one instance (JSON array).
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::provider::local::delta::{Counters, Delta, Meta};
+use crate::provider::ProviderError;
+use crate::tenant::{Group, Instance, Tenant, User};
+
+/// Schema version stored in `meta`.
+const SCHEMA_VERSION: &str = "1";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    group_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (group_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
+CREATE TABLE IF NOT EXISTS roles (
+    user_id TEXT NOT NULL, instance_id TEXT NOT NULL, roles TEXT NOT NULL,
+    PRIMARY KEY (user_id, instance_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS roles_by_instance ON roles(instance_id);
+";
+
+pub(crate) fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> ProviderError + '_ {
+    move |e| ProviderError::Backend(format!("{}: {e}", path.display()))
+}
+
+fn json_err(path: &Path, what: &str, e: serde_json::Error) -> ProviderError {
+    ProviderError::Backend(format!(
+        "{}: corrupt {what} row: {e} (fix it with `crmctl local edit` or `crmctl local import`)",
+        path.display()
+    ))
+}
+
+/// Open (and, with `create`, create) the database with the pragmas the durability contract
+/// needs.
+pub(crate) fn connect(path: &Path, create: bool) -> Result<Connection, ProviderError> {
+    use rusqlite::OpenFlags;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ProviderError::Backend(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let err = db_err(path);
+    let conn = Connection::open_with_flags(path, flags).map_err(&err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(&err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(&err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(ProviderError::Backend(format!(
+            "{}: cannot switch to WAL journal (got {mode})",
+            path.display()
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous=NORMAL;")
+        .map_err(&err)?;
+    conn.execute_batch(SCHEMA).map_err(&err)?;
+    Ok(conn)
+}
+
+/// Load the whole tenant. `None` when the file has no tenant yet.
+pub(crate) fn load(conn: &Connection, path: &Path) -> Result<Option<(Tenant, Counters)>, ProviderError> {
+    let err = db_err(path);
+    let meta: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'tenant'", [], |r| r.get(0))
+        .optional()
+        .map_err(&err)?;
+    let Some(meta) = meta else { return Ok(None) };
+    let meta: Meta = serde_json::from_str(&meta).map_err(|e| json_err(path, "meta", e))?;
+    let mut t = Tenant {
+        domain: meta.domain,
+        trial: meta.trial,
+        licenses: meta.licenses,
+        storage: meta.storage,
+        slots: meta.slots,
+        versions: meta.versions,
+        ..Tenant::default()
+    };
+    {
+        let mut st = conn.prepare("SELECT data FROM users").map_err(&err)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(&err)?;
+        for row in rows {
+            let u: User =
+                serde_json::from_str(&row.map_err(&err)?).map_err(|e| json_err(path, "user", e))?;
+            t.users.insert(u.id.clone(), u);
+        }
+    }
+    {
+        let mut st = conn.prepare("SELECT data FROM groups").map_err(&err)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(&err)?;
+        for row in rows {
+            let g: Group = serde_json::from_str(&row.map_err(&err)?)
+                .map_err(|e| json_err(path, "group", e))?;
+            t.groups.insert(g.id.clone(), g);
+        }
+    }
+    {
+        let mut st = conn.prepare("SELECT data FROM instances").map_err(&err)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(&err)?;
+        for row in rows {
+            let i: Instance = serde_json::from_str(&row.map_err(&err)?)
+                .map_err(|e| json_err(path, "instance", e))?;
+            t.instances.insert(i.id.clone(), i);
+        }
+    }
+    {
+        let mut st = conn
+            .prepare("SELECT group_id, user_id FROM members ORDER BY group_id")
+            .map_err(&err)?;
+        let mut rows = st.query([]).map_err(&err)?;
+        while let Some(r) = rows.next().map_err(&err)? {
+            let g: String = r.get(0).map_err(&err)?;
+            let u: String = r.get(1).map_err(&err)?;
+            if let Some(grp) = t.groups.get_mut(&g) {
+                grp.members.insert(u);
+            }
+        }
+    }
+    {
+        let mut st = conn
+            .prepare("SELECT user_id, instance_id, roles FROM roles")
+            .map_err(&err)?;
+        let mut rows = st.query([]).map_err(&err)?;
+        while let Some(r) = rows.next().map_err(&err)? {
+            let u: String = r.get(0).map_err(&err)?;
+            let i: String = r.get(1).map_err(&err)?;
+            let roles: String = r.get(2).map_err(&err)?;
+            let roles = serde_json::from_str(&roles).map_err(|e| json_err(path, "roles", e))?;
+            if let Some(user) = t.users.get_mut(&u) {
+                user.roles.insert(i, roles);
+            }
+        }
+    }
+    Ok(Some((t, meta.counters)))
+}
+
+/// Begin a write transaction (immediate: takes the write lock up front).
+pub(crate) fn begin<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<'c>, ProviderError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err(path))
+}
+
+/// Write deltas inside a transaction.
+pub(crate) fn write(tx: &Transaction<'_>, path: &Path, deltas: &[Delta]) -> Result<(), ProviderError> {
+    let err = db_err(path);
+    for d in deltas {
+        match d {
+            Delta::Meta(m) => {
+                tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES ('tenant', ?1)")
+                    .map_err(&err)?
+                    .execute(params![to_json(&**m)])
+                    .map_err(&err)?;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",
+                )
+                .map_err(&err)?
+                .execute(params![SCHEMA_VERSION])
+                .map_err(&err)?;
+            }
+            Delta::PutUser(u) => {
+                let mut row = (**u).clone();
+                row.roles.clear();
+                tx.prepare_cached("INSERT OR REPLACE INTO users(id, data) VALUES (?1, ?2)")
+                    .map_err(&err)?
+                    .execute(params![u.id, to_json(&row)])
+                    .map_err(&err)?;
+            }
+            Delta::DelUser(id) => {
+                for sql in [
+                    "DELETE FROM users WHERE id = ?1",
+                    "DELETE FROM members WHERE user_id = ?1",
+                    "DELETE FROM roles WHERE user_id = ?1",
+                ] {
+                    tx.prepare_cached(sql)
+                        .map_err(&err)?
+                        .execute(params![id])
+                        .map_err(&err)?;
+                }
+            }
+            Delta::PutGroup(g) => {
+                let mut row = (**g).clone();
+                row.members.clear();
+                tx.prepare_cached("INSERT OR REPLACE INTO groups(id, data) VALUES (?1, ?2)")
+                    .map_err(&err)?
+                    .execute(params![g.id, to_json(&row)])
+                    .map_err(&err)?;
+            }
+            Delta::DelGroup(id) => {
+                for sql in [
+                    "DELETE FROM groups WHERE id = ?1",
+                    "DELETE FROM members WHERE group_id = ?1",
+                ] {
+                    tx.prepare_cached(sql)
+                        .map_err(&err)?
+                        .execute(params![id])
+                        .map_err(&err)?;
+                }
+            }
+            Delta::AddMember(g, u) => {
+                tx.prepare_cached("INSERT OR IGNORE INTO members(group_id, user_id) VALUES (?1, ?2)")
+                    .map_err(&err)?
+                    .execute(params![g, u])
+                    .map_err(&err)?;
+            }
+            Delta::DelMember(g, u) => {
+                tx.prepare_cached("DELETE FROM members WHERE group_id = ?1 AND user_id = ?2")
+                    .map_err(&err)?
+                    .execute(params![g, u])
+                    .map_err(&err)?;
+            }
+            Delta::SetRoles(u, i, roles) => {
+                if roles.is_empty() {
+                    tx.prepare_cached("DELETE FROM roles WHERE user_id = ?1 AND instance_id = ?2")
+                        .map_err(&err)?
+                        .execute(params![u, i])
+                        .map_err(&err)?;
+                } else {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO roles(user_id, instance_id, roles) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(&err)?
+                    .execute(params![u, i, to_json(roles)])
+                    .map_err(&err)?;
+                }
+            }
+            Delta::PutInstance(i) => {
+                tx.prepare_cached("INSERT OR REPLACE INTO instances(id, data) VALUES (?1, ?2)")
+                    .map_err(&err)?
+                    .execute(params![i.id, to_json(&**i)])
+                    .map_err(&err)?;
+            }
+            Delta::DelInstance(id) => {
+                for sql in [
+                    "DELETE FROM instances WHERE id = ?1",
+                    "DELETE FROM roles WHERE instance_id = ?1",
+                ] {
+                    tx.prepare_cached(sql)
+                        .map_err(&err)?
+                        .execute(params![id])
+                        .map_err(&err)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("tenant rows serialize")
+}

@@ -1,0 +1,287 @@
+//! The located tree: the same text re-parsed by serde-saphyr into a small tree of nodes with
+//! line and column, built only when there is something to report. JSON text parses too.
+//!
+//! Paths: map keys joined with `.`, list items as `[i]` (`users.ana@x.com.roles.sales`,
+//! `security_groups.sales.members[2]`). Keys may themselves contain dots (user principal
+//! names do): at each map the longest key that matches the rest of the path wins.
+
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// A 1-based position (line, column in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl Pos {
+    fn of(loc: &serde_saphyr::Location) -> Pos {
+        Pos {
+            line: loc.line().min(u32::MAX as u64) as u32,
+            column: loc.column().min(u32::MAX as u64) as u32,
+        }
+    }
+}
+
+/// A node of the located tree.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub pos: Pos,
+    pub value: Value,
+}
+
+/// A map entry: the key, where the key is, and the value.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub key: String,
+    pub key_pos: Pos,
+    pub value: Node,
+}
+
+/// What a node holds; scalars as the YAML library resolved them.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Entries in file order (duplicates kept), and entry indices sorted by key for lookup.
+    Map(Vec<Entry>, Vec<u32>),
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Spanned::<Value>::deserialize(d)?;
+        Ok(Node {
+            pos: Pos::of(&s.referenced),
+            value: s.value,
+        })
+    }
+}
+
+struct Key(String, Pos);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Spanned::<String>::deserialize(d)?;
+        Ok(Key(s.value, Pos::of(&s.referenced)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Value;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+                Ok(Value::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+                Ok(Value::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+                Ok(Value::UInt(v))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
+                Ok(Value::Str(v.to_string()))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
+                Ok(Value::Str(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+                Ok(Value::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+                Ok(Value::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Value, E> {
+                Ok(Value::Str(v))
+            }
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_none<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+                Value::deserialize(d)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+                let mut items = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096));
+                while let Some(n) = a.next_element::<Node>()? {
+                    items.push(n);
+                }
+                Ok(Value::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(Key(key, key_pos)) = a.next_key::<Key>()? {
+                    let value = a.next_value::<Node>()?;
+                    entries.push(Entry {
+                        key,
+                        key_pos,
+                        value,
+                    });
+                }
+                let mut index: Vec<u32> = (0..entries.len() as u32).collect();
+                // Stable: the first of duplicate keys comes first.
+                index.sort_by(|&a, &b| entries[a as usize].key.cmp(&entries[b as usize].key));
+                Ok(Value::Map(entries, index))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Value {
+    /// The entry with exactly this key (the first one if duplicated).
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        let Value::Map(entries, index) = self else {
+            return None;
+        };
+        let i = index.partition_point(|&i| entries[i as usize].key.as_str() < key);
+        index
+            .get(i)
+            .map(|&i| &entries[i as usize])
+            .filter(|e| e.key == key)
+    }
+
+    /// A short name of the kind of value, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) | Value::UInt(_) | Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(..) => "a mapping",
+        }
+    }
+}
+
+/// Where a path leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found {
+    /// The key of the last map entry on the path, when the path ends at a map entry.
+    pub key: Option<Pos>,
+    /// The value the path leads to.
+    pub value: Pos,
+    /// Whether the whole path resolved (otherwise: its longest resolvable prefix).
+    pub complete: bool,
+}
+
+impl Found {
+    /// The key for map entries, the item itself for list items.
+    pub fn best(&self) -> Pos {
+        self.key.unwrap_or(self.value)
+    }
+}
+
+impl Node {
+    /// Follow `path` from this node. `None` when not even its first segment resolves.
+    pub fn find(&self, path: &str) -> Option<Found> {
+        let mut node = self;
+        let mut found = Found {
+            key: None,
+            value: self.pos,
+            complete: true,
+        };
+        let mut rest = path;
+        let mut steps = 0;
+        while !rest.is_empty() {
+            let step = if let Some(after) = rest.strip_prefix('[') {
+                // A list index.
+                let end = after.find(']');
+                let item = end.and_then(|e| {
+                    let i: usize = after[..e].parse().ok()?;
+                    match &node.value {
+                        Value::Seq(items) => items.get(i).map(|n| (n, &after[e + 1..])),
+                        _ => None,
+                    }
+                });
+                item.map(|(n, r)| (n, None, r))
+            } else {
+                // The longest key that matches a prefix of `rest` ending at a separator.
+                let mut candidates: Vec<usize> = rest
+                    .char_indices()
+                    .filter(|&(_, c)| c == '.' || c == '[')
+                    .map(|(i, _)| i)
+                    .collect();
+                candidates.push(rest.len());
+                candidates.into_iter().rev().find_map(|end| {
+                    node.value
+                        .get(&rest[..end])
+                        .map(|e| (&e.value, Some(e.key_pos), &rest[end..]))
+                })
+            };
+            let Some((next, key, r)) = step else {
+                found.complete = false;
+                break;
+            };
+            steps += 1;
+            node = next;
+            found.key = key;
+            found.value = next.pos;
+            rest = r.strip_prefix('.').unwrap_or(r);
+        }
+        if steps == 0 && !path.is_empty() {
+            return None;
+        }
+        Some(found)
+    }
+}
+
+/// Join a path and a map key.
+pub(crate) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(text: &str) -> Node {
+        serde_saphyr::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn finds_keys_with_dots_items_and_prefixes() {
+        let t = tree(
+            "users:\n  ana@x.com:\n    roles:\n      sales: [A, B]\n  ana@x:\n    name: x\ngroups:\n  g:\n    members:\n      - a\n      - b\n",
+        );
+        let f = t.find("users.ana@x.com.roles.sales").unwrap();
+        assert_eq!(f.key, Some(Pos { line: 4, column: 7 }));
+        assert_eq!(f.value, Pos { line: 4, column: 14 });
+        assert!(f.complete);
+        // The shorter key `ana@x` must not capture `ana@x.com`.
+        let f = t.find("users.ana@x.name").unwrap();
+        assert_eq!(f.key, Some(Pos { line: 6, column: 5 }));
+        let f = t.find("groups.g.members[1]").unwrap();
+        assert_eq!(f.best(), Pos { line: 11, column: 9 });
+        assert_eq!(f.key, None);
+        let f = t.find("users.ana@x.com.license").unwrap();
+        assert!(!f.complete);
+        assert_eq!(f.best(), Pos { line: 2, column: 3 });
+        assert!(t.find("nothing.here").is_none());
+    }
+
+    #[test]
+    fn json_text_locates_too() {
+        let t = tree("{\n  \"tenant\": \"x\",\n  \"instances\": {\"a\": {\"url\": \"u\"}}\n}\n");
+        let f = t.find("instances.a.url").unwrap();
+        assert_eq!(f.key, Some(Pos { line: 3, column: 25 }));
+    }
+}

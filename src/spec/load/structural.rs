@@ -1,0 +1,604 @@
+//! The slow path for files that do not parse into the model: find EVERY structural problem
+//! (syntax, wrong type, unknown field, bad enum value, duplicate key, missing field), each
+//! with its YAML path, file position and a hint.
+//!
+//! Runs only after the fast path failed. It builds the located tree, reports duplicate keys
+//! and unknown top-level fields from the tree, then checks each top-level entry (each user,
+//! group, instance, license plan; storage; tenant) on its own: the entry is put in a small
+//! document of its own, parsed by serde-saphyr (so the same typing rules apply) through
+//! `serde_path_to_error`, and the error's path is located in the tree.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde_json::{Map as JsonMap, Value as Json};
+use serde_path_to_error::Segment;
+use serde_saphyr::MessageFormatter;
+
+use super::locate::{join, Node, Pos, Value};
+use super::{loc, tree_options, yaml_options, Source};
+use crate::diag::{Diagnostic, Severity};
+use crate::spec::model::Desired;
+
+/// Top-level fields that are maps of independent entries, checked one entry at a time.
+const COLLECTIONS: [&str; 4] = ["licenses", "security_groups", "users", "instances"];
+
+/// A tenant value that satisfies the model, for documents that check one other field.
+const PLACEHOLDER_TENANT: &str = "placeholder.onmicrosoft.com";
+
+/// The first error of the fast path.
+pub(crate) enum FastError {
+    /// From serde-saphyr.
+    Yaml(serde_saphyr::Error),
+    /// From serde_json.
+    Json(serde_json::Error),
+}
+
+fn diag(
+    src: &Source,
+    severity: Severity,
+    message: String,
+    address: Option<String>,
+    pos: Option<Pos>,
+) -> Diagnostic {
+    Diagnostic {
+        severity,
+        message,
+        address,
+        rule: None,
+        hint: None,
+        location: pos.map(|p| loc(src, p)),
+    }
+}
+
+fn error_at(src: &Source, message: String, address: Option<String>, pos: Option<Pos>) -> Diagnostic {
+    diag(src, Severity::Error, message, address, pos)
+}
+
+/// Whether the text holds nothing but blank lines and comments.
+fn is_blank(text: &str, json: bool) -> bool {
+    text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || (!json && t.starts_with('#'))
+    })
+}
+
+fn empty_file(src: &Source) -> Diagnostic {
+    error_at(
+        src,
+        "the file is empty".into(),
+        None,
+        Some(Pos { line: 1, column: 1 }),
+    )
+    .hint("a desired-state file starts with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml")
+}
+
+/// The message of a serde-saphyr error, without location or snippet.
+pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {
+    serde_saphyr::UserMessageFormatter
+        .format_message(e.without_snippet())
+        .into_owned()
+}
+
+/// A hint for a YAML syntax error, from its message.
+fn syntax_hint(message: &str) -> Option<&'static str> {
+    let m = message.to_ascii_lowercase();
+    if m.contains("tab") {
+        Some("indent with spaces: YAML does not allow tabs for indentation")
+    } else if m.contains("budget") || m.contains("limit") || m.contains("exceeded") {
+        Some("the file is larger or more deeply nested than crmctl accepts; split it or remove anchors/aliases")
+    } else if m.contains("block mapping")
+        || m.contains("indent")
+        || m.contains("mapping values are not allowed")
+        || m.contains("did not find expected")
+    {
+        Some("check the indentation of this line against the lines above it")
+    } else if m.contains("duplicate") {
+        Some("each key may appear once in a mapping; remove or merge the repeated one")
+    } else {
+        None
+    }
+}
+
+/// The fast path's own error, located as its library reports it.
+fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
+    match fast {
+        FastError::Yaml(e) => {
+            let message = yaml_message(e);
+            let pos = e.location().map(|l| Pos {
+                line: l.line() as u32,
+                column: l.column() as u32,
+            });
+            let hint = syntax_hint(&message);
+            let d = error_at(src, message, None, pos.filter(|p| p.line > 0));
+            match hint {
+                Some(h) => d.hint(h),
+                None => d,
+            }
+        }
+        FastError::Json(e) => {
+            let mut message = e.to_string();
+            // serde_json appends " at line L column C"; the location says it already.
+            if let Some(i) = message.rfind(" at line ") {
+                message.truncate(i);
+            }
+            let pos = (e.line() > 0).then(|| Pos {
+                line: e.line() as u32,
+                column: e.column().max(1) as u32,
+            });
+            error_at(src, message, None, pos)
+        }
+    }
+}
+
+/// Every structural problem of a text whose fast parse failed with `fast`.
+pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> Vec<Diagnostic> {
+    if is_blank(&src.text, json) {
+        return vec![empty_file(src)];
+    }
+    let tree: Node = match serde_saphyr::from_str_with_options(&src.text, tree_options()) {
+        Ok(t) => t,
+        Err(e) => {
+            // A syntax error (the same as the fast path's, for YAML). For JSON, serde_json's
+            // own message and position are the ones that match the file's syntax.
+            if json {
+                return vec![fast_error(src, &fast)];
+            }
+            return vec![fast_error(src, &FastError::Yaml(e))];
+        }
+    };
+    let mut out = Vec::new();
+    let root = match &tree.value {
+        Value::Null => return vec![empty_file(src)],
+        Value::Map(entries, _) => entries,
+        other => {
+            return vec![error_at(
+                src,
+                format!("the top level must be a mapping (`tenant:`, `users:`, ...), found {}", other.kind()),
+                None,
+                Some(tree.pos),
+            )
+            .hint("start the file with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml")];
+        }
+    };
+
+    duplicates(src, &tree, "", &mut out);
+
+    let fields = fields_of::<Desired>();
+    let mut seen = BTreeSet::new();
+    for e in root {
+        if !seen.insert(e.key.as_str()) {
+            continue; // a duplicate, reported above
+        }
+        if !fields.contains(&e.key.as_str()) {
+            out.push(unknown_field(src, &e.key, e.key.clone(), e.key_pos, fields));
+            continue;
+        }
+        let collection = COLLECTIONS.contains(&e.key.as_str());
+        let whole = fragment(&e.key, to_json(&e.value.value));
+        if check(whole).is_none() {
+            continue;
+        }
+        match (&e.value.value, collection) {
+            (Value::Map(items, _), true) => {
+                let mut item_seen = BTreeSet::new();
+                for item in items {
+                    if item_seen.insert(item.key.as_str()) {
+                        let wrap = |v: Json| {
+                            let mut one = JsonMap::new();
+                            one.insert(item.key.clone(), v);
+                            fragment(&e.key, Json::Object(one))
+                        };
+                        check_unit(src, &tree, &wrap, to_json(&item.value.value), 2, Some(&item.key), &mut out);
+                    }
+                }
+            }
+            _ => {
+                let wrap = |v: Json| fragment(&e.key, v);
+                check_unit(src, &tree, &wrap, to_json(&e.value.value), 1, None, &mut out);
+            }
+        }
+    }
+
+    // Required top-level fields: only `tenant` (a unit test keeps this true).
+    if !root.iter().any(|e| e.key == "tenant") {
+        out.push(
+            error_at(
+                src,
+                "missing field `tenant`".into(),
+                None,
+                Some(Pos { line: 1, column: 1 }),
+            )
+            .hint("add `tenant: <name>.onmicrosoft.com` at the top level"),
+        );
+    }
+
+    let mut unique = BTreeSet::new();
+    out.retain(|d| unique.insert((d.address.clone(), d.message.clone())));
+    if out.is_empty() {
+        out.push(fast_error(src, &fast));
+    }
+    out
+}
+
+/// Check one unit (a collection entry, or a top-level field) and report its problems: after
+/// each error, the offending field of the unit is removed and the unit checked again, so
+/// that every wrong field of an entry is reported, not only the first.
+fn check_unit(
+    src: &Source,
+    tree: &Node,
+    wrap: &dyn Fn(Json) -> Json,
+    mut unit: Json,
+    depth: usize,
+    entry: Option<&str>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut removed: BTreeSet<String> = BTreeSet::new();
+    for _ in 0..256 {
+        let Some(f) = check(wrap(unit.clone())) else { return };
+        if let serde_saphyr::Error::SerdeMissingField { field, .. } = f.error.without_snippet() {
+            if removed.contains(*field) {
+                return; // we removed it ourselves
+            }
+        }
+        out.push(failure_diag(src, tree, &f, entry));
+        let field = match f.path.get(depth) {
+            Some(Segment::Map { key }) => key.clone(),
+            _ => return,
+        };
+        let Json::Object(m) = &mut unit else { return };
+        if m.remove(&field).is_none() {
+            return;
+        }
+        removed.insert(field);
+    }
+}
+
+/// Report every repeated key, at the repetition, with the first one's line.
+fn duplicates(src: &Source, node: &Node, path: &str, out: &mut Vec<Diagnostic>) {
+    match &node.value {
+        Value::Map(entries, _) => {
+            let mut first: HashMap<&str, Pos> = HashMap::new();
+            for e in entries {
+                let here = join(path, &e.key);
+                match first.get(e.key.as_str()) {
+                    Some(p) => out.push(
+                        error_at(
+                            src,
+                            format!("duplicate key `{}`", e.key),
+                            Some(here),
+                            Some(e.key_pos),
+                        )
+                        .hint(format!(
+                            "`{}` is already defined at line {}; keep one of them",
+                            e.key, p.line
+                        )),
+                    ),
+                    None => {
+                        first.insert(&e.key, e.key_pos);
+                        duplicates(src, &e.value, &here, out);
+                    }
+                }
+            }
+        }
+        Value::Seq(items) => {
+            for (i, n) in items.iter().enumerate() {
+                duplicates(src, n, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A minimal document holding one top-level field (and a placeholder tenant).
+fn fragment(field: &str, value: Json) -> Json {
+    let mut m = JsonMap::new();
+    if field != "tenant" {
+        m.insert("tenant".into(), Json::String(PLACEHOLDER_TENANT.into()));
+    }
+    m.insert(field.into(), value);
+    Json::Object(m)
+}
+
+/// The located tree as JSON (first of duplicate keys; non-finite floats as YAML spells them).
+fn to_json(v: &Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::UInt(u) => Json::from(*u),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or_else(|| {
+                Json::String(if f.is_nan() {
+                    ".nan".into()
+                } else if *f > 0.0 {
+                    ".inf".into()
+                } else {
+                    "-.inf".into()
+                })
+            }),
+        Value::Str(s) => Json::String(s.clone()),
+        Value::Seq(items) => Json::Array(items.iter().map(|n| to_json(&n.value)).collect()),
+        Value::Map(entries, _) => {
+            let mut m = JsonMap::new();
+            for e in entries {
+                m.entry(e.key.clone()).or_insert_with(|| to_json(&e.value.value));
+            }
+            Json::Object(m)
+        }
+    }
+}
+
+/// A failed check: where serde was, and what it said.
+struct Failure {
+    path: Vec<Segment>,
+    error: serde_saphyr::Error,
+}
+
+/// Deserialize `doc` into the model the way the fast path does (serde-saphyr's typing
+/// rules; JSON text is YAML), tracking the path of the first error.
+fn check(doc: Json) -> Option<Failure> {
+    let text = doc.to_string();
+    let mut track = serde_path_to_error::Track::new();
+    let result = serde_saphyr::with_deserializer_from_str_with_options(
+        &text,
+        yaml_options(),
+        |de| Desired::deserialize(serde_path_to_error::Deserializer::new(de, &mut track)),
+    );
+    match result {
+        Ok(_) => None,
+        Err(error) => Some(Failure {
+            path: track.path().iter().cloned().collect(),
+            error,
+        }),
+    }
+}
+
+/// The domain rule behind a closed set or a typed field, by the field's name.
+fn rule_of(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "region" => "I6",
+        "license" | "licenses" => "T2",
+        "access_mode" => "P3",
+        "type" => "I7",
+        "kind" => "I11",
+        "admin_roles" => "P6",
+        "currency" => "I3",
+        "url" => "I5",
+        "admin_mode" => "I10",
+        "update" | "target_version" => "U1",
+        _ => return None,
+    })
+}
+
+fn suggestion<'a>(wanted: &str, expected: &[&'a str]) -> Option<&'a str> {
+    expected
+        .iter()
+        .map(|n| (strsim::jaro_winkler(&wanted.to_ascii_lowercase(), &n.to_ascii_lowercase()), *n))
+        .filter(|(s, _)| *s >= 0.75)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n)
+}
+
+fn list(expected: &[&str]) -> String {
+    expected
+        .iter()
+        .map(|e| format!("`{e}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn unknown_field(src: &Source, field: &str, address: String, pos: Pos, expected: &[&str]) -> Diagnostic {
+    let hint = match suggestion(field, expected) {
+        Some(s) => format!("did you mean `{s}`? (expected one of {})", list(expected)),
+        None => format!("expected one of {}", list(expected)),
+    };
+    error_at(src, format!("unknown field `{field}`"), Some(address), Some(pos)).hint(hint)
+}
+
+/// Turn a failed check into a located diagnostic. `entry` is the key of the collection entry
+/// the document held, if any (serde cannot tell the path of an error inside a map key).
+fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> Diagnostic {
+    // The path as text; stop at an unknown segment (an error in a map key).
+    let mut path = String::new();
+    let mut last_key: Option<String> = None;
+    let mut in_key = false;
+    for (i, seg) in f.path.iter().enumerate() {
+        match seg {
+            Segment::Map { key } => {
+                path = join(&path, key);
+                last_key = Some(key.clone());
+            }
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Enum { variant } => path = join(&path, variant),
+            Segment::Unknown => {
+                if let (1, Some(k)) = (i, entry) {
+                    path = join(&path, k);
+                    last_key = Some(k.to_string());
+                }
+                in_key = true;
+                break;
+            }
+        }
+    }
+    let found = if path.is_empty() { None } else { tree.find(&path) };
+    let field = last_key.clone().unwrap_or_default();
+    let parent_field = f.path.iter().rev().find_map(|s| match s {
+        Segment::Map { key } if Some(key) != last_key.as_ref() => Some(key.clone()),
+        _ => None,
+    });
+    let address = (!path.is_empty()).then(|| path.clone());
+    match f.error.without_snippet() {
+        serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => {
+            let pos = found.map(|f| f.best());
+            unknown_field(src, field, path.clone(), pos.unwrap_or(Pos { line: 1, column: 1 }), expected)
+        }
+        serde_saphyr::Error::SerdeUnknownVariant { variant, expected, .. } => {
+            // An unknown map key (a license plan) or an unknown value (region, type, ...).
+            let (what, rule_field, pos) = if in_key {
+                let coll = parent_field.as_deref().unwrap_or(&field);
+                (format!("unknown key `{variant}` in `{coll}`"), coll.to_string(), found.map(|f| f.best()))
+            } else {
+                (format!("unknown value `{variant}` for `{field}`"), field.clone(), found.map(|f| f.value))
+            };
+            let hint = match suggestion(variant, expected) {
+                Some(s) => format!("did you mean `{s}`? (expected one of {})", list(expected)),
+                None => format!("expected one of {}", list(expected)),
+            };
+            let mut d = error_at(src, what, address, pos).hint(hint);
+            d.rule = rule_of(&rule_field).map(str::to_string);
+            d
+        }
+        serde_saphyr::Error::SerdeMissingField { field: missing, .. } => {
+            let at = if path.is_empty() { "the top level".to_string() } else { format!("`{path}`") };
+            error_at(
+                src,
+                format!("missing field `{missing}` in {at}"),
+                address,
+                found.map(|f| f.best()).or(Some(Pos { line: 1, column: 1 })),
+            )
+            .hint(format!("add `{missing}:`; it is required"))
+        }
+        serde_saphyr::Error::DuplicateMappingKey { .. } => {
+            // Reported from the tree with both positions; keep this one only as a fallback.
+            let m = yaml_message(&f.error);
+            error_at(src, m, address, found.map(|f| f.best()))
+        }
+        other => {
+            let m = yaml_message(other);
+            let node = found.and_then(|fd| fd.complete.then_some(fd.value));
+            let shown = found
+                .filter(|fd| fd.complete)
+                .and_then(|_| value_at(tree, &path))
+                .map(describe)
+                .unwrap_or_default();
+            let message = if field.is_empty() {
+                m
+            } else {
+                format!("invalid value for `{field}`: {m}{shown}")
+            };
+            let mut d = error_at(src, message, address, node.or(found.map(|f| f.best())));
+            d.rule = rule_of(&field).map(str::to_string);
+            if let Some(h) = type_hint(&field) {
+                d = d.hint(h);
+            }
+            d
+        }
+    }
+}
+
+fn value_at<'a>(tree: &'a Node, path: &str) -> Option<&'a Value> {
+    // Re-walk to get the node itself (find only returns positions).
+    fn walk<'a>(node: &'a Node, rest: &str) -> Option<&'a Value> {
+        if rest.is_empty() {
+            return Some(&node.value);
+        }
+        if let Some(after) = rest.strip_prefix('[') {
+            let e = after.find(']')?;
+            let i: usize = after[..e].parse().ok()?;
+            let Value::Seq(items) = &node.value else { return None };
+            let r = &after[e + 1..];
+            return walk(items.get(i)?, r.strip_prefix('.').unwrap_or(r));
+        }
+        let mut ends: Vec<usize> = rest
+            .char_indices()
+            .filter(|&(_, c)| c == '.' || c == '[')
+            .map(|(i, _)| i)
+            .collect();
+        ends.push(rest.len());
+        ends.into_iter().rev().find_map(|end| {
+            let e = node.value.get(&rest[..end])?;
+            let r = &rest[end..];
+            walk(&e.value, r.strip_prefix('.').unwrap_or(r))
+        })
+    }
+    walk(tree, path)
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Str(s) if s.chars().count() <= 40 => format!(" (found the string `{s}`)"),
+        Value::Int(i) => format!(" (found the number {i})"),
+        Value::UInt(u) => format!(" (found the number {u})"),
+        Value::Bool(b) => format!(" (found `{b}`)"),
+        other => format!(" (found {})", other.kind()),
+    }
+}
+
+/// What a field expects, for type errors.
+fn type_hint(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "language" => "write a Windows LCID number, e.g. `1033` for English",
+        "additional_gb" => "write a whole number of gigabytes, e.g. `10`",
+        "protect" | "enabled" | "background_operations" => "write `true` or `false`",
+        "members" | "notification_recipients" => "write a list, e.g. `[ana@cohowinery.com, ben@cohowinery.com]`",
+        "roles" => "write a mapping of instance key to role names, e.g. `sales: [Salesperson]`",
+        "admin_roles" => "write a list, e.g. `[global_admin]`",
+        "name" | "purpose" | "description" | "message" | "url" | "currency" | "tenant" => {
+            "write a text value; quote it if it looks like a number or is empty"
+        }
+        "professional" | "enterprise" | "basic" | "essential" => {
+            "write the purchased count as a whole number, e.g. `40`"
+        }
+        _ => return None,
+    })
+}
+
+/// The field names a struct's derived `Deserialize` expects (its `FIELDS`), captured by a
+/// deserializer that reads nothing.
+fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Capture<'c>(&'c mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Capture<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("capture"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("capture"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Capture(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_the_model_fields() {
+        let f = fields_of::<Desired>();
+        assert!(f.contains(&"tenant") && f.contains(&"users") && f.contains(&"$schema"));
+        for c in COLLECTIONS {
+            assert!(f.contains(&c), "{c} is a field of Desired");
+        }
+    }
+
+    #[test]
+    fn tenant_is_the_only_required_top_level_field() {
+        let d: Desired = serde_saphyr::from_str("tenant: a.onmicrosoft.com\n").unwrap();
+        assert_eq!(d.tenant, "a.onmicrosoft.com");
+        assert!(serde_saphyr::from_str::<Desired>("users: {}\n").is_err());
+    }
+
+    #[test]
+    fn suggests_close_names() {
+        let expected = ["name", "url", "type", "currency", "region"];
+        assert_eq!(suggestion("curency", &expected), Some("currency"));
+        assert_eq!(suggestion("regoin", &expected), Some("region"));
+        assert_eq!(suggestion("zzzzzz", &expected), None);
+    }
+}

@@ -1,0 +1,650 @@
+//! Semantic validation of a parsed desired tenant: the service's rules that can be checked
+//! from the file alone (domain.md ids in every diagnostic's `rule`).
+//!
+//! Pure: no I/O, no file format. Each diagnostic carries in `address` the YAML path of the
+//! offending value (`instances.dev.admin_mode.background_operations`,
+//! `users.ana@x.com.roles.sales`, `security_groups.sales.members[2]`); `spec::load` turns
+//! paths into file:line:col only when there is something to report.
+//!
+//! Cost: O(n log n) in the size of the file (maps and sets, no quadratic scans), so that
+//! validating a 100,000-user tenant stays a small fraction of parsing it.
+//!
+//! Decisions that domain.md leaves open:
+//! - `update.preferred` and `update.alternate` are RFC 3339 instants in UTC (`...Z`), and the
+//!   alternate date must be strictly later than the preferred one (U3: it is the fallback).
+//! - Group members must be declared under `users` even when they exist in the tenant: an
+//!   empty entry (`ana@x.com: {}`) declares a user without managing any of its fields.
+//! - U5 is checked only when the file declares at least one sandbox.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::diag::Diagnostic;
+use crate::spec::iso4217;
+use crate::spec::model::{AccessMode, AdminRole, Desired, InstanceType, LicensePlan};
+use crate::spec::patterns;
+
+/// Most production instances in one tenant (T7).
+pub const MAX_PRODUCTION: usize = 50;
+/// Most sandbox instances in one tenant (T7).
+pub const MAX_SANDBOX: usize = 75;
+/// Most non-interactive users with roles in one instance (P3).
+pub const MAX_NON_INTERACTIVE: usize = 5;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Check every rule; diagnostics come in a deterministic order (file order is restored by
+/// `spec::load` once they are located).
+pub fn validate(d: &Desired) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    tenant(d, &mut out);
+    users(d, &mut out);
+    groups(d, &mut out);
+    instances(d, &mut out);
+    licenses(d, &mut out);
+    admins(d, &mut out);
+    out
+}
+
+fn err(address: String, rule: &str, message: String) -> Diagnostic {
+    Diagnostic::error(address, message).rule(rule)
+}
+
+fn warn(address: String, rule: &str, message: String) -> Diagnostic {
+    Diagnostic::warning(address, message).rule(rule)
+}
+
+/// Up to `n` names, comma-separated, with "..." when there are more.
+fn some_of<'a>(names: impl Iterator<Item = &'a str>, n: usize) -> String {
+    let all: Vec<&str> = names.collect();
+    let mut s = all
+        .iter()
+        .take(n)
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > n {
+        s.push_str(&format!(" and {} more", all.len() - n));
+    }
+    if s.is_empty() {
+        s.push_str("none");
+    }
+    s
+}
+
+/// The closest name to `wanted` among `names`, if close enough to be a likely typo.
+fn closest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    names
+        .map(|n| (strsim::jaro_winkler(wanted, n), n))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+        .map(|(_, n)| n)
+}
+
+fn tenant(d: &Desired, out: &mut Vec<Diagnostic>) {
+    if !patterns::is_tenant_domain(&d.tenant) {
+        let hint = match d.tenant.split('.').next() {
+            Some(name) if !name.is_empty() && !d.tenant.ends_with(".onmicrosoft.com") => {
+                format!(
+                    "the tenant is its sign-up domain, e.g. `{}.onmicrosoft.com`",
+                    name.to_ascii_lowercase()
+                )
+            }
+            _ => "write the sign-up domain in lower case: `<name>.onmicrosoft.com`, where <name> \
+                  has letters, digits and inner hyphens"
+                .to_string(),
+        };
+        out.push(
+            err(
+                "tenant".into(),
+                "T1",
+                format!("tenant `{}` is not a `<name>.onmicrosoft.com` domain", d.tenant),
+            )
+            .hint(hint),
+        );
+    }
+}
+
+fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
+    let Some(users) = &d.users else { return };
+    let instances = d.instances.as_ref();
+    for (upn, u) in users {
+        let at = format!("users.{upn}");
+        if !patterns::is_email(upn) {
+            out.push(
+                err(at.clone(), "P1", format!("user key `{upn}` is not a user principal name"))
+                    .hint("users are keyed by their UPN, `user@domain`, e.g. `ana@cohowinery.com`"),
+            );
+        }
+        if u.access_mode == Some(AccessMode::Application) && u.license.is_some() {
+            out.push(
+                err(
+                    format!("{at}.license"),
+                    "P3",
+                    format!("application user `{upn}` holds a license; application users are never licensed"),
+                )
+                .hint("remove `license`, or use `access_mode: non-interactive` or `read-write`"),
+            );
+        }
+        if let Some(roles) = &u.roles {
+            for inst in roles.keys() {
+                if instances.is_none_or(|m| !m.contains_key(inst)) {
+                    let known = instances.map(|m| m.keys().map(String::as_str));
+                    let hint = match known.clone().and_then(|k| closest(inst, k)) {
+                        Some(c) => format!("did you mean `{c}`? roles are keyed by instance keys declared under `instances`"),
+                        None => format!(
+                            "roles are keyed by instance keys declared under `instances` (declared: {})",
+                            known.map(|k| some_of(k, 8)).unwrap_or_else(|| "none".into())
+                        ),
+                    };
+                    out.push(
+                        err(
+                            format!("{at}.roles.{inst}"),
+                            "P2",
+                            format!("user `{upn}` has roles in instance `{inst}`, which is not declared"),
+                        )
+                        .hint(hint),
+                    );
+                }
+            }
+            // P2: a read-write user needs a license to use any instance it has roles in.
+            // Global and service admins get access without a license (P6).
+            let read_write = matches!(u.access_mode, None | Some(AccessMode::ReadWrite));
+            let has_roles = roles.values().any(|r| !r.is_empty());
+            let license_free_admin = u.admin_roles.as_ref().is_some_and(|a| {
+                a.iter()
+                    .any(|r| matches!(r, AdminRole::GlobalAdmin | AdminRole::ServiceAdmin))
+            });
+            if read_write && has_roles && u.license.is_none() && !license_free_admin {
+                out.push(
+                    warn(
+                        format!("{at}.roles"),
+                        "P2",
+                        format!("read-write user `{upn}` has security roles but no license, so cannot use any instance"),
+                    )
+                    .hint("add `license: professional` (or another plan), or remove the roles"),
+                );
+            }
+        }
+    }
+}
+
+fn groups(d: &Desired, out: &mut Vec<Diagnostic>) {
+    let Some(groups) = &d.security_groups else {
+        return;
+    };
+    // User index by key, and the last group that listed each user: O(1) per membership.
+    let users = d.users.as_ref();
+    let mut index: FastMap<&str, u32> = FastMap::default();
+    if let Some(users) = users {
+        index.reserve(users.len());
+        for (i, k) in users.keys().enumerate() {
+            index.insert(k.as_str(), i as u32);
+        }
+    }
+    let mut seen_in: Vec<u32> = vec![u32::MAX; index.len()];
+    for (gi, (gkey, g)) in groups.iter().enumerate() {
+        let Some(members) = &g.members else { continue };
+        let gi = gi as u32;
+        let mut undeclared = 0usize;
+        for (i, m) in members.iter().enumerate() {
+            match index.get(m.as_str()) {
+                Some(&ui) => {
+                    let slot = &mut seen_in[ui as usize];
+                    if *slot == gi {
+                        out.push(
+                            warn(
+                                format!("security_groups.{gkey}.members[{i}]"),
+                                "I12",
+                                format!("`{m}` is listed twice in group `{gkey}`"),
+                            )
+                            .hint("remove the duplicate entry"),
+                        );
+                    }
+                    *slot = gi;
+                }
+                None => {
+                    undeclared += 1;
+                    // One diagnostic per undeclared member, but not thousands for one group.
+                    if undeclared <= 20 {
+                        let hint = if users.is_none() {
+                            format!("declare `{m}` under `users:` (an empty entry `{m}: {{}}` is enough)")
+                        } else {
+                            match users.and_then(|u| closest(m, u.keys().map(String::as_str))) {
+                                Some(c) if undeclared == 1 => format!("did you mean `{c}`? members must be declared under `users:`"),
+                                _ => format!("declare `{m}` under `users:` (an empty entry `{m}: {{}}` is enough)"),
+                            }
+                        };
+                        out.push(
+                            err(
+                                format!("security_groups.{gkey}.members[{i}]"),
+                                "I12",
+                                format!("member `{m}` of group `{gkey}` is not declared under `users`"),
+                            )
+                            .hint(hint),
+                        );
+                    }
+                }
+            }
+        }
+        if undeclared > 20 {
+            out.push(err(
+                format!("security_groups.{gkey}.members"),
+                "I12",
+                format!("group `{gkey}` has {undeclared} members not declared under `users`; only the first 20 are shown"),
+            ));
+        }
+    }
+}
+
+fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
+    let Some(instances) = &d.instances else {
+        return;
+    };
+    let groups = d.security_groups.as_ref();
+    let mut urls: HashMap<String, &str> = HashMap::new();
+    let (mut production, mut sandbox) = (Vec::new(), Vec::new());
+    let mut sandbox_targets: Vec<Vec<u64>> = Vec::new();
+
+    for (key, inst) in instances {
+        let at = format!("instances.{key}");
+        match inst.kind {
+            InstanceType::Production => production.push(key.as_str()),
+            InstanceType::Sandbox => sandbox.push(key.as_str()),
+        }
+
+        // I5: syntax and uniqueness of URL names (case-insensitive, as host names are).
+        if !patterns::is_url_name(&inst.url) {
+            let lower = inst.url.to_ascii_lowercase();
+            let hint = if patterns::is_url_name(&lower) {
+                format!("URL names are lower case: `{lower}`")
+            } else {
+                "use 1-63 lower-case letters, digits and inner hyphens, e.g. `cohowinerysales`"
+                    .to_string()
+            };
+            out.push(
+                err(
+                    format!("{at}.url"),
+                    "I5",
+                    format!("URL name `{}` is not a valid host name label", inst.url),
+                )
+                .hint(hint),
+            );
+        }
+        match urls.get(&inst.url.to_ascii_lowercase()) {
+            Some(first) => out.push(
+                err(
+                    format!("{at}.url"),
+                    "I5",
+                    format!("URL name `{}` is also used by instance `{first}`; URL names are unique", inst.url),
+                )
+                .hint("give each instance its own URL name"),
+            ),
+            None => {
+                urls.insert(inst.url.to_ascii_lowercase(), key.as_str());
+            }
+        }
+
+        // I3: ISO 4217 base currency.
+        if let Some(cur) = &inst.currency {
+            if !iso4217::is_currency(cur) {
+                let upper = cur.to_ascii_uppercase();
+                let hint = if iso4217::is_currency(&upper) {
+                    format!("currency codes are upper case: `{upper}`")
+                } else {
+                    match closest(&upper, iso4217::CODES.iter().copied()) {
+                        Some(c) => format!("did you mean `{c}`? use an ISO 4217 code such as USD, EUR, GBP, JPY"),
+                        None => "use an ISO 4217 code such as USD, EUR, GBP, JPY".to_string(),
+                    }
+                };
+                out.push(
+                    err(
+                        format!("{at}.currency"),
+                        "I3",
+                        format!("`{cur}` is not an ISO 4217 currency code"),
+                    )
+                    .hint(hint),
+                );
+            }
+        }
+
+        // I12: the bound security group must be declared.
+        if let Some(sg) = &inst.security_group {
+            if groups.is_none_or(|g| !g.contains_key(sg)) {
+                let known = groups.map(|g| g.keys().map(String::as_str));
+                let hint = match known.clone().and_then(|k| closest(sg, k)) {
+                    Some(c) => format!("did you mean `{c}`? the value is a key under `security_groups`"),
+                    None => format!(
+                        "declare it under `security_groups:` (declared: {}), or omit `security_group` for none",
+                        known.map(|k| some_of(k, 8)).unwrap_or_else(|| "none".into())
+                    ),
+                };
+                out.push(
+                    err(
+                        format!("{at}.security_group"),
+                        "I12",
+                        format!("security group `{sg}` of instance `{key}` is not declared"),
+                    )
+                    .hint(hint),
+                );
+            }
+        }
+
+        // I10: administration mode.
+        if let Some(am) = &inst.admin_mode {
+            if inst.kind == InstanceType::Production {
+                out.push(
+                    err(
+                        format!("{at}.admin_mode"),
+                        "I10",
+                        format!("administration mode is for sandbox instances only, and `{key}` is a production instance"),
+                    )
+                    .hint("remove `admin_mode`, or make the instance `type: sandbox`"),
+                );
+            }
+            if !am.background_operations && !am.enabled {
+                out.push(
+                    err(
+                        format!("{at}.admin_mode.background_operations"),
+                        "I10",
+                        "background operations can be disabled only while administration mode is enabled".to_string(),
+                    )
+                    .hint("set `enabled: true`, or `background_operations: true`"),
+                );
+            }
+        }
+
+        // I11: copies land only on sandboxes, from another declared instance.
+        if let Some(cf) = &inst.copy_from {
+            if inst.kind == InstanceType::Production {
+                out.push(
+                    err(
+                        format!("{at}.copy_from"),
+                        "I11",
+                        format!("instance `{key}` is a production instance; a copy never lands on a production instance"),
+                    )
+                    .hint("make the target `type: sandbox`, or remove `copy_from`"),
+                );
+            }
+            if cf.instance == *key {
+                out.push(
+                    err(
+                        format!("{at}.copy_from.instance"),
+                        "I11",
+                        format!("instance `{key}` cannot be copied onto itself"),
+                    )
+                    .hint("name another instance as the source"),
+                );
+            } else if !instances.contains_key(&cf.instance) {
+                let hint = match closest(&cf.instance, instances.keys().map(String::as_str)) {
+                    Some(c) => format!("did you mean `{c}`? the source is an instance key declared under `instances`"),
+                    None => "the source is an instance key declared under `instances`".to_string(),
+                };
+                out.push(
+                    err(
+                        format!("{at}.copy_from.instance"),
+                        "I11",
+                        format!("copy source `{}` is not a declared instance", cf.instance),
+                    )
+                    .hint(hint),
+                );
+            }
+        }
+
+        // I13: notification recipients are email addresses, each once.
+        if let Some(rcpts) = &inst.notification_recipients {
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for (i, r) in rcpts.iter().enumerate() {
+                if !patterns::is_email(r) {
+                    out.push(
+                        err(
+                            format!("{at}.notification_recipients[{i}]"),
+                            "I13",
+                            format!("`{r}` is not an email address"),
+                        )
+                        .hint("write a full address, e.g. `crm-admins@cohowinery.com`"),
+                    );
+                }
+                if let Some(first) = seen.insert(r.to_ascii_lowercase(), i) {
+                    seen.insert(r.to_ascii_lowercase(), first);
+                    out.push(
+                        warn(
+                            format!("{at}.notification_recipients[{i}]"),
+                            "I13",
+                            format!("`{r}` is listed twice (also item {first}); it is notified once"),
+                        )
+                        .hint("remove the duplicate address"),
+                    );
+                }
+            }
+        }
+
+        // U1, U3: the approved update.
+        if let Some(up) = &inst.update {
+            if !patterns::is_version(&up.target_version) {
+                out.push(
+                    err(
+                        format!("{at}.update.target_version"),
+                        "U1",
+                        format!("`{}` is not a version", up.target_version),
+                    )
+                    .hint("write the version as numbers with dots, e.g. `8.1.0`"),
+                );
+            } else if inst.kind == InstanceType::Sandbox {
+                if let Some(v) = patterns::version_key(&up.target_version) {
+                    sandbox_targets.push(v);
+                }
+            }
+            let preferred = patterns::parse_date_time_utc(&up.preferred);
+            let alternate = patterns::parse_date_time_utc(&up.alternate);
+            for (field, value, parsed) in [
+                ("preferred", &up.preferred, preferred),
+                ("alternate", &up.alternate, alternate),
+            ] {
+                if parsed.is_none() {
+                    out.push(
+                        err(
+                            format!("{at}.update.{field}"),
+                            "U3",
+                            format!("`{value}` is not an RFC 3339 date and time in UTC"),
+                        )
+                        .hint("write e.g. `2016-05-14T22:00:00Z` (UTC, with the `Z`)"),
+                    );
+                }
+            }
+            if let (Some(p), Some(a)) = (preferred, alternate) {
+                if a <= p {
+                    out.push(
+                        err(
+                            format!("{at}.update.alternate"),
+                            "U3",
+                            "the alternate date must be later than the preferred date".to_string(),
+                        )
+                        .hint("the alternate date is the fallback when the preferred one cannot be used"),
+                    );
+                }
+            }
+        }
+    }
+
+    // T7: limits per tenant.
+    for (list, max, kind) in [
+        (&production, MAX_PRODUCTION, "production"),
+        (&sandbox, MAX_SANDBOX, "sandbox"),
+    ] {
+        if list.len() > max {
+            out.push(
+                err(
+                    "instances".into(),
+                    "T7",
+                    format!("{} {kind} instances are declared; a tenant has at most {max}", list.len()),
+                )
+                .hint(format!("remove {} {kind} instances", list.len() - max)),
+            );
+        }
+    }
+
+    // U5: update a sandbox first. Warn for a production target newer than every sandbox's.
+    if !sandbox.is_empty() {
+        let best_sandbox = sandbox_targets.iter().max();
+        for (key, inst) in instances {
+            let Some(up) = &inst.update else { continue };
+            if inst.kind != InstanceType::Production {
+                continue;
+            }
+            let Some(v) = patterns::version_key(&up.target_version) else {
+                continue;
+            };
+            if best_sandbox.is_none_or(|s| &v > s) {
+                out.push(
+                    warn(
+                        format!("instances.{key}.update.target_version"),
+                        "U5",
+                        format!(
+                            "production instance `{key}` is updated to {} before any sandbox",
+                            up.target_version
+                        ),
+                    )
+                    .hint(format!(
+                        "approve the update on a sandbox first (e.g. `instances.{}`), test, then production",
+                        sandbox[0]
+                    )),
+                );
+            }
+        }
+    }
+
+    // P3: at most 5 non-interactive users with roles per instance.
+    if let Some(users) = &d.users {
+        let mut per_instance: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (upn, u) in users {
+            if u.access_mode != Some(AccessMode::NonInteractive) {
+                continue;
+            }
+            for (inst, roles) in u.roles.iter().flatten() {
+                if !roles.is_empty() && instances.contains_key(inst) {
+                    per_instance.entry(inst).or_default().push(upn);
+                }
+            }
+        }
+        for (inst, upns) in per_instance {
+            if upns.len() > MAX_NON_INTERACTIVE {
+                let sixth = upns[MAX_NON_INTERACTIVE];
+                out.push(
+                    err(
+                        format!("users.{sixth}.roles.{inst}"),
+                        "P3",
+                        format!(
+                            "instance `{inst}` has {} non-interactive users with roles; at most {MAX_NON_INTERACTIVE} are allowed: {}",
+                            upns.len(),
+                            some_of(upns.iter().copied(), 8)
+                        ),
+                    )
+                    .hint("make some of them `access_mode: application` (unlimited), or remove their roles in this instance"),
+                );
+            }
+        }
+    }
+}
+
+fn licenses(d: &Desired, out: &mut Vec<Diagnostic>) {
+    let Some(purchased) = &d.licenses else { return };
+    // T3/T4: assigned licenses per plan must not exceed the purchased count.
+    let mut assigned: BTreeMap<LicensePlan, usize> = BTreeMap::new();
+    for u in d.users.iter().flat_map(|u| u.values()) {
+        if let Some(plan) = u.license {
+            *assigned.entry(plan).or_default() += 1;
+        }
+    }
+    for (plan, &count) in purchased {
+        let used = assigned.get(plan).copied().unwrap_or(0);
+        if used > count as usize {
+            out.push(
+                err(
+                    format!("licenses.{}", plan.as_str()),
+                    "T3",
+                    format!(
+                        "{used} users are assigned a {} license but only {count} are purchased",
+                        plan.as_str()
+                    ),
+                )
+                .hint(format!(
+                    "raise `licenses.{}` to at least {used}, or remove the license from {} users (a count never drops below what is assigned, T4)",
+                    plan.as_str(),
+                    used - count as usize
+                )),
+            );
+        }
+    }
+    // T5: add-ons (extra instances, storage) need Professional or Enterprise licenses.
+    let pro: u64 = purchased
+        .iter()
+        .filter(|(p, _)| p.is_pro_or_enterprise())
+        .map(|(_, &c)| c as u64)
+        .sum();
+    if pro == 0 {
+        let instances = d.instances.iter().flat_map(|m| m.values());
+        let (prod, sbx) = instances.fold((0, 0), |(p, s), i| match i.kind {
+            InstanceType::Production => (p + 1, s),
+            InstanceType::Sandbox => (p, s + 1),
+        });
+        let storage = d
+            .storage
+            .as_ref()
+            .and_then(|s| s.additional_gb)
+            .unwrap_or(0);
+        let mut needs = Vec::new();
+        if prod > 1 {
+            needs.push(format!("{} additional production instance(s)", prod - 1));
+        }
+        if sbx > 0 {
+            needs.push(format!("{sbx} sandbox instance(s)"));
+        }
+        if storage > 0 {
+            needs.push(format!("{storage} GB of additional storage"));
+        }
+        if !needs.is_empty() {
+            out.push(
+                err(
+                    "licenses".into(),
+                    "T5",
+                    format!(
+                        "the file needs add-ons ({}), which can be bought only with Professional or Enterprise licenses",
+                        needs.join(", ")
+                    ),
+                )
+                .hint("purchase `professional` or `enterprise` licenses, or declare only the included production instance"),
+            );
+        }
+    }
+}
+
+fn admins(d: &Desired, out: &mut Vec<Diagnostic>) {
+    let Some(users) = &d.users else { return };
+    // P6: keep at least two global admins, checked when the file models admin roles at all.
+    if !users.values().any(|u| u.admin_roles.is_some()) {
+        return;
+    }
+    let globals: Vec<&str> = users
+        .iter()
+        .filter(|(_, u)| {
+            u.admin_roles
+                .as_ref()
+                .is_some_and(|r| r.contains(&AdminRole::GlobalAdmin))
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if globals.len() < 2 {
+        out.push(
+            warn(
+                "users".into(),
+                "P6",
+                format!(
+                    "{} global admin(s) declared ({}); keep at least two",
+                    globals.len(),
+                    some_of(globals.iter().copied(), 2)
+                ),
+            )
+            .hint("add `admin_roles: [global_admin]` to a second administrator"),
+        );
+    }
+}

@@ -1,0 +1,723 @@
+//! The local provider enforces domain.md on its own: each refusal names its rule, and a
+//! refused op changes nothing (neither the cache nor the file).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crmctl::plan::action::{ObjKind, ObjRef, Op};
+use crmctl::provider::local::LocalProvider;
+use crmctl::provider::{Provider, ProviderError};
+use crmctl::tenant::{
+    AccessMode, AdminModeState, AdminRole, CopyKind, Group, Instance, InstanceStatus,
+    InstanceType, LicensePlan, Region, Tenant, UpdatePhase, UpdateState, User,
+};
+
+fn r(id: &str) -> ObjRef {
+    ObjRef {
+        address: format!("ref.{id}"),
+        id: Some(id.to_string()),
+    }
+}
+
+fn user(id: &str, license: Option<LicensePlan>, mode: AccessMode) -> User {
+    User {
+        id: id.to_string(),
+        upn: format!("{id}@coho.com"),
+        name: id.to_string(),
+        license,
+        access_mode: mode,
+        roles: BTreeMap::new(),
+        admin_roles: BTreeSet::new(),
+    }
+}
+
+fn instance(id: &str, kind: InstanceType, status: InstanceStatus) -> Instance {
+    Instance {
+        id: id.to_string(),
+        name: id.to_string(),
+        url: id.to_string(),
+        kind,
+        slot: kind,
+        purpose: String::new(),
+        region: Region::NA,
+        currency: "USD".into(),
+        language: 1033,
+        security_group: None,
+        status,
+        version: "8.0.0".into(),
+        admin_mode: AdminModeState::default(),
+        notification_recipients: vec![],
+        update: None,
+    }
+}
+
+/// A tenant with every slot taken: 30 professional (included sandbox, T6) + 1 bought
+/// sandbox slot; `prod` (production), `sbx` (sandbox, 5 non-interactive users with roles),
+/// `prov` (provisioning sandbox); `dis` is a disabled production instance in a bought
+/// production slot; group `g1` bound to `prod`; two global admins.
+fn base() -> Tenant {
+    let mut t = Tenant::fresh("coho.onmicrosoft.com");
+    t.licenses.insert(LicensePlan::Professional, 30);
+    t.licenses.insert(LicensePlan::Basic, 1);
+    t.slots.sandbox = 1;
+    t.slots.production = 1;
+    let mut add_i = |i: Instance| {
+        t.instances.insert(i.id.clone(), i);
+    };
+    let mut prod = instance("prod", InstanceType::Production, InstanceStatus::Ready);
+    prod.security_group = Some("g1".into());
+    add_i(prod);
+    add_i(instance("sbx", InstanceType::Sandbox, InstanceStatus::Ready));
+    add_i(instance("prov", InstanceType::Sandbox, InstanceStatus::Provisioning));
+    add_i(instance("dis", InstanceType::Production, InstanceStatus::Disabled));
+    let mut users = vec![
+        user("ana", Some(LicensePlan::Professional), AccessMode::ReadWrite),
+        user("bob", None, AccessMode::ReadWrite),
+        user("cid", Some(LicensePlan::Basic), AccessMode::ReadWrite),
+        user("app", None, AccessMode::Application),
+        user("ni6", Some(LicensePlan::Professional), AccessMode::NonInteractive),
+    ];
+    for n in 1..=5 {
+        let mut u = user(&format!("ni{n}"), None, AccessMode::NonInteractive);
+        u.roles
+            .insert("sbx".into(), BTreeSet::from(["Integration".to_string()]));
+        users.push(u);
+    }
+    for n in 1..=2 {
+        let mut u = user(&format!("ga{n}"), None, AccessMode::ReadWrite);
+        u.admin_roles.insert(AdminRole::GlobalAdmin);
+        users.push(u);
+    }
+    for u in users {
+        t.users.insert(u.id.clone(), u);
+    }
+    t.groups.insert(
+        "g1".into(),
+        Group {
+            id: "g1".into(),
+            name: "Sales".into(),
+            description: String::new(),
+            members: BTreeSet::from(["ana".to_string()]),
+        },
+    );
+    t
+}
+
+fn open_with(t: Tenant) -> (tempfile::TempDir, LocalProvider) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    p.admin_replace(t).unwrap();
+    (dir, p)
+}
+
+fn configure(url: &str, kind: InstanceType) -> Op {
+    Op::ConfigureInstance {
+        name: url.to_string(),
+        url: url.to_string(),
+        kind,
+        purpose: String::new(),
+        region: Region::NA,
+        currency: "USD".into(),
+        language: 1033,
+        security_group: None,
+    }
+}
+
+struct Case {
+    name: &'static str,
+    rule: &'static str,
+    tweak: fn(&mut Tenant),
+    op: Op,
+}
+
+fn no_tweak(_: &mut Tenant) {}
+
+#[test]
+fn every_refusal_names_its_rule_and_changes_nothing() {
+    let cases = vec![
+        Case {
+            name: "I8 delete a production instance",
+            rule: "I8",
+            tweak: no_tweak,
+            op: Op::DeleteInstance { instance: r("prod") },
+        },
+        Case {
+            name: "P3 a sixth non-interactive user with roles in one instance",
+            rule: "P3",
+            tweak: no_tweak,
+            op: Op::AssignRoles {
+                user: r("ni6"),
+                instance: r("sbx"),
+                roles: vec!["Integration".into()],
+            },
+        },
+        Case {
+            name: "P3 a user with roles in a full instance switched to non-interactive",
+            rule: "P3",
+            tweak: |t| {
+                t.users
+                    .get_mut("ana")
+                    .unwrap()
+                    .roles
+                    .insert("sbx".into(), BTreeSet::from(["Sales".to_string()]));
+            },
+            op: Op::SetAccessMode {
+                user: r("ana"),
+                mode: AccessMode::NonInteractive,
+            },
+        },
+        Case {
+            name: "P3 application users are never licensed",
+            rule: "P3",
+            tweak: no_tweak,
+            op: Op::AssignLicense {
+                user: r("app"),
+                plan: LicensePlan::Professional,
+            },
+        },
+        Case {
+            name: "T4 reduce licenses below the assigned count",
+            rule: "T4",
+            tweak: no_tweak,
+            op: Op::ReduceLicenses {
+                plan: LicensePlan::Professional,
+                to: 1,
+            },
+        },
+        Case {
+            name: "T3 assign a license beyond the purchased count",
+            rule: "T3",
+            tweak: no_tweak,
+            op: Op::AssignLicense {
+                user: r("bob"),
+                plan: LicensePlan::Basic,
+            },
+        },
+        Case {
+            name: "I10 background operations off without administration mode",
+            rule: "I10",
+            tweak: no_tweak,
+            op: Op::SetAdminMode {
+                instance: r("sbx"),
+                enabled: false,
+                background_operations: false,
+                message: None,
+            },
+        },
+        Case {
+            name: "I10 administration mode on a production instance",
+            rule: "I10",
+            tweak: no_tweak,
+            op: Op::SetAdminMode {
+                instance: r("prod"),
+                enabled: true,
+                background_operations: true,
+                message: None,
+            },
+        },
+        Case {
+            name: "I10 switch a sandbox in administration mode to production",
+            rule: "I10",
+            tweak: |t| {
+                t.instances.get_mut("sbx").unwrap().admin_mode.enabled = true;
+                t.slots.production += 1;
+            },
+            op: Op::SwitchInstance {
+                instance: r("sbx"),
+                to: InstanceType::Production,
+            },
+        },
+        Case {
+            name: "I11 copy onto a production instance",
+            rule: "I11",
+            tweak: no_tweak,
+            op: Op::CopyInstance {
+                source: r("sbx"),
+                target: r("prod"),
+                kind: CopyKind::Full,
+            },
+        },
+        Case {
+            name: "I6 copy lands in the source's region",
+            rule: "I6",
+            tweak: |t| t.instances.get_mut("sbx").unwrap().region = Region::EMEA,
+            op: Op::CopyInstance {
+                source: r("prod"),
+                target: r("sbx"),
+                kind: CopyKind::Minimal,
+            },
+        },
+        Case {
+            name: "I2 configure a sandbox without a free sandbox slot",
+            rule: "I2",
+            tweak: no_tweak,
+            op: configure("newsbx", InstanceType::Sandbox),
+        },
+        Case {
+            name: "I2 configure a production instance without a free production slot",
+            rule: "I2",
+            tweak: no_tweak,
+            op: configure("newprod", InstanceType::Production),
+        },
+        Case {
+            name: "I4 edit a provisioning instance",
+            rule: "I4",
+            tweak: no_tweak,
+            op: Op::UpdateInstance {
+                instance: r("prov"),
+                name: Some("New name".into()),
+                url: None,
+                purpose: None,
+                security_group: None,
+            },
+        },
+        Case {
+            name: "I4 edit a disabled instance",
+            rule: "I4",
+            tweak: no_tweak,
+            op: Op::UpdateInstance {
+                instance: r("dis"),
+                name: None,
+                url: None,
+                purpose: Some("x".into()),
+                security_group: None,
+            },
+        },
+        Case {
+            name: "I9 (I3) currency changes only by resetting a sandbox: reset production",
+            rule: "I9",
+            tweak: no_tweak,
+            op: Op::ResetInstance {
+                instance: r("prod"),
+                currency: "EUR".into(),
+                language: 1036,
+            },
+        },
+        Case {
+            name: "T5 buy an instance on a trial",
+            rule: "T5",
+            tweak: |t| t.trial = true,
+            op: Op::PurchaseInstance {
+                kind: InstanceType::Sandbox,
+            },
+        },
+        Case {
+            name: "T5 buy storage without Professional or Enterprise licenses",
+            rule: "T5",
+            tweak: |t| {
+                t.licenses.remove(&LicensePlan::Professional);
+                for u in t.users.values_mut() {
+                    u.license = None;
+                }
+            },
+            op: Op::PurchaseStorage { to_gb: 10 },
+        },
+        Case {
+            name: "T7 a 51st production slot",
+            rule: "T7",
+            tweak: |t| t.slots.production = 49,
+            op: Op::PurchaseInstance {
+                kind: InstanceType::Production,
+            },
+        },
+        Case {
+            name: "T7 a 76th sandbox slot",
+            rule: "T7",
+            tweak: |t| t.slots.sandbox = 74,
+            op: Op::PurchaseInstance {
+                kind: InstanceType::Sandbox,
+            },
+        },
+        Case {
+            name: "I5 URL name already used",
+            rule: "I5",
+            tweak: |t| t.slots.production += 1,
+            op: configure("sbx", InstanceType::Production),
+        },
+        Case {
+            name: "I5 invalid URL name",
+            rule: "I5",
+            tweak: |t| t.slots.production += 1,
+            op: configure("Bad_Name", InstanceType::Production),
+        },
+        Case {
+            name: "I5 rename onto another instance's URL",
+            rule: "I5",
+            tweak: no_tweak,
+            op: Op::UpdateInstance {
+                instance: r("sbx"),
+                name: None,
+                url: Some("prod".into()),
+                purpose: None,
+                security_group: None,
+            },
+        },
+        Case {
+            name: "I7 production -> sandbox without a free slot",
+            rule: "I7",
+            tweak: no_tweak,
+            op: Op::SwitchInstance {
+                instance: r("prod"),
+                to: InstanceType::Sandbox,
+            },
+        },
+        Case {
+            name: "I7 sandbox -> production without a free production slot",
+            rule: "I7",
+            tweak: no_tweak,
+            op: Op::SwitchInstance {
+                instance: r("sbx"),
+                to: InstanceType::Production,
+            },
+        },
+        Case {
+            name: "I9 reset a production instance",
+            rule: "I9",
+            tweak: no_tweak,
+            op: Op::ResetInstance {
+                instance: r("prod"),
+                currency: "USD".into(),
+                language: 1033,
+            },
+        },
+        Case {
+            name: "I12 delete a group bound to an instance",
+            rule: "I12",
+            tweak: no_tweak,
+            op: Op::DeleteGroup { group: r("g1") },
+        },
+        Case {
+            name: "I12 bind a group that does not exist",
+            rule: "I12",
+            tweak: no_tweak,
+            op: Op::UpdateInstance {
+                instance: r("sbx"),
+                name: None,
+                url: None,
+                purpose: None,
+                security_group: Some(Some(r("nogroup"))),
+            },
+        },
+        Case {
+            name: "P2 roles for a read-write user without a license",
+            rule: "P2",
+            tweak: no_tweak,
+            op: Op::AssignRoles {
+                user: r("bob"),
+                instance: r("sbx"),
+                roles: vec!["Salesperson".into()],
+            },
+        },
+        Case {
+            name: "P2 roles in an instance that is not ready",
+            rule: "P2",
+            tweak: no_tweak,
+            op: Op::AssignRoles {
+                user: r("ana"),
+                instance: r("prov"),
+                roles: vec!["Salesperson".into()],
+            },
+        },
+        Case {
+            name: "P4 administrative access mode without a license",
+            rule: "P4",
+            tweak: no_tweak,
+            op: Op::SetAccessMode {
+                user: r("bob"),
+                mode: AccessMode::Administrative,
+            },
+        },
+        Case {
+            name: "P4 a user cannot be created non-interactive",
+            rule: "P4",
+            tweak: no_tweak,
+            op: Op::CreateUser {
+                upn: "svc@coho.com".into(),
+                name: "svc".into(),
+                access_mode: AccessMode::NonInteractive,
+            },
+        },
+        Case {
+            name: "P1 duplicate user principal name",
+            rule: "P1",
+            tweak: no_tweak,
+            op: Op::CreateUser {
+                upn: "ANA@coho.com".into(),
+                name: "Ana again".into(),
+                access_mode: AccessMode::ReadWrite,
+            },
+        },
+        Case {
+            name: "P6 keep two global admins",
+            rule: "P6",
+            tweak: no_tweak,
+            op: Op::UpdateUser {
+                user: r("ga1"),
+                name: None,
+                admin_roles: Some(vec![]),
+            },
+        },
+        Case {
+            name: "P6 delete one of two global admins",
+            rule: "P6",
+            tweak: no_tweak,
+            op: Op::DeleteUser { user: r("ga2") },
+        },
+        Case {
+            name: "U4 reschedule an update in progress",
+            rule: "U4",
+            tweak: |t| {
+                t.instances.get_mut("sbx").unwrap().update = Some(UpdateState {
+                    target_version: "8.1.0".into(),
+                    preferred: "2016-05-01T22:00:00Z".into(),
+                    alternate: "2016-05-08T22:00:00Z".into(),
+                    state: UpdatePhase::InProgress,
+                });
+            },
+            op: Op::ScheduleUpdate {
+                instance: r("sbx"),
+                target_version: "8.1.0".into(),
+                preferred: "2016-06-01T22:00:00Z".into(),
+                alternate: "2016-06-08T22:00:00Z".into(),
+            },
+        },
+        Case {
+            name: "U3 update to an unknown version",
+            rule: "U3",
+            tweak: no_tweak,
+            op: Op::ScheduleUpdate {
+                instance: r("sbx"),
+                target_version: "9.0.0".into(),
+                preferred: "2016-06-01T22:00:00Z".into(),
+                alternate: "2016-06-08T22:00:00Z".into(),
+            },
+        },
+        Case {
+            name: "U2 update to an older version",
+            rule: "U2",
+            tweak: no_tweak,
+            op: Op::ScheduleUpdate {
+                instance: r("sbx"),
+                target_version: "7.1.0".into(),
+                preferred: "2016-06-01T22:00:00Z".into(),
+                alternate: "2016-06-08T22:00:00Z".into(),
+            },
+        },
+    ];
+    for case in cases {
+        let mut t = base();
+        (case.tweak)(&mut t);
+        let (dir, p) = open_with(t);
+        let before = p.observe().unwrap();
+        match p.execute(&case.op) {
+            Err(ProviderError::Refused { rule, message }) => {
+                assert_eq!(rule, case.rule, "{}: wrong rule ({message})", case.name);
+                assert!(!message.is_empty());
+            }
+            other => panic!("{}: expected a refusal citing {}, got {other:?}", case.name, case.rule),
+        }
+        assert_eq!(p.observe().unwrap(), before, "{}: the cache changed", case.name);
+        let reopened = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+        assert_eq!(reopened.observe().unwrap(), before, "{}: the file changed", case.name);
+    }
+}
+
+#[test]
+fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/tenant.db");
+    let p = LocalProvider::open(&path).unwrap();
+    let t = p.observe().unwrap();
+    assert_eq!(t, Tenant::fresh(""));
+    assert_eq!(t.free_slots(InstanceType::Production), 1);
+    assert!(!path.exists(), "observe must not create the tenant file");
+    // A refused op does not create the file either.
+    assert!(p.execute(&Op::ReduceLicenses { plan: LicensePlan::Basic, to: 1 }).is_err());
+    assert!(!path.exists());
+
+    let u1 = p
+        .execute(&Op::CreateUser {
+            upn: "ana@coho.com".into(),
+            name: "Ana".into(),
+            access_mode: AccessMode::ReadWrite,
+        })
+        .unwrap();
+    assert_eq!(u1.created_id.as_deref(), Some("usr-000001"));
+    assert!(path.exists(), "the first change creates the file");
+    let g1 = p
+        .execute(&Op::CreateGroup { name: "Sales".into(), description: String::new() })
+        .unwrap();
+    assert_eq!(g1.created_id.as_deref(), Some("grp-000001"));
+    let i1 = p.execute(&configure("coho", InstanceType::Production)).unwrap();
+    assert_eq!(i1.created_id.as_deref(), Some("org-000001"));
+    let inst = &p.observe().unwrap().instances["org-000001"];
+    // A configured instance starts ready on the newest version.
+    assert_eq!(inst.status, InstanceStatus::Ready);
+    assert_eq!(inst.version, "8.1.0");
+
+    // Counters survive a reopen: the next id continues.
+    drop(p);
+    let p = LocalProvider::open(&path).unwrap();
+    let u2 = p
+        .execute(&Op::CreateUser {
+            upn: "bob@coho.com".into(),
+            name: "Bob".into(),
+            access_mode: AccessMode::ReadWrite,
+        })
+        .unwrap();
+    assert_eq!(u2.created_id.as_deref(), Some("usr-000002"));
+}
+
+#[test]
+fn domain_hint_is_stored_with_the_first_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenant.db");
+    let p = LocalProvider::open(&path).unwrap();
+    p.set_domain_hint("coho.onmicrosoft.com").unwrap();
+    assert!(!path.exists());
+    p.execute(&Op::PurchaseLicenses { plan: LicensePlan::Basic, to: 2 }).unwrap();
+    let p = LocalProvider::open(&path).unwrap();
+    assert_eq!(p.observe().unwrap().domain, "coho.onmicrosoft.com");
+    // A named tenant keeps its name.
+    p.set_domain_hint("other.onmicrosoft.com").unwrap();
+    assert_eq!(p.observe().unwrap().domain, "coho.onmicrosoft.com");
+}
+
+#[test]
+fn the_file_matches_the_cache_after_every_kind_of_op() {
+    let (dir, p) = open_with(base());
+    let ops = vec![
+        Op::PurchaseLicenses { plan: LicensePlan::Enterprise, to: 5 },
+        Op::PurchaseStorage { to_gb: 10 },
+        Op::ReduceStorage { to_gb: 5 },
+        Op::PurchaseInstance { kind: InstanceType::Sandbox },
+        configure("extra", InstanceType::Sandbox),
+        Op::CreateGroup { name: "Support".into(), description: "desk".into() },
+        Op::AddGroupMembers { group: r("grp-000001"), users: vec![r("ana"), r("cid")] },
+        Op::RemoveGroupMembers { group: r("grp-000001"), users: vec![r("cid")] },
+        Op::UpdateGroup { group: r("grp-000001"), name: Some("Helpdesk".into()), description: None },
+        Op::AssignRoles { user: r("ana"), instance: r("sbx"), roles: vec!["Salesperson".into(), "Manager".into()] },
+        Op::RemoveRoles { user: r("ana"), instance: r("sbx"), roles: vec!["Manager".into()] },
+        Op::UpdateUser { user: r("ana"), name: Some("Ana Trujillo".into()), admin_roles: Some(vec![AdminRole::BillingAdmin]) },
+        Op::SetAccessMode { user: r("ana"), mode: AccessMode::Administrative },
+        Op::RemoveLicense { user: r("ana") },
+        Op::SetAdminMode { instance: r("sbx"), enabled: true, background_operations: false, message: Some("maintenance".into()) },
+        Op::SetNotificationRecipients { instance: r("prod"), recipients: vec!["ops@coho.com".into()] },
+        Op::ScheduleUpdate { instance: r("prod"), target_version: "8.1.0".into(), preferred: "2016-06-01T22:00:00Z".into(), alternate: "2016-06-08T22:00:00Z".into() },
+        Op::UpdateInstance { instance: r("org-000001"), name: Some("Extra".into()), url: Some("extra2".into()), purpose: Some("tests".into()), security_group: Some(Some(r("grp-000001"))) },
+        Op::CopyInstance { source: r("prod"), target: r("org-000001"), kind: CopyKind::Full },
+        Op::ResetInstance { instance: r("sbx"), currency: "EUR".into(), language: 1036 },
+        Op::DeleteUser { user: r("cid") },
+        Op::PurchaseInstance { kind: InstanceType::Sandbox },
+        configure("gone", InstanceType::Sandbox),
+        Op::DeleteInstance { instance: r("org-000002") },
+    ];
+    for op in &ops {
+        p.execute(op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+    }
+    let cached = p.observe().unwrap();
+    let reopened = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    assert_eq!(reopened.observe().unwrap(), cached);
+
+    // Effects worth checking one by one.
+    let copy = &cached.instances["org-000001"];
+    assert!(copy.admin_mode.enabled && !copy.admin_mode.background_operations, "I11");
+    assert_eq!(copy.url, "extra2");
+    assert_eq!(copy.security_group.as_deref(), Some("grp-000001"));
+    let sbx = &cached.instances["sbx"];
+    assert_eq!((sbx.currency.as_str(), sbx.language), ("EUR", 1036), "I9");
+    assert_eq!(sbx.region, Region::NA, "I6: a reset stays in the region");
+    assert!(!sbx.admin_mode.enabled);
+    assert!(cached.users.values().all(|u| !u.roles.contains_key("sbx")), "reset wipes roles");
+    assert!(!cached.users.contains_key("cid"));
+    assert_eq!(cached.assigned(LicensePlan::Basic), 0, "P5: deleting a user frees the license");
+    assert!(!cached.instances.contains_key("org-000002"));
+    assert_eq!(cached.free_slots(InstanceType::Sandbox), 1, "I2: the deleted sandbox's slot is free");
+    assert_eq!(cached.users["ana"].access_mode, AccessMode::Administrative);
+    assert_eq!(cached.users["ana"].license, None);
+    assert_eq!(cached.groups["grp-000001"].members, BTreeSet::from(["ana".to_string()]));
+    assert_eq!(cached.instances["prod"].update.as_ref().unwrap().state, UpdatePhase::Approved);
+}
+
+#[test]
+fn setting_ops_are_idempotent() {
+    let (_dir, p) = open_with(base());
+    let ops = vec![
+        Op::PurchaseLicenses { plan: LicensePlan::Professional, to: 40 },
+        Op::AssignLicense { user: r("bob"), plan: LicensePlan::Professional },
+        Op::AddGroupMembers { group: r("g1"), users: vec![r("bob")] },
+        Op::AssignRoles { user: r("bob"), instance: r("sbx"), roles: vec!["Salesperson".into()] },
+        Op::SetAdminMode { instance: r("sbx"), enabled: true, background_operations: false, message: None },
+        Op::SwitchInstance { instance: r("prod"), to: InstanceType::Production },
+        Op::Adopt { kind: ObjKind::User, id: "bob".into() },
+    ];
+    for op in &ops {
+        p.execute(op).unwrap();
+        let once = p.observe().unwrap();
+        p.execute(op).unwrap_or_else(|e| panic!("repeating {op:?}: {e}"));
+        assert_eq!(p.observe().unwrap(), once, "repeating {op:?} changed the tenant");
+    }
+}
+
+#[test]
+fn i7_switch_uses_a_sandbox_slot_then_another_production_slot() {
+    let mut t = base();
+    t.instances.remove("prov");
+    t.instances.remove("dis");
+    t.slots.production = 1; // one free production slot besides prod's
+    let (_dir, p) = open_with(t);
+    // A sandbox slot is free (prov removed): prod moves into it, its production slot frees.
+    p.execute(&Op::SwitchInstance { instance: r("prod"), to: InstanceType::Sandbox }).unwrap();
+    let t = p.observe().unwrap();
+    assert_eq!(t.instances["prod"].slot, InstanceType::Sandbox);
+    assert_eq!(t.free_slots(InstanceType::Production), 2);
+    assert_eq!(t.free_slots(InstanceType::Sandbox), 0);
+    // No sandbox slot left: sbx -> production takes a production slot and frees its sandbox slot.
+    p.execute(&Op::SwitchInstance { instance: r("sbx"), to: InstanceType::Production }).unwrap();
+    let t = p.observe().unwrap();
+    assert_eq!(t.instances["sbx"].slot, InstanceType::Production);
+    assert_eq!(t.free_slots(InstanceType::Sandbox), 1);
+    // Back again: the free sandbox slot is used.
+    p.execute(&Op::SwitchInstance { instance: r("sbx"), to: InstanceType::Sandbox }).unwrap();
+    assert_eq!(p.observe().unwrap().instances["sbx"].slot, InstanceType::Sandbox);
+    // Now no sandbox slot is free: production -> sandbox needs another free production slot.
+    p.execute(&configure("p2", InstanceType::Production)).unwrap();
+    p.execute(&Op::SwitchInstance { instance: r("org-000001"), to: InstanceType::Sandbox }).unwrap();
+    let t = p.observe().unwrap();
+    assert_eq!(t.instances["org-000001"].kind, InstanceType::Sandbox);
+    assert_eq!(t.instances["org-000001"].slot, InstanceType::Production);
+    // I8: a sandbox can be deleted; its slot goes back to ready to configure (I2).
+    let free = t.free_slots(InstanceType::Production);
+    p.execute(&Op::DeleteInstance { instance: r("org-000001") }).unwrap();
+    assert_eq!(p.observe().unwrap().free_slots(InstanceType::Production), free + 1);
+}
+
+#[test]
+fn p4_sequence_license_access_mode_remove_license() {
+    let (_dir, p) = open_with(base());
+    p.execute(&Op::AssignLicense { user: r("bob"), plan: LicensePlan::Professional }).unwrap();
+    p.execute(&Op::SetAccessMode { user: r("bob"), mode: AccessMode::Administrative }).unwrap();
+    p.execute(&Op::RemoveLicense { user: r("bob") }).unwrap();
+    let bob = &p.observe().unwrap().users["bob"];
+    assert_eq!((bob.access_mode, bob.license), (AccessMode::Administrative, None));
+    // An administrative user needs no license for roles (P3).
+    p.execute(&Op::AssignRoles { user: r("bob"), instance: r("sbx"), roles: vec!["System Customizer".into()] }).unwrap();
+}
+
+#[test]
+fn unresolved_references_are_invalid_not_guessed() {
+    let (_dir, p) = open_with(base());
+    let op = Op::DeleteUser { user: ObjRef { address: "users.x@coho.com".into(), id: None } };
+    assert!(matches!(p.execute(&op), Err(ProviderError::Invalid(m)) if m.contains("users.x@coho.com")));
+    let op = Op::DeleteUser { user: r("nobody") };
+    assert!(matches!(p.execute(&op), Err(ProviderError::NotFound(_))));
+}
+
+#[test]
+fn import_checks_references() {
+    let (_dir, p) = open_with(base());
+    let mut bad = base();
+    bad.groups.get_mut("g1").unwrap().members.insert("ghost".into());
+    let err = p.admin_replace(bad).unwrap_err();
+    assert!(err.to_string().contains("ghost"), "{err}");
+    assert_eq!(p.observe().unwrap(), base());
+}
