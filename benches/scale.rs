@@ -1,1 +1,248 @@
-fn main(){}
+//! Plan benchmark at the issues' reference size: 100,000 users, 2,000 groups holding
+//! 1,000,000 memberships, 125 instances.
+//!
+//! Measures, for (a) a plan from a fresh tenant, (b) a no-change plan against the applied
+//! tenant and (c) a 1% drift plan: parsing the file (YAML and JSON; load + validate) and
+//! the plan step (diff + graph + ordering + rendering human and JSON). Prints peak memory
+//! (VmHWM). Run: `cargo bench --bench scale` (`-- --small` for a quick check).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crmctl::plan::ObjKind;
+use crmctl::spec::model::Desired;
+use crmctl::state::{Resource, State};
+use crmctl::synth::{generate, SynthParams};
+use crmctl::tenant::{self, AdminModeState, InstanceStatus, Region, Tenant};
+
+/// The tenant (and state) that applying `d` to a fresh tenant gives.
+fn applied(d: &Desired) -> (Tenant, State) {
+    let mut t = Tenant::fresh(&d.tenant);
+    let mut s = State::empty("bench");
+    let record = |s: &mut State, address: String, kind, id: &str| {
+        s.resources.insert(
+            address,
+            Resource {
+                kind,
+                id: id.to_string(),
+                protect: false,
+            },
+        );
+    };
+    if let Some(l) = &d.licenses {
+        t.licenses = l.clone();
+    }
+    if let Some(gb) = d.storage.as_ref().and_then(|s| s.additional_gb) {
+        t.storage.additional_gb = gb;
+    }
+    let newest = t.versions.last().cloned().unwrap_or_default();
+    let mut inst_id = std::collections::BTreeMap::new();
+    let (mut prod, mut sand) = (0u32, 0u32);
+    for (k, i) in d.instances.iter().flatten() {
+        let id = format!("i-{k}");
+        inst_id.insert(k.clone(), id.clone());
+        match i.kind {
+            tenant::InstanceType::Production => prod += 1,
+            tenant::InstanceType::Sandbox => sand += 1,
+        }
+        t.instances.insert(
+            id.clone(),
+            tenant::Instance {
+                id: id.clone(),
+                name: i.name.clone(),
+                url: i.url.clone(),
+                kind: i.kind,
+                slot: i.kind,
+                purpose: i.purpose.clone().unwrap_or_default(),
+                region: i.region.unwrap_or(Region::NA),
+                currency: i.currency.clone().unwrap_or_else(|| "USD".into()),
+                language: i.language.unwrap_or(1033),
+                security_group: i.security_group.as_ref().map(|g| format!("g-{g}")),
+                status: InstanceStatus::Ready,
+                version: newest.clone(),
+                admin_mode: AdminModeState::default(),
+                notification_recipients: i.notification_recipients.clone().unwrap_or_default(),
+                update: None,
+            },
+        );
+        record(&mut s, format!("instances.{k}"), ObjKind::Instance, &id);
+    }
+    let pe = t.pro_enterprise();
+    t.slots.production = prod.saturating_sub(tenant::included_slots(tenant::InstanceType::Production, pe));
+    t.slots.sandbox = sand.saturating_sub(tenant::included_slots(tenant::InstanceType::Sandbox, pe));
+    for (upn, u) in d.users.iter().flatten() {
+        let id = format!("u-{upn}");
+        t.users.insert(
+            id.clone(),
+            tenant::User {
+                id: id.clone(),
+                upn: upn.clone(),
+                name: u.name.clone().unwrap_or_default(),
+                license: u.license,
+                access_mode: u.access_mode.unwrap_or(tenant::AccessMode::ReadWrite),
+                roles: u
+                    .roles
+                    .iter()
+                    .flatten()
+                    .filter(|(_, r)| !r.is_empty())
+                    .map(|(k, r)| (inst_id[k].clone(), r.iter().cloned().collect()))
+                    .collect(),
+                admin_roles: u.admin_roles.iter().flatten().copied().collect(),
+            },
+        );
+        record(&mut s, format!("users.{upn}"), ObjKind::User, &id);
+    }
+    for (k, g) in d.security_groups.iter().flatten() {
+        let id = format!("g-{k}");
+        t.groups.insert(
+            id.clone(),
+            tenant::Group {
+                id: id.clone(),
+                name: g.name.clone().unwrap_or_else(|| k.clone()),
+                description: g.description.clone().unwrap_or_default(),
+                members: g
+                    .members
+                    .iter()
+                    .flatten()
+                    .map(|m| format!("u-{m}"))
+                    .collect::<BTreeSet<_>>(),
+            },
+        );
+        record(&mut s, format!("security_groups.{k}"), ObjKind::Group, &id);
+    }
+    (t, s)
+}
+
+/// Change 1% of the users (name) and drop 1% of each group's members, as an admin would.
+fn drift(t: &mut Tenant) {
+    for (n, u) in t.users.values_mut().enumerate() {
+        if n % 100 == 0 {
+            u.name.push_str(" (edited)");
+        }
+    }
+    for g in t.groups.values_mut() {
+        let drop: Vec<String> = g.members.iter().step_by(100).cloned().collect();
+        for m in drop {
+            g.members.remove(&m);
+        }
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn vm_hwm_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Figures of one scenario, measured in a child process (so that VmHWM is its own).
+fn child(params: &SynthParams, scenario: &str, format: &str) {
+    let desired = generate(params);
+    let text = if format == "yaml" {
+        crmctl::spec::load::to_yaml(&desired).expect("yaml")
+    } else {
+        serde_json::to_string(&desired).expect("json")
+    };
+    let (observed, state) = match scenario {
+        "a" => (Tenant::fresh(&desired.tenant), State::empty("bench")),
+        "b" => applied(&desired),
+        _ => {
+            let (mut t, s) = applied(&desired);
+            drift(&mut t);
+            (t, s)
+        }
+    };
+    drop(desired);
+    // Like `crmctl plan`: parse the file, then plan and render.
+    let t = Instant::now();
+    let loaded = crmctl::spec::load::load_str(&format!("bench.{format}"), text).expect("valid file");
+    let parse = t.elapsed();
+    let t = Instant::now();
+    let plan = crmctl::plan::plan(&loaded.desired, &observed, &state);
+    let planned = t.elapsed();
+    let t = Instant::now();
+    let human = crmctl::render::render_human(&plan, false);
+    let human_t = t.elapsed();
+    let t = Instant::now();
+    let json = crmctl::render::render_json(&plan);
+    let json_t = t.elapsed();
+    assert!(!plan.has_errors(), "{:?}", &plan.diagnostics[..plan.diagnostics.len().min(3)]);
+    std::hint::black_box((human.len(), json.len()));
+    println!(
+        "{} {} {} {} {} {} {}",
+        plan.actions.len(),
+        secs(parse),
+        secs(planned),
+        secs(human_t),
+        secs(json_t),
+        vm_hwm_mib(),
+        plan.summary.create
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let small = args.iter().any(|a| a == "--small");
+    let params = if small {
+        SynthParams::small()
+    } else {
+        SynthParams::reference()
+    };
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&params, &args[i + 1], &args[i + 2]);
+        return;
+    }
+    println!(
+        "tenant: {} users, {} groups, {} memberships, {} instances",
+        params.users, params.groups, params.memberships, params.instances
+    );
+    println!(
+        "{:<24} {:<5} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>8} {:>6} {:>6} {:>9}",
+        "scenario", "file", "actions", "parse", "diff+ord", "human", "json", "plan step", "total", "step%", "xparse", "peak MiB"
+    );
+    let exe = std::env::current_exe().expect("own path");
+    for (scenario, name) in [
+        ("a", "(a) from a fresh tenant"),
+        ("b", "(b) no change"),
+        ("c", "(c) 1% drift"),
+    ] {
+        for format in ["yaml", "json"] {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args(["--child", scenario, format]);
+            if small {
+                cmd.arg("--small");
+            }
+            let out = cmd.output().expect("run child");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let text = String::from_utf8_lossy(&out.stdout);
+            let f: Vec<f64> = text
+                .split_whitespace()
+                .map(|x| x.parse().expect("number"))
+                .collect();
+            let (actions, parse, planned, human, json, peak) = (f[0], f[1], f[2], f[3], f[4], f[5]);
+            let step = planned + human + json;
+            let total = parse + step;
+            println!(
+                "{:<24} {:<5} {:>8} {:>7.3}s {:>7.3}s {:>6.3}s {:>6.3}s {:>8.3}s {:>7.3}s {:>5.1}% {:>5.2}x {:>9.0}",
+                name,
+                format,
+                actions,
+                parse,
+                planned,
+                human,
+                json,
+                step,
+                total,
+                100.0 * step / total,
+                total / parse,
+                peak
+            );
+        }
+    }
+}

@@ -87,7 +87,8 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
     let backend = common::open_local(args.backend.as_deref())?;
     let mut state = common::read_state(&state_path)?;
     let observed = backend.observe().context("cannot read the tenant")?;
-    let plan = crate::plan::plan(&loaded.desired, &observed, &state);
+    let mut plan = crate::plan::plan(&loaded.desired, &observed, &state);
+    load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     print_plan(&plan, &loaded.src, color);
     if plan.has_errors() {
         eprintln!("The plan has errors; nothing was done.");
@@ -278,28 +279,14 @@ fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Print the plan for review (diagnostics, then the actions).
+/// Print the plan for review: errors with their source lines (stderr), then the plan as
+/// `crmctl plan` shows it (stdout; it includes the warnings).
 fn print_plan(plan: &Plan, src: &Source, color: bool) {
-    if !plan.diagnostics.is_empty() {
+    if plan.has_errors() {
         eprint!("{}", load::render_diagnostics(&plan.diagnostics, src, color));
-    }
-    if plan.actions.is_empty() {
         return;
     }
-    let mut out = String::new();
-    for a in &plan.actions {
-        let sym = if a.destructive { "!" } else { " " };
-        out.push_str(&format!("{sym} {:<28} {}\n", a.kind.as_str(), a.address));
-        for c in &a.changes {
-            out.push_str(&format!("      {}: {} -> {}\n", c.path, c.before, c.after));
-        }
-    }
-    let s = &plan.summary;
-    out.push_str(&format!(
-        "\nPlan: {} to buy, {} to create, {} to change, {} to delete, {} to replace.\n",
-        s.buy, s.create, s.change, s.delete, s.replace
-    ));
-    print!("{out}");
+    print!("{}", crate::render::render_human(plan, color));
 }
 
 /// `crmctl force-unlock ID`.

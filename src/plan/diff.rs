@@ -68,6 +68,8 @@ struct Bound<'a> {
     id: Option<&'a str>,
     /// The action after which the object exists (create, configure or adopt).
     ready: Option<usize>,
+    /// The observed user (users only), to avoid looking it up again.
+    user: Option<&'a t::User>,
 }
 
 /// Per desired user: what later steps depend on.
@@ -107,7 +109,7 @@ struct Planner<'a> {
     diags: Vec<Diagnostic>,
     groups: BTreeMap<&'a str, Bound<'a>>,
     group_members_add: HashMap<&'a str, usize>,
-    users: BTreeMap<&'a str, Bound<'a>>,
+    users: HashMap<&'a str, Bound<'a>>,
     user_steps: HashMap<&'a str, UserSteps>,
     insts: BTreeMap<&'a str, InstSteps<'a>>,
     /// Remote id -> state address, for every managed object.
@@ -124,6 +126,8 @@ struct Planner<'a> {
     member_removals: HashMap<&'a str, Vec<usize>>,
     /// Actions after which an observed instance no longer uses its group (I12).
     unbinds: HashMap<&'a str, usize>,
+    /// Tenant users by UPN, built when first needed.
+    upn_index: Option<HashMap<&'a str, &'a str>>,
     /// delete_instance per observed instance id.
     inst_deletes: HashMap<&'a str, (usize, &'a str)>,
 }
@@ -138,7 +142,7 @@ pub(crate) fn diff(desired: &Desired, observed: &Tenant, state: &State) -> Diff 
         diags: Vec::new(),
         groups: BTreeMap::new(),
         group_members_add: HashMap::new(),
-        users: BTreeMap::new(),
+        users: HashMap::new(),
         user_steps: HashMap::new(),
         insts: BTreeMap::new(),
         addr_of_id: state
@@ -154,6 +158,7 @@ pub(crate) fn diff(desired: &Desired, observed: &Tenant, state: &State) -> Diff 
         member_removals: HashMap::new(),
         unbinds: HashMap::new(),
         inst_deletes: HashMap::new(),
+        upn_index: None,
     };
     p.resolve_groups();
     p.resolve_users();
@@ -276,6 +281,7 @@ impl<'a> Planner<'a> {
                 Some(id) if self.t.groups.contains_key(id) => Bound {
                     id: Some(id),
                     ready: None,
+                    user: None,
                 },
                 _ => match by_name.get(name).map(Vec::as_slice) {
                     Some([id]) if !self.adopted.contains(id) => {
@@ -288,6 +294,7 @@ impl<'a> Planner<'a> {
                         Bound {
                             id: Some(id),
                             ready: Some(a),
+                            user: None,
                         }
                     }
                     Some(ids) if ids.len() > 1 => {
@@ -314,53 +321,65 @@ impl<'a> Planner<'a> {
         let Some(users) = &self.d.users else {
             return;
         };
-        let mut by_upn: HashMap<String, Vec<&'a str>> = HashMap::new();
-        let any_new = users
-            .keys()
-            .any(|upn| self.state_id(&format!("users.{upn}"), ObjKind::User).is_none());
-        if any_new || !self.s.resources.is_empty() {
-            for u in self.t.users.values() {
-                if !self.managed(&u.id) {
-                    by_upn
-                        .entry(u.upn.to_ascii_lowercase())
-                        .or_default()
-                        .push(&u.id);
-                }
-            }
-        }
+        let mut address = String::new();
+        let mut pending: Vec<&'a str> = Vec::new();
         for upn in users.keys() {
-            let address = format!("users.{upn}");
-            let bound = match self.state_id(&address, ObjKind::User) {
-                Some(id) if self.t.users.contains_key(id) => Bound {
-                    id: Some(id),
-                    ready: None,
-                },
-                _ => match by_upn
-                    .get(&upn.to_ascii_lowercase())
-                    .map(Vec::as_slice)
-                {
-                    Some([id]) if !self.adopted.contains(id) => {
-                        let a = self.adopt(ObjKind::User, address, id, &format!("user `{upn}`"));
+            address.clear();
+            address.push_str("users.");
+            address.push_str(upn);
+            let found = self
+                .state_id(&address, ObjKind::User)
+                .and_then(|id| self.t.users.get_key_value(id));
+            match found {
+                Some((id, u)) => {
+                    self.users.insert(
+                        upn,
                         Bound {
                             id: Some(id),
-                            ready: Some(a),
-                        }
+                            ready: None,
+                            user: Some(u),
+                        },
+                    );
+                }
+                None => pending.push(upn),
+            }
+        }
+        if pending.is_empty() {
+            return;
+        }
+        // Natural key (P1): the UPN, among users nobody manages.
+        let mut by_upn: HashMap<String, Vec<&'a t::User>> = HashMap::new();
+        for u in self.t.users.values() {
+            if !self.managed(&u.id) {
+                by_upn.entry(u.upn.to_ascii_lowercase()).or_default().push(u);
+            }
+        }
+        for upn in pending {
+            let address = format!("users.{upn}");
+            let bound = match by_upn.get(&upn.to_ascii_lowercase()).map(Vec::as_slice) {
+                Some([u]) if !self.adopted.contains(u.id.as_str()) => {
+                    let a = self.adopt(ObjKind::User, address, &u.id, &format!("user `{upn}`"));
+                    Bound {
+                        id: Some(&u.id),
+                        ready: Some(a),
+                        user: Some(u),
                     }
-                    Some(ids) if ids.len() > 1 => {
-                        self.error(
-                            &address,
-                            format!(
-                                "{} unmanaged users have the UPN `{upn}`: {}; cannot tell which one to adopt",
-                                ids.len(),
-                                ids.join(", ")
-                            ),
-                            "P1",
-                            Some("delete the duplicate in the admin center".into()),
-                        );
-                        Bound::default()
-                    }
-                    _ => Bound::default(),
-                },
+                }
+                Some(us) if us.len() > 1 => {
+                    let ids: Vec<&str> = us.iter().map(|u| u.id.as_str()).collect();
+                    self.error(
+                        &address,
+                        format!(
+                            "{} unmanaged users have the UPN `{upn}`: {}; cannot tell which one to adopt",
+                            ids.len(),
+                            ids.join(", ")
+                        ),
+                        "P1",
+                        Some("delete the duplicate in the admin center".into()),
+                    );
+                    Bound::default()
+                }
+                _ => Bound::default(),
             };
             self.users.insert(upn, bound);
         }
@@ -625,6 +644,15 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The id of a user nobody declares in the file, by UPN (index built on first use).
+    fn unmanaged_upn(&mut self, upn: &str) -> Option<&'a str> {
+        let t = self.t;
+        let index = self.upn_index.get_or_insert_with(|| {
+            t.users.values().map(|u| (u.upn.as_str(), u.id.as_str())).collect()
+        });
+        index.get(upn).copied()
+    }
+
     fn group_members(&mut self) {
         let Some(groups) = &self.d.security_groups else {
             return;
@@ -634,17 +662,14 @@ impl<'a> Planner<'a> {
             let address = format!("security_groups.{key}");
             let bound = self.groups[key.as_str()];
             let obs = bound.id.and_then(|id| self.t.groups.get(id));
-            let mut want_ids: HashSet<&str> = HashSet::new();
-            let mut add: Vec<(ObjRef, Option<usize>, String)> = Vec::new();
-            let mut seen = BTreeSet::new();
+            let mut want_ids: HashSet<&str> = HashSet::with_capacity(members.len());
+            let mut add: Vec<(ObjRef, Option<usize>, &str)> = Vec::new();
+            let mut new_seen: HashSet<&str> = HashSet::new();
             for upn in members {
-                if !seen.insert(upn.as_str()) {
-                    continue;
-                }
-                let (r, ready) = match self.users.get(upn.as_str()) {
-                    Some(b) => (self.user_ref(upn), b.ready),
-                    None => match self.t.users.values().find(|u| u.upn == *upn) {
-                        Some(u) => (self.id_ref(&u.id), None),
+                let (id, ready): (Option<&'a str>, Option<usize>) = match self.users.get(upn.as_str()) {
+                    Some(b) => (b.id, b.ready),
+                    None => match self.unmanaged_upn(upn) {
+                        Some(id) => (Some(id), None),
                         None => {
                             self.error(
                                 &address,
@@ -656,20 +681,30 @@ impl<'a> Planner<'a> {
                         }
                     },
                 };
-                if let Some(id) = r.id.as_deref() {
-                    want_ids.insert(self.t.users.get_key_value(id).map_or("", |(k, _)| k));
+                if let Some(id) = id {
+                    if !want_ids.insert(id) {
+                        continue; // listed twice
+                    }
+                    if obs.is_some_and(|o| o.members.contains(id)) {
+                        continue;
+                    }
                 }
-                let present = obs.is_some_and(|o| r.id.as_ref().is_some_and(|id| o.members.contains(id)));
-                if !present {
-                    add.push((r, ready, upn.clone()));
+                let r = match (self.users.contains_key(upn.as_str()), id) {
+                    (true, _) => self.user_ref(upn),
+                    (false, Some(id)) => self.id_ref(id),
+                    (false, None) => continue,
+                };
+                if id.is_none() && !new_seen.insert(upn.as_str()) {
+                    continue; // a new user listed twice
                 }
+                add.push((r, ready, upn));
             }
             let group = self.group_ref(key);
             if !add.is_empty() {
                 let deps: Vec<Option<usize>> = std::iter::once(bound.ready)
                     .chain(add.iter().map(|a| a.1))
                     .collect();
-                let names: Vec<&str> = add.iter().map(|a| a.2.as_str()).collect();
+                let names: Vec<&str> = add.iter().map(|a| a.2).collect();
                 let a = self.push(
                     ActionKind::AddGroupMembers,
                     address.clone(),
@@ -778,7 +813,7 @@ impl<'a> Planner<'a> {
             .collect();
         if let Some(users) = &self.d.users {
             for (upn, u) in users {
-                if let Some(obs) = self.users[upn.as_str()].id.and_then(|id| self.t.users.get(id)) {
+                if let Some(obs) = self.users[upn.as_str()].user {
                     if let Some(l) = obs.license {
                         *n.get_mut(&l).expect("all plans") -= 1;
                     }
@@ -847,8 +882,7 @@ impl<'a> Planner<'a> {
         for (upn, u) in users {
             let address = format!("users.{upn}");
             let bound = self.users[upn.as_str()];
-            let obs = bound.id.and_then(|id| self.t.users.get(id));
-            let steps = match obs {
+            let steps = match bound.user {
                 None => self.new_user(upn, u, &address, temp_plan),
                 Some(o) => self.existing_user(upn, u, o, &address, bound.ready, temp_plan),
             };
@@ -1068,6 +1102,23 @@ impl<'a> Planner<'a> {
         ready: Option<usize>,
         temp_plan: Option<LicensePlan>,
     ) -> UserSteps {
+        // Fast path: nothing to change (the common case on large tenants).
+        let final_mode = u.access_mode.unwrap_or(o.access_mode);
+        if u.name.as_ref().is_none_or(|n| *n == o.name)
+            && u.admin_roles.as_ref().is_none_or(|r| {
+                r.iter().all(|x| o.admin_roles.contains(x))
+                    && o.admin_roles.iter().all(|x| r.contains(x))
+            })
+            && final_mode == o.access_mode
+            && u.license == o.license
+            && !(final_mode == AccessMode::Application && u.license.is_some())
+        {
+            return UserSteps {
+                final_mode: Some(final_mode),
+                final_license: u.license,
+                ..UserSteps::default()
+            };
+        }
         let user = self.user_ref(upn);
         // Profile and tenant admin roles.
         let mut changes = Vec::new();
@@ -1716,7 +1767,7 @@ impl<'a> Planner<'a> {
                 .iter()
                 .filter_map(|upn| match self.users.get(upn.as_str()) {
                     Some(b) => b.id,
-                    None => self.t.users.values().find(|u| u.upn == *upn).map(|u| u.id.as_str()),
+                    None => self.t.users.values().find(|u| u.upn == *upn).map(|u| u.id.as_str()), // rare: undeclared member
                 })
                 .collect(),
             None => g
@@ -1994,10 +2045,9 @@ impl<'a> Planner<'a> {
             }
         }
         for (upn, u) in users {
-            let address = format!("users.{upn}");
             let steps = self.user_steps.get(upn.as_str()).copied().unwrap_or_default();
             let bound = self.users[upn.as_str()];
-            let obs = bound.id.and_then(|id| self.t.users.get(id));
+            let obs = bound.user;
             let final_ni = steps.final_mode == Some(AccessMode::NonInteractive);
             let Some(map) = &u.roles else {
                 if final_ni {
@@ -2011,12 +2061,13 @@ impl<'a> Planner<'a> {
                 }
                 continue;
             };
+            let address = format!("users.{upn}");
             for k in map.keys() {
                 if !insts.is_some_and(|i| i.contains_key(k)) {
                     self.error(&address, format!("roles are given for instance `{k}`, which is not in the file"), "P2", None);
                 }
             }
-            let user = self.user_ref(upn);
+            let mut user: Option<ObjRef> = None;
             // Desired instances the user has roles in now, plus those the file lists.
             let mut keys: BTreeSet<&str> = map.keys().map(String::as_str).filter(|k| self.insts.contains_key(k)).collect();
             if let Some(o) = obs {
@@ -2033,6 +2084,10 @@ impl<'a> Planner<'a> {
                     (Some(o), Some(i)) if !s.roles_wiped => o.roles.get(&i.id).map(|r| r.iter().map(String::as_str).collect()).unwrap_or_default(),
                     _ => BTreeSet::new(),
                 };
+                if want == have {
+                    continue;
+                }
+                let user = user.get_or_insert_with(|| self.user_ref(upn)).clone();
                 let add: Vec<String> = want.difference(&have).map(|r| r.to_string()).collect();
                 let remove: Vec<String> = have.difference(&want).map(|r| r.to_string()).collect();
                 let content = s.content;

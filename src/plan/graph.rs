@@ -35,8 +35,15 @@ pub(crate) fn build<N: Node>(nodes: &[N]) -> DiGraph<(), ()> {
     g
 }
 
-/// A stable topological order of `nodes`, or a cycle (as node indices, first == last).
-pub(crate) fn topo_order<N: Node>(nodes: &[N]) -> Result<Vec<usize>, Vec<usize>> {
+/// A cycle found while ordering: a best-effort order (the acyclic prefix, then the rest by
+/// address) and the cycle as node indices (first == last).
+pub(crate) struct Cycle {
+    pub order: Vec<usize>,
+    pub path: Vec<usize>,
+}
+
+/// A stable topological order of `nodes`, or a cycle.
+pub(crate) fn topo_order<N: Node>(nodes: &[N]) -> Result<Vec<usize>, Cycle> {
     let g = build(nodes);
     let mut indeg: Vec<usize> = (0..nodes.len())
         .map(|i| {
@@ -63,7 +70,11 @@ pub(crate) fn topo_order<N: Node>(nodes: &[N]) -> Result<Vec<usize>, Vec<usize>>
     if order.len() == nodes.len() {
         return Ok(order);
     }
-    Err(find_cycle(&g, &indeg))
+    let path = find_cycle(&g, &indeg);
+    let mut rest: Vec<usize> = (0..nodes.len()).filter(|&i| indeg[i] > 0).collect();
+    rest.sort_by_key(|&i| (nodes[i].address(), nodes[i].kind(), i));
+    order.extend(rest);
+    Err(Cycle { order, path })
 }
 
 /// Walk backwards from a node left with predecessors until a node repeats.
@@ -119,7 +130,7 @@ mod tests {
     #[test]
     fn cycle_is_a_path() {
         let nodes = vec![N("x", vec![]), N("a", vec![2]), N("b", vec![1])];
-        let c = topo_order(&nodes).unwrap_err();
+        let c = topo_order(&nodes).err().unwrap().path;
         assert_eq!(c.first(), c.last());
         assert_eq!(c.len(), 3);
         let mut inner = c[..2].to_vec();

@@ -53,7 +53,7 @@ pub fn plan(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
     }
     let order = match graph::topo_order(&drafts) {
         Ok(order) => order,
-        Err(cycle) => {
+        Err(graph::Cycle { order, path: cycle }) => {
             let path: Vec<String> = cycle
                 .iter()
                 .map(|&i| format!("{} ({})", drafts[i].address, drafts[i].kind.as_str()))
@@ -65,7 +65,7 @@ pub fn plan(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
                 )
                 .hint("change the file so that these changes do not wait on each other, or split it into two applies"),
             );
-            (0..drafts.len()).collect()
+            order
         }
     };
     let mut pos = vec![0usize; drafts.len()];

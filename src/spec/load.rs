@@ -274,7 +274,7 @@ fn token_width(line: &str, col: usize) -> usize {
         }
         return rest.len().max(1);
     }
-    if matches!(first, '[' | '{' | '-') {
+    if matches!(first, '[' | '{') || (first == '-' && rest.get(1).is_none_or(|c| *c == ' ')) {
         return 1;
     }
     let mut end = 0;

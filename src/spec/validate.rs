@@ -71,12 +71,13 @@ fn some_of<'a>(names: impl Iterator<Item = &'a str>, n: usize) -> String {
     s
 }
 
-/// The closest name to `wanted` among `names`, if close enough to be a likely typo.
+/// The closest name to `wanted` among `names`, if close enough to be a likely typo (at most
+/// two edits, and few for a short name).
 fn closest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     names
-        .map(|n| (strsim::jaro_winkler(wanted, n), n))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+        .map(|n| (strsim::levenshtein(wanted, n), n))
+        .filter(|&(d, _)| d <= 2 && 3 * d <= wanted.chars().count() + 2)
+        .min()
         .map(|(_, n)| n)
 }
 
@@ -291,9 +292,16 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                 let hint = if iso4217::is_currency(&upper) {
                     format!("currency codes are upper case: `{upper}`")
                 } else {
-                    match closest(&upper, iso4217::CODES.iter().copied()) {
-                        Some(c) => format!("did you mean `{c}`? use an ISO 4217 code such as USD, EUR, GBP, JPY"),
-                        None => "use an ISO 4217 code such as USD, EUR, GBP, JPY".to_string(),
+                    // Every code one edit away: `USX` could be USD as well as UGX.
+                    let near: Vec<&str> = iso4217::CODES
+                        .iter()
+                        .copied()
+                        .filter(|c| strsim::hamming(c, &upper) == Ok(1))
+                        .collect();
+                    if near.is_empty() {
+                        "use an ISO 4217 code such as USD, EUR, GBP, JPY".to_string()
+                    } else {
+                        format!("did you mean {}? use an ISO 4217 code such as USD, EUR, GBP, JPY", some_of(near.into_iter(), 6))
                     }
                 };
                 out.push(
@@ -374,7 +382,26 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                     )
                     .hint("name another instance as the source"),
                 );
-            } else if !instances.contains_key(&cf.instance) {
+            } else if let Some(source) = instances.get(&cf.instance) {
+                // I6: a copy lands in the source's region.
+                if let (Some(from), Some(to)) = (source.region, inst.region) {
+                    if from != to {
+                        out.push(
+                            err(
+                                format!("{at}.region"),
+                                "I6",
+                                format!(
+                                    "instance `{key}` is copied from `{}` in region {}, and a copy lands in the source's region, not {}",
+                                    cf.instance,
+                                    from.as_str(),
+                                    to.as_str()
+                                ),
+                            )
+                            .hint(format!("set `region: {}`, or copy from an instance in {}", from.as_str(), to.as_str())),
+                        );
+                    }
+                }
+            } else {
                 let hint = match closest(&cf.instance, instances.keys().map(String::as_str)) {
                     Some(c) => format!("did you mean `{c}`? the source is an instance key declared under `instances`"),
                     None => "the source is an instance key declared under `instances`".to_string(),
@@ -478,7 +505,7 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                     "T7",
                     format!("{} {kind} instances are declared; a tenant has at most {max}", list.len()),
                 )
-                .hint(format!("remove {} {kind} instances", list.len() - max)),
+                .hint(format!("remove {} of the {kind} instances", list.len() - max)),
             );
         }
     }
@@ -568,7 +595,7 @@ fn licenses(d: &Desired, out: &mut Vec<Diagnostic>) {
                     ),
                 )
                 .hint(format!(
-                    "raise `licenses.{}` to at least {used}, or remove the license from {} users (a count never drops below what is assigned, T4)",
+                    "raise `licenses.{}` to at least {used}, or remove the license from {} of these users (a count never drops below what is assigned, T4)",
                     plan.as_str(),
                     used - count as usize
                 )),

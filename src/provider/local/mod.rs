@@ -83,7 +83,7 @@ use crate::plan::action::Op;
 use crate::provider::{Outcome, Provider, ProviderError};
 use crate::tenant::Tenant;
 
-use delta::{Counters, Delta, Meta};
+use delta::{Counters, Delta, Index, Meta};
 
 
 /// The embedded local tenant provider (`--backend local:PATH`).
@@ -95,6 +95,7 @@ pub struct LocalProvider {
 struct Inner {
     conn: Option<Connection>,
     tenant: Tenant,
+    index: Index,
     counters: Counters,
     /// The tenant-level row must be written with the next change (domain hint).
     meta_dirty: bool,
@@ -143,6 +144,7 @@ impl LocalProvider {
             path: path.to_path_buf(),
             inner: Mutex::new(Inner {
                 conn,
+                index: Index::build(&tenant),
                 tenant,
                 counters,
                 meta_dirty: false,
@@ -232,9 +234,12 @@ impl LocalProvider {
             std::process::abort();
         }
         let Inner {
-            tenant, counters, ..
+            tenant,
+            index,
+            counters,
+            ..
         } = inner;
-        delta::apply_to_cache(tenant, counters, &deltas);
+        delta::apply_to_cache(tenant, index, counters, &deltas);
         inner.meta_dirty = false;
         Ok(())
     }
@@ -253,7 +258,7 @@ impl Provider for LocalProvider {
             )));
         }
         let mut inner = self.lock()?;
-        let effect = rules::effect(&inner.tenant, inner.counters, op)?;
+        let effect = rules::effect(&inner.tenant, &inner.index, inner.counters, op)?;
         self.commit(&mut inner, effect.deltas, Some(call))?;
         Ok(effect.outcome)
     }

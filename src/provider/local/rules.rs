@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::plan::action::{ObjKind, ObjRef, Op};
-use crate::provider::local::delta::{Counters, Delta, Meta};
+use crate::provider::local::delta::{Counters, Delta, Index, Meta};
 use crate::provider::{Outcome, ProviderError};
 use crate::tenant::{
     AccessMode, AdminModeState, AdminRole, Group, Instance, InstanceStatus, InstanceType,
@@ -213,7 +213,12 @@ fn check_t5(t: &Tenant, what: &str) -> Result<(), ProviderError> {
 }
 
 /// Check `op` against the tenant and compute what it writes.
-pub(crate) fn effect(t: &Tenant, counters: Counters, op: &Op) -> Result<Effect, ProviderError> {
+pub(crate) fn effect(
+    t: &Tenant,
+    idx: &Index,
+    counters: Counters,
+    op: &Op,
+) -> Result<Effect, ProviderError> {
     match op {
         Op::PurchaseLicenses { plan, to } => {
             let have = t.purchased(*plan);
@@ -238,7 +243,7 @@ pub(crate) fn effect(t: &Tenant, counters: Counters, op: &Op) -> Result<Effect, 
                     plan.as_str()
                 )));
             }
-            let assigned = t.assigned(*plan);
+            let assigned = idx.assigned(*plan);
             if *to < assigned {
                 return Err(refused(
                     "T4",
@@ -392,10 +397,10 @@ pub(crate) fn effect(t: &Tenant, counters: Counters, op: &Op) -> Result<Effect, 
             access_mode,
         } => {
             check_upn(upn)?;
-            if let Some(other) = t.users.values().find(|u| u.upn.eq_ignore_ascii_case(upn)) {
+            if let Some(other) = idx.upns.get(&upn.to_lowercase()) {
                 return Err(refused(
                     "P1",
-                    format!("a user with principal name `{upn}` already exists ({})", other.id),
+                    format!("a user with principal name `{upn}` already exists ({other})"),
                 ));
             }
             if matches!(access_mode, AccessMode::Administrative | AccessMode::NonInteractive) {
@@ -466,7 +471,7 @@ pub(crate) fn effect(t: &Tenant, counters: Counters, op: &Op) -> Result<Effect, 
             if u.license == Some(*plan) {
                 return Ok(Effect::none());
             }
-            let (assigned, bought) = (t.assigned(*plan), t.purchased(*plan));
+            let (assigned, bought) = (idx.assigned(*plan), t.purchased(*plan));
             if assigned + 1 > bought {
                 return Err(refused(
                     "T3",

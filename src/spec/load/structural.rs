@@ -466,7 +466,7 @@ fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> 
             error_at(src, m, address, found.map(|f| f.best()))
         }
         other => {
-            let m = yaml_message(other);
+            let m = plain_words(&yaml_message(other));
             let node = found.and_then(|fd| fd.complete.then_some(fd.value));
             let shown = found
                 .filter(|fd| fd.complete)
@@ -486,6 +486,27 @@ fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> 
             d
         }
     }
+}
+
+/// The serde-saphyr wording of common type errors, in the words of the file's author.
+fn plain_words(m: &str) -> String {
+    let l = m.to_ascii_lowercase();
+    let said = if l.starts_with("invalid u") || l.starts_with("invalid i") {
+        "expected a whole number"
+    } else if l.contains("boolean") {
+        "expected `true` or `false`"
+    } else if l.contains("null") {
+        "a value is required here, found nothing"
+    } else if l.contains("string scalar") {
+        "expected a text value"
+    } else if l.contains("mapping start") {
+        "expected a mapping (`key: value` lines)"
+    } else if l.contains("sequence start") {
+        "expected a list"
+    } else {
+        return m.to_string();
+    };
+    said.to_string()
 }
 
 fn value_at<'a>(tree: &'a Node, path: &str) -> Option<&'a Value> {
@@ -522,6 +543,7 @@ fn describe(v: &Value) -> String {
         Value::Int(i) => format!(" (found the number {i})"),
         Value::UInt(u) => format!(" (found the number {u})"),
         Value::Bool(b) => format!(" (found `{b}`)"),
+        Value::Null => String::new(),
         other => format!(" (found {})", other.kind()),
     }
 }

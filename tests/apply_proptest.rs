@@ -1,0 +1,293 @@
+//! Property: random desired tenants applied in sequence to the local tenant each leave a
+//! tenant whose next plan has no changes, and the provider never refuses an action of the
+//! planner (it enforces every rule of domain.md on its own).
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use crmctl::apply::{self, ApplyOptions};
+use crmctl::provider::local::LocalProvider;
+use crmctl::provider::Provider;
+use crmctl::spec::model::{
+    AccessMode, AdminMode, Desired, Instance, InstanceType, LicensePlan, Region, SecurityGroup,
+    User,
+};
+use crmctl::state::State;
+
+#[derive(Debug, Clone)]
+struct UserGen {
+    license: u8,
+    mode: u8,
+    roles: Vec<(u8, u8)>,
+}
+
+#[derive(Debug, Clone)]
+struct InstGen {
+    sandbox: bool,
+    admin: u8,
+    group: Option<u8>,
+    name: u8,
+    recipients: bool,
+}
+
+#[derive(Debug, Clone)]
+struct TenantGen {
+    pro: u32,
+    basic: u32,
+    users: Vec<Option<UserGen>>,
+    groups: Vec<Option<Vec<u8>>>,
+    instances: Vec<Option<InstGen>>,
+}
+
+fn user_gen() -> impl Strategy<Value = UserGen> {
+    (0u8..3, 0u8..8, prop::collection::vec((0u8..3, 0u8..2), 0..3))
+        .prop_map(|(license, mode, roles)| UserGen { license, mode, roles })
+}
+
+fn inst_gen() -> impl Strategy<Value = InstGen> {
+    (any::<bool>(), 0u8..4, prop::option::of(0u8..3), 0u8..2, any::<bool>())
+        .prop_map(|(sandbox, admin, group, name, recipients)| InstGen { sandbox, admin, group, name, recipients })
+}
+
+fn tenant_gen() -> impl Strategy<Value = TenantGen> {
+    (
+        // Professional stays >= 25 so the included sandbox slot (T6) never disappears under
+        // a configured sandbox (see `included_sandbox_lost_then_slot_reused`).
+        prop::sample::select(vec![25u32, 30, 40]),
+        0u32..3,
+        prop::collection::vec(prop::option::of(user_gen()), 0..7),
+        prop::collection::vec(prop::option::of(prop::collection::vec(0u8..7, 0..4)), 0..3),
+        prop::collection::vec(prop::option::of(inst_gen()), 1..4),
+    )
+        .prop_map(|(pro, basic, users, groups, instances)| TenantGen { pro, basic, users, groups, instances })
+}
+
+const ROLES: [&str; 2] = ["Salesperson", "System Customizer"];
+
+/// Turn the raw generation into a desired tenant that the file format accepts.
+fn build(g: &TenantGen) -> Desired {
+    let mut instances = BTreeMap::new();
+    for (i, ig) in g.instances.iter().enumerate() {
+        let Some(ig) = ig else { continue };
+        // i0 is always the included production instance; i1 always a sandbox (with any
+        // administration mode); i2 switches type freely but never uses administration mode
+        // (see `sandbox_in_admin_mode_switched_to_production` for that combination).
+        let kind = match i {
+            0 => InstanceType::Production,
+            1 => InstanceType::Sandbox,
+            _ if ig.sandbox => InstanceType::Sandbox,
+            _ => InstanceType::Production,
+        };
+        let admin = if i == 1 { ig.admin } else { 0 };
+        let group = ig
+            .group
+            .filter(|k| g.groups.get(*k as usize).is_some_and(Option::is_some))
+            .map(|k| format!("g{k}"));
+        let admin_mode = match (kind, admin) {
+            (InstanceType::Sandbox, 1) => Some(AdminMode { enabled: true, background_operations: true, message: None }),
+            (InstanceType::Sandbox, 2) => Some(AdminMode { enabled: true, background_operations: false, message: Some("maintenance".into()) }),
+            (InstanceType::Sandbox, 3) => Some(AdminMode { enabled: false, background_operations: true, message: None }),
+            _ => None,
+        };
+        instances.insert(
+            format!("i{i}"),
+            Instance {
+                name: format!("Instance {i}{}", if ig.name == 1 { " (renamed)" } else { "" }),
+                url: format!("prop-i{i}"),
+                kind,
+                purpose: None,
+                region: Some(Region::NA),
+                currency: Some("USD".into()),
+                language: Some(1033),
+                security_group: group,
+                notification_recipients: ig.recipients.then(|| vec![format!("ops{i}@prop.com")]),
+                update: None,
+                protect: false,
+                admin_mode,
+                copy_from: None,
+            },
+        );
+    }
+    let inst_keys: Vec<String> = instances.keys().cloned().collect();
+    let mut users = BTreeMap::new();
+    let mut non_interactive = 0;
+    let (mut pro_used, mut basic_used) = (0u32, 0u32);
+    for (i, ug) in g.users.iter().enumerate() {
+        let Some(ug) = ug else { continue };
+        // Application users are created as such and never change (P3): user 6 always is one.
+        let mut mode = match ug.mode {
+            _ if i == 6 => AccessMode::Application,
+            5 => AccessMode::Administrative,
+            6 | 7 => AccessMode::NonInteractive,
+            _ => AccessMode::ReadWrite,
+        };
+        if mode == AccessMode::NonInteractive {
+            non_interactive += 1;
+            if non_interactive > 5 {
+                mode = AccessMode::ReadWrite;
+            }
+        }
+        let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (inst, role) in &ug.roles {
+            if let Some(k) = inst_keys.get(*inst as usize) {
+                let list = roles.entry(k.clone()).or_default();
+                let r = ROLES[*role as usize].to_string();
+                if !list.contains(&r) {
+                    list.push(r);
+                }
+            }
+        }
+        let mut license = match (mode, ug.license) {
+            (AccessMode::Application, _) => None, // P3
+            (_, 1) => Some(LicensePlan::Professional),
+            (_, 2) => Some(LicensePlan::Basic),
+            _ => None,
+        };
+        if mode == AccessMode::ReadWrite && !roles.is_empty() && license.is_none() {
+            license = Some(LicensePlan::Professional); // P2
+        }
+        match license {
+            Some(LicensePlan::Professional) => pro_used += 1,
+            Some(LicensePlan::Basic) => basic_used += 1,
+            _ => {}
+        }
+        users.insert(
+            format!("u{i}@prop.com"),
+            User {
+                name: Some(format!("User {i}")),
+                license,
+                access_mode: Some(mode),
+                roles: Some(roles),
+                admin_roles: None,
+            },
+        );
+    }
+    let mut groups = BTreeMap::new();
+    for (i, gg) in g.groups.iter().enumerate() {
+        let Some(members) = gg else { continue };
+        let mut m: Vec<String> = members
+            .iter()
+            .map(|u| format!("u{u}@prop.com"))
+            .filter(|u| users.contains_key(u))
+            .collect();
+        m.sort();
+        m.dedup();
+        groups.insert(
+            format!("g{i}"),
+            SecurityGroup { name: Some(format!("Group {i}")), description: Some(String::new()), members: Some(m) },
+        );
+    }
+    // P4 needs a license while the access mode is set; the planner buys what the file says.
+    let mut licenses = BTreeMap::new();
+    licenses.insert(LicensePlan::Professional, g.pro.max(pro_used + 6));
+    licenses.insert(LicensePlan::Basic, g.basic.max(basic_used));
+    Desired {
+        schema: None,
+        tenant: "prop.onmicrosoft.com".into(),
+        licenses: Some(licenses),
+        storage: None,
+        security_groups: Some(groups),
+        users: Some(users),
+        instances: Some(instances),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_tenants_applied_in_sequence_converge(seq in prop::collection::vec(tenant_gen(), 1..4)) {
+        let dir = tempfile::tempdir().unwrap();
+        let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+        let mut state = State::empty("prop");
+        for (step, g) in seq.iter().enumerate() {
+            let desired = build(g);
+            // The file must be valid as a file (what a user could write).
+            let text = crmctl::spec::load::to_yaml(&desired).unwrap();
+            let loaded = crmctl::spec::load::load_str("prop.yaml", text.clone());
+            prop_assert!(loaded.is_ok(), "step {step}: generated an invalid file:\n{text}\n{:?}", loaded.err().map(|f| f.diagnostics));
+            let desired = loaded.unwrap().desired;
+
+            provider.set_domain_hint(&desired.tenant).unwrap();
+            let observed = provider.observe().unwrap();
+            let plan = crmctl::plan::plan(&desired, &observed, &state);
+            prop_assert!(!plan.has_errors(), "step {step}: plan errors {:?}\n{text}", plan.diagnostics);
+            let opts = ApplyOptions { allow_destroy: true, parallelism: 4, ..ApplyOptions::default() };
+            let mut save = |_: &State| Ok(());
+            let report = apply::apply(&plan, &provider, &mut state, &mut save, &opts, &|_| {}).unwrap();
+            let failures: Vec<String> = report
+                .failed()
+                .iter()
+                .map(|id| format!("{} {}: {:?}", plan.actions[*id].kind.as_str(), plan.actions[*id].address, report.outcomes[id]))
+                .collect();
+            prop_assert!(report.success(), "step {step}: the provider refused: {failures:#?}\n{text}");
+
+            let again = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
+            let left: Vec<String> = again.actions.iter().map(|a| format!("{} {} {:?}", a.kind.as_str(), a.address, a.changes)).collect();
+            prop_assert!(again.actions.is_empty() && !again.has_errors(), "step {step}: not converged: {left:#?}\n{:?}\n{text}", again.diagnostics);
+        }
+    }
+}
+
+/// A sandbox in administration mode whose file turns it into production (with admin_mode
+/// omitted): administration mode exists only for sandboxes (I10), so the plan must turn it
+/// off before the switch (the provider refuses the switch otherwise).
+#[test]
+#[ignore = "planner gap reported to the planner: no set_admin_mode(off) before switch_instance to production"]
+fn sandbox_in_admin_mode_switched_to_production() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    let mut state = State::empty("prop");
+    let mut g = TenantGen {
+        pro: 30,
+        basic: 0,
+        users: vec![],
+        groups: vec![],
+        instances: vec![
+            Some(InstGen { sandbox: false, admin: 0, group: None, name: 0, recipients: false }),
+            None,
+            Some(InstGen { sandbox: true, admin: 0, group: None, name: 0, recipients: false }),
+        ],
+    };
+    for step in 0..2 {
+        let mut desired = build(&g);
+        let i2 = desired.instances.as_mut().unwrap().get_mut("i2").unwrap();
+        if step == 0 {
+            i2.admin_mode = Some(AdminMode { enabled: true, background_operations: false, message: None });
+        }
+        let plan = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
+        assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
+        let opts = ApplyOptions { allow_destroy: true, ..ApplyOptions::default() };
+        let report = apply::apply(&plan, &provider, &mut state, &mut |_| Ok(()), &opts, &|_| {}).unwrap();
+        assert!(report.success(), "step {step}: {:?}", report.outcomes);
+        g.instances[2].as_mut().unwrap().sandbox = false;
+    }
+}
+
+/// Professional licenses drop below 25 while the included sandbox slot (T6) is in use;
+/// later that sandbox is deleted and another configured: the deleted instance's slot no
+/// longer exists (the tenant is over capacity), so the plan must buy a sandbox slot (I2).
+#[test]
+#[ignore = "planner gap reported to the planner: a slot freed by a delete is reused although the included sandbox slot was lost (T6)"]
+fn included_sandbox_lost_then_slot_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    let mut state = State::empty("prop");
+    let sandbox = |on: bool| on.then_some(InstGen { sandbox: true, admin: 0, group: None, name: 0, recipients: false });
+    let steps = [
+        (30, vec![None, None, sandbox(true)]),
+        (6, vec![None, None, sandbox(true)]),
+        (6, vec![None, sandbox(true), None]),
+    ];
+    for (step, (pro, instances)) in steps.into_iter().enumerate() {
+        let g = TenantGen { pro, basic: 0, users: vec![], groups: vec![], instances };
+        let mut desired = build(&g);
+        desired.licenses.as_mut().unwrap().insert(LicensePlan::Professional, pro);
+        let plan = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
+        assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
+        let opts = ApplyOptions { allow_destroy: true, ..ApplyOptions::default() };
+        let report = apply::apply(&plan, &provider, &mut state, &mut |_| Ok(()), &opts, &|_| {}).unwrap();
+        assert!(report.success(), "step {step}: {:?}", report.outcomes);
+    }
+}

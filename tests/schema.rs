@@ -1,0 +1,139 @@
+//! The JSON Schema: committed file up to date, a description on every field (IDE hover
+//! text), enums for closed sets, patterns that are the validator's own, and the modeline in
+//! every example.
+
+use crmctl::spec::model::LicensePlan;
+use crmctl::spec::patterns;
+use crmctl::spec::schema::json_schema;
+use serde_json::Value;
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn schema() -> Value {
+    serde_json::from_str(&json_schema()).unwrap()
+}
+
+#[test]
+fn committed_schema_is_up_to_date() {
+    let committed = std::fs::read_to_string(root().join("schemas/crmctl.schema.json"))
+        .expect("schemas/crmctl.schema.json exists");
+    assert!(
+        committed == json_schema(),
+        "schemas/crmctl.schema.json differs from the model's schema; regenerate it with\n    cargo run -- schema > schemas/crmctl.schema.json"
+    );
+}
+
+/// Every object schema's properties, with their JSON pointer.
+fn properties<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(props)) = m.get("properties") {
+                for (k, p) in props {
+                    out.push((format!("{at}/properties/{k}"), p));
+                }
+            }
+            for (k, child) in m {
+                properties(child, format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                properties(child, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_field_has_a_description() {
+    let s = schema();
+    let mut props = Vec::new();
+    properties(&s, String::from("#"), &mut props);
+    assert!(props.len() > 30, "only {} properties found", props.len());
+    let missing: Vec<_> = props
+        .iter()
+        .filter(|(_, p)| p.get("description").and_then(Value::as_str).is_none_or(str::is_empty))
+        .map(|(at, _)| at.clone())
+        .collect();
+    assert!(missing.is_empty(), "fields without a description: {missing:#?}");
+    // And every definition (struct or enum) too.
+    for (name, def) in s["$defs"].as_object().unwrap() {
+        assert!(def.get("description").is_some(), "$defs/{name} has no description");
+    }
+}
+
+fn consts(def: &Value) -> Vec<String> {
+    def["oneOf"]
+        .as_array()
+        .map(|alts| alts.iter().filter_map(|a| a["const"].as_str().map(str::to_string)).collect())
+        .or_else(|| def["enum"].as_array().map(|e| e.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn closed_sets_are_enums() {
+    let s = schema();
+    let defs = &s["$defs"];
+    let plans: Vec<String> = LicensePlan::ALL.iter().map(|p| p.as_str().to_string()).collect();
+    assert_eq!(consts(&defs["LicensePlan"]), plans);
+    // License counts are keyed by plan: the keys are the same closed set.
+    let keys: Vec<String> = s["properties"]["licenses"]["propertyNames"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, plans);
+    assert_eq!(consts(&defs["InstanceType"]), ["production", "sandbox"]);
+    assert_eq!(consts(&defs["CopyKind"]), ["full", "minimal"]);
+    assert_eq!(
+        consts(&defs["AccessMode"]),
+        ["read-write", "administrative", "non-interactive", "application"]
+    );
+    assert_eq!(
+        consts(&defs["Region"]),
+        ["NA", "SAM", "CAN", "EMEA", "APAC", "OCE", "JPN", "IND", "GCC", "UK"]
+    );
+    assert_eq!(consts(&defs["AdminRole"]).len(), 5);
+}
+
+#[test]
+fn patterns_are_the_validators_own() {
+    let s = schema();
+    let inst = &s["$defs"]["Instance"]["properties"];
+    assert_eq!(inst["url"]["pattern"], patterns::URL_NAME_PATTERN);
+    assert_eq!(inst["currency"]["pattern"], patterns::CURRENCY_PATTERN);
+    assert_eq!(inst["notification_recipients"]["items"]["pattern"], patterns::EMAIL_PATTERN);
+    assert_eq!(s["properties"]["tenant"]["pattern"], patterns::TENANT_PATTERN);
+    assert_eq!(s["properties"]["users"]["propertyNames"]["pattern"], patterns::EMAIL_PATTERN);
+    assert_eq!(
+        s["$defs"]["SecurityGroup"]["properties"]["members"]["items"]["pattern"],
+        patterns::EMAIL_PATTERN
+    );
+    let update = &s["$defs"]["UpdateApproval"]["properties"];
+    assert_eq!(update["target_version"]["pattern"], patterns::VERSION_PATTERN);
+    assert_eq!(update["preferred"]["pattern"], patterns::DATE_TIME_UTC_PATTERN);
+    assert_eq!(update["alternate"]["pattern"], patterns::DATE_TIME_UTC_PATTERN);
+}
+
+#[test]
+fn examples_carry_the_schema_modeline() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            n += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                text.lines().next(),
+                Some("# yaml-language-server: $schema=../schemas/crmctl.schema.json"),
+                "{} must start with the modeline",
+                path.display()
+            );
+        }
+    }
+    assert!(n >= 3);
+}

@@ -1,0 +1,258 @@
+//! The service's rules (domain.md ids) through the library: `spec::validate::validate` is
+//! pure, `spec::load::load_str` adds parsing and locations. Table-driven: each case is a
+//! small file, the rule it breaks, the YAML path and line of the diagnostic; and the
+//! case's fix, which must make the diagnostic go away (so that no rule fires on valid input).
+
+use crmctl::diag::Severity;
+use crmctl::spec::load::{load_str, locate, Source};
+use crmctl::spec::patterns;
+use crmctl::spec::validate::validate;
+use crmctl::spec::Desired;
+
+const BASE: &str = "\
+tenant: coho.onmicrosoft.com
+licenses:
+  professional: 5
+security_groups:
+  sales:
+    members: [ana@coho.com]
+users:
+  ana@coho.com:
+    license: professional
+    roles:
+      sales: [Salesperson]
+instances:
+  sales:
+    name: Sales
+    url: cohosales
+    type: production
+    currency: USD
+  dev:
+    name: Dev
+    url: cohodev
+    type: sandbox
+";
+
+struct Case {
+    name: &'static str,
+    /// Replace `from` by `to` in BASE to break the rule...
+    from: &'static str,
+    to: &'static str,
+    rule: &'static str,
+    severity: Severity,
+    address: &'static str,
+    /// 1-based line of the diagnostic in the broken text.
+    line: u32,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "T1 tenant domain", from: "tenant: coho.onmicrosoft.com", to: "tenant: coho.com", rule: "T1", severity: Severity::Error, address: "tenant", line: 1 },
+    Case { name: "T3 assigned over purchased", from: "professional: 5", to: "professional: 0", rule: "T3", severity: Severity::Error, address: "licenses.professional", line: 3 },
+    Case { name: "T5 add-ons need pro licenses", from: "  professional: 5\n", to: "  basic: 5\n", rule: "T5", severity: Severity::Error, address: "licenses", line: 2 },
+    Case { name: "P1 user principal name", from: "  ana@coho.com:\n", to: "  ana: {}\n  ana@coho.com:\n", rule: "P1", severity: Severity::Error, address: "users.ana", line: 8 },
+    Case { name: "P2 roles in an undeclared instance", from: "sales: [Salesperson]", to: "sale: [Salesperson]", rule: "P2", severity: Severity::Error, address: "users.ana@coho.com.roles.sale", line: 11 },
+    Case { name: "P2 roles without license", from: "    license: professional\n", to: "", rule: "P2", severity: Severity::Warning, address: "users.ana@coho.com.roles", line: 9 },
+    Case { name: "P3 licensed application user", from: "    license: professional\n", to: "    license: professional\n    access_mode: application\n", rule: "P3", severity: Severity::Error, address: "users.ana@coho.com.license", line: 9 },
+    Case { name: "P6 one global admin", from: "    license: professional\n", to: "    license: professional\n    admin_roles: [global_admin]\n", rule: "P6", severity: Severity::Warning, address: "users", line: 7 },
+    Case { name: "I3 ISO 4217", from: "currency: USD", to: "currency: DOLLAR", rule: "I3", severity: Severity::Error, address: "instances.sales.currency", line: 17 },
+    Case { name: "I5 URL syntax", from: "url: cohodev", to: "url: coho.dev", rule: "I5", severity: Severity::Error, address: "instances.dev.url", line: 20 },
+    Case { name: "I5 URL unique", from: "url: cohodev", to: "url: cohosales", rule: "I5", severity: Severity::Error, address: "instances.sales.url", line: 15 },
+    Case { name: "I10 admin mode on production", from: "    currency: USD\n", to: "    currency: USD\n    admin_mode: {enabled: true}\n", rule: "I10", severity: Severity::Error, address: "instances.sales.admin_mode", line: 18 },
+    Case { name: "I10 background operations", from: "    type: sandbox\n", to: "    type: sandbox\n    admin_mode: {enabled: false, background_operations: false}\n", rule: "I10", severity: Severity::Error, address: "instances.dev.admin_mode.background_operations", line: 22 },
+    Case { name: "I11 copy onto production", from: "    currency: USD\n", to: "    currency: USD\n    copy_from: {instance: dev, kind: full}\n", rule: "I11", severity: Severity::Error, address: "instances.sales.copy_from", line: 18 },
+    Case { name: "I11 copy from undeclared", from: "    type: sandbox\n", to: "    type: sandbox\n    copy_from: {instance: nope, kind: full}\n", rule: "I11", severity: Severity::Error, address: "instances.dev.copy_from.instance", line: 22 },
+    Case { name: "I12 undeclared group", from: "    type: sandbox\n", to: "    type: sandbox\n    security_group: devs\n", rule: "I12", severity: Severity::Error, address: "instances.dev.security_group", line: 22 },
+    Case { name: "I12 undeclared member", from: "members: [ana@coho.com]", to: "members: [ana@coho.com, bob@coho.com]", rule: "I12", severity: Severity::Error, address: "security_groups.sales.members[1]", line: 6 },
+    Case { name: "I13 recipient address", from: "    type: sandbox\n", to: "    type: sandbox\n    notification_recipients: [admins]\n", rule: "I13", severity: Severity::Error, address: "instances.dev.notification_recipients[0]", line: 22 },
+    Case { name: "I13 duplicate recipient", from: "    type: sandbox\n", to: "    type: sandbox\n    notification_recipients: [a@coho.com, A@coho.com]\n", rule: "I13", severity: Severity::Warning, address: "instances.dev.notification_recipients[1]", line: 22 },
+    Case { name: "U1 version", from: "    type: sandbox\n", to: "    type: sandbox\n    update: {target_version: '8.1', preferred: '2016-05-14T22:00:00Z', alternate: '2016-05-21T22:00:00Z'}\n", rule: "U1", severity: Severity::Error, address: "instances.dev.update.target_version", line: 22 },
+    Case { name: "U3 date", from: "    type: sandbox\n", to: "    type: sandbox\n    update: {target_version: 8.1.0, preferred: '2016-05-14', alternate: '2016-05-21T22:00:00Z'}\n", rule: "U3", severity: Severity::Error, address: "instances.dev.update.preferred", line: 22 },
+    Case { name: "U5 production before sandbox", from: "    currency: USD\n", to: "    currency: USD\n    update: {target_version: 8.1.0, preferred: '2016-05-14T22:00:00Z', alternate: '2016-05-21T22:00:00Z'}\n", rule: "U5", severity: Severity::Warning, address: "instances.sales.update.target_version", line: 18 },
+];
+
+fn parse(text: &str) -> Desired {
+    crmctl::spec::load::from_yaml(text).unwrap()
+}
+
+#[test]
+fn the_base_file_is_clean() {
+    assert_eq!(validate(&parse(BASE)), vec![]);
+    let loaded = load_str("base.yaml", BASE.to_string()).unwrap();
+    assert!(loaded.diagnostics.is_empty());
+}
+
+#[test]
+fn each_rule_fires_where_it_should() {
+    let mut failures = Vec::new();
+    for c in CASES {
+        assert!(BASE.contains(c.from), "{}: `{}` not in BASE", c.name, c.from);
+        let text = BASE.replacen(c.from, c.to, 1);
+        let diags = validate(&parse(&text));
+        let hits: Vec<_> = diags
+            .iter()
+            .filter(|d| d.rule.as_deref() == Some(c.rule))
+            .collect();
+        let [d] = hits.as_slice() else {
+            failures.push(format!("{}: expected one {} diagnostic, got {diags:#?}", c.name, c.rule));
+            continue;
+        };
+        if d.severity != c.severity || d.address.as_deref() != Some(c.address) || d.hint.is_none() {
+            failures.push(format!("{}: got {d:#?}", c.name));
+        }
+        // Located on the right line, by load_str and by the public locate().
+        let via_load = match load_str("t.yaml", text.clone()) {
+            Ok(l) => l.diagnostics,
+            Err(f) => f.diagnostics,
+        };
+        let located = via_load
+            .iter()
+            .find(|x| x.rule.as_deref() == Some(c.rule))
+            .and_then(|x| x.location.clone());
+        if located.as_ref().map(|l| l.line) != Some(c.line) {
+            failures.push(format!("{}: located at {located:?}, expected line {}", c.name, c.line));
+        }
+        let src = Source { path: "t.yaml".into(), text: text.clone() };
+        if locate(&src, c.address).map(|l| l.line) != Some(c.line) {
+            failures.push(format!("{}: locate({}) is not line {}", c.name, c.address, c.line));
+        }
+        // Errors fail the load; warnings do not.
+        let failed = load_str("t.yaml", text).is_err();
+        if failed != (c.severity == Severity::Error) {
+            failures.push(format!("{}: load failed = {failed}", c.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn t7_instance_limits() {
+    let mut text = String::from("tenant: coho.onmicrosoft.com\nlicenses: {enterprise: 10}\ninstances:\n");
+    for i in 0..50 {
+        text.push_str(&format!("  p{i}: {{name: P, url: p{i}, type: production}}\n"));
+    }
+    for i in 0..75 {
+        text.push_str(&format!("  s{i}: {{name: S, url: s{i}, type: sandbox}}\n"));
+    }
+    assert_eq!(validate(&parse(&text)), vec![], "50 + 75 is the limit, not over it");
+    text.push_str("  p50: {name: P, url: p50, type: production}\n  s75: {name: S, url: s75, type: sandbox}\n");
+    let d = validate(&parse(&text));
+    let t7: Vec<_> = d.iter().filter(|d| d.rule.as_deref() == Some("T7")).collect();
+    assert_eq!(t7.len(), 2, "{d:#?}");
+    assert!(t7[0].message.contains("51 production") && t7[1].message.contains("76 sandbox"));
+}
+
+#[test]
+fn p3_at_most_five_non_interactive_users_per_instance() {
+    let doc = |n: usize| {
+        let mut t = String::from("tenant: coho.onmicrosoft.com\nusers:\n");
+        for i in 0..n {
+            t.push_str(&format!("  bot{i}@coho.com: {{access_mode: non-interactive, roles: {{sales: [Integration]}}}}\n"));
+        }
+        // Application users never count (P3).
+        for i in 0..10 {
+            t.push_str(&format!("  app{i}@coho.com: {{access_mode: application, roles: {{sales: [Integration]}}}}\n"));
+        }
+        t.push_str("instances:\n  sales: {name: S, url: s, type: production}\n");
+        validate(&parse(&t))
+    };
+    assert_eq!(doc(5), vec![]);
+    let d = doc(6);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].rule.as_deref(), Some("P3"));
+    assert_eq!(d[0].address.as_deref(), Some("users.bot5@coho.com.roles.sales"));
+}
+
+#[test]
+fn u3_alternate_must_follow_preferred() {
+    let doc = |p: &str, a: &str| {
+        validate(&parse(&format!(
+            "tenant: coho.onmicrosoft.com\ninstances:\n  s:\n    name: S\n    url: s\n    type: production\n    update: {{target_version: 8.1.0, preferred: '{p}', alternate: '{a}'}}\n"
+        )))
+    };
+    assert_eq!(doc("2016-05-14T22:00:00Z", "2016-05-21T22:00:00Z"), vec![]);
+    for (p, a) in [
+        ("2016-05-21T22:00:00Z", "2016-05-14T22:00:00Z"),
+        ("2016-05-14T22:00:00Z", "2016-05-14T22:00:00Z"),
+    ] {
+        let d = doc(p, a);
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].rule.as_deref(), Some("U3"));
+        assert_eq!(d[0].address.as_deref(), Some("instances.s.update.alternate"));
+    }
+    // Not a real date, or not UTC.
+    for bad in ["2016-02-30T22:00:00Z", "2016-05-14T22:00:00+02:00", "2016-05-14 22:00:00Z"] {
+        let d = doc(bad, "2016-05-21T22:00:00Z");
+        assert!(d.iter().any(|x| x.rule.as_deref() == Some("U3")), "{bad}: {d:#?}");
+    }
+}
+
+#[test]
+fn group_members_are_checked_in_linear_time_with_duplicates_warned() {
+    // 20,000 members of one group, every one declared, one listed twice.
+    let mut t = String::from("tenant: coho.onmicrosoft.com\nsecurity_groups:\n  all:\n    members:\n");
+    for i in 0..20_000 {
+        t.push_str(&format!("      - u{i}@coho.com\n"));
+    }
+    t.push_str("      - u7@coho.com\nusers:\n");
+    for i in 0..20_000 {
+        t.push_str(&format!("  u{i}@coho.com: {{}}\n"));
+    }
+    let d = validate(&parse(&t));
+    assert_eq!(d.len(), 1, "{:#?}", &d[..d.len().min(3)]);
+    assert_eq!(d[0].address.as_deref(), Some("security_groups.all.members[20000]"));
+    assert_eq!(d[0].severity, Severity::Warning);
+}
+
+#[test]
+fn patterns_match_their_rust_matchers() {
+    use regex::Regex;
+    let pairs: [(&str, fn(&str) -> bool); 5] = [
+        (patterns::URL_NAME_PATTERN, patterns::is_url_name),
+        (patterns::CURRENCY_PATTERN, patterns::is_currency_syntax),
+        (patterns::EMAIL_PATTERN, patterns::is_email),
+        (patterns::TENANT_PATTERN, patterns::is_tenant_domain),
+        (patterns::VERSION_PATTERN, patterns::is_version),
+    ];
+    let samples = [
+        "", "a", "A", "-a", "a-", "a-b", "cohowinerysales", "coho_sales", "coho.sales", "USD",
+        "usd", "US", "EURO", "ana@coho.com", "ana@coho", "ana.b@x.co.uk", ".ana@x.com",
+        "ana..b@x.com", "ana@-x.com", "ana@x-.com", "a+b@x.com", "ana@@x.com", "ana @x.com",
+        "coho.onmicrosoft.com", "Coho.onmicrosoft.com", "-coho.onmicrosoft.com",
+        "coho-.onmicrosoft.com", ".onmicrosoft.com", "8.1.0", "8.1", "8.1.0.1234", "8.1.0.",
+        "v8.1.0", "8.1.0.1.2", "é@x.com", "a@é.com",
+        &"a".repeat(63), &"a".repeat(64),
+    ];
+    for (pattern, f) in pairs {
+        let re = Regex::new(pattern).unwrap();
+        for s in samples {
+            assert_eq!(re.is_match(s), f(s), "pattern {pattern} vs matcher on {s:?}");
+        }
+    }
+}
+
+mod equivalence {
+    use proptest::prelude::*;
+    use regex::Regex;
+
+    use super::patterns;
+
+    proptest! {
+        #[test]
+        fn email_matcher_equals_its_pattern(s in "[a-zA-Z0-9.@_+-]{0,24}") {
+            let re = Regex::new(patterns::EMAIL_PATTERN).unwrap();
+            prop_assert_eq!(re.is_match(&s), patterns::is_email(&s));
+        }
+
+        #[test]
+        fn url_matcher_equals_its_pattern(s in "[a-zA-Z0-9._-]{0,12}") {
+            let re = Regex::new(patterns::URL_NAME_PATTERN).unwrap();
+            prop_assert_eq!(re.is_match(&s), patterns::is_url_name(&s));
+        }
+
+        #[test]
+        fn version_matcher_equals_its_pattern(s in "[0-9.v]{0,10}") {
+            let re = Regex::new(patterns::VERSION_PATTERN).unwrap();
+            prop_assert_eq!(re.is_match(&s), patterns::is_version(&s));
+        }
+    }
+}
