@@ -97,7 +97,7 @@ fn run(
     let mut saves = Vec::new();
     let lines = Mutex::new(Vec::new());
     let result = {
-        let mut save = |s: &State| {
+        let mut save = |s: &State, _: &[crmctl::state::store::StateChange]| {
             saves.push(s.clone());
             Ok(())
         };

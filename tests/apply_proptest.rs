@@ -214,7 +214,7 @@ proptest! {
             let plan = crmctl::plan::plan(&desired, &observed, &state);
             prop_assert!(!plan.has_errors(), "step {step}: plan errors {:?}\n{text}", plan.diagnostics);
             let opts = ApplyOptions { allow_destroy: true, parallelism: 4, ..ApplyOptions::default() };
-            let mut save = |_: &State| Ok(());
+            let mut save = |_: &State, _: &[crmctl::state::store::StateChange]| Ok(());
             let report = apply::apply(&plan, &provider, &mut state, &mut save, &opts, &|_| {}).unwrap();
             let failures: Vec<String> = report
                 .failed()
@@ -259,7 +259,7 @@ fn sandbox_in_admin_mode_switched_to_production() {
         let plan = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
         assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
         let opts = ApplyOptions { allow_destroy: true, ..ApplyOptions::default() };
-        let report = apply::apply(&plan, &provider, &mut state, &mut |_| Ok(()), &opts, &|_| {}).unwrap();
+        let report = apply::apply(&plan, &provider, &mut state, &mut |_, _| Ok(()), &opts, &|_| {}).unwrap();
         assert!(report.success(), "step {step}: {:?}", report.outcomes);
         g.instances[2].as_mut().unwrap().sandbox = false;
     }
@@ -287,7 +287,7 @@ fn included_sandbox_lost_then_slot_reused() {
         let plan = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
         assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
         let opts = ApplyOptions { allow_destroy: true, ..ApplyOptions::default() };
-        let report = apply::apply(&plan, &provider, &mut state, &mut |_| Ok(()), &opts, &|_| {}).unwrap();
+        let report = apply::apply(&plan, &provider, &mut state, &mut |_, _| Ok(()), &opts, &|_| {}).unwrap();
         assert!(report.success(), "step {step}: {:?}", report.outcomes);
     }
 }

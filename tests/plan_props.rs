@@ -155,7 +155,7 @@ proptest! {
         }
         let (t2, s2) = simulate(&a, &t, &s).map_err(|e| TestCaseError::fail(format!("{e}\n{:#?}", steps(&a))))?;
         let again = crmctl::plan::plan(&d2, &t2, &s2);
-        prop_assert!(again.actions.is_empty(), "re-plan: {:#?}", steps(&again));
+        prop_assert!(again.actions.is_empty(), "re-plan: {:#?}\nfirst:\n{}\nsecond:\n{}\nplan: {:#?}", steps(&again), random_desired(&first), random_desired(&second), steps(&a));
         prop_assert!(!again.has_errors(), "{:#?}", again.diagnostics);
     }
 }

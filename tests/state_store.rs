@@ -116,3 +116,53 @@ fn force_unlock_needs_the_right_id() {
     assert!(!lock::lock_path(&state).exists());
     assert!(matches!(lock::force_unlock(&state, &id).unwrap_err(), LockError::NotLocked(_)));
 }
+
+#[test]
+fn the_writer_journals_batches_and_load_replays_them() {
+    use crmctl::state::store::{journal_path, StateChange, StateWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut state = State::empty("lin-a");
+    let mut w = StateWriter::new(&path);
+    let mut batch = |state: &mut State, w: &mut StateWriter, i: usize| {
+        let c = StateChange::Set {
+            address: format!("users.u{i}@coho.com"),
+            resource: Resource { kind: ObjKind::User, id: format!("usr-{i:06}"), protect: false },
+        };
+        c.apply_to(state);
+        state.serial += 1;
+        w.write(state, &[c]).unwrap();
+    };
+    batch(&mut state, &mut w, 1); // first write of a run: the whole file
+    assert!(path.exists() && !journal_path(&path).exists());
+    for i in 2..=5 {
+        batch(&mut state, &mut w, i);
+    }
+    // The file still says serial 1; the journal holds the rest, and load replays it.
+    let on_disk: State = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(on_disk.serial, 1);
+    assert_eq!(store::load(&path).unwrap().unwrap(), state);
+
+    // A torn last line (crash mid-write) is ignored; lines of another lineage too.
+    let mut j = std::fs::OpenOptions::new().append(true).open(journal_path(&path)).unwrap();
+    use std::io::Write;
+    j.write_all(b"{\"lineage\":\"lin-a\",\"serial\":9,\"tenant\":\"\",\"chan").unwrap();
+    drop(j);
+    assert_eq!(store::load(&path).unwrap().unwrap(), state);
+
+    let mut other = std::fs::read_to_string(journal_path(&path)).unwrap();
+    other = other.lines().take(4).collect::<Vec<_>>().join("\n") + "\n";
+    std::fs::write(journal_path(&path), other.replace("lin-a", "lin-b")).unwrap();
+    assert_eq!(store::load(&path).unwrap().unwrap().serial, 1, "another lineage's journal is ignored");
+
+    // finish() folds the journal into the file and removes it.
+    std::fs::write(journal_path(&path), "").unwrap();
+    let mut w = StateWriter::new(&path);
+    batch(&mut state, &mut w, 6);
+    batch(&mut state, &mut w, 7);
+    w.finish(&state).unwrap();
+    assert!(!journal_path(&path).exists());
+    let on_disk: State = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(on_disk, state);
+    assert_eq!(on_disk.serial, 7);
+}

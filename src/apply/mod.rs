@@ -20,6 +20,7 @@ use std::sync::Mutex;
 
 use crate::plan::action::{Action, ObjKind, Op, Plan};
 use crate::provider::{Outcome, Provider, ProviderError};
+use crate::state::store::StateChange;
 use crate::state::{Resource, State};
 
 /// Default number of actions run at once.
@@ -257,59 +258,78 @@ fn resolve(op: &Op, state: &State) -> Result<Op, ProviderError> {
     Ok(op)
 }
 
-/// Record a completed action in the state. Returns whether the state changed.
-fn record(state: &mut State, action: &Action, outcome: &Outcome, opts: &ApplyOptions) -> bool {
+/// Record a completed action in the state; returns the change made, if any.
+fn record(
+    state: &mut State,
+    action: &Action,
+    outcome: &Outcome,
+    opts: &ApplyOptions,
+) -> Option<StateChange> {
     let protect = opts.protect.get(&action.address).copied().unwrap_or(false);
-    let put = |state: &mut State, kind: ObjKind, id: String| {
-        let res = Resource {
+    let change = if let Op::Adopt { kind, id } = &action.op {
+        Some(set(action, *kind, id.clone(), protect))
+    } else if let Some(kind) = action.op.creates() {
+        outcome
+            .created_id
+            .as_ref()
+            .map(|id| set(action, kind, id.clone(), protect))
+    } else if action.op.deletes() && state.resources.contains_key(&action.address) {
+        Some(StateChange::Remove {
+            address: action.address.clone(),
+        })
+    } else {
+        None
+    };
+    let change = change.filter(|c| match c {
+        StateChange::Set { address, resource } => state.resources.get(address) != Some(resource),
+        StateChange::Remove { .. } => true,
+    })?;
+    change.apply_to(state);
+    Some(change)
+}
+
+fn set(action: &Action, kind: ObjKind, id: String, protect: bool) -> StateChange {
+    StateChange::Set {
+        address: action.address.clone(),
+        resource: Resource {
             kind,
             id,
             protect: protect && kind == ObjKind::Instance,
-        };
-        if state.resources.get(&action.address) == Some(&res) {
-            false
-        } else {
-            state.resources.insert(action.address.clone(), res);
-            true
-        }
-    };
-    if let Op::Adopt { kind, id } = &action.op {
-        return put(state, *kind, id.clone());
+        },
     }
-    if let Some(kind) = action.op.creates() {
-        if let Some(id) = &outcome.created_id {
-            return put(state, kind, id.clone());
-        }
-        return false;
-    }
-    if action.op.deletes() {
-        return state.resources.remove(&action.address).is_some();
-    }
-    false
 }
 
 /// Record the `protect` flags of the desired file for instances the state manages.
-fn record_protect(state: &mut State, opts: &ApplyOptions) -> bool {
-    let mut changed = false;
+fn record_protect(state: &mut State, opts: &ApplyOptions) -> Vec<StateChange> {
+    let mut changes = Vec::new();
     for (addr, flag) in &opts.protect {
-        if let Some(r) = state.resources.get_mut(addr) {
+        if let Some(r) = state.resources.get(addr) {
             if r.kind == ObjKind::Instance && r.protect != *flag {
-                r.protect = *flag;
-                changed = true;
+                let mut resource = r.clone();
+                resource.protect = *flag;
+                changes.push(StateChange::Set {
+                    address: addr.clone(),
+                    resource,
+                });
             }
         }
     }
-    changed
+    for c in &changes {
+        c.apply_to(state);
+    }
+    changes
 }
 
 /// Apply `plan` with `provider`. `state` is updated in place; `save` is called after each
-/// batch of completed actions that changed it (with the serial already bumped) and must
-/// persist it atomically. `progress` sees every finished or skipped action.
+/// batch of completed actions that changed it, with the new state (serial already bumped
+/// by one) and the batch's changes, and must persist them (e.g.
+/// [`crate::state::store::StateWriter::write`]). `progress` sees every finished or skipped
+/// action.
 pub fn apply(
     plan: &Plan,
     provider: &dyn Provider,
     state: &mut State,
-    save: &mut dyn FnMut(&State) -> Result<(), String>,
+    save: &mut dyn FnMut(&State, &[StateChange]) -> Result<(), String>,
     opts: &ApplyOptions,
     progress: &dyn Fn(&ProgressEvent<'_>),
 ) -> Result<ApplyReport, ApplyError> {
@@ -324,22 +344,21 @@ pub fn apply(
     let mut ready: BTreeSet<usize> = (0..n).filter(|i| waiting[*i] == 0).collect();
     let mut report = ApplyReport::default();
     let mut running = 0usize;
-    let mut dirty = false;
+    let mut pending: Vec<StateChange> = Vec::new();
     let mut save_error: Option<String> = None;
-    if !plan.tenant.is_empty() && state.tenant != plan.tenant {
+    if !plan.tenant.is_empty() && n > 0 {
         state.tenant = plan.tenant.clone();
-        dirty = n > 0;
     }
 
-    let mut flush = |state: &mut State, dirty: &mut bool, report: &mut ApplyReport| {
-        if !*dirty {
+    let mut flush = |state: &mut State, pending: &mut Vec<StateChange>, report: &mut ApplyReport| {
+        if pending.is_empty() {
             return Ok(());
         }
         state.serial += 1;
-        match save(state) {
+        match save(state, pending) {
             Ok(()) => {
                 report.state_saves += 1;
-                *dirty = false;
+                pending.clear();
                 Ok(())
             }
             Err(e) => {
@@ -406,7 +425,7 @@ pub fn apply(
                 finished += 1;
                 let outcome = match result {
                     Ok(out) => {
-                        dirty |= record(state, &plan.actions[id], &out, opts);
+                        pending.extend(record(state, &plan.actions[id], &out, opts));
                         ActionOutcome::Done
                     }
                     Err(e) => ActionOutcome::Failed(e),
@@ -416,7 +435,7 @@ pub fn apply(
                     &mut finished, progress,
                 );
             }
-            if let Err(e) = flush(state, &mut dirty, &mut report) {
+            if let Err(e) = flush(state, &mut pending, &mut report) {
                 save_error.get_or_insert(e);
             }
         }
@@ -425,8 +444,8 @@ pub fn apply(
 
     // Actions never started because a save failed.
     if save_error.is_none() {
-        dirty |= record_protect(state, opts);
-        if let Err(e) = flush(state, &mut dirty, &mut report) {
+        pending.extend(record_protect(state, opts));
+        if let Err(e) = flush(state, &mut pending, &mut report) {
             save_error = Some(e);
         }
     }

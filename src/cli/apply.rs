@@ -238,10 +238,19 @@ fn run(
         allow_destroy: args.allow_destroy,
         protect,
     };
-    let mut save = |s: &State| store::save(state_path, s).map_err(|e| e.to_string());
+    let mut writer = store::StateWriter::new(state_path);
+    let mut save = |s: &State, changes: &[store::StateChange]| {
+        writer.write(s, changes).map_err(|e| e.to_string())
+    };
     let progress = |e: &apply::ProgressEvent<'_>| eprintln!("{}", e.line());
-    match apply::apply(plan, backend, state, &mut save, &opts, &progress) {
-        Ok(report) => Ok(report),
+    let result = apply::apply(plan, backend, state, &mut save, &opts, &progress);
+    // Fold the journal into the state file (also after a failed apply).
+    let finished = writer.finish(state);
+    match result {
+        Ok(report) => {
+            finished.with_context(|| format!("cannot save the state {}", state_path.display()))?;
+            Ok(report)
+        }
         Err(ApplyError::StateSave { message, report }) => {
             summarize(plan, &report);
             bail!("cannot save the state {}: {message}", state_path.display())

@@ -3,7 +3,11 @@
 //! The drafts are unordered; [`super::graph`] orders them. Every rule of domain.md that
 //! constrains the order is an edge added here, with the rule id in a comment.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Fast, deterministic hashing for the planner's lookup tables (never iterated for output).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
 
 use serde_json::{json, Value};
 
@@ -141,23 +145,23 @@ pub(crate) fn diff(desired: &Desired, observed: &Tenant, state: &State) -> Diff 
         drafts: Vec::new(),
         diags: Vec::new(),
         groups: BTreeMap::new(),
-        group_members_add: HashMap::new(),
-        users: HashMap::new(),
-        user_steps: HashMap::new(),
+        group_members_add: HashMap::default(),
+        users: HashMap::default(),
+        user_steps: HashMap::default(),
         insts: BTreeMap::new(),
         addr_of_id: state
             .resources
             .iter()
             .map(|(a, r)| (r.id.as_str(), a.as_str()))
             .collect(),
-        adopted: HashSet::new(),
+        adopted: HashSet::default(),
         lic_target: BTreeMap::new(),
         lic_purchase: BTreeMap::new(),
         lic_flow: BTreeMap::new(),
         capacity_purchases: Vec::new(),
-        member_removals: HashMap::new(),
-        unbinds: HashMap::new(),
-        inst_deletes: HashMap::new(),
+        member_removals: HashMap::default(),
+        unbinds: HashMap::default(),
+        inst_deletes: HashMap::default(),
         upn_index: None,
     };
     p.resolve_groups();
@@ -348,7 +352,7 @@ impl<'a> Planner<'a> {
             return;
         }
         // Natural key (P1): the UPN, among users nobody manages.
-        let mut by_upn: HashMap<String, Vec<&'a t::User>> = HashMap::new();
+        let mut by_upn: HashMap<String, Vec<&'a t::User>> = HashMap::default();
         for u in self.t.users.values() {
             if !self.managed(&u.id) {
                 by_upn.entry(u.upn.to_ascii_lowercase()).or_default().push(u);
@@ -662,9 +666,9 @@ impl<'a> Planner<'a> {
             let address = format!("security_groups.{key}");
             let bound = self.groups[key.as_str()];
             let obs = bound.id.and_then(|id| self.t.groups.get(id));
-            let mut want_ids: HashSet<&str> = HashSet::with_capacity(members.len());
+            let mut want_ids: HashSet<&str> = HashSet::with_capacity_and_hasher(members.len(), Default::default());
             let mut add: Vec<(ObjRef, Option<usize>, &str)> = Vec::new();
-            let mut new_seen: HashSet<&str> = HashSet::new();
+            let mut new_seen: HashSet<&str> = HashSet::default();
             for upn in members {
                 let (id, ready): (Option<&'a str>, Option<usize>) = match self.users.get(upn.as_str()) {
                     Some(b) => (b.id, b.ready),
@@ -1440,7 +1444,7 @@ impl<'a> Planner<'a> {
             self.mid_pro_enterprise(),
             &self.pro_enterprise_purchases(),
         );
-        let mut url_release: HashMap<&'a str, usize> = HashMap::new();
+        let mut url_release: HashMap<&'a str, usize> = HashMap::default();
 
         // 1. Instances removed from the file: sandboxes first (they free slots), then
         //    production ones, which are switched to sandbox first (I8).
@@ -1947,7 +1951,7 @@ impl<'a> Planner<'a> {
             let h = holders.get(url)?;
             (h.id != id && renamers.contains_key(h.id.as_str())).then_some(h.id.as_str())
         };
-        let mut color: HashMap<&str, u8> = HashMap::new();
+        let mut color: HashMap<&str, u8> = HashMap::default();
         let mut cycles: Vec<Vec<&str>> = Vec::new();
         for &start in renamers.keys() {
             if color.contains_key(start) {

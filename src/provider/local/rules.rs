@@ -175,8 +175,11 @@ fn global_admins(t: &Tenant) -> usize {
 /// when it would leave fewer than two global admins. A tenant that has fewer than two can
 /// still gain admins.
 fn check_p6(t: &Tenant, u: &User) -> Result<(), ProviderError> {
+    if !u.admin_roles.contains(&AdminRole::GlobalAdmin) {
+        return Ok(());
+    }
     let n = global_admins(t);
-    if u.admin_roles.contains(&AdminRole::GlobalAdmin) && n <= 2 {
+    if n <= 2 {
         return Err(refused(
             "P6",
             format!(

@@ -74,7 +74,7 @@ pub(crate) fn connect(path: &Path, create: bool) -> Result<Connection, ProviderE
             path.display()
         )));
     }
-    conn.execute_batch("PRAGMA synchronous=NORMAL;")
+    conn.execute_batch(&format!("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint={};", std::env::var("XCKPT").unwrap_or("1000".into())))
         .map_err(&err)?;
     conn.execute_batch(SCHEMA).map_err(&err)?;
     Ok(conn)
