@@ -68,8 +68,10 @@ fn applied(d: &Desired) -> (Tenant, State) {
         record(&mut s, format!("instances.{k}"), ObjKind::Instance, &id);
     }
     let pe = t.pro_enterprise();
-    t.slots.production = prod.saturating_sub(tenant::included_slots(tenant::InstanceType::Production, pe));
-    t.slots.sandbox = sand.saturating_sub(tenant::included_slots(tenant::InstanceType::Sandbox, pe));
+    t.slots.production =
+        prod.saturating_sub(tenant::included_slots(tenant::InstanceType::Production, pe));
+    t.slots.sandbox =
+        sand.saturating_sub(tenant::included_slots(tenant::InstanceType::Sandbox, pe));
     for (upn, u) in d.users.iter().flatten() {
         let id = format!("u-{upn}");
         t.users.insert(
@@ -161,7 +163,8 @@ fn child(params: &SynthParams, scenario: &str, format: &str) {
     drop(desired);
     // Like `crmctl plan`: parse the file, then plan and render.
     let t = Instant::now();
-    let loaded = crmctl::spec::load::load_str(&format!("bench.{format}"), text).expect("valid file");
+    let loaded =
+        crmctl::spec::load::load_str(&format!("bench.{format}"), text).expect("valid file");
     let parse = t.elapsed();
     let t = Instant::now();
     let plan = crmctl::plan::plan(&loaded.desired, &observed, &state);
@@ -172,7 +175,11 @@ fn child(params: &SynthParams, scenario: &str, format: &str) {
     let t = Instant::now();
     let json = crmctl::render::render_json(&plan);
     let json_t = t.elapsed();
-    assert!(!plan.has_errors(), "{:?}", &plan.diagnostics[..plan.diagnostics.len().min(3)]);
+    assert!(
+        !plan.has_errors(),
+        "{:?}",
+        &plan.diagnostics[..plan.diagnostics.len().min(3)]
+    );
     std::hint::black_box((human.len(), json.len()));
     println!(
         "{} {} {} {} {} {} {}",
@@ -204,7 +211,18 @@ fn main() {
     );
     println!(
         "{:<24} {:<5} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>8} {:>6} {:>6} {:>9}",
-        "scenario", "file", "actions", "parse", "diff+ord", "human", "json", "plan step", "total", "step%", "xparse", "peak MiB"
+        "scenario",
+        "file",
+        "actions",
+        "parse",
+        "diff+ord",
+        "human",
+        "json",
+        "plan step",
+        "total",
+        "step%",
+        "xparse",
+        "peak MiB"
     );
     let exe = std::env::current_exe().expect("own path");
     for (scenario, name) in [
@@ -219,7 +237,11 @@ fn main() {
                 cmd.arg("--small");
             }
             let out = cmd.output().expect("run child");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let text = String::from_utf8_lossy(&out.stdout);
             let f: Vec<f64> = text
                 .split_whitespace()

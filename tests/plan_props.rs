@@ -60,10 +60,15 @@ fn random_desired(bytes: &[u8]) -> String {
         if sandbox && b.flip() {
             let on = b.flip();
             let bg = !on || b.flip();
-            line.push_str(&format!(", admin_mode: {{enabled: {on}, background_operations: {bg}}}"));
+            line.push_str(&format!(
+                ", admin_mode: {{enabled: {on}, background_operations: {bg}}}"
+            ));
         }
         if b.flip() {
-            line.push_str(&format!(", notification_recipients: [r{}@x.com]", b.pick(2)));
+            line.push_str(&format!(
+                ", notification_recipients: [r{}@x.com]",
+                b.pick(2)
+            ));
         }
         line.push_str("}\n");
         y.push_str(&line);
@@ -74,7 +79,11 @@ fn random_desired(bytes: &[u8]) -> String {
         y.push_str("security_groups:\n");
     }
     for g in 0..n_groups {
-        let members: Vec<&str> = upns.iter().filter(|_| b.flip()).map(String::as_str).collect();
+        let members: Vec<&str> = upns
+            .iter()
+            .filter(|_| b.flip())
+            .map(String::as_str)
+            .collect();
         if b.flip() {
             y.push_str(&format!("  g{g}: {{members: [{}]}}\n", members.join(", ")));
         } else {
@@ -85,7 +94,13 @@ fn random_desired(bytes: &[u8]) -> String {
         y.push_str("users:\n");
     }
     for upn in &upns {
-        let mode = ["read-write", "read-write", "administrative", "non-interactive", "application"][b.pick(5)];
+        let mode = [
+            "read-write",
+            "read-write",
+            "administrative",
+            "non-interactive",
+            "application",
+        ][b.pick(5)];
         let mut line = format!("  {upn}: {{name: Name{}, access_mode: {mode}", b.pick(2));
         if mode != "application" {
             match b.pick(3) {
@@ -107,6 +122,26 @@ fn random_desired(bytes: &[u8]) -> String {
         y.push_str(&line);
     }
     y
+}
+
+static SIMULATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Guards against a generator that only produces error plans (a vacuous property).
+#[test]
+fn generator_produces_valid_plans() {
+    let valid = (0u8..=255)
+        .filter(|seed| {
+            let bytes: Vec<u8> = (0..96u32)
+                .map(|i| seed.wrapping_mul(31).wrapping_add((i * 7) as u8))
+                .collect();
+            let d = desired(&random_desired(&bytes));
+            !crmctl::plan::plan(&d, &fresh(), &state(&[])).has_errors()
+        })
+        .count();
+    assert!(
+        valid > 64,
+        "only {valid}/256 generated files plan without errors"
+    );
 }
 
 proptest! {
@@ -153,6 +188,7 @@ proptest! {
         if a.has_errors() {
             return Ok(());
         }
+        SIMULATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (t2, s2) = simulate(&a, &t, &s).map_err(|e| TestCaseError::fail(format!("{e}\n{:#?}", steps(&a))))?;
         let again = crmctl::plan::plan(&d2, &t2, &s2);
         prop_assert!(again.actions.is_empty(), "re-plan: {:#?}\nfirst:\n{}\nsecond:\n{}\nplan: {:#?}", steps(&again), random_desired(&first), random_desired(&second), steps(&a));

@@ -34,7 +34,11 @@ fn run(cases: Vec<Case>) {
         let t: Tenant = tenant(&c.tenant);
         let s: State = state(&c.state);
         let plan = crmctl::plan::plan(&d, &t, &s);
-        if !plan.diagnostics.iter().any(|d| d.message.starts_with("dependency cycle")) {
+        if !plan
+            .diagnostics
+            .iter()
+            .any(|d| d.message.starts_with("dependency cycle"))
+        {
             assert_order_respects_edges(&plan);
         }
         let result = std::panic::catch_unwind(|| (c.check)(&plan));
@@ -155,7 +159,9 @@ fn currency_language_region() {
     run(vec![
         Case {
             name: "I3/I9: changing a sandbox's currency is a destructive reset",
-            desired: "instances:\n  t: {name: t, url: t, type: sandbox, currency: EUR, language: 1031}\n".into(),
+            desired:
+                "instances:\n  t: {name: t, url: t, type: sandbox, currency: EUR, language: 1031}\n"
+                    .into(),
             tenant: format!("instances:\n{}", inst("i1", "t", SANDBOX)),
             state: vec![("instances.t", ObjKind::Instance, "i1", false)],
             valid: true,
@@ -187,7 +193,9 @@ fn currency_language_region() {
         },
         Case {
             name: "protect: a reset of a protected sandbox is an error",
-            desired: "instances:\n  t: {name: t, url: t, type: sandbox, currency: EUR, protect: true}\n".into(),
+            desired:
+                "instances:\n  t: {name: t, url: t, type: sandbox, currency: EUR, protect: true}\n"
+                    .into(),
             tenant: format!("instances:\n{}", inst("i1", "t", SANDBOX)),
             state: vec![("instances.t", ObjKind::Instance, "i1", false)],
             valid: false,
@@ -196,8 +204,15 @@ fn currency_language_region() {
         Case {
             name: "protect (I8): deleting a protected instance removed from the file is an error",
             desired: "instances:\n  keep: {name: keep, url: keep, type: production}\n".into(),
-            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "t", SANDBOX)),
-            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.t", ObjKind::Instance, "i2", true)],
+            tenant: format!(
+                "licenses: {{professional: 30}}\ninstances:\n{}{}",
+                inst("i1", "keep", PROD),
+                inst("i2", "t", SANDBOX)
+            ),
+            state: vec![
+                ("instances.keep", ObjKind::Instance, "i1", false),
+                ("instances.t", ObjKind::Instance, "i2", true),
+            ],
             valid: false,
             check: |p| {
                 let d = p.diagnostics.iter().find(|d| d.is_error()).unwrap();
@@ -208,7 +223,10 @@ fn currency_language_region() {
         Case {
             name: "I4: editing a provisioning instance is an error",
             desired: "instances:\n  p: {name: New name, url: p, type: production}\n".into(),
-            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("ready", "provisioning"))),
+            tenant: format!(
+                "instances:\n{}",
+                inst("i1", "p", &PROD.replace("ready", "provisioning"))
+            ),
             state: vec![("instances.p", ObjKind::Instance, "i1", false)],
             valid: false,
             check: |p| assert_eq!(error_rules(p), vec!["I4"]),

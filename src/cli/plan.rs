@@ -79,7 +79,10 @@ fn make_plan(
     let loaded = match load::load_file(file) {
         Ok(l) => l,
         Err(f) => {
-            eprint!("{}", load::render_diagnostics(&f.diagnostics, &f.src, color));
+            eprint!(
+                "{}",
+                load::render_diagnostics(&f.diagnostics, &f.src, color)
+            );
             return Ok(None);
         }
     };

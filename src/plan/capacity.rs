@@ -102,11 +102,19 @@ impl LicenseFlow {
     /// `available`. Returns `(consumer, release)` edges, or `None` when no such pairing
     /// exists (not enough licenses at some moment).
     pub fn pair(&self, assigned: u32, available: u32) -> Option<Vec<(usize, usize)>> {
-        let mut consumers: Vec<(usize, Option<usize>)> =
-            self.consumers.iter().filter(|c| c.1.is_some()).copied().collect();
+        let mut consumers: Vec<(usize, Option<usize>)> = self
+            .consumers
+            .iter()
+            .filter(|c| c.1.is_some())
+            .copied()
+            .collect();
         consumers.extend(self.consumers.iter().filter(|c| c.1.is_none()));
-        let mut releases: Vec<(usize, Option<usize>)> =
-            self.releases.iter().filter(|r| r.1.is_none()).copied().collect();
+        let mut releases: Vec<(usize, Option<usize>)> = self
+            .releases
+            .iter()
+            .filter(|r| r.1.is_none())
+            .copied()
+            .collect();
         releases.extend(self.releases.iter().filter(|r| r.1.is_some()));
         let need = i64::from(assigned) + consumers.len() as i64 - i64::from(available);
         if need <= 0 {
@@ -175,7 +183,8 @@ mod tests {
         assert_eq!(p.take(InstanceType::Production), Some(vec![]));
         assert_eq!(p.take(InstanceType::Production), None);
         assert!(!p.has(InstanceType::Sandbox));
-        t.licenses.insert(crate::tenant::LicensePlan::Professional, 10);
+        t.licenses
+            .insert(crate::tenant::LicensePlan::Professional, 10);
         let mut p = SlotPool::new(&t, 30, &[7]);
         assert_eq!(p.take(InstanceType::Sandbox), Some(vec![7]));
         p.release(InstanceType::Sandbox, 9);

@@ -236,7 +236,8 @@ impl<'a> Planner<'a> {
     }
 
     fn warn(&mut self, address: &str, message: String, rule: &str) {
-        self.diags.push(Diagnostic::warning(address, message).rule(rule));
+        self.diags
+            .push(Diagnostic::warning(address, message).rule(rule));
     }
 
     fn state_id(&self, address: &str, kind: ObjKind) -> Option<&'a str> {
@@ -355,7 +356,10 @@ impl<'a> Planner<'a> {
         let mut by_upn: HashMap<String, Vec<&'a t::User>> = HashMap::default();
         for u in self.t.users.values() {
             if !self.managed(&u.id) {
-                by_upn.entry(u.upn.to_ascii_lowercase()).or_default().push(u);
+                by_upn
+                    .entry(u.upn.to_ascii_lowercase())
+                    .or_default()
+                    .push(u);
             }
         }
         for upn in pending {
@@ -652,7 +656,10 @@ impl<'a> Planner<'a> {
     fn unmanaged_upn(&mut self, upn: &str) -> Option<&'a str> {
         let t = self.t;
         let index = self.upn_index.get_or_insert_with(|| {
-            t.users.values().map(|u| (u.upn.as_str(), u.id.as_str())).collect()
+            t.users
+                .values()
+                .map(|u| (u.upn.as_str(), u.id.as_str()))
+                .collect()
         });
         index.get(upn).copied()
     }
@@ -666,11 +673,15 @@ impl<'a> Planner<'a> {
             let address = format!("security_groups.{key}");
             let bound = self.groups[key.as_str()];
             let obs = bound.id.and_then(|id| self.t.groups.get(id));
-            let mut want_ids: HashSet<&str> = HashSet::with_capacity_and_hasher(members.len(), Default::default());
+            let mut want_ids: HashSet<&str> =
+                HashSet::with_capacity_and_hasher(members.len(), Default::default());
             let mut add: Vec<(ObjRef, Option<usize>, &str)> = Vec::new();
             let mut new_seen: HashSet<&str> = HashSet::default();
             for upn in members {
-                let (id, ready): (Option<&'a str>, Option<usize>) = match self.users.get(upn.as_str()) {
+                let (id, ready): (Option<&'a str>, Option<usize>) = match self
+                    .users
+                    .get(upn.as_str())
+                {
                     Some(b) => (b.id, b.ready),
                     None => match self.unmanaged_upn(upn) {
                         Some(id) => (Some(id), None),
@@ -921,7 +932,10 @@ impl<'a> Planner<'a> {
                 plan,
             },
             vec![ch("license", Value::Null, json!(plan.as_str()))],
-            format!("temporary license to set the access mode to {} (P4)", mode.as_str()),
+            format!(
+                "temporary license to set the access mode to {} (P4)",
+                mode.as_str()
+            ),
             [after],
         );
         self.consume(plan, a, Some(n));
@@ -1073,7 +1087,13 @@ impl<'a> Planner<'a> {
             AccessMode::Administrative | AccessMode::NonInteractive
         ) {
             steps.mode = Some(match steps.license {
-                Some(l) => self.set_mode(address, &user, Some(l), Some(AccessMode::ReadWrite), final_mode),
+                Some(l) => self.set_mode(
+                    address,
+                    &user,
+                    Some(l),
+                    Some(AccessMode::ReadWrite),
+                    final_mode,
+                ),
                 None => self.temp_license(address, &user, Some(c), final_mode, temp_plan),
             });
         }
@@ -1199,13 +1219,20 @@ impl<'a> Planner<'a> {
                     }
                     Some(_) => {}
                     None => {
-                        self.remove_license(address, &user, Some(m), c, "the user needs no license after setup (P4)");
+                        self.remove_license(
+                            address,
+                            &user,
+                            Some(m),
+                            c,
+                            "the user needs no license after setup (P4)",
+                        );
                     }
                 }
             } else if let Some(p) = want {
                 let a = self.assign_license(address, &user, ready, None, p);
                 steps.license = Some(a);
-                steps.mode = Some(self.set_mode(address, &user, Some(a), Some(cur_mode), final_mode));
+                steps.mode =
+                    Some(self.set_mode(address, &user, Some(a), Some(cur_mode), final_mode));
             } else {
                 steps.mode = Some(self.temp_license(address, &user, ready, final_mode, temp_plan));
             }
@@ -1230,7 +1257,8 @@ impl<'a> Planner<'a> {
             });
         }
         if final_mode != cur_mode {
-            steps.mode = Some(self.set_mode(address, &user, la.or(ready), Some(cur_mode), final_mode));
+            steps.mode =
+                Some(self.set_mode(address, &user, la.or(ready), Some(cur_mode), final_mode));
         }
         steps
     }
@@ -1282,7 +1310,8 @@ impl<'a> Planner<'a> {
             let want = self.lic_target[&plan];
             let assigned = self.t.assigned(plan);
             let address = format!("licenses.{}", plan.as_str());
-            let finally = i64::from(assigned) + flow.consumers.iter().filter(|c| c.1.is_none()).count() as i64
+            let finally = i64::from(assigned)
+                + flow.consumers.iter().filter(|c| c.1.is_none()).count() as i64
                 - flow.releases.iter().filter(|r| r.1.is_none()).count() as i64;
             if finally > i64::from(want) {
                 self.error(
@@ -1292,7 +1321,10 @@ impl<'a> Planner<'a> {
                         plan.as_str()
                     ),
                     if want < now { "T4" } else { "T3" },
-                    Some(format!("set `licenses.{}` to at least {finally}", plan.as_str())),
+                    Some(format!(
+                        "set `licenses.{}` to at least {finally}",
+                        plan.as_str()
+                    )),
                 );
             } else {
                 match flow.pair(assigned, now.max(want)) {
@@ -1373,7 +1405,13 @@ fn temp_url(base: &str, taken: &HashSet<String>) -> String {
 }
 
 impl<'a> Planner<'a> {
-    fn buy_slot(&mut self, pool: &mut SlotPool, kind: InstanceType, address: &str, why: &str) -> Option<usize> {
+    fn buy_slot(
+        &mut self,
+        pool: &mut SlotPool,
+        kind: InstanceType,
+        address: &str,
+        why: &str,
+    ) -> Option<usize> {
         if !pool.buy(kind) {
             self.error(
                 address,
@@ -1390,7 +1428,11 @@ impl<'a> Planner<'a> {
             ActionKind::PurchaseInstance,
             address.to_string(),
             Op::PurchaseInstance { kind },
-            vec![ch(format!("slots.{}", kind.as_str()), Value::Null, json!("+1"))],
+            vec![ch(
+                format!("slots.{}", kind.as_str()),
+                Value::Null,
+                json!("+1"),
+            )],
             format!("buy a {} instance slot: {why} (I2)", kind.as_str()),
             [],
         );
@@ -1399,30 +1441,62 @@ impl<'a> Planner<'a> {
     }
 
     /// A free slot of `kind`, bought when none is free (I2).
-    fn take_slot(&mut self, pool: &mut SlotPool, kind: InstanceType, address: &str, why: &str) -> Vec<usize> {
+    fn take_slot(
+        &mut self,
+        pool: &mut SlotPool,
+        kind: InstanceType,
+        address: &str,
+        why: &str,
+    ) -> Vec<usize> {
         match pool.take(kind) {
             Some(deps) => deps,
-            None => self.buy_slot(pool, kind, address, why).into_iter().collect(),
+            None => self
+                .buy_slot(pool, kind, address, why)
+                .into_iter()
+                .collect(),
         }
     }
 
     /// Production -> sandbox (I7): a free sandbox slot, else another free production slot,
     /// else buy a sandbox slot. Returns the deps and the slot kind occupied afterwards.
-    fn slot_for_sandbox(&mut self, pool: &mut SlotPool, address: &str) -> (Vec<usize>, InstanceType) {
+    fn slot_for_sandbox(
+        &mut self,
+        pool: &mut SlotPool,
+        address: &str,
+    ) -> (Vec<usize>, InstanceType) {
         if pool.has(InstanceType::Sandbox) {
-            (pool.take(InstanceType::Sandbox).unwrap_or_default(), InstanceType::Sandbox)
+            (
+                pool.take(InstanceType::Sandbox).unwrap_or_default(),
+                InstanceType::Sandbox,
+            )
         } else if pool.has(InstanceType::Production) {
-            (pool.take(InstanceType::Production).unwrap_or_default(), InstanceType::Production)
+            (
+                pool.take(InstanceType::Production).unwrap_or_default(),
+                InstanceType::Production,
+            )
         } else {
             let deps = self
-                .buy_slot(pool, InstanceType::Sandbox, address, "switching to sandbox needs a free slot (I7)")
+                .buy_slot(
+                    pool,
+                    InstanceType::Sandbox,
+                    address,
+                    "switching to sandbox needs a free slot (I7)",
+                )
                 .into_iter()
                 .collect();
             (deps, InstanceType::Sandbox)
         }
     }
 
-    fn switch(&mut self, address: &str, key_or_addr: ObjRef, from: InstanceType, to: InstanceType, reason: &str, deps: Vec<usize>) -> usize {
+    fn switch(
+        &mut self,
+        address: &str,
+        key_or_addr: ObjRef,
+        from: InstanceType,
+        to: InstanceType,
+        reason: &str,
+        deps: Vec<usize>,
+    ) -> usize {
         self.push(
             ActionKind::SwitchInstance,
             address.to_string(),
@@ -1454,9 +1528,15 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|(a, r)| {
                 r.kind == ObjKind::Instance
-                    && a.strip_prefix("instances.").is_none_or(|k| !desired.contains_key(k))
+                    && a.strip_prefix("instances.")
+                        .is_none_or(|k| !desired.contains_key(k))
             })
-            .filter_map(|(a, r)| self.t.instances.get(&r.id).map(|o| (a.as_str(), o, r.protect)))
+            .filter_map(|(a, r)| {
+                self.t
+                    .instances
+                    .get(&r.id)
+                    .map(|o| (a.as_str(), o, r.protect))
+            })
             .collect();
         gone.sort_by_key(|(a, o, _)| (o.kind != InstanceType::Sandbox, *a));
         for (address, o, protect) in gone {
@@ -1476,7 +1556,14 @@ impl<'a> Planner<'a> {
             let mut slot_now = o.slot;
             if o.kind == InstanceType::Production {
                 let (deps, slot) = self.slot_for_sandbox(&mut pool, address);
-                let sw = self.switch(address, iref.clone(), InstanceType::Production, InstanceType::Sandbox, "only sandbox instances can be deleted: switch first (I8)", deps);
+                let sw = self.switch(
+                    address,
+                    iref.clone(),
+                    InstanceType::Production,
+                    InstanceType::Sandbox,
+                    "only sandbox instances can be deleted: switch first (I8)",
+                    deps,
+                );
                 pool.release(o.slot, sw);
                 slot_now = slot;
                 after = Some(sw);
@@ -1500,7 +1587,11 @@ impl<'a> Planner<'a> {
             .iter()
             .filter_map(|(k, di)| {
                 let o = self.insts.get(k.as_str())?.obs?;
-                (o.kind != di.kind).then_some((self.insts.get_key_value(k.as_str())?.0.to_owned(), o, di.kind))
+                (o.kind != di.kind).then_some((
+                    self.insts.get_key_value(k.as_str())?.0.to_owned(),
+                    o,
+                    di.kind,
+                ))
             })
             .collect();
         switching.sort_by_key(|(k, _, to)| (*to == InstanceType::Production, *k));
@@ -1510,10 +1601,22 @@ impl<'a> Planner<'a> {
             let deps = if to == InstanceType::Sandbox {
                 self.slot_for_sandbox(&mut pool, &address).0
             } else {
-                self.take_slot(&mut pool, InstanceType::Production, &address, "switching to production needs a free production slot (I7)")
+                self.take_slot(
+                    &mut pool,
+                    InstanceType::Production,
+                    &address,
+                    "switching to production needs a free production slot (I7)",
+                )
             };
             let iref = self.inst_ref(key);
-            let sw = self.switch(&address, iref, o.kind, to, "the type differs from the file (I7)", deps);
+            let sw = self.switch(
+                &address,
+                iref,
+                o.kind,
+                to,
+                "the type differs from the file (I7)",
+                deps,
+            );
             self.dep(sw, ready);
             pool.release(o.slot, sw);
             self.insts.get_mut(key).expect("desired").switch = Some(sw);
@@ -1583,11 +1686,24 @@ impl<'a> Planner<'a> {
             }
             let address = format!("instances.{key}");
             if di.kind != InstanceType::Sandbox {
-                self.error(&address, "a copy can only land on a sandbox instance".into(), "I11", Some("set `type: sandbox`".into()));
+                self.error(
+                    &address,
+                    "a copy can only land on a sandbox instance".into(),
+                    "I11",
+                    Some("set `type: sandbox`".into()),
+                );
                 continue;
             }
             let Some(src) = self.insts.get(cf.instance.as_str()) else {
-                self.error(&address, format!("`copy_from.instance` names `{}`, which is not in the file", cf.instance), "I11", None);
+                self.error(
+                    &address,
+                    format!(
+                        "`copy_from.instance` names `{}`, which is not in the file",
+                        cf.instance
+                    ),
+                    "I11",
+                    None,
+                );
                 continue;
             };
             let src_content = src.content;
@@ -1618,17 +1734,29 @@ impl<'a> Planner<'a> {
     }
 
     /// The group an instance binds, and what the binding waits for (I12).
-    fn group_binding(&mut self, address: &str, key: Option<&str>) -> (Option<ObjRef>, Vec<Option<usize>>) {
+    fn group_binding(
+        &mut self,
+        address: &str,
+        key: Option<&str>,
+    ) -> (Option<ObjRef>, Vec<Option<usize>>) {
         let Some(key) = key else {
             return (None, vec![]);
         };
         let Some(b) = self.groups.get(key).copied() else {
-            self.error(address, format!("`security_group` names `{key}`, which is not under `security_groups`"), "I12", None);
+            self.error(
+                address,
+                format!("`security_group` names `{key}`, which is not under `security_groups`"),
+                "I12",
+                None,
+            );
             return (None, vec![]);
         };
         // Create the group and add its members before binding, so that nobody loses access
         // in between (I12).
-        (Some(self.group_ref(key)), vec![b.ready, self.group_members_add.get(key).copied()])
+        (
+            Some(self.group_ref(key)),
+            vec![b.ready, self.group_members_add.get(key).copied()],
+        )
     }
 
     fn existing_instance(&mut self, key: &'a str, di: &m::Instance, o: &'a t::Instance) {
@@ -1654,7 +1782,13 @@ impl<'a> Planner<'a> {
                     Some("keep the current values, or make it a sandbox (a reset may change them, I9)".into()),
                 );
             } else if protect {
-                self.error(&address, "the instance is protected and a currency/language change would reset it (I9)".into(), "I9", Some("set `protect: false` to allow the reset".into()));
+                self.error(
+                    &address,
+                    "the instance is protected and a currency/language change would reset it (I9)"
+                        .into(),
+                    "I9",
+                    Some("set `protect: false` to allow the reset".into()),
+                );
             } else {
                 let mut changes = Vec::new();
                 if let Some(c) = new_currency {
@@ -1695,7 +1829,10 @@ impl<'a> Planner<'a> {
         if let Some(p) = &purpose {
             changes.push(ch("purpose", json!(o.purpose), json!(p)));
         }
-        let want_gid = di.security_group.as_deref().map(|k| self.groups.get(k).and_then(|b| b.id));
+        let want_gid = di
+            .security_group
+            .as_deref()
+            .map(|k| self.groups.get(k).and_then(|b| b.id));
         let group_changed = match (want_gid, o.security_group.as_deref()) {
             (None, None) => false,
             (Some(Some(w)), Some(c)) => w != c,
@@ -1706,10 +1843,12 @@ impl<'a> Planner<'a> {
         if group_changed {
             let (gref, deps) = self.group_binding(&address, di.security_group.as_deref());
             gdeps = deps;
-            let before = o
-                .security_group
-                .as_deref()
-                .map_or(Value::Null, |id| json!(self.addr_of_id.get(id).map_or(id, |a| a.strip_prefix("security_groups.").unwrap_or(a))));
+            let before = o.security_group.as_deref().map_or(Value::Null, |id| {
+                json!(self
+                    .addr_of_id
+                    .get(id)
+                    .map_or(id, |a| a.strip_prefix("security_groups.").unwrap_or(a)))
+            });
             changes.push(ch("security_group", before, json!(di.security_group)));
             security_group = Some(gref);
         }
@@ -1719,9 +1858,19 @@ impl<'a> Planner<'a> {
         if o.status != InstanceStatus::Ready {
             self.error(
                 &address,
-                format!("the instance is {} and cannot be edited", if o.status == InstanceStatus::Provisioning { "still provisioning" } else { "disabled (enable it first)" }),
+                format!(
+                    "the instance is {} and cannot be edited",
+                    if o.status == InstanceStatus::Provisioning {
+                        "still provisioning"
+                    } else {
+                        "disabled (enable it first)"
+                    }
+                ),
                 "I4",
-                Some("wait until it is ready, or enable it in the admin center, then plan again".into()),
+                Some(
+                    "wait until it is ready, or enable it in the admin center, then plan again"
+                        .into(),
+                ),
             );
         }
         let iref = self.inst_ref(key);
@@ -1753,7 +1902,12 @@ impl<'a> Planner<'a> {
                 self.unbinds.insert(&o.id, a);
             }
             if let Some(Some(g)) = &security_group {
-                self.warn_disabled_users(&address, o, g, di.security_group.as_deref().unwrap_or(""));
+                self.warn_disabled_users(
+                    &address,
+                    o,
+                    g,
+                    di.security_group.as_deref().unwrap_or(""),
+                );
             }
         }
     }
@@ -1771,28 +1925,40 @@ impl<'a> Planner<'a> {
                 .iter()
                 .filter_map(|upn| match self.users.get(upn.as_str()) {
                     Some(b) => b.id,
-                    None => self.t.users.values().find(|u| u.upn == *upn).map(|u| u.id.as_str()), // rare: undeclared member
+                    None => self
+                        .t
+                        .users
+                        .values()
+                        .find(|u| u.upn == *upn)
+                        .map(|u| u.id.as_str()), // rare: undeclared member
                 })
                 .collect(),
-            None => g
-                .id
-                .as_deref()
-                .and_then(|id| self.t.groups.get(id))
-                .map(|gr| gr.members.iter().map(String::as_str).collect())
-                .unwrap_or_default(),
+            None => {
+                g.id.as_deref()
+                    .and_then(|id| self.t.groups.get(id))
+                    .map(|gr| gr.members.iter().map(String::as_str).collect())
+                    .unwrap_or_default()
+            }
         };
         let disabled: Vec<&str> = self
             .t
             .users
             .values()
-            .filter(|u| u.roles.get(&o.id).is_some_and(|r| !r.is_empty()) && !members.contains(u.id.as_str()))
+            .filter(|u| {
+                u.roles.get(&o.id).is_some_and(|r| !r.is_empty())
+                    && !members.contains(u.id.as_str())
+            })
             .map(|u| u.upn.as_str())
             .collect();
         if disabled.is_empty() {
             return;
         }
         let shown: Vec<&str> = disabled.iter().take(10).copied().collect();
-        let more = if disabled.len() > 10 { format!(" and {} more", disabled.len() - 10) } else { String::new() };
+        let more = if disabled.len() > 10 {
+            format!(" and {} more", disabled.len() - 10)
+        } else {
+            String::new()
+        };
         self.warn(
             address,
             format!(
@@ -1824,19 +1990,42 @@ impl<'a> Planner<'a> {
                 steps.obs.map(|o| o.admin_mode.clone()).unwrap_or_default()
             };
             if !want.enabled && !want.background_operations {
-                self.error(&address, "background operations can be disabled only while administration mode is on".into(), "I10", Some("set `admin_mode.enabled: true` or `background_operations: true`".into()));
+                self.error(
+                    &address,
+                    "background operations can be disabled only while administration mode is on"
+                        .into(),
+                    "I10",
+                    Some("set `admin_mode.enabled: true` or `background_operations: true`".into()),
+                );
             } else if di.kind == InstanceType::Production && want != default_admin() {
-                self.error(&address, "administration mode is available on sandbox instances only".into(), "I10", Some("remove `admin_mode` or make the instance a sandbox".into()));
+                self.error(
+                    &address,
+                    "administration mode is available on sandbox instances only".into(),
+                    "I10",
+                    Some("remove `admin_mode` or make the instance a sandbox".into()),
+                );
             } else if want != cur {
                 let mut changes = Vec::new();
                 if want.enabled != cur.enabled {
-                    changes.push(ch("admin_mode.enabled", json!(cur.enabled), json!(want.enabled)));
+                    changes.push(ch(
+                        "admin_mode.enabled",
+                        json!(cur.enabled),
+                        json!(want.enabled),
+                    ));
                 }
                 if want.background_operations != cur.background_operations {
-                    changes.push(ch("admin_mode.background_operations", json!(cur.background_operations), json!(want.background_operations)));
+                    changes.push(ch(
+                        "admin_mode.background_operations",
+                        json!(cur.background_operations),
+                        json!(want.background_operations),
+                    ));
                 }
                 if want.message != cur.message {
-                    changes.push(ch("admin_mode.message", json!(cur.message), json!(want.message)));
+                    changes.push(ch(
+                        "admin_mode.message",
+                        json!(cur.message),
+                        json!(want.message),
+                    ));
                 }
                 let iref = self.inst_ref(key);
                 let switch_to_prod = steps.switch.is_some() && di.kind == InstanceType::Production;
@@ -1867,15 +2056,30 @@ impl<'a> Planner<'a> {
         // I13: extra notification recipients, exact when given.
         if let Some(list) = &di.notification_recipients {
             let mut seen = BTreeSet::new();
-            let want: Vec<String> = list.iter().filter(|r| seen.insert(r.as_str())).cloned().collect();
-            let cur: BTreeSet<&str> = steps.obs.map(|o| o.notification_recipients.iter().map(String::as_str).collect()).unwrap_or_default();
+            let want: Vec<String> = list
+                .iter()
+                .filter(|r| seen.insert(r.as_str()))
+                .cloned()
+                .collect();
+            let cur: BTreeSet<&str> = steps
+                .obs
+                .map(|o| {
+                    o.notification_recipients
+                        .iter()
+                        .map(String::as_str)
+                        .collect()
+                })
+                .unwrap_or_default();
             if seen != cur {
                 let iref = self.inst_ref(key);
                 let before: Vec<&str> = cur.iter().copied().collect();
                 self.push(
                     ActionKind::SetNotificationRecipients,
                     address.clone(),
-                    Op::SetNotificationRecipients { instance: iref, recipients: want.clone() },
+                    Op::SetNotificationRecipients {
+                        instance: iref,
+                        recipients: want.clone(),
+                    },
                     vec![ch("notification_recipients", json!(before), json!(want))],
                     "extra update notification recipients differ from the file (I13)",
                     [steps.ready],
@@ -1886,10 +2090,13 @@ impl<'a> Planner<'a> {
         if let Some(u) = &di.update {
             let newest = self.t.versions.last().map(String::as_str).unwrap_or("");
             let version = steps.obs.map_or(newest, |o| o.version.as_str());
-            if !self.t.versions.iter().any(|v| *v == u.target_version) {
+            if !self.t.versions.contains(&u.target_version) {
                 self.error(
                     &address,
-                    format!("target version {} is not offered by the service", u.target_version),
+                    format!(
+                        "target version {} is not offered by the service",
+                        u.target_version
+                    ),
                     "U3",
                     Some(format!("known versions: {}", self.t.versions.join(", "))),
                 );
@@ -1905,12 +2112,27 @@ impl<'a> Planner<'a> {
             }
             let cur = steps.obs.and_then(|o| o.update.as_ref());
             if let Some(c) = cur {
-                let same = c.target_version == u.target_version && c.preferred == u.preferred && c.alternate == u.alternate;
-                if same && matches!(c.state, UpdatePhase::Approved | UpdatePhase::InProgress | UpdatePhase::Updated) {
+                let same = c.target_version == u.target_version
+                    && c.preferred == u.preferred
+                    && c.alternate == u.alternate;
+                if same
+                    && matches!(
+                        c.state,
+                        UpdatePhase::Approved | UpdatePhase::InProgress | UpdatePhase::Updated
+                    )
+                {
                     return;
                 }
                 if c.state == UpdatePhase::InProgress {
-                    self.error(&address, format!("the update to {} is in progress and can no longer be rescheduled", c.target_version), "U4", Some("wait until it finishes, then plan again".into()));
+                    self.error(
+                        &address,
+                        format!(
+                            "the update to {} is in progress and can no longer be rescheduled",
+                            c.target_version
+                        ),
+                        "U4",
+                        Some("wait until it finishes, then plan again".into()),
+                    );
                     return;
                 }
             }
@@ -1934,8 +2156,17 @@ impl<'a> Planner<'a> {
 
     /// I5: a URL name is taken only after its holder let it go; rename cycles go through a
     /// temporary URL name.
-    fn url_order(&mut self, desired: &BTreeMap<String, m::Instance>, mut release: HashMap<&'a str, usize>) {
-        let holders: HashMap<&str, &'a t::Instance> = self.t.instances.values().map(|i| (i.url.as_str(), i)).collect();
+    fn url_order(
+        &mut self,
+        desired: &BTreeMap<String, m::Instance>,
+        mut release: HashMap<&'a str, usize>,
+    ) {
+        let holders: HashMap<&str, &'a t::Instance> = self
+            .t
+            .instances
+            .values()
+            .map(|i| (i.url.as_str(), i))
+            .collect();
         // id -> (key, wanted url) of kept instances that change URL.
         let mut renamers: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
         for (key, di) in desired {
@@ -1982,7 +2213,10 @@ impl<'a> Planner<'a> {
             let mut taken: HashSet<String> = holders.keys().map(|u| u.to_string()).collect();
             taken.extend(desired.values().map(|d| d.url.clone()));
             for cycle in cycles {
-                let id = *cycle.iter().min_by_key(|id| renamers[*id].0).expect("non-empty");
+                let id = *cycle
+                    .iter()
+                    .min_by_key(|id| renamers[*id].0)
+                    .expect("non-empty");
                 let key = renamers[id].0.to_string();
                 let o = self.t.instances.get(id).expect("observed");
                 let tmp = temp_url(&o.url, &taken);
@@ -2007,14 +2241,19 @@ impl<'a> Planner<'a> {
                 (None, _, Some(c)) => (None, c),
                 _ => continue,
             };
-            let Some(h) = holders.get(di.url.as_str()) else { continue };
+            let Some(h) = holders.get(di.url.as_str()) else {
+                continue;
+            };
             if Some(h.id.as_str()) == own {
                 continue;
             }
             match release.get(h.id.as_str()) {
                 Some(&r) => self.dep(action, Some(r)),
                 None => {
-                    let who = self.addr_of_id.get(h.id.as_str()).map_or_else(|| format!("unmanaged instance {}", h.id), |a| a.to_string());
+                    let who = self
+                        .addr_of_id
+                        .get(h.id.as_str())
+                        .map_or_else(|| format!("unmanaged instance {}", h.id), |a| a.to_string());
                     self.error(
                         &format!("instances.{key}"),
                         format!("the URL name `{}` is used by {who}, which keeps it", di.url),
@@ -2049,7 +2288,11 @@ impl<'a> Planner<'a> {
             }
         }
         for (upn, u) in users {
-            let steps = self.user_steps.get(upn.as_str()).copied().unwrap_or_default();
+            let steps = self
+                .user_steps
+                .get(upn.as_str())
+                .copied()
+                .unwrap_or_default();
             let bound = self.users[upn.as_str()];
             let obs = bound.user;
             let final_ni = steps.final_mode == Some(AccessMode::NonInteractive);
@@ -2068,24 +2311,46 @@ impl<'a> Planner<'a> {
             let address = format!("users.{upn}");
             for k in map.keys() {
                 if !insts.is_some_and(|i| i.contains_key(k)) {
-                    self.error(&address, format!("roles are given for instance `{k}`, which is not in the file"), "P2", None);
+                    self.error(
+                        &address,
+                        format!("roles are given for instance `{k}`, which is not in the file"),
+                        "P2",
+                        None,
+                    );
                 }
             }
             let mut user: Option<ObjRef> = None;
             // Desired instances the user has roles in now, plus those the file lists.
-            let mut keys: BTreeSet<&str> = map.keys().map(String::as_str).filter(|k| self.insts.contains_key(k)).collect();
+            let mut keys: BTreeSet<&str> = map
+                .keys()
+                .map(String::as_str)
+                .filter(|k| self.insts.contains_key(k))
+                .collect();
             if let Some(o) = obs {
-                keys.extend(o.roles.keys().filter_map(|iid| key_of_id.get(iid.as_str()).copied()));
+                keys.extend(
+                    o.roles
+                        .keys()
+                        .filter_map(|iid| key_of_id.get(iid.as_str()).copied()),
+                );
             }
             for ikey in keys {
-                let Some((ikey, s)) = self.insts.get_key_value(ikey) else { continue };
+                let Some((ikey, s)) = self.insts.get_key_value(ikey) else {
+                    continue;
+                };
                 let ikey: &'a str = ikey;
-                let want: BTreeSet<&str> = map.get(ikey).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default();
+                let want: BTreeSet<&str> = map
+                    .get(ikey)
+                    .map(|v| v.iter().map(String::as_str).collect())
+                    .unwrap_or_default();
                 if final_ni && !want.is_empty() {
                     *ni.entry(ikey).or_default() += 1;
                 }
                 let have: BTreeSet<&str> = match (obs, s.obs) {
-                    (Some(o), Some(i)) if !s.roles_wiped => o.roles.get(&i.id).map(|r| r.iter().map(String::as_str).collect()).unwrap_or_default(),
+                    (Some(o), Some(i)) if !s.roles_wiped => o
+                        .roles
+                        .get(&i.id)
+                        .map(|r| r.iter().map(String::as_str).collect())
+                        .unwrap_or_default(),
                     _ => BTreeSet::new(),
                 };
                 if want == have {
@@ -2097,7 +2362,9 @@ impl<'a> Planner<'a> {
                 let content = s.content;
                 let iref = self.inst_ref(ikey);
                 if !add.is_empty() {
-                    if steps.final_mode == Some(AccessMode::ReadWrite) && steps.final_license.is_none() {
+                    if steps.final_mode == Some(AccessMode::ReadWrite)
+                        && steps.final_license.is_none()
+                    {
                         self.error(&address, format!("a read-write user needs a license to get security roles in `{ikey}`"), "P2", Some("give the user a `license`".into()));
                     }
                     self.push(
@@ -2113,8 +2380,16 @@ impl<'a> Planner<'a> {
                     self.push(
                         ActionKind::RemoveRoles,
                         address.clone(),
-                        Op::RemoveRoles { user: user.clone(), instance: iref, roles: remove },
-                        if add.is_empty() { vec![ch(format!("roles.{ikey}"), json!(have), json!(want))] } else { vec![] },
+                        Op::RemoveRoles {
+                            user: user.clone(),
+                            instance: iref,
+                            roles: remove,
+                        },
+                        if add.is_empty() {
+                            vec![ch(format!("roles.{ikey}"), json!(have), json!(want))]
+                        } else {
+                            vec![]
+                        },
                         "security roles not in the file (P2)",
                         [bound.ready],
                     );
@@ -2134,6 +2409,9 @@ impl<'a> Planner<'a> {
     }
 
     fn users_contains_id(&self, id: &str) -> bool {
-        self.addr_of_id.get(id).is_some_and(|a| self.desired_user_address(a)) || self.adopted.contains(id)
+        self.addr_of_id
+            .get(id)
+            .is_some_and(|a| self.desired_user_address(a))
+            || self.adopted.contains(id)
     }
 }

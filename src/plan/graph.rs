@@ -37,6 +37,7 @@ pub(crate) fn build<N: Node>(nodes: &[N]) -> DiGraph<(), ()> {
 
 /// A cycle found while ordering: a best-effort order (the acyclic prefix, then the rest by
 /// address) and the cycle as node indices (first == last).
+#[derive(Debug)]
 pub(crate) struct Cycle {
     pub order: Vec<usize>,
     pub path: Vec<usize>,

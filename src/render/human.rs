@@ -62,9 +62,22 @@ pub fn render_human(plan: &Plan, color: bool) -> String {
         } else {
             ("Warning", "\x1b[33m")
         };
-        let rule = d.rule.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default();
-        let addr = d.address.as_deref().map(|a| format!(" {a}:")).unwrap_or_default();
-        let _ = writeln!(out, "{}{rule}{addr} {}", p.paint(code, &format!("{label}:")), d.message);
+        let rule = d
+            .rule
+            .as_deref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
+        let addr = d
+            .address
+            .as_deref()
+            .map(|a| format!(" {a}:"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}{rule}{addr} {}",
+            p.paint(code, &format!("{label}:")),
+            d.message
+        );
         if let Some(h) = &d.hint {
             let _ = writeln!(out, "  hint: {h}");
         }
@@ -72,7 +85,11 @@ pub fn render_human(plan: &Plan, color: bool) -> String {
     if !plan.diagnostics.is_empty() {
         out.push('\n');
     }
-    let _ = writeln!(out, "{}", p.paint(BOLD, &super::summary_line(&plan.summary)));
+    let _ = writeln!(
+        out,
+        "{}",
+        p.paint(BOLD, &super::summary_line(&plan.summary))
+    );
     out
 }
 
@@ -104,19 +121,36 @@ fn render_change(out: &mut String, p: &Painter, c: &Change, width: usize) {
     if let (true, Some(b), Some(n)) = (any_multiline, multiline(&c.before), multiline(&c.after)) {
         let _ = writeln!(out, "        {}:", c.path);
         let diff = similar::TextDiff::from_lines(b, n);
-        for line in diff.unified_diff().header("before", "after").to_string().lines() {
+        for line in diff
+            .unified_diff()
+            .header("before", "after")
+            .to_string()
+            .lines()
+        {
             let code = match line.chars().next() {
                 Some('+') => "\x1b[32m",
                 Some('-') => "\x1b[31m",
                 _ => "",
             };
-            let _ = writeln!(out, "          {}", if code.is_empty() { line.to_string() } else { p.paint(code, line) });
+            let _ = writeln!(
+                out,
+                "          {}",
+                if code.is_empty() {
+                    line.to_string()
+                } else {
+                    p.paint(code, line)
+                }
+            );
         }
         return;
     }
     let line = match (&c.before, &c.after) {
         (Value::Null, after) => format!("{:width$} = {}", c.path, super::short_value(after)),
-        (before, Value::Null) => format!("{:width$} = {} -> (none)", c.path, super::short_value(before)),
+        (before, Value::Null) => format!(
+            "{:width$} = {} -> (none)",
+            c.path,
+            super::short_value(before)
+        ),
         (before, after) => format!(
             "{:width$} = {} -> {}",
             c.path,

@@ -50,8 +50,16 @@ pub fn render_markdown(plan: &Plan) -> String {
         out.push('\n');
         for d in &plan.diagnostics {
             let sev = if d.is_error() { "Error" } else { "Warning" };
-            let rule = d.rule.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-            let addr = d.address.as_deref().map(|a| format!(" `{a}`:")).unwrap_or_default();
+            let rule = d
+                .rule
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            let addr = d
+                .address
+                .as_deref()
+                .map(|a| format!(" `{a}`:"))
+                .unwrap_or_default();
             let _ = writeln!(out, "> **{sev}**{rule}{addr} {}", cell(&d.message));
         }
     }

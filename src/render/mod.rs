@@ -51,7 +51,11 @@ pub(crate) fn short_value(v: &serde_json::Value) -> String {
         serde_json::Value::Null => "(none)".to_string(),
         serde_json::Value::Array(items) if items.len() > MAX_ITEMS => {
             let shown: Vec<String> = items[..MAX_ITEMS].iter().map(|i| i.to_string()).collect();
-            format!("[{}, ... ({} more)]", shown.join(", "), items.len() - MAX_ITEMS)
+            format!(
+                "[{}, ... ({} more)]",
+                shown.join(", "),
+                items.len() - MAX_ITEMS
+            )
         }
         other => other.to_string(),
     }

@@ -9,9 +9,9 @@ use crmctl::plan::{ObjKind, ObjRef, Op, Plan};
 use crmctl::spec::model::Desired;
 use crmctl::state::{Resource, State};
 use crmctl::tenant::{
-    AccessMode, AdminModeState, Group, Instance, InstanceStatus, InstanceType, Tenant,
-    UpdatePhase, UpdateState, User, MAX_NON_INTERACTIVE_PER_INSTANCE,
-    MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES,
+    AccessMode, AdminModeState, Group, Instance, InstanceStatus, InstanceType, Tenant, UpdatePhase,
+    UpdateState, User, MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES,
+    MAX_SANDBOX_INSTANCES,
 };
 
 pub const DOMAIN: &str = "coho.onmicrosoft.com";
@@ -128,7 +128,8 @@ pub fn converge(d: &Desired, t: &Tenant, s: &State) -> (Plan, Tenant, State) {
         "unexpected errors: {:#?}",
         plan.diagnostics
     );
-    let (t2, s2) = simulate(&plan, t, s).unwrap_or_else(|e| panic!("{e}\nplan: {:#?}", steps(&plan)));
+    let (t2, s2) =
+        simulate(&plan, t, s).unwrap_or_else(|e| panic!("{e}\nplan: {:#?}", steps(&plan)));
     let again = crmctl::plan::plan(d, &t2, &s2);
     assert!(
         again.actions.is_empty() && !again.has_errors(),
@@ -162,8 +163,16 @@ impl Sim {
     }
 
     fn new_id(&mut self, prefix: &str) -> String {
-        self.next += 1;
-        format!("{prefix}-sim-{}", self.next)
+        loop {
+            self.next += 1;
+            let id = format!("{prefix}-sim-{}", self.next);
+            if !self.t.users.contains_key(&id)
+                && !self.t.groups.contains_key(&id)
+                && !self.t.instances.contains_key(&id)
+            {
+                return id;
+            }
+        }
     }
 
     fn record(&mut self, address: &str, kind: ObjKind, id: &str) {
@@ -184,12 +193,18 @@ impl Sim {
 
     fn inst(&mut self, r: &ObjRef) -> Result<&mut Instance, String> {
         let id = self.id(r)?;
-        self.t.instances.get_mut(&id).ok_or(format!("no instance {id}"))
+        self.t
+            .instances
+            .get_mut(&id)
+            .ok_or(format!("no instance {id}"))
     }
 
     fn can_buy(&self) -> Result<(), String> {
         if self.t.trial || self.t.pro_enterprise() == 0 {
-            return refuse("T5", "add-ons need a paid subscription with Professional/Enterprise licenses");
+            return refuse(
+                "T5",
+                "add-ons need a paid subscription with Professional/Enterprise licenses",
+            );
         }
         Ok(())
     }
@@ -263,7 +278,11 @@ impl Sim {
                 );
                 self.record(address, ObjKind::Group, &id);
             }
-            Op::UpdateGroup { group, name, description } => {
+            Op::UpdateGroup {
+                group,
+                name,
+                description,
+            } => {
                 let id = self.id(group)?;
                 let g = self.t.groups.get_mut(&id).ok_or("no group")?;
                 if let Some(n) = name {
@@ -275,7 +294,12 @@ impl Sim {
             }
             Op::DeleteGroup { group } => {
                 let id = self.id(group)?;
-                if self.t.instances.values().any(|i| i.security_group.as_deref() == Some(&id)) {
+                if self
+                    .t
+                    .instances
+                    .values()
+                    .any(|i| i.security_group.as_deref() == Some(&id))
+                {
                     return refuse("I12", "group still bound");
                 }
                 self.t.groups.remove(&id).ok_or("no group")?;
@@ -300,7 +324,11 @@ impl Sim {
                     }
                 }
             }
-            Op::CreateUser { upn, name, access_mode } => {
+            Op::CreateUser {
+                upn,
+                name,
+                access_mode,
+            } => {
                 if self.t.users.values().any(|u| u.upn == *upn) {
                     return Err(format!("duplicate UPN {upn}"));
                 }
@@ -319,7 +347,11 @@ impl Sim {
                 );
                 self.record(address, ObjKind::User, &id);
             }
-            Op::UpdateUser { user, name, admin_roles } => {
+            Op::UpdateUser {
+                user,
+                name,
+                admin_roles,
+            } => {
                 let u = self.user(user)?;
                 if let Some(n) = name {
                     u.name = n.clone();
@@ -352,12 +384,19 @@ impl Sim {
             Op::RemoveLicense { user } => self.user(user)?.license = None,
             Op::SetAccessMode { user, mode } => {
                 let u = self.user(user)?;
-                if matches!(mode, AccessMode::Administrative | AccessMode::NonInteractive)
-                    && u.license.is_none()
+                if matches!(
+                    mode,
+                    AccessMode::Administrative | AccessMode::NonInteractive
+                ) && u.license.is_none()
                 {
                     return refuse("P4", "needs a license while setting the access mode");
                 }
-                let has_roles: Vec<String> = u.roles.iter().filter(|(_, r)| !r.is_empty()).map(|(k, _)| k.clone()).collect();
+                let has_roles: Vec<String> = u
+                    .roles
+                    .iter()
+                    .filter(|(_, r)| !r.is_empty())
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 u.access_mode = *mode;
                 if *mode == AccessMode::NonInteractive {
                     for i in has_roles {
@@ -367,7 +406,11 @@ impl Sim {
                     }
                 }
             }
-            Op::AssignRoles { user, instance, roles } => {
+            Op::AssignRoles {
+                user,
+                instance,
+                roles,
+            } => {
                 let iid = self.id(instance)?;
                 if !self.t.instances.contains_key(&iid) {
                     return Err("no instance".into());
@@ -376,12 +419,19 @@ impl Sim {
                 if u.access_mode == AccessMode::ReadWrite && u.license.is_none() {
                     return refuse("P2", "read-write user without license");
                 }
-                u.roles.entry(iid.clone()).or_default().extend(roles.iter().cloned());
+                u.roles
+                    .entry(iid.clone())
+                    .or_default()
+                    .extend(roles.iter().cloned());
                 if self.ni_with_roles(&iid) > MAX_NON_INTERACTIVE_PER_INSTANCE {
                     return refuse("P3", "too many non-interactive users");
                 }
             }
-            Op::RemoveRoles { user, instance, roles } => {
+            Op::RemoveRoles {
+                user,
+                instance,
+                roles,
+            } => {
                 let iid = self.id(instance)?;
                 let u = self.user(user)?;
                 if let Some(r) = u.roles.get_mut(&iid) {
@@ -393,7 +443,16 @@ impl Sim {
                     }
                 }
             }
-            Op::ConfigureInstance { name, url, kind, purpose, region, currency, language, security_group } => {
+            Op::ConfigureInstance {
+                name,
+                url,
+                kind,
+                purpose,
+                region,
+                currency,
+                language,
+                security_group,
+            } => {
                 if self.t.free_slots(*kind) == 0 {
                     return refuse("I2", format!("no free {} slot", kind.as_str()));
                 }
@@ -431,7 +490,13 @@ impl Sim {
                 );
                 self.record(address, ObjKind::Instance, &id);
             }
-            Op::UpdateInstance { instance, name, url, purpose, security_group } => {
+            Op::UpdateInstance {
+                instance,
+                name,
+                url,
+                purpose,
+                security_group,
+            } => {
                 let iid = self.id(instance)?;
                 if let Some(u) = url {
                     self.url_free(u, Some(&iid))?;
@@ -488,7 +553,12 @@ impl Sim {
                 i.kind = *to;
                 i.slot = new_slot;
             }
-            Op::SetAdminMode { instance, enabled, background_operations, message } => {
+            Op::SetAdminMode {
+                instance,
+                enabled,
+                background_operations,
+                message,
+            } => {
                 let i = self.inst(instance)?;
                 if i.kind != InstanceType::Sandbox {
                     return refuse("I10", "admin mode on production");
@@ -502,16 +572,27 @@ impl Sim {
                     message: message.clone(),
                 };
             }
-            Op::SetNotificationRecipients { instance, recipients } => {
+            Op::SetNotificationRecipients {
+                instance,
+                recipients,
+            } => {
                 self.inst(instance)?.notification_recipients = recipients.clone();
             }
-            Op::ScheduleUpdate { instance, target_version, preferred, alternate } => {
+            Op::ScheduleUpdate {
+                instance,
+                target_version,
+                preferred,
+                alternate,
+            } => {
                 let known = self.t.versions.contains(target_version);
                 let i = self.inst(instance)?;
                 if !known {
                     return refuse("U3", "unknown version");
                 }
-                if i.update.as_ref().is_some_and(|u| u.state == UpdatePhase::InProgress) {
+                if i.update
+                    .as_ref()
+                    .is_some_and(|u| u.state == UpdatePhase::InProgress)
+                {
                     return refuse("U4", "in progress");
                 }
                 i.update = Some(UpdateState {
@@ -536,7 +617,11 @@ impl Sim {
                     message: None,
                 };
             }
-            Op::ResetInstance { instance, currency, language } => {
+            Op::ResetInstance {
+                instance,
+                currency,
+                language,
+            } => {
                 let iid = self.id(instance)?;
                 let i = self.inst(instance)?;
                 if i.kind != InstanceType::Sandbox {
@@ -565,7 +650,14 @@ impl Sim {
         // T3: never more licenses assigned than purchased.
         for (p, n) in &self.t.licenses.clone() {
             if self.t.assigned(*p) > *n {
-                return refuse("T3", format!("{} {} licenses assigned, {n} purchased", self.t.assigned(*p), p.as_str()));
+                return refuse(
+                    "T3",
+                    format!(
+                        "{} {} licenses assigned, {n} purchased",
+                        self.t.assigned(*p),
+                        p.as_str()
+                    ),
+                );
             }
         }
         Ok(())

@@ -75,7 +75,8 @@ mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use rusqlite::Connection;
 
@@ -90,6 +91,24 @@ use delta::{Counters, Delta, Index, Meta};
 pub struct LocalProvider {
     path: PathBuf,
     inner: Mutex<Inner>,
+    group: Mutex<Group>,
+    group_done: Condvar,
+}
+
+/// Group commit: ops that arrive while a transaction is being written wait in the queue;
+/// the next caller to find no leader writes them all in one transaction.
+#[derive(Default)]
+struct Group {
+    queue: Vec<Queued>,
+    done: HashMap<u64, Result<Outcome, ProviderError>>,
+    leader: bool,
+    next_ticket: u64,
+}
+
+struct Queued {
+    ticket: u64,
+    call: u64,
+    op: Op,
 }
 
 struct Inner {
@@ -99,6 +118,8 @@ struct Inner {
     counters: Counters,
     /// The tenant-level row must be written with the next change (domain hint).
     meta_dirty: bool,
+    /// The domain hint, kept to restore it if a failed write forces a reload.
+    domain_hint: Option<String>,
 }
 
 impl std::fmt::Debug for LocalProvider {
@@ -148,7 +169,10 @@ impl LocalProvider {
                 tenant,
                 counters,
                 meta_dirty: false,
+                domain_hint: None,
             }),
+            group: Mutex::new(Group::default()),
+            group_done: Condvar::new(),
         })
     }
 
@@ -169,6 +193,7 @@ impl LocalProvider {
         if inner.tenant.domain.is_empty() && !domain.is_empty() {
             inner.tenant.domain = domain.to_string();
             inner.meta_dirty = true;
+            inner.domain_hint = Some(domain.to_string());
         }
         Ok(())
     }
@@ -185,7 +210,7 @@ impl LocalProvider {
             deltas.retain(|d| !matches!(d, Delta::Meta(_)));
             deltas.insert(0, Delta::Meta(Box::new(Meta::of(&new, counters))));
         }
-        self.commit(&mut inner, deltas, None)
+        self.commit(&mut inner, deltas)
     }
 
     /// Change the tenant with a closure (for `crmctl local set`): no service rule is checked.
@@ -204,35 +229,12 @@ impl LocalProvider {
             .map_err(|_| ProviderError::Backend("local tenant lock poisoned by a panic".into()))
     }
 
-    /// Write deltas in one transaction, then apply them to the cache.
-    fn commit(
-        &self,
-        inner: &mut Inner,
-        mut deltas: Vec<Delta>,
-        call: Option<u64>,
-    ) -> Result<(), ProviderError> {
+    /// Write deltas in one transaction, then apply them to the cache (admin edits).
+    fn commit(&self, inner: &mut Inner, deltas: Vec<Delta>) -> Result<(), ProviderError> {
         if deltas.is_empty() {
             return Ok(());
         }
-        let creating = inner.conn.is_none();
-        if (inner.meta_dirty || creating) && !deltas.iter().any(|d| matches!(d, Delta::Meta(_))) {
-            deltas.insert(0, Delta::Meta(Box::new(Meta::of(&inner.tenant, inner.counters))));
-        }
-        if creating {
-            inner.conn = Some(store::connect(&self.path, true)?);
-        }
-        let conn = inner.conn.as_mut().expect("connection opened above");
-        let tx = store::begin(conn, &self.path)?;
-        store::write(&tx, &self.path, &deltas)?;
-        if call.is_some() && call == faults().exit_at {
-            eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AT={}: aborting before commit", call.unwrap_or(0));
-            std::process::abort();
-        }
-        tx.commit().map_err(store::db_err(&self.path))?;
-        if call.is_some() && call == faults().exit_after {
-            eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AFTER={}: aborting after commit", call.unwrap_or(0));
-            std::process::abort();
-        }
+        self.write(inner, &deltas, &[], false)?;
         let Inner {
             tenant,
             index,
@@ -241,6 +243,105 @@ impl LocalProvider {
         } = inner;
         delta::apply_to_cache(tenant, index, counters, &deltas);
         inner.meta_dirty = false;
+        Ok(())
+    }
+
+    /// Write deltas in one SQLite transaction (creating the file when needed). `calls` are
+    /// the execute calls the transaction serves (for fault injection). With
+    /// `meta_from_cache`, the tenant-level row is also written from the cache when it is new
+    /// or dirty (the cache then already holds the deltas' effects).
+    fn write(
+        &self,
+        inner: &mut Inner,
+        deltas: &[Delta],
+        calls: &[u64],
+        meta_from_cache: bool,
+    ) -> Result<(), ProviderError> {
+        let creating = inner.conn.is_none();
+        let head = (meta_from_cache && (inner.meta_dirty || creating))
+            .then(|| Delta::Meta(Box::new(Meta::of(&inner.tenant, inner.counters))));
+        if creating {
+            inner.conn = Some(store::connect(&self.path, true)?);
+        }
+        let conn = inner.conn.as_mut().expect("connection opened above");
+        let tx = store::begin(conn, &self.path)?;
+        // The head (tenant-level row from the cache) goes last: when ops ran, the cache
+        // already holds their effects, so it is the newest tenant-level row.
+        store::write(&tx, &self.path, deltas)?;
+        if let Some(head) = head {
+            store::write(&tx, &self.path, &[head])?;
+        }
+        if let Some(n) = faults().exit_at.filter(|n| calls.contains(n)) {
+            eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AT={n}: aborting before commit");
+            std::process::abort();
+        }
+        tx.commit().map_err(store::db_err(&self.path))?;
+        if let Some(n) = faults().exit_after.filter(|n| calls.contains(n)) {
+            eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AFTER={n}: aborting after commit");
+            std::process::abort();
+        }
+        Ok(())
+    }
+
+    /// Run queued ops as one transaction: each op is checked against the cache as left by
+    /// the ops before it (and applied to it at once); refused ops write nothing. If the
+    /// transaction fails, the cache is reloaded from the file and every op of the group
+    /// fails with the backend error (none of them was done).
+    fn run_group(&self, batch: Vec<Queued>) -> Vec<(u64, Result<Outcome, ProviderError>)> {
+        let mut inner = match self.lock() {
+            Ok(i) => i,
+            Err(e) => return batch.into_iter().map(|q| (q.ticket, Err(e.clone()))).collect(),
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        let mut deltas = Vec::new();
+        let mut calls = Vec::new();
+        for q in &batch {
+            let inner = &mut *inner;
+            match rules::effect(&inner.tenant, &inner.index, inner.counters, &q.op) {
+                Ok(effect) => {
+                    delta::apply_to_cache(&mut inner.tenant, &mut inner.index, &mut inner.counters, &effect.deltas);
+                    if !effect.deltas.is_empty() {
+                        calls.push(q.call);
+                    }
+                    deltas.extend(effect.deltas);
+                    results.push((q.ticket, Ok(effect.outcome)));
+                }
+                Err(e) => results.push((q.ticket, Err(e))),
+            }
+        }
+        if deltas.is_empty() {
+            return results;
+        }
+        match self.write(&mut inner, &deltas, &calls, true) {
+            Ok(()) => inner.meta_dirty = false,
+            Err(e) => {
+                if let Err(reload) = self.reload(&mut inner) {
+                    eprintln!("crmctl: cannot reload the local tenant after a failed write: {reload}");
+                }
+                for r in results.iter_mut().filter(|r| r.1.is_ok()) {
+                    r.1 = Err(e.clone());
+                }
+            }
+        }
+        results
+    }
+
+    /// Reload the cache from the file (after a failed transaction).
+    fn reload(&self, inner: &mut Inner) -> Result<(), ProviderError> {
+        let loaded = match &inner.conn {
+            Some(conn) => store::load(conn, &self.path)?,
+            None => None,
+        };
+        let (tenant, counters) = loaded.unwrap_or_else(|| (Tenant::fresh(""), Counters::default()));
+        inner.index = Index::build(&tenant);
+        inner.tenant = tenant;
+        inner.counters = counters;
+        if let Some(hint) = inner.domain_hint.clone() {
+            if inner.tenant.domain.is_empty() {
+                inner.tenant.domain = hint;
+                inner.meta_dirty = true;
+            }
+        }
         Ok(())
     }
 }
@@ -257,10 +358,33 @@ impl Provider for LocalProvider {
                 "injected failure (CRMCTL_LOCAL_FAIL_AT={call})"
             )));
         }
-        let mut inner = self.lock()?;
-        let effect = rules::effect(&inner.tenant, &inner.index, inner.counters, op)?;
-        self.commit(&mut inner, effect.deltas, Some(call))?;
-        Ok(effect.outcome)
+        let poisoned = || ProviderError::Backend("local tenant queue poisoned by a panic".into());
+        let mut g = self.group.lock().map_err(|_| poisoned())?;
+        let ticket = g.next_ticket;
+        g.next_ticket += 1;
+        g.queue.push(Queued {
+            ticket,
+            call,
+            op: op.clone(),
+        });
+        loop {
+            if let Some(result) = g.done.remove(&ticket) {
+                return result;
+            }
+            if !g.leader {
+                // Lead: write everything queued so far (our op included) in one transaction.
+                g.leader = true;
+                let batch = std::mem::take(&mut g.queue);
+                drop(g);
+                let results = self.run_group(batch);
+                g = self.group.lock().map_err(|_| poisoned())?;
+                g.done.extend(results);
+                g.leader = false;
+                self.group_done.notify_all();
+                continue;
+            }
+            g = self.group_done.wait(g).map_err(|_| poisoned())?;
+        }
     }
 }
 

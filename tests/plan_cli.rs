@@ -1,0 +1,123 @@
+//! `crmctl plan` / `crmctl graph` through the binary: exit codes and `--out`.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn crmctl(dir: &std::path::Path) -> Command {
+    let mut c = Command::cargo_bin("crmctl").unwrap();
+    c.current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("CRMCTL_BACKEND")
+        .env_remove("CRMCTL_STATE");
+    c
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+const CHANGES: &str = "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com: {name: Ana}\n";
+
+#[test]
+fn detailed_exitcode_2_with_changes_0_without() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", CHANGES);
+    crmctl(dir.path())
+        .args(["plan", "-f", "t.yaml", "--detailed-exitcode"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("+ create_user"))
+        .stdout(predicate::str::contains(
+            "Plan: 0 to buy, 1 to create, 0 to change, 0 to delete.",
+        ));
+    // Without --detailed-exitcode, changes still exit 0.
+    crmctl(dir.path())
+        .args(["plan", "-f", "t.yaml"])
+        .assert()
+        .code(0);
+    write(dir.path(), "empty.yaml", "tenant: coho.onmicrosoft.com\n");
+    crmctl(dir.path())
+        .args(["plan", "-f", "empty.yaml", "--detailed-exitcode"])
+        .assert()
+        .code(0)
+        .stdout("No changes.\n");
+    // plan never creates the local tenant.
+    assert!(!dir.path().join(".crmctl/tenant.db").exists());
+}
+
+#[test]
+fn plan_errors_exit_1_with_location() {
+    let dir = tempfile::tempdir().unwrap();
+    // I10: administration mode on a production instance.
+    write(
+        dir.path(),
+        "bad.yaml",
+        "tenant: coho.onmicrosoft.com\ninstances:\n  p:\n    name: P\n    url: p\n    type: production\n    admin_mode: {enabled: true}\n",
+    );
+    crmctl(dir.path())
+        .args(["plan", "-f", "bad.yaml", "--detailed-exitcode"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("bad.yaml:"))
+        .stderr(predicate::str::contains("I10"));
+    write(dir.path(), "broken.yaml", "tenant: [\n");
+    crmctl(dir.path())
+        .args(["plan", "-f", "broken.yaml"])
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn json_and_markdown_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", CHANGES);
+    let out = crmctl(dir.path())
+        .args(["plan", "-f", "t.yaml", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format_version"], "1");
+    assert_eq!(v["actions"][0]["kind"], "create_user");
+    assert_eq!(v["actions"][0]["address"], "users.ana@coho.com");
+    let again = crmctl(dir.path())
+        .args(["plan", "-f", "t.yaml", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, again.stdout);
+    crmctl(dir.path())
+        .args(["plan", "-f", "t.yaml", "--format", "markdown"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("| 0 | `+` | create_user |"));
+    crmctl(dir.path())
+        .args(["graph", "-f", "t.yaml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("digraph plan {"));
+}
+
+#[test]
+fn out_saves_plan_with_fingerprint_and_serial() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", CHANGES);
+    crmctl(dir.path())
+        .args([
+            "plan",
+            "-f",
+            "t.yaml",
+            "--out",
+            "p.json",
+            "--detailed-exitcode",
+            "--state",
+            "s.json",
+        ])
+        .assert()
+        .code(2);
+    let saved: crmctl::plan::saved::SavedPlan =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("p.json")).unwrap()).unwrap();
+    assert_eq!(saved.plan.actions.len(), 1);
+    assert_eq!(saved.state_serial, 0);
+    assert_eq!(saved.state_path, "s.json");
+    assert_eq!(saved.backend, "local:.crmctl/tenant.db");
+    assert_eq!(saved.plan.fingerprint.len(), 64);
+}
