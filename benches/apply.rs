@@ -78,9 +78,10 @@ fn main() {
     let apply_s = secs(t);
     assert!(report.success(), "failed: {:?}", report.failed().iter().take(5).map(|i| &report.outcomes[i]).collect::<Vec<_>>());
     println!(
-        "apply: {} actions in {apply_s:.2} s ({:.0} actions/s), {} state writes, tenant file {:.1} MB",
+        "apply: {} actions in {apply_s:.2} s ({:.0} actions/s), {} SQLite transactions, {} state writes, tenant file {:.1} MB",
         plan.actions.len(),
         plan.actions.len() as f64 / apply_s,
+        provider.transactions(),
         report.state_saves,
         std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e6
     );

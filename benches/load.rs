@@ -46,7 +46,10 @@ fn report(what: &str, bytes: usize, bare: Duration, load: Duration) -> f64 {
 
 fn main() {
     let mut p = SynthParams::reference();
-    if let Some(n) = std::env::var("CRMCTL_BENCH_USERS").ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("CRMCTL_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         let scale = n as f64 / p.users as f64;
         p.users = n;
         p.groups = ((p.groups as f64 * scale) as usize).max(1);
@@ -73,7 +76,11 @@ fn main() {
 
     // The generated tenant must be valid, or load_str would measure the error path.
     let (dv, diags) = best_of(3, || validate(&desired));
-    assert!(diags.is_empty(), "generated tenant has diagnostics: {:?}", &diags[..diags.len().min(3)]);
+    assert!(
+        diags.is_empty(),
+        "generated tenant has diagnostics: {:?}",
+        &diags[..diags.len().min(3)]
+    );
     println!("validate alone: {:.3} s", secs(dv));
 
     // The bare parse needs no budget; crmctl's own budget is part of what load_str adds.
@@ -84,20 +91,27 @@ fn main() {
         (Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX);
     for _ in 0..runs {
         let (t, d) = best_of(1, || {
-            serde_saphyr::from_str_with_options::<Desired>(&yaml, no_budget()).expect("bare YAML parse")
+            serde_saphyr::from_str_with_options::<Desired>(&yaml, no_budget())
+                .expect("bare YAML parse")
         });
         assert!(d == desired, "YAML round trip");
         drop(d);
         yaml_bare = yaml_bare.min(t);
-        let (t, l) = best_of(1, || load_str("tenant.yaml", yaml.clone()).expect("load YAML"));
+        let (t, l) = best_of(1, || {
+            load_str("tenant.yaml", yaml.clone()).expect("load YAML")
+        });
         assert!(l.desired == desired && l.diagnostics.is_empty());
         drop(l);
         yaml_load = yaml_load.min(t);
-        let (t, d) = best_of(1, || serde_json::from_str::<Desired>(&json).expect("bare JSON parse"));
+        let (t, d) = best_of(1, || {
+            serde_json::from_str::<Desired>(&json).expect("bare JSON parse")
+        });
         assert!(d == desired, "JSON round trip");
         drop(d);
         json_bare = json_bare.min(t);
-        let (t, l) = best_of(1, || load_str("tenant.json", json.clone()).expect("load JSON"));
+        let (t, l) = best_of(1, || {
+            load_str("tenant.json", json.clone()).expect("load JSON")
+        });
         assert!(l.desired == desired && l.diagnostics.is_empty());
         drop(l);
         json_load = json_load.min(t);
@@ -105,7 +119,10 @@ fn main() {
     // load_str takes the text by value: the copy is inside its measured time.
     let (clone_cost, _) = best_of(3, || yaml.clone());
 
-    println!("(load_str times include a copy of the text: {:.3} s for the YAML)", secs(clone_cost));
+    println!(
+        "(load_str times include a copy of the text: {:.3} s for the YAML)",
+        secs(clone_cost)
+    );
     let oy = report("YAML", yaml.len(), yaml_bare, yaml_load);
     let oj = report("JSON", json.len(), json_bare, json_load);
     println!(

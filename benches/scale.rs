@@ -4,7 +4,8 @@
 //! Measures, for (a) a plan from a fresh tenant, (b) a no-change plan against the applied
 //! tenant and (c) a 1% drift plan: parsing the file (YAML and JSON; load + validate) and
 //! the plan step (diff + graph + ordering + rendering human and JSON). Prints peak memory
-//! (VmHWM). Run: `cargo bench --bench scale` (`-- --small` for a quick check).
+//! (VmHWM). Run: `cargo bench --bench scale` (`-- --small` for a quick check, `-- --div N` for the
+//! reference shape divided by N, `-- --json` to skip the YAML runs).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -196,11 +197,18 @@ fn child(params: &SynthParams, scenario: &str, format: &str) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let small = args.iter().any(|a| a == "--small");
-    let params = if small {
+    let mut params = if small {
         SynthParams::small()
     } else {
         SynthParams::reference()
     };
+    // `--div N`: the reference shape divided by N (for profiling, e.g. under callgrind).
+    if let Some(i) = args.iter().position(|a| a == "--div") {
+        let n: usize = args[i + 1].parse().expect("--div N");
+        params.users /= n;
+        params.groups /= n;
+        params.memberships /= n;
+    }
     if let Some(i) = args.iter().position(|a| a == "--child") {
         child(&params, &args[i + 1], &args[i + 2]);
         return;
@@ -230,12 +238,16 @@ fn main() {
         ("b", "(b) no change"),
         ("c", "(c) 1% drift"),
     ] {
-        for format in ["yaml", "json"] {
+        // `--json`: skip the (slow) YAML runs.
+        let formats: &[&str] = if args.iter().any(|a| a == "--json") {
+            &["json"]
+        } else {
+            &["yaml", "json"]
+        };
+        for &format in formats {
             let mut cmd = std::process::Command::new(&exe);
             cmd.args(["--child", scenario, format]);
-            if small {
-                cmd.arg("--small");
-            }
+            cmd.args(args.iter().skip(1).filter(|a| *a != "--child").cloned());
             let out = cmd.output().expect("run child");
             assert!(
                 out.status.success(),

@@ -54,6 +54,8 @@ struct Recorder {
     max_running: AtomicUsize,
     calls: AtomicUsize,
     fail: Option<String>,
+    batch: usize,
+    batches: Mutex<Vec<usize>>,
 }
 
 impl Recorder {
@@ -64,6 +66,8 @@ impl Recorder {
             max_running: AtomicUsize::new(0),
             calls: AtomicUsize::new(0),
             fail: fail.map(str::to_string),
+            batch: 1,
+            batches: Mutex::new(Vec::new()),
         }
     }
 }
@@ -85,6 +89,13 @@ impl Provider for Recorder {
             return Err(ProviderError::refused("T3", "injected"));
         }
         Ok(Outcome::default())
+    }
+    fn execute_batch(&self, ops: &[Op]) -> Vec<Result<Outcome, ProviderError>> {
+        self.batches.lock().unwrap().push(ops.len());
+        ops.iter().map(|op| self.execute(op)).collect()
+    }
+    fn batch_size(&self) -> usize {
+        self.batch
     }
 }
 
@@ -144,6 +155,31 @@ fn actions_start_only_after_their_dependencies_and_run_concurrently() {
     assert_eq!(state.serial as usize, saves.len());
     assert_eq!(lines.len(), 11);
     assert!(lines.iter().any(|l| l.starts_with("[11/11] adopt users.") && l.ends_with("... done")), "{lines:?}");
+}
+
+#[test]
+fn batches_hold_only_ready_actions_and_respect_dependencies() {
+    let p = graph_plan();
+    let mut rec = Recorder::new(Some("t9"));
+    rec.batch = 3;
+    let mut state = State::empty("lin");
+    let opts = ApplyOptions { parallelism: 2, ..ApplyOptions::default() };
+    let report = run(&p, &rec, &mut state, &opts).0.unwrap();
+    let batches = rec.batches.lock().unwrap().clone();
+    assert!(batches.iter().all(|b| *b <= 3), "{batches:?}");
+    assert!(batches.contains(&3), "ready actions were batched: {batches:?}");
+    let log = rec.log.lock().unwrap();
+    for a in &p.actions {
+        let Some((start, _)) = log.get(&format!("t{}", a.id)) else { continue };
+        for d in &a.depends_on {
+            let (_, end) = log[&format!("t{d}")];
+            assert!(*start >= end, "action {} started before its dependency {d} ended", a.id);
+        }
+    }
+    // Per-op outcomes survive batching: t9 failed alone, t10 skipped.
+    assert_eq!(report.failed(), vec![9]);
+    assert_eq!(report.skipped(), vec![10]);
+    assert_eq!(report.done().len(), 9);
 }
 
 #[test]

@@ -55,21 +55,41 @@ fn every_field_has_a_description() {
     assert!(props.len() > 30, "only {} properties found", props.len());
     let missing: Vec<_> = props
         .iter()
-        .filter(|(_, p)| p.get("description").and_then(Value::as_str).is_none_or(str::is_empty))
+        .filter(|(_, p)| {
+            p.get("description")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        })
         .map(|(at, _)| at.clone())
         .collect();
-    assert!(missing.is_empty(), "fields without a description: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:#?}"
+    );
     // And every definition (struct or enum) too.
     for (name, def) in s["$defs"].as_object().unwrap() {
-        assert!(def.get("description").is_some(), "$defs/{name} has no description");
+        assert!(
+            def.get("description").is_some(),
+            "$defs/{name} has no description"
+        );
     }
 }
 
 fn consts(def: &Value) -> Vec<String> {
     def["oneOf"]
         .as_array()
-        .map(|alts| alts.iter().filter_map(|a| a["const"].as_str().map(str::to_string)).collect())
-        .or_else(|| def["enum"].as_array().map(|e| e.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()))
+        .map(|alts| {
+            alts.iter()
+                .filter_map(|a| a["const"].as_str().map(str::to_string))
+                .collect()
+        })
+        .or_else(|| {
+            def["enum"].as_array().map(|e| {
+                e.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
         .unwrap_or_default()
 }
 
@@ -77,7 +97,10 @@ fn consts(def: &Value) -> Vec<String> {
 fn closed_sets_are_enums() {
     let s = schema();
     let defs = &s["$defs"];
-    let plans: Vec<String> = LicensePlan::ALL.iter().map(|p| p.as_str().to_string()).collect();
+    let plans: Vec<String> = LicensePlan::ALL
+        .iter()
+        .map(|p| p.as_str().to_string())
+        .collect();
     assert_eq!(consts(&defs["LicensePlan"]), plans);
     // License counts are keyed by plan: the keys are the same closed set.
     let keys: Vec<String> = s["properties"]["licenses"]["propertyNames"]["enum"]
@@ -91,7 +114,12 @@ fn closed_sets_are_enums() {
     assert_eq!(consts(&defs["CopyKind"]), ["full", "minimal"]);
     assert_eq!(
         consts(&defs["AccessMode"]),
-        ["read-write", "administrative", "non-interactive", "application"]
+        [
+            "read-write",
+            "administrative",
+            "non-interactive",
+            "application"
+        ]
     );
     assert_eq!(
         consts(&defs["Region"]),
@@ -106,17 +134,35 @@ fn patterns_are_the_validators_own() {
     let inst = &s["$defs"]["Instance"]["properties"];
     assert_eq!(inst["url"]["pattern"], patterns::URL_NAME_PATTERN);
     assert_eq!(inst["currency"]["pattern"], patterns::CURRENCY_PATTERN);
-    assert_eq!(inst["notification_recipients"]["items"]["pattern"], patterns::EMAIL_PATTERN);
-    assert_eq!(s["properties"]["tenant"]["pattern"], patterns::TENANT_PATTERN);
-    assert_eq!(s["properties"]["users"]["propertyNames"]["pattern"], patterns::EMAIL_PATTERN);
+    assert_eq!(
+        inst["notification_recipients"]["items"]["pattern"],
+        patterns::EMAIL_PATTERN
+    );
+    assert_eq!(
+        s["properties"]["tenant"]["pattern"],
+        patterns::TENANT_PATTERN
+    );
+    assert_eq!(
+        s["properties"]["users"]["propertyNames"]["pattern"],
+        patterns::EMAIL_PATTERN
+    );
     assert_eq!(
         s["$defs"]["SecurityGroup"]["properties"]["members"]["items"]["pattern"],
         patterns::EMAIL_PATTERN
     );
     let update = &s["$defs"]["UpdateApproval"]["properties"];
-    assert_eq!(update["target_version"]["pattern"], patterns::VERSION_PATTERN);
-    assert_eq!(update["preferred"]["pattern"], patterns::DATE_TIME_UTC_PATTERN);
-    assert_eq!(update["alternate"]["pattern"], patterns::DATE_TIME_UTC_PATTERN);
+    assert_eq!(
+        update["target_version"]["pattern"],
+        patterns::VERSION_PATTERN
+    );
+    assert_eq!(
+        update["preferred"]["pattern"],
+        patterns::DATE_TIME_UTC_PATTERN
+    );
+    assert_eq!(
+        update["alternate"]["pattern"],
+        patterns::DATE_TIME_UTC_PATTERN
+    );
 }
 
 #[test]

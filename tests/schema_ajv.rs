@@ -95,7 +95,11 @@ fn ajv_accepts_every_example_and_rejects_broken_files() {
             .next()
             .and_then(|l| l.strip_prefix("# ajv: "))
             .unwrap_or_else(|| panic!("{} must start with `# ajv: <expected text>`", f.display()));
-        assert!(out.contains(want), "{}: expected `{want}` in:\n{out}", f.display());
+        assert!(
+            out.contains(want),
+            "{}: expected `{want}` in:\n{out}",
+            f.display()
+        );
         // crmctl rejects it too.
         let loaded = crmctl::spec::load::load_file(f);
         assert!(loaded.is_err(), "crmctl accepts {}", f.display());

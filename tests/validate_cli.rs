@@ -49,50 +49,341 @@ struct Case {
 
 const INVALID: &[Case] = &[
     // Structural problems.
-    Case { file: "typo_field.yaml", line: None, column: 5, rule: None, expect: &["unknown field `curency`", "did you mean `currency`?", "path: instances.sales.curency"] },
-    Case { file: "wrong_type.yaml", line: None, column: 15, rule: None, expect: &["invalid value for `language`: expected a whole number", "LCID"] },
-    Case { file: "bad_enum.yaml", line: None, column: 11, rule: Some("I7"), expect: &["unknown value `prod` for `type`", "did you mean `production`?"] },
-    Case { file: "bad_region.yaml", line: None, column: 13, rule: Some("I6"), expect: &["unknown value `EU` for `region`", "`EMEA`"] },
-    Case { file: "duplicate_key.yaml", line: None, column: 5, rule: None, expect: &["duplicate key `name`", "already defined at line 4"] },
-    Case { file: "tab_indent.yaml", line: None, column: 2, rule: None, expect: &["tabs", "indent with spaces"] },
-    Case { file: "bad_indent.yaml", line: None, column: 4, rule: None, expect: &["did not find expected key", "indentation"] },
-    Case { file: "empty.yaml", line: Some(1), column: 1, rule: None, expect: &["the file is empty", "tenant: <name>.onmicrosoft.com"] },
-    Case { file: "missing_field.yaml", line: None, column: 3, rule: None, expect: &["missing field `url` in `instances.sales`", "add `url:`"] },
-    Case { file: "many_errors.yaml", line: None, column: 3, rule: Some("T2"), expect: &["unknown key `profesional` in `licenses`", "did you mean `professional`?"] },
-    Case { file: "syntax.json", line: Some(4), column: 73, rule: None, expect: &["trailing comma"] },
-    Case { file: "typo.json", line: Some(8), column: 7, rule: None, expect: &["unknown field `regoin`", "did you mean `region`?"] },
+    Case {
+        file: "typo_field.yaml",
+        line: None,
+        column: 5,
+        rule: None,
+        expect: &[
+            "unknown field `curency`",
+            "did you mean `currency`?",
+            "path: instances.sales.curency",
+        ],
+    },
+    Case {
+        file: "wrong_type.yaml",
+        line: None,
+        column: 15,
+        rule: None,
+        expect: &[
+            "invalid value for `language`: expected a whole number",
+            "LCID",
+        ],
+    },
+    Case {
+        file: "bad_enum.yaml",
+        line: None,
+        column: 11,
+        rule: Some("I7"),
+        expect: &[
+            "unknown value `prod` for `type`",
+            "did you mean `production`?",
+        ],
+    },
+    Case {
+        file: "bad_region.yaml",
+        line: None,
+        column: 13,
+        rule: Some("I6"),
+        expect: &["unknown value `EU` for `region`", "`EMEA`"],
+    },
+    Case {
+        file: "duplicate_key.yaml",
+        line: None,
+        column: 5,
+        rule: None,
+        expect: &["duplicate key `name`", "already defined at line 4"],
+    },
+    Case {
+        file: "tab_indent.yaml",
+        line: None,
+        column: 2,
+        rule: None,
+        expect: &["tabs", "indent with spaces"],
+    },
+    Case {
+        file: "bad_indent.yaml",
+        line: None,
+        column: 4,
+        rule: None,
+        expect: &["did not find expected key", "indentation"],
+    },
+    Case {
+        file: "empty.yaml",
+        line: Some(1),
+        column: 1,
+        rule: None,
+        expect: &["the file is empty", "tenant: <name>.onmicrosoft.com"],
+    },
+    Case {
+        file: "missing_field.yaml",
+        line: None,
+        column: 3,
+        rule: None,
+        expect: &["missing field `url` in `instances.sales`", "add `url:`"],
+    },
+    Case {
+        file: "many_errors.yaml",
+        line: None,
+        column: 3,
+        rule: Some("T2"),
+        expect: &[
+            "unknown key `profesional` in `licenses`",
+            "did you mean `professional`?",
+        ],
+    },
+    Case {
+        file: "syntax.json",
+        line: Some(4),
+        column: 73,
+        rule: None,
+        expect: &["trailing comma"],
+    },
+    Case {
+        file: "typo.json",
+        line: Some(8),
+        column: 7,
+        rule: None,
+        expect: &["unknown field `regoin`", "did you mean `region`?"],
+    },
     // The service's rules.
-    Case { file: "t1_tenant.yaml", line: None, column: 1, rule: Some("T1"), expect: &["`cohowinery.com` is not a `<name>.onmicrosoft.com` domain", "cohowinery.onmicrosoft.com"] },
-    Case { file: "t3_licenses.yaml", line: None, column: 3, rule: Some("T3"), expect: &["2 users are assigned a professional license but only 1 are purchased", "at least 2", "path: licenses.professional"] },
-    Case { file: "t5_addons.yaml", line: None, column: 1, rule: Some("T5"), expect: &["Professional or Enterprise", "1 additional production instance"] },
-    Case { file: "t7_too_many.yaml", line: None, column: 1, rule: Some("T7"), expect: &["51 production instances", "at most 50"] },
-    Case { file: "p1_upn.yaml", line: None, column: 3, rule: Some("P1"), expect: &["`ana` is not a user principal name", "user@domain"] },
-    Case { file: "p2_roles_instance.yaml", line: None, column: 7, rule: Some("P2"), expect: &["instance `sale`, which is not declared", "did you mean `sales`?", "path: users.ana@coho.com.roles.sale"] },
-    Case { file: "p3_non_interactive.yaml", line: None, column: 13, rule: Some("P3"), expect: &["6 non-interactive users", "at most 5", "application"] },
-    Case { file: "p3_application_license.yaml", line: None, column: 5, rule: Some("P3"), expect: &["application users are never licensed", "remove `license`"] },
-    Case { file: "i3_currency.yaml", line: None, column: 5, rule: Some("I3"), expect: &["`USX` is not an ISO 4217 currency code", "`USD`"] },
-    Case { file: "i5_url_syntax.yaml", line: None, column: 5, rule: Some("I5"), expect: &["`Coho_Sales` is not a valid host name label", "lower-case"] },
-    Case { file: "i5_url_duplicate.yaml", line: None, column: 22, rule: Some("I5"), expect: &["also used by instance `sales`", "its own URL name"] },
-    Case { file: "i6_copy_region.yaml", line: None, column: 5, rule: Some("I6"), expect: &["copy lands in the source's region", "set `region: NA`"] },
-    Case { file: "i10_admin_mode_production.yaml", line: None, column: 5, rule: Some("I10"), expect: &["sandbox instances only", "type: sandbox"] },
-    Case { file: "i10_background_operations.yaml", line: None, column: 7, rule: Some("I10"), expect: &["only while administration mode is enabled", "enabled: true", "path: instances.dev.admin_mode.background_operations"] },
-    Case { file: "i11_copy_onto_production.yaml", line: None, column: 5, rule: Some("I11"), expect: &["never lands on a production instance", "type: sandbox"] },
-    Case { file: "i11_copy_source.yaml", line: None, column: 7, rule: Some("I11"), expect: &["copy source `sails` is not a declared instance", "did you mean `sales`?"] },
-    Case { file: "i11_copy_self.yaml", line: None, column: 7, rule: Some("I11"), expect: &["cannot be copied onto itself", "another instance"] },
-    Case { file: "i12_security_group.yaml", line: None, column: 5, rule: Some("I12"), expect: &["security group `sale` of instance `sales` is not declared", "did you mean `sales`?"] },
-    Case { file: "i12_member_undeclared.yaml", line: None, column: 9, rule: Some("I12"), expect: &["member `ben@coho.com` of group `sales` is not declared under `users`", "ben@coho.com: {}", "path: security_groups.sales.members[1]"] },
-    Case { file: "i13_recipient.yaml", line: None, column: 9, rule: Some("I13"), expect: &["`crm-admins` is not an email address", "full address"] },
-    Case { file: "u1_version.yaml", line: None, column: 7, rule: Some("U1"), expect: &["`v8.1` is not a version", "8.1.0"] },
-    Case { file: "u3_date.yaml", line: None, column: 7, rule: Some("U3"), expect: &["not an RFC 3339 date and time in UTC", "2016-05-14T22:00:00Z"] },
-    Case { file: "u3_alternate_first.yaml", line: None, column: 7, rule: Some("U3"), expect: &["alternate date must be later than the preferred date", "fallback"] },
+    Case {
+        file: "t1_tenant.yaml",
+        line: None,
+        column: 1,
+        rule: Some("T1"),
+        expect: &[
+            "`cohowinery.com` is not a `<name>.onmicrosoft.com` domain",
+            "cohowinery.onmicrosoft.com",
+        ],
+    },
+    Case {
+        file: "t3_licenses.yaml",
+        line: None,
+        column: 3,
+        rule: Some("T3"),
+        expect: &[
+            "2 users are assigned a professional license but only 1 are purchased",
+            "at least 2",
+            "path: licenses.professional",
+        ],
+    },
+    Case {
+        file: "t5_addons.yaml",
+        line: None,
+        column: 1,
+        rule: Some("T5"),
+        expect: &[
+            "Professional or Enterprise",
+            "1 additional production instance",
+        ],
+    },
+    Case {
+        file: "t7_too_many.yaml",
+        line: None,
+        column: 1,
+        rule: Some("T7"),
+        expect: &["51 production instances", "at most 50"],
+    },
+    Case {
+        file: "p1_upn.yaml",
+        line: None,
+        column: 3,
+        rule: Some("P1"),
+        expect: &["`ana` is not a user principal name", "user@domain"],
+    },
+    Case {
+        file: "p2_roles_instance.yaml",
+        line: None,
+        column: 7,
+        rule: Some("P2"),
+        expect: &[
+            "instance `sale`, which is not declared",
+            "did you mean `sales`?",
+            "path: users.ana@coho.com.roles.sale",
+        ],
+    },
+    Case {
+        file: "p3_non_interactive.yaml",
+        line: None,
+        column: 13,
+        rule: Some("P3"),
+        expect: &["6 non-interactive users", "at most 5", "application"],
+    },
+    Case {
+        file: "p3_application_license.yaml",
+        line: None,
+        column: 5,
+        rule: Some("P3"),
+        expect: &["application users are never licensed", "remove `license`"],
+    },
+    Case {
+        file: "i3_currency.yaml",
+        line: None,
+        column: 5,
+        rule: Some("I3"),
+        expect: &["`USX` is not an ISO 4217 currency code", "`USD`"],
+    },
+    Case {
+        file: "i5_url_syntax.yaml",
+        line: None,
+        column: 5,
+        rule: Some("I5"),
+        expect: &["`Coho_Sales` is not a valid host name label", "lower-case"],
+    },
+    Case {
+        file: "i5_url_duplicate.yaml",
+        line: None,
+        column: 22,
+        rule: Some("I5"),
+        expect: &["also used by instance `sales`", "its own URL name"],
+    },
+    Case {
+        file: "i6_copy_region.yaml",
+        line: None,
+        column: 5,
+        rule: Some("I6"),
+        expect: &["copy lands in the source's region", "set `region: NA`"],
+    },
+    Case {
+        file: "i10_admin_mode_production.yaml",
+        line: None,
+        column: 5,
+        rule: Some("I10"),
+        expect: &["sandbox instances only", "type: sandbox"],
+    },
+    Case {
+        file: "i10_background_operations.yaml",
+        line: None,
+        column: 7,
+        rule: Some("I10"),
+        expect: &[
+            "only while administration mode is enabled",
+            "enabled: true",
+            "path: instances.dev.admin_mode.background_operations",
+        ],
+    },
+    Case {
+        file: "i11_copy_onto_production.yaml",
+        line: None,
+        column: 5,
+        rule: Some("I11"),
+        expect: &["never lands on a production instance", "type: sandbox"],
+    },
+    Case {
+        file: "i11_copy_source.yaml",
+        line: None,
+        column: 7,
+        rule: Some("I11"),
+        expect: &[
+            "copy source `sails` is not a declared instance",
+            "did you mean `sales`?",
+        ],
+    },
+    Case {
+        file: "i11_copy_self.yaml",
+        line: None,
+        column: 7,
+        rule: Some("I11"),
+        expect: &["cannot be copied onto itself", "another instance"],
+    },
+    Case {
+        file: "i12_security_group.yaml",
+        line: None,
+        column: 5,
+        rule: Some("I12"),
+        expect: &[
+            "security group `sale` of instance `sales` is not declared",
+            "did you mean `sales`?",
+        ],
+    },
+    Case {
+        file: "i12_member_undeclared.yaml",
+        line: None,
+        column: 9,
+        rule: Some("I12"),
+        expect: &[
+            "member `ben@coho.com` of group `sales` is not declared under `users`",
+            "ben@coho.com: {}",
+            "path: security_groups.sales.members[1]",
+        ],
+    },
+    Case {
+        file: "i13_recipient.yaml",
+        line: None,
+        column: 9,
+        rule: Some("I13"),
+        expect: &["`crm-admins` is not an email address", "full address"],
+    },
+    Case {
+        file: "u1_version.yaml",
+        line: None,
+        column: 7,
+        rule: Some("U1"),
+        expect: &["`v8.1` is not a version", "8.1.0"],
+    },
+    Case {
+        file: "u3_date.yaml",
+        line: None,
+        column: 7,
+        rule: Some("U3"),
+        expect: &[
+            "not an RFC 3339 date and time in UTC",
+            "2016-05-14T22:00:00Z",
+        ],
+    },
+    Case {
+        file: "u3_alternate_first.yaml",
+        line: None,
+        column: 7,
+        rule: Some("U3"),
+        expect: &[
+            "alternate date must be later than the preferred date",
+            "fallback",
+        ],
+    },
 ];
 
 const WARNINGS: &[Case] = &[
-    Case { file: "p6_global_admins.yaml", line: None, column: 1, rule: Some("P6"), expect: &["1 global admin(s) declared", "keep at least two", "second administrator"] },
-    Case { file: "u5_production_first.yaml", line: None, column: 7, rule: Some("U5"), expect: &["updated to 8.1.0 before any sandbox", "sandbox first"] },
-    Case { file: "p2_no_license.yaml", line: None, column: 5, rule: Some("P2"), expect: &["security roles but no license", "license: professional"] },
-    Case { file: "i13_duplicate_recipient.yaml", line: None, column: 9, rule: Some("I13"), expect: &["listed twice", "remove the duplicate"] },
-    Case { file: "i12_duplicate_member.yaml", line: None, column: 9, rule: Some("I12"), expect: &["listed twice in group `sales`", "remove the duplicate"] },
+    Case {
+        file: "p6_global_admins.yaml",
+        line: None,
+        column: 1,
+        rule: Some("P6"),
+        expect: &[
+            "1 global admin(s) declared",
+            "keep at least two",
+            "second administrator",
+        ],
+    },
+    Case {
+        file: "u5_production_first.yaml",
+        line: None,
+        column: 7,
+        rule: Some("U5"),
+        expect: &["updated to 8.1.0 before any sandbox", "sandbox first"],
+    },
+    Case {
+        file: "p2_no_license.yaml",
+        line: None,
+        column: 5,
+        rule: Some("P2"),
+        expect: &["security roles but no license", "license: professional"],
+    },
+    Case {
+        file: "i13_duplicate_recipient.yaml",
+        line: None,
+        column: 9,
+        rule: Some("I13"),
+        expect: &["listed twice", "remove the duplicate"],
+    },
+    Case {
+        file: "i12_duplicate_member.yaml",
+        line: None,
+        column: 9,
+        rule: Some("I12"),
+        expect: &["listed twice in group `sales`", "remove the duplicate"],
+    },
 ];
 
 fn check(dir: &str, cases: &[Case], code: i32, severity: &str) {
@@ -141,7 +432,10 @@ fn check(dir: &str, cases: &[Case], code: i32, severity: &str) {
             }
         }
         if !problems.is_empty() {
-            failures.push(format!("{file}:\n  {}\n--- stderr:\n{stderr}", problems.join("\n  ")));
+            failures.push(format!(
+                "{file}:\n  {}\n--- stderr:\n{stderr}",
+                problems.join("\n  ")
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -240,7 +534,9 @@ fn json_files_use_the_same_model_and_located_errors() {
     let (code, stderr) = validate(p);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains(&format!("{p}:8:7: error: `EURO` is not an ISO 4217 currency code [I3]")),
+        stderr.contains(&format!(
+            "{p}:8:7: error: `EURO` is not an ISO 4217 currency code [I3]"
+        )),
         "{stderr}"
     );
 }
@@ -256,7 +552,11 @@ fn big_yaml(min_bytes: usize) -> String {
         seed: 3,
     };
     let text = crmctl::spec::load::to_yaml(&generate(&p)).unwrap();
-    assert!(text.len() >= min_bytes, "generated only {} bytes", text.len());
+    assert!(
+        text.len() >= min_bytes,
+        "generated only {} bytes",
+        text.len()
+    );
     text
 }
 
@@ -281,7 +581,9 @@ fn a_ten_megabyte_file_works_and_its_errors_are_located() {
     let (code, stderr) = validate(b);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains(&format!("{b}:{line}:5: error: `YEN` is not an ISO 4217 currency code [I3]")),
+        stderr.contains(&format!(
+            "{b}:{line}:5: error: `YEN` is not an ISO 4217 currency code [I3]"
+        )),
         "{}",
         &stderr[..stderr.len().min(2000)]
     );
@@ -291,7 +593,10 @@ fn a_ten_megabyte_file_works_and_its_errors_are_located() {
 fn unreadable_file_is_an_error_with_a_hint() {
     let (code, stderr) = validate("tests/fixtures/does-not-exist.yaml");
     assert_eq!(code, 1);
-    assert!(stderr.contains("tests/fixtures/does-not-exist.yaml: error: cannot read the file"), "{stderr}");
+    assert!(
+        stderr.contains("tests/fixtures/does-not-exist.yaml: error: cannot read the file"),
+        "{stderr}"
+    );
     assert!(stderr.contains("hint: check the path"), "{stderr}");
 }
 

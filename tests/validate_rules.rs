@@ -85,7 +85,12 @@ fn the_base_file_is_clean() {
 fn each_rule_fires_where_it_should() {
     let mut failures = Vec::new();
     for c in CASES {
-        assert!(BASE.contains(c.from), "{}: `{}` not in BASE", c.name, c.from);
+        assert!(
+            BASE.contains(c.from),
+            "{}: `{}` not in BASE",
+            c.name,
+            c.from
+        );
         let text = BASE.replacen(c.from, c.to, 1);
         let diags = validate(&parse(&text));
         let hits: Vec<_> = diags
@@ -93,7 +98,10 @@ fn each_rule_fires_where_it_should() {
             .filter(|d| d.rule.as_deref() == Some(c.rule))
             .collect();
         let [d] = hits.as_slice() else {
-            failures.push(format!("{}: expected one {} diagnostic, got {diags:#?}", c.name, c.rule));
+            failures.push(format!(
+                "{}: expected one {} diagnostic, got {diags:#?}",
+                c.name, c.rule
+            ));
             continue;
         };
         if d.severity != c.severity || d.address.as_deref() != Some(c.address) || d.hint.is_none() {
@@ -109,11 +117,20 @@ fn each_rule_fires_where_it_should() {
             .find(|x| x.rule.as_deref() == Some(c.rule))
             .and_then(|x| x.location.clone());
         if located.as_ref().map(|l| l.line) != Some(c.line) {
-            failures.push(format!("{}: located at {located:?}, expected line {}", c.name, c.line));
+            failures.push(format!(
+                "{}: located at {located:?}, expected line {}",
+                c.name, c.line
+            ));
         }
-        let src = Source { path: "t.yaml".into(), text: text.clone() };
+        let src = Source {
+            path: "t.yaml".into(),
+            text: text.clone(),
+        };
         if locate(&src, c.address).map(|l| l.line) != Some(c.line) {
-            failures.push(format!("{}: locate({}) is not line {}", c.name, c.address, c.line));
+            failures.push(format!(
+                "{}: locate({}) is not line {}",
+                c.name, c.address, c.line
+            ));
         }
         // Errors fail the load; warnings do not.
         let failed = load_str("t.yaml", text).is_err();
@@ -126,17 +143,29 @@ fn each_rule_fires_where_it_should() {
 
 #[test]
 fn t7_instance_limits() {
-    let mut text = String::from("tenant: coho.onmicrosoft.com\nlicenses: {enterprise: 10}\ninstances:\n");
+    let mut text =
+        String::from("tenant: coho.onmicrosoft.com\nlicenses: {enterprise: 10}\ninstances:\n");
     for i in 0..50 {
-        text.push_str(&format!("  p{i}: {{name: P, url: p{i}, type: production}}\n"));
+        text.push_str(&format!(
+            "  p{i}: {{name: P, url: p{i}, type: production}}\n"
+        ));
     }
     for i in 0..75 {
         text.push_str(&format!("  s{i}: {{name: S, url: s{i}, type: sandbox}}\n"));
     }
-    assert_eq!(validate(&parse(&text)), vec![], "50 + 75 is the limit, not over it");
-    text.push_str("  p50: {name: P, url: p50, type: production}\n  s75: {name: S, url: s75, type: sandbox}\n");
+    assert_eq!(
+        validate(&parse(&text)),
+        vec![],
+        "50 + 75 is the limit, not over it"
+    );
+    text.push_str(
+        "  p50: {name: P, url: p50, type: production}\n  s75: {name: S, url: s75, type: sandbox}\n",
+    );
     let d = validate(&parse(&text));
-    let t7: Vec<_> = d.iter().filter(|d| d.rule.as_deref() == Some("T7")).collect();
+    let t7: Vec<_> = d
+        .iter()
+        .filter(|d| d.rule.as_deref() == Some("T7"))
+        .collect();
     assert_eq!(t7.len(), 2, "{d:#?}");
     assert!(t7[0].message.contains("51 production") && t7[1].message.contains("76 sandbox"));
 }
@@ -159,7 +188,10 @@ fn p3_at_most_five_non_interactive_users_per_instance() {
     let d = doc(6);
     assert_eq!(d.len(), 1, "{d:#?}");
     assert_eq!(d[0].rule.as_deref(), Some("P3"));
-    assert_eq!(d[0].address.as_deref(), Some("users.bot5@coho.com.roles.sales"));
+    assert_eq!(
+        d[0].address.as_deref(),
+        Some("users.bot5@coho.com.roles.sales")
+    );
 }
 
 #[test]
@@ -177,19 +209,30 @@ fn u3_alternate_must_follow_preferred() {
         let d = doc(p, a);
         assert_eq!(d.len(), 1, "{d:#?}");
         assert_eq!(d[0].rule.as_deref(), Some("U3"));
-        assert_eq!(d[0].address.as_deref(), Some("instances.s.update.alternate"));
+        assert_eq!(
+            d[0].address.as_deref(),
+            Some("instances.s.update.alternate")
+        );
     }
     // Not a real date, or not UTC.
-    for bad in ["2016-02-30T22:00:00Z", "2016-05-14T22:00:00+02:00", "2016-05-14 22:00:00Z"] {
+    for bad in [
+        "2016-02-30T22:00:00Z",
+        "2016-05-14T22:00:00+02:00",
+        "2016-05-14 22:00:00Z",
+    ] {
         let d = doc(bad, "2016-05-21T22:00:00Z");
-        assert!(d.iter().any(|x| x.rule.as_deref() == Some("U3")), "{bad}: {d:#?}");
+        assert!(
+            d.iter().any(|x| x.rule.as_deref() == Some("U3")),
+            "{bad}: {d:#?}"
+        );
     }
 }
 
 #[test]
 fn group_members_are_checked_in_linear_time_with_duplicates_warned() {
     // 20,000 members of one group, every one declared, one listed twice.
-    let mut t = String::from("tenant: coho.onmicrosoft.com\nsecurity_groups:\n  all:\n    members:\n");
+    let mut t =
+        String::from("tenant: coho.onmicrosoft.com\nsecurity_groups:\n  all:\n    members:\n");
     for i in 0..20_000 {
         t.push_str(&format!("      - u{i}@coho.com\n"));
     }
@@ -199,7 +242,10 @@ fn group_members_are_checked_in_linear_time_with_duplicates_warned() {
     }
     let d = validate(&parse(&t));
     assert_eq!(d.len(), 1, "{:#?}", &d[..d.len().min(3)]);
-    assert_eq!(d[0].address.as_deref(), Some("security_groups.all.members[20000]"));
+    assert_eq!(
+        d[0].address.as_deref(),
+        Some("security_groups.all.members[20000]")
+    );
     assert_eq!(d[0].severity, Severity::Warning);
 }
 
@@ -214,18 +260,53 @@ fn patterns_match_their_rust_matchers() {
         (patterns::VERSION_PATTERN, patterns::is_version),
     ];
     let samples = [
-        "", "a", "A", "-a", "a-", "a-b", "cohowinerysales", "coho_sales", "coho.sales", "USD",
-        "usd", "US", "EURO", "ana@coho.com", "ana@coho", "ana.b@x.co.uk", ".ana@x.com",
-        "ana..b@x.com", "ana@-x.com", "ana@x-.com", "a+b@x.com", "ana@@x.com", "ana @x.com",
-        "coho.onmicrosoft.com", "Coho.onmicrosoft.com", "-coho.onmicrosoft.com",
-        "coho-.onmicrosoft.com", ".onmicrosoft.com", "8.1.0", "8.1", "8.1.0.1234", "8.1.0.",
-        "v8.1.0", "8.1.0.1.2", "é@x.com", "a@é.com",
-        &"a".repeat(63), &"a".repeat(64),
+        "",
+        "a",
+        "A",
+        "-a",
+        "a-",
+        "a-b",
+        "cohowinerysales",
+        "coho_sales",
+        "coho.sales",
+        "USD",
+        "usd",
+        "US",
+        "EURO",
+        "ana@coho.com",
+        "ana@coho",
+        "ana.b@x.co.uk",
+        ".ana@x.com",
+        "ana..b@x.com",
+        "ana@-x.com",
+        "ana@x-.com",
+        "a+b@x.com",
+        "ana@@x.com",
+        "ana @x.com",
+        "coho.onmicrosoft.com",
+        "Coho.onmicrosoft.com",
+        "-coho.onmicrosoft.com",
+        "coho-.onmicrosoft.com",
+        ".onmicrosoft.com",
+        "8.1.0",
+        "8.1",
+        "8.1.0.1234",
+        "8.1.0.",
+        "v8.1.0",
+        "8.1.0.1.2",
+        "é@x.com",
+        "a@é.com",
+        &"a".repeat(63),
+        &"a".repeat(64),
     ];
     for (pattern, f) in pairs {
         let re = Regex::new(pattern).unwrap();
         for s in samples {
-            assert_eq!(re.is_match(s), f(s), "pattern {pattern} vs matcher on {s:?}");
+            assert_eq!(
+                re.is_match(s),
+                f(s),
+                "pattern {pattern} vs matcher on {s:?}"
+            );
         }
     }
 }

@@ -343,6 +343,7 @@ pub fn apply(
         .collect();
     let mut ready: BTreeSet<usize> = (0..n).filter(|i| waiting[*i] == 0).collect();
     let mut report = ApplyReport::default();
+    // Requests in flight.
     let mut running = 0usize;
     let mut pending: Vec<StateChange> = Vec::new();
     let mut save_error: Option<String> = None;
@@ -369,9 +370,15 @@ pub fn apply(
     };
 
     let workers = opts.parallelism.clamp(1, n.max(1));
-    let (job_tx, job_rx) = mpsc::channel::<(usize, Op)>();
+    // A request carries up to `batch` independent actions when the provider takes batches
+    // (the local tenant writes a batch in one transaction); `parallelism` bounds the
+    // requests in flight.
+    let batch = provider.batch_size().max(1);
+    type Job = Vec<(usize, Op)>;
+    type Done = Vec<(usize, Result<Outcome, ProviderError>)>;
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Mutex::new(job_rx);
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Outcome, ProviderError>)>();
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -379,14 +386,22 @@ pub fn apply(
             let job_rx = &job_rx;
             scope.spawn(move || loop {
                 let job = job_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok((id, op))) = job else { break };
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    provider.execute(&op)
+                let Ok(Ok(job)) = job else { break };
+                let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if let [(_, op)] = job.as_slice() {
+                        vec![provider.execute(op)]
+                    } else {
+                        let ops: Vec<Op> = job.iter().map(|(_, op)| op.clone()).collect();
+                        provider.execute_batch(&ops)
+                    }
                 }))
                 .unwrap_or_else(|_| {
-                    Err(ProviderError::Backend("the provider panicked".to_string()))
+                    job.iter()
+                        .map(|_| Err(ProviderError::Backend("the provider panicked".to_string())))
+                        .collect()
                 });
-                if done_tx.send((id, result)).is_err() {
+                let done: Done = job.iter().map(|(id, _)| *id).zip(results).collect();
+                if done_tx.send(done).is_err() {
                     break;
                 }
             });
@@ -396,32 +411,37 @@ pub fn apply(
         let mut finished = 0usize;
         loop {
             // Start what is ready (lowest id first), unless a state save failed.
-            while save_error.is_none() && running < workers {
-                let Some(id) = ready.pop_first() else { break };
-                match resolve(&plan.actions[id].op, state) {
-                    Ok(op) => {
-                        job_tx.send((id, op)).expect("workers alive");
-                        running += 1;
+            while save_error.is_none() && running < workers && !ready.is_empty() {
+                let mut job = Vec::new();
+                while job.len() < batch {
+                    let Some(id) = ready.pop_first() else { break };
+                    match resolve(&plan.actions[id].op, state) {
+                        Ok(op) => job.push((id, op)),
+                        Err(e) => {
+                            finished += 1;
+                            finish(
+                                plan, id, ActionOutcome::Failed(e), &dependents, &mut waiting,
+                                &mut ready, &mut report, &mut finished, progress,
+                            );
+                        }
                     }
-                    Err(e) => {
-                        finished += 1;
-                        finish(
-                            plan, id, ActionOutcome::Failed(e), &dependents, &mut waiting,
-                            &mut ready, &mut report, &mut finished, progress,
-                        );
-                    }
+                }
+                if !job.is_empty() {
+                    job_tx.send(job).expect("workers alive");
+                    running += 1;
                 }
             }
             if running == 0 {
                 break;
             }
-            // Wait for one result, then take every other result already there: one batch.
-            let mut batch = vec![done_rx.recv().expect("a worker is running")];
-            while let Ok(r) = done_rx.try_recv() {
-                batch.push(r);
-            }
-            for (id, result) in batch {
+            // Wait for one request, then take every other one already back: one state write.
+            let mut results = done_rx.recv().expect("a worker is running");
+            running -= 1;
+            while let Ok(more) = done_rx.try_recv() {
+                results.extend(more);
                 running -= 1;
+            }
+            for (id, result) in results {
                 finished += 1;
                 let outcome = match result {
                     Ok(out) => {

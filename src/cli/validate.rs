@@ -57,7 +57,11 @@ pub fn run_validate(args: &ValidateArgs, color: bool) -> anyhow::Result<ExitCode
                 "{}",
                 render_diagnostics(&failure.diagnostics, &failure.src, color)
             )?;
-            writeln!(stderr, "{}", summary(&failure.src.path, &failure.diagnostics))?;
+            writeln!(
+                stderr,
+                "{}",
+                summary(&failure.src.path, &failure.diagnostics)
+            )?;
             Ok(ExitCode::from(1))
         }
     }

@@ -105,6 +105,54 @@ struct InstSteps<'a> {
     roles_wiped: bool,
 }
 
+/// The desired users, in file (sorted) order: their resolution and steps, looked up by UPN
+/// or by position.
+#[derive(Default)]
+struct UserTable<'a> {
+    /// UPN -> position.
+    idx: HashMap<&'a str, u32>,
+    /// Per position: where the user is in the tenant.
+    bound: Vec<Bound<'a>>,
+    /// Per position: what later steps depend on (filled by `users`).
+    steps: Vec<UserSteps>,
+}
+
+impl<'a> UserTable<'a> {
+    fn get(&self, upn: &str) -> Option<&Bound<'a>> {
+        self.idx.get(upn).map(|&i| &self.bound[i as usize])
+    }
+
+    fn get_mut(&mut self, upn: &str) -> Option<&mut Bound<'a>> {
+        self.idx.get(upn).map(|&i| &mut self.bound[i as usize])
+    }
+
+    fn contains_key(&self, upn: &str) -> bool {
+        self.idx.contains_key(upn)
+    }
+}
+
+impl<'a> std::ops::Index<&str> for UserTable<'a> {
+    type Output = Bound<'a>;
+    fn index(&self, upn: &str) -> &Bound<'a> {
+        self.get(upn).expect("a desired user")
+    }
+}
+
+/// Reusable buffers of [`Planner::member_diff_fast`].
+#[derive(Default)]
+struct MemberScratch<'a> {
+    /// Observed user id -> desired position, and whether ids are unique (built once).
+    id_pos: Option<(HashMap<&'a str, u32>, bool)>,
+    /// Per desired position: the last group (number) that lists the user.
+    want: Vec<u32>,
+    /// Per desired position: the last group whose observed members hold the user.
+    in_obs: Vec<u32>,
+    /// The positions of the current group's listed members.
+    pos: Vec<u32>,
+    /// The positions of the current group's observed members (`None`: not desired).
+    obs_pos: Vec<Option<u32>>,
+}
+
 struct Planner<'a> {
     d: &'a Desired,
     t: &'a Tenant,
@@ -113,8 +161,7 @@ struct Planner<'a> {
     diags: Vec<Diagnostic>,
     groups: BTreeMap<&'a str, Bound<'a>>,
     group_members_add: HashMap<&'a str, usize>,
-    users: HashMap<&'a str, Bound<'a>>,
-    user_steps: HashMap<&'a str, UserSteps>,
+    users: UserTable<'a>,
     insts: BTreeMap<&'a str, InstSteps<'a>>,
     /// Remote id -> state address, for every managed object.
     addr_of_id: HashMap<&'a str, &'a str>,
@@ -146,8 +193,7 @@ pub(crate) fn diff(desired: &Desired, observed: &Tenant, state: &State) -> Diff 
         diags: Vec::new(),
         groups: BTreeMap::new(),
         group_members_add: HashMap::default(),
-        users: HashMap::default(),
-        user_steps: HashMap::default(),
+        users: UserTable::default(),
         insts: BTreeMap::new(),
         addr_of_id: state
             .resources
@@ -326,27 +372,36 @@ impl<'a> Planner<'a> {
         let Some(users) = &self.d.users else {
             return;
         };
-        let mut address = String::new();
-        let mut pending: Vec<&'a str> = Vec::new();
-        for upn in users.keys() {
-            address.clear();
-            address.push_str("users.");
-            address.push_str(upn);
-            let found = self
-                .state_id(&address, ObjKind::User)
-                .and_then(|id| self.t.users.get_key_value(id));
+        let n = users.len();
+        self.users.idx.reserve(n);
+        self.users.bound = vec![Bound::default(); n];
+        self.users.steps = vec![UserSteps::default(); n];
+        let mut pending: Vec<(usize, &'a str)> = Vec::new();
+        // The state's user addresses (`users.<upn>`) are sorted like the file's UPNs: walk
+        // both in step instead of looking every address up.
+        let mut state = self
+            .s
+            .resources
+            .range::<str, _>((std::ops::Bound::Included("users."), std::ops::Bound::Unbounded))
+            .map_while(|(a, r)| a.strip_prefix("users.").map(|upn| (upn, r)))
+            .peekable();
+        for (i, upn) in users.keys().enumerate() {
+            let upn: &'a str = upn;
+            self.users.idx.insert(upn, i as u32);
+            while state.next_if(|(s, _)| *s < upn).is_some() {}
+            let found = state
+                .next_if(|(s, _)| *s == upn)
+                .filter(|(_, r)| r.kind == ObjKind::User)
+                .and_then(|(_, r)| self.t.users.get_key_value(r.id.as_str()));
             match found {
                 Some((id, u)) => {
-                    self.users.insert(
-                        upn,
-                        Bound {
-                            id: Some(id),
-                            ready: None,
-                            user: Some(u),
-                        },
-                    );
+                    self.users.bound[i] = Bound {
+                        id: Some(id),
+                        ready: None,
+                        user: Some(u),
+                    };
                 }
-                None => pending.push(upn),
+                None => pending.push((i, upn)),
             }
         }
         if pending.is_empty() {
@@ -362,7 +417,7 @@ impl<'a> Planner<'a> {
                     .push(u);
             }
         }
-        for upn in pending {
+        for (i, upn) in pending {
             let address = format!("users.{upn}");
             let bound = match by_upn.get(&upn.to_ascii_lowercase()).map(Vec::as_slice) {
                 Some([u]) if !self.adopted.contains(u.id.as_str()) => {
@@ -389,7 +444,7 @@ impl<'a> Planner<'a> {
                 }
                 _ => Bound::default(),
             };
-            self.users.insert(upn, bound);
+            self.users.bound[i] = bound;
         }
     }
 
@@ -451,7 +506,7 @@ impl<'a> Planner<'a> {
 
     fn user_ref(&self, upn: &str) -> ObjRef {
         ObjRef {
-            address: format!("users.{upn}"),
+            address: user_address(upn),
             id: self.users.get(upn).and_then(|b| b.id).map(str::to_string),
         }
     }
@@ -668,102 +723,207 @@ impl<'a> Planner<'a> {
         let Some(groups) = &self.d.security_groups else {
             return;
         };
-        for (key, g) in groups {
+        let mut scratch = MemberScratch::default();
+        for (gno, (key, g)) in groups.iter().enumerate() {
             let Some(members) = &g.members else { continue };
-            let address = format!("security_groups.{key}");
             let bound = self.groups[key.as_str()];
             let obs = bound.id.and_then(|id| self.t.groups.get(id));
-            let mut want_ids: HashSet<&str> =
-                HashSet::with_capacity_and_hasher(members.len(), Default::default());
-            let mut add: Vec<(ObjRef, Option<usize>, &str)> = Vec::new();
-            let mut new_seen: HashSet<&str> = HashSet::default();
-            for upn in members {
-                let (id, ready): (Option<&'a str>, Option<usize>) = match self
-                    .users
-                    .get(upn.as_str())
-                {
-                    Some(b) => (b.id, b.ready),
-                    None => match self.unmanaged_upn(upn) {
-                        Some(id) => (Some(id), None),
-                        None => {
-                            self.error(
-                                &address,
-                                format!("member `{upn}` is neither declared under `users` nor a user of the tenant"),
-                                "I12",
-                                Some(format!("declare `users.{upn}` or remove it from the members")),
-                            );
-                            continue;
-                        }
-                    },
-                };
-                if let Some(id) = id {
-                    if !want_ids.insert(id) {
-                        continue; // listed twice
-                    }
-                    if obs.is_some_and(|o| o.members.contains(id)) {
-                        continue;
-                    }
-                }
-                let r = match (self.users.contains_key(upn.as_str()), id) {
-                    (true, _) => self.user_ref(upn),
-                    (false, Some(id)) => self.id_ref(id),
-                    (false, None) => continue,
-                };
-                if id.is_none() && !new_seen.insert(upn.as_str()) {
-                    continue; // a new user listed twice
-                }
-                add.push((r, ready, upn));
+            let (add, remove) = match self.member_diff_fast(members, obs, gno as u32, &mut scratch)
+            {
+                Some(diff) => diff,
+                None => self.member_diff(key, members, obs),
+            };
+            if add.is_empty() && remove.is_empty() {
+                continue;
             }
+            let address = format!("security_groups.{key}");
             let group = self.group_ref(key);
             if !add.is_empty() {
-                let deps: Vec<Option<usize>> = std::iter::once(bound.ready)
-                    .chain(add.iter().map(|a| a.1))
-                    .collect();
-                let names: Vec<&str> = add.iter().map(|a| a.2).collect();
+                let n = add.len();
+                let mut deps: Vec<Option<usize>> = Vec::with_capacity(n + 1);
+                deps.push(bound.ready);
+                let mut users = Vec::with_capacity(n);
+                let mut names = Vec::with_capacity(n);
+                for (r, ready, upn) in add {
+                    deps.push(ready);
+                    users.push(r);
+                    names.push(Value::String(upn.to_string()));
+                }
                 let a = self.push(
                     ActionKind::AddGroupMembers,
                     address.clone(),
                     Op::AddGroupMembers {
                         group: group.clone(),
-                        users: add.iter().map(|a| a.0.clone()).collect(),
+                        users,
                     },
-                    vec![ch("members", Value::Null, json!(names))],
-                    format!("add {} member(s) (I12)", add.len()),
+                    vec![ch("members", Value::Null, Value::Array(names))],
+                    format!("add {n} member(s) (I12)"),
                     deps,
                 );
                 self.group_members_add.insert(key, a);
             }
-            if let Some(o) = obs {
-                let remove: Vec<&'a str> = o
-                    .members
+            if !remove.is_empty() {
+                let names: Vec<&str> = remove
                     .iter()
-                    .map(String::as_str)
-                    .filter(|id| !want_ids.contains(id))
+                    .map(|id| self.t.users.get(*id).map_or(*id, |u| u.upn.as_str()))
                     .collect();
-                if !remove.is_empty() {
-                    let names: Vec<&str> = remove
-                        .iter()
-                        .map(|id| self.t.users.get(*id).map_or(*id, |u| u.upn.as_str()))
-                        .collect();
-                    let changes = vec![ch("members", json!(names), Value::Null)];
-                    let users = remove.iter().map(|id| self.id_ref(id)).collect();
-                    let a = self.push(
-                        ActionKind::RemoveGroupMembers,
-                        address.clone(),
-                        Op::RemoveGroupMembers {
-                            group: group.clone(),
-                            users,
-                        },
-                        changes,
-                        format!("remove {} member(s) not in the file (I12: they lose access to the instances bound to the group)", remove.len()),
-                        [bound.ready],
-                    );
-                    for id in remove {
-                        self.member_removals.entry(id).or_default().push(a);
-                    }
+                let changes = vec![ch("members", json!(names), Value::Null)];
+                let users = remove.iter().map(|id| self.id_ref(id)).collect();
+                let a = self.push(
+                    ActionKind::RemoveGroupMembers,
+                    address.clone(),
+                    Op::RemoveGroupMembers {
+                        group: group.clone(),
+                        users,
+                    },
+                    changes,
+                    format!("remove {} member(s) not in the file (I12: they lose access to the instances bound to the group)", remove.len()),
+                    [bound.ready],
+                );
+                for id in remove {
+                    self.member_removals.entry(id).or_default().push(a);
                 }
             }
         }
+    }
+
+    /// The members to add (reference, the action that creates the user, UPN; in file order)
+    /// and the member ids to remove (in observed order), when every listed member is a
+    /// desired user and user ids are unique; `None` otherwise (then [`Self::member_diff`]
+    /// works it out). Each membership costs two hash lookups, no allocation.
+    #[allow(clippy::type_complexity)]
+    fn member_diff_fast(
+        &self,
+        members: &'a [String],
+        obs: Option<&'a t::Group>,
+        gno: u32,
+        sc: &mut MemberScratch<'a>,
+    ) -> Option<(Vec<(ObjRef, Option<usize>, &'a str)>, Vec<&'a str>)> {
+        let n = self.users.bound.len();
+        if sc.want.len() != n {
+            sc.want = vec![u32::MAX; n];
+            sc.in_obs = vec![u32::MAX; n];
+        }
+        sc.pos.clear();
+        for upn in members {
+            sc.pos.push(*self.users.idx.get(upn.as_str())?);
+        }
+        sc.obs_pos.clear();
+        if let Some(o) = obs {
+            let bound = &self.users.bound;
+            let (id_pos, unique) = sc.id_pos.get_or_insert_with(|| {
+                let mut m = HashMap::with_capacity_and_hasher(n, Default::default());
+                let mut unique = true;
+                for (i, b) in bound.iter().enumerate() {
+                    if let Some(id) = b.id {
+                        unique &= m.insert(id, i as u32).is_none();
+                    }
+                }
+                (m, unique)
+            });
+            if !*unique {
+                return None;
+            }
+            for id in &o.members {
+                let p = id_pos.get(id.as_str()).copied();
+                if let Some(p) = p {
+                    sc.in_obs[p as usize] = gno;
+                }
+                sc.obs_pos.push(p);
+            }
+        }
+        let mut add = Vec::new();
+        for (upn, &i) in members.iter().zip(&sc.pos) {
+            let i = i as usize;
+            if sc.want[i] == gno {
+                continue; // listed twice
+            }
+            sc.want[i] = gno;
+            let b = &self.users.bound[i];
+            if b.id.is_some() && sc.in_obs[i] == gno {
+                continue;
+            }
+            add.push((
+                ObjRef {
+                    address: user_address(upn),
+                    id: b.id.map(str::to_string),
+                },
+                b.ready,
+                upn.as_str(),
+            ));
+        }
+        let remove = match obs {
+            Some(o) => o
+                .members
+                .iter()
+                .zip(&sc.obs_pos)
+                .filter(|(_, p)| p.is_none_or(|p| sc.want[p as usize] != gno))
+                .map(|(id, _)| id.as_str())
+                .collect(),
+            None => Vec::new(),
+        };
+        Some((add, remove))
+    }
+
+    /// The general form of [`Self::member_diff_fast`]: members may be users of the tenant
+    /// that the file does not declare, or nobody at all (an error).
+    #[allow(clippy::type_complexity)]
+    fn member_diff(
+        &mut self,
+        key: &str,
+        members: &'a [String],
+        obs: Option<&'a t::Group>,
+    ) -> (Vec<(ObjRef, Option<usize>, &'a str)>, Vec<&'a str>) {
+        let address = format!("security_groups.{key}");
+        let mut want_ids: HashSet<&str> =
+            HashSet::with_capacity_and_hasher(members.len(), Default::default());
+        let mut add: Vec<(ObjRef, Option<usize>, &str)> = Vec::new();
+        let mut new_seen: HashSet<&str> = HashSet::default();
+        for upn in members {
+            let (id, ready): (Option<&'a str>, Option<usize>) = match self.users.get(upn.as_str())
+            {
+                Some(b) => (b.id, b.ready),
+                None => match self.unmanaged_upn(upn) {
+                    Some(id) => (Some(id), None),
+                    None => {
+                        self.error(
+                            &address,
+                            format!("member `{upn}` is neither declared under `users` nor a user of the tenant"),
+                            "I12",
+                            Some(format!("declare `users.{upn}` or remove it from the members")),
+                        );
+                        continue;
+                    }
+                },
+            };
+            if let Some(id) = id {
+                if !want_ids.insert(id) {
+                    continue; // listed twice
+                }
+                if obs.is_some_and(|o| o.members.contains(id)) {
+                    continue;
+                }
+            }
+            let r = match (self.users.contains_key(upn.as_str()), id) {
+                (true, _) => self.user_ref(upn),
+                (false, Some(id)) => self.id_ref(id),
+                (false, None) => continue,
+            };
+            if id.is_none() && !new_seen.insert(upn.as_str()) {
+                continue; // a new user listed twice
+            }
+            add.push((r, ready, upn));
+        }
+        let remove = match obs {
+            Some(o) => o
+                .members
+                .iter()
+                .map(String::as_str)
+                .filter(|id| !want_ids.contains(id))
+                .collect(),
+            None => Vec::new(),
+        };
+        (add, remove)
     }
 
     fn delete_groups(&mut self) {
@@ -894,14 +1054,19 @@ impl<'a> Planner<'a> {
             .filter(|(spare, _)| *spare > 0)
             .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
             .map(|(_, p)| p);
-        for (upn, u) in users {
-            let address = format!("users.{upn}");
-            let bound = self.users[upn.as_str()];
+        for (i, (upn, u)) in users.iter().enumerate() {
+            let bound = self.users.bound[i];
+            // Fast path: nothing to change (the common case on large tenants).
+            if let Some(steps) = bound.user.and_then(|o| unchanged_user(u, o)) {
+                self.users.steps[i] = steps;
+                continue;
+            }
+            let address = user_address(upn);
             let steps = match bound.user {
                 None => self.new_user(upn, u, &address, temp_plan),
                 Some(o) => self.existing_user(upn, u, o, &address, bound.ready, temp_plan),
             };
-            self.user_steps.insert(upn, steps);
+            self.users.steps[i] = steps;
         }
     }
 
@@ -1126,22 +1291,8 @@ impl<'a> Planner<'a> {
         ready: Option<usize>,
         temp_plan: Option<LicensePlan>,
     ) -> UserSteps {
-        // Fast path: nothing to change (the common case on large tenants).
-        let final_mode = u.access_mode.unwrap_or(o.access_mode);
-        if u.name.as_ref().is_none_or(|n| *n == o.name)
-            && u.admin_roles.as_ref().is_none_or(|r| {
-                r.iter().all(|x| o.admin_roles.contains(x))
-                    && o.admin_roles.iter().all(|x| r.contains(x))
-            })
-            && final_mode == o.access_mode
-            && u.license == o.license
-            && !(final_mode == AccessMode::Application && u.license.is_some())
-        {
-            return UserSteps {
-                final_mode: Some(final_mode),
-                final_license: u.license,
-                ..UserSteps::default()
-            };
+        if let Some(steps) = unchanged_user(u, o) {
+            return steps;
         }
         let user = self.user_ref(upn);
         // Profile and tenant admin roles.
@@ -1372,6 +1523,58 @@ impl<'a> Planner<'a> {
             }
         }
     }
+}
+
+/// The steps of an existing user whose file entry asks for no change, or `None` when
+/// something differs (then [`Planner::existing_user`] works it out).
+fn unchanged_user(u: &m::User, o: &t::User) -> Option<UserSteps> {
+    let final_mode = u.access_mode.unwrap_or(o.access_mode);
+    (u.name.as_ref().is_none_or(|n| *n == o.name)
+        && u.admin_roles.as_ref().is_none_or(|r| {
+            r.iter().all(|x| o.admin_roles.contains(x))
+                && o.admin_roles.iter().all(|x| r.contains(x))
+        })
+        && final_mode == o.access_mode
+        && u.license == o.license
+        && !(final_mode == AccessMode::Application && u.license.is_some()))
+    .then_some(UserSteps {
+        final_mode: Some(final_mode),
+        final_license: u.license,
+        ..UserSteps::default()
+    })
+}
+
+/// Whether the list `want` holds exactly the roles of `have` (absent = none), ignoring
+/// order and repeats.
+fn same_set(want: &[String], have: Option<&BTreeSet<String>>) -> bool {
+    let Some(have) = have.filter(|h| !h.is_empty()) else {
+        return want.is_empty();
+    };
+    if want.len() < have.len() {
+        return false;
+    }
+    if want.len() > 16 {
+        return want.iter().map(String::as_str).collect::<BTreeSet<_>>()
+            == have.iter().map(String::as_str).collect::<BTreeSet<_>>();
+    }
+    let mut distinct = 0;
+    for (j, r) in want.iter().enumerate() {
+        if !have.contains(r) {
+            return false;
+        }
+        if !want[..j].contains(r) {
+            distinct += 1;
+        }
+    }
+    distinct == have.len()
+}
+
+/// `users.<upn>`, built without the formatting machinery (it runs once per user).
+fn user_address(upn: &str) -> String {
+    let mut s = String::with_capacity(6 + upn.len());
+    s.push_str("users.");
+    s.push_str(upn);
+    s
 }
 
 /// The administration mode a fresh instance has (I10).
@@ -2278,7 +2481,7 @@ impl<'a> Planner<'a> {
         // P3: non-interactive users with roles, per instance key, once the plan is done.
         let mut ni: BTreeMap<&str, usize> = BTreeMap::new();
         for u in self.t.users.values() {
-            if self.users_contains_id(&u.id) || u.access_mode != AccessMode::NonInteractive {
+            if u.access_mode != AccessMode::NonInteractive || self.users_contains_id(&u.id) {
                 continue;
             }
             for (iid, r) in &u.roles {
@@ -2287,13 +2490,9 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        for (upn, u) in users {
-            let steps = self
-                .user_steps
-                .get(upn.as_str())
-                .copied()
-                .unwrap_or_default();
-            let bound = self.users[upn.as_str()];
+        for (i, (upn, u)) in users.iter().enumerate() {
+            let steps = self.users.steps[i];
+            let bound = self.users.bound[i];
             let obs = bound.user;
             let final_ni = steps.final_mode == Some(AccessMode::NonInteractive);
             let Some(map) = &u.roles else {
@@ -2308,7 +2507,11 @@ impl<'a> Planner<'a> {
                 }
                 continue;
             };
-            let address = format!("users.{upn}");
+            // Fast path: the observed roles are those of the file (the common case).
+            if !final_ni && obs.is_some_and(|o| self.roles_unchanged(map, o, &key_of_id)) {
+                continue;
+            }
+            let address = user_address(upn);
             for k in map.keys() {
                 if !insts.is_some_and(|i| i.contains_key(k)) {
                     self.error(
@@ -2406,6 +2609,35 @@ impl<'a> Planner<'a> {
                 );
             }
         }
+    }
+
+    /// Whether planning the roles of `map` for the existing user `o` gives no action and no
+    /// diagnostic. `false` also when unsure: the caller then works the roles out in full.
+    fn roles_unchanged(
+        &self,
+        map: &BTreeMap<String, Vec<String>>,
+        o: &t::User,
+        key_of_id: &HashMap<&str, &str>,
+    ) -> bool {
+        for (k, want) in map {
+            let Some(s) = self.insts.get(k.as_str()) else {
+                return false; // an error to report
+            };
+            let have = match s.obs {
+                Some(i) if !s.roles_wiped => o.roles.get(&i.id),
+                _ => None,
+            };
+            if !same_set(want, have) {
+                return false;
+            }
+        }
+        // Roles held in a desired instance the file lists none for are removed.
+        o.roles.iter().all(|(iid, r)| {
+            r.is_empty()
+                || key_of_id
+                    .get(iid.as_str())
+                    .is_none_or(|k| map.contains_key(*k))
+        })
     }
 
     fn users_contains_id(&self, id: &str) -> bool {

@@ -4,20 +4,27 @@
 //! struct fields serialize in declaration order. A saved plan records the fingerprint so
 //! that apply can refuse it when the tenant changed since (a stale plan).
 
+use std::fmt::Write as _;
+
 use sha2::{Digest, Sha256};
 
 use crate::tenant::Tenant;
 
 /// Hex SHA-256 of the canonical JSON of `tenant`.
 pub fn fingerprint(tenant: &Tenant) -> String {
+    use std::io::Write as _;
     let mut hasher = Sha256::new();
-    // Serializing plain data into a hasher cannot fail (no maps with non-string keys).
-    serde_json::to_writer(HashWriter(&mut hasher), tenant)
-        .expect("a tenant always serializes to JSON");
+    // serde_json writes many tiny pieces (quotes, commas, keys); a buffer in front of the
+    // hasher turns them into large updates. Serializing plain data into a hasher cannot
+    // fail (no maps with non-string keys).
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(&mut hasher));
+    serde_json::to_writer(&mut w, tenant).expect("a tenant always serializes to JSON");
+    w.flush().expect("hashing cannot fail");
+    drop(w);
     let digest = hasher.finalize();
     let mut out = String::with_capacity(64);
     for b in digest {
-        out.push_str(&format!("{b:02x}"));
+        let _ = write!(out, "{b:02x}");
     }
     out
 }

@@ -60,4 +60,16 @@ pub trait Provider: Send + Sync {
     fn observe(&self) -> Result<Tenant, ProviderError>;
     /// Execute one operation. References in `op` carry remote ids.
     fn execute(&self, op: &Op) -> Result<Outcome, ProviderError>;
+
+    /// Execute several independent operations (none waits on another), e.g. as one batch
+    /// request. Each op stays atomic on its own and succeeds or fails alone; the results
+    /// are in the order of `ops`. The default executes them one by one.
+    fn execute_batch(&self, ops: &[Op]) -> Vec<Result<Outcome, ProviderError>> {
+        ops.iter().map(|op| self.execute(op)).collect()
+    }
+
+    /// How many ops one [`Provider::execute_batch`] call should carry (1: no batching).
+    fn batch_size(&self) -> usize {
+        1
+    }
 }

@@ -35,8 +35,13 @@ mod tests {
 
     #[test]
     fn sorted_unique_and_well_formed() {
-        assert!(CODES.windows(2).all(|w| w[0] < w[1]), "CODES must stay sorted");
-        assert!(CODES.iter().all(|c| crate::spec::patterns::is_currency_syntax(c)));
+        assert!(
+            CODES.windows(2).all(|w| w[0] < w[1]),
+            "CODES must stay sorted"
+        );
+        assert!(CODES
+            .iter()
+            .all(|c| crate::spec::patterns::is_currency_syntax(c)));
     }
 
     #[test]

@@ -115,17 +115,27 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
             text: String::new(),
         },
     };
-    let bytes = std::fs::read(path)
-        .map_err(|e| fail(format!("cannot read the file: {e}"), "check the path given to -f"))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        fail(
+            format!("cannot read the file: {e}"),
+            "check the path given to -f",
+        )
+    })?;
     if bytes.len() > MAX_INPUT_BYTES {
         return Err(fail(
-            format!("the file has {} bytes; crmctl reads at most {MAX_INPUT_BYTES}", bytes.len()),
+            format!(
+                "the file has {} bytes; crmctl reads at most {MAX_INPUT_BYTES}",
+                bytes.len()
+            ),
             "split the tenant into smaller files",
         ));
     }
     let text = String::from_utf8(bytes).map_err(|e| {
         fail(
-            format!("the file is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
             "save the file as UTF-8",
         )
     })?;
@@ -143,7 +153,13 @@ pub fn load_str(path: &str, text: String) -> Result<Loaded, LoadFailure> {
     if src.text.len() > MAX_INPUT_BYTES {
         let d = Diagnostic {
             address: None,
-            ..Diagnostic::error("", format!("the text has {} bytes; crmctl reads at most {MAX_INPUT_BYTES}", src.text.len()))
+            ..Diagnostic::error(
+                "",
+                format!(
+                    "the text has {} bytes; crmctl reads at most {MAX_INPUT_BYTES}",
+                    src.text.len()
+                ),
+            )
         };
         return Err(LoadFailure {
             diagnostics: vec![d],
@@ -312,10 +328,20 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
     let mut out = String::new();
     for d in diagnostics {
         let (label, tone) = match d.severity {
-            Severity::Error => ("error", Style::new().bold().fg_color(Some(AnsiColor::Red.into()))),
-            Severity::Warning => ("warning", Style::new().bold().fg_color(Some(AnsiColor::Yellow.into()))),
+            Severity::Error => (
+                "error",
+                Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+            ),
+            Severity::Warning => (
+                "warning",
+                Style::new().bold().fg_color(Some(AnsiColor::Yellow.into())),
+            ),
         };
-        let rule = d.rule.as_ref().map(|r| format!(" [{r}]")).unwrap_or_default();
+        let rule = d
+            .rule
+            .as_ref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
         let place = match &d.location {
             Some(l) => format!("{}:{}:{}", l.file, l.line, l.column),
             None => source.path.clone(),
@@ -348,8 +374,18 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
                 .collect();
             let marks = "^".repeat(token_width(text, col));
             let _ = writeln!(out, "{pad} {}", paint(blue, "|"));
-            let _ = writeln!(out, "{} {} {text}", paint(blue, &l.line.to_string()), paint(blue, "|"));
-            let _ = writeln!(out, "{pad} {} {lead}{}", paint(blue, "|"), paint(tone, &marks));
+            let _ = writeln!(
+                out,
+                "{} {} {text}",
+                paint(blue, &l.line.to_string()),
+                paint(blue, "|")
+            );
+            let _ = writeln!(
+                out,
+                "{pad} {} {lead}{}",
+                paint(blue, "|"),
+                paint(tone, &marks)
+            );
         }
         if let Some(h) = &d.hint {
             let _ = writeln!(out, "{pad} {} {h}", paint(cyan, "= hint:"));

@@ -106,10 +106,11 @@ pub fn parse_date_time_utc(s: &str) -> Option<std::time::SystemTime> {
     if b.len() < 20 || b[10] != b'T' || b[b.len() - 1] != b'Z' {
         return None;
     }
-    let frac = &s[19..s.len() - 1];
-    if !frac.is_empty()
-        && !(frac.len() >= 2 && frac.starts_with('.') && frac[1..].bytes().all(|c| c.is_ascii_digit()))
-    {
+    // Bytes, not a str slice: the text may hold multi-byte characters anywhere.
+    let frac = &b[19..b.len() - 1];
+    let frac_ok = frac.is_empty()
+        || (frac.len() >= 2 && frac[0] == b'.' && frac[1..].iter().all(u8::is_ascii_digit));
+    if !frac_ok {
         return None;
     }
     humantime::parse_rfc3339(s).ok()

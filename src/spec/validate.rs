@@ -98,7 +98,10 @@ fn tenant(d: &Desired, out: &mut Vec<Diagnostic>) {
             err(
                 "tenant".into(),
                 "T1",
-                format!("tenant `{}` is not a `<name>.onmicrosoft.com` domain", d.tenant),
+                format!(
+                    "tenant `{}` is not a `<name>.onmicrosoft.com` domain",
+                    d.tenant
+                ),
             )
             .hint(hint),
         );
@@ -109,17 +112,22 @@ fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
     let Some(users) = &d.users else { return };
     let instances = d.instances.as_ref();
     for (upn, u) in users {
-        let at = format!("users.{upn}");
+        // Built only when there is something to report (100,000 users: no formatting).
+        let at = || format!("users.{upn}");
         if !patterns::is_email(upn) {
             out.push(
-                err(at.clone(), "P1", format!("user key `{upn}` is not a user principal name"))
-                    .hint("users are keyed by their UPN, `user@domain`, e.g. `ana@cohowinery.com`"),
+                err(
+                    at(),
+                    "P1",
+                    format!("user key `{upn}` is not a user principal name"),
+                )
+                .hint("users are keyed by their UPN, `user@domain`, e.g. `ana@cohowinery.com`"),
             );
         }
         if u.access_mode == Some(AccessMode::Application) && u.license.is_some() {
             out.push(
                 err(
-                    format!("{at}.license"),
+                    format!("{}.license", at()),
                     "P3",
                     format!("application user `{upn}` holds a license; application users are never licensed"),
                 )
@@ -139,7 +147,7 @@ fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
                     };
                     out.push(
                         err(
-                            format!("{at}.roles.{inst}"),
+                            format!("{}.roles.{inst}", at()),
                             "P2",
                             format!("user `{upn}` has roles in instance `{inst}`, which is not declared"),
                         )
@@ -158,7 +166,7 @@ fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
             if read_write && has_roles && u.license.is_none() && !license_free_admin {
                 out.push(
                     warn(
-                        format!("{at}.roles"),
+                        format!("{}.roles", at()),
                         "P2",
                         format!("read-write user `{upn}` has security roles but no license, so cannot use any instance"),
                     )
@@ -219,7 +227,9 @@ fn groups(d: &Desired, out: &mut Vec<Diagnostic>) {
                             err(
                                 format!("security_groups.{gkey}.members[{i}]"),
                                 "I12",
-                                format!("member `{m}` of group `{gkey}` is not declared under `users`"),
+                                format!(
+                                    "member `{m}` of group `{gkey}` is not declared under `users`"
+                                ),
                             )
                             .hint(hint),
                         );
@@ -276,7 +286,10 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                 err(
                     format!("{at}.url"),
                     "I5",
-                    format!("URL name `{}` is also used by instance `{first}`; URL names are unique", inst.url),
+                    format!(
+                        "URL name `{}` is also used by instance `{first}`; URL names are unique",
+                        inst.url
+                    ),
                 )
                 .hint("give each instance its own URL name"),
             ),
@@ -301,7 +314,10 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                     if near.is_empty() {
                         "use an ISO 4217 code such as USD, EUR, GBP, JPY".to_string()
                     } else {
-                        format!("did you mean {}? use an ISO 4217 code such as USD, EUR, GBP, JPY", some_of(near.into_iter(), 6))
+                        format!(
+                            "did you mean {}? use an ISO 4217 code such as USD, EUR, GBP, JPY",
+                            some_of(near.into_iter(), 6)
+                        )
                     }
                 };
                 out.push(
@@ -437,7 +453,9 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                         warn(
                             format!("{at}.notification_recipients[{i}]"),
                             "I13",
-                            format!("`{r}` is listed twice (also item {first}); it is notified once"),
+                            format!(
+                                "`{r}` is listed twice (also item {first}); it is notified once"
+                            ),
                         )
                         .hint("remove the duplicate address"),
                     );
@@ -503,9 +521,15 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                 err(
                     "instances".into(),
                     "T7",
-                    format!("{} {kind} instances are declared; a tenant has at most {max}", list.len()),
+                    format!(
+                        "{} {kind} instances are declared; a tenant has at most {max}",
+                        list.len()
+                    ),
                 )
-                .hint(format!("remove {} of the {kind} instances", list.len() - max)),
+                .hint(format!(
+                    "remove {} of the {kind} instances",
+                    list.len() - max
+                )),
             );
         }
     }

@@ -93,6 +93,7 @@ pub struct LocalProvider {
     inner: Mutex<Inner>,
     group: Mutex<Group>,
     group_done: Condvar,
+    transactions: AtomicU64,
 }
 
 /// Group commit: ops that arrive while a transaction is being written wait in the queue;
@@ -173,12 +174,19 @@ impl LocalProvider {
             }),
             group: Mutex::new(Group::default()),
             group_done: Condvar::new(),
+            transactions: AtomicU64::new(0),
         })
     }
 
     /// The file holding the tenant.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// SQLite write transactions committed by `execute` so far (several concurrent ops share
+    /// one transaction: group commit). For benchmarks.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
     }
 
     /// Whether the file exists (a tenant that was never changed has none).
@@ -313,7 +321,10 @@ impl LocalProvider {
             return results;
         }
         match self.write(&mut inner, &deltas, &calls, true) {
-            Ok(()) => inner.meta_dirty = false,
+            Ok(()) => {
+                inner.meta_dirty = false;
+                self.transactions.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => {
                 if let Err(reload) = self.reload(&mut inner) {
                     eprintln!("crmctl: cannot reload the local tenant after a failed write: {reload}");
@@ -352,39 +363,85 @@ impl Provider for LocalProvider {
     }
 
     fn execute(&self, op: &Op) -> Result<Outcome, ProviderError> {
-        let call = EXECUTE_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-        if faults().fail_at == Some(call) {
-            return Err(ProviderError::Backend(format!(
-                "injected failure (CRMCTL_LOCAL_FAIL_AT={call})"
-            )));
-        }
+        self.submit(std::slice::from_ref(op))
+            .pop()
+            .expect("one result per op")
+    }
+
+    fn execute_batch(&self, ops: &[Op]) -> Vec<Result<Outcome, ProviderError>> {
+        self.submit(ops)
+    }
+
+    fn batch_size(&self) -> usize {
+        BATCH_SIZE
+    }
+}
+
+/// Ops per `execute_batch` that apply sends: one SQLite transaction serves them all.
+const BATCH_SIZE: usize = 64;
+
+impl LocalProvider {
+    /// Queue ops for the next group commit and wait for their results.
+    fn submit(&self, ops: &[Op]) -> Vec<Result<Outcome, ProviderError>> {
+        let mut results: Vec<Option<Result<Outcome, ProviderError>>> = vec![None; ops.len()];
         let poisoned = || ProviderError::Backend("local tenant queue poisoned by a panic".into());
-        let mut g = self.group.lock().map_err(|_| poisoned())?;
-        let ticket = g.next_ticket;
-        g.next_ticket += 1;
-        g.queue.push(Queued {
-            ticket,
-            call,
-            op: op.clone(),
-        });
-        loop {
-            if let Some(result) = g.done.remove(&ticket) {
-                return result;
+        let mut g = match self.group.lock() {
+            Ok(g) => g,
+            Err(_) => return ops.iter().map(|_| Err(poisoned())).collect(),
+        };
+        let mut tickets = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let call = EXECUTE_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+            if faults().fail_at == Some(call) {
+                results[i] = Some(Err(ProviderError::Backend(format!(
+                    "injected failure (CRMCTL_LOCAL_FAIL_AT={call})"
+                ))));
+                continue;
+            }
+            let ticket = g.next_ticket;
+            g.next_ticket += 1;
+            g.queue.push(Queued {
+                ticket,
+                call,
+                op: op.clone(),
+            });
+            tickets.push((i, ticket));
+        }
+        while !tickets.is_empty() {
+            tickets.retain(|(i, t)| match g.done.remove(t) {
+                Some(r) => {
+                    results[*i] = Some(r);
+                    false
+                }
+                None => true,
+            });
+            if tickets.is_empty() {
+                break;
             }
             if !g.leader {
-                // Lead: write everything queued so far (our op included) in one transaction.
+                // Lead: write everything queued so far (our ops included) in one transaction.
                 g.leader = true;
                 let batch = std::mem::take(&mut g.queue);
                 drop(g);
-                let results = self.run_group(batch);
-                g = self.group.lock().map_err(|_| poisoned())?;
-                g.done.extend(results);
+                let done = self.run_group(batch);
+                g = match self.group.lock() {
+                    Ok(g) => g,
+                    Err(_) => return ops.iter().map(|_| Err(poisoned())).collect(),
+                };
+                g.done.extend(done);
                 g.leader = false;
                 self.group_done.notify_all();
                 continue;
             }
-            g = self.group_done.wait(g).map_err(|_| poisoned())?;
+            g = match self.group_done.wait(g) {
+                Ok(g) => g,
+                Err(_) => return ops.iter().map(|_| Err(poisoned())).collect(),
+            };
         }
+        results
+            .into_iter()
+            .map(|r| r.expect("every op has a result"))
+            .collect()
     }
 }
 

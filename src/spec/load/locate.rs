@@ -264,13 +264,25 @@ mod tests {
         );
         let f = t.find("users.ana@x.com.roles.sales").unwrap();
         assert_eq!(f.key, Some(Pos { line: 4, column: 7 }));
-        assert_eq!(f.value, Pos { line: 4, column: 14 });
+        assert_eq!(
+            f.value,
+            Pos {
+                line: 4,
+                column: 14
+            }
+        );
         assert!(f.complete);
         // The shorter key `ana@x` must not capture `ana@x.com`.
         let f = t.find("users.ana@x.name").unwrap();
         assert_eq!(f.key, Some(Pos { line: 6, column: 5 }));
         let f = t.find("groups.g.members[1]").unwrap();
-        assert_eq!(f.best(), Pos { line: 11, column: 9 });
+        assert_eq!(
+            f.best(),
+            Pos {
+                line: 11,
+                column: 9
+            }
+        );
         assert_eq!(f.key, None);
         let f = t.find("users.ana@x.com.license").unwrap();
         assert!(!f.complete);
@@ -282,6 +294,12 @@ mod tests {
     fn json_text_locates_too() {
         let t = tree("{\n  \"tenant\": \"x\",\n  \"instances\": {\"a\": {\"url\": \"u\"}}\n}\n");
         let f = t.find("instances.a.url").unwrap();
-        assert_eq!(f.key, Some(Pos { line: 3, column: 25 }));
+        assert_eq!(
+            f.key,
+            Some(Pos {
+                line: 3,
+                column: 25
+            })
+        );
     }
 }

@@ -51,7 +51,12 @@ fn diag(
     }
 }
 
-fn error_at(src: &Source, message: String, address: Option<String>, pos: Option<Pos>) -> Diagnostic {
+fn error_at(
+    src: &Source,
+    message: String,
+    address: Option<String>,
+    pos: Option<Pos>,
+) -> Diagnostic {
     diag(src, Severity::Error, message, address, pos)
 }
 
@@ -154,11 +159,16 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> Vec<Diagnos
         other => {
             return vec![error_at(
                 src,
-                format!("the top level must be a mapping (`tenant:`, `users:`, ...), found {}", other.kind()),
+                format!(
+                    "the top level must be a mapping (`tenant:`, `users:`, ...), found {}",
+                    other.kind()
+                ),
                 None,
                 Some(tree.pos),
             )
-            .hint("start the file with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml")];
+            .hint(
+                "start the file with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml",
+            )];
         }
     };
 
@@ -189,13 +199,29 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> Vec<Diagnos
                             one.insert(item.key.clone(), v);
                             fragment(&e.key, Json::Object(one))
                         };
-                        check_unit(src, &tree, &wrap, to_json(&item.value.value), 2, Some(&item.key), &mut out);
+                        check_unit(
+                            src,
+                            &tree,
+                            &wrap,
+                            to_json(&item.value.value),
+                            2,
+                            Some(&item.key),
+                            &mut out,
+                        );
                     }
                 }
             }
             _ => {
                 let wrap = |v: Json| fragment(&e.key, v);
-                check_unit(src, &tree, &wrap, to_json(&e.value.value), 1, None, &mut out);
+                check_unit(
+                    src,
+                    &tree,
+                    &wrap,
+                    to_json(&e.value.value),
+                    1,
+                    None,
+                    &mut out,
+                );
             }
         }
     }
@@ -235,7 +261,9 @@ fn check_unit(
 ) {
     let mut removed: BTreeSet<String> = BTreeSet::new();
     for _ in 0..256 {
-        let Some(f) = check(wrap(unit.clone())) else { return };
+        let Some(f) = check(wrap(unit.clone())) else {
+            return;
+        };
         if let serde_saphyr::Error::SerdeMissingField { field, .. } = f.error.without_snippet() {
             if removed.contains(*field) {
                 return; // we removed it ourselves
@@ -323,7 +351,8 @@ fn to_json(v: &Value) -> Json {
         Value::Map(entries, _) => {
             let mut m = JsonMap::new();
             for e in entries {
-                m.entry(e.key.clone()).or_insert_with(|| to_json(&e.value.value));
+                m.entry(e.key.clone())
+                    .or_insert_with(|| to_json(&e.value.value));
             }
             Json::Object(m)
         }
@@ -341,11 +370,10 @@ struct Failure {
 fn check(doc: Json) -> Option<Failure> {
     let text = doc.to_string();
     let mut track = serde_path_to_error::Track::new();
-    let result = serde_saphyr::with_deserializer_from_str_with_options(
-        &text,
-        yaml_options(),
-        |de| Desired::deserialize(serde_path_to_error::Deserializer::new(de, &mut track)),
-    );
+    let result =
+        serde_saphyr::with_deserializer_from_str_with_options(&text, yaml_options(), |de| {
+            Desired::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+        });
     match result {
         Ok(_) => None,
         Err(error) => Some(Failure {
@@ -375,7 +403,12 @@ fn rule_of(field: &str) -> Option<&'static str> {
 fn suggestion<'a>(wanted: &str, expected: &[&'a str]) -> Option<&'a str> {
     expected
         .iter()
-        .map(|n| (strsim::jaro_winkler(&wanted.to_ascii_lowercase(), &n.to_ascii_lowercase()), *n))
+        .map(|n| {
+            (
+                strsim::jaro_winkler(&wanted.to_ascii_lowercase(), &n.to_ascii_lowercase()),
+                *n,
+            )
+        })
         .filter(|(s, _)| *s >= 0.75)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, n)| n)
@@ -389,12 +422,24 @@ fn list(expected: &[&str]) -> String {
         .join(", ")
 }
 
-fn unknown_field(src: &Source, field: &str, address: String, pos: Pos, expected: &[&str]) -> Diagnostic {
+fn unknown_field(
+    src: &Source,
+    field: &str,
+    address: String,
+    pos: Pos,
+    expected: &[&str],
+) -> Diagnostic {
     let hint = match suggestion(field, expected) {
         Some(s) => format!("did you mean `{s}`? (expected one of {})", list(expected)),
         None => format!("expected one of {}", list(expected)),
     };
-    error_at(src, format!("unknown field `{field}`"), Some(address), Some(pos)).hint(hint)
+    error_at(
+        src,
+        format!("unknown field `{field}`"),
+        Some(address),
+        Some(pos),
+    )
+    .hint(hint)
 }
 
 /// Turn a failed check into a located diagnostic. `entry` is the key of the collection entry
@@ -422,7 +467,11 @@ fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> 
             }
         }
     }
-    let found = if path.is_empty() { None } else { tree.find(&path) };
+    let found = if path.is_empty() {
+        None
+    } else {
+        tree.find(&path)
+    };
     let field = last_key.clone().unwrap_or_default();
     let parent_field = f.path.iter().rev().find_map(|s| match s {
         Segment::Map { key } if Some(key) != last_key.as_ref() => Some(key.clone()),
@@ -430,17 +479,35 @@ fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> 
     });
     let address = (!path.is_empty()).then(|| path.clone());
     match f.error.without_snippet() {
-        serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => {
+        serde_saphyr::Error::SerdeUnknownField {
+            field, expected, ..
+        } => {
             let pos = found.map(|f| f.best());
-            unknown_field(src, field, path.clone(), pos.unwrap_or(Pos { line: 1, column: 1 }), expected)
+            unknown_field(
+                src,
+                field,
+                path.clone(),
+                pos.unwrap_or(Pos { line: 1, column: 1 }),
+                expected,
+            )
         }
-        serde_saphyr::Error::SerdeUnknownVariant { variant, expected, .. } => {
+        serde_saphyr::Error::SerdeUnknownVariant {
+            variant, expected, ..
+        } => {
             // An unknown map key (a license plan) or an unknown value (region, type, ...).
             let (what, rule_field, pos) = if in_key {
                 let coll = parent_field.as_deref().unwrap_or(&field);
-                (format!("unknown key `{variant}` in `{coll}`"), coll.to_string(), found.map(|f| f.best()))
+                (
+                    format!("unknown key `{variant}` in `{coll}`"),
+                    coll.to_string(),
+                    found.map(|f| f.best()),
+                )
             } else {
-                (format!("unknown value `{variant}` for `{field}`"), field.clone(), found.map(|f| f.value))
+                (
+                    format!("unknown value `{variant}` for `{field}`"),
+                    field.clone(),
+                    found.map(|f| f.value),
+                )
             };
             let hint = match suggestion(variant, expected) {
                 Some(s) => format!("did you mean `{s}`? (expected one of {})", list(expected)),
@@ -451,7 +518,11 @@ fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> 
             d
         }
         serde_saphyr::Error::SerdeMissingField { field: missing, .. } => {
-            let at = if path.is_empty() { "the top level".to_string() } else { format!("`{path}`") };
+            let at = if path.is_empty() {
+                "the top level".to_string()
+            } else {
+                format!("`{path}`")
+            };
             error_at(
                 src,
                 format!("missing field `{missing}` in {at}"),
@@ -518,7 +589,9 @@ fn value_at<'a>(tree: &'a Node, path: &str) -> Option<&'a Value> {
         if let Some(after) = rest.strip_prefix('[') {
             let e = after.find(']')?;
             let i: usize = after[..e].parse().ok()?;
-            let Value::Seq(items) = &node.value else { return None };
+            let Value::Seq(items) = &node.value else {
+                return None;
+            };
             let r = &after[e + 1..];
             return walk(items.get(i)?, r.strip_prefix('.').unwrap_or(r));
         }
@@ -554,7 +627,9 @@ fn type_hint(field: &str) -> Option<&'static str> {
         "language" => "write a Windows LCID number, e.g. `1033` for English",
         "additional_gb" => "write a whole number of gigabytes, e.g. `10`",
         "protect" | "enabled" | "background_operations" => "write `true` or `false`",
-        "members" | "notification_recipients" => "write a list, e.g. `[ana@cohowinery.com, ben@cohowinery.com]`",
+        "members" | "notification_recipients" => {
+            "write a list, e.g. `[ana@cohowinery.com, ben@cohowinery.com]`"
+        }
         "roles" => "write a mapping of instance key to role names, e.g. `sales: [Salesperson]`",
         "admin_roles" => "write a list, e.g. `[global_admin]`",
         "name" | "purpose" | "description" | "message" | "url" | "currency" | "tenant" => {
