@@ -40,7 +40,10 @@ fn tenant_db(dir: &Path) -> PathBuf {
 }
 
 fn observe(dir: &Path) -> Tenant {
-    LocalProvider::open(&tenant_db(dir)).unwrap().observe().unwrap()
+    LocalProvider::open(&tenant_db(dir))
+        .unwrap()
+        .observe()
+        .unwrap()
 }
 
 #[test]
@@ -62,8 +65,10 @@ fn every_example_applies_and_then_plans_no_changes() {
             .code(0);
         // A second apply is a no-op and does not bump the serial.
         let serial = |d: &Path| -> u64 {
-            let s: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(d.join(".crmctl/state.json")).unwrap()).unwrap();
+            let s: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(d.join(".crmctl/state.json")).unwrap(),
+            )
+            .unwrap();
             s["serial"].as_u64().unwrap()
         };
         let before = serial(dir.path());
@@ -73,13 +78,22 @@ fn every_example_applies_and_then_plans_no_changes() {
             .assert()
             .success()
             .stdout(predicate::str::contains("No changes"));
-        assert_eq!(serial(dir.path()), before, "{}: a no-op apply bumped the serial", file.display());
+        assert_eq!(
+            serial(dir.path()),
+            before,
+            "{}: a no-op apply bumped the serial",
+            file.display()
+        );
     }
 }
 
 fn minimal(dir: &Path) -> PathBuf {
     let file = dir.join("tenant.yaml");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minimal.yaml"), &file).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minimal.yaml"),
+        &file,
+    )
+    .unwrap();
     file
 }
 
@@ -95,7 +109,10 @@ fn without_a_tty_apply_needs_auto_approve_and_does_nothing() {
         .stderr(predicate::str::contains("--auto-approve"));
     assert!(!tenant_db(dir.path()).exists(), "nothing may be created");
     assert!(!dir.path().join(".crmctl/state.json").exists());
-    assert!(!dir.path().join(".crmctl/state.json.lock").exists(), "the lock is released");
+    assert!(
+        !dir.path().join(".crmctl/state.json.lock").exists(),
+        "the lock is released"
+    );
 }
 
 #[test]
@@ -150,7 +167,10 @@ fn one(kind: ActionKind, op: Op, destructive: bool) -> Vec<Action> {
 }
 
 fn id(id: &str) -> ObjRef {
-    ObjRef { address: format!("x.{id}"), id: Some(id.to_string()) }
+    ObjRef {
+        address: format!("x.{id}"),
+        id: Some(id.to_string()),
+    }
 }
 
 /// A tenant with a production instance (org-000001), a sandbox (org-000002), five
@@ -158,7 +178,11 @@ fn id(id: &str) -> ObjRef {
 fn refusal_tenant(dir: &Path) -> Tenant {
     let p = LocalProvider::open(&tenant_db(dir)).unwrap();
     p.set_domain_hint("coho.onmicrosoft.com").unwrap();
-    p.execute(&Op::PurchaseLicenses { plan: LicensePlan::Professional, to: 30 }).unwrap();
+    p.execute(&Op::PurchaseLicenses {
+        plan: LicensePlan::Professional,
+        to: 30,
+    })
+    .unwrap();
     let conf = |url: &str, kind| Op::ConfigureInstance {
         name: url.into(),
         url: url.into(),
@@ -173,14 +197,31 @@ fn refusal_tenant(dir: &Path) -> Tenant {
     p.execute(&conf("sbx", InstanceType::Sandbox)).unwrap();
     for n in 1..=6 {
         let u = p
-            .execute(&Op::CreateUser { upn: format!("ni{n}@coho.com"), name: String::new(), access_mode: AccessMode::ReadWrite })
+            .execute(&Op::CreateUser {
+                upn: format!("ni{n}@coho.com"),
+                name: String::new(),
+                access_mode: AccessMode::ReadWrite,
+            })
             .unwrap()
             .created_id
             .unwrap();
-        p.execute(&Op::AssignLicense { user: id(&u), plan: LicensePlan::Professional }).unwrap();
-        p.execute(&Op::SetAccessMode { user: id(&u), mode: AccessMode::NonInteractive }).unwrap();
+        p.execute(&Op::AssignLicense {
+            user: id(&u),
+            plan: LicensePlan::Professional,
+        })
+        .unwrap();
+        p.execute(&Op::SetAccessMode {
+            user: id(&u),
+            mode: AccessMode::NonInteractive,
+        })
+        .unwrap();
         if n < 6 {
-            p.execute(&Op::AssignRoles { user: id(&u), instance: id("org-000002"), roles: vec!["Integration".into()] }).unwrap();
+            p.execute(&Op::AssignRoles {
+                user: id(&u),
+                instance: id("org-000002"),
+                roles: vec!["Integration".into()],
+            })
+            .unwrap();
         }
     }
     p.observe().unwrap()
@@ -189,13 +230,79 @@ fn refusal_tenant(dir: &Path) -> Tenant {
 #[test]
 fn provider_refusals_through_the_cli_name_the_rule_and_change_nothing() {
     let cases: Vec<(&str, ActionKind, Op, bool)> = vec![
-        ("I8", ActionKind::DeleteInstance, Op::DeleteInstance { instance: id("org-000001") }, true),
-        ("P3", ActionKind::AssignRoles, Op::AssignRoles { user: id("usr-000006"), instance: id("org-000002"), roles: vec!["Integration".into()] }, false),
-        ("T4", ActionKind::ReduceLicenses, Op::ReduceLicenses { plan: LicensePlan::Professional, to: 0 }, false),
-        ("I10", ActionKind::SetAdminMode, Op::SetAdminMode { instance: id("org-000002"), enabled: false, background_operations: false, message: None }, false),
-        ("I11", ActionKind::CopyInstance, Op::CopyInstance { source: id("org-000002"), target: id("org-000001"), kind: CopyKind::Full }, true),
-        ("I2", ActionKind::ConfigureInstance, Op::ConfigureInstance { name: "x".into(), url: "x".into(), kind: InstanceType::Sandbox, purpose: String::new(), region: crmctl::tenant::Region::NA, currency: "USD".into(), language: 1033, security_group: None }, false),
-        ("I9", ActionKind::ResetInstance, Op::ResetInstance { instance: id("org-000001"), currency: "EUR".into(), language: 1033 }, true),
+        (
+            "I8",
+            ActionKind::DeleteInstance,
+            Op::DeleteInstance {
+                instance: id("org-000001"),
+            },
+            true,
+        ),
+        (
+            "P3",
+            ActionKind::AssignRoles,
+            Op::AssignRoles {
+                user: id("usr-000006"),
+                instance: id("org-000002"),
+                roles: vec!["Integration".into()],
+            },
+            false,
+        ),
+        (
+            "T4",
+            ActionKind::ReduceLicenses,
+            Op::ReduceLicenses {
+                plan: LicensePlan::Professional,
+                to: 0,
+            },
+            false,
+        ),
+        (
+            "I10",
+            ActionKind::SetAdminMode,
+            Op::SetAdminMode {
+                instance: id("org-000002"),
+                enabled: false,
+                background_operations: false,
+                message: None,
+            },
+            false,
+        ),
+        (
+            "I11",
+            ActionKind::CopyInstance,
+            Op::CopyInstance {
+                source: id("org-000002"),
+                target: id("org-000001"),
+                kind: CopyKind::Full,
+            },
+            true,
+        ),
+        (
+            "I2",
+            ActionKind::ConfigureInstance,
+            Op::ConfigureInstance {
+                name: "x".into(),
+                url: "x".into(),
+                kind: InstanceType::Sandbox,
+                purpose: String::new(),
+                region: crmctl::tenant::Region::NA,
+                currency: "USD".into(),
+                language: 1033,
+                security_group: None,
+            },
+            false,
+        ),
+        (
+            "I9",
+            ActionKind::ResetInstance,
+            Op::ResetInstance {
+                instance: id("org-000001"),
+                currency: "EUR".into(),
+                language: 1033,
+            },
+            true,
+        ),
     ];
     for (rule, kind, op, destructive) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -209,7 +316,9 @@ fn provider_refusals_through_the_cli_name_the_rule_and_change_nothing() {
         cmd.assert()
             .code(1)
             .stderr(predicate::str::contains(format!("({rule})")))
-            .stderr(predicate::str::contains("Apply failed: 0 done, 1 failed, 0 skipped"));
+            .stderr(predicate::str::contains(
+                "Apply failed: 0 done, 1 failed, 0 skipped",
+            ));
         assert_eq!(observe(dir.path()), before, "{rule}: the tenant changed");
     }
 }
@@ -224,17 +333,38 @@ fn i4_edit_of_a_provisioning_instance_is_refused_by_the_provider() {
         .success();
     let plan = saved_plan(
         dir.path(),
-        one(ActionKind::UpdateInstance, Op::UpdateInstance { instance: id("org-000002"), name: Some("New".into()), url: None, purpose: None, security_group: None }, false),
+        one(
+            ActionKind::UpdateInstance,
+            Op::UpdateInstance {
+                instance: id("org-000002"),
+                name: Some("New".into()),
+                url: None,
+                purpose: None,
+                security_group: None,
+            },
+            false,
+        ),
     );
-    crmctl(dir.path()).arg("apply").arg(&plan).assert().code(1).stderr(predicate::str::contains("(I4)"));
+    crmctl(dir.path())
+        .arg("apply")
+        .arg(&plan)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("(I4)"));
 }
 
 #[test]
 fn i3_currency_change_of_a_production_instance_is_a_plan_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
-    crmctl(dir.path()).args(["apply", "--auto-approve", "-f"]).arg(&file).assert().success();
-    let text = std::fs::read_to_string(&file).unwrap().replace("currency: EUR", "currency: USD");
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("currency: EUR", "currency: USD");
     std::fs::write(&file, text).unwrap();
     let before = observe(dir.path());
     crmctl(dir.path())
@@ -251,9 +381,16 @@ fn i3_currency_change_of_a_production_instance_is_a_plan_error() {
 fn a_saved_plan_is_refused_when_the_tenant_or_the_state_changed() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
-    crmctl(dir.path()).args(["plan", "--out", "p1.json", "-f"]).arg(&file).assert().success();
+    crmctl(dir.path())
+        .args(["plan", "--out", "p1.json", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
     // Drift in the admin center after planning: the tenant's fingerprint changes.
-    crmctl(dir.path()).args(["local", "set", "licenses", "basic", "3"]).assert().success();
+    crmctl(dir.path())
+        .args(["local", "set", "licenses", "basic", "3"])
+        .assert()
+        .success();
     crmctl(dir.path())
         .args(["apply", "p1.json"])
         .assert()
@@ -262,16 +399,32 @@ fn a_saved_plan_is_refused_when_the_tenant_or_the_state_changed() {
     assert!(observe(dir.path()).users.is_empty(), "nothing was done");
 
     // A fresh plan applies (a saved plan counts as approved, no TTY needed)...
-    crmctl(dir.path()).args(["plan", "--out", "p2.json", "-f"]).arg(&file).assert().success();
-    crmctl(dir.path()).args(["plan", "--out", "p3.json", "-f"]).arg(&file).assert().success();
-    crmctl(dir.path()).args(["apply", "p2.json"]).assert().success().stdout(predicate::str::contains("Apply complete!"));
+    crmctl(dir.path())
+        .args(["plan", "--out", "p2.json", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["plan", "--out", "p3.json", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["apply", "p2.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Apply complete!"));
     // ...and the other plan made at the same time is now stale (state serial and tenant).
     crmctl(dir.path())
         .args(["apply", "p3.json"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("stale"));
-    crmctl(dir.path()).args(["plan", "--detailed-exitcode", "-f"]).arg(&file).assert().code(0);
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0);
 }
 
 #[test]
@@ -280,7 +433,11 @@ fn destructive_actions_need_allow_destroy() {
     let file = dir.path().join("t.yaml");
     let full = "tenant: fabrikam.onmicrosoft.com\nlicenses:\n  professional: 5\nusers:\n  a@fabrikam.com:\n    name: A\n  b@fabrikam.com:\n    name: B\n";
     std::fs::write(&file, full).unwrap();
-    crmctl(dir.path()).args(["apply", "--auto-approve", "-f"]).arg(&file).assert().success();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
     assert_eq!(observe(dir.path()).users.len(), 2);
     std::fs::write(&file, full.replace("  b@fabrikam.com:\n    name: B\n", "")).unwrap();
     crmctl(dir.path())
@@ -297,8 +454,15 @@ fn destructive_actions_need_allow_destroy() {
         .assert()
         .success();
     let t = observe(dir.path());
-    assert_eq!(t.users.values().map(|u| u.upn.as_str()).collect::<Vec<_>>(), vec!["a@fabrikam.com"]);
-    crmctl(dir.path()).args(["plan", "--detailed-exitcode", "-f"]).arg(&file).assert().code(0);
+    assert_eq!(
+        t.users.values().map(|u| u.upn.as_str()).collect::<Vec<_>>(),
+        vec!["a@fabrikam.com"]
+    );
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0);
 }
 
 #[test]
@@ -314,7 +478,9 @@ fn a_held_lock_stops_apply_and_force_unlock_removes_it() {
         .arg(&file)
         .assert()
         .code(1)
-        .stderr(predicate::str::contains(format!("crmctl force-unlock {lock_id}")))
+        .stderr(predicate::str::contains(format!(
+            "crmctl force-unlock {lock_id}"
+        )))
         .stderr(predicate::str::contains("pid"));
     assert!(!tenant_db(dir.path()).exists(), "nothing was done");
     crmctl(dir.path())
@@ -327,7 +493,11 @@ fn a_held_lock_stops_apply_and_force_unlock_removes_it() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Removed the lock"));
-    crmctl(dir.path()).args(["apply", "--auto-approve", "-f"]).arg(&file).assert().success();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
 }
 
 #[test]
@@ -345,35 +515,92 @@ fn injected_failure_midway_then_apply_again_finishes_the_job() {
         .stderr
         .clone();
     let err = String::from_utf8(out).unwrap();
-    let summary = err.lines().find(|l| l.starts_with("Apply failed:")).unwrap().to_string();
+    let summary = err
+        .lines()
+        .find(|l| l.starts_with("Apply failed:"))
+        .unwrap()
+        .to_string();
     assert!(summary.contains("1 failed"), "{summary}");
-    assert!(!summary.starts_with("Apply failed: 0 done"), "independent actions continue: {summary}");
+    assert!(
+        !summary.starts_with("Apply failed: 0 done"),
+        "independent actions continue: {summary}"
+    );
     // The state names exactly the objects the tenant has.
-    let state: crmctl::state::State =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap()).unwrap();
+    let state: crmctl::state::State = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
+    )
+    .unwrap();
     let t = observe(dir.path());
     for r in state.resources.values() {
-        assert!(t.users.contains_key(&r.id) || t.groups.contains_key(&r.id) || t.instances.contains_key(&r.id));
+        assert!(
+            t.users.contains_key(&r.id)
+                || t.groups.contains_key(&r.id)
+                || t.instances.contains_key(&r.id)
+        );
     }
-    assert_eq!(state.resources.len(), t.users.len() + t.groups.len() + t.instances.len());
+    assert_eq!(
+        state.resources.len(),
+        t.users.len() + t.groups.len() + t.instances.len()
+    );
     // Re-plan finishes the job.
-    crmctl(dir.path()).args(["plan", "--detailed-exitcode", "-f"]).arg(&file).assert().code(2);
-    crmctl(dir.path()).args(["apply", "--auto-approve", "-f"]).arg(&file).assert().success();
-    crmctl(dir.path()).args(["plan", "--detailed-exitcode", "-f"]).arg(&file).assert().code(0);
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2);
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0);
 }
 
 #[test]
 fn show_and_local_edits_simulate_the_admin_center() {
     let dir = tempfile::tempdir().unwrap();
-    crmctl(dir.path()).args(["show", "--format", "json"]).assert().success().stdout(predicate::str::contains("\"8.1.0\""));
-    assert!(!tenant_db(dir.path()).exists(), "show must not create the tenant");
-    crmctl(dir.path()).args(["local", "set", "licenses", "professional", "10"]).assert().success();
-    crmctl(dir.path()).args(["local", "add", "user", "ana@coho.com", "Ana"]).assert().success();
-    crmctl(dir.path()).args(["local", "set", "user", "ana@coho.com", "license", "professional"]).assert().success();
-    crmctl(dir.path()).args(["local", "set", "domain", "coho.onmicrosoft.com"]).assert().success();
+    crmctl(dir.path())
+        .args(["show", "--format", "json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"8.1.0\""));
+    assert!(
+        !tenant_db(dir.path()).exists(),
+        "show must not create the tenant"
+    );
+    crmctl(dir.path())
+        .args(["local", "set", "licenses", "professional", "10"])
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["local", "add", "user", "ana@coho.com", "Ana"])
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args([
+            "local",
+            "set",
+            "user",
+            "ana@coho.com",
+            "license",
+            "professional",
+        ])
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["local", "set", "domain", "coho.onmicrosoft.com"])
+        .assert()
+        .success();
     let t = observe(dir.path());
     assert_eq!(t.purchased(LicensePlan::Professional), 10);
-    assert_eq!(t.users["usr-000001"].license, Some(LicensePlan::Professional));
+    assert_eq!(
+        t.users["usr-000001"].license,
+        Some(LicensePlan::Professional)
+    );
     crmctl(dir.path())
         .args(["local", "set", "user", "nobody@coho.com", "license", "none"])
         .assert()
@@ -385,14 +612,29 @@ fn show_and_local_edits_simulate_the_admin_center() {
         .code(1)
         .stderr(predicate::str::contains("cannot understand"));
     // export -> edit the text -> import round-trips through YAML.
-    let yaml = crmctl(dir.path()).args(["local", "export"]).assert().success().get_output().stdout.clone();
-    let yaml = String::from_utf8(yaml).unwrap().replace("name: Ana", "name: Ana Trujillo");
+    let yaml = crmctl(dir.path())
+        .args(["local", "export"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let yaml = String::from_utf8(yaml)
+        .unwrap()
+        .replace("name: Ana", "name: Ana Trujillo");
     std::fs::write(dir.path().join("t.yaml"), yaml).unwrap();
-    crmctl(dir.path()).args(["local", "import", "t.yaml"]).assert().success();
+    crmctl(dir.path())
+        .args(["local", "import", "t.yaml"])
+        .assert()
+        .success();
     assert_eq!(observe(dir.path()).users["usr-000001"].name, "Ana Trujillo");
     // `local edit` through $EDITOR (a script that edits the file in place).
     let editor = dir.path().join("editor.sh");
-    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/professional: 10/professional: 12/' \"$1\"\n").unwrap();
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/professional: 10/professional: 12/' \"$1\"\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     crmctl(dir.path())
         .args(["local", "edit"])

@@ -26,7 +26,11 @@ fn crmctl(dir: &Path) -> Command {
 }
 
 fn write_desired(dir: &Path, users: usize) -> (PathBuf, Desired) {
-    let params = SynthParams { users, memberships: users * 3, ..SynthParams::small() };
+    let params = SynthParams {
+        users,
+        memberships: users * 3,
+        ..SynthParams::small()
+    };
     let desired = generate(&params);
     let file = dir.join("tenant.yaml");
     std::fs::write(&file, crmctl::spec::load::to_yaml(&desired).unwrap()).unwrap();
@@ -37,24 +41,49 @@ fn write_desired(dir: &Path, users: usize) -> (PathBuf, Desired) {
 fn recover_and_converge(dir: &Path, file: &Path, desired: &Desired) {
     let state = dir.join(".crmctl/state.json");
     if let Some(info) = crmctl::state::lock::read_lock(&state).unwrap() {
-        crmctl(dir).args(["force-unlock", &info.id]).assert().success();
+        crmctl(dir)
+            .args(["force-unlock", &info.id])
+            .assert()
+            .success();
     }
-    crmctl(dir).args(["apply", "--auto-approve", "-f"]).arg(file).assert().success();
-    crmctl(dir).args(["plan", "--detailed-exitcode", "-f"]).arg(file).assert().code(0);
+    crmctl(dir)
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(file)
+        .assert()
+        .success();
+    crmctl(dir)
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(file)
+        .assert()
+        .code(0);
 
-    let t = LocalProvider::open(&dir.join(".crmctl/tenant.db")).unwrap().observe().unwrap();
+    let t = LocalProvider::open(&dir.join(".crmctl/tenant.db"))
+        .unwrap()
+        .observe()
+        .unwrap();
     let upns: BTreeSet<&str> = t.users.values().map(|u| u.upn.as_str()).collect();
     assert_eq!(upns.len(), t.users.len(), "duplicate users");
     assert_eq!(t.users.len(), desired.users.as_ref().map_or(0, |u| u.len()));
     let names: BTreeSet<&str> = t.groups.values().map(|g| g.name.as_str()).collect();
     assert_eq!(names.len(), t.groups.len(), "duplicate groups");
-    assert_eq!(t.groups.len(), desired.security_groups.as_ref().map_or(0, |g| g.len()));
-    assert_eq!(t.instances.len(), desired.instances.as_ref().map_or(0, |i| i.len()), "duplicate instances");
+    assert_eq!(
+        t.groups.len(),
+        desired.security_groups.as_ref().map_or(0, |g| g.len())
+    );
+    assert_eq!(
+        t.instances.len(),
+        desired.instances.as_ref().map_or(0, |i| i.len()),
+        "duplicate instances"
+    );
     // The state names each object once.
-    let s: crmctl::state::State = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    let s: crmctl::state::State =
+        serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
     let ids: BTreeSet<&str> = s.resources.values().map(|r| r.id.as_str()).collect();
     assert_eq!(ids.len(), s.resources.len());
-    assert_eq!(s.resources.len(), t.users.len() + t.groups.len() + t.instances.len());
+    assert_eq!(
+        s.resources.len(),
+        t.users.len() + t.groups.len() + t.instances.len()
+    );
 }
 
 #[test]
@@ -94,7 +123,10 @@ fn abort_after_a_commit_before_the_state_knows_then_converge() {
         assert!(!out.status.success());
         let state = dir.path().join(".crmctl/state.json");
         if let Some(info) = crmctl::state::lock::read_lock(&state).unwrap() {
-            crmctl(dir.path()).args(["force-unlock", &info.id]).assert().success();
+            crmctl(dir.path())
+                .args(["force-unlock", &info.id])
+                .assert()
+                .success();
         }
     }
     recover_and_converge(dir.path(), &file, &desired);

@@ -22,7 +22,10 @@ fn act(id: usize, kind: ActionKind, address: &str, deps: &[usize], op: Op) -> Ac
         depends_on: deps.to_vec(),
         destructive: matches!(
             kind,
-            ActionKind::DeleteUser | ActionKind::DeleteGroup | ActionKind::DeleteInstance | ActionKind::ResetInstance
+            ActionKind::DeleteUser
+                | ActionKind::DeleteGroup
+                | ActionKind::DeleteInstance
+                | ActionKind::ResetInstance
         ),
         changes: vec![],
         reason: "test".into(),
@@ -40,11 +43,17 @@ fn plan(actions: Vec<Action>) -> Plan {
 }
 
 fn tag(i: usize) -> Op {
-    Op::Adopt { kind: ObjKind::User, id: format!("t{i}") }
+    Op::Adopt {
+        kind: ObjKind::User,
+        id: format!("t{i}"),
+    }
 }
 
 fn aref(address: &str) -> ObjRef {
-    ObjRef { address: address.to_string(), id: None }
+    ObjRef {
+        address: address.to_string(),
+        id: None,
+    }
 }
 
 /// Records when each tagged op starts and ends; sleeps a little in between.
@@ -78,13 +87,18 @@ impl Provider for Recorder {
     }
     fn execute(&self, op: &Op) -> Result<Outcome, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let Op::Adopt { id, .. } = op else { panic!("unexpected op {op:?}") };
+        let Op::Adopt { id, .. } = op else {
+            panic!("unexpected op {op:?}")
+        };
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
         let start = Instant::now();
         std::thread::sleep(Duration::from_millis(15));
         self.running.fetch_sub(1, Ordering::SeqCst);
-        self.log.lock().unwrap().insert(id.clone(), (start, Instant::now()));
+        self.log
+            .lock()
+            .unwrap()
+            .insert(id.clone(), (start, Instant::now()));
         if self.fail.as_deref() == Some(id.as_str()) {
             return Err(ProviderError::refused("T3", "injected"));
         }
@@ -104,7 +118,11 @@ fn run(
     provider: &dyn Provider,
     state: &mut State,
     opts: &ApplyOptions,
-) -> (Result<apply::ApplyReport, ApplyError>, Vec<State>, Vec<String>) {
+) -> (
+    Result<apply::ApplyReport, ApplyError>,
+    Vec<State>,
+    Vec<String>,
+) {
     let mut saves = Vec::new();
     let lines = Mutex::new(Vec::new());
     let result = {
@@ -121,11 +139,31 @@ fn run(
 /// 0..8 independent; 8 waits for 0 and 1; 9 waits for 8; 10 waits for 9 and 7.
 fn graph_plan() -> Plan {
     let mut actions: Vec<Action> = (0..8)
-        .map(|i| act(i, ActionKind::Adopt, &format!("users.u{i}@coho.com"), &[], tag(i)))
+        .map(|i| {
+            act(
+                i,
+                ActionKind::Adopt,
+                &format!("users.u{i}@coho.com"),
+                &[],
+                tag(i),
+            )
+        })
         .collect();
-    actions.push(act(8, ActionKind::Adopt, "users.u8@coho.com", &[0, 1], tag(8)));
+    actions.push(act(
+        8,
+        ActionKind::Adopt,
+        "users.u8@coho.com",
+        &[0, 1],
+        tag(8),
+    ));
     actions.push(act(9, ActionKind::Adopt, "users.u9@coho.com", &[8], tag(9)));
-    actions.push(act(10, ActionKind::Adopt, "users.u10@coho.com", &[9, 7], tag(10)));
+    actions.push(act(
+        10,
+        ActionKind::Adopt,
+        "users.u10@coho.com",
+        &[9, 7],
+        tag(10),
+    ));
     plan(actions)
 }
 
@@ -134,7 +172,10 @@ fn actions_start_only_after_their_dependencies_and_run_concurrently() {
     let p = graph_plan();
     let rec = Recorder::new(None);
     let mut state = State::empty("lin");
-    let opts = ApplyOptions { parallelism: 4, ..ApplyOptions::default() };
+    let opts = ApplyOptions {
+        parallelism: 4,
+        ..ApplyOptions::default()
+    };
     let (report, saves, lines) = run(&p, &rec, &mut state, &opts);
     let report = report.unwrap();
     assert!(report.success());
@@ -144,7 +185,11 @@ fn actions_start_only_after_their_dependencies_and_run_concurrently() {
         let (start, _) = log[&format!("t{}", a.id)];
         for d in &a.depends_on {
             let (_, end) = log[&format!("t{d}")];
-            assert!(start >= end, "action {} started before its dependency {d} ended", a.id);
+            assert!(
+                start >= end,
+                "action {} started before its dependency {d} ended",
+                a.id
+            );
         }
     }
     let max = rec.max_running.load(Ordering::SeqCst);
@@ -154,7 +199,12 @@ fn actions_start_only_after_their_dependencies_and_run_concurrently() {
     assert_eq!(state.id_of("users.u10@coho.com"), Some("t10"));
     assert_eq!(state.serial as usize, saves.len());
     assert_eq!(lines.len(), 11);
-    assert!(lines.iter().any(|l| l.starts_with("[11/11] adopt users.") && l.ends_with("... done")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[11/11] adopt users.") && l.ends_with("... done")),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -163,17 +213,29 @@ fn batches_hold_only_ready_actions_and_respect_dependencies() {
     let mut rec = Recorder::new(Some("t9"));
     rec.batch = 3;
     let mut state = State::empty("lin");
-    let opts = ApplyOptions { parallelism: 2, ..ApplyOptions::default() };
+    let opts = ApplyOptions {
+        parallelism: 2,
+        ..ApplyOptions::default()
+    };
     let report = run(&p, &rec, &mut state, &opts).0.unwrap();
     let batches = rec.batches.lock().unwrap().clone();
     assert!(batches.iter().all(|b| *b <= 3), "{batches:?}");
-    assert!(batches.contains(&3), "ready actions were batched: {batches:?}");
+    assert!(
+        batches.contains(&3),
+        "ready actions were batched: {batches:?}"
+    );
     let log = rec.log.lock().unwrap();
     for a in &p.actions {
-        let Some((start, _)) = log.get(&format!("t{}", a.id)) else { continue };
+        let Some((start, _)) = log.get(&format!("t{}", a.id)) else {
+            continue;
+        };
         for d in &a.depends_on {
             let (_, end) = log[&format!("t{d}")];
-            assert!(*start >= end, "action {} started before its dependency {d} ended", a.id);
+            assert!(
+                *start >= end,
+                "action {} started before its dependency {d} ended",
+                a.id
+            );
         }
     }
     // Per-op outcomes survive batching: t9 failed alone, t10 skipped.
@@ -187,14 +249,20 @@ fn parallelism_one_runs_in_plan_order() {
     let p = graph_plan();
     let rec = Recorder::new(None);
     let mut state = State::empty("lin");
-    let opts = ApplyOptions { parallelism: 1, ..ApplyOptions::default() };
+    let opts = ApplyOptions {
+        parallelism: 1,
+        ..ApplyOptions::default()
+    };
     run(&p, &rec, &mut state, &opts).0.unwrap();
     assert_eq!(rec.max_running.load(Ordering::SeqCst), 1);
     let log = rec.log.lock().unwrap();
     let mut by_start: Vec<(Instant, usize)> =
         (0..11).map(|i| (log[&format!("t{i}")].0, i)).collect();
     by_start.sort();
-    assert_eq!(by_start.iter().map(|x| x.1).collect::<Vec<_>>(), (0..11).collect::<Vec<_>>());
+    assert_eq!(
+        by_start.iter().map(|x| x.1).collect::<Vec<_>>(),
+        (0..11).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -208,21 +276,41 @@ fn a_failure_skips_its_dependents_transitively_and_the_rest_continues() {
     assert_eq!(report.failed(), vec![8]);
     assert_eq!(report.skipped(), vec![9, 10]);
     assert_eq!(report.done(), (0..8).collect::<Vec<_>>());
-    assert!(matches!(&report.outcomes[&9], ActionOutcome::Skipped { because_of: 8 }));
-    assert!(matches!(&report.outcomes[&8], ActionOutcome::Failed(ProviderError::Refused { rule, .. }) if rule == "T3"));
+    assert!(matches!(
+        &report.outcomes[&9],
+        ActionOutcome::Skipped { because_of: 8 }
+    ));
+    assert!(
+        matches!(&report.outcomes[&8], ActionOutcome::Failed(ProviderError::Refused { rule, .. }) if rule == "T3")
+    );
     // Skipped actions never reached the provider.
     assert_eq!(rec.calls.load(Ordering::SeqCst), 9);
     assert!(state.id_of("users.u9@coho.com").is_none());
     assert_eq!(state.id_of("users.u7@coho.com"), Some("t7"));
-    assert!(lines.iter().any(|l| l.contains("FAILED") && l.contains("(T3)")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.contains("skipped (depends on failed action 8)")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("FAILED") && l.contains("(T3)")),
+        "{lines:?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("skipped (depends on failed action 8)")));
 }
 
 #[test]
 fn destructive_actions_need_allow_destroy_and_nothing_runs_without_it() {
     let p = plan(vec![
         act(0, ActionKind::Adopt, "users.a@coho.com", &[], tag(0)),
-        act(1, ActionKind::DeleteUser, "users.b@coho.com", &[], Op::DeleteUser { user: aref("users.b@coho.com") }),
+        act(
+            1,
+            ActionKind::DeleteUser,
+            "users.b@coho.com",
+            &[],
+            Op::DeleteUser {
+                user: aref("users.b@coho.com"),
+            },
+        ),
     ]);
     let rec = Recorder::new(None);
     let mut state = State::empty("lin");
@@ -243,13 +331,19 @@ fn destructive_actions_need_allow_destroy_and_nothing_runs_without_it() {
 #[test]
 fn plans_with_errors_or_cycles_are_refused() {
     let mut p = graph_plan();
-    p.diagnostics.push(Diagnostic::error("instances.x", "bad").rule("I3"));
+    p.diagnostics
+        .push(Diagnostic::error("instances.x", "bad").rule("I3"));
     let rec = Recorder::new(None);
     let mut state = State::empty("lin");
-    assert!(matches!(run(&p, &rec, &mut state, &ApplyOptions::default()).0, Err(ApplyError::PlanHasErrors(1))));
+    assert!(matches!(
+        run(&p, &rec, &mut state, &ApplyOptions::default()).0,
+        Err(ApplyError::PlanHasErrors(1))
+    ));
     let mut p = graph_plan();
     p.actions[0].depends_on = vec![10];
-    assert!(matches!(run(&p, &rec, &mut state, &ApplyOptions::default()).0, Err(ApplyError::InvalidPlan(m)) if m.contains("cycle")));
+    assert!(
+        matches!(run(&p, &rec, &mut state, &ApplyOptions::default()).0, Err(ApplyError::InvalidPlan(m)) if m.contains("cycle"))
+    );
     assert_eq!(rec.calls.load(Ordering::SeqCst), 0);
 }
 
@@ -268,23 +362,73 @@ fn an_empty_plan_does_not_bump_the_serial() {
 /// A real plan on the local provider: create, then reference by address.
 fn user_plan(n: usize, failing_license: Option<usize>) -> Plan {
     let mut actions = vec![
-        act(0, ActionKind::PurchaseLicenses, "licenses.professional", &[], Op::PurchaseLicenses { plan: LicensePlan::Professional, to: n as u32 }),
-        act(1, ActionKind::CreateGroup, "security_groups.sales", &[], Op::CreateGroup { name: "Sales".into(), description: String::new() }),
+        act(
+            0,
+            ActionKind::PurchaseLicenses,
+            "licenses.professional",
+            &[],
+            Op::PurchaseLicenses {
+                plan: LicensePlan::Professional,
+                to: n as u32,
+            },
+        ),
+        act(
+            1,
+            ActionKind::CreateGroup,
+            "security_groups.sales",
+            &[],
+            Op::CreateGroup {
+                name: "Sales".into(),
+                description: String::new(),
+            },
+        ),
     ];
     let mut members = vec![];
     for i in 0..n {
         let addr = format!("users.u{i}@coho.com");
         let c = actions.len();
-        actions.push(act(c, ActionKind::CreateUser, &addr, &[], Op::CreateUser { upn: format!("u{i}@coho.com"), name: format!("U{i}"), access_mode: AccessMode::ReadWrite }));
-        let plan_kind = if Some(i) == failing_license { LicensePlan::Enterprise } else { LicensePlan::Professional };
+        actions.push(act(
+            c,
+            ActionKind::CreateUser,
+            &addr,
+            &[],
+            Op::CreateUser {
+                upn: format!("u{i}@coho.com"),
+                name: format!("U{i}"),
+                access_mode: AccessMode::ReadWrite,
+            },
+        ));
+        let plan_kind = if Some(i) == failing_license {
+            LicensePlan::Enterprise
+        } else {
+            LicensePlan::Professional
+        };
         let l = actions.len();
-        actions.push(act(l, ActionKind::AssignLicense, &addr, &[0, c], Op::AssignLicense { user: aref(&addr), plan: plan_kind }));
+        actions.push(act(
+            l,
+            ActionKind::AssignLicense,
+            &addr,
+            &[0, c],
+            Op::AssignLicense {
+                user: aref(&addr),
+                plan: plan_kind,
+            },
+        ));
         members.push((c, aref(&addr)));
     }
     let mut deps: Vec<usize> = members.iter().map(|m| m.0).collect();
     deps.push(1);
     let id = actions.len();
-    actions.push(act(id, ActionKind::AddGroupMembers, "security_groups.sales", &deps, Op::AddGroupMembers { group: aref("security_groups.sales"), users: members.into_iter().map(|m| m.1).collect() }));
+    actions.push(act(
+        id,
+        ActionKind::AddGroupMembers,
+        "security_groups.sales",
+        &deps,
+        Op::AddGroupMembers {
+            group: aref("security_groups.sales"),
+            users: members.into_iter().map(|m| m.1).collect(),
+        },
+    ));
     plan(actions)
 }
 
@@ -293,7 +437,12 @@ fn local_apply_fills_ids_from_created_objects_and_records_them() {
     let dir = tempfile::tempdir().unwrap();
     let p = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
     let mut state = State::empty("lin");
-    let (report, saves, _) = run(&user_plan(20, None), &p, &mut state, &ApplyOptions::default());
+    let (report, saves, _) = run(
+        &user_plan(20, None),
+        &p,
+        &mut state,
+        &ApplyOptions::default(),
+    );
     assert!(report.unwrap().success());
     let t = p.observe().unwrap();
     assert_eq!(t.users.len(), 20);
@@ -321,7 +470,9 @@ fn partial_failure_on_the_local_tenant_leaves_a_consistent_state() {
     let failed = report.failed();
     assert_eq!(failed.len(), 1);
     assert_eq!(plan.actions[failed[0]].address, "users.u2@coho.com");
-    assert!(matches!(&report.outcomes[&failed[0]], ActionOutcome::Failed(ProviderError::Refused { rule, .. }) if rule == "T3"));
+    assert!(
+        matches!(&report.outcomes[&failed[0]], ActionOutcome::Failed(ProviderError::Refused { rule, .. }) if rule == "T3")
+    );
     assert_eq!(report.done().len(), plan.actions.len() - 1);
     // Every object the tenant has is in the state, and vice versa.
     let t = p.observe().unwrap();
@@ -350,7 +501,13 @@ fn protect_flags_are_recorded_for_instances() {
         language: 1033,
         security_group: None,
     };
-    let pl = plan(vec![act(0, ActionKind::ConfigureInstance, "instances.sales", &[], configure)]);
+    let pl = plan(vec![act(
+        0,
+        ActionKind::ConfigureInstance,
+        "instances.sales",
+        &[],
+        configure,
+    )]);
     let mut state = State::empty("lin");
     let opts = ApplyOptions {
         protect: BTreeMap::from([("instances.sales".to_string(), true)]),

@@ -41,13 +41,33 @@ struct TenantGen {
 }
 
 fn user_gen() -> impl Strategy<Value = UserGen> {
-    (0u8..3, 0u8..8, prop::collection::vec((0u8..3, 0u8..2), 0..3))
-        .prop_map(|(license, mode, roles)| UserGen { license, mode, roles })
+    (
+        0u8..3,
+        0u8..8,
+        prop::collection::vec((0u8..3, 0u8..2), 0..3),
+    )
+        .prop_map(|(license, mode, roles)| UserGen {
+            license,
+            mode,
+            roles,
+        })
 }
 
 fn inst_gen() -> impl Strategy<Value = InstGen> {
-    (any::<bool>(), 0u8..4, prop::option::of(0u8..3), 0u8..2, any::<bool>())
-        .prop_map(|(sandbox, admin, group, name, recipients)| InstGen { sandbox, admin, group, name, recipients })
+    (
+        any::<bool>(),
+        0u8..4,
+        prop::option::of(0u8..3),
+        0u8..2,
+        any::<bool>(),
+    )
+        .prop_map(|(sandbox, admin, group, name, recipients)| InstGen {
+            sandbox,
+            admin,
+            group,
+            name,
+            recipients,
+        })
 }
 
 fn tenant_gen() -> impl Strategy<Value = TenantGen> {
@@ -60,7 +80,13 @@ fn tenant_gen() -> impl Strategy<Value = TenantGen> {
         prop::collection::vec(prop::option::of(prop::collection::vec(0u8..7, 0..4)), 0..3),
         prop::collection::vec(prop::option::of(inst_gen()), 1..4),
     )
-        .prop_map(|(pro, basic, users, groups, instances)| TenantGen { pro, basic, users, groups, instances })
+        .prop_map(|(pro, basic, users, groups, instances)| TenantGen {
+            pro,
+            basic,
+            users,
+            groups,
+            instances,
+        })
 }
 
 const ROLES: [&str; 2] = ["Salesperson", "System Customizer"];
@@ -85,15 +111,30 @@ fn build(g: &TenantGen) -> Desired {
             .filter(|k| g.groups.get(*k as usize).is_some_and(Option::is_some))
             .map(|k| format!("g{k}"));
         let admin_mode = match (kind, admin) {
-            (InstanceType::Sandbox, 1) => Some(AdminMode { enabled: true, background_operations: true, message: None }),
-            (InstanceType::Sandbox, 2) => Some(AdminMode { enabled: true, background_operations: false, message: Some("maintenance".into()) }),
-            (InstanceType::Sandbox, 3) => Some(AdminMode { enabled: false, background_operations: true, message: None }),
+            (InstanceType::Sandbox, 1) => Some(AdminMode {
+                enabled: true,
+                background_operations: true,
+                message: None,
+            }),
+            (InstanceType::Sandbox, 2) => Some(AdminMode {
+                enabled: true,
+                background_operations: false,
+                message: Some("maintenance".into()),
+            }),
+            (InstanceType::Sandbox, 3) => Some(AdminMode {
+                enabled: false,
+                background_operations: true,
+                message: None,
+            }),
             _ => None,
         };
         instances.insert(
             format!("i{i}"),
             Instance {
-                name: format!("Instance {i}{}", if ig.name == 1 { " (renamed)" } else { "" }),
+                name: format!(
+                    "Instance {i}{}",
+                    if ig.name == 1 { " (renamed)" } else { "" }
+                ),
                 url: format!("prop-i{i}"),
                 kind,
                 purpose: None,
@@ -175,7 +216,11 @@ fn build(g: &TenantGen) -> Desired {
         m.dedup();
         groups.insert(
             format!("g{i}"),
-            SecurityGroup { name: Some(format!("Group {i}")), description: Some(String::new()), members: Some(m) },
+            SecurityGroup {
+                name: Some(format!("Group {i}")),
+                description: Some(String::new()),
+                members: Some(m),
+            },
         );
     }
     // P4 needs a license while the access mode is set; the planner buys what the file says.
@@ -245,21 +290,48 @@ fn sandbox_in_admin_mode_switched_to_production() {
         users: vec![],
         groups: vec![],
         instances: vec![
-            Some(InstGen { sandbox: false, admin: 0, group: None, name: 0, recipients: false }),
+            Some(InstGen {
+                sandbox: false,
+                admin: 0,
+                group: None,
+                name: 0,
+                recipients: false,
+            }),
             None,
-            Some(InstGen { sandbox: true, admin: 0, group: None, name: 0, recipients: false }),
+            Some(InstGen {
+                sandbox: true,
+                admin: 0,
+                group: None,
+                name: 0,
+                recipients: false,
+            }),
         ],
     };
     for step in 0..2 {
         let mut desired = build(&g);
         let i2 = desired.instances.as_mut().unwrap().get_mut("i2").unwrap();
         if step == 0 {
-            i2.admin_mode = Some(AdminMode { enabled: true, background_operations: false, message: None });
+            i2.admin_mode = Some(AdminMode {
+                enabled: true,
+                background_operations: false,
+                message: None,
+            });
         }
         let plan = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
         assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
-        let opts = ApplyOptions { allow_destroy: true, ..ApplyOptions::default() };
-        let report = apply::apply(&plan, &provider, &mut state, &mut |_, _| Ok(()), &opts, &|_| {}).unwrap();
+        let opts = ApplyOptions {
+            allow_destroy: true,
+            ..ApplyOptions::default()
+        };
+        let report = apply::apply(
+            &plan,
+            &provider,
+            &mut state,
+            &mut |_, _| Ok(()),
+            &opts,
+            &|_| {},
+        )
+        .unwrap();
         assert!(report.success(), "step {step}: {:?}", report.outcomes);
         g.instances[2].as_mut().unwrap().sandbox = false;
     }
@@ -274,20 +346,49 @@ fn included_sandbox_lost_then_slot_reused() {
     let dir = tempfile::tempdir().unwrap();
     let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
     let mut state = State::empty("prop");
-    let sandbox = |on: bool| on.then_some(InstGen { sandbox: true, admin: 0, group: None, name: 0, recipients: false });
+    let sandbox = |on: bool| {
+        on.then_some(InstGen {
+            sandbox: true,
+            admin: 0,
+            group: None,
+            name: 0,
+            recipients: false,
+        })
+    };
     let steps = [
         (30, vec![None, None, sandbox(true)]),
         (6, vec![None, None, sandbox(true)]),
         (6, vec![None, sandbox(true), None]),
     ];
     for (step, (pro, instances)) in steps.into_iter().enumerate() {
-        let g = TenantGen { pro, basic: 0, users: vec![], groups: vec![], instances };
+        let g = TenantGen {
+            pro,
+            basic: 0,
+            users: vec![],
+            groups: vec![],
+            instances,
+        };
         let mut desired = build(&g);
-        desired.licenses.as_mut().unwrap().insert(LicensePlan::Professional, pro);
+        desired
+            .licenses
+            .as_mut()
+            .unwrap()
+            .insert(LicensePlan::Professional, pro);
         let plan = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
         assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
-        let opts = ApplyOptions { allow_destroy: true, ..ApplyOptions::default() };
-        let report = apply::apply(&plan, &provider, &mut state, &mut |_, _| Ok(()), &opts, &|_| {}).unwrap();
+        let opts = ApplyOptions {
+            allow_destroy: true,
+            ..ApplyOptions::default()
+        };
+        let report = apply::apply(
+            &plan,
+            &provider,
+            &mut state,
+            &mut |_, _| Ok(()),
+            &opts,
+            &|_| {},
+        )
+        .unwrap();
         assert!(report.success(), "step {step}: {:?}", report.outcomes);
     }
 }

@@ -7,8 +7,8 @@ use crmctl::plan::action::{ObjKind, ObjRef, Op};
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::{Provider, ProviderError};
 use crmctl::tenant::{
-    AccessMode, AdminModeState, AdminRole, CopyKind, Group, Instance, InstanceStatus,
-    InstanceType, LicensePlan, Region, Tenant, UpdatePhase, UpdateState, User,
+    AccessMode, AdminModeState, AdminRole, CopyKind, Group, Instance, InstanceStatus, InstanceType,
+    LicensePlan, Region, Tenant, UpdatePhase, UpdateState, User,
 };
 
 fn r(id: &str) -> ObjRef {
@@ -66,15 +66,35 @@ fn base() -> Tenant {
     let mut prod = instance("prod", InstanceType::Production, InstanceStatus::Ready);
     prod.security_group = Some("g1".into());
     add_i(prod);
-    add_i(instance("sbx", InstanceType::Sandbox, InstanceStatus::Ready));
-    add_i(instance("prov", InstanceType::Sandbox, InstanceStatus::Provisioning));
-    add_i(instance("dis", InstanceType::Production, InstanceStatus::Disabled));
+    add_i(instance(
+        "sbx",
+        InstanceType::Sandbox,
+        InstanceStatus::Ready,
+    ));
+    add_i(instance(
+        "prov",
+        InstanceType::Sandbox,
+        InstanceStatus::Provisioning,
+    ));
+    add_i(instance(
+        "dis",
+        InstanceType::Production,
+        InstanceStatus::Disabled,
+    ));
     let mut users = vec![
-        user("ana", Some(LicensePlan::Professional), AccessMode::ReadWrite),
+        user(
+            "ana",
+            Some(LicensePlan::Professional),
+            AccessMode::ReadWrite,
+        ),
         user("bob", None, AccessMode::ReadWrite),
         user("cid", Some(LicensePlan::Basic), AccessMode::ReadWrite),
         user("app", None, AccessMode::Application),
-        user("ni6", Some(LicensePlan::Professional), AccessMode::NonInteractive),
+        user(
+            "ni6",
+            Some(LicensePlan::Professional),
+            AccessMode::NonInteractive,
+        ),
     ];
     for n in 1..=5 {
         let mut u = user(&format!("ni{n}"), None, AccessMode::NonInteractive);
@@ -138,7 +158,9 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             name: "I8 delete a production instance",
             rule: "I8",
             tweak: no_tweak,
-            op: Op::DeleteInstance { instance: r("prod") },
+            op: Op::DeleteInstance {
+                instance: r("prod"),
+            },
         },
         Case {
             name: "P3 a sixth non-interactive user with roles in one instance",
@@ -513,11 +535,24 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
                 assert_eq!(rule, case.rule, "{}: wrong rule ({message})", case.name);
                 assert!(!message.is_empty());
             }
-            other => panic!("{}: expected a refusal citing {}, got {other:?}", case.name, case.rule),
+            other => panic!(
+                "{}: expected a refusal citing {}, got {other:?}",
+                case.name, case.rule
+            ),
         }
-        assert_eq!(p.observe().unwrap(), before, "{}: the cache changed", case.name);
+        assert_eq!(
+            p.observe().unwrap(),
+            before,
+            "{}: the cache changed",
+            case.name
+        );
         let reopened = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
-        assert_eq!(reopened.observe().unwrap(), before, "{}: the file changed", case.name);
+        assert_eq!(
+            reopened.observe().unwrap(),
+            before,
+            "{}: the file changed",
+            case.name
+        );
     }
 }
 
@@ -531,7 +566,12 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
     assert_eq!(t.free_slots(InstanceType::Production), 1);
     assert!(!path.exists(), "observe must not create the tenant file");
     // A refused op does not create the file either.
-    assert!(p.execute(&Op::ReduceLicenses { plan: LicensePlan::Basic, to: 1 }).is_err());
+    assert!(p
+        .execute(&Op::ReduceLicenses {
+            plan: LicensePlan::Basic,
+            to: 1
+        })
+        .is_err());
     assert!(!path.exists());
 
     let u1 = p
@@ -544,10 +584,15 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
     assert_eq!(u1.created_id.as_deref(), Some("usr-000001"));
     assert!(path.exists(), "the first change creates the file");
     let g1 = p
-        .execute(&Op::CreateGroup { name: "Sales".into(), description: String::new() })
+        .execute(&Op::CreateGroup {
+            name: "Sales".into(),
+            description: String::new(),
+        })
         .unwrap();
     assert_eq!(g1.created_id.as_deref(), Some("grp-000001"));
-    let i1 = p.execute(&configure("coho", InstanceType::Production)).unwrap();
+    let i1 = p
+        .execute(&configure("coho", InstanceType::Production))
+        .unwrap();
     assert_eq!(i1.created_id.as_deref(), Some("org-000001"));
     let inst = &p.observe().unwrap().instances["org-000001"];
     // A configured instance starts ready on the newest version.
@@ -574,7 +619,11 @@ fn domain_hint_is_stored_with_the_first_change() {
     let p = LocalProvider::open(&path).unwrap();
     p.set_domain_hint("coho.onmicrosoft.com").unwrap();
     assert!(!path.exists());
-    p.execute(&Op::PurchaseLicenses { plan: LicensePlan::Basic, to: 2 }).unwrap();
+    p.execute(&Op::PurchaseLicenses {
+        plan: LicensePlan::Basic,
+        to: 2,
+    })
+    .unwrap();
     let p = LocalProvider::open(&path).unwrap();
     assert_eq!(p.observe().unwrap().domain, "coho.onmicrosoft.com");
     // A named tenant keeps its name.
@@ -586,30 +635,94 @@ fn domain_hint_is_stored_with_the_first_change() {
 fn the_file_matches_the_cache_after_every_kind_of_op() {
     let (dir, p) = open_with(base());
     let ops = vec![
-        Op::PurchaseLicenses { plan: LicensePlan::Enterprise, to: 5 },
+        Op::PurchaseLicenses {
+            plan: LicensePlan::Enterprise,
+            to: 5,
+        },
         Op::PurchaseStorage { to_gb: 10 },
         Op::ReduceStorage { to_gb: 5 },
-        Op::PurchaseInstance { kind: InstanceType::Sandbox },
+        Op::PurchaseInstance {
+            kind: InstanceType::Sandbox,
+        },
         configure("extra", InstanceType::Sandbox),
-        Op::CreateGroup { name: "Support".into(), description: "desk".into() },
-        Op::AddGroupMembers { group: r("grp-000001"), users: vec![r("ana"), r("cid")] },
-        Op::RemoveGroupMembers { group: r("grp-000001"), users: vec![r("cid")] },
-        Op::UpdateGroup { group: r("grp-000001"), name: Some("Helpdesk".into()), description: None },
-        Op::AssignRoles { user: r("ana"), instance: r("sbx"), roles: vec!["Salesperson".into(), "Manager".into()] },
-        Op::RemoveRoles { user: r("ana"), instance: r("sbx"), roles: vec!["Manager".into()] },
-        Op::UpdateUser { user: r("ana"), name: Some("Ana Trujillo".into()), admin_roles: Some(vec![AdminRole::BillingAdmin]) },
-        Op::SetAccessMode { user: r("ana"), mode: AccessMode::Administrative },
+        Op::CreateGroup {
+            name: "Support".into(),
+            description: "desk".into(),
+        },
+        Op::AddGroupMembers {
+            group: r("grp-000001"),
+            users: vec![r("ana"), r("cid")],
+        },
+        Op::RemoveGroupMembers {
+            group: r("grp-000001"),
+            users: vec![r("cid")],
+        },
+        Op::UpdateGroup {
+            group: r("grp-000001"),
+            name: Some("Helpdesk".into()),
+            description: None,
+        },
+        Op::AssignRoles {
+            user: r("ana"),
+            instance: r("sbx"),
+            roles: vec!["Salesperson".into(), "Manager".into()],
+        },
+        Op::RemoveRoles {
+            user: r("ana"),
+            instance: r("sbx"),
+            roles: vec!["Manager".into()],
+        },
+        Op::UpdateUser {
+            user: r("ana"),
+            name: Some("Ana Trujillo".into()),
+            admin_roles: Some(vec![AdminRole::BillingAdmin]),
+        },
+        Op::SetAccessMode {
+            user: r("ana"),
+            mode: AccessMode::Administrative,
+        },
         Op::RemoveLicense { user: r("ana") },
-        Op::SetAdminMode { instance: r("sbx"), enabled: true, background_operations: false, message: Some("maintenance".into()) },
-        Op::SetNotificationRecipients { instance: r("prod"), recipients: vec!["ops@coho.com".into()] },
-        Op::ScheduleUpdate { instance: r("prod"), target_version: "8.1.0".into(), preferred: "2016-06-01T22:00:00Z".into(), alternate: "2016-06-08T22:00:00Z".into() },
-        Op::UpdateInstance { instance: r("org-000001"), name: Some("Extra".into()), url: Some("extra2".into()), purpose: Some("tests".into()), security_group: Some(Some(r("grp-000001"))) },
-        Op::CopyInstance { source: r("prod"), target: r("org-000001"), kind: CopyKind::Full },
-        Op::ResetInstance { instance: r("sbx"), currency: "EUR".into(), language: 1036 },
+        Op::SetAdminMode {
+            instance: r("sbx"),
+            enabled: true,
+            background_operations: false,
+            message: Some("maintenance".into()),
+        },
+        Op::SetNotificationRecipients {
+            instance: r("prod"),
+            recipients: vec!["ops@coho.com".into()],
+        },
+        Op::ScheduleUpdate {
+            instance: r("prod"),
+            target_version: "8.1.0".into(),
+            preferred: "2016-06-01T22:00:00Z".into(),
+            alternate: "2016-06-08T22:00:00Z".into(),
+        },
+        Op::UpdateInstance {
+            instance: r("org-000001"),
+            name: Some("Extra".into()),
+            url: Some("extra2".into()),
+            purpose: Some("tests".into()),
+            security_group: Some(Some(r("grp-000001"))),
+        },
+        Op::CopyInstance {
+            source: r("prod"),
+            target: r("org-000001"),
+            kind: CopyKind::Full,
+        },
+        Op::ResetInstance {
+            instance: r("sbx"),
+            currency: "EUR".into(),
+            language: 1036,
+        },
         Op::DeleteUser { user: r("cid") },
-        Op::PurchaseInstance { kind: InstanceType::Sandbox },
+        Op::PurchaseInstance {
+            kind: InstanceType::Sandbox,
+        },
         configure("gone", InstanceType::Sandbox),
-        Op::DeleteInstance { instance: r("org-000002") },
+        Op::DeleteInstance {
+            instance: r("org-000002"),
+        },
     ];
     for op in &ops {
         p.execute(op).unwrap_or_else(|e| panic!("{op:?}: {e}"));
@@ -620,41 +733,90 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
 
     // Effects worth checking one by one.
     let copy = &cached.instances["org-000001"];
-    assert!(copy.admin_mode.enabled && !copy.admin_mode.background_operations, "I11");
+    assert!(
+        copy.admin_mode.enabled && !copy.admin_mode.background_operations,
+        "I11"
+    );
     assert_eq!(copy.url, "extra2");
     assert_eq!(copy.security_group.as_deref(), Some("grp-000001"));
     let sbx = &cached.instances["sbx"];
     assert_eq!((sbx.currency.as_str(), sbx.language), ("EUR", 1036), "I9");
     assert_eq!(sbx.region, Region::NA, "I6: a reset stays in the region");
     assert!(!sbx.admin_mode.enabled);
-    assert!(cached.users.values().all(|u| !u.roles.contains_key("sbx")), "reset wipes roles");
+    assert!(
+        cached.users.values().all(|u| !u.roles.contains_key("sbx")),
+        "reset wipes roles"
+    );
     assert!(!cached.users.contains_key("cid"));
-    assert_eq!(cached.assigned(LicensePlan::Basic), 0, "P5: deleting a user frees the license");
+    assert_eq!(
+        cached.assigned(LicensePlan::Basic),
+        0,
+        "P5: deleting a user frees the license"
+    );
     assert!(!cached.instances.contains_key("org-000002"));
-    assert_eq!(cached.free_slots(InstanceType::Sandbox), 1, "I2: the deleted sandbox's slot is free");
+    assert_eq!(
+        cached.free_slots(InstanceType::Sandbox),
+        1,
+        "I2: the deleted sandbox's slot is free"
+    );
     assert_eq!(cached.users["ana"].access_mode, AccessMode::Administrative);
     assert_eq!(cached.users["ana"].license, None);
-    assert_eq!(cached.groups["grp-000001"].members, BTreeSet::from(["ana".to_string()]));
-    assert_eq!(cached.instances["prod"].update.as_ref().unwrap().state, UpdatePhase::Approved);
+    assert_eq!(
+        cached.groups["grp-000001"].members,
+        BTreeSet::from(["ana".to_string()])
+    );
+    assert_eq!(
+        cached.instances["prod"].update.as_ref().unwrap().state,
+        UpdatePhase::Approved
+    );
 }
 
 #[test]
 fn setting_ops_are_idempotent() {
     let (_dir, p) = open_with(base());
     let ops = vec![
-        Op::PurchaseLicenses { plan: LicensePlan::Professional, to: 40 },
-        Op::AssignLicense { user: r("bob"), plan: LicensePlan::Professional },
-        Op::AddGroupMembers { group: r("g1"), users: vec![r("bob")] },
-        Op::AssignRoles { user: r("bob"), instance: r("sbx"), roles: vec!["Salesperson".into()] },
-        Op::SetAdminMode { instance: r("sbx"), enabled: true, background_operations: false, message: None },
-        Op::SwitchInstance { instance: r("prod"), to: InstanceType::Production },
-        Op::Adopt { kind: ObjKind::User, id: "bob".into() },
+        Op::PurchaseLicenses {
+            plan: LicensePlan::Professional,
+            to: 40,
+        },
+        Op::AssignLicense {
+            user: r("bob"),
+            plan: LicensePlan::Professional,
+        },
+        Op::AddGroupMembers {
+            group: r("g1"),
+            users: vec![r("bob")],
+        },
+        Op::AssignRoles {
+            user: r("bob"),
+            instance: r("sbx"),
+            roles: vec!["Salesperson".into()],
+        },
+        Op::SetAdminMode {
+            instance: r("sbx"),
+            enabled: true,
+            background_operations: false,
+            message: None,
+        },
+        Op::SwitchInstance {
+            instance: r("prod"),
+            to: InstanceType::Production,
+        },
+        Op::Adopt {
+            kind: ObjKind::User,
+            id: "bob".into(),
+        },
     ];
     for op in &ops {
         p.execute(op).unwrap();
         let once = p.observe().unwrap();
-        p.execute(op).unwrap_or_else(|e| panic!("repeating {op:?}: {e}"));
-        assert_eq!(p.observe().unwrap(), once, "repeating {op:?} changed the tenant");
+        p.execute(op)
+            .unwrap_or_else(|e| panic!("repeating {op:?}: {e}"));
+        assert_eq!(
+            p.observe().unwrap(),
+            once,
+            "repeating {op:?} changed the tenant"
+        );
     }
 }
 
@@ -666,48 +828,97 @@ fn i7_switch_uses_a_sandbox_slot_then_another_production_slot() {
     t.slots.production = 1; // one free production slot besides prod's
     let (_dir, p) = open_with(t);
     // A sandbox slot is free (prov removed): prod moves into it, its production slot frees.
-    p.execute(&Op::SwitchInstance { instance: r("prod"), to: InstanceType::Sandbox }).unwrap();
+    p.execute(&Op::SwitchInstance {
+        instance: r("prod"),
+        to: InstanceType::Sandbox,
+    })
+    .unwrap();
     let t = p.observe().unwrap();
     assert_eq!(t.instances["prod"].slot, InstanceType::Sandbox);
     assert_eq!(t.free_slots(InstanceType::Production), 2);
     assert_eq!(t.free_slots(InstanceType::Sandbox), 0);
     // No sandbox slot left: sbx -> production takes a production slot and frees its sandbox slot.
-    p.execute(&Op::SwitchInstance { instance: r("sbx"), to: InstanceType::Production }).unwrap();
+    p.execute(&Op::SwitchInstance {
+        instance: r("sbx"),
+        to: InstanceType::Production,
+    })
+    .unwrap();
     let t = p.observe().unwrap();
     assert_eq!(t.instances["sbx"].slot, InstanceType::Production);
     assert_eq!(t.free_slots(InstanceType::Sandbox), 1);
     // Back again: the free sandbox slot is used.
-    p.execute(&Op::SwitchInstance { instance: r("sbx"), to: InstanceType::Sandbox }).unwrap();
-    assert_eq!(p.observe().unwrap().instances["sbx"].slot, InstanceType::Sandbox);
+    p.execute(&Op::SwitchInstance {
+        instance: r("sbx"),
+        to: InstanceType::Sandbox,
+    })
+    .unwrap();
+    assert_eq!(
+        p.observe().unwrap().instances["sbx"].slot,
+        InstanceType::Sandbox
+    );
     // Now no sandbox slot is free: production -> sandbox needs another free production slot.
-    p.execute(&configure("p2", InstanceType::Production)).unwrap();
-    p.execute(&Op::SwitchInstance { instance: r("org-000001"), to: InstanceType::Sandbox }).unwrap();
+    p.execute(&configure("p2", InstanceType::Production))
+        .unwrap();
+    p.execute(&Op::SwitchInstance {
+        instance: r("org-000001"),
+        to: InstanceType::Sandbox,
+    })
+    .unwrap();
     let t = p.observe().unwrap();
     assert_eq!(t.instances["org-000001"].kind, InstanceType::Sandbox);
     assert_eq!(t.instances["org-000001"].slot, InstanceType::Production);
     // I8: a sandbox can be deleted; its slot goes back to ready to configure (I2).
     let free = t.free_slots(InstanceType::Production);
-    p.execute(&Op::DeleteInstance { instance: r("org-000001") }).unwrap();
-    assert_eq!(p.observe().unwrap().free_slots(InstanceType::Production), free + 1);
+    p.execute(&Op::DeleteInstance {
+        instance: r("org-000001"),
+    })
+    .unwrap();
+    assert_eq!(
+        p.observe().unwrap().free_slots(InstanceType::Production),
+        free + 1
+    );
 }
 
 #[test]
 fn p4_sequence_license_access_mode_remove_license() {
     let (_dir, p) = open_with(base());
-    p.execute(&Op::AssignLicense { user: r("bob"), plan: LicensePlan::Professional }).unwrap();
-    p.execute(&Op::SetAccessMode { user: r("bob"), mode: AccessMode::Administrative }).unwrap();
+    p.execute(&Op::AssignLicense {
+        user: r("bob"),
+        plan: LicensePlan::Professional,
+    })
+    .unwrap();
+    p.execute(&Op::SetAccessMode {
+        user: r("bob"),
+        mode: AccessMode::Administrative,
+    })
+    .unwrap();
     p.execute(&Op::RemoveLicense { user: r("bob") }).unwrap();
     let bob = &p.observe().unwrap().users["bob"];
-    assert_eq!((bob.access_mode, bob.license), (AccessMode::Administrative, None));
+    assert_eq!(
+        (bob.access_mode, bob.license),
+        (AccessMode::Administrative, None)
+    );
     // An administrative user needs no license for roles (P3).
-    p.execute(&Op::AssignRoles { user: r("bob"), instance: r("sbx"), roles: vec!["System Customizer".into()] }).unwrap();
+    p.execute(&Op::AssignRoles {
+        user: r("bob"),
+        instance: r("sbx"),
+        roles: vec!["System Customizer".into()],
+    })
+    .unwrap();
 }
 
 #[test]
 fn unresolved_references_are_invalid_not_guessed() {
     let (_dir, p) = open_with(base());
-    let op = Op::DeleteUser { user: ObjRef { address: "users.x@coho.com".into(), id: None } };
-    assert!(matches!(p.execute(&op), Err(ProviderError::Invalid(m)) if m.contains("users.x@coho.com")));
+    let op = Op::DeleteUser {
+        user: ObjRef {
+            address: "users.x@coho.com".into(),
+            id: None,
+        },
+    };
+    assert!(
+        matches!(p.execute(&op), Err(ProviderError::Invalid(m)) if m.contains("users.x@coho.com"))
+    );
     let op = Op::DeleteUser { user: r("nobody") };
     assert!(matches!(p.execute(&op), Err(ProviderError::NotFound(_))));
 }
@@ -716,7 +927,11 @@ fn unresolved_references_are_invalid_not_guessed() {
 fn import_checks_references() {
     let (_dir, p) = open_with(base());
     let mut bad = base();
-    bad.groups.get_mut("g1").unwrap().members.insert("ghost".into());
+    bad.groups
+        .get_mut("g1")
+        .unwrap()
+        .members
+        .insert("ghost".into());
     let err = p.admin_replace(bad).unwrap_err();
     assert!(err.to_string().contains("ghost"), "{err}");
     assert_eq!(p.observe().unwrap(), base());

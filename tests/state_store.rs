@@ -11,7 +11,11 @@ fn sample() -> State {
     s.tenant = "coho.onmicrosoft.com".into();
     s.resources.insert(
         "instances.sales".into(),
-        Resource { kind: ObjKind::Instance, id: "org-000001".into(), protect: true },
+        Resource {
+            kind: ObjKind::Instance,
+            id: "org-000001".into(),
+            protect: true,
+        },
     );
     s
 }
@@ -69,11 +73,17 @@ fn invalid_and_newer_states_are_clear_errors() {
     std::fs::write(&path, "{not json").unwrap();
     let e = store::load(&path).unwrap_err();
     assert!(matches!(e, StateError::Invalid { .. }));
-    assert!(e.to_string().contains("not a valid crmctl state file"), "{e}");
+    assert!(
+        e.to_string().contains("not a valid crmctl state file"),
+        "{e}"
+    );
     let mut s = sample();
     s.version = 99;
     std::fs::write(&path, serde_json::to_string(&s).unwrap()).unwrap();
-    assert!(matches!(store::load(&path).unwrap_err(), StateError::TooNew { found: 99, .. }));
+    assert!(matches!(
+        store::load(&path).unwrap_err(),
+        StateError::TooNew { found: 99, .. }
+    ));
 }
 
 #[test]
@@ -92,7 +102,10 @@ fn lock_is_exclusive_names_the_holder_and_is_released_on_drop() {
     let err = StateLock::acquire(&state, "plan").unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, LockError::Held { .. }));
-    assert!(msg.contains(&info.owner) && msg.contains(&format!("crmctl force-unlock {}", info.id)), "{msg}");
+    assert!(
+        msg.contains(&info.owner) && msg.contains(&format!("crmctl force-unlock {}", info.id)),
+        "{msg}"
+    );
 
     drop(held);
     assert!(!lock_file.exists());
@@ -114,7 +127,10 @@ fn force_unlock_needs_the_right_id() {
     let removed = lock::force_unlock(&state, &id).unwrap();
     assert_eq!(removed.id, id);
     assert!(!lock::lock_path(&state).exists());
-    assert!(matches!(lock::force_unlock(&state, &id).unwrap_err(), LockError::NotLocked(_)));
+    assert!(matches!(
+        lock::force_unlock(&state, &id).unwrap_err(),
+        LockError::NotLocked(_)
+    ));
 }
 
 #[test]
@@ -124,10 +140,14 @@ fn the_writer_journals_batches_and_load_replays_them() {
     let path = dir.path().join("state.json");
     let mut state = State::empty("lin-a");
     let mut w = StateWriter::new(&path);
-    let mut batch = |state: &mut State, w: &mut StateWriter, i: usize| {
+    let batch = |state: &mut State, w: &mut StateWriter, i: usize| {
         let c = StateChange::Set {
             address: format!("users.u{i}@coho.com"),
-            resource: Resource { kind: ObjKind::User, id: format!("usr-{i:06}"), protect: false },
+            resource: Resource {
+                kind: ObjKind::User,
+                id: format!("usr-{i:06}"),
+                protect: false,
+            },
         };
         c.apply_to(state);
         state.serial += 1;
@@ -144,16 +164,24 @@ fn the_writer_journals_batches_and_load_replays_them() {
     assert_eq!(store::load(&path).unwrap().unwrap(), state);
 
     // A torn last line (crash mid-write) is ignored; lines of another lineage too.
-    let mut j = std::fs::OpenOptions::new().append(true).open(journal_path(&path)).unwrap();
+    let mut j = std::fs::OpenOptions::new()
+        .append(true)
+        .open(journal_path(&path))
+        .unwrap();
     use std::io::Write;
-    j.write_all(b"{\"lineage\":\"lin-a\",\"serial\":9,\"tenant\":\"\",\"chan").unwrap();
+    j.write_all(b"{\"lineage\":\"lin-a\",\"serial\":9,\"tenant\":\"\",\"chan")
+        .unwrap();
     drop(j);
     assert_eq!(store::load(&path).unwrap().unwrap(), state);
 
     let mut other = std::fs::read_to_string(journal_path(&path)).unwrap();
     other = other.lines().take(4).collect::<Vec<_>>().join("\n") + "\n";
     std::fs::write(journal_path(&path), other.replace("lin-a", "lin-b")).unwrap();
-    assert_eq!(store::load(&path).unwrap().unwrap().serial, 1, "another lineage's journal is ignored");
+    assert_eq!(
+        store::load(&path).unwrap().unwrap().serial,
+        1,
+        "another lineage's journal is ignored"
+    );
 
     // finish() folds the journal into the file and removes it.
     std::fs::write(journal_path(&path), "").unwrap();

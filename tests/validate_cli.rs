@@ -133,6 +133,13 @@ const INVALID: &[Case] = &[
         ],
     },
     Case {
+        file: "alias_bomb.yaml",
+        line: Some(7),
+        column: 45,
+        rule: None,
+        expect: &["too large or too complex", "anchors/aliases"],
+    },
+    Case {
         file: "syntax.json",
         line: Some(4),
         column: 73,

@@ -2,7 +2,9 @@
 //!
 //! The engine walks the action graph: an action starts only when every action it depends
 //! on succeeded; independent actions run concurrently on up to `parallelism` worker
-//! threads. Object references without a remote id are filled in from the state (objects
+//! threads (requests in flight). When the provider takes batches
+//! ([`Provider::batch_size`] > 1), a request carries up to that many ready actions through
+//! [`Provider::execute_batch`]; each action still succeeds or fails on its own. Object references without a remote id are filled in from the state (objects
 //! created earlier in the same apply are recorded there as soon as they complete). After
 //! each batch of completed actions the state is updated (created and adopted ids recorded,
 //! deleted addresses removed, `protect` flags recorded) and handed to the caller's `save`
@@ -119,7 +121,9 @@ impl ApplyReport {
     }
     /// Whether every action was done.
     pub fn success(&self) -> bool {
-        self.outcomes.values().all(|o| matches!(o, ActionOutcome::Done))
+        self.outcomes
+            .values()
+            .all(|o| matches!(o, ActionOutcome::Done))
     }
     fn ids(&self, f: impl Fn(&ActionOutcome) -> bool) -> Vec<usize> {
         self.outcomes
@@ -167,6 +171,10 @@ pub enum ApplyError {
     },
 }
 
+/// Persists the state after a batch: the new state (serial bumped) and the batch's
+/// changes; an error stops the apply.
+pub type SaveState<'a> = dyn FnMut(&State, &[StateChange]) -> Result<(), String> + 'a;
+
 /// Check a plan before running it: no error diagnostics, well-formed ids and dependencies,
 /// no destructive action without `allow_destroy`.
 pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
@@ -205,7 +213,9 @@ pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
         }
     }
     if seen < n {
-        return Err(ApplyError::InvalidPlan("its dependencies form a cycle".into()));
+        return Err(ApplyError::InvalidPlan(
+            "its dependencies form a cycle".into(),
+        ));
     }
     if !allow_destroy {
         let held: Vec<HeldBack> = plan
@@ -329,7 +339,7 @@ pub fn apply(
     plan: &Plan,
     provider: &dyn Provider,
     state: &mut State,
-    save: &mut dyn FnMut(&State, &[StateChange]) -> Result<(), String>,
+    save: &mut SaveState<'_>,
     opts: &ApplyOptions,
     progress: &dyn Fn(&ProgressEvent<'_>),
 ) -> Result<ApplyReport, ApplyError> {
@@ -351,23 +361,24 @@ pub fn apply(
         state.tenant = plan.tenant.clone();
     }
 
-    let mut flush = |state: &mut State, pending: &mut Vec<StateChange>, report: &mut ApplyReport| {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        state.serial += 1;
-        match save(state, pending) {
-            Ok(()) => {
-                report.state_saves += 1;
-                pending.clear();
-                Ok(())
+    let mut flush =
+        |state: &mut State, pending: &mut Vec<StateChange>, report: &mut ApplyReport| {
+            if pending.is_empty() {
+                return Ok(());
             }
-            Err(e) => {
-                state.serial -= 1;
-                Err(e)
+            state.serial += 1;
+            match save(state, pending) {
+                Ok(()) => {
+                    report.state_saves += 1;
+                    pending.clear();
+                    Ok(())
+                }
+                Err(e) => {
+                    state.serial -= 1;
+                    Err(e)
+                }
             }
-        }
-    };
+        };
 
     let workers = opts.parallelism.clamp(1, n.max(1));
     // A request carries up to `batch` independent actions when the provider takes batches
@@ -420,8 +431,15 @@ pub fn apply(
                         Err(e) => {
                             finished += 1;
                             finish(
-                                plan, id, ActionOutcome::Failed(e), &dependents, &mut waiting,
-                                &mut ready, &mut report, &mut finished, progress,
+                                plan,
+                                id,
+                                ActionOutcome::Failed(e),
+                                &dependents,
+                                &mut waiting,
+                                &mut ready,
+                                &mut report,
+                                &mut finished,
+                                progress,
                             );
                         }
                     }
@@ -451,8 +469,15 @@ pub fn apply(
                     Err(e) => ActionOutcome::Failed(e),
                 };
                 finish(
-                    plan, id, outcome, &dependents, &mut waiting, &mut ready, &mut report,
-                    &mut finished, progress,
+                    plan,
+                    id,
+                    outcome,
+                    &dependents,
+                    &mut waiting,
+                    &mut ready,
+                    &mut report,
+                    &mut finished,
+                    progress,
                 );
             }
             if let Err(e) = flush(state, &mut pending, &mut report) {

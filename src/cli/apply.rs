@@ -72,12 +72,18 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
     let loaded = match load::load_file(file) {
         Ok(l) => l,
         Err(f) => {
-            eprint!("{}", load::render_diagnostics(&f.diagnostics, &f.src, color));
+            eprint!(
+                "{}",
+                load::render_diagnostics(&f.diagnostics, &f.src, color)
+            );
             return Ok(ExitCode::from(1));
         }
     };
     if !loaded.diagnostics.is_empty() {
-        eprint!("{}", load::render_diagnostics(&loaded.diagnostics, &loaded.src, color));
+        eprint!(
+            "{}",
+            load::render_diagnostics(&loaded.diagnostics, &loaded.src, color)
+        );
     }
     let state_path = args
         .state
@@ -144,7 +150,10 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         .state
         .clone()
         .unwrap_or_else(|| PathBuf::from(&saved.state_path));
-    let backend_spec = args.backend.clone().unwrap_or_else(|| saved.backend.clone());
+    let backend_spec = args
+        .backend
+        .clone()
+        .unwrap_or_else(|| saved.backend.clone());
     let _lock = common::lock_state(&state_path, "apply")?;
     let backend = common::open_local(Some(&backend_spec))?;
     let mut state = match store::load(&state_path)? {
@@ -205,7 +214,14 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         return Ok(ExitCode::from(1));
     }
     backend.set_domain_hint(&plan.tenant)?;
-    let report = run(&plan, &backend, &mut state, &state_path, args, saved.protect)?;
+    let report = run(
+        &plan,
+        &backend,
+        &mut state,
+        &state_path,
+        args,
+        saved.protect,
+    )?;
     Ok(summarize(&plan, &report))
 }
 
@@ -260,11 +276,7 @@ fn run(
 }
 
 fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
-    let (done, failed, skipped) = (
-        report.done().len(),
-        report.failed(),
-        report.skipped().len(),
-    );
+    let (done, failed, skipped) = (report.done().len(), report.failed(), report.skipped().len());
     if report.success() && report.outcomes.len() == plan.actions.len() {
         println!("Apply complete! {done} done.");
         return ExitCode::SUCCESS;
@@ -292,7 +304,10 @@ fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
 /// `crmctl plan` shows it (stdout; it includes the warnings).
 fn print_plan(plan: &Plan, src: &Source, color: bool) {
     if plan.has_errors() {
-        eprint!("{}", load::render_diagnostics(&plan.diagnostics, src, color));
+        eprint!(
+            "{}",
+            load::render_diagnostics(&plan.diagnostics, src, color)
+        );
         return;
     }
     print!("{}", crate::render::render_human(plan, color));

@@ -202,7 +202,10 @@ fn run_edit(backend: &str) -> anyhow::Result<()> {
         Ok(t) => t,
         Err(e) => {
             let kept = file.into_temp_path().keep()?;
-            bail!("{e:#}\nnothing changed; your edit is kept in {}", kept.display());
+            bail!(
+                "{e:#}\nnothing changed; your edit is kept in {}",
+                kept.display()
+            );
         }
     };
     if after == before {
@@ -266,10 +269,15 @@ fn group_id(t: &Tenant, key: &str) -> Result<String, String> {
     let found: Vec<&Group> = t.groups.values().filter(|g| g.name == key).collect();
     match found.as_slice() {
         [g] => Ok(g.id.clone()),
-        [] => Err(format!("no security group named `{key}` (give a name or a group id)")),
+        [] => Err(format!(
+            "no security group named `{key}` (give a name or a group id)"
+        )),
         many => Err(format!(
             "several groups are named `{key}` ({}); give the group id",
-            many.iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|g| g.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -279,10 +287,13 @@ fn instance_id(t: &Tenant, key: &str) -> Result<String, String> {
         .values()
         .find(|i| i.url == key || i.id == key)
         .map(|i| i.id.clone())
-        .ok_or_else(|| format!("no instance with URL name `{key}` (give a URL name or an instance id)"))
+        .ok_or_else(|| {
+            format!("no instance with URL name `{key}` (give a URL name or an instance id)")
+        })
 }
 
-const SET_USAGE: &str = "expected e.g. `instance URL status provisioning`, `user UPN license none`, \
+const SET_USAGE: &str =
+    "expected e.g. `instance URL status provisioning`, `user UPN license none`, \
 `group NAME description TEXT`, `licenses professional 10`, `storage used-gb 4.5`, \
 `slots sandbox 2`, `trial true`, `domain coho.onmicrosoft.com` (see `crmctl local set --help`)";
 
@@ -296,7 +307,12 @@ pub(crate) fn set(t: &mut Tenant, words: &[String]) -> Result<(), String> {
             let versions = t.versions.clone();
             let i = t.instances.get_mut(&id).expect("found above");
             match *field {
-                "status" => i.status = parse_enum::<InstanceStatus>("status (provisioning, ready, disabled)", value)?,
+                "status" => {
+                    i.status = parse_enum::<InstanceStatus>(
+                        "status (provisioning, ready, disabled)",
+                        value,
+                    )?
+                }
                 "name" => i.name = value.to_string(),
                 "purpose" => i.purpose = value.to_string(),
                 "url" => i.url = value.to_string(),
@@ -310,7 +326,10 @@ pub(crate) fn set(t: &mut Tenant, words: &[String]) -> Result<(), String> {
                     i.security_group = if *value == "none" {
                         None
                     } else {
-                        let t2 = Tenant { groups, ..Tenant::default() };
+                        let t2 = Tenant {
+                            groups,
+                            ..Tenant::default()
+                        };
                         Some(group_id(&t2, value)?)
                     }
                 }
@@ -397,7 +416,12 @@ pub(crate) fn set(t: &mut Tenant, words: &[String]) -> Result<(), String> {
         },
         ["trial", v] => t.trial = on_off(v)?,
         ["domain", d] => t.domain = d.to_string(),
-        _ => return Err(format!("cannot understand `{}`; {SET_USAGE}", words.join(" "))),
+        _ => {
+            return Err(format!(
+                "cannot understand `{}`; {SET_USAGE}",
+                words.join(" ")
+            ))
+        }
     }
     Ok(())
 }

@@ -37,6 +37,25 @@ use crate::tenant::Tenant;
 /// Never fails: problems (rule violations the plan cannot avoid, ambiguous adoption, a
 /// dependency cycle) are error diagnostics, and a plan with an error must not be applied.
 pub fn plan(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
+    // The fingerprint (hashing the whole observed tenant) is independent of the diff: on
+    // a large tenant it runs on a second thread meanwhile. Same value either way.
+    std::thread::scope(|scope| {
+        let fingerprint = (observed.users.len() + observed.groups.len() >= PARALLEL_FROM)
+            .then(|| scope.spawn(|| fingerprint(observed)));
+        let mut plan = plan_actions(desired, observed, state);
+        plan.fingerprint = match fingerprint {
+            Some(handle) => handle.join().expect("fingerprinting does not panic"),
+            None => self::fingerprint(observed),
+        };
+        plan
+    })
+}
+
+/// From this many users + groups on, the fingerprint is computed on a second thread.
+const PARALLEL_FROM: usize = 2_000;
+
+/// [`plan`] without the fingerprint (left empty).
+fn plan_actions(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
     let diff::Diff { drafts, mut diags } = diff::diff(desired, observed, state);
     if !observed.domain.is_empty() && observed.domain != desired.tenant {
         diags.push(
@@ -99,7 +118,7 @@ pub fn plan(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
     Plan {
         format_version: action::FORMAT_VERSION.to_string(),
         tenant: desired.tenant.clone(),
-        fingerprint: fingerprint(observed),
+        fingerprint: String::new(),
         summary,
         actions,
         diagnostics: diags,

@@ -358,7 +358,16 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
             .location
             .as_ref()
             .filter(|l| l.file == source.path && l.line >= 1)
-            .and_then(|l| lines.get(l.line as usize - 1).map(|t| (l, *t)));
+            .and_then(|l| {
+                // One past the last line: the end of the file (an empty file, a missing end).
+                let i = l.line as usize - 1;
+                let text = if i == lines.len() {
+                    Some("")
+                } else {
+                    lines.get(i).copied()
+                };
+                text.map(|t| (l, t))
+            });
         let gutter = match &source_line {
             Some((l, _)) => l.line.to_string().len(),
             None => 1,
@@ -405,4 +414,43 @@ pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, String> {
 /// Deserialize any value from YAML (or JSON, its subset), with the loader's budgets.
 pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn underline_covers_the_token() {
+        assert_eq!(token_width("    curency: USD", 5), 7);
+        assert_eq!(token_width("  url: \"a b\" # c", 8), 5);
+        assert_eq!(token_width("  name: Ana Diaz  # x", 9), 8);
+        assert_eq!(token_width("  - ana@x.com", 3), 1);
+        assert_eq!(token_width("  language: -1", 13), 2);
+        assert_eq!(token_width("", 1), 1);
+    }
+
+    #[test]
+    fn colors_only_when_asked() {
+        let src = Source {
+            path: "f.yaml".into(),
+            text: "tenant: x\n".into(),
+        };
+        let d = vec![Diagnostic::error("tenant", "bad").rule("T1").hint("fix it")];
+        let mut located = d.clone();
+        locate_diagnostics(&src, &mut located);
+        assert_eq!(
+            located[0].location.as_ref().map(|l| (l.line, l.column)),
+            Some((1, 1))
+        );
+        let plain = render_diagnostics(&located, &src, false);
+        assert_eq!(
+            plain,
+            "f.yaml:1:1: error: bad [T1]\n  |\n1 | tenant: x\n  | ^^^^^^\n  = hint: fix it\n  = path: tenant\n"
+        );
+        let colored = render_diagnostics(&located, &src, true);
+        assert!(colored.contains("\u{1b}[") && !plain.contains('\u{1b}'));
+        // Without a location: `FILE: error: ...`.
+        assert!(render_diagnostics(&d, &src, false).starts_with("f.yaml: error: bad [T1]\n"));
+    }
 }

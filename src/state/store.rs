@@ -147,7 +147,12 @@ fn replay_journal(path: &Path, state: &mut State) -> Result<(), StateError> {
     let file = match std::fs::File::open(&jpath) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(StateError::Io { path: jpath, source }),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: jpath,
+                source,
+            })
+        }
     };
     for line in std::io::BufReader::new(file).lines() {
         let Ok(line) = line else { break };

@@ -193,7 +193,11 @@ pub(crate) fn diff(old: &Tenant, new: &Tenant, counters: Counters) -> Vec<Delta>
     for id in old.groups.keys().filter(|id| !new.groups.contains_key(*id)) {
         out.push(Delta::DelGroup(id.clone()));
     }
-    for id in old.instances.keys().filter(|id| !new.instances.contains_key(*id)) {
+    for id in old
+        .instances
+        .keys()
+        .filter(|id| !new.instances.contains_key(*id))
+    {
         out.push(Delta::DelInstance(id.clone()));
     }
     for (id, u) in &new.users {
@@ -210,7 +214,11 @@ pub(crate) fn diff(old: &Tenant, new: &Tenant, counters: Counters) -> Vec<Delta>
         if changed {
             let mut row = u.clone();
             // Roles follow as SetRoles deltas; a put keeps the cache's roles consistent.
-            row.roles = old.users.get(id).map(|o| o.roles.clone()).unwrap_or_default();
+            row.roles = old
+                .users
+                .get(id)
+                .map(|o| o.roles.clone())
+                .unwrap_or_default();
             row.roles.retain(|i, _| new.instances.contains_key(i));
             out.push(Delta::PutUser(Box::new(row)));
         }
@@ -243,11 +251,7 @@ pub(crate) fn diff(old: &Tenant, new: &Tenant, counters: Counters) -> Vec<Delta>
     }
     let no_roles = BTreeMap::new();
     for (uid, u) in &new.users {
-        let before = old
-            .users
-            .get(uid)
-            .map(|o| &o.roles)
-            .unwrap_or(&no_roles);
+        let before = old.users.get(uid).map(|o| &o.roles).unwrap_or(&no_roles);
         for (iid, roles) in &u.roles {
             if before.get(iid) != Some(roles) {
                 out.push(Delta::SetRoles(uid.clone(), iid.clone(), roles.clone()));

@@ -73,9 +73,9 @@ mod delta;
 mod rules;
 mod store;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use rusqlite::Connection;
@@ -85,7 +85,6 @@ use crate::provider::{Outcome, Provider, ProviderError};
 use crate::tenant::Tenant;
 
 use delta::{Counters, Delta, Index, Meta};
-
 
 /// The embedded local tenant provider (`--backend local:PATH`).
 pub struct LocalProvider {
@@ -125,7 +124,9 @@ struct Inner {
 
 impl std::fmt::Debug for LocalProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalProvider").field("path", &self.path).finish()
+        f.debug_struct("LocalProvider")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -298,7 +299,12 @@ impl LocalProvider {
     fn run_group(&self, batch: Vec<Queued>) -> Vec<(u64, Result<Outcome, ProviderError>)> {
         let mut inner = match self.lock() {
             Ok(i) => i,
-            Err(e) => return batch.into_iter().map(|q| (q.ticket, Err(e.clone()))).collect(),
+            Err(e) => {
+                return batch
+                    .into_iter()
+                    .map(|q| (q.ticket, Err(e.clone())))
+                    .collect()
+            }
         };
         let mut results = Vec::with_capacity(batch.len());
         let mut deltas = Vec::new();
@@ -307,7 +313,12 @@ impl LocalProvider {
             let inner = &mut *inner;
             match rules::effect(&inner.tenant, &inner.index, inner.counters, &q.op) {
                 Ok(effect) => {
-                    delta::apply_to_cache(&mut inner.tenant, &mut inner.index, &mut inner.counters, &effect.deltas);
+                    delta::apply_to_cache(
+                        &mut inner.tenant,
+                        &mut inner.index,
+                        &mut inner.counters,
+                        &effect.deltas,
+                    );
                     if !effect.deltas.is_empty() {
                         calls.push(q.call);
                     }
@@ -327,7 +338,9 @@ impl LocalProvider {
             }
             Err(e) => {
                 if let Err(reload) = self.reload(&mut inner) {
-                    eprintln!("crmctl: cannot reload the local tenant after a failed write: {reload}");
+                    eprintln!(
+                        "crmctl: cannot reload the local tenant after a failed write: {reload}"
+                    );
                 }
                 for r in results.iter_mut().filter(|r| r.1.is_ok()) {
                     r.1 = Err(e.clone());
@@ -470,7 +483,10 @@ fn check_integrity(t: &Tenant) -> Result<(), ProviderError> {
     let bad = |m: String| Err(ProviderError::Invalid(m));
     for (k, u) in &t.users {
         if *k != u.id {
-            return bad(format!("users: key `{k}` differs from the user's id `{}`", u.id));
+            return bad(format!(
+                "users: key `{k}` differs from the user's id `{}`",
+                u.id
+            ));
         }
         for iid in u.roles.keys() {
             if !t.instances.contains_key(iid) {
@@ -480,7 +496,10 @@ fn check_integrity(t: &Tenant) -> Result<(), ProviderError> {
     }
     for (k, g) in &t.groups {
         if *k != g.id {
-            return bad(format!("groups: key `{k}` differs from the group's id `{}`", g.id));
+            return bad(format!(
+                "groups: key `{k}` differs from the group's id `{}`",
+                g.id
+            ));
         }
         if let Some(m) = g.members.iter().find(|m| !t.users.contains_key(*m)) {
             return bad(format!("groups.{k}.members: no user with id `{m}`"));
@@ -488,11 +507,16 @@ fn check_integrity(t: &Tenant) -> Result<(), ProviderError> {
     }
     for (k, i) in &t.instances {
         if *k != i.id {
-            return bad(format!("instances: key `{k}` differs from the instance's id `{}`", i.id));
+            return bad(format!(
+                "instances: key `{k}` differs from the instance's id `{}`",
+                i.id
+            ));
         }
         if let Some(g) = &i.security_group {
             if !t.groups.contains_key(g) {
-                return bad(format!("instances.{k}.security_group: no group with id `{g}`"));
+                return bad(format!(
+                    "instances.{k}.security_group: no group with id `{g}`"
+                ));
             }
         }
     }

@@ -7,9 +7,9 @@ use crate::plan::action::{ObjKind, ObjRef, Op};
 use crate::provider::local::delta::{Counters, Delta, Index, Meta};
 use crate::provider::{Outcome, ProviderError};
 use crate::tenant::{
-    AccessMode, AdminModeState, AdminRole, Group, Instance, InstanceStatus, InstanceType,
-    Tenant, UpdatePhase, UpdateState, User, MAX_NON_INTERACTIVE_PER_INSTANCE,
-    MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES,
+    AccessMode, AdminModeState, AdminRole, Group, Instance, InstanceStatus, InstanceType, Tenant,
+    UpdatePhase, UpdateState, User, MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES,
+    MAX_SANDBOX_INSTANCES,
 };
 
 /// What an op will do once committed.
@@ -104,7 +104,10 @@ fn check_url(t: &Tenant, url: &str, except: Option<&str>) -> Result<(), Provider
     {
         return Err(refused(
             "I5",
-            format!("URL name `{url}` is already used by instance `{}` ({})", other.name, other.id),
+            format!(
+                "URL name `{url}` is already used by instance `{}` ({})",
+                other.name, other.id
+            ),
         ));
     }
     Ok(())
@@ -122,7 +125,9 @@ fn check_currency(c: &str) -> Result<(), ProviderError> {
 
 fn check_language(l: u32) -> Result<(), ProviderError> {
     if l == 0 {
-        Err(ProviderError::Invalid("language LCID 0 is not a language (e.g. 1033 for English)".into()))
+        Err(ProviderError::Invalid(
+            "language LCID 0 is not a language (e.g. 1033 for English)".into(),
+        ))
     } else {
         Ok(())
     }
@@ -306,7 +311,10 @@ pub(crate) fn effect(
             if total + 1 > max {
                 return Err(refused(
                     "T7",
-                    format!("the tenant already has {total} {} slots; at most {max} are allowed", kind.as_str()),
+                    format!(
+                        "the tenant already has {total} {} slots; at most {max} are allowed",
+                        kind.as_str()
+                    ),
                 ));
             }
             Ok(Effect::of(vec![meta_with(t, counters, |m| match kind {
@@ -316,7 +324,9 @@ pub(crate) fn effect(
         }
         Op::CreateGroup { name, description } => {
             if name.trim().is_empty() {
-                return Err(ProviderError::Invalid("a security group needs a display name".into()));
+                return Err(ProviderError::Invalid(
+                    "a security group needs a display name".into(),
+                ));
             }
             let mut c = counters;
             c.group += 1;
@@ -343,7 +353,9 @@ pub(crate) fn effect(
             let mut ng = g.clone();
             if let Some(n) = name {
                 if n.trim().is_empty() {
-                    return Err(ProviderError::Invalid("a security group needs a display name".into()));
+                    return Err(ProviderError::Invalid(
+                        "a security group needs a display name".into(),
+                    ));
                 }
                 ng.name = n.clone();
             }
@@ -406,7 +418,10 @@ pub(crate) fn effect(
                     format!("a user with principal name `{upn}` already exists ({other})"),
                 ));
             }
-            if matches!(access_mode, AccessMode::Administrative | AccessMode::NonInteractive) {
+            if matches!(
+                access_mode,
+                AccessMode::Administrative | AccessMode::NonInteractive
+            ) {
                 return Err(refused(
                     "P4",
                     format!(
@@ -468,7 +483,10 @@ pub(crate) fn effect(
             if u.access_mode == AccessMode::Application {
                 return Err(refused(
                     "P3",
-                    format!("`{}` is an application user; application users are never licensed", u.upn),
+                    format!(
+                        "`{}` is an application user; application users are never licensed",
+                        u.upn
+                    ),
                 ));
             }
             if u.license == Some(*plan) {
@@ -514,8 +532,10 @@ pub(crate) fn effect(
                     ),
                 ));
             }
-            if matches!(mode, AccessMode::Administrative | AccessMode::NonInteractive)
-                && u.license.is_none()
+            if matches!(
+                mode,
+                AccessMode::Administrative | AccessMode::NonInteractive
+            ) && u.license.is_none()
             {
                 return Err(refused(
                     "P4",
@@ -561,11 +581,16 @@ pub(crate) fn effect(
             if i.status != InstanceStatus::Ready {
                 return Err(refused(
                     "P2",
-                    format!("security roles can be changed only in a ready instance; `{}` is {:?}", i.url, i.status),
+                    format!(
+                        "security roles can be changed only in a ready instance; `{}` is {:?}",
+                        i.url, i.status
+                    ),
                 ));
             }
             if roles.iter().any(|r| r.trim().is_empty()) {
-                return Err(ProviderError::Invalid("a security role name is empty".into()));
+                return Err(ProviderError::Invalid(
+                    "a security role name is empty".into(),
+                ));
             }
             let before = u.roles.get(&i.id).cloned().unwrap_or_default();
             let mut after = before.clone();
@@ -583,7 +608,10 @@ pub(crate) fn effect(
                 if u.access_mode == AccessMode::ReadWrite && u.license.is_none() {
                     return Err(refused(
                         "P2",
-                        format!("`{}` needs a license before it gets security roles in `{}`", u.upn, i.url),
+                        format!(
+                            "`{}` needs a license before it gets security roles in `{}`",
+                            u.upn, i.url
+                        ),
                     ));
                 }
                 if u.access_mode == AccessMode::NonInteractive
@@ -599,7 +627,11 @@ pub(crate) fn effect(
                     ));
                 }
             }
-            Ok(Effect::of(vec![Delta::SetRoles(u.id.clone(), i.id.clone(), after)]))
+            Ok(Effect::of(vec![Delta::SetRoles(
+                u.id.clone(),
+                i.id.clone(),
+                after,
+            )]))
         }
         Op::ConfigureInstance {
             name,
@@ -612,7 +644,9 @@ pub(crate) fn effect(
             security_group,
         } => {
             if name.trim().is_empty() {
-                return Err(ProviderError::Invalid("an instance needs a friendly name".into()));
+                return Err(ProviderError::Invalid(
+                    "an instance needs a friendly name".into(),
+                ));
             }
             check_url(t, url, None)?;
             check_currency(currency)?;
@@ -671,7 +705,9 @@ pub(crate) fn effect(
             let mut ni = i.clone();
             if let Some(n) = name {
                 if n.trim().is_empty() {
-                    return Err(ProviderError::Invalid("an instance needs a friendly name".into()));
+                    return Err(ProviderError::Invalid(
+                        "an instance needs a friendly name".into(),
+                    ));
                 }
                 ni.name = n.clone();
             }
@@ -757,7 +793,10 @@ pub(crate) fn effect(
             if *enabled && i.kind == InstanceType::Production {
                 return Err(refused(
                     "I10",
-                    format!("administration mode exists only for sandboxes; `{}` is production", i.url),
+                    format!(
+                        "administration mode exists only for sandboxes; `{}` is production",
+                        i.url
+                    ),
                 ));
             }
             if !*enabled && !*background_operations {
@@ -828,7 +867,10 @@ pub(crate) fn effect(
             if version_key(target_version) <= version_key(&i.version) {
                 return Err(refused(
                     "U2",
-                    format!("`{}` already runs {}; an update must target a newer version than that", i.url, i.version),
+                    format!(
+                        "`{}` already runs {}; an update must target a newer version than that",
+                        i.url, i.version
+                    ),
                 ));
             }
             if preferred.trim().is_empty() || alternate.trim().is_empty() {
@@ -856,11 +898,17 @@ pub(crate) fn effect(
             if d.kind != InstanceType::Sandbox {
                 return Err(refused(
                     "I11",
-                    format!("copy target `{}` is a production instance; a copy lands only on a sandbox", d.url),
+                    format!(
+                        "copy target `{}` is a production instance; a copy lands only on a sandbox",
+                        d.url
+                    ),
                 ));
             }
             if s.status == InstanceStatus::Provisioning {
-                return Err(refused("I4", format!("copy source `{}` is still provisioning", s.url)));
+                return Err(refused(
+                    "I4",
+                    format!("copy source `{}` is still provisioning", s.url),
+                ));
             }
             editable(d, "copy onto it")?;
             if s.region != d.region {
@@ -927,7 +975,10 @@ pub(crate) fn effect(
             if i.kind != InstanceType::Sandbox {
                 return Err(refused(
                     "I8",
-                    format!("`{}` is a production instance; switch it to sandbox before deleting it", i.url),
+                    format!(
+                        "`{}` is a production instance; switch it to sandbox before deleting it",
+                        i.url
+                    ),
                 ));
             }
             if i.status == InstanceStatus::Provisioning {
@@ -959,7 +1010,10 @@ fn bind_target(t: &Tenant, g: &ObjRef) -> Result<String, ProviderError> {
     } else {
         Err(refused(
             "I12",
-            format!("security group {} (id {id}) does not exist; create it before binding it", g.address),
+            format!(
+                "security group {} (id {id}) does not exist; create it before binding it",
+                g.address
+            ),
         ))
     }
 }
@@ -969,5 +1023,7 @@ fn newest(t: &Tenant) -> String {
         .iter()
         .max_by_key(|v| version_key(v))
         .cloned()
-        .unwrap_or_else(|| crate::tenant::KNOWN_VERSIONS[crate::tenant::KNOWN_VERSIONS.len() - 1].to_string())
+        .unwrap_or_else(|| {
+            crate::tenant::KNOWN_VERSIONS[crate::tenant::KNOWN_VERSIONS.len() - 1].to_string()
+        })
 }

@@ -83,10 +83,15 @@ pub(crate) fn connect(path: &Path, create: bool) -> Result<Connection, ProviderE
 }
 
 /// Load the whole tenant. `None` when the file has no tenant yet.
-pub(crate) fn load(conn: &Connection, path: &Path) -> Result<Option<(Tenant, Counters)>, ProviderError> {
+pub(crate) fn load(
+    conn: &Connection,
+    path: &Path,
+) -> Result<Option<(Tenant, Counters)>, ProviderError> {
     let err = db_err(path);
     let meta: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'tenant'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'tenant'", [], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(&err)?;
     let Some(meta) = meta else { return Ok(None) };
@@ -159,13 +164,20 @@ pub(crate) fn load(conn: &Connection, path: &Path) -> Result<Option<(Tenant, Cou
 }
 
 /// Begin a write transaction (immediate: takes the write lock up front).
-pub(crate) fn begin<'c>(conn: &'c mut Connection, path: &Path) -> Result<Transaction<'c>, ProviderError> {
+pub(crate) fn begin<'c>(
+    conn: &'c mut Connection,
+    path: &Path,
+) -> Result<Transaction<'c>, ProviderError> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err(path))
 }
 
 /// Write deltas inside a transaction.
-pub(crate) fn write(tx: &Transaction<'_>, path: &Path, deltas: &[Delta]) -> Result<(), ProviderError> {
+pub(crate) fn write(
+    tx: &Transaction<'_>,
+    path: &Path,
+    deltas: &[Delta],
+) -> Result<(), ProviderError> {
     let err = db_err(path);
     for d in deltas {
         match d {
@@ -221,10 +233,12 @@ pub(crate) fn write(tx: &Transaction<'_>, path: &Path, deltas: &[Delta]) -> Resu
                 }
             }
             Delta::AddMember(g, u) => {
-                tx.prepare_cached("INSERT OR IGNORE INTO members(group_id, user_id) VALUES (?1, ?2)")
-                    .map_err(&err)?
-                    .execute(params![g, u])
-                    .map_err(&err)?;
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO members(group_id, user_id) VALUES (?1, ?2)",
+                )
+                .map_err(&err)?
+                .execute(params![g, u])
+                .map_err(&err)?;
             }
             Delta::DelMember(g, u) => {
                 tx.prepare_cached("DELETE FROM members WHERE group_id = ?1 AND user_id = ?2")

@@ -298,7 +298,7 @@ mod tests {
             f.key,
             Some(Pos {
                 line: 3,
-                column: 25
+                column: 23
             })
         );
     }
