@@ -5,7 +5,9 @@
 //! tenant and (c) a 1% drift plan: parsing the file (YAML and JSON; load + validate) and
 //! the plan step (diff + graph + ordering + rendering human and JSON). Prints peak memory
 //! (VmHWM). Run: `cargo bench --bench scale` (`-- --small` for a quick check, `-- --div N` for the
-//! reference shape divided by N, `-- --json` to skip the YAML runs).
+//! reference shape divided by N, `-- --json` to skip the YAML runs, `-- --dump DIR` to
+//! write the renderings). The last column is the fingerprint alone, for information: the
+//! plan step computes it on a second thread while it diffs.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -182,15 +184,25 @@ fn child(params: &SynthParams, scenario: &str, format: &str) {
         &plan.diagnostics[..plan.diagnostics.len().min(3)]
     );
     std::hint::black_box((human.len(), json.len()));
+    if let Some(i) = std::env::args().position(|a| a == "--dump") {
+        let dir = std::env::args().nth(i + 1).expect("--dump DIR");
+        std::fs::write(format!("{dir}/{scenario}.{format}.human"), &human).expect("dump");
+        std::fs::write(format!("{dir}/{scenario}.{format}.json"), &json).expect("dump");
+    }
+    // For information: the fingerprint alone (part of the plan step, on a second thread).
+    let t = Instant::now();
+    std::hint::black_box(crmctl::plan::fingerprint(&observed));
+    let fp_t = t.elapsed();
     println!(
-        "{} {} {} {} {} {} {}",
+        "{} {} {} {} {} {} {} {}",
         plan.actions.len(),
         secs(parse),
         secs(planned),
         secs(human_t),
         secs(json_t),
         vm_hwm_mib(),
-        plan.summary.create
+        plan.summary.create,
+        secs(fp_t)
     );
 }
 
@@ -218,7 +230,7 @@ fn main() {
         params.users, params.groups, params.memberships, params.instances
     );
     println!(
-        "{:<24} {:<5} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>8} {:>6} {:>6} {:>9}",
+        "{:<24} {:<5} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>8} {:>6} {:>6} {:>9} {:>7}",
         "scenario",
         "file",
         "actions",
@@ -230,7 +242,8 @@ fn main() {
         "total",
         "step%",
         "xparse",
-        "peak MiB"
+        "peak MiB",
+        "(fp)"
     );
     let exe = std::env::current_exe().expect("own path");
     for (scenario, name) in [
@@ -259,11 +272,12 @@ fn main() {
                 .split_whitespace()
                 .map(|x| x.parse().expect("number"))
                 .collect();
-            let (actions, parse, planned, human, json, peak) = (f[0], f[1], f[2], f[3], f[4], f[5]);
+            let (actions, parse, planned, human, json, peak, fp) =
+                (f[0], f[1], f[2], f[3], f[4], f[5], f[7]);
             let step = planned + human + json;
             let total = parse + step;
             println!(
-                "{:<24} {:<5} {:>8} {:>7.3}s {:>7.3}s {:>6.3}s {:>6.3}s {:>8.3}s {:>7.3}s {:>5.1}% {:>5.2}x {:>9.0}",
+                "{:<24} {:<5} {:>8} {:>7.3}s {:>7.3}s {:>6.3}s {:>6.3}s {:>8.3}s {:>7.3}s {:>5.1}% {:>5.2}x {:>9.0} {:>6.3}s",
                 name,
                 format,
                 actions,
@@ -275,7 +289,8 @@ fn main() {
                 total,
                 100.0 * step / total,
                 total / parse,
-                peak
+                peak,
+                fp
             );
         }
     }

@@ -4,12 +4,12 @@
 #![deny(missing_docs)]
 
 pub mod apply;
+pub mod cli;
 pub mod diag;
 pub mod plan;
 pub mod provider;
 pub mod render;
 pub mod spec;
 pub mod state;
-pub mod tenant;
-pub mod cli;
 pub mod synth;
+pub mod tenant;

@@ -151,7 +151,10 @@ pub fn generate(p: &SynthParams) -> Desired {
         let mut roles = BTreeMap::new();
         if !instance_keys.is_empty() {
             let inst = &instance_keys[rng.below(instance_keys.len())];
-            roles.insert(inst.clone(), vec![ROLES[rng.below(ROLES.len())].to_string()]);
+            roles.insert(
+                inst.clone(),
+                vec![ROLES[rng.below(ROLES.len())].to_string()],
+            );
         }
         users.insert(
             user_upn(i),
@@ -166,11 +169,11 @@ pub fn generate(p: &SynthParams) -> Desired {
     }
 
     let mut security_groups = BTreeMap::new();
-    let per_group = if p.groups == 0 {
-        0
-    } else {
-        (p.memberships / p.groups).min(p.users)
-    };
+    let per_group = p
+        .memberships
+        .checked_div(p.groups)
+        .unwrap_or(0)
+        .min(p.users);
     for (g, key) in group_keys.iter().enumerate() {
         // A contiguous window of users starting at a pseudo-random offset: distinct members.
         let start = rng.below(p.users.max(1));

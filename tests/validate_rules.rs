@@ -252,7 +252,8 @@ fn group_members_are_checked_in_linear_time_with_duplicates_warned() {
 #[test]
 fn patterns_match_their_rust_matchers() {
     use regex::Regex;
-    let pairs: [(&str, fn(&str) -> bool); 5] = [
+    type Matcher = fn(&str) -> bool;
+    let pairs: [(&str, Matcher); 5] = [
         (patterns::URL_NAME_PATTERN, patterns::is_url_name),
         (patterns::CURRENCY_PATTERN, patterns::is_currency_syntax),
         (patterns::EMAIL_PATTERN, patterns::is_email),

@@ -382,7 +382,10 @@ impl<'a> Planner<'a> {
         let mut state = self
             .s
             .resources
-            .range::<str, _>((std::ops::Bound::Included("users."), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included("users."),
+                std::ops::Bound::Unbounded,
+            ))
             .map_while(|(a, r)| a.strip_prefix("users.").map(|upn| (upn, r)))
             .peekable();
         for (i, upn) in users.keys().enumerate() {
@@ -880,8 +883,7 @@ impl<'a> Planner<'a> {
         let mut add: Vec<(ObjRef, Option<usize>, &str)> = Vec::new();
         let mut new_seen: HashSet<&str> = HashSet::default();
         for upn in members {
-            let (id, ready): (Option<&'a str>, Option<usize>) = match self.users.get(upn.as_str())
-            {
+            let (id, ready): (Option<&'a str>, Option<usize>) = match self.users.get(upn.as_str()) {
                 Some(b) => (b.id, b.ready),
                 None => match self.unmanaged_upn(upn) {
                     Some(id) => (Some(id), None),
