@@ -649,3 +649,35 @@ fn show_and_local_edits_simulate_the_admin_center() {
         .code(1)
         .stderr(predicate::str::contains("only `local:PATH` is supported"));
 }
+
+#[test]
+fn a_held_lock_also_stops_plan_and_plan_releases_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    let state = dir.path().join(".crmctl/state.json");
+    // plan takes and releases the lock itself: two plans in a row both work.
+    for _ in 0..2 {
+        crmctl(dir.path())
+            .args(["plan", "-f"])
+            .arg(&file)
+            .assert()
+            .success();
+    }
+    assert!(!dir.path().join(".crmctl/state.json.lock").exists());
+    let lock = StateLock::acquire(&state, "apply").unwrap();
+    let lock_id = lock.info().id.clone();
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "crmctl force-unlock {lock_id}"
+        )));
+    drop(lock);
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+}

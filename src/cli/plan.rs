@@ -92,6 +92,9 @@ fn make_plan(
             load::render_diagnostics(&loaded.diagnostics, &loaded.src, color)
         );
     }
+    // Like Terraform, plan holds the state lock while it reads the state and the tenant,
+    // so that it never plans against a state that a concurrent apply is rewriting.
+    let _lock = common::lock_state(state_path, "plan")?;
     let provider = common::open_backend(backend)?;
     let observed = provider.observe().context("cannot read the tenant")?;
     let state = common::read_state(state_path)?;

@@ -315,6 +315,7 @@ impl<'a> Planner<'a> {
 
     // ----- resolution: state first, then natural key (adoption) -----
 
+    #[inline(never)] // a phase: shows in profiles
     fn resolve_groups(&mut self) {
         let Some(groups) = &self.d.security_groups else {
             return;
@@ -368,6 +369,7 @@ impl<'a> Planner<'a> {
         }
     }
 
+    #[inline(never)] // a phase: shows in profiles
     fn resolve_users(&mut self) {
         let Some(users) = &self.d.users else {
             return;
@@ -451,6 +453,7 @@ impl<'a> Planner<'a> {
         }
     }
 
+    #[inline(never)] // a phase: shows in profiles
     fn resolve_instances(&mut self) {
         let Some(insts) = &self.d.instances else {
             return;
@@ -536,6 +539,7 @@ impl<'a> Planner<'a> {
 
     // ----- licenses and storage (T2-T6) -----
 
+    #[inline(never)] // a phase: shows in profiles
     fn licenses(&mut self) {
         for plan in LicensePlan::ALL {
             let now = self.t.purchased(plan);
@@ -577,6 +581,7 @@ impl<'a> Planner<'a> {
             .collect()
     }
 
+    #[inline(never)] // a phase: shows in profiles
     fn storage(&mut self) {
         let Some(want) = self.d.storage.as_ref().and_then(|s| s.additional_gb) else {
             return;
@@ -607,6 +612,7 @@ impl<'a> Planner<'a> {
 
     /// T5: add-ons need a paid (non-trial) subscription with Professional/Enterprise
     /// licenses at the moment of the purchase.
+    #[inline(never)] // a phase: shows in profiles
     fn t5_prerequisites(&mut self) {
         if self.capacity_purchases.is_empty() {
             return;
@@ -648,6 +654,7 @@ impl<'a> Planner<'a> {
 
     // ----- groups (I12) -----
 
+    #[inline(never)] // a phase: shows in profiles
     fn groups(&mut self) {
         let Some(groups) = &self.d.security_groups else {
             return;
@@ -722,6 +729,7 @@ impl<'a> Planner<'a> {
         index.get(upn).copied()
     }
 
+    #[inline(never)] // a phase: shows in profiles
     fn group_members(&mut self) {
         let Some(groups) = &self.d.security_groups else {
             return;
@@ -928,6 +936,7 @@ impl<'a> Planner<'a> {
         (add, remove)
     }
 
+    #[inline(never)] // a phase: shows in profiles
     fn delete_groups(&mut self) {
         let desired = self.d.security_groups.as_ref().or(empty());
         let gone: Vec<(&'a str, &'a str)> = self
@@ -983,6 +992,7 @@ impl<'a> Planner<'a> {
     // ----- users (P1-P6, T3, T4) -----
 
     /// Licenses of each plan held once the plan is done (before reductions).
+    #[inline(never)] // a phase: shows in profiles
     fn final_assigned(&self) -> BTreeMap<LicensePlan, i64> {
         let mut n: BTreeMap<LicensePlan, i64> = LicensePlan::ALL
             .iter()
@@ -1041,6 +1051,7 @@ impl<'a> Planner<'a> {
         f.temps - 1
     }
 
+    #[inline(never)] // a phase: shows in profiles
     fn users(&mut self) {
         let Some(users) = &self.d.users else {
             return;
@@ -1416,6 +1427,7 @@ impl<'a> Planner<'a> {
         steps
     }
 
+    #[inline(never)] // a phase: shows in profiles
     fn delete_users(&mut self) {
         let gone: Vec<(&'a str, &'a str)> = self
             .s
@@ -1453,6 +1465,7 @@ impl<'a> Planner<'a> {
     }
 
     /// T3/T4: pair assignments with releases where licenses are short; reductions last.
+    #[inline(never)] // a phase: shows in profiles
     fn license_order(&mut self) {
         let flows = std::mem::take(&mut self.lic_flow);
         let pe_capacity = self.capacity_purchases.clone();
@@ -1715,6 +1728,7 @@ impl<'a> Planner<'a> {
         )
     }
 
+    #[inline(never)] // a phase: shows in profiles
     fn instances(&mut self) {
         static NONE: BTreeMap<String, m::Instance> = BTreeMap::new();
         let desired: &'a BTreeMap<String, m::Instance> = self.d.instances.as_ref().unwrap_or(&NONE);
@@ -2472,6 +2486,7 @@ impl<'a> Planner<'a> {
 
     // ----- roles (P2, P3) -----
 
+    #[inline(never)] // a phase: shows in profiles
     fn roles(&mut self) {
         let Some(users) = &self.d.users else { return };
         let insts = self.d.instances.as_ref();
