@@ -133,6 +133,33 @@ fn drift(t: &mut Tenant) {
     }
 }
 
+/// More drift: extra members (known and unknown users), roles added and removed, licenses
+/// and access modes changed.
+fn mixed_drift(t: &mut Tenant) {
+    let ids: Vec<String> = t.users.keys().cloned().collect();
+    for (n, g) in t.groups.values_mut().enumerate() {
+        g.members.insert(ids[(n * 7919) % ids.len()].clone());
+        g.members.insert(format!("u-stranger{n}"));
+    }
+    let inst: Vec<String> = t.instances.keys().cloned().collect();
+    for (n, u) in t.users.values_mut().enumerate() {
+        match n % 97 {
+            0 => {
+                u.roles.clear();
+            }
+            1 => {
+                u.roles
+                    .entry(inst[n % inst.len()].clone())
+                    .or_default()
+                    .insert("Extra Role".into());
+            }
+            2 => u.license = None,
+            3 => u.access_mode = tenant::AccessMode::Administrative,
+            _ => {}
+        }
+    }
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -157,6 +184,14 @@ fn child(params: &SynthParams, scenario: &str, format: &str) {
     let (observed, state) = match scenario {
         "a" => (Tenant::fresh(&desired.tenant), State::empty("bench")),
         "b" => applied(&desired),
+        // Not in the table: a mixed drift (members and roles added and removed, users
+        // unknown to the file) to compare renderings across versions with `--dump`.
+        "d" => {
+            let (mut t, s) = applied(&desired);
+            drift(&mut t);
+            mixed_drift(&mut t);
+            (t, s)
+        }
         _ => {
             let (mut t, s) = applied(&desired);
             drift(&mut t);
@@ -169,12 +204,15 @@ fn child(params: &SynthParams, scenario: &str, format: &str) {
     let loaded =
         crmctl::spec::load::load_str(&format!("bench.{format}"), text).expect("valid file");
     let parse = t.elapsed();
+    let hwm_parse = vm_hwm_mib();
     let t = Instant::now();
     let plan = crmctl::plan::plan(&loaded.desired, &observed, &state);
     let planned = t.elapsed();
+    let hwm_plan = vm_hwm_mib();
     let t = Instant::now();
     let human = crmctl::render::render_human(&plan, false);
     let human_t = t.elapsed();
+    let hwm_human = vm_hwm_mib();
     let t = Instant::now();
     let json = crmctl::render::render_json(&plan);
     let json_t = t.elapsed();
@@ -184,6 +222,14 @@ fn child(params: &SynthParams, scenario: &str, format: &str) {
         &plan.diagnostics[..plan.diagnostics.len().min(3)]
     );
     std::hint::black_box((human.len(), json.len()));
+    if std::env::args().any(|a| a == "--memory") {
+        eprintln!(
+            "VmHWM MiB: after parse {hwm_parse:.0}, plan {hwm_plan:.0}, human {hwm_human:.0}, json {:.0}; human {} MB, json {} MB",
+            vm_hwm_mib(),
+            human.len() / 1_000_000,
+            json.len() / 1_000_000
+        );
+    }
     if let Some(i) = std::env::args().position(|a| a == "--dump") {
         let dir = std::env::args().nth(i + 1).expect("--dump DIR");
         std::fs::write(format!("{dir}/{scenario}.{format}.human"), &human).expect("dump");

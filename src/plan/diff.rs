@@ -138,19 +138,27 @@ impl<'a> std::ops::Index<&str> for UserTable<'a> {
     }
 }
 
-/// Reusable buffers of [`Planner::member_diff_fast`].
+/// Reusable buffers of [`Planner::member_diff_fast`]; per-user marks hold the number of
+/// the last group that set them, so they never need clearing.
 #[derive(Default)]
 struct MemberScratch<'a> {
-    /// Observed user id -> desired position, and whether ids are unique (built once).
-    id_pos: Option<(HashMap<&'a str, u32>, bool)>,
-    /// Per desired position: the last group (number) that lists the user.
+    /// Some desired user's id is not a key of the tenant's users: always take the general
+    /// path.
+    off: bool,
+    /// The tenant's user ids, sorted.
+    keys: Vec<&'a str>,
+    /// Per desired position: the rank of the user's id in `keys` (`u32::MAX`: no id yet).
+    rank: Vec<u32>,
+    /// Per desired position: listed by this group (users without an id).
     want: Vec<u32>,
-    /// Per desired position: the last group whose observed members hold the user.
+    /// Per rank: listed by this group.
+    want_rank: Vec<u32>,
+    /// Per rank: already a member of this group.
     in_obs: Vec<u32>,
     /// The positions of the current group's listed members.
     pos: Vec<u32>,
-    /// The positions of the current group's observed members (`None`: not desired).
-    obs_pos: Vec<Option<u32>>,
+    /// The current group's listed ranks, sorted.
+    sorted: Vec<u32>,
 }
 
 struct Planner<'a> {
@@ -179,6 +187,8 @@ struct Planner<'a> {
     unbinds: HashMap<&'a str, usize>,
     /// Tenant users by UPN, built when first needed.
     upn_index: Option<HashMap<&'a str, &'a str>>,
+    /// Licenses assigned now per plan, counted on first use.
+    assigned: Option<BTreeMap<LicensePlan, u32>>,
     /// delete_instance per observed instance id.
     inst_deletes: HashMap<&'a str, (usize, &'a str)>,
 }
@@ -209,6 +219,7 @@ pub(crate) fn diff(desired: &Desired, observed: &Tenant, state: &State) -> Diff 
         unbinds: HashMap::default(),
         inst_deletes: HashMap::default(),
         upn_index: None,
+        assigned: None,
     };
     p.resolve_groups();
     p.resolve_users();
@@ -800,8 +811,13 @@ impl<'a> Planner<'a> {
 
     /// The members to add (reference, the action that creates the user, UPN; in file order)
     /// and the member ids to remove (in observed order), when every listed member is a
-    /// desired user and user ids are unique; `None` otherwise (then [`Self::member_diff`]
-    /// works it out). Each membership costs two hash lookups, no allocation.
+    /// desired user; `None` otherwise (then [`Self::member_diff`] works it out).
+    ///
+    /// Ids are compared as the original does (dedup by id, exact string match), but
+    /// through ranks: a user's rank is the position of its id among the tenant's sorted
+    /// user ids, so sorting the listed members' ranks sorts their ids, and one merge with
+    /// the observed (sorted) member set finds what to add and remove. Per membership: one
+    /// hash lookup (UPN) and one string comparison; no allocation when nothing changes.
     #[allow(clippy::type_complexity)]
     fn member_diff_fast(
         &self,
@@ -810,49 +826,80 @@ impl<'a> Planner<'a> {
         gno: u32,
         sc: &mut MemberScratch<'a>,
     ) -> Option<(Vec<(ObjRef, Option<usize>, &'a str)>, Vec<&'a str>)> {
+        const NO_RANK: u32 = u32::MAX;
         let n = self.users.bound.len();
+        if sc.off {
+            return None;
+        }
         if sc.want.len() != n {
+            sc.off = true; // until the ranks are complete
+                           // Ranks of the desired users that exist (id among the tenant's user ids).
+            let keys: Vec<&'a str> = self.t.users.keys().map(String::as_str).collect();
+            let mut ranks = Vec::with_capacity(n);
+            for b in &self.users.bound {
+                ranks.push(match b.id {
+                    Some(id) => match keys.binary_search(&id) {
+                        Ok(r) => r as u32,
+                        Err(_) => return None, // an id the tenant does not list
+                    },
+                    None => NO_RANK,
+                });
+            }
+            sc.rank = ranks;
+            sc.keys = keys;
             sc.want = vec![u32::MAX; n];
-            sc.in_obs = vec![u32::MAX; n];
+            sc.want_rank = vec![u32::MAX; sc.keys.len()];
+            sc.in_obs = vec![u32::MAX; sc.keys.len()];
+            sc.off = false;
         }
         sc.pos.clear();
         for upn in members {
             sc.pos.push(*self.users.idx.get(upn.as_str())?);
         }
-        sc.obs_pos.clear();
+        let mut remove = Vec::new();
         if let Some(o) = obs {
-            let bound = &self.users.bound;
-            let (id_pos, unique) = sc.id_pos.get_or_insert_with(|| {
-                let mut m = HashMap::with_capacity_and_hasher(n, Default::default());
-                let mut unique = true;
-                for (i, b) in bound.iter().enumerate() {
-                    if let Some(id) = b.id {
-                        unique &= m.insert(id, i as u32).is_none();
-                    }
-                }
-                (m, unique)
-            });
-            if !*unique {
-                return None;
-            }
+            // The listed members' ids, sorted and without repeats, merged with the
+            // observed members: observed ids that are not listed are removed.
+            sc.sorted.clear();
+            sc.sorted.extend(
+                sc.pos
+                    .iter()
+                    .map(|&p| sc.rank[p as usize])
+                    .filter(|&r| r != NO_RANK),
+            );
+            sc.sorted.sort_unstable();
+            sc.sorted.dedup();
+            let mut want = sc.sorted.iter().peekable();
             for id in &o.members {
-                let p = id_pos.get(id.as_str()).copied();
-                if let Some(p) = p {
-                    sc.in_obs[p as usize] = gno;
+                let id = id.as_str();
+                while want.next_if(|&&r| sc.keys[r as usize] < id).is_some() {}
+                match want.next_if(|&&r| sc.keys[r as usize] == id) {
+                    Some(&r) => sc.in_obs[r as usize] = gno,
+                    None => remove.push(id),
                 }
-                sc.obs_pos.push(p);
             }
         }
         let mut add = Vec::new();
         for (upn, &i) in members.iter().zip(&sc.pos) {
             let i = i as usize;
-            if sc.want[i] == gno {
-                continue; // listed twice
-            }
-            sc.want[i] = gno;
             let b = &self.users.bound[i];
-            if b.id.is_some() && sc.in_obs[i] == gno {
-                continue;
+            match sc.rank[i] {
+                NO_RANK => {
+                    if sc.want[i] == gno {
+                        continue; // a new user listed twice
+                    }
+                    sc.want[i] = gno;
+                }
+                r => {
+                    let r = r as usize;
+                    if sc.want_rank[r] == gno {
+                        continue; // listed twice
+                    }
+                    sc.want_rank[r] = gno;
+                    if sc.in_obs[r] == gno {
+                        continue;
+                    }
+                }
             }
             add.push((
                 ObjRef {
@@ -863,16 +910,6 @@ impl<'a> Planner<'a> {
                 upn.as_str(),
             ));
         }
-        let remove = match obs {
-            Some(o) => o
-                .members
-                .iter()
-                .zip(&sc.obs_pos)
-                .filter(|(_, p)| p.is_none_or(|p| sc.want[p as usize] != gno))
-                .map(|(id, _)| id.as_str())
-                .collect(),
-            None => Vec::new(),
-        };
         Some((add, remove))
     }
 
@@ -993,14 +1030,14 @@ impl<'a> Planner<'a> {
 
     /// Licenses of each plan held once the plan is done (before reductions).
     #[inline(never)] // a phase: shows in profiles
-    fn final_assigned(&self) -> BTreeMap<LicensePlan, i64> {
+    fn final_assigned(&mut self) -> BTreeMap<LicensePlan, i64> {
         let mut n: BTreeMap<LicensePlan, i64> = LicensePlan::ALL
             .iter()
-            .map(|p| (*p, i64::from(self.t.assigned(*p))))
+            .map(|p| (*p, i64::from(self.assigned(*p))))
             .collect();
         if let Some(users) = &self.d.users {
-            for (upn, u) in users {
-                if let Some(obs) = self.users[upn.as_str()].user {
+            for (i, u) in users.values().enumerate() {
+                if let Some(obs) = self.users.bound[i].user {
                     if let Some(l) = obs.license {
                         *n.get_mut(&l).expect("all plans") -= 1;
                     }
@@ -1018,6 +1055,22 @@ impl<'a> Planner<'a> {
             }
         }
         n
+    }
+
+    /// Licenses of a plan assigned to users now ([`Tenant::assigned`], counted for every
+    /// plan in one pass over the users on first use).
+    fn assigned(&mut self, plan: LicensePlan) -> u32 {
+        let t = self.t;
+        let counts = self.assigned.get_or_insert_with(|| {
+            let mut n = BTreeMap::new();
+            for u in t.users.values() {
+                if let Some(l) = u.license {
+                    *n.entry(l).or_insert(0) += 1;
+                }
+            }
+            n
+        });
+        counts.get(&plan).copied().unwrap_or(0)
     }
 
     fn desired_user_address(&self, address: &str) -> bool {
@@ -1224,7 +1277,8 @@ impl<'a> Planner<'a> {
             AccessMode::ReadWrite
         };
         let name = u.name.clone().unwrap_or_default();
-        let mut changes = vec![ch("upn", Value::Null, json!(upn))];
+        let mut changes = Vec::with_capacity(3);
+        changes.push(ch("upn", Value::Null, json!(upn)));
         if !name.is_empty() {
             changes.push(ch("name", Value::Null, json!(name)));
         }
@@ -1474,7 +1528,7 @@ impl<'a> Planner<'a> {
             let flow = flows.get(&plan).unwrap_or(&empty_flow);
             let now = self.t.purchased(plan);
             let want = self.lic_target[&plan];
-            let assigned = self.t.assigned(plan);
+            let assigned = self.assigned(plan);
             let address = format!("licenses.{}", plan.as_str());
             let finally = i64::from(assigned)
                 + flow.consumers.iter().filter(|c| c.1.is_none()).count() as i64
@@ -1582,6 +1636,19 @@ fn same_set(want: &[String], have: Option<&BTreeSet<String>>) -> bool {
         }
     }
     distinct == have.len()
+}
+
+/// `roles.<instance key>`.
+fn roles_path(key: &str) -> String {
+    let mut s = String::with_capacity(6 + key.len());
+    s.push_str("roles.");
+    s.push_str(key);
+    s
+}
+
+/// A set of strings as a JSON array (what `json!` gives, without the serializer).
+fn str_array(set: &BTreeSet<&str>) -> Value {
+    Value::Array(set.iter().map(|s| Value::String(s.to_string())).collect())
 }
 
 /// `users.<upn>`, built without the formatting machinery (it runs once per user).
@@ -2581,7 +2648,8 @@ impl<'a> Planner<'a> {
                 let remove: Vec<String> = have.difference(&want).map(|r| r.to_string()).collect();
                 let content = s.content;
                 let iref = self.inst_ref(ikey);
-                if !add.is_empty() {
+                let had_add = !add.is_empty();
+                if had_add {
                     if steps.final_mode == Some(AccessMode::ReadWrite)
                         && steps.final_license.is_none()
                     {
@@ -2590,8 +2658,8 @@ impl<'a> Planner<'a> {
                     self.push(
                         ActionKind::AssignRoles,
                         address.clone(),
-                        Op::AssignRoles { user: user.clone(), instance: iref.clone(), roles: add.clone() },
-                        vec![ch(format!("roles.{ikey}"), json!(have), json!(want))],
+                        Op::AssignRoles { user: user.clone(), instance: iref.clone(), roles: add },
+                        vec![ch(roles_path(ikey), str_array(&have), str_array(&want))],
                         "security roles from the file (P2: after the user, the license and the instance exist)",
                         [bound.ready, steps.license, steps.mode, content],
                     );
@@ -2605,10 +2673,10 @@ impl<'a> Planner<'a> {
                             instance: iref,
                             roles: remove,
                         },
-                        if add.is_empty() {
-                            vec![ch(format!("roles.{ikey}"), json!(have), json!(want))]
-                        } else {
+                        if had_add {
                             vec![]
+                        } else {
+                            vec![ch(roles_path(ikey), str_array(&have), str_array(&want))]
                         },
                         "security roles not in the file (P2)",
                         [bound.ready],

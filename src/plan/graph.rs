@@ -46,25 +46,34 @@ pub(crate) struct Cycle {
 /// A stable topological order of `nodes`, or a cycle.
 pub(crate) fn topo_order<N: Node>(nodes: &[N]) -> Result<Vec<usize>, Cycle> {
     let g = build(nodes);
-    let mut indeg: Vec<usize> = (0..nodes.len())
-        .map(|i| {
-            g.neighbors_directed(NodeIndex::new(i), Direction::Incoming)
-                .count()
-        })
-        .collect();
-    let key = |i: usize| Reverse((nodes[i].address(), nodes[i].kind(), i));
-    let mut heap: BinaryHeap<_> = (0..nodes.len())
+    // One edge per dependency entry, so the in-degree is the length of the list.
+    let mut indeg: Vec<usize> = nodes.iter().map(|n| n.deps().len()).collect();
+    // The tie-break key (address, kind, index) as one integer: the node's rank in that
+    // order. A stable sort by (address, kind) keeps the index order among equals, and
+    // runs of already sorted nodes (the diff emits most of them in address order) make it
+    // close to linear. The heap then compares integers, not strings.
+    let mut by_key: Vec<u32> = (0..nodes.len() as u32).collect();
+    by_key.sort_by(|&a, &b| {
+        let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
+        (a.address(), a.kind()).cmp(&(b.address(), b.kind()))
+    });
+    let mut rank = vec![0u32; nodes.len()];
+    for (r, &i) in by_key.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
+    let mut heap: BinaryHeap<Reverse<u32>> = (0..nodes.len())
         .filter(|&i| indeg[i] == 0)
-        .map(key)
+        .map(|i| Reverse(rank[i]))
         .collect();
     let mut order = Vec::with_capacity(nodes.len());
-    while let Some(Reverse((_, _, i))) = heap.pop() {
+    while let Some(Reverse(r)) = heap.pop() {
+        let i = by_key[r as usize] as usize;
         order.push(i);
         for next in g.neighbors_directed(NodeIndex::new(i), Direction::Outgoing) {
             let j = next.index();
             indeg[j] -= 1;
             if indeg[j] == 0 {
-                heap.push(key(j));
+                heap.push(Reverse(rank[j]));
             }
         }
     }

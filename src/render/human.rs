@@ -1,6 +1,5 @@
 //! The human rendering: Terraform-like, grouped by address, attribute-level changes.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde_json::Value;
@@ -30,31 +29,55 @@ impl Painter {
             s.to_string()
         }
     }
+
+    /// Write `s` painted with `code` straight into `out`.
+    fn put(&self, out: &mut String, code: &str, s: &str) {
+        if self.0 {
+            out.push_str(code);
+            out.push_str(s);
+            out.push_str(RESET);
+        } else {
+            out.push_str(s);
+        }
+    }
 }
 
 /// The plan for a terminal. `color` adds ANSI colors (the caller decides: TTY, `NO_COLOR`,
 /// `--no-color`).
 pub fn render_human(plan: &Plan, color: bool) -> String {
     let p = Painter(color);
-    let mut out = String::new();
+    // About 160 bytes per action and per change: one allocation for a typical plan.
+    let changes: usize = plan.actions.iter().map(|a| a.changes.len()).sum();
+    let mut out = String::with_capacity(256 + 96 * plan.actions.len() + 64 * changes);
     if !plan.actions.is_empty() {
         let _ = writeln!(
             out,
             "crmctl will perform the following actions on {}:\n",
             plan.tenant
         );
-        // Group by address; within an address, actions stay in execution order.
-        let mut groups: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
-        for a in &plan.actions {
-            groups.entry(&a.address).or_default().push(a);
-        }
-        for (address, actions) in groups {
-            let _ = writeln!(out, "  {}", p.paint(BOLD, &format!("# {address}")));
-            for a in actions {
-                render_action(&mut out, &p, a);
+        // Group by address; within an address, actions stay in execution order (a stable
+        // sort of the execution order by address).
+        let mut order: Vec<&Action> = plan.actions.iter().collect();
+        order.sort_by(|a, b| a.address.cmp(&b.address));
+        for (i, a) in order.iter().enumerate() {
+            if i == 0 || order[i - 1].address != a.address {
+                if i > 0 {
+                    out.push('\n');
+                }
+                out.push_str("  ");
+                if p.0 {
+                    out.push_str(BOLD);
+                }
+                out.push_str("# ");
+                out.push_str(&a.address);
+                if p.0 {
+                    out.push_str(RESET);
+                }
+                out.push('\n');
             }
-            out.push('\n');
+            render_action(&mut out, &p, a);
         }
+        out.push('\n');
     }
     for d in &plan.diagnostics {
         let (label, code) = if d.is_error() {
@@ -95,19 +118,27 @@ pub fn render_human(plan: &Plan, color: bool) -> String {
 
 fn render_action(out: &mut String, p: &Painter, a: &Action) {
     let sym = super::symbol(a.kind);
-    let bang = if a.destructive {
-        format!("  {}", p.paint("\x1b[31m", "! destructive"))
-    } else {
-        String::new()
-    };
-    let _ = writeln!(
-        out,
-        "  {} {} (#{}){bang}",
-        p.paint(color_of(sym), &format!("{sym:>3}")),
-        a.kind.as_str(),
-        a.id
-    );
-    let _ = writeln!(out, "        # {}", a.reason);
+    out.push_str("  ");
+    if p.0 {
+        out.push_str(color_of(sym));
+    }
+    for _ in sym.len()..3 {
+        out.push(' '); // right-aligned in 3 columns
+    }
+    out.push_str(sym);
+    if p.0 {
+        out.push_str(RESET);
+    }
+    out.push(' ');
+    out.push_str(a.kind.as_str());
+    let _ = write!(out, " (#{})", a.id);
+    if a.destructive {
+        out.push_str("  ");
+        p.put(out, "\x1b[31m", "! destructive");
+    }
+    out.push_str("\n        # ");
+    out.push_str(&a.reason);
+    out.push('\n');
     let width = a.changes.iter().map(|c| c.path.len()).max().unwrap_or(0);
     for c in &a.changes {
         render_change(out, p, c, width);
@@ -144,21 +175,26 @@ fn render_change(out: &mut String, p: &Painter, c: &Change, width: usize) {
         }
         return;
     }
-    let line = match (&c.before, &c.after) {
-        (Value::Null, after) => format!("{:width$} = {}", c.path, super::short_value(after)),
-        (before, Value::Null) => format!(
-            "{:width$} = {} -> (none)",
-            c.path,
-            super::short_value(before)
-        ),
-        (before, after) => format!(
-            "{:width$} = {} -> {}",
-            c.path,
-            super::short_value(before),
-            super::short_value(after)
-        ),
-    };
-    let _ = writeln!(out, "        {line}");
+    out.push_str("        ");
+    out.push_str(&c.path);
+    // `{:width$}`: padded to `width` characters.
+    for _ in c.path.chars().count()..width {
+        out.push(' ');
+    }
+    out.push_str(" = ");
+    match (&c.before, &c.after) {
+        (Value::Null, after) => super::write_short_value(out, after),
+        (before, Value::Null) => {
+            super::write_short_value(out, before);
+            out.push_str(" -> (none)");
+        }
+        (before, after) => {
+            super::write_short_value(out, before);
+            out.push_str(" -> ");
+            super::write_short_value(out, after);
+        }
+    }
+    out.push('\n');
 }
 
 /// The text of a string value (absent counts as ""), for a unified diff.

@@ -12,8 +12,17 @@ struct JsonPlan<'a> {
     tenant: &'a str,
     fingerprint: &'a str,
     summary: &'a Summary,
-    actions: Vec<JsonAction<'a>>,
+    actions: Actions<'a>,
     diagnostics: Vec<JsonDiag<'a>>,
+}
+
+/// The actions, serialized one by one (no intermediate list).
+struct Actions<'a>(&'a [Action]);
+
+impl Serialize for Actions<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(JsonAction::from))
+    }
 }
 
 #[derive(Serialize)]
@@ -67,10 +76,105 @@ pub fn render_json(plan: &Plan) -> String {
         tenant: &plan.tenant,
         fingerprint: &plan.fingerprint,
         summary: &plan.summary,
-        actions: plan.actions.iter().map(JsonAction::from).collect(),
+        actions: Actions(&plan.actions),
         diagnostics: plan.diagnostics.iter().map(JsonDiag::from).collect(),
     };
-    let mut out = serde_json::to_string_pretty(&doc).expect("a plan always serializes");
-    out.push('\n');
-    out
+    let mut out = Vec::with_capacity(1024 + 256 * plan.actions.len());
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, Pretty::default());
+    doc.serialize(&mut ser).expect("a plan always serializes");
+    out.push(b'\n');
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Exactly serde_json's `PrettyFormatter` with a two-space indent, but each line break
+/// and its indentation is one write instead of one per level (the plan of a large
+/// tenant has millions of lines).
+#[derive(Default)]
+struct Pretty {
+    level: usize,
+    has_value: bool,
+}
+
+/// `,\n` and enough spaces for the deepest line of a plan (deeper lines loop).
+const BREAK: &[u8; 2 + 2 * 16] = b",\n                                ";
+
+impl Pretty {
+    /// A line break (after a comma unless `first`), then the indentation of `level`.
+    fn line<W: ?Sized + std::io::Write>(
+        &self,
+        w: &mut W,
+        first: bool,
+        level: usize,
+    ) -> std::io::Result<()> {
+        let start = usize::from(first);
+        if level <= 16 {
+            w.write_all(&BREAK[start..2 + 2 * level])
+        } else {
+            w.write_all(&BREAK[start..2])?;
+            for _ in 0..level {
+                w.write_all(b"  ")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl serde_json::ser::Formatter for Pretty {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            self.line(w, true, self.level)?;
+        }
+        w.write_all(b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.line(w, first, self.level)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            self.line(w, true, self.level)?;
+        }
+        w.write_all(b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.line(w, first, self.level)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
 }

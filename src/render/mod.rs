@@ -61,6 +61,28 @@ pub(crate) fn short_value(v: &serde_json::Value) -> String {
     }
 }
 
+/// [`short_value`], written into `out`.
+pub(crate) fn write_short_value(out: &mut String, v: &serde_json::Value) {
+    use std::fmt::Write as _;
+    const MAX_ITEMS: usize = 20;
+    match v {
+        serde_json::Value::Null => out.push_str("(none)"),
+        serde_json::Value::Array(items) if items.len() > MAX_ITEMS => {
+            out.push('[');
+            for (i, item) in items[..MAX_ITEMS].iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                let _ = write!(out, "{item}");
+            }
+            let _ = write!(out, ", ... ({} more)]", items.len() - MAX_ITEMS);
+        }
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
 /// One-line description of an action's changes (Markdown table cell).
 pub(crate) fn changes_inline(a: &Action) -> String {
     a.changes
