@@ -146,6 +146,14 @@ const INVALID: &[Case] = &[
         rule: None,
         expect: &["trailing comma"],
     },
+    // serde_json keeps the last of two equal keys; the model refuses it in every format.
+    Case {
+        file: "duplicate_key.json",
+        line: Some(3),
+        column: 12,
+        rule: None,
+        expect: &["duplicate key `a@coho.com`", "already defined at line 2"],
+    },
     Case {
         file: "typo.json",
         line: Some(8),

@@ -27,21 +27,37 @@ pub struct Desired {
     pub tenant: String,
     /// Purchased user licenses per plan (T2). A plan that is omitted is not managed.
     /// Address: `licenses.<plan>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_keys::option_map"
+    )]
     #[schemars(extend("propertyNames" = { "enum": ["essential", "basic", "professional", "enterprise"] }))]
     pub licenses: Option<BTreeMap<LicensePlan, u32>>,
     /// Storage bought beyond the included capacity (T6). Address: `storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Storage>,
     /// Security groups by logical key (I12). Address: `security_groups.<key>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_keys::option_map"
+    )]
     pub security_groups: Option<BTreeMap<String, SecurityGroup>>,
     /// Users by user principal name (P1). Address: `users.<upn>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_keys::option_map"
+    )]
     #[schemars(extend("propertyNames" = { "pattern": crate::spec::patterns::EMAIL_PATTERN }))]
     pub users: Option<BTreeMap<String, User>>,
     /// Instances (CRM organizations) by logical key (I1). Address: `instances.<key>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_keys::option_map"
+    )]
     pub instances: Option<BTreeMap<String, Instance>>,
 }
 
@@ -125,7 +141,11 @@ pub struct User {
     pub access_mode: Option<AccessMode>,
     /// Security roles per instance key (P2). Exact when given: instances not listed get no
     /// roles. Omit to leave roles as they are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_keys::option_map"
+    )]
     pub roles: Option<BTreeMap<String, Vec<String>>>,
     /// Tenant administrator roles (P6), distinct from instance security roles.
     /// Omit to leave as is.
@@ -368,4 +388,73 @@ pub enum CopyKind {
     Full,
     /// Users, customizations and schema only.
     Minimal,
+}
+
+/// Maps that refuse a key given twice, in every input format. serde-saphyr already rejects
+/// duplicate YAML keys, but serde_json keeps the last one silently: a generated JSON file
+/// with the same user twice must be an error, not a lost user.
+mod unique_keys {
+    use std::collections::BTreeMap;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, Visitor};
+
+    struct UniqueMap<K, V>(PhantomData<(K, V)>);
+
+    impl<'de, K, V> Visitor<'de> for UniqueMap<K, V>
+    where
+        K: Deserialize<'de> + Ord + fmt::Debug,
+        V: Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<K>()? {
+                if out.contains_key(&key) {
+                    return Err(A::Error::custom(format!(
+                        "duplicate key {key:?}: each key may appear once in a map"
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+
+    /// Deserialize `Option<BTreeMap<K, V>>` refusing duplicate keys.
+    pub fn option_map<'de, D, K, V>(d: D) -> Result<Option<BTreeMap<K, V>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord + fmt::Debug,
+        V: Deserialize<'de>,
+    {
+        struct OptionVisitor<K, V>(PhantomData<(K, V)>);
+        impl<'de, K, V> Visitor<'de> for OptionVisitor<K, V>
+        where
+            K: Deserialize<'de> + Ord + fmt::Debug,
+            V: Deserialize<'de>,
+        {
+            type Value = Option<BTreeMap<K, V>>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map or null")
+            }
+            fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+                d.deserialize_map(UniqueMap(PhantomData)).map(Some)
+            }
+        }
+        d.deserialize_option(OptionVisitor(PhantomData))
+    }
 }
