@@ -17,14 +17,18 @@ pub const DEFAULT_BACKEND: &str = "local:.crmctl/tenant.db";
 pub const DEFAULT_STATE: &str = ".crmctl/state.json";
 
 /// Colors only on a TTY, never with `NO_COLOR` (any non-empty value) or `--no-color`.
+/// Decided for stdout (plans); see [`use_color_stderr`] for diagnostics.
 pub fn use_color(no_color_flag: bool) -> bool {
-    if no_color_flag {
-        return false;
-    }
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
-        return false;
-    }
-    std::io::stdout().is_terminal()
+    color_allowed(no_color_flag) && std::io::stdout().is_terminal()
+}
+
+/// The same decision for stderr, where diagnostics go.
+pub fn use_color_stderr(no_color_flag: bool) -> bool {
+    color_allowed(no_color_flag) && std::io::stderr().is_terminal()
+}
+
+fn color_allowed(no_color_flag: bool) -> bool {
+    !no_color_flag && !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// Open a backend from its spec (`local:PATH`); `None` means [`DEFAULT_BACKEND`].

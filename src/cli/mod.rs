@@ -50,7 +50,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = common::use_color(cli.no_color);
     let result = match &cli.command {
-        Command::Validate(a) => validate::run_validate(a, color),
+        Command::Validate(a) => validate::run_validate(a, common::use_color_stderr(cli.no_color)),
         Command::Schema(a) => validate::run_schema(a),
         Command::Plan(a) => plan::run_plan(a, color),
         Command::Graph(a) => plan::run_graph(a),
