@@ -69,22 +69,9 @@ pub fn run_apply(args: &ApplyArgs, color: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<ExitCode> {
-    let loaded = match load::load_file(file) {
-        Ok(l) => l,
-        Err(f) => {
-            eprint!(
-                "{}",
-                load::render_diagnostics(&f.diagnostics, &f.src, color)
-            );
-            return Ok(ExitCode::from(1));
-        }
+    let Some(loaded) = common::load_desired(file, color) else {
+        return Ok(ExitCode::from(1));
     };
-    if !loaded.diagnostics.is_empty() {
-        eprint!(
-            "{}",
-            load::render_diagnostics(&loaded.diagnostics, &loaded.src, color)
-        );
-    }
     let state_path = args
         .state
         .clone()

@@ -74,3 +74,27 @@ pub fn read_state(path: &Path) -> anyhow::Result<State> {
 pub fn lock_state(path: &Path, operation: &str) -> anyhow::Result<StateLock> {
     Ok(StateLock::acquire(path, operation)?)
 }
+
+/// Load and validate a desired-state file, printing its problems (and warnings) to stderr.
+/// `None` means the file had errors, already printed.
+pub fn load_desired(file: &Path, color: bool) -> Option<crate::spec::load::Loaded> {
+    use crate::spec::load;
+    match load::load_file(file) {
+        Ok(loaded) => {
+            if !loaded.diagnostics.is_empty() {
+                eprint!(
+                    "{}",
+                    load::render_diagnostics(&loaded.diagnostics, &loaded.src, color)
+                );
+            }
+            Some(loaded)
+        }
+        Err(f) => {
+            eprint!(
+                "{}",
+                load::render_diagnostics(&f.diagnostics, &f.src, color)
+            );
+            None
+        }
+    }
+}

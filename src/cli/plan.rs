@@ -76,22 +76,9 @@ fn make_plan(
     state_path: &Path,
     color: bool,
 ) -> anyhow::Result<Option<Planned>> {
-    let loaded = match load::load_file(file) {
-        Ok(l) => l,
-        Err(f) => {
-            eprint!(
-                "{}",
-                load::render_diagnostics(&f.diagnostics, &f.src, color)
-            );
-            return Ok(None);
-        }
+    let Some(loaded) = common::load_desired(file, color) else {
+        return Ok(None);
     };
-    if !loaded.diagnostics.is_empty() {
-        eprint!(
-            "{}",
-            load::render_diagnostics(&loaded.diagnostics, &loaded.src, color)
-        );
-    }
     // Like Terraform, plan holds the state lock while it reads the state and the tenant,
     // so that it never plans against a state that a concurrent apply is rewriting.
     let _lock = common::lock_state(state_path, "plan")?;
