@@ -28,7 +28,7 @@ pub fn use_color_stderr(no_color_flag: bool) -> bool {
 }
 
 fn color_allowed(no_color_flag: bool) -> bool {
-    !no_color_flag && !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+    !no_color_flag && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Open a backend from its spec (`local:PATH`); `None` means [`DEFAULT_BACKEND`].
