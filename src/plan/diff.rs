@@ -138,17 +138,20 @@ impl<'a> std::ops::Index<&str> for UserTable<'a> {
     }
 }
 
-/// Reusable buffers of [`Planner::member_diff_fast`]; per-user marks hold the number of
-/// the last group that set them, so they never need clearing.
-#[derive(Default)]
-struct MemberScratch<'a> {
-    /// Some desired user's id is not a key of the tenant's users: always take the general
-    /// path.
-    off: bool,
+/// What [`Planner::member_diff_fast`] compares ids through, built once per plan.
+struct MemberIndex<'a> {
     /// The tenant's user ids, sorted.
     keys: Vec<&'a str>,
-    /// Per desired position: the rank of the user's id in `keys` (`u32::MAX`: no id yet).
+    /// Per desired position: the rank of the user's id in `keys` (`NO_RANK`: no id yet).
     rank: Vec<u32>,
+}
+
+/// The rank of a desired user that does not exist yet.
+const NO_RANK: u32 = u32::MAX;
+
+/// Reusable buffers of [`Planner::member_diff_fast`] (one per thread); per-user marks hold
+/// the number of the last group that set them, so they never need clearing.
+struct MemberMarks {
     /// Per desired position: listed by this group (users without an id).
     want: Vec<u32>,
     /// Per rank: listed by this group.
@@ -160,6 +163,25 @@ struct MemberScratch<'a> {
     /// The current group's listed ranks, sorted.
     sorted: Vec<u32>,
 }
+
+impl MemberMarks {
+    fn new(index: &MemberIndex) -> MemberMarks {
+        MemberMarks {
+            want: vec![u32::MAX; index.rank.len()],
+            want_rank: vec![u32::MAX; index.keys.len()],
+            in_obs: vec![u32::MAX; index.keys.len()],
+            pos: Vec::new(),
+            sorted: Vec::new(),
+        }
+    }
+}
+
+/// Members to add (reference, the action that creates the user, UPN) and member ids to
+/// remove, of one group.
+type MemberDiff<'a> = (Vec<(ObjRef, Option<usize>, &'a str)>, Vec<&'a str>);
+
+/// From this many observed memberships on, groups are compared on two threads.
+const PARALLEL_MEMBERSHIPS: usize = 100_000;
 
 struct Planner<'a> {
     d: &'a Desired,
@@ -745,13 +767,25 @@ impl<'a> Planner<'a> {
         let Some(groups) = &self.d.security_groups else {
             return;
         };
-        let mut scratch = MemberScratch::default();
+        let index = self.member_index();
+        let mut marks = index.as_ref().map(MemberMarks::new);
+        // Groups that exist in the tenant: compared up front, on two threads when large
+        // (read-only work; the actions are then made in file order as always).
+        let mut done = self.existing_member_diffs(groups, index.as_ref());
         for (gno, (key, g)) in groups.iter().enumerate() {
             let Some(members) = &g.members else { continue };
             let bound = self.groups[key.as_str()];
             let obs = bound.id.and_then(|id| self.t.groups.get(id));
-            let (add, remove) = match self.member_diff_fast(members, obs, gno as u32, &mut scratch)
-            {
+            let fast = match done.get_mut(gno).and_then(Option::take) {
+                Some(diff) => Some(diff),
+                None => match (&index, &mut marks) {
+                    (Some(index), Some(marks)) => {
+                        self.member_diff_fast(members, obs, gno as u32, index, marks)
+                    }
+                    _ => None,
+                },
+            };
+            let (add, remove) = match fast {
                 Some(diff) => diff,
                 None => self.member_diff(key, members, obs),
             };
@@ -818,40 +852,14 @@ impl<'a> Planner<'a> {
     /// user ids, so sorting the listed members' ranks sorts their ids, and one merge with
     /// the observed (sorted) member set finds what to add and remove. Per membership: one
     /// hash lookup (UPN) and one string comparison; no allocation when nothing changes.
-    #[allow(clippy::type_complexity)]
     fn member_diff_fast(
         &self,
         members: &'a [String],
         obs: Option<&'a t::Group>,
         gno: u32,
-        sc: &mut MemberScratch<'a>,
-    ) -> Option<(Vec<(ObjRef, Option<usize>, &'a str)>, Vec<&'a str>)> {
-        const NO_RANK: u32 = u32::MAX;
-        let n = self.users.bound.len();
-        if sc.off {
-            return None;
-        }
-        if sc.want.len() != n {
-            sc.off = true; // until the ranks are complete
-                           // Ranks of the desired users that exist (id among the tenant's user ids).
-            let keys: Vec<&'a str> = self.t.users.keys().map(String::as_str).collect();
-            let mut ranks = Vec::with_capacity(n);
-            for b in &self.users.bound {
-                ranks.push(match b.id {
-                    Some(id) => match keys.binary_search(&id) {
-                        Ok(r) => r as u32,
-                        Err(_) => return None, // an id the tenant does not list
-                    },
-                    None => NO_RANK,
-                });
-            }
-            sc.rank = ranks;
-            sc.keys = keys;
-            sc.want = vec![u32::MAX; n];
-            sc.want_rank = vec![u32::MAX; sc.keys.len()];
-            sc.in_obs = vec![u32::MAX; sc.keys.len()];
-            sc.off = false;
-        }
+        index: &MemberIndex<'a>,
+        sc: &mut MemberMarks,
+    ) -> Option<MemberDiff<'a>> {
         sc.pos.clear();
         for upn in members {
             sc.pos.push(*self.users.idx.get(upn.as_str())?);
@@ -864,18 +872,32 @@ impl<'a> Planner<'a> {
             sc.sorted.extend(
                 sc.pos
                     .iter()
-                    .map(|&p| sc.rank[p as usize])
+                    .map(|&p| index.rank[p as usize])
                     .filter(|&r| r != NO_RANK),
             );
             sc.sorted.sort_unstable();
             sc.sorted.dedup();
-            let mut want = sc.sorted.iter().peekable();
+            let mut want = sc.sorted.iter();
+            let mut next = want.next();
             for id in &o.members {
                 let id = id.as_str();
-                while want.next_if(|&&r| sc.keys[r as usize] < id).is_some() {}
-                match want.next_if(|&&r| sc.keys[r as usize] == id) {
-                    Some(&r) => sc.in_obs[r as usize] = gno,
-                    None => remove.push(id),
+                // Skip listed ids below `id`; one comparison per step.
+                let found = loop {
+                    match next {
+                        None => break false,
+                        Some(&r) => match index.keys[r as usize].cmp(id) {
+                            std::cmp::Ordering::Less => next = want.next(),
+                            std::cmp::Ordering::Equal => {
+                                sc.in_obs[r as usize] = gno;
+                                next = want.next();
+                                break true;
+                            }
+                            std::cmp::Ordering::Greater => break false,
+                        },
+                    }
+                };
+                if !found {
+                    remove.push(id);
                 }
             }
         }
@@ -883,7 +905,7 @@ impl<'a> Planner<'a> {
         for (upn, &i) in members.iter().zip(&sc.pos) {
             let i = i as usize;
             let b = &self.users.bound[i];
-            match sc.rank[i] {
+            match index.rank[i] {
                 NO_RANK => {
                     if sc.want[i] == gno {
                         continue; // a new user listed twice
@@ -913,15 +935,95 @@ impl<'a> Planner<'a> {
         Some((add, remove))
     }
 
+    /// The ranks of the desired users' ids among the tenant's, or `None` when a desired
+    /// user's id is not a key of the tenant's users (then groups take the general path).
+    fn member_index(&self) -> Option<MemberIndex<'a>> {
+        let keys: Vec<&'a str> = self.t.users.keys().map(String::as_str).collect();
+        let rank_of: HashMap<&str, u32> = keys
+            .iter()
+            .enumerate()
+            .map(|(r, k)| (*k, r as u32))
+            .collect();
+        let rank = self
+            .users
+            .bound
+            .iter()
+            .map(|b| match b.id {
+                Some(id) => rank_of.get(id).copied(),
+                None => Some(NO_RANK),
+            })
+            .collect::<Option<Vec<u32>>>()?;
+        Some(MemberIndex { keys, rank })
+    }
+
+    /// [`Self::member_diff_fast`] of every group that exists in the tenant, by group
+    /// number, computed on two threads when the groups hold many members; empty when
+    /// small (then each group is compared when its turn comes).
+    fn existing_member_diffs(
+        &self,
+        groups: &'a BTreeMap<String, m::SecurityGroup>,
+        index: Option<&MemberIndex<'a>>,
+    ) -> Vec<Option<MemberDiff<'a>>> {
+        let Some(index) = index else {
+            return Vec::new();
+        };
+        let work: Vec<(u32, &'a [String], &'a t::Group)> = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(gno, (key, g))| {
+                let members = g.members.as_deref()?;
+                let obs = self.groups[key.as_str()]
+                    .id
+                    .and_then(|id| self.t.groups.get(id))?;
+                Some((gno as u32, members, obs))
+            })
+            .collect();
+        let total: usize = work.iter().map(|w| w.2.members.len()).sum();
+        if total < PARALLEL_MEMBERSHIPS {
+            return Vec::new();
+        }
+        // Split where half of the memberships are on each side.
+        let mut acc = 0;
+        let mid = work
+            .iter()
+            .position(|w| {
+                acc += w.2.members.len();
+                acc * 2 >= total
+            })
+            .map_or(work.len(), |p| p + 1);
+        let (left, right) = work.split_at(mid);
+        let run = |part: &[(u32, &'a [String], &'a t::Group)]| {
+            let mut marks = MemberMarks::new(index);
+            part.iter()
+                .map(|&(gno, members, obs)| {
+                    (
+                        gno,
+                        self.member_diff_fast(members, Some(obs), gno, index, &mut marks),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| run(right));
+            let mine = run(left);
+            (mine, other.join().expect("comparing groups does not panic"))
+        });
+        let mut out: Vec<Option<MemberDiff<'a>>> = Vec::new();
+        out.resize_with(groups.len(), || None);
+        for (gno, diff) in a.into_iter().chain(b) {
+            out[gno as usize] = diff;
+        }
+        out
+    }
+
     /// The general form of [`Self::member_diff_fast`]: members may be users of the tenant
     /// that the file does not declare, or nobody at all (an error).
-    #[allow(clippy::type_complexity)]
     fn member_diff(
         &mut self,
         key: &str,
         members: &'a [String],
         obs: Option<&'a t::Group>,
-    ) -> (Vec<(ObjRef, Option<usize>, &'a str)>, Vec<&'a str>) {
+    ) -> MemberDiff<'a> {
         let address = format!("security_groups.{key}");
         let mut want_ids: HashSet<&str> =
             HashSet::with_capacity_and_hasher(members.len(), Default::default());
@@ -1047,11 +1149,9 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        for (a, r) in &self.s.resources {
-            if r.kind == ObjKind::User && !self.desired_user_address(a) {
-                if let Some(l) = self.t.users.get(&r.id).and_then(|u| u.license) {
-                    *n.get_mut(&l).expect("all plans") -= 1;
-                }
+        for (_, id) in self.gone_users() {
+            if let Some(l) = self.t.users.get(id).and_then(|u| u.license) {
+                *n.get_mut(&l).expect("all plans") -= 1;
             }
         }
         n
@@ -1071,6 +1171,26 @@ impl<'a> Planner<'a> {
             n
         });
         counts.get(&plan).copied().unwrap_or(0)
+    }
+
+    /// The state's users that the file no longer declares (address, id), in state order:
+    /// resources of kind user whose address is not `users.<a desired UPN>`. The state's
+    /// addresses and the file's UPNs are both sorted, so one walk over both finds them.
+    fn gone_users(&self) -> Vec<(&'a str, &'a str)> {
+        let s = self.s;
+        let mut desired = self.d.users.iter().flat_map(|u| u.keys()).peekable();
+        s.resources
+            .iter()
+            .filter(|(_, r)| r.kind == ObjKind::User)
+            .filter(|(a, _)| {
+                let Some(upn) = a.strip_prefix("users.") else {
+                    return true;
+                };
+                while desired.next_if(|d| d.as_str() < upn).is_some() {}
+                desired.peek().is_none_or(|d| d.as_str() != upn)
+            })
+            .map(|(a, r)| (a.as_str(), r.id.as_str()))
+            .collect()
     }
 
     fn desired_user_address(&self, address: &str) -> bool {
@@ -1483,13 +1603,7 @@ impl<'a> Planner<'a> {
 
     #[inline(never)] // a phase: shows in profiles
     fn delete_users(&mut self) {
-        let gone: Vec<(&'a str, &'a str)> = self
-            .s
-            .resources
-            .iter()
-            .filter(|(a, r)| r.kind == ObjKind::User && !self.desired_user_address(a))
-            .map(|(a, r)| (a.as_str(), r.id.as_str()))
-            .collect();
+        let gone = self.gone_users();
         for (address, id) in gone {
             let Some(obs) = self.t.users.get(id) else {
                 continue;
