@@ -279,7 +279,6 @@ proptest! {
 /// omitted): administration mode exists only for sandboxes (I10), so the plan must turn it
 /// off before the switch (the provider refuses the switch otherwise).
 #[test]
-#[ignore = "planner gap reported to the planner: no set_admin_mode(off) before switch_instance to production"]
 fn sandbox_in_admin_mode_switched_to_production() {
     let dir = tempfile::tempdir().unwrap();
     let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
@@ -341,7 +340,6 @@ fn sandbox_in_admin_mode_switched_to_production() {
 /// later that sandbox is deleted and another configured: the deleted instance's slot no
 /// longer exists (the tenant is over capacity), so the plan must buy a sandbox slot (I2).
 #[test]
-#[ignore = "planner gap reported to the planner: a slot freed by a delete is reused although the included sandbox slot was lost (T6)"]
 fn included_sandbox_lost_then_slot_reused() {
     let dir = tempfile::tempdir().unwrap();
     let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();

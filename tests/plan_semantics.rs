@@ -130,6 +130,57 @@ fn slots_and_instances() {
             check: |p| depends(p, "switch_instance instances.t", "purchase_instance instances.t"),
         },
         Case {
+            name: "T6/I2: lowering Professional below 25 loses the included sandbox: a new sandbox buys a slot first",
+            desired: "licenses: {professional: 6}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n  new: {name: new, url: new, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "keep", PROD)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                // The included sandbox slot (T6) is free now but gone once the reduction
+                // runs: the configure must not rely on it, whatever the order.
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 1);
+                depends(p, "configure_instance instances.new", "purchase_instance instances.new");
+                assert!(pos(p, "purchase_instance instances.new") < pos(p, "configure_instance instances.new"));
+                // T5: the slot is bought while Professional licenses are still there.
+                depends(p, "reduce_licenses licenses.professional", "purchase_instance instances.new");
+                assert!(pos(p, "purchase_instance instances.new") < pos(p, "reduce_licenses licenses.professional"));
+            },
+        },
+        Case {
+            name: "T6/I2: a sandbox left in a lost included slot: its delete frees no slot, a new sandbox buys one",
+            desired: "instances:\n  keep: {name: keep, url: keep, type: production}\n  new: {name: new, url: new, type: sandbox}\n".into(),
+            // 6 licenses include no sandbox slot (T6), yet `old` occupies one (licenses
+            // were lowered under it): the tenant is one sandbox slot short.
+            tenant: format!("licenses: {{professional: 6}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "old", SANDBOX)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.old", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 1);
+                depends(p, "configure_instance instances.new", "purchase_instance instances.new");
+                depends(p, "configure_instance instances.new", "delete_instance instances.old");
+                let c = pos(p, "configure_instance instances.new");
+                assert!(pos(p, "purchase_instance instances.new") < c);
+                assert!(pos(p, "delete_instance instances.old") < c);
+            },
+        },
+        Case {
+            name: "I7: production -> sandbox into another free production slot runs before a sandbox slot is bought",
+            desired: "instances:\n  keep: {name: keep, url: keep, type: production}\n  sw: {name: sw, url: sw, type: sandbox}\n  new: {name: new, url: new, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 5}}\nslots: {{production: 2}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "sw", PROD)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.sw", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                // No sandbox slot is free, so the switch keeps a production slot; had the
+                // sandbox slot bought for `new` come first, the switch would take it (I7)
+                // and the configure would find none (I2).
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 1);
+                depends(p, "purchase_instance instances.new", "switch_instance instances.sw");
+                depends(p, "configure_instance instances.new", "purchase_instance instances.new");
+                assert!(pos(p, "switch_instance instances.sw") < pos(p, "purchase_instance instances.new"));
+                assert!(pos(p, "purchase_instance instances.new") < pos(p, "configure_instance instances.new"));
+            },
+        },
+        Case {
             name: "T7: no slot beyond 50 production instances",
             desired: {
                 let mut s = "licenses: {professional: 5}\ninstances:\n".to_string();
@@ -471,6 +522,34 @@ fn admin_mode_copy_updates() {
                     assert!(!enabled && *background_operations)
                 }
                 other => panic!("{other:?}"),
+            },
+        },
+        Case {
+            name: "I10/I7: a sandbox in admin mode that becomes production leaves admin mode first (admin_mode omitted)",
+            desired: "instances:\n  t: {name: t, url: t, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "t", &format!("{SANDBOX}, admin_mode: {{enabled: true, background_operations: false, message: Maintenance}}"))),
+            state: vec![("instances.t", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(steps(p), vec!["set_admin_mode instances.t", "switch_instance instances.t"]);
+                depends(p, "switch_instance instances.t", "set_admin_mode instances.t");
+                match &p.actions[pos(p, "set_admin_mode instances.t")].op {
+                    crmctl::plan::Op::SetAdminMode { enabled, background_operations, message, .. } => {
+                        assert!(!enabled && *background_operations && message.is_none())
+                    }
+                    other => panic!("{other:?}"),
+                }
+            },
+        },
+        Case {
+            name: "I10/I7: a sandbox in admin mode that becomes production with admin_mode off: set_admin_mode, then the switch",
+            desired: "instances:\n  t: {name: t, url: t, type: production, admin_mode: {enabled: false}}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "t", &format!("{SANDBOX}, admin_mode: {{enabled: true, background_operations: true}}"))),
+            state: vec![("instances.t", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(steps(p), vec!["set_admin_mode instances.t", "switch_instance instances.t"]);
+                depends(p, "switch_instance instances.t", "set_admin_mode instances.t");
             },
         },
         Case {

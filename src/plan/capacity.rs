@@ -20,40 +20,93 @@ fn idx(kind: InstanceType) -> usize {
 }
 
 /// Free instance slots per kind, as tokens.
+///
+/// The included sandbox slot (T6) counts only when it exists both before and after the
+/// plan's license changes: a reduction below 25 Professional + Enterprise licenses removes
+/// it at a moment the graph does not fix, so nothing may rely on it. When instances occupy
+/// more slots than that (the included slot is lost under a configured sandbox), the pool
+/// starts in *debt*: the first releases (or purchases) pay it back before any slot is
+/// free, and every later take depends on them.
 #[derive(Debug)]
 pub(crate) struct SlotPool {
     free: [VecDeque<Vec<usize>>; 2],
     total: [u32; 2],
+    /// Occupied slots beyond the ones that surely exist, per kind.
+    debt: [u32; 2],
+    /// The releases and purchases that paid the debt back: every take waits for them.
+    paid: [Vec<usize>; 2],
+    /// An included slot exists now but not after the plan's license reductions (T6).
+    lingering: [bool; 2],
 }
 
 impl SlotPool {
-    /// The slots of `tenant` while the plan runs: license purchases (raising the
-    /// Professional + Enterprise count to `mid_pe`) may add the included sandbox (T6); that
-    /// slot's token depends on `license_purchases`.
-    pub fn new(tenant: &Tenant, mid_pe: u32, license_purchases: &[usize]) -> SlotPool {
+    /// The slots of `tenant` while the plan runs, with `mid_pe` Professional + Enterprise
+    /// licenses after the purchases and `final_pe` after the reductions: license purchases
+    /// may add the included sandbox (T6), whose token then depends on `license_purchases`;
+    /// a reduction may remove it, and then it does not count at all.
+    pub fn new(
+        tenant: &Tenant,
+        mid_pe: u32,
+        final_pe: u32,
+        license_purchases: &[usize],
+    ) -> SlotPool {
         let mut pool = SlotPool {
             free: [VecDeque::new(), VecDeque::new()],
             total: [0, 0],
+            debt: [0, 0],
+            paid: [Vec::new(), Vec::new()],
+            lingering: [false, false],
         };
+        let now_pe = tenant.pro_enterprise();
         for kind in [InstanceType::Production, InstanceType::Sandbox] {
-            let now = tenant.free_slots(kind);
-            pool.total[idx(kind)] = tenant.total_slots(kind);
-            for _ in 0..now {
+            let bought = tenant.total_slots(kind) - included_slots(kind, now_pe);
+            // T6: included for sure = included both now and at the end.
+            let sure = bought + included_slots(kind, now_pe.min(final_pe));
+            let used = tenant.used_slots(kind);
+            pool.total[idx(kind)] = sure;
+            if used > sure {
+                pool.debt[idx(kind)] = used - sure;
+            }
+            for _ in used..sure {
                 pool.free[idx(kind)].push_back(Vec::new());
             }
-            let before = included_slots(kind, tenant.pro_enterprise());
-            let during = included_slots(kind, mid_pe.max(tenant.pro_enterprise()));
+            // Added by the purchases and kept to the end (mid_pe >= final_pe).
+            let before = included_slots(kind, now_pe.min(final_pe));
+            let during = included_slots(kind, mid_pe.max(now_pe).min(final_pe));
             for _ in before..during {
-                pool.free[idx(kind)].push_back(license_purchases.to_vec());
                 pool.total[idx(kind)] += 1;
+                if pool.debt[idx(kind)] > 0 {
+                    pool.debt[idx(kind)] -= 1;
+                    pool.paid[idx(kind)].extend_from_slice(license_purchases);
+                } else {
+                    pool.free[idx(kind)].push_back(license_purchases.to_vec());
+                }
             }
+            // T6: the included slot may linger until the reduction runs; the provider may
+            // then place a switched instance in it (see `lingering`).
+            pool.lingering[idx(kind)] =
+                included_slots(kind, now_pe) > included_slots(kind, final_pe);
         }
         pool
     }
 
     /// Take a free slot of `kind`; returns the actions it depends on.
     pub fn take(&mut self, kind: InstanceType) -> Option<Vec<usize>> {
-        self.free[idx(kind)].pop_front()
+        let mut deps = self.free[idx(kind)].pop_front()?;
+        deps.extend(self.paid[idx(kind)].iter().copied());
+        Some(deps)
+    }
+
+    /// Whether instances of `kind` occupy more slots than surely exist (T6): releases and
+    /// purchases pay that back before any slot is free.
+    pub fn in_debt(&self, kind: InstanceType) -> bool {
+        self.debt[idx(kind)] > 0
+    }
+
+    /// Whether an included slot of `kind` exists until the plan's license reductions run
+    /// and not after (T6): the pool does not count it, but the provider may use it.
+    pub fn lingering(&self, kind: InstanceType) -> bool {
+        self.lingering[idx(kind)]
     }
 
     /// Whether a free slot of `kind` exists.
@@ -61,9 +114,14 @@ impl SlotPool {
         !self.free[idx(kind)].is_empty()
     }
 
-    /// A slot of `kind` becomes free once `source` ran.
+    /// A slot of `kind` becomes free once `source` ran (or pays one unit of debt back).
     pub fn release(&mut self, kind: InstanceType, source: usize) {
-        self.free[idx(kind)].push_back(vec![source]);
+        if self.debt[idx(kind)] > 0 {
+            self.debt[idx(kind)] -= 1;
+            self.paid[idx(kind)].push(source);
+        } else {
+            self.free[idx(kind)].push_back(vec![source]);
+        }
     }
 
     /// Record one more bought slot of `kind`; `false` when T7's limit forbids it.
@@ -179,15 +237,63 @@ mod tests {
     #[test]
     fn i2_slot_pool_counts_included_and_bought() {
         let mut t = Tenant::fresh("x.onmicrosoft.com");
-        let mut p = SlotPool::new(&t, 0, &[]);
+        let mut p = SlotPool::new(&t, 0, 0, &[]);
         assert_eq!(p.take(InstanceType::Production), Some(vec![]));
         assert_eq!(p.take(InstanceType::Production), None);
         assert!(!p.has(InstanceType::Sandbox));
         t.licenses
             .insert(crate::tenant::LicensePlan::Professional, 10);
-        let mut p = SlotPool::new(&t, 30, &[7]);
+        let mut p = SlotPool::new(&t, 30, 30, &[7]);
         assert_eq!(p.take(InstanceType::Sandbox), Some(vec![7]));
         p.release(InstanceType::Sandbox, 9);
         assert_eq!(p.take(InstanceType::Sandbox), Some(vec![9]));
+    }
+
+    #[test]
+    fn t6_included_sandbox_counts_only_when_kept_after_a_reduction() {
+        let mut t = Tenant::fresh("x.onmicrosoft.com");
+        t.licenses
+            .insert(crate::tenant::LicensePlan::Professional, 30);
+        // Free now, gone after the reduction to 6: not usable (T6/I2).
+        let p = SlotPool::new(&t, 30, 6, &[]);
+        assert!(!p.has(InstanceType::Sandbox));
+        assert!(p.lingering(InstanceType::Sandbox));
+        // Kept: usable at once.
+        let mut p = SlotPool::new(&t, 30, 25, &[]);
+        assert_eq!(p.take(InstanceType::Sandbox), Some(vec![]));
+        assert!(!p.lingering(InstanceType::Sandbox));
+    }
+
+    #[test]
+    fn t6_lost_included_slot_under_a_sandbox_is_a_debt_paid_by_the_first_release() {
+        let mut t = Tenant::fresh("x.onmicrosoft.com");
+        t.instances.insert(
+            "org-1".into(),
+            crate::tenant::Instance {
+                id: "org-1".into(),
+                name: "Test".into(),
+                url: "test".into(),
+                kind: InstanceType::Sandbox,
+                slot: InstanceType::Sandbox,
+                purpose: String::new(),
+                region: crate::tenant::Region::NA,
+                currency: "USD".into(),
+                language: 1033,
+                security_group: None,
+                status: crate::tenant::InstanceStatus::Ready,
+                version: "8.1.0".into(),
+                admin_mode: crate::tenant::AdminModeState::default(),
+                notification_recipients: vec![],
+                update: None,
+            },
+        );
+        // 6 licenses: no included sandbox, yet one sandbox occupies a slot.
+        t.licenses
+            .insert(crate::tenant::LicensePlan::Professional, 6);
+        let mut p = SlotPool::new(&t, 6, 6, &[]);
+        p.release(InstanceType::Sandbox, 4); // the delete pays the debt back
+        assert!(!p.has(InstanceType::Sandbox));
+        p.release(InstanceType::Sandbox, 5); // a bought slot
+        assert_eq!(p.take(InstanceType::Sandbox), Some(vec![5, 4]));
     }
 }

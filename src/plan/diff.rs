@@ -203,6 +203,12 @@ struct Planner<'a> {
     lic_flow: BTreeMap<LicensePlan, LicenseFlow>,
     /// purchase_instance / purchase_storage actions (T5 prerequisites).
     capacity_purchases: Vec<usize>,
+    /// Actions that took a sandbox slot so far (configure, switch to sandbox; I2, I7).
+    sandbox_takers: Vec<usize>,
+    /// Production -> sandbox switches planned into a production slot (I7: no sandbox slot
+    /// is free): the provider picks a sandbox slot whenever one is free, so they run after
+    /// every earlier sandbox taker and before every later sandbox slot that becomes free.
+    sandbox_fallbacks: Vec<usize>,
     /// remove_group_members actions per removed user id.
     member_removals: HashMap<&'a str, Vec<usize>>,
     /// Actions after which an observed instance no longer uses its group (I12).
@@ -237,6 +243,8 @@ pub(crate) fn diff(desired: &Desired, observed: &Tenant, state: &State) -> Diff 
         lic_purchase: BTreeMap::new(),
         lic_flow: BTreeMap::new(),
         capacity_purchases: Vec::new(),
+        sandbox_takers: Vec::new(),
+        sandbox_fallbacks: Vec::new(),
         member_removals: HashMap::default(),
         unbinds: HashMap::default(),
         inst_deletes: HashMap::default(),
@@ -604,6 +612,14 @@ impl<'a> Planner<'a> {
         [LicensePlan::Professional, LicensePlan::Enterprise]
             .iter()
             .map(|p| self.t.purchased(*p).max(self.lic_target[p]))
+            .sum()
+    }
+
+    /// Professional + Enterprise licenses once the plan ran.
+    fn final_pro_enterprise(&self) -> u32 {
+        [LicensePlan::Professional, LicensePlan::Enterprise]
+            .iter()
+            .map(|p| self.lic_target[p])
             .sum()
     }
 
@@ -1836,7 +1852,39 @@ impl<'a> Planner<'a> {
             [],
         );
         self.capacity_purchases.push(a);
+        if kind == InstanceType::Sandbox {
+            for s in self.sandbox_fallbacks.clone() {
+                self.dep(a, Some(s));
+            }
+        }
         Some(a)
+    }
+
+    /// A slot of `kind` becomes free once `source` ran (I2, I7). A sandbox slot becomes
+    /// free only after the switches that rely on none being free (`sandbox_fallbacks`).
+    fn release_slot(&mut self, pool: &mut SlotPool, kind: InstanceType, source: usize) {
+        if kind == InstanceType::Sandbox {
+            for s in self.sandbox_fallbacks.clone() {
+                self.dep(source, Some(s));
+            }
+        }
+        pool.release(kind, source);
+    }
+
+    /// Record the production -> sandbox switch `sw` that occupies a `slot` afterwards (I7).
+    /// Into a sandbox slot it is a taker; into a production slot (no sandbox slot free) it
+    /// must run when no sandbox slot is free: after every earlier sandbox taker, and before
+    /// every later sandbox slot that becomes free (see [`Planner::release_slot`],
+    /// [`Planner::buy_slot`]), since the provider picks a free sandbox slot first.
+    fn took_for_sandbox(&mut self, sw: usize, slot: InstanceType) {
+        if slot == InstanceType::Sandbox {
+            self.sandbox_takers.push(sw);
+        } else {
+            for t in self.sandbox_takers.clone() {
+                self.dep(sw, Some(t));
+            }
+            self.sandbox_fallbacks.push(sw);
+        }
     }
 
     /// A free slot of `kind`, bought when none is free (I2).
@@ -1849,11 +1897,36 @@ impl<'a> Planner<'a> {
     ) -> Vec<usize> {
         match pool.take(kind) {
             Some(deps) => deps,
-            None => self
-                .buy_slot(pool, kind, address, why)
-                .into_iter()
-                .collect(),
+            None => self.buy_and_take(pool, kind, address, why),
         }
+    }
+
+    /// Buy a slot of `kind` and take it. When instances occupy more slots than surely
+    /// exist (the included sandbox is lost, T6), slots are bought to cover them first, so
+    /// that the configure or switch finds a free slot whenever it runs (I2).
+    fn buy_and_take(
+        &mut self,
+        pool: &mut SlotPool,
+        kind: InstanceType,
+        address: &str,
+        why: &str,
+    ) -> Vec<usize> {
+        while pool.in_debt(kind) {
+            let Some(a) = self.buy_slot(
+                pool,
+                kind,
+                address,
+                "the included sandbox slot is lost (T6) under an instance that keeps it",
+            ) else {
+                return Vec::new();
+            };
+            pool.release(kind, a); // pays the debt back
+        }
+        let Some(a) = self.buy_slot(pool, kind, address, why) else {
+            return Vec::new();
+        };
+        pool.release(kind, a);
+        pool.take(kind).unwrap_or_default()
     }
 
     /// Production -> sandbox (I7): a free sandbox slot, else another free production slot,
@@ -1868,21 +1941,20 @@ impl<'a> Planner<'a> {
                 pool.take(InstanceType::Sandbox).unwrap_or_default(),
                 InstanceType::Sandbox,
             )
-        } else if pool.has(InstanceType::Production) {
+        } else if pool.has(InstanceType::Production) && !pool.lingering(InstanceType::Sandbox) {
+            // Not while an included sandbox slot (T6) lingers until a license reduction:
+            // the provider would put the instance there when the switch runs first.
             (
                 pool.take(InstanceType::Production).unwrap_or_default(),
                 InstanceType::Production,
             )
         } else {
-            let deps = self
-                .buy_slot(
-                    pool,
-                    InstanceType::Sandbox,
-                    address,
-                    "switching to sandbox needs a free slot (I7)",
-                )
-                .into_iter()
-                .collect();
+            let deps = self.buy_and_take(
+                pool,
+                InstanceType::Sandbox,
+                address,
+                "switching to sandbox needs a free slot (I7)",
+            );
             (deps, InstanceType::Sandbox)
         }
     }
@@ -1916,6 +1988,7 @@ impl<'a> Planner<'a> {
         let mut pool = SlotPool::new(
             self.t,
             self.mid_pro_enterprise(),
+            self.final_pro_enterprise(),
             &self.pro_enterprise_purchases(),
         );
         let mut url_release: HashMap<&'a str, usize> = HashMap::default();
@@ -1964,7 +2037,8 @@ impl<'a> Planner<'a> {
                     "only sandbox instances can be deleted: switch first (I8)",
                     deps,
                 );
-                pool.release(o.slot, sw);
+                self.took_for_sandbox(sw, slot);
+                self.release_slot(&mut pool, o.slot, sw);
                 slot_now = slot;
                 after = Some(sw);
             }
@@ -1976,7 +2050,7 @@ impl<'a> Planner<'a> {
                 "the instance was removed from the file; its data is lost for good (I8), its slot becomes free (I2)",
                 [after],
             );
-            pool.release(slot_now, del);
+            self.release_slot(&mut pool, slot_now, del);
             url_release.insert(&o.id, del);
             self.unbinds.insert(&o.id, del);
             self.inst_deletes.insert(&o.id, (del, address));
@@ -1998,8 +2072,11 @@ impl<'a> Planner<'a> {
         for (key, o, to) in switching {
             let address = format!("instances.{key}");
             let ready = self.insts[key].ready;
+            let mut slot = InstanceType::Production;
             let deps = if to == InstanceType::Sandbox {
-                self.slot_for_sandbox(&mut pool, &address).0
+                let (deps, s) = self.slot_for_sandbox(&mut pool, &address);
+                slot = s;
+                deps
             } else {
                 self.take_slot(
                     &mut pool,
@@ -2018,7 +2095,10 @@ impl<'a> Planner<'a> {
                 deps,
             );
             self.dep(sw, ready);
-            pool.release(o.slot, sw);
+            if to == InstanceType::Sandbox {
+                self.took_for_sandbox(sw, slot);
+            }
+            self.release_slot(&mut pool, o.slot, sw);
             self.insts.get_mut(key).expect("desired").switch = Some(sw);
         }
 
@@ -2065,6 +2145,9 @@ impl<'a> Planner<'a> {
                 "the instance is in the file but not in the tenant (I2: configure a free slot)",
                 deps.into_iter().map(Some).chain(gdeps),
             );
+            if di.kind == InstanceType::Sandbox {
+                self.sandbox_takers.push(c);
+            }
             let s = self.insts.get_mut(key.as_str()).expect("desired");
             s.ready = Some(c);
             s.content = Some(c);
@@ -2451,6 +2534,51 @@ impl<'a> Planner<'a> {
                     let sw = steps.switch.expect("checked");
                     self.dep(sw, Some(a));
                 }
+            }
+        } else if let (Some(sw), Some(o)) = (steps.switch, steps.obs) {
+            // I10/I7: administration mode exists only for sandboxes. The file leaves it
+            // unmanaged, but a sandbox in administration mode (or with background operations
+            // off) that becomes production must leave it first, while still a sandbox.
+            let cur = if steps.roles_wiped {
+                default_admin()
+            } else {
+                o.admin_mode.clone()
+            };
+            if di.kind == InstanceType::Production && (cur.enabled || !cur.background_operations) {
+                let want = default_admin();
+                let mut changes = Vec::new();
+                if cur.enabled {
+                    changes.push(ch("admin_mode.enabled", json!(true), json!(false)));
+                }
+                if !cur.background_operations {
+                    changes.push(ch(
+                        "admin_mode.background_operations",
+                        json!(false),
+                        json!(true),
+                    ));
+                }
+                if cur.message != want.message {
+                    changes.push(ch(
+                        "admin_mode.message",
+                        json!(cur.message),
+                        json!(want.message),
+                    ));
+                }
+                let iref = self.inst_ref(key);
+                let a = self.push(
+                    ActionKind::SetAdminMode,
+                    address.clone(),
+                    Op::SetAdminMode {
+                        instance: iref,
+                        enabled: want.enabled,
+                        background_operations: want.background_operations,
+                        message: want.message,
+                    },
+                    changes,
+                    "administration mode exists only for sandboxes: leave it before the switch to production (I10, I7)",
+                    [steps.ready],
+                );
+                self.dep(sw, Some(a));
             }
         }
         // I13: extra notification recipients, exact when given.
