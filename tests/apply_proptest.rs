@@ -72,9 +72,9 @@ fn inst_gen() -> impl Strategy<Value = InstGen> {
 
 fn tenant_gen() -> impl Strategy<Value = TenantGen> {
     (
-        // Professional stays >= 25 so the included sandbox slot (T6) never disappears under
-        // a configured sandbox (see `included_sandbox_lost_then_slot_reused`).
-        prop::sample::select(vec![25u32, 30, 40]),
+        // Professional crosses the T6 threshold of 25 both ways between steps, so the
+        // included sandbox slot comes and goes under configured sandboxes.
+        prop::sample::select(vec![6u32, 24, 25, 30, 40]),
         0u32..3,
         prop::collection::vec(prop::option::of(user_gen()), 0..7),
         prop::collection::vec(prop::option::of(prop::collection::vec(0u8..7, 0..4)), 0..3),
@@ -97,15 +97,15 @@ fn build(g: &TenantGen) -> Desired {
     for (i, ig) in g.instances.iter().enumerate() {
         let Some(ig) = ig else { continue };
         // i0 is always the included production instance; i1 always a sandbox (with any
-        // administration mode); i2 switches type freely but never uses administration mode
-        // (see `sandbox_in_admin_mode_switched_to_production` for that combination).
+        // administration mode); i2 switches type freely, with any administration mode while
+        // it is a sandbox (I10 before I7 when it becomes production).
         let kind = match i {
             0 => InstanceType::Production,
             1 => InstanceType::Sandbox,
             _ if ig.sandbox => InstanceType::Sandbox,
             _ => InstanceType::Production,
         };
-        let admin = if i == 1 { ig.admin } else { 0 };
+        let admin = if i == 0 { 0 } else { ig.admin };
         let group = ig
             .group
             .filter(|k| g.groups.get(*k as usize).is_some_and(Option::is_some))
