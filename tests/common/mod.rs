@@ -542,6 +542,13 @@ impl Sim {
                         }
                     }
                     InstanceType::Production => {
+                        let admin = &self.inst(instance)?.admin_mode;
+                        if admin.enabled || !admin.background_operations {
+                            return refuse(
+                                "I10",
+                                "administration mode is for sandboxes only: turn it off first",
+                            );
+                        }
                         if self.t.free_slots(InstanceType::Production) == 0 {
                             return refuse("I7", "no free production slot");
                         }
