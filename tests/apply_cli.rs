@@ -681,3 +681,45 @@ fn a_held_lock_also_stops_plan_and_plan_releases_its_own() {
         .assert()
         .success();
 }
+
+/// A lost state file: everything that exists is adopted by natural key (UPN, group name,
+/// URL name), counted as `to adopt` rather than `to create`, and nothing is created twice.
+#[test]
+fn a_lost_state_is_rebuilt_by_adoption_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let before = LocalProvider::open(&tenant_db(dir.path()))
+        .unwrap()
+        .observe()
+        .unwrap();
+    std::fs::remove_file(dir.path().join(".crmctl/state.json")).unwrap();
+    let _ = std::fs::remove_file(dir.path().join(".crmctl/state.json.journal"));
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 to create"))
+        .stdout(predicate::str::contains("to adopt."))
+        .stdout(predicate::str::contains("+ adopt"));
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0);
+    let after = LocalProvider::open(&tenant_db(dir.path()))
+        .unwrap()
+        .observe()
+        .unwrap();
+    assert_eq!(before, after, "adoption changes nothing in the tenant");
+}

@@ -36,7 +36,7 @@ pub struct Plan {
 pub struct Summary {
     /// Purchases (`$`).
     pub buy: usize,
-    /// Creations (`+`), adoptions included.
+    /// Creations (`+`).
     pub create: usize,
     /// Changes in place (`~`).
     pub change: usize,
@@ -44,6 +44,9 @@ pub struct Summary {
     pub delete: usize,
     /// Replacements (`-/+`): resets and copies.
     pub replace: usize,
+    /// Existing objects taken under management (`adopt`): no remote change.
+    #[serde(default)]
+    pub adopt: usize,
 }
 
 /// One step of a plan.

@@ -130,7 +130,8 @@ fn count(s: &mut Summary, kind: ActionKind) {
     use ActionKind as K;
     match kind {
         K::PurchaseLicenses | K::PurchaseStorage | K::PurchaseInstance => s.buy += 1,
-        K::CreateGroup | K::CreateUser | K::ConfigureInstance | K::Adopt => s.create += 1,
+        K::CreateGroup | K::CreateUser | K::ConfigureInstance => s.create += 1,
+        K::Adopt => s.adopt += 1,
         K::DeleteGroup | K::DeleteUser | K::DeleteInstance => s.delete += 1,
         K::ResetInstance | K::CopyInstance => s.replace += 1,
         _ => s.change += 1,

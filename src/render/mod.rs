@@ -28,9 +28,10 @@ pub fn symbol(kind: ActionKind) -> &'static str {
 }
 
 /// The summary line: `Plan: 3 to buy, 5 to create, 2 to change, 1 to delete.` (plus
-/// `, N to replace` when resets or copies are planned), or `No changes.`.
+/// `, N to replace` when resets or copies are planned, `, N to adopt` when existing objects
+/// are taken under management), or `No changes.`.
 pub fn summary_line(s: &Summary) -> String {
-    if s.buy + s.create + s.change + s.delete + s.replace == 0 {
+    if s.buy + s.create + s.change + s.delete + s.replace + s.adopt == 0 {
         return "No changes.".to_string();
     }
     let mut line = format!(
@@ -39,6 +40,9 @@ pub fn summary_line(s: &Summary) -> String {
     );
     if s.replace > 0 {
         line.push_str(&format!(", {} to replace", s.replace));
+    }
+    if s.adopt > 0 {
+        line.push_str(&format!(", {} to adopt", s.adopt));
     }
     line.push('.');
     line
