@@ -70,6 +70,7 @@ fn plan_actions(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
             .hint("check `--backend`, or the `tenant` of the file"),
         );
     }
+    storage_diagnostics(desired, observed, &mut diags);
     let order = match graph::topo_order(&drafts) {
         Ok(order) => order,
         Err(graph::Cycle { order, path: cycle }) => {
@@ -122,6 +123,71 @@ fn plan_actions(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
         summary,
         actions,
         diagnostics: diags,
+    }
+}
+
+/// T8: storage is shared by every instance; admins are warned at 80% used, and at 100%
+/// every instance becomes read-only. Checked against the capacity the plan leaves (T6
+/// included storage for the final Professional + Enterprise count, plus the add-on).
+fn storage_diagnostics(desired: &Desired, observed: &Tenant, diags: &mut Vec<Diagnostic>) {
+    use crate::tenant::{included_storage_gb, LicensePlan};
+    let used = observed.storage.used_gb;
+    if used <= 0.0 {
+        return;
+    }
+    let final_count = |plan: LicensePlan| {
+        desired
+            .licenses
+            .as_ref()
+            .and_then(|l| l.get(&plan).copied())
+            .unwrap_or_else(|| observed.purchased(plan))
+    };
+    let pro_ent = final_count(LicensePlan::Professional) + final_count(LicensePlan::Enterprise);
+    let additional = desired
+        .storage
+        .as_ref()
+        .and_then(|s| s.additional_gb)
+        .unwrap_or(observed.storage.additional_gb);
+    let now = observed.included_storage_gb() + f64::from(observed.storage.additional_gb);
+    let after = included_storage_gb(pro_ent) + f64::from(additional);
+    let hint = |need: f64| {
+        format!(
+            "buy storage: set `storage.additional_gb` to at least {}",
+            (f64::from(additional) + (need - after)).ceil().max(0.0)
+        )
+    };
+    if used >= after && after < now {
+        diags.push(
+            Diagnostic::error(
+                "storage",
+                format!(
+                    "the plan lowers storage to {after} GB but {used} GB are in use: every instance would become read-only"
+                ),
+            )
+            .rule("T8")
+            .hint(hint(used / 0.8)),
+        );
+    } else if used >= after {
+        diags.push(
+            Diagnostic::warning(
+                "storage",
+                format!("storage is full ({used} of {after} GB): every instance is read-only"),
+            )
+            .rule("T8")
+            .hint(hint(used / 0.8)),
+        );
+    } else if used >= 0.8 * after {
+        diags.push(
+            Diagnostic::warning(
+                "storage",
+                format!(
+                    "{used} of {after} GB of storage are in use ({:.0}%); at 100% every instance becomes read-only",
+                    100.0 * used / after
+                ),
+            )
+            .rule("T8")
+            .hint(hint(used / 0.8)),
+        );
     }
 }
 
