@@ -245,8 +245,32 @@ fn run(
     let mut save = |s: &State, changes: &[store::StateChange]| {
         writer.write(s, changes).map_err(|e| e.to_string())
     };
-    let progress = |e: &apply::ProgressEvent<'_>| eprintln!("{}", e.line());
+    // A progress bar on a terminal (failures printed above it); plain lines otherwise, so
+    // that logs of pipelines show every action.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(plan.actions.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+            )
+            .expect("the template is valid"),
+        );
+        bar
+    });
+    let progress = |e: &apply::ProgressEvent<'_>| match &bar {
+        Some(bar) => {
+            bar.set_position(e.finished as u64);
+            bar.set_message(format!("{} {}", e.action.kind.as_str(), e.action.address));
+            if !matches!(e.outcome, ActionOutcome::Done) {
+                bar.println(e.line());
+            }
+        }
+        None => eprintln!("{}", e.line()),
+    };
     let result = apply::apply(plan, backend, state, &mut save, &opts, &progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     // Fold the journal into the state file (also after a failed apply).
     let finished = writer.finish(state);
     match result {
