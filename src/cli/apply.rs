@@ -87,13 +87,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
         eprintln!("The plan has errors; nothing was done.");
         return Ok(ExitCode::from(1));
     }
-    let protect: BTreeMap<String, bool> = loaded
-        .desired
-        .instances
-        .iter()
-        .flatten()
-        .map(|(k, i)| (format!("instances.{k}"), i.protect))
-        .collect();
+    let protect = loaded.desired.protect_flags();
     if let Err(e) = apply::preflight(&plan, args.allow_destroy) {
         eprintln!("error: {e}");
         if matches!(e, ApplyError::DestroyNotAllowed(_)) {

@@ -132,13 +132,7 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     if let Some(out) = &args.out {
-        let protect = loaded
-            .desired
-            .instances
-            .iter()
-            .flatten()
-            .map(|(k, i)| (format!("instances.{k}"), i.protect))
-            .collect();
+        let protect = loaded.desired.protect_flags();
         let changes = !plan.is_empty();
         let saved = SavedPlan {
             version: SAVED_PLAN_VERSION,

@@ -61,6 +61,19 @@ pub struct Desired {
     pub instances: Option<BTreeMap<String, Instance>>,
 }
 
+impl Desired {
+    /// The `protect` flag of every instance, by address (`instances.<key>`): what apply
+    /// records in the state so that a protected instance stays protected after it leaves
+    /// the file.
+    pub fn protect_flags(&self) -> BTreeMap<String, bool> {
+        self.instances
+            .iter()
+            .flatten()
+            .map(|(k, i)| (format!("instances.{k}"), i.protect))
+            .collect()
+    }
+}
+
 /// A user license plan (T2).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
