@@ -80,7 +80,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
     let backend = common::open_local(args.backend.as_deref())?;
     let mut state = common::read_state(&state_path)?;
     let observed = backend.observe().context("cannot read the tenant")?;
-    let mut plan = crate::plan::plan(&loaded.desired, &observed, &state);
+    let mut plan = crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     print_plan(&plan, &loaded.src, color);
     if plan.has_errors() {

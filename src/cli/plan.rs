@@ -85,7 +85,7 @@ fn make_plan(
     let provider = common::open_backend(backend)?;
     let observed = provider.observe().context("cannot read the tenant")?;
     let state = common::read_state(state_path)?;
-    let mut plan = crate::plan::plan(&loaded.desired, &observed, &state);
+    let mut plan = crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     Ok(Some(Planned {
         loaded,
@@ -118,15 +118,20 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
             load::render_diagnostics(&plan.diagnostics, &loaded.src, color)
         );
     }
-    let rendered = match args.format {
-        PlanFormat::Human if errors => String::new(),
-        PlanFormat::Human => crate::render::render_human(&plan, color),
-        PlanFormat::Json => crate::render::render_json(&plan),
-        PlanFormat::Markdown => crate::render::render_markdown(&plan),
-    };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(rendered.as_bytes())?;
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    match args.format {
+        PlanFormat::Human if errors => {}
+        PlanFormat::Human => {
+            stdout.write_all(crate::render::render_human(&plan, color).as_bytes())?
+        }
+        // Streamed: the JSON of a large plan is never held whole.
+        PlanFormat::Json => crate::render::write_json(&plan, &mut stdout)?,
+        PlanFormat::Markdown => {
+            stdout.write_all(crate::render::render_markdown(&plan).as_bytes())?
+        }
+    }
     stdout.flush()?;
+    drop(stdout);
     if errors {
         eprintln!("The plan has errors: fix them and plan again.");
         return Ok(ExitCode::from(1));

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::diag::Diagnostic;
 use crate::plan::action::{ActionKind, Change, ObjKind, ObjRef, Op};
 use crate::plan::capacity::{LicenseFlow, SlotPool};
+use crate::spec::index::{MemberPositions, UNDECLARED};
 use crate::spec::model::{self as m, Desired};
 use crate::state::State;
 use crate::tenant::{
@@ -158,8 +159,6 @@ struct MemberMarks {
     want_rank: Vec<u32>,
     /// Per rank: already a member of this group.
     in_obs: Vec<u32>,
-    /// The positions of the current group's listed members.
-    pos: Vec<u32>,
     /// The current group's listed ranks, sorted.
     sorted: Vec<u32>,
 }
@@ -170,7 +169,6 @@ impl MemberMarks {
             want: vec![u32::MAX; index.rank.len()],
             want_rank: vec![u32::MAX; index.keys.len()],
             in_obs: vec![u32::MAX; index.keys.len()],
-            pos: Vec::new(),
             sorted: Vec::new(),
         }
     }
@@ -185,6 +183,8 @@ const PARALLEL_MEMBERSHIPS: usize = 100_000;
 
 struct Planner<'a> {
     d: &'a Desired,
+    /// The desired groups' members as positions in `users` (resolved once at load).
+    members: &'a MemberPositions,
     t: &'a Tenant,
     s: &'a State,
     drafts: Vec<Draft>,
@@ -222,9 +222,15 @@ struct Planner<'a> {
 }
 
 /// Diff `desired` against `observed` given `state`.
-pub(crate) fn diff(desired: &Desired, observed: &Tenant, state: &State) -> Diff {
+pub(crate) fn diff(
+    desired: &Desired,
+    members: &MemberPositions,
+    observed: &Tenant,
+    state: &State,
+) -> Diff {
     let mut p = Planner {
         d: desired,
+        members,
         t: observed,
         s: state,
         drafts: Vec::new(),
@@ -876,9 +882,10 @@ impl<'a> Planner<'a> {
         index: &MemberIndex<'a>,
         sc: &mut MemberMarks,
     ) -> Option<MemberDiff<'a>> {
-        sc.pos.clear();
-        for upn in members {
-            sc.pos.push(*self.users.idx.get(upn.as_str())?);
+        // The positions resolved at load (same order as `users.idx`).
+        let pos = self.members.group(gno as usize)?;
+        if pos.len() != members.len() || pos.contains(&UNDECLARED) {
+            return None;
         }
         let mut remove = Vec::new();
         if let Some(o) = obs {
@@ -886,8 +893,7 @@ impl<'a> Planner<'a> {
             // observed members: observed ids that are not listed are removed.
             sc.sorted.clear();
             sc.sorted.extend(
-                sc.pos
-                    .iter()
+                pos.iter()
                     .map(|&p| index.rank[p as usize])
                     .filter(|&r| r != NO_RANK),
             );
@@ -918,7 +924,7 @@ impl<'a> Planner<'a> {
             }
         }
         let mut add = Vec::new();
-        for (upn, &i) in members.iter().zip(&sc.pos) {
+        for (upn, &i) in members.iter().zip(pos) {
             let i = i as usize;
             let b = &self.users.bound[i];
             match index.rank[i] {

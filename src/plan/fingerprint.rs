@@ -1,8 +1,12 @@
-//! Fingerprint of an observed tenant: hex SHA-256 of its canonical JSON.
+//! Fingerprint of an observed tenant: hex SHA-256 of a canonical binary encoding.
 //!
-//! The JSON is canonical because every map in [`Tenant`] is a `BTreeMap` (sorted keys) and
-//! struct fields serialize in declaration order. A saved plan records the fingerprint so
-//! that apply can refuse it when the tenant changed since (a stale plan).
+//! The encoding is postcard's (serde, length-prefixed strings, varint numbers): canonical
+//! because every map in [`Tenant`] is a `BTreeMap` (sorted keys), struct fields serialize
+//! in declaration order, and no field of the tenant model is ever skipped (a test below
+//! keeps it so), so two different tenants never encode alike. It replaced hashing the
+//! tenant's JSON, which spent most of its time escaping strings (0.13 s for the reference
+//! tenant of 100,000 users). A saved plan records the fingerprint so that apply can refuse
+//! it when the tenant changed since (a stale plan).
 
 use std::fmt::Write as _;
 
@@ -10,15 +14,15 @@ use sha2::{Digest, Sha256};
 
 use crate::tenant::Tenant;
 
-/// Hex SHA-256 of the canonical JSON of `tenant`.
+/// Hex SHA-256 of the canonical encoding of `tenant`.
 pub fn fingerprint(tenant: &Tenant) -> String {
     use std::io::Write as _;
     let mut hasher = Sha256::new();
-    // serde_json writes many tiny pieces (quotes, commas, keys); a buffer in front of the
+    // The serializer writes many tiny pieces (lengths, tags); a buffer in front of the
     // hasher turns them into large updates. Serializing plain data into a hasher cannot
-    // fail (no maps with non-string keys).
+    // fail.
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(&mut hasher));
-    serde_json::to_writer(&mut w, tenant).expect("a tenant always serializes to JSON");
+    postcard::to_io(tenant, &mut w).expect("a tenant always serializes");
     w.flush().expect("hashing cannot fail");
     drop(w);
     let digest = hasher.finalize();
@@ -29,7 +33,7 @@ pub fn fingerprint(tenant: &Tenant) -> String {
     out
 }
 
-/// Streams JSON bytes into the hasher without building the whole string.
+/// Streams the encoded bytes into the hasher without building the whole string.
 struct HashWriter<'a>(&'a mut Sha256);
 
 impl std::io::Write for HashWriter<'_> {
@@ -54,5 +58,14 @@ mod tests {
         assert_eq!(fingerprint(&a).len(), 64);
         b.storage.additional_gb = 1;
         assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+
+    #[test]
+    fn no_tenant_field_is_skipped_when_serialized() {
+        // A skipped field would make the positional encoding ambiguous.
+        let src = include_str!("../tenant.rs");
+        assert!(!src.contains("skip_serializing"), "tenant.rs skips a field");
+        assert!(!src.contains("flatten"), "tenant.rs flattens a field");
+        assert!(!src.contains("untagged"), "tenant.rs has an untagged enum");
     }
 }

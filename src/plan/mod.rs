@@ -28,6 +28,7 @@ pub use action::{Action, ActionKind, Change, ObjKind, ObjRef, Op, Plan, Summary}
 pub use fingerprint::fingerprint;
 
 use crate::diag::Diagnostic;
+use crate::spec::index::MemberPositions;
 use crate::spec::model::Desired;
 use crate::state::State;
 use crate::tenant::Tenant;
@@ -37,12 +38,27 @@ use crate::tenant::Tenant;
 /// Never fails: problems (rule violations the plan cannot avoid, ambiguous adoption, a
 /// dependency cycle) are error diagnostics, and a plan with an error must not be applied.
 pub fn plan(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
+    plan_resolved(desired, &MemberPositions::resolve(desired), observed, state)
+}
+
+/// [`plan`], given the members of `desired` already resolved to users (as loading the
+/// file did: [`crate::spec::load::Loaded::members`]). Positions that do not fit `desired`
+/// (see [`MemberPositions::fits`]) are resolved again.
+pub fn plan_resolved(
+    desired: &Desired,
+    members: &MemberPositions,
+    observed: &Tenant,
+    state: &State,
+) -> Plan {
+    if !members.fits(desired) {
+        return plan(desired, observed, state);
+    }
     // The fingerprint (hashing the whole observed tenant) is independent of the diff: on
     // a large tenant it runs on a second thread meanwhile. Same value either way.
     std::thread::scope(|scope| {
         let fingerprint = (observed.users.len() + observed.groups.len() >= PARALLEL_FROM)
             .then(|| scope.spawn(|| fingerprint(observed)));
-        let mut plan = plan_actions(desired, observed, state);
+        let mut plan = plan_actions(desired, members, observed, state);
         plan.fingerprint = match fingerprint {
             Some(handle) => handle.join().expect("fingerprinting does not panic"),
             None => self::fingerprint(observed),
@@ -55,8 +71,13 @@ pub fn plan(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
 const PARALLEL_FROM: usize = 2_000;
 
 /// [`plan`] without the fingerprint (left empty).
-fn plan_actions(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
-    let diff::Diff { drafts, mut diags } = diff::diff(desired, observed, state);
+fn plan_actions(
+    desired: &Desired,
+    members: &MemberPositions,
+    observed: &Tenant,
+    state: &State,
+) -> Plan {
+    let diff::Diff { drafts, mut diags } = diff::diff(desired, members, observed, state);
     if !observed.domain.is_empty() && observed.domain != desired.tenant {
         diags.push(
             Diagnostic::error(

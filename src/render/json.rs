@@ -71,6 +71,15 @@ impl<'a> From<&'a Diagnostic> for JsonDiag<'a> {
 
 /// The plan as pretty-printed JSON (ends with a newline).
 pub fn render_json(plan: &Plan) -> String {
+    let mut out = Vec::with_capacity(1024 + 256 * plan.actions.len());
+    write_json(plan, &mut out).expect("writing into memory does not fail");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// [`render_json`], streamed into `w` (a 300,000-action plan is some 200 MB of JSON: the
+/// CLI writes it to standard output as it goes instead of holding it). Fails only when
+/// `w` does.
+pub fn write_json<W: std::io::Write>(plan: &Plan, w: &mut W) -> std::io::Result<()> {
     let doc = JsonPlan {
         format_version: &plan.format_version,
         tenant: &plan.tenant,
@@ -79,11 +88,9 @@ pub fn render_json(plan: &Plan) -> String {
         actions: Actions(&plan.actions),
         diagnostics: plan.diagnostics.iter().map(JsonDiag::from).collect(),
     };
-    let mut out = Vec::with_capacity(1024 + 256 * plan.actions.len());
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, Pretty::default());
-    doc.serialize(&mut ser).expect("a plan always serializes");
-    out.push(b'\n');
-    String::from_utf8(out).expect("serde_json writes UTF-8")
+    let mut ser = serde_json::Serializer::with_formatter(&mut *w, Pretty::default());
+    doc.serialize(&mut ser).map_err(std::io::Error::from)?;
+    w.write_all(b"\n")
 }
 
 /// Exactly serde_json's `PrettyFormatter` with a two-space indent, but each line break

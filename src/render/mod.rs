@@ -9,7 +9,7 @@ mod markdown;
 
 pub use dot::render_dot;
 pub use human::render_human;
-pub use json::render_json;
+pub use json::{render_json, write_json};
 pub use markdown::render_markdown;
 
 use crate::plan::{Action, ActionKind, Summary};

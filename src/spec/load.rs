@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::diag::{Diagnostic, Location, Severity};
+use crate::spec::index::MemberPositions;
 use crate::spec::model::Desired;
 
 use locate::{Node, Pos};
@@ -49,6 +50,9 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// The source, for locating later diagnostics (e.g. from the planner).
     pub src: Source,
+    /// Group members resolved to users (validation needed them; the planner reuses them
+    /// through [`crate::plan::plan_resolved`]).
+    pub members: MemberPositions,
 }
 
 /// A file that could not be loaded or had errors.
@@ -174,12 +178,14 @@ pub fn load_str(path: &str, text: String) -> Result<Loaded, LoadFailure> {
     };
     match parsed {
         Ok(desired) => {
-            let mut diagnostics = crate::spec::validate::validate(&desired);
+            let members = MemberPositions::resolve(&desired);
+            let mut diagnostics = crate::spec::validate::validate_with(&desired, &members);
             if diagnostics.is_empty() {
                 return Ok(Loaded {
                     desired,
                     diagnostics,
                     src,
+                    members,
                 });
             }
             Locator::new(&src).locate_all(&mut diagnostics);
@@ -191,6 +197,7 @@ pub fn load_str(path: &str, text: String) -> Result<Loaded, LoadFailure> {
                     desired,
                     diagnostics,
                     src,
+                    members,
                 })
             }
         }

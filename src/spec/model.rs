@@ -427,15 +427,49 @@ mod unique_keys {
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some(key) = map.next_key::<K>()? {
-                if out.contains_key(&key) {
-                    return Err(A::Error::custom(format!(
-                        "duplicate key {key:?}: each key may appear once in a map"
-                    )));
+            let duplicate = |key: &K| {
+                A::Error::custom(format!(
+                    "duplicate key {key:?}: each key may appear once in a map"
+                ))
+            };
+            // Files are mostly written (and always generated) with sorted keys: while the
+            // keys come in increasing order, comparing with the previous key is enough to
+            // refuse a duplicate, and the sorted entries build the map in one pass
+            // (`BTreeMap::from_iter` bulk-loads sorted input). A key out of order moves
+            // the entries so far into the map, and the rest are inserted one by one. The
+            // error is raised at the same key either way.
+            let mut sorted: Vec<(K, V)> =
+                Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+            let mut out = loop {
+                let Some(key) = map.next_key::<K>()? else {
+                    return Ok(sorted.into_iter().collect());
+                };
+                match sorted.last().map(|(last, _)| last.cmp(&key)) {
+                    None | Some(std::cmp::Ordering::Less) => {
+                        let value = map.next_value()?;
+                        sorted.push((key, value));
+                    }
+                    Some(std::cmp::Ordering::Equal) => return Err(duplicate(&key)),
+                    Some(std::cmp::Ordering::Greater) => {
+                        let mut out: BTreeMap<K, V> = sorted.into_iter().collect();
+                        if out.contains_key(&key) {
+                            return Err(duplicate(&key));
+                        }
+                        let value = map.next_value()?;
+                        out.insert(key, value);
+                        break out;
+                    }
                 }
-                let value = map.next_value()?;
-                out.insert(key, value);
+            };
+            while let Some(key) = map.next_key::<K>()? {
+                match out.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(e) => {
+                        return Err(duplicate(e.key()))
+                    }
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(map.next_value()?);
+                    }
+                }
             }
             Ok(out)
         }

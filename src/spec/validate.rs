@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::diag::Diagnostic;
+use crate::spec::index::{MemberPositions, UNDECLARED};
 use crate::spec::iso4217;
 use crate::spec::model::{AccessMode, AdminRole, Desired, InstanceType, LicensePlan};
 use crate::spec::patterns;
@@ -30,15 +31,18 @@ pub const MAX_SANDBOX: usize = 75;
 /// Most non-interactive users with roles in one instance (P3).
 pub const MAX_NON_INTERACTIVE: usize = 5;
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 /// Check every rule; diagnostics come in a deterministic order (file order is restored by
 /// `spec::load` once they are located).
 pub fn validate(d: &Desired) -> Vec<Diagnostic> {
+    validate_with(d, &MemberPositions::resolve(d))
+}
+
+/// [`validate`] given the members of `d` already resolved to users.
+pub fn validate_with(d: &Desired, members: &MemberPositions) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     tenant(d, &mut out);
     users(d, &mut out);
-    groups(d, &mut out);
+    groups(d, members, &mut out);
     instances(d, &mut out);
     licenses(d, &mut out);
     admins(d, &mut out);
@@ -177,41 +181,22 @@ fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn groups(d: &Desired, out: &mut Vec<Diagnostic>) {
+fn groups(d: &Desired, members: &MemberPositions, out: &mut Vec<Diagnostic>) {
     let Some(groups) = &d.security_groups else {
         return;
     };
-    // User index by key, and the last group that listed each user: O(1) per membership.
+    // The last group that listed each user: O(1) per membership.
     let users = d.users.as_ref();
-    let mut index: FastMap<&str, u32> = FastMap::default();
-    if let Some(users) = users {
-        index.reserve(users.len());
-        for (i, k) in users.keys().enumerate() {
-            index.insert(k.as_str(), i as u32);
-        }
-    }
-    let mut seen_in: Vec<u32> = vec![u32::MAX; index.len()];
+    let mut seen_in: Vec<u32> = vec![u32::MAX; users.map_or(0, |u| u.len())];
     for (gi, (gkey, g)) in groups.iter().enumerate() {
-        let Some(members) = &g.members else { continue };
+        let (Some(names), Some(positions)) = (&g.members, members.group(gi)) else {
+            continue;
+        };
         let gi = gi as u32;
         let mut undeclared = 0usize;
-        for (i, m) in members.iter().enumerate() {
-            match index.get(m.as_str()) {
-                Some(&ui) => {
-                    let slot = &mut seen_in[ui as usize];
-                    if *slot == gi {
-                        out.push(
-                            warn(
-                                format!("security_groups.{gkey}.members[{i}]"),
-                                "I12",
-                                format!("`{m}` is listed twice in group `{gkey}`"),
-                            )
-                            .hint("remove the duplicate entry"),
-                        );
-                    }
-                    *slot = gi;
-                }
-                None => {
+        for (i, (m, &ui)) in names.iter().zip(positions).enumerate() {
+            match ui {
+                UNDECLARED => {
                     undeclared += 1;
                     // One diagnostic per undeclared member, but not thousands for one group.
                     if undeclared <= 20 {
@@ -234,6 +219,20 @@ fn groups(d: &Desired, out: &mut Vec<Diagnostic>) {
                             .hint(hint),
                         );
                     }
+                }
+                ui => {
+                    let slot = &mut seen_in[ui as usize];
+                    if *slot == gi {
+                        out.push(
+                            warn(
+                                format!("security_groups.{gkey}.members[{i}]"),
+                                "I12",
+                                format!("`{m}` is listed twice in group `{gkey}`"),
+                            )
+                            .hint("remove the duplicate entry"),
+                        );
+                    }
+                    *slot = gi;
                 }
             }
         }
