@@ -226,7 +226,7 @@ pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
                 id: a.id,
                 kind: a.kind.as_str().to_string(),
                 address: a.address.clone(),
-                reason: a.reason.clone(),
+                reason: a.reason.to_string(),
             })
             .collect();
         if !held.is_empty() {

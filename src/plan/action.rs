@@ -6,6 +6,8 @@
 //! the object already exists. For objects created earlier in the same apply, apply fills the
 //! id in from the state before the op reaches the provider.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::diag::Diagnostic;
@@ -64,8 +66,9 @@ pub struct Action {
     pub destructive: bool,
     /// Attribute-level changes, for display.
     pub changes: Vec<Change>,
-    /// Why the action is needed (one sentence, may cite a rule id).
-    pub reason: String,
+    /// Why the action is needed (one sentence, may cite a rule id). Mostly a fixed text:
+    /// a 300,000-action plan does not allocate one per action.
+    pub reason: Cow<'static, str>,
     /// What the provider executes.
     pub op: Op,
 }
@@ -74,7 +77,7 @@ pub struct Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     /// Attribute path relative to the address, e.g. `name` or `roles.sales`.
-    pub path: String,
+    pub path: Cow<'static, str>,
     /// Value before.
     pub before: serde_json::Value,
     /// Value after.

@@ -3,6 +3,7 @@
 //! The drafts are unordered; [`super::graph`] orders them. Every rule of domain.md that
 //! constrains the order is an edge added here, with the rule id in a comment.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Fast, deterministic hashing for the planner's lookup tables (never iterated for output).
@@ -12,7 +13,7 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
 use serde_json::{json, Value};
 
 use crate::diag::Diagnostic;
-use crate::plan::action::{ActionKind, Change, ObjKind, ObjRef, Op};
+use crate::plan::action::{Action, ActionKind, Change, ObjKind, ObjRef, Op};
 use crate::plan::capacity::{LicenseFlow, SlotPool};
 use crate::spec::index::{MemberPositions, UNDECLARED};
 use crate::spec::model::{self as m, Desired};
@@ -22,17 +23,10 @@ use crate::tenant::{
     MAX_NON_INTERACTIVE_PER_INSTANCE,
 };
 
-/// An action before ordering; `deps` are indices into the draft list.
-#[derive(Debug, Clone)]
-pub(crate) struct Draft {
-    pub kind: ActionKind,
-    pub address: String,
-    pub deps: Vec<usize>,
-    pub destructive: bool,
-    pub changes: Vec<Change>,
-    pub reason: String,
-    pub op: Op,
-}
+/// An action before ordering: `id` is its index in the draft list and `depends_on` holds
+/// draft indices (possibly repeated) until [`super::plan`] orders and renumbers them in
+/// place.
+pub(crate) type Draft = Action;
 
 impl super::graph::Node for Draft {
     fn address(&self) -> &str {
@@ -42,7 +36,7 @@ impl super::graph::Node for Draft {
         self.kind
     }
     fn deps(&self) -> &[usize] {
-        &self.deps
+        &self.depends_on
     }
 }
 
@@ -52,7 +46,7 @@ pub(crate) struct Diff {
     pub diags: Vec<Diagnostic>,
 }
 
-fn ch(path: impl Into<String>, before: Value, after: Value) -> Change {
+fn ch(path: impl Into<Cow<'static, str>>, before: Value, after: Value) -> Change {
     Change {
         path: path.into(),
         before,
@@ -272,8 +266,8 @@ pub(crate) fn diff(
     p.license_order();
     p.t5_prerequisites();
     for d in &mut p.drafts {
-        d.deps.sort_unstable();
-        d.deps.dedup();
+        d.depends_on.sort_unstable();
+        d.depends_on.dedup();
     }
     Diff {
         drafts: p.drafts,
@@ -292,7 +286,7 @@ impl<'a> Planner<'a> {
         address: String,
         op: Op,
         changes: Vec<Change>,
-        reason: impl Into<String>,
+        reason: impl Into<Cow<'static, str>>,
         deps: impl IntoIterator<Item = Option<usize>>,
     ) -> usize {
         let destructive = matches!(
@@ -302,10 +296,11 @@ impl<'a> Planner<'a> {
                 | ActionKind::DeleteUser
                 | ActionKind::DeleteGroup
         );
-        self.drafts.push(Draft {
+        self.drafts.push(Action {
+            id: self.drafts.len(),
             kind,
             address,
-            deps: deps.into_iter().flatten().collect(),
+            depends_on: deps.into_iter().flatten().collect(),
             destructive,
             changes,
             reason: reason.into(),
@@ -317,7 +312,7 @@ impl<'a> Planner<'a> {
     fn dep(&mut self, action: usize, on: Option<usize>) {
         if let Some(on) = on {
             if on != action {
-                self.drafts[action].deps.push(on);
+                self.drafts[action].depends_on.push(on);
             }
         }
     }
@@ -1391,7 +1386,7 @@ impl<'a> Planner<'a> {
         user: &ObjRef,
         after: Option<usize>,
         from: LicensePlan,
-        reason: &str,
+        reason: &'static str,
     ) -> usize {
         let a = self.push(
             ActionKind::RemoveLicense,
@@ -1971,7 +1966,7 @@ impl<'a> Planner<'a> {
         key_or_addr: ObjRef,
         from: InstanceType,
         to: InstanceType,
-        reason: &str,
+        reason: &'static str,
         deps: Vec<usize>,
     ) -> usize {
         self.push(

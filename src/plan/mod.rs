@@ -109,28 +109,29 @@ fn plan_actions(
             order
         }
     };
+    // Renumber in execution order, then move each action to its place in the same vector
+    // (a 300,000-action plan is never copied).
     let mut pos = vec![0usize; drafts.len()];
     for (new, &old) in order.iter().enumerate() {
         pos[old] = new;
     }
+    drop(order);
     let mut summary = Summary::default();
-    let mut actions = Vec::with_capacity(drafts.len());
-    let mut drafts: Vec<Option<diff::Draft>> = drafts.into_iter().map(Some).collect();
-    for (id, &old) in order.iter().enumerate() {
-        let d = drafts[old].take().expect("each draft once");
-        count(&mut summary, d.kind);
-        let mut depends_on: Vec<usize> = d.deps.iter().map(|&x| pos[x]).collect();
-        depends_on.sort_unstable();
-        actions.push(Action {
-            id,
-            kind: d.kind,
-            address: d.address,
-            depends_on,
-            destructive: d.destructive,
-            changes: d.changes,
-            reason: d.reason,
-            op: d.op,
-        });
+    let mut actions = drafts;
+    for a in &mut actions {
+        count(&mut summary, a.kind);
+        a.id = pos[a.id];
+        for d in &mut a.depends_on {
+            *d = pos[*d];
+        }
+        a.depends_on.sort_unstable();
+    }
+    for i in 0..actions.len() {
+        // Each swap puts one action in its final place.
+        while actions[i].id != i {
+            let j = actions[i].id;
+            actions.swap(i, j);
+        }
     }
     // Errors first, then warnings; each group by address, then message.
     diags.sort_by(|a, b| {

@@ -62,12 +62,16 @@
 //!
 //! # Fault injection (test-only)
 //!
-//! Counted over the `execute` calls of the process (1-based):
-//! - `CRMCTL_LOCAL_FAIL_AT=N`: the Nth call fails with a backend error before writing.
-//! - `CRMCTL_LOCAL_EXIT_AT=N`: the Nth call aborts the process in the middle of its
-//!   transaction (rows written, not committed), like a `kill -9`.
-//! - `CRMCTL_LOCAL_EXIT_AFTER=N`: the Nth call aborts the process right after its commit,
-//!   before returning (the caller never learns the created id).
+//! Counted over the calls of the process (1-based):
+//! - `CRMCTL_LOCAL_FAIL_AT=N`: the Nth `execute` call fails with a backend error before
+//!   writing.
+//! - `CRMCTL_LOCAL_EXIT_AT=N`: the Nth call that changes the tenant aborts the process in
+//!   the middle of its transaction (rows written, not committed), like a `kill -9`.
+//! - `CRMCTL_LOCAL_EXIT_AFTER=N`: the Nth call that changes the tenant aborts the process
+//!   right after its commit, before returning (the caller never learns the created id).
+//!
+//! Calls that change nothing (`adopt`, a set to the current value) do not count for the
+//! two aborts, so that a crash point lands on a write however many adoptions come first.
 
 mod delta;
 mod rules;
@@ -107,7 +111,6 @@ struct Group {
 
 struct Queued {
     ticket: u64,
-    call: u64,
     op: Op,
 }
 
@@ -149,6 +152,8 @@ fn faults() -> &'static FaultPlan {
 }
 
 static EXECUTE_CALLS: AtomicU64 = AtomicU64::new(0);
+/// Calls that changed the tenant (numbering for `CRMCTL_LOCAL_EXIT_AT` / `_AFTER`).
+static WRITE_CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl LocalProvider {
     /// Open the local tenant at `path`; a missing file is a fresh tenant (created on the
@@ -256,7 +261,8 @@ impl LocalProvider {
     }
 
     /// Write deltas in one SQLite transaction (creating the file when needed). `calls` are
-    /// the execute calls the transaction serves (for fault injection). With
+    /// the numbers of the tenant-changing calls the transaction serves (for fault
+    /// injection). With
     /// `meta_from_cache`, the tenant-level row is also written from the cache when it is new
     /// or dirty (the cache then already holds the deltas' effects).
     fn write(
@@ -320,7 +326,7 @@ impl LocalProvider {
                         &effect.deltas,
                     );
                     if !effect.deltas.is_empty() {
-                        calls.push(q.call);
+                        calls.push(WRITE_CALLS.fetch_add(1, Ordering::SeqCst) + 1);
                     }
                     deltas.extend(effect.deltas);
                     results.push((q.ticket, Ok(effect.outcome)));
@@ -415,7 +421,6 @@ impl LocalProvider {
             g.next_ticket += 1;
             g.queue.push(Queued {
                 ticket,
-                call,
                 op: op.clone(),
             });
             tickets.push((i, ticket));
