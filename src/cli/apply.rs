@@ -315,7 +315,13 @@ fn print_plan(plan: &Plan, src: &Source, color: bool) {
         );
         return;
     }
-    print!("{}", crate::render::render_human(plan, color));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // A closed standard output (`| head`) is not an apply failure: the plan was shown as
+    // far as anyone reads it.
+    let _ = crate::render::write_human(plan, color, &mut out).and_then(|()| {
+        use std::io::Write as _;
+        out.flush()
+    });
 }
 
 /// `crmctl force-unlock ID`.

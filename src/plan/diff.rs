@@ -227,7 +227,7 @@ pub(crate) fn diff(
         members,
         t: observed,
         s: state,
-        drafts: Vec::new(),
+        drafts: Vec::with_capacity(expected_actions(desired)),
         diags: Vec::new(),
         groups: BTreeMap::new(),
         group_members_add: HashMap::default(),
@@ -273,6 +273,17 @@ pub(crate) fn diff(
         drafts: p.drafts,
         diags: p.diags,
     }
+}
+
+/// A generous guess of the number of actions (a fresh tenant: each user is created,
+/// licensed and given roles; each group created and filled), reserved up front so that
+/// the draft list of a large plan is never copied while it grows. Reserved pages that
+/// are not used are never touched, so over-estimating costs nothing.
+fn expected_actions(d: &Desired) -> usize {
+    let users = d.users.as_ref().map_or(0, |u| u.len());
+    let groups = d.security_groups.as_ref().map_or(0, |g| g.len());
+    let instances = d.instances.as_ref().map_or(0, |i| i.len());
+    16 + 4 * users + 3 * groups + 8 * instances
 }
 
 const fn empty<'a, K, V>() -> Option<&'a BTreeMap<K, V>> {
@@ -2807,6 +2818,8 @@ impl<'a> Planner<'a> {
             .collect();
         // P3: non-interactive users with roles, per instance key, once the plan is done.
         let mut ni: BTreeMap<&str, usize> = BTreeMap::new();
+        // One reference per instance, cloned into each roles action.
+        let mut inst_refs: HashMap<&str, ObjRef> = HashMap::default();
         for u in self.t.users.values() {
             if u.access_mode != AccessMode::NonInteractive || self.users_contains_id(&u.id) {
                 continue;
@@ -2886,11 +2899,14 @@ impl<'a> Planner<'a> {
                 if want == have {
                     continue;
                 }
-                let user = user.get_or_insert_with(|| self.user_ref(upn)).clone();
+                let user: &ObjRef = user.get_or_insert_with(|| self.user_ref(upn));
                 let add: Vec<String> = want.difference(&have).map(|r| r.to_string()).collect();
                 let remove: Vec<String> = have.difference(&want).map(|r| r.to_string()).collect();
                 let content = s.content;
-                let iref = self.inst_ref(ikey);
+                let iref = inst_refs
+                    .entry(ikey)
+                    .or_insert_with(|| self.inst_ref(ikey))
+                    .clone();
                 let had_add = !add.is_empty();
                 if had_add {
                     if steps.final_mode == Some(AccessMode::ReadWrite)

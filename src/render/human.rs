@@ -45,10 +45,28 @@ impl Painter {
 /// The plan for a terminal. `color` adds ANSI colors (the caller decides: TTY, `NO_COLOR`,
 /// `--no-color`).
 pub fn render_human(plan: &Plan, color: bool) -> String {
+    render_parts(plan, color, PARALLEL_FROM).concat()
+}
+
+/// [`render_human`], written into `w` piece by piece (the CLI writes a large plan to
+/// standard output without joining it into one string first). Fails only when `w` does.
+pub fn write_human<W: std::io::Write>(plan: &Plan, color: bool, w: &mut W) -> std::io::Result<()> {
+    for part in render_parts(plan, color, PARALLEL_FROM) {
+        w.write_all(part.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The text of [`render_human`] in consecutive parts; from `parallel_from` actions on, the
+/// actions are sorted and rendered in two halves on two threads (same text).
+fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
     let p = Painter(color);
+    let parallel = plan.actions.len() >= parallel_from.max(2);
     // About 160 bytes per action and per change: one allocation for a typical plan.
     let changes: usize = plan.actions.iter().map(|a| a.changes.len()).sum();
-    let mut out = String::with_capacity(256 + 96 * plan.actions.len() + 64 * changes);
+    let size = 256 + 96 * plan.actions.len() + 64 * changes;
+    let mut out = String::with_capacity(if parallel { size / 2 } else { size });
+    let mut parts = Vec::with_capacity(3);
     if !plan.actions.is_empty() {
         let _ = writeln!(
             out,
@@ -57,25 +75,53 @@ pub fn render_human(plan: &Plan, color: bool) -> String {
         );
         // Group by address; within an address, actions stay in execution order (a stable
         // sort of the execution order by address).
+        let by_address = |a: &&Action, b: &&Action| a.address.cmp(&b.address);
         let mut order: Vec<&Action> = plan.actions.iter().collect();
-        order.sort_by(|a, b| a.address.cmp(&b.address));
-        for (i, a) in order.iter().enumerate() {
-            if i == 0 || order[i - 1].address != a.address {
-                if i > 0 {
-                    out.push('\n');
+        if !parallel {
+            order.sort_by(by_address);
+            render_groups(&mut out, &p, &order, true);
+        } else {
+            // Each half (in execution order) sorted on its own thread, then merged; on
+            // equal addresses the first half's action comes first, so the merge is as
+            // stable as one sort.
+            let n = order.len();
+            let (left, right) = order.split_at_mut(n / 2);
+            std::thread::scope(|scope| {
+                scope.spawn(|| right.sort_by(by_address));
+                left.sort_by(by_address);
+            });
+            let mut merged = Vec::with_capacity(n);
+            let (mut i, mut j) = (0, 0);
+            while i < left.len() && j < right.len() {
+                if right[j].address < left[i].address {
+                    merged.push(right[j]);
+                    j += 1;
+                } else {
+                    merged.push(left[i]);
+                    i += 1;
                 }
-                out.push_str("  ");
-                if p.0 {
-                    out.push_str(BOLD);
-                }
-                out.push_str("# ");
-                out.push_str(&a.address);
-                if p.0 {
-                    out.push_str(RESET);
-                }
-                out.push('\n');
             }
-            render_action(&mut out, &p, a);
+            merged.extend_from_slice(&left[i..]);
+            merged.extend_from_slice(&right[j..]);
+            let order = merged;
+            // Rendered in two halves split between two addresses.
+            let mut mid = order.len() / 2;
+            while mid < order.len() && order[mid].address == order[mid - 1].address {
+                mid += 1;
+            }
+            let (left, right) = order.split_at(mid);
+            let half = out.capacity();
+            let second = std::thread::scope(|scope| {
+                let other = scope.spawn(|| {
+                    let mut out = String::with_capacity(half);
+                    render_groups(&mut out, &Painter(color), right, false);
+                    out
+                });
+                render_groups(&mut out, &p, left, true);
+                other.join().expect("rendering does not panic")
+            });
+            parts.push(std::mem::take(&mut out));
+            parts.push(second);
         }
         out.push('\n');
     }
@@ -113,7 +159,34 @@ pub fn render_human(plan: &Plan, color: bool) -> String {
         "{}",
         p.paint(BOLD, &super::summary_line(&plan.summary))
     );
-    out
+    parts.push(out);
+    parts
+}
+
+/// From this many actions on, the plan is rendered on two threads.
+const PARALLEL_FROM: usize = 20_000;
+
+/// Render `order` (sorted by address) with a header per address; `first` when `order`
+/// starts the plan (no blank line before its first header).
+fn render_groups(out: &mut String, p: &Painter, order: &[&Action], first: bool) {
+    for (i, a) in order.iter().enumerate() {
+        if i == 0 || order[i - 1].address != a.address {
+            if i > 0 || !first {
+                out.push('\n');
+            }
+            out.push_str("  ");
+            if p.0 {
+                out.push_str(BOLD);
+            }
+            out.push_str("# ");
+            out.push_str(&a.address);
+            if p.0 {
+                out.push_str(RESET);
+            }
+            out.push('\n');
+        }
+        render_action(out, p, a);
+    }
 }
 
 fn render_action(out: &mut String, p: &Painter, a: &Action) {
@@ -203,5 +276,53 @@ fn multiline(v: &Value) -> Option<&str> {
         Value::String(s) => Some(s),
         Value::Null => Some(""),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{ActionKind, ObjRef, Op};
+
+    #[test]
+    fn two_threads_render_the_same_text_as_one() {
+        // Addresses repeat out of execution order (several actions per address), so that
+        // the merge must keep ties in order and the split has to move
+        // past an address; odd and even counts.
+        for n in [2usize, 3, 7, 10, 41] {
+            let actions: Vec<Action> = (0..n)
+                .map(|i| Action {
+                    id: i,
+                    kind: ActionKind::AssignLicense,
+                    address: format!("users.u{}@x.com", (i * 7 % 11) / 2),
+                    depends_on: vec![],
+                    destructive: i % 5 == 0,
+                    changes: vec![Change {
+                        path: "license".into(),
+                        before: Value::Null,
+                        after: Value::String("professional".into()),
+                    }],
+                    reason: "why".into(),
+                    op: Op::RemoveLicense {
+                        user: ObjRef {
+                            address: format!("users.u{}@x.com", (i * 7 % 11) / 2),
+                            id: None,
+                        },
+                    },
+                })
+                .collect();
+            let plan = Plan {
+                tenant: "t.onmicrosoft.com".into(),
+                actions,
+                ..Plan::default()
+            };
+            for color in [false, true] {
+                assert_eq!(
+                    render_parts(&plan, color, usize::MAX).concat(),
+                    render_parts(&plan, color, 2).concat(),
+                    "{n} actions"
+                );
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ mod json;
 mod markdown;
 
 pub use dot::render_dot;
-pub use human::render_human;
+pub use human::{render_human, write_human};
 pub use json::{render_json, write_json};
 pub use markdown::render_markdown;
 
