@@ -9,6 +9,10 @@
 
 use std::time::Instant;
 
+// The allocator of the `crmctl` binary, so that the figures are the command's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crmctl::apply::{self, ApplyOptions};
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::Provider;

@@ -11,6 +11,10 @@
 
 use std::time::{Duration, Instant};
 
+// The allocator of the `crmctl` binary, so that the figures are the command's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crmctl::spec::load::load_str;
 use crmctl::spec::model::Desired;
 use crmctl::spec::validate::validate;
