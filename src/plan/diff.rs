@@ -172,6 +172,29 @@ impl MemberMarks {
 /// remove, of one group.
 type MemberDiff<'a> = (Vec<(ObjRef, Option<usize>, &'a str)>, Vec<&'a str>);
 
+/// An action worked out on a helper thread, pushed later in order.
+struct Pending {
+    kind: ActionKind,
+    address: String,
+    op: Op,
+    changes: Vec<Change>,
+    reason: &'static str,
+    deps: [Option<usize>; 4],
+}
+
+/// What [`Planner::user_roles`] found for a run of users.
+#[derive(Default)]
+struct RolesOut<'a> {
+    pushes: Vec<Pending>,
+    diags: Vec<Diagnostic>,
+    /// Instance keys where a user will be non-interactive with roles (P3), once per user
+    /// and instance.
+    ni: Vec<&'a str>,
+}
+
+/// From this many desired users on, roles are worked out on two threads.
+const PARALLEL_ROLES: usize = 20_000;
+
 /// From this many observed memberships on, groups are compared on two threads.
 const PARALLEL_MEMBERSHIPS: usize = 100_000;
 
@@ -222,6 +245,17 @@ pub(crate) fn diff(
     observed: &Tenant,
     state: &State,
 ) -> Diff {
+    diff_with(desired, members, observed, state, PARALLEL_ROLES)
+}
+
+/// [`diff`], with roles worked out on two threads from `parallel_roles` users on.
+fn diff_with(
+    desired: &Desired,
+    members: &MemberPositions,
+    observed: &Tenant,
+    state: &State,
+    parallel_roles: usize,
+) -> Diff {
     let mut p = Planner {
         d: desired,
         members,
@@ -260,7 +294,7 @@ pub(crate) fn diff(
     p.users();
     p.group_members();
     p.instances();
-    p.roles();
+    p.roles_with(parallel_roles);
     p.delete_users();
     p.delete_groups();
     p.license_order();
@@ -2807,19 +2841,19 @@ impl<'a> Planner<'a> {
 
     // ----- roles (P2, P3) -----
 
+    /// Roles actions of every desired user (P2) and the P3 check. From `parallel_from`
+    /// desired users on, the users' roles are worked out on two threads (read-only), then
+    /// their actions pushed in file order, so the plan is the same either way.
     #[inline(never)] // a phase: shows in profiles
-    fn roles(&mut self) {
+    fn roles_with(&mut self, parallel_from: usize) {
         let Some(users) = &self.d.users else { return };
-        let insts = self.d.instances.as_ref();
-        let key_of_id: HashMap<&str, &str> = self
+        let key_of_id: HashMap<&'a str, &'a str> = self
             .insts
             .iter()
             .filter_map(|(k, s)| s.obs.map(|o| (o.id.as_str(), *k)))
             .collect();
         // P3: non-interactive users with roles, per instance key, once the plan is done.
         let mut ni: BTreeMap<&str, usize> = BTreeMap::new();
-        // One reference per instance, cloned into each roles action.
-        let mut inst_refs: HashMap<&str, ObjRef> = HashMap::default();
         for u in self.t.users.values() {
             if u.access_mode != AccessMode::NonInteractive || self.users_contains_id(&u.id) {
                 continue;
@@ -2830,7 +2864,52 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        for (i, (upn, u)) in users.iter().enumerate() {
+        let list: Vec<(usize, (&'a String, &'a m::User))> = users.iter().enumerate().collect();
+        let parts: Vec<RolesOut<'a>> = if list.len() >= parallel_from.max(2) {
+            let (left, right) = list.split_at(list.len() / 2);
+            let this = &*self;
+            let key_of_id = &key_of_id;
+            std::thread::scope(|scope| {
+                let other = scope.spawn(move || this.user_roles(right, key_of_id));
+                let mine = this.user_roles(left, key_of_id);
+                vec![mine, other.join().expect("planning roles does not panic")]
+            })
+        } else {
+            vec![self.user_roles(&list, &key_of_id)]
+        };
+        for part in parts {
+            for k in part.ni {
+                *ni.entry(k).or_default() += 1;
+            }
+            self.diags.extend(part.diags);
+            for p in part.pushes {
+                self.push(p.kind, p.address, p.op, p.changes, p.reason, p.deps);
+            }
+        }
+        for (k, n) in ni {
+            if n > MAX_NON_INTERACTIVE_PER_INSTANCE {
+                self.error(
+                    &format!("instances.{k}"),
+                    format!("{n} non-interactive users would have roles in this instance; at most {MAX_NON_INTERACTIVE_PER_INSTANCE} are allowed"),
+                    "P3",
+                    Some("use application users for integrations (they do not count)".into()),
+                );
+            }
+        }
+    }
+
+    /// The roles actions, diagnostics and non-interactive counts of `users` (position, UPN,
+    /// entry), in order. Pure: [`Self::roles_with`] applies the result.
+    fn user_roles(
+        &self,
+        users: &[(usize, (&'a String, &'a m::User))],
+        key_of_id: &HashMap<&'a str, &'a str>,
+    ) -> RolesOut<'a> {
+        let insts = self.d.instances.as_ref();
+        let mut out = RolesOut::default();
+        // One reference per instance, cloned into each roles action.
+        let mut inst_refs: HashMap<&str, ObjRef> = HashMap::default();
+        for &(i, (upn, u)) in users {
             let steps = self.users.steps[i];
             let bound = self.users.bound[i];
             let obs = bound.user;
@@ -2840,7 +2919,7 @@ impl<'a> Planner<'a> {
                     if let Some(o) = obs {
                         for (iid, r) in &o.roles {
                             if let (false, Some(k)) = (r.is_empty(), key_of_id.get(iid.as_str())) {
-                                *ni.entry(k).or_default() += 1;
+                                out.ni.push(k);
                             }
                         }
                     }
@@ -2848,17 +2927,18 @@ impl<'a> Planner<'a> {
                 continue;
             };
             // Fast path: the observed roles are those of the file (the common case).
-            if !final_ni && obs.is_some_and(|o| self.roles_unchanged(map, o, &key_of_id)) {
+            if !final_ni && obs.is_some_and(|o| self.roles_unchanged(map, o, key_of_id)) {
                 continue;
             }
             let address = user_address(upn);
             for k in map.keys() {
                 if !insts.is_some_and(|i| i.contains_key(k)) {
-                    self.error(
-                        &address,
-                        format!("roles are given for instance `{k}`, which is not in the file"),
-                        "P2",
-                        None,
+                    out.diags.push(
+                        Diagnostic::error(
+                            address.as_str(),
+                            format!("roles are given for instance `{k}`, which is not in the file"),
+                        )
+                        .rule("P2"),
                     );
                 }
             }
@@ -2886,7 +2966,7 @@ impl<'a> Planner<'a> {
                     .map(|v| v.iter().map(String::as_str).collect())
                     .unwrap_or_default();
                 if final_ni && !want.is_empty() {
-                    *ni.entry(ikey).or_default() += 1;
+                    out.ni.push(ikey);
                 }
                 let have: BTreeSet<&str> = match (obs, s.obs) {
                     (Some(o), Some(i)) if !s.roles_wiped => o
@@ -2912,47 +2992,44 @@ impl<'a> Planner<'a> {
                     if steps.final_mode == Some(AccessMode::ReadWrite)
                         && steps.final_license.is_none()
                     {
-                        self.error(&address, format!("a read-write user needs a license to get security roles in `{ikey}`"), "P2", Some("give the user a `license`".into()));
+                        let mut d = Diagnostic::error(
+                            address.as_str(),
+                            format!("a read-write user needs a license to get security roles in `{ikey}`"),
+                        )
+                        .rule("P2");
+                        d.hint = Some("give the user a `license`".into());
+                        out.diags.push(d);
                     }
-                    self.push(
-                        ActionKind::AssignRoles,
-                        address.clone(),
-                        Op::AssignRoles { user: user.clone(), instance: iref.clone(), roles: add },
-                        vec![ch(roles_path(ikey), str_array(&have), str_array(&want))],
-                        "security roles from the file (P2: after the user, the license and the instance exist)",
-                        [bound.ready, steps.license, steps.mode, content],
-                    );
+                    out.pushes.push(Pending {
+                        kind: ActionKind::AssignRoles,
+                        address: address.clone(),
+                        op: Op::AssignRoles { user: user.clone(), instance: iref.clone(), roles: add },
+                        changes: vec![ch(roles_path(ikey), str_array(&have), str_array(&want))],
+                        reason: "security roles from the file (P2: after the user, the license and the instance exist)",
+                        deps: [bound.ready, steps.license, steps.mode, content],
+                    });
                 }
                 if !remove.is_empty() {
-                    self.push(
-                        ActionKind::RemoveRoles,
-                        address.clone(),
-                        Op::RemoveRoles {
+                    out.pushes.push(Pending {
+                        kind: ActionKind::RemoveRoles,
+                        address: address.clone(),
+                        op: Op::RemoveRoles {
                             user: user.clone(),
                             instance: iref,
                             roles: remove,
                         },
-                        if had_add {
+                        changes: if had_add {
                             vec![]
                         } else {
                             vec![ch(roles_path(ikey), str_array(&have), str_array(&want))]
                         },
-                        "security roles not in the file (P2)",
-                        [bound.ready],
-                    );
+                        reason: "security roles not in the file (P2)",
+                        deps: [bound.ready, None, None, None],
+                    });
                 }
             }
         }
-        for (k, n) in ni {
-            if n > MAX_NON_INTERACTIVE_PER_INSTANCE {
-                self.error(
-                    &format!("instances.{k}"),
-                    format!("{n} non-interactive users would have roles in this instance; at most {MAX_NON_INTERACTIVE_PER_INSTANCE} are allowed"),
-                    "P3",
-                    Some("use application users for integrations (they do not count)".into()),
-                );
-            }
-        }
+        out
     }
 
     /// Whether planning the roles of `map` for the existing user `o` gives no action and no
@@ -2989,5 +3066,98 @@ impl<'a> Planner<'a> {
             .get(id)
             .is_some_and(|a| self.desired_user_address(a))
             || self.adopted.contains(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{generate, SynthParams};
+    use crate::tenant::{AdminModeState, InstanceStatus, Region};
+
+    /// `d` as if applied (users, instances; ids `u-<upn>`, `i-<key>`), then drifted: some
+    /// users lose their roles, some gain one, some become non-interactive.
+    fn applied_with_role_drift(d: &Desired) -> Tenant {
+        let mut t = Tenant::fresh(&d.tenant);
+        for (k, i) in d.instances.iter().flatten() {
+            let id = format!("i-{k}");
+            t.instances.insert(
+                id.clone(),
+                t::Instance {
+                    id,
+                    name: i.name.clone(),
+                    url: i.url.clone(),
+                    kind: i.kind,
+                    slot: i.kind,
+                    purpose: i.purpose.clone().unwrap_or_default(),
+                    region: i.region.unwrap_or(Region::NA),
+                    currency: i.currency.clone().unwrap_or_else(|| "USD".into()),
+                    language: i.language.unwrap_or(1033),
+                    security_group: None,
+                    status: InstanceStatus::Ready,
+                    version: t.versions.last().cloned().unwrap_or_default(),
+                    admin_mode: AdminModeState::default(),
+                    notification_recipients: vec![],
+                    update: None,
+                },
+            );
+        }
+        for (n, (upn, u)) in d.users.iter().flatten().enumerate() {
+            let id = format!("u-{upn}");
+            let mut roles: BTreeMap<String, BTreeSet<String>> = u
+                .roles
+                .iter()
+                .flatten()
+                .map(|(k, r)| (format!("i-{k}"), r.iter().cloned().collect()))
+                .collect();
+            match n % 7 {
+                0 => roles.clear(),
+                1 => {
+                    if let Some(r) = roles.values_mut().next() {
+                        r.insert("Extra Role".into());
+                    }
+                }
+                _ => {}
+            }
+            t.users.insert(
+                id.clone(),
+                t::User {
+                    id,
+                    upn: upn.clone(),
+                    name: u.name.clone().unwrap_or_default(),
+                    license: u.license,
+                    access_mode: if n % 11 == 0 {
+                        AccessMode::NonInteractive
+                    } else {
+                        u.access_mode.unwrap_or(AccessMode::ReadWrite)
+                    },
+                    roles,
+                    admin_roles: BTreeSet::new(),
+                },
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn roles_on_two_threads_give_the_same_drafts_as_on_one() {
+        let d = generate(&SynthParams::small());
+        let members = MemberPositions::resolve(&d);
+        let state = State::empty("test");
+        for observed in [Tenant::fresh(&d.tenant), applied_with_role_drift(&d)] {
+            let one = diff_with(&d, &members, &observed, &state, usize::MAX);
+            let two = diff_with(&d, &members, &observed, &state, 2);
+            let roles = one
+                .drafts
+                .iter()
+                .filter(|a| matches!(a.kind, ActionKind::AssignRoles | ActionKind::RemoveRoles))
+                .count();
+            assert!(roles > 50, "the case plans roles ({roles})");
+            if !observed.users.is_empty() {
+                assert!(one.drafts.iter().any(|a| a.kind == ActionKind::RemoveRoles));
+            }
+            assert_eq!(one.drafts, two.drafts);
+            assert_eq!(one.diags, two.diags);
+        }
     }
 }
