@@ -44,16 +44,18 @@ pub(crate) struct Cycle {
 }
 
 /// A stable topological order of `nodes`, or a cycle.
-pub(crate) fn topo_order<N: Node>(nodes: &[N]) -> Result<Vec<usize>, Cycle> {
+pub(crate) fn topo_order<N: Node + Sync>(nodes: &[N]) -> Result<Vec<usize>, Cycle> {
     let g = build(nodes);
     // One edge per dependency entry, so the in-degree is the length of the list.
     let mut indeg: Vec<usize> = nodes.iter().map(|n| n.deps().len()).collect();
     // The tie-break key (address, kind, index) as one integer: the node's rank in that
     // order. A stable sort by (address, kind) keeps the index order among equals, and
     // runs of already sorted nodes (the diff emits most of them in address order) make it
-    // close to linear. The heap then compares integers, not strings.
+    // close to linear. The heap then compares integers, not strings. (rayon's sort is
+    // stable and uses both cores on a large plan.)
+    use rayon::slice::ParallelSliceMut as _;
     let mut by_key: Vec<u32> = (0..nodes.len() as u32).collect();
-    by_key.sort_by(|&a, &b| {
+    by_key.par_sort_by(|&a, &b| {
         let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
         (a.address(), a.kind()).cmp(&(b.address(), b.kind()))
     });

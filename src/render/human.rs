@@ -81,29 +81,9 @@ fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
             order.sort_by(by_address);
             render_groups(&mut out, &p, &order, true);
         } else {
-            // Each half (in execution order) sorted on its own thread, then merged; on
-            // equal addresses the first half's action comes first, so the merge is as
-            // stable as one sort.
-            let n = order.len();
-            let (left, right) = order.split_at_mut(n / 2);
-            std::thread::scope(|scope| {
-                scope.spawn(|| right.sort_by(by_address));
-                left.sort_by(by_address);
-            });
-            let mut merged = Vec::with_capacity(n);
-            let (mut i, mut j) = (0, 0);
-            while i < left.len() && j < right.len() {
-                if right[j].address < left[i].address {
-                    merged.push(right[j]);
-                    j += 1;
-                } else {
-                    merged.push(left[i]);
-                    i += 1;
-                }
-            }
-            merged.extend_from_slice(&left[i..]);
-            merged.extend_from_slice(&right[j..]);
-            let order = merged;
+            // rayon's parallel sort is stable too.
+            use rayon::slice::ParallelSliceMut as _;
+            order.par_sort_by(by_address);
             // Rendered in two halves split between two addresses.
             let mut mid = order.len() / 2;
             while mid < order.len() && order[mid].address == order[mid - 1].address {
