@@ -10,119 +10,15 @@
 //! write the renderings). The last column is the fingerprint alone, for information: the
 //! plan step computes it on a second thread while it diffs.
 
-use std::collections::BTreeSet;
-
 // The allocator of the `crmctl` binary, so that the figures are the command's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
-use crmctl::plan::ObjKind;
-use crmctl::spec::model::Desired;
-use crmctl::state::{Resource, State};
+use crmctl::state::State;
 use crmctl::synth::{generate, SynthParams};
-use crmctl::tenant::{self, AdminModeState, InstanceStatus, Region, Tenant};
-
-/// The tenant (and state) that applying `d` to a fresh tenant gives.
-fn applied(d: &Desired) -> (Tenant, State) {
-    let mut t = Tenant::fresh(&d.tenant);
-    let mut s = State::empty("bench");
-    let record = |s: &mut State, address: String, kind, id: &str| {
-        s.resources.insert(
-            address,
-            Resource {
-                kind,
-                id: id.to_string(),
-                protect: false,
-            },
-        );
-    };
-    if let Some(l) = &d.licenses {
-        t.licenses = l.clone();
-    }
-    if let Some(gb) = d.storage.as_ref().and_then(|s| s.additional_gb) {
-        t.storage.additional_gb = gb;
-    }
-    let newest = t.versions.last().cloned().unwrap_or_default();
-    let mut inst_id = std::collections::BTreeMap::new();
-    let (mut prod, mut sand) = (0u32, 0u32);
-    for (k, i) in d.instances.iter().flatten() {
-        let id = format!("i-{k}");
-        inst_id.insert(k.clone(), id.clone());
-        match i.kind {
-            tenant::InstanceType::Production => prod += 1,
-            tenant::InstanceType::Sandbox => sand += 1,
-        }
-        t.instances.insert(
-            id.clone(),
-            tenant::Instance {
-                id: id.clone(),
-                name: i.name.clone(),
-                url: i.url.clone(),
-                kind: i.kind,
-                slot: i.kind,
-                purpose: i.purpose.clone().unwrap_or_default(),
-                region: i.region.unwrap_or(Region::NA),
-                currency: i.currency.clone().unwrap_or_else(|| "USD".into()),
-                language: i.language.unwrap_or(1033),
-                security_group: i.security_group.as_ref().map(|g| format!("g-{g}")),
-                status: InstanceStatus::Ready,
-                version: newest.clone(),
-                admin_mode: AdminModeState::default(),
-                notification_recipients: i.notification_recipients.clone().unwrap_or_default(),
-                update: None,
-            },
-        );
-        record(&mut s, format!("instances.{k}"), ObjKind::Instance, &id);
-    }
-    let pe = t.pro_enterprise();
-    t.slots.production =
-        prod.saturating_sub(tenant::included_slots(tenant::InstanceType::Production, pe));
-    t.slots.sandbox =
-        sand.saturating_sub(tenant::included_slots(tenant::InstanceType::Sandbox, pe));
-    for (upn, u) in d.users.iter().flatten() {
-        let id = format!("u-{upn}");
-        t.users.insert(
-            id.clone(),
-            tenant::User {
-                id: id.clone(),
-                upn: upn.clone(),
-                name: u.name.clone().unwrap_or_default(),
-                license: u.license,
-                access_mode: u.access_mode.unwrap_or(tenant::AccessMode::ReadWrite),
-                roles: u
-                    .roles
-                    .iter()
-                    .flatten()
-                    .filter(|(_, r)| !r.is_empty())
-                    .map(|(k, r)| (inst_id[k].clone(), r.iter().cloned().collect()))
-                    .collect(),
-                admin_roles: u.admin_roles.iter().flatten().copied().collect(),
-            },
-        );
-        record(&mut s, format!("users.{upn}"), ObjKind::User, &id);
-    }
-    for (k, g) in d.security_groups.iter().flatten() {
-        let id = format!("g-{k}");
-        t.groups.insert(
-            id.clone(),
-            tenant::Group {
-                id: id.clone(),
-                name: g.name.clone().unwrap_or_else(|| k.clone()),
-                description: g.description.clone().unwrap_or_default(),
-                members: g
-                    .members
-                    .iter()
-                    .flatten()
-                    .map(|m| format!("u-{m}"))
-                    .collect::<BTreeSet<_>>(),
-            },
-        );
-        record(&mut s, format!("security_groups.{k}"), ObjKind::Group, &id);
-    }
-    (t, s)
-}
+use crmctl::tenant::{self, Tenant};
 
 /// Change 1% of the users (name) and drop 1% of each group's members, as an admin would.
 fn drift(t: &mut Tenant) {
@@ -203,17 +99,17 @@ fn child(params: &SynthParams, scenario: &str, format: &str) {
     };
     let (observed, state) = match scenario {
         "a" => (Tenant::fresh(&desired.tenant), State::empty("bench")),
-        "b" => applied(&desired),
+        "b" => crmctl::synth::applied(&desired),
         // Not in the table: a mixed drift (members and roles added and removed, users
         // unknown to the file) to compare renderings across versions with `--dump`.
         "d" => {
-            let (mut t, s) = applied(&desired);
+            let (mut t, s) = crmctl::synth::applied(&desired);
             drift(&mut t);
             mixed_drift(&mut t);
             (t, s)
         }
         _ => {
-            let (mut t, s) = applied(&desired);
+            let (mut t, s) = crmctl::synth::applied(&desired);
             drift(&mut t);
             (t, s)
         }

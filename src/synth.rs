@@ -6,11 +6,14 @@
 //! only read-write users are generated (so P3's limit of 5 non-interactive users per
 //! instance never binds), and every role names a declared instance (P2).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use crate::plan::ObjKind;
 use crate::spec::model::{
     AccessMode, Desired, Instance, InstanceType, LicensePlan, Region, SecurityGroup, User,
 };
+use crate::state::{Resource, State};
+use crate::tenant::{self, AdminModeState, InstanceStatus, Tenant};
 
 /// Size and shape of a generated tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +208,108 @@ pub fn generate(p: &SynthParams) -> Desired {
         users: Some(users),
         instances: Some(instances),
     }
+}
+
+/// The tenant (and state) that applying `d` to a fresh tenant gives, with ids derived
+/// from the keys (`u-<upn>`, `g-<key>`, `i-<key>`): the starting point of no-change and
+/// drift benchmarks and of tests that need an applied tenant without running apply.
+pub fn applied(d: &Desired) -> (Tenant, State) {
+    let mut t = Tenant::fresh(&d.tenant);
+    let mut s = State::empty("synth");
+    let record = |s: &mut State, address: String, kind, id: &str| {
+        s.resources.insert(
+            address,
+            Resource {
+                kind,
+                id: id.to_string(),
+                protect: false,
+            },
+        );
+    };
+    if let Some(l) = &d.licenses {
+        t.licenses = l.clone();
+    }
+    if let Some(gb) = d.storage.as_ref().and_then(|s| s.additional_gb) {
+        t.storage.additional_gb = gb;
+    }
+    let newest = t.versions.last().cloned().unwrap_or_default();
+    let mut inst_id = std::collections::BTreeMap::new();
+    let (mut prod, mut sand) = (0u32, 0u32);
+    for (k, i) in d.instances.iter().flatten() {
+        let id = format!("i-{k}");
+        inst_id.insert(k.clone(), id.clone());
+        match i.kind {
+            tenant::InstanceType::Production => prod += 1,
+            tenant::InstanceType::Sandbox => sand += 1,
+        }
+        t.instances.insert(
+            id.clone(),
+            tenant::Instance {
+                id: id.clone(),
+                name: i.name.clone(),
+                url: i.url.clone(),
+                kind: i.kind,
+                slot: i.kind,
+                purpose: i.purpose.clone().unwrap_or_default(),
+                region: i.region.unwrap_or(Region::NA),
+                currency: i.currency.clone().unwrap_or_else(|| "USD".into()),
+                language: i.language.unwrap_or(1033),
+                security_group: i.security_group.as_ref().map(|g| format!("g-{g}")),
+                status: InstanceStatus::Ready,
+                version: newest.clone(),
+                admin_mode: AdminModeState::default(),
+                notification_recipients: i.notification_recipients.clone().unwrap_or_default(),
+                update: None,
+            },
+        );
+        record(&mut s, format!("instances.{k}"), ObjKind::Instance, &id);
+    }
+    let pe = t.pro_enterprise();
+    t.slots.production =
+        prod.saturating_sub(tenant::included_slots(tenant::InstanceType::Production, pe));
+    t.slots.sandbox =
+        sand.saturating_sub(tenant::included_slots(tenant::InstanceType::Sandbox, pe));
+    for (upn, u) in d.users.iter().flatten() {
+        let id = format!("u-{upn}");
+        t.users.insert(
+            id.clone(),
+            tenant::User {
+                id: id.clone(),
+                upn: upn.clone(),
+                name: u.name.clone().unwrap_or_default(),
+                license: u.license,
+                access_mode: u.access_mode.unwrap_or(tenant::AccessMode::ReadWrite),
+                roles: u
+                    .roles
+                    .iter()
+                    .flatten()
+                    .filter(|(_, r)| !r.is_empty())
+                    .map(|(k, r)| (inst_id[k].clone(), r.iter().cloned().collect()))
+                    .collect(),
+                admin_roles: u.admin_roles.iter().flatten().copied().collect(),
+            },
+        );
+        record(&mut s, format!("users.{upn}"), ObjKind::User, &id);
+    }
+    for (k, g) in d.security_groups.iter().flatten() {
+        let id = format!("g-{k}");
+        t.groups.insert(
+            id.clone(),
+            tenant::Group {
+                id: id.clone(),
+                name: g.name.clone().unwrap_or_else(|| k.clone()),
+                description: g.description.clone().unwrap_or_default(),
+                members: g
+                    .members
+                    .iter()
+                    .flatten()
+                    .map(|m| format!("u-{m}"))
+                    .collect::<BTreeSet<_>>(),
+            },
+        );
+        record(&mut s, format!("security_groups.{k}"), ObjKind::Group, &id);
+    }
+    (t, s)
 }
 
 #[cfg(test)]

@@ -3073,78 +3073,40 @@ impl<'a> Planner<'a> {
 mod tests {
     use super::*;
     use crate::synth::{generate, SynthParams};
-    use crate::tenant::{AdminModeState, InstanceStatus, Region};
 
-    /// `d` as if applied (users, instances; ids `u-<upn>`, `i-<key>`), then drifted: some
-    /// users lose their roles, some gain one, some become non-interactive.
-    fn applied_with_role_drift(d: &Desired) -> Tenant {
-        let mut t = Tenant::fresh(&d.tenant);
-        for (k, i) in d.instances.iter().flatten() {
-            let id = format!("i-{k}");
-            t.instances.insert(
-                id.clone(),
-                t::Instance {
-                    id,
-                    name: i.name.clone(),
-                    url: i.url.clone(),
-                    kind: i.kind,
-                    slot: i.kind,
-                    purpose: i.purpose.clone().unwrap_or_default(),
-                    region: i.region.unwrap_or(Region::NA),
-                    currency: i.currency.clone().unwrap_or_else(|| "USD".into()),
-                    language: i.language.unwrap_or(1033),
-                    security_group: None,
-                    status: InstanceStatus::Ready,
-                    version: t.versions.last().cloned().unwrap_or_default(),
-                    admin_mode: AdminModeState::default(),
-                    notification_recipients: vec![],
-                    update: None,
-                },
-            );
-        }
-        for (n, (upn, u)) in d.users.iter().flatten().enumerate() {
-            let id = format!("u-{upn}");
-            let mut roles: BTreeMap<String, BTreeSet<String>> = u
-                .roles
-                .iter()
-                .flatten()
-                .map(|(k, r)| (format!("i-{k}"), r.iter().cloned().collect()))
-                .collect();
+    /// `d` as if applied, then drifted: some users lose their roles, some gain one, some
+    /// became non-interactive.
+    fn applied_with_role_drift(d: &Desired) -> (Tenant, State) {
+        let (mut t, state) = crate::synth::applied(d);
+        for (n, u) in t.users.values_mut().enumerate() {
             match n % 7 {
-                0 => roles.clear(),
+                0 => u.roles.clear(),
                 1 => {
-                    if let Some(r) = roles.values_mut().next() {
+                    if let Some(r) = u.roles.values_mut().next() {
                         r.insert("Extra Role".into());
                     }
                 }
                 _ => {}
             }
-            t.users.insert(
-                id.clone(),
-                t::User {
-                    id,
-                    upn: upn.clone(),
-                    name: u.name.clone().unwrap_or_default(),
-                    license: u.license,
-                    access_mode: if n % 11 == 0 {
-                        AccessMode::NonInteractive
-                    } else {
-                        u.access_mode.unwrap_or(AccessMode::ReadWrite)
-                    },
-                    roles,
-                    admin_roles: BTreeSet::new(),
-                },
-            );
+            if n % 11 == 0 {
+                u.access_mode = AccessMode::NonInteractive;
+            }
         }
-        t
+        (t, state)
     }
 
     #[test]
     fn roles_on_two_threads_give_the_same_drafts_as_on_one() {
         let d = generate(&SynthParams::small());
         let members = MemberPositions::resolve(&d);
-        let state = State::empty("test");
-        for observed in [Tenant::fresh(&d.tenant), applied_with_role_drift(&d)] {
+        let (drifted, state) = applied_with_role_drift(&d);
+        let cases = [
+            (Tenant::fresh(&d.tenant), State::empty("test")),
+            (drifted.clone(), state),
+            // Not in the state: the users are adopted by UPN, their roles compared.
+            (drifted, State::empty("test")),
+        ];
+        for (observed, state) in cases {
             let one = diff_with(&d, &members, &observed, &state, usize::MAX);
             let two = diff_with(&d, &members, &observed, &state, 2);
             let roles = one
