@@ -193,4 +193,20 @@ fn the_writer_journals_batches_and_load_replays_them() {
     let on_disk: State = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(on_disk, state);
     assert_eq!(on_disk.serial, 7);
+
+    // A run that crashes before its fold leaves a journal; the next run folds it at its
+    // end even when it has nothing to write (a no-op apply), without a serial bump.
+    let mut crashed = StateWriter::new(&path);
+    batch(&mut state, &mut crashed, 8);
+    batch(&mut state, &mut crashed, 9);
+    drop(crashed); // no finish: killed
+    assert!(journal_path(&path).exists());
+    let loaded = store::load(&path).unwrap().unwrap();
+    assert_eq!(loaded, state);
+    let mut next = StateWriter::new(&path);
+    next.finish(&loaded).unwrap();
+    assert!(!journal_path(&path).exists());
+    let on_disk: State = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(on_disk, state);
+    assert_eq!(on_disk.serial, 9);
 }

@@ -212,6 +212,9 @@ pub struct StateWriter {
     journal_bytes: u64,
     state_bytes: u64,
     saved_once: bool,
+    /// A journal was on disk when the run began (left by a run that crashed before its
+    /// fold): [`StateWriter::finish`] folds it even if this run writes nothing.
+    leftover: bool,
 }
 
 impl StateWriter {
@@ -223,6 +226,7 @@ impl StateWriter {
             journal_bytes: 0,
             state_bytes: 0,
             saved_once: false,
+            leftover: journal_path(path).exists(),
         }
     }
 
@@ -280,10 +284,13 @@ impl StateWriter {
         }
     }
 
-    /// End of the apply: fold the journal into the state file, if anything was journaled.
+    /// End of the apply: fold the journal into the state file, if this run journaled
+    /// anything or found a journal left by a crashed run (so that after any finished
+    /// apply, even one with nothing to do, the state file alone is the whole state).
     pub fn finish(&mut self, state: &State) -> Result<(), StateError> {
-        if self.journal_bytes > 0 {
+        if self.journal_bytes > 0 || self.leftover {
             self.compact(state)?;
+            self.leftover = false;
         }
         Ok(())
     }
