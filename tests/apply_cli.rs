@@ -1,8 +1,10 @@
 //! `crmctl apply`, `show`, `local ...` and `force-unlock` through the binary.
 
+mod support;
+use support::{assert_no_changes, crmctl};
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 
 use crmctl::plan::action::{Action, ActionKind, ObjRef, Op, Plan};
@@ -11,18 +13,6 @@ use crmctl::provider::local::LocalProvider;
 use crmctl::provider::Provider;
 use crmctl::state::lock::StateLock;
 use crmctl::tenant::{AccessMode, CopyKind, InstanceType, LicensePlan, Tenant};
-
-fn crmctl(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("crmctl").unwrap();
-    c.current_dir(dir)
-        .env_remove("CRMCTL_BACKEND")
-        .env_remove("CRMCTL_STATE")
-        .env_remove("CRMCTL_LOCAL_FAIL_AT")
-        .env_remove("CRMCTL_LOCAL_EXIT_AT")
-        .env_remove("CRMCTL_LOCAL_EXIT_AFTER")
-        .env("NO_COLOR", "1");
-    c
-}
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -58,11 +48,7 @@ fn every_example_applies_and_then_plans_no_changes() {
             .assert()
             .success()
             .stdout(predicate::str::contains("Apply complete!"));
-        crmctl(dir.path())
-            .args(["plan", "--detailed-exitcode", "-f"])
-            .arg(&file)
-            .assert()
-            .code(0);
+        assert_no_changes(dir.path(), &file);
         // A second apply is a no-op and does not bump the serial.
         let serial = |d: &Path| -> u64 {
             let s: serde_json::Value = serde_json::from_str(
@@ -420,11 +406,7 @@ fn a_saved_plan_is_refused_when_the_tenant_or_the_state_changed() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("stale"));
-    crmctl(dir.path())
-        .args(["plan", "--detailed-exitcode", "-f"])
-        .arg(&file)
-        .assert()
-        .code(0);
+    assert_no_changes(dir.path(), &file);
 }
 
 #[test]
@@ -458,11 +440,7 @@ fn destructive_actions_need_allow_destroy() {
         t.users.values().map(|u| u.upn.as_str()).collect::<Vec<_>>(),
         vec!["a@fabrikam.com"]
     );
-    crmctl(dir.path())
-        .args(["plan", "--detailed-exitcode", "-f"])
-        .arg(&file)
-        .assert()
-        .code(0);
+    assert_no_changes(dir.path(), &file);
 }
 
 #[test]
@@ -553,11 +531,7 @@ fn injected_failure_midway_then_apply_again_finishes_the_job() {
         .arg(&file)
         .assert()
         .success();
-    crmctl(dir.path())
-        .args(["plan", "--detailed-exitcode", "-f"])
-        .arg(&file)
-        .assert()
-        .code(0);
+    assert_no_changes(dir.path(), &file);
 }
 
 #[test]
@@ -712,11 +686,7 @@ fn a_lost_state_is_rebuilt_by_adoption_without_duplicates() {
         .arg(&file)
         .assert()
         .success();
-    crmctl(dir.path())
-        .args(["plan", "--detailed-exitcode", "-f"])
-        .arg(&file)
-        .assert()
-        .code(0);
+    assert_no_changes(dir.path(), &file);
     let after = LocalProvider::open(&tenant_db(dir.path()))
         .unwrap()
         .observe()

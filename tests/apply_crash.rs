@@ -2,28 +2,17 @@
 //! right after a commit, `kill -9` at a random moment) leaves a consistent tenant; after
 //! `force-unlock`, plan + apply converge with no duplicate users, groups or instances.
 
+mod support;
+use support::{assert_no_changes, crmctl};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use assert_cmd::Command;
 
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::Provider;
 use crmctl::spec::model::Desired;
 use crmctl::synth::{generate, SynthParams};
-
-fn crmctl(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("crmctl").unwrap();
-    c.current_dir(dir)
-        .env_remove("CRMCTL_BACKEND")
-        .env_remove("CRMCTL_STATE")
-        .env_remove("CRMCTL_LOCAL_FAIL_AT")
-        .env_remove("CRMCTL_LOCAL_EXIT_AT")
-        .env_remove("CRMCTL_LOCAL_EXIT_AFTER")
-        .env("NO_COLOR", "1");
-    c
-}
 
 fn write_desired(dir: &Path, users: usize) -> (PathBuf, Desired) {
     let params = SynthParams {
@@ -56,11 +45,7 @@ fn recover_and_converge(dir: &Path, file: &Path, desired: &Desired) {
         .lines()
         .filter(|l| l.starts_with("Plan:") || l.starts_with("Apply"))
         .collect();
-    crmctl(dir)
-        .args(["plan", "--detailed-exitcode", "-f"])
-        .arg(file)
-        .assert()
-        .code(0);
+    assert_no_changes(dir, file);
 
     let t = LocalProvider::open(&dir.join(".crmctl/tenant.db"))
         .unwrap()

@@ -1,16 +1,9 @@
 //! `crmctl plan` / `crmctl graph` through the binary: exit codes and `--out`.
 
-use assert_cmd::Command;
-use predicates::prelude::*;
+mod support;
+use support::crmctl;
 
-fn crmctl(dir: &std::path::Path) -> Command {
-    let mut c = Command::cargo_bin("crmctl").unwrap();
-    c.current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("CRMCTL_BACKEND")
-        .env_remove("CRMCTL_STATE");
-    c
-}
+use predicates::prelude::*;
 
 fn write(dir: &std::path::Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();

@@ -1835,6 +1835,33 @@ fn user_address(upn: &str) -> String {
     s
 }
 
+/// The attribute-level changes from administration mode `cur` to `want` (I10).
+fn admin_mode_changes(cur: &t::AdminModeState, want: &t::AdminModeState) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if want.enabled != cur.enabled {
+        changes.push(ch(
+            "admin_mode.enabled",
+            json!(cur.enabled),
+            json!(want.enabled),
+        ));
+    }
+    if want.background_operations != cur.background_operations {
+        changes.push(ch(
+            "admin_mode.background_operations",
+            json!(cur.background_operations),
+            json!(want.background_operations),
+        ));
+    }
+    if want.message != cur.message {
+        changes.push(ch(
+            "admin_mode.message",
+            json!(cur.message),
+            json!(want.message),
+        ));
+    }
+    changes
+}
+
 /// The administration mode a fresh instance has (I10).
 fn default_admin() -> t::AdminModeState {
     t::AdminModeState::default()
@@ -2534,28 +2561,7 @@ impl<'a> Planner<'a> {
                     Some("remove `admin_mode` or make the instance a sandbox".into()),
                 );
             } else if want != cur {
-                let mut changes = Vec::new();
-                if want.enabled != cur.enabled {
-                    changes.push(ch(
-                        "admin_mode.enabled",
-                        json!(cur.enabled),
-                        json!(want.enabled),
-                    ));
-                }
-                if want.background_operations != cur.background_operations {
-                    changes.push(ch(
-                        "admin_mode.background_operations",
-                        json!(cur.background_operations),
-                        json!(want.background_operations),
-                    ));
-                }
-                if want.message != cur.message {
-                    changes.push(ch(
-                        "admin_mode.message",
-                        json!(cur.message),
-                        json!(want.message),
-                    ));
-                }
+                let changes = admin_mode_changes(&cur, &want);
                 let iref = self.inst_ref(key);
                 let switch_to_prod = steps.switch.is_some() && di.kind == InstanceType::Production;
                 let a = self.push(
@@ -2592,24 +2598,7 @@ impl<'a> Planner<'a> {
             };
             if di.kind == InstanceType::Production && (cur.enabled || !cur.background_operations) {
                 let want = default_admin();
-                let mut changes = Vec::new();
-                if cur.enabled {
-                    changes.push(ch("admin_mode.enabled", json!(true), json!(false)));
-                }
-                if !cur.background_operations {
-                    changes.push(ch(
-                        "admin_mode.background_operations",
-                        json!(false),
-                        json!(true),
-                    ));
-                }
-                if cur.message != want.message {
-                    changes.push(ch(
-                        "admin_mode.message",
-                        json!(cur.message),
-                        json!(want.message),
-                    ));
-                }
+                let changes = admin_mode_changes(&cur, &want);
                 let iref = self.inst_ref(key);
                 let a = self.push(
                     ActionKind::SetAdminMode,
