@@ -168,9 +168,26 @@ impl MemberMarks {
     }
 }
 
-/// Members to add (reference, the action that creates the user, UPN) and member ids to
-/// remove, of one group.
-type MemberDiff<'a> = (Vec<(ObjRef, Option<usize>, &'a str)>, Vec<&'a str>);
+/// The membership changes of one group, ready to become its actions.
+#[derive(Default)]
+struct MemberDiff<'a> {
+    /// References of the users to add, in file order.
+    users: Vec<ObjRef>,
+    /// Their UPNs, as the change shows them.
+    names: Vec<Value>,
+    /// The actions that create users to add (their prerequisites).
+    ready: Vec<usize>,
+    /// Member ids to remove, in observed order.
+    remove: Vec<&'a str>,
+}
+
+impl MemberDiff<'_> {
+    fn add(&mut self, r: ObjRef, ready: Option<usize>, upn: &str) {
+        self.users.push(r);
+        self.names.push(Value::String(upn.to_string()));
+        self.ready.extend(ready);
+    }
+}
 
 /// An action worked out on a helper thread, pushed later in order.
 struct Pending {
@@ -192,11 +209,20 @@ struct RolesOut<'a> {
     ni: Vec<&'a str>,
 }
 
-/// From this many desired users on, roles are worked out on two threads.
-const PARALLEL_ROLES: usize = 20_000;
+/// From which sizes on the phases that can run on two threads do (tests lower them to
+/// compare with one thread).
+#[derive(Clone, Copy)]
+struct Parallel {
+    /// Desired users: their roles are worked out on two threads.
+    roles: usize,
+    /// Memberships, listed plus observed: the groups are compared on two threads.
+    memberships: usize,
+}
 
-/// From this many observed memberships on, groups are compared on two threads.
-const PARALLEL_MEMBERSHIPS: usize = 100_000;
+const PARALLEL: Parallel = Parallel {
+    roles: 20_000,
+    memberships: 100_000,
+};
 
 struct Planner<'a> {
     d: &'a Desired,
@@ -204,6 +230,8 @@ struct Planner<'a> {
     members: &'a MemberPositions,
     t: &'a Tenant,
     s: &'a State,
+    /// Sizes from which phases run on two threads.
+    parallel: Parallel,
     drafts: Vec<Draft>,
     diags: Vec<Diagnostic>,
     groups: BTreeMap<&'a str, Bound<'a>>,
@@ -245,22 +273,23 @@ pub(crate) fn diff(
     observed: &Tenant,
     state: &State,
 ) -> Diff {
-    diff_with(desired, members, observed, state, PARALLEL_ROLES)
+    diff_with(desired, members, observed, state, PARALLEL)
 }
 
-/// [`diff`], with roles worked out on two threads from `parallel_roles` users on.
+/// [`diff`], with two threads from the sizes of `parallel` on.
 fn diff_with(
     desired: &Desired,
     members: &MemberPositions,
     observed: &Tenant,
     state: &State,
-    parallel_roles: usize,
+    parallel: Parallel,
 ) -> Diff {
     let mut p = Planner {
         d: desired,
         members,
         t: observed,
         s: state,
+        parallel,
         drafts: Vec::with_capacity(expected_actions(desired)),
         diags: Vec::new(),
         groups: BTreeMap::new(),
@@ -294,7 +323,7 @@ fn diff_with(
     p.users();
     p.group_members();
     p.instances();
-    p.roles_with(parallel_roles);
+    p.roles_with(parallel.roles);
     p.delete_users();
     p.delete_groups();
     p.license_order();
@@ -349,7 +378,7 @@ impl<'a> Planner<'a> {
             destructive,
             changes,
             reason: reason.into(),
-            op,
+            op: Box::new(op),
         });
         self.drafts.len() - 1
     }
@@ -831,9 +860,9 @@ impl<'a> Planner<'a> {
         };
         let index = self.member_index();
         let mut marks = index.as_ref().map(MemberMarks::new);
-        // Groups that exist in the tenant: compared up front, on two threads when large
-        // (read-only work; the actions are then made in file order as always).
-        let mut done = self.existing_member_diffs(groups, index.as_ref());
+        // Compared up front, on two threads when large (read-only work; the actions are
+        // then made in file order as always).
+        let mut done = self.member_diffs(groups, index.as_ref());
         for (gno, (key, g)) in groups.iter().enumerate() {
             let Some(members) = &g.members else { continue };
             let bound = self.groups[key.as_str()];
@@ -847,26 +876,23 @@ impl<'a> Planner<'a> {
                     _ => None,
                 },
             };
-            let (add, remove) = match fast {
+            let MemberDiff {
+                users,
+                names,
+                ready,
+                remove,
+            } = match fast {
                 Some(diff) => diff,
                 None => self.member_diff(key, members, obs),
             };
-            if add.is_empty() && remove.is_empty() {
+            if users.is_empty() && remove.is_empty() {
                 continue;
             }
             let address = format!("security_groups.{key}");
             let group = self.group_ref(key);
-            if !add.is_empty() {
-                let n = add.len();
-                let mut deps: Vec<Option<usize>> = Vec::with_capacity(n + 1);
-                deps.push(bound.ready);
-                let mut users = Vec::with_capacity(n);
-                let mut names = Vec::with_capacity(n);
-                for (r, ready, upn) in add {
-                    deps.push(ready);
-                    users.push(r);
-                    names.push(Value::String(upn.to_string()));
-                }
+            if !users.is_empty() {
+                let n = users.len();
+                let deps = std::iter::once(bound.ready).chain(ready.into_iter().map(Some));
                 let a = self.push(
                     ActionKind::AddGroupMembers,
                     address.clone(),
@@ -905,9 +931,8 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The members to add (reference, the action that creates the user, UPN; in file order)
-    /// and the member ids to remove (in observed order), when every listed member is a
-    /// desired user; `None` otherwise (then [`Self::member_diff`] works it out).
+    /// The membership changes of a group when every listed member is a desired user;
+    /// `None` otherwise (then [`Self::member_diff`] works it out).
     ///
     /// Ids are compared as the original does (dedup by id, exact string match), but
     /// through ranks: a user's rank is the position of its id among the tenant's sorted
@@ -927,7 +952,7 @@ impl<'a> Planner<'a> {
         if pos.len() != members.len() || pos.contains(&UNDECLARED) {
             return None;
         }
-        let mut remove = Vec::new();
+        let mut diff = MemberDiff::default();
         if let Some(o) = obs {
             // The listed members' ids, sorted and without repeats, merged with the
             // observed members: observed ids that are not listed are removed.
@@ -959,11 +984,10 @@ impl<'a> Planner<'a> {
                     }
                 };
                 if !found {
-                    remove.push(id);
+                    diff.remove.push(id);
                 }
             }
         }
-        let mut add = Vec::new();
         for (upn, &i) in members.iter().zip(pos) {
             let i = i as usize;
             let b = &self.users.bound[i];
@@ -985,16 +1009,13 @@ impl<'a> Planner<'a> {
                     }
                 }
             }
-            add.push((
-                ObjRef {
-                    address: user_address(upn),
-                    id: b.id.map(str::to_string),
-                },
-                b.ready,
-                upn.as_str(),
-            ));
+            let r = ObjRef {
+                address: user_address(upn),
+                id: b.id.map(str::to_string),
+            };
+            diff.add(r, b.ready, upn);
         }
-        Some((add, remove))
+        Some(diff)
     }
 
     /// The ranks of the desired users' ids among the tenant's, or `None` when a desired
@@ -1018,10 +1039,10 @@ impl<'a> Planner<'a> {
         Some(MemberIndex { keys, rank })
     }
 
-    /// [`Self::member_diff_fast`] of every group that exists in the tenant, by group
-    /// number, computed on two threads when the groups hold many members; empty when
-    /// small (then each group is compared when its turn comes).
-    fn existing_member_diffs(
+    /// [`Self::member_diff_fast`] of every group with members, by group number, computed
+    /// on two threads when the groups hold many memberships (listed plus observed); empty
+    /// when small (then each group is compared when its turn comes).
+    fn member_diffs(
         &self,
         groups: &'a BTreeMap<String, m::SecurityGroup>,
         index: Option<&MemberIndex<'a>>,
@@ -1029,19 +1050,21 @@ impl<'a> Planner<'a> {
         let Some(index) = index else {
             return Vec::new();
         };
-        let work: Vec<(u32, &'a [String], &'a t::Group)> = groups
+        type Work<'a> = (u32, &'a [String], Option<&'a t::Group>, usize);
+        let work: Vec<Work<'a>> = groups
             .iter()
             .enumerate()
             .filter_map(|(gno, (key, g))| {
                 let members = g.members.as_deref()?;
                 let obs = self.groups[key.as_str()]
                     .id
-                    .and_then(|id| self.t.groups.get(id))?;
-                Some((gno as u32, members, obs))
+                    .and_then(|id| self.t.groups.get(id));
+                let weight = members.len() + obs.map_or(0, |o| o.members.len());
+                Some((gno as u32, members, obs, weight))
             })
             .collect();
-        let total: usize = work.iter().map(|w| w.2.members.len()).sum();
-        if total < PARALLEL_MEMBERSHIPS {
+        let total: usize = work.iter().map(|w| w.3).sum();
+        if total < self.parallel.memberships.max(1) {
             return Vec::new();
         }
         // Split where half of the memberships are on each side.
@@ -1049,18 +1072,18 @@ impl<'a> Planner<'a> {
         let mid = work
             .iter()
             .position(|w| {
-                acc += w.2.members.len();
+                acc += w.3;
                 acc * 2 >= total
             })
             .map_or(work.len(), |p| p + 1);
         let (left, right) = work.split_at(mid);
-        let run = |part: &[(u32, &'a [String], &'a t::Group)]| {
+        let run = |part: &[Work<'a>]| {
             let mut marks = MemberMarks::new(index);
             part.iter()
-                .map(|&(gno, members, obs)| {
+                .map(|&(gno, members, obs, _)| {
                     (
                         gno,
-                        self.member_diff_fast(members, Some(obs), gno, index, &mut marks),
+                        self.member_diff_fast(members, obs, gno, index, &mut marks),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -1089,7 +1112,7 @@ impl<'a> Planner<'a> {
         let address = format!("security_groups.{key}");
         let mut want_ids: HashSet<&str> =
             HashSet::with_capacity_and_hasher(members.len(), Default::default());
-        let mut add: Vec<(ObjRef, Option<usize>, &str)> = Vec::new();
+        let mut diff = MemberDiff::default();
         let mut new_seen: HashSet<&str> = HashSet::default();
         for upn in members {
             let (id, ready): (Option<&'a str>, Option<usize>) = match self.users.get(upn.as_str()) {
@@ -1123,18 +1146,17 @@ impl<'a> Planner<'a> {
             if id.is_none() && !new_seen.insert(upn.as_str()) {
                 continue; // a new user listed twice
             }
-            add.push((r, ready, upn));
+            diff.add(r, ready, upn);
         }
-        let remove = match obs {
-            Some(o) => o
+        if let Some(o) = obs {
+            diff.remove = o
                 .members
                 .iter()
                 .map(String::as_str)
                 .filter(|id| !want_ids.contains(id))
-                .collect(),
-            None => Vec::new(),
-        };
-        (add, remove)
+                .collect();
+        }
+        diff
     }
 
     #[inline(never)] // a phase: shows in profiles
@@ -3084,6 +3106,67 @@ mod tests {
         (t, state)
     }
 
+    const ONE_THREAD: Parallel = Parallel {
+        roles: usize::MAX,
+        memberships: usize::MAX,
+    };
+
+    #[test]
+    fn groups_compared_on_two_threads_give_the_same_drafts_as_on_one() {
+        let d = generate(&SynthParams::small());
+        let members = MemberPositions::resolve(&d);
+        let (mut drifted, state) = crate::synth::applied(&d);
+        // Members dropped, added (users of the file and strangers), a group emptied.
+        let ids: Vec<String> = drifted.users.keys().cloned().collect();
+        for (n, g) in drifted.groups.values_mut().enumerate() {
+            match n % 3 {
+                0 => {
+                    let drop: Vec<String> = g.members.iter().step_by(4).cloned().collect();
+                    for m in drop {
+                        g.members.remove(&m);
+                    }
+                }
+                1 => {
+                    g.members.insert(ids[(n * 31) % ids.len()].clone());
+                    g.members.insert(format!("u-stranger{n}"));
+                }
+                _ => g.members.clear(),
+            }
+        }
+        let cases = [
+            (Tenant::fresh(&d.tenant), State::empty("test")),
+            (drifted.clone(), state),
+            // Not in the state: users and groups are adopted, their members compared.
+            (drifted, State::empty("test")),
+        ];
+        for (n, (observed, state)) in cases.into_iter().enumerate() {
+            let one = diff_with(&d, &members, &observed, &state, ONE_THREAD);
+            let two = diff_with(
+                &d,
+                &members,
+                &observed,
+                &state,
+                Parallel {
+                    memberships: 2,
+                    ..ONE_THREAD
+                },
+            );
+            let count = |kind| one.drafts.iter().filter(|a| a.kind == kind).count();
+            assert!(
+                count(ActionKind::AddGroupMembers) >= 3,
+                "case {n} adds members"
+            );
+            if n > 0 {
+                assert!(
+                    count(ActionKind::RemoveGroupMembers) >= 3,
+                    "case {n} removes"
+                );
+            }
+            assert_eq!(one.drafts, two.drafts, "case {n}");
+            assert_eq!(one.diags, two.diags, "case {n}");
+        }
+    }
+
     #[test]
     fn roles_on_two_threads_give_the_same_drafts_as_on_one() {
         let d = generate(&SynthParams::small());
@@ -3096,8 +3179,17 @@ mod tests {
             (drifted, State::empty("test")),
         ];
         for (observed, state) in cases {
-            let one = diff_with(&d, &members, &observed, &state, usize::MAX);
-            let two = diff_with(&d, &members, &observed, &state, 2);
+            let one = diff_with(&d, &members, &observed, &state, ONE_THREAD);
+            let two = diff_with(
+                &d,
+                &members,
+                &observed,
+                &state,
+                Parallel {
+                    roles: 2,
+                    ..ONE_THREAD
+                },
+            );
             let roles = one
                 .drafts
                 .iter()
