@@ -79,18 +79,119 @@ pub fn render_json(plan: &Plan) -> String {
 /// [`render_json`], streamed into `w` (a 300,000-action plan is some 200 MB of JSON: the
 /// CLI writes it to standard output as it goes instead of holding it). Fails only when
 /// `w` does.
+///
+/// A large plan is rendered in chunks of actions on two threads, written in order; the
+/// bytes are those of serializing the whole document at once (a test checks).
 pub fn write_json<W: std::io::Write>(plan: &Plan, w: &mut W) -> std::io::Result<()> {
-    let doc = JsonPlan {
+    write_json_chunked(plan, w, CHUNK)
+}
+
+/// Actions per chunk of the two-thread rendering (about 0.3 MB of JSON each).
+const CHUNK: usize = 512;
+
+/// [`write_json`] with chunks of `chunk` actions (two threads from two chunks on).
+fn write_json_chunked<W: std::io::Write>(
+    plan: &Plan,
+    w: &mut W,
+    chunk: usize,
+) -> std::io::Result<()> {
+    if plan.actions.len() < 2 * chunk {
+        let mut ser = serde_json::Serializer::with_formatter(&mut *w, Pretty::default());
+        document(plan, &plan.actions)
+            .serialize(&mut ser)
+            .map_err(std::io::Error::from)?;
+        return w.write_all(b"\n");
+    }
+    // The document is written field by field, in the order of `JsonPlan`, each value
+    // with the indentation of its depth; the action list in between, chunk by chunk.
+    let head = document(plan, &[]);
+    w.write_all(b"{")?;
+    field(w, true, "format_version", &head.format_version)?;
+    field(w, false, "tenant", &head.tenant)?;
+    field(w, false, "fingerprint", &head.fingerprint)?;
+    field(w, false, "summary", &head.summary)?;
+    w.write_all(b",\n  \"actions\": [")?;
+    let chunks: Vec<&[Action]> = plan.actions.chunks(chunk).collect();
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        // The helper renders the odd chunks into buffers that come back once written.
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let odd = &chunks;
+        scope.spawn(move || {
+            for c in odd.iter().skip(1).step_by(2) {
+                let mut buf = spent_rx.try_recv().unwrap_or_default();
+                buf.clear();
+                render_actions(c, false, &mut buf);
+                if done_tx.send(buf).is_err() {
+                    return; // the writer failed and stopped
+                }
+            }
+        });
+        let mut mine = Vec::new();
+        for (k, c) in chunks.iter().enumerate() {
+            if k % 2 == 0 {
+                mine.clear();
+                render_actions(c, k == 0, &mut mine);
+                w.write_all(&mine)?;
+            } else {
+                let buf = done_rx.recv().expect("the helper renders every odd chunk");
+                w.write_all(&buf)?;
+                let _ = spent_tx.send(buf);
+            }
+        }
+        Ok(())
+    })?;
+    w.write_all(b"\n  ]")?;
+    field(w, false, "diagnostics", &head.diagnostics)?;
+    w.write_all(b"\n}\n")
+}
+
+/// The document of `plan` with `actions` as its action list.
+fn document<'a>(plan: &'a Plan, actions: &'a [Action]) -> JsonPlan<'a> {
+    JsonPlan {
         format_version: &plan.format_version,
         tenant: &plan.tenant,
         fingerprint: &plan.fingerprint,
         summary: &plan.summary,
-        actions: Actions(&plan.actions),
+        actions: Actions(actions),
         diagnostics: plan.diagnostics.iter().map(JsonDiag::from).collect(),
+    }
+}
+
+/// One field of the top-level object: its line, key and value (nested one level deep).
+fn field<W: std::io::Write + ?Sized, T: Serialize + ?Sized>(
+    w: &mut W,
+    first: bool,
+    key: &str,
+    value: &T,
+) -> std::io::Result<()> {
+    let pretty = Pretty {
+        level: 1,
+        has_value: false,
     };
-    let mut ser = serde_json::Serializer::with_formatter(&mut *w, Pretty::default());
-    doc.serialize(&mut ser).map_err(std::io::Error::from)?;
-    w.write_all(b"\n")
+    pretty.line(w, first, 1)?;
+    serde_json::to_writer(&mut *w, key)?;
+    w.write_all(b": ")?;
+    let mut ser = serde_json::Serializer::with_formatter(&mut *w, pretty);
+    value.serialize(&mut ser).map_err(std::io::Error::from)
+}
+
+/// The actions of a chunk as elements of the action list (two levels deep), each after
+/// its line break; `first`: the chunk starts the list.
+fn render_actions(actions: &[Action], first: bool, out: &mut Vec<u8>) {
+    let pretty = || Pretty {
+        level: 2,
+        has_value: false,
+    };
+    for (i, a) in actions.iter().enumerate() {
+        pretty()
+            .line(out, first && i == 0, 2)
+            .expect("writing into memory does not fail");
+        let mut ser = serde_json::Serializer::with_formatter(&mut *out, pretty());
+        JsonAction::from(a)
+            .serialize(&mut ser)
+            .expect("an action always serializes");
+    }
 }
 
 /// Exactly serde_json's `PrettyFormatter` with a two-space indent, but each line break
@@ -183,5 +284,92 @@ impl serde_json::ser::Formatter for Pretty {
     fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
         self.has_value = true;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{generate, SynthParams};
+
+    /// A fresh-tenant plan of the small synthetic tenant (some 600 actions), with a
+    /// warning and an error so that the diagnostics list is not empty.
+    fn sample() -> Plan {
+        let desired = generate(&SynthParams::small());
+        let observed = crate::tenant::Tenant::fresh(&desired.tenant);
+        let mut plan = crate::plan::plan(&desired, &observed, &crate::state::State::empty("t"));
+        plan.fingerprint = "ab\"c".into();
+        plan.diagnostics
+            .push(Diagnostic::warning("users.a@b.c", "watch \"this\"\n").rule("I12"));
+        plan.diagnostics
+            .push(Diagnostic::error("instances.x", "no"));
+        plan
+    }
+
+    /// The reference bytes: the whole document serialized at once by serde_json's own
+    /// pretty printer.
+    fn reference(plan: &Plan) -> String {
+        serde_json::to_string_pretty(&document(plan, &plan.actions)).unwrap() + "\n"
+    }
+
+    #[test]
+    fn chunked_rendering_is_the_document_serialized_at_once() {
+        let mut plan = sample();
+        assert!(plan.actions.len() > 500, "{}", plan.actions.len());
+        for diagnostics in [true, false] {
+            if !diagnostics {
+                plan.diagnostics.clear();
+            }
+            let want = reference(&plan);
+            // Chunk sizes that split the list evenly, unevenly, and not at all.
+            for chunk in [1, 2, 7, 100, plan.actions.len() / 2, plan.actions.len()] {
+                let mut out = Vec::new();
+                write_json_chunked(&plan, &mut out, chunk).unwrap();
+                assert!(
+                    String::from_utf8(out).unwrap() == want,
+                    "chunk {chunk}, diagnostics {diagnostics}"
+                );
+            }
+            assert_eq!(render_json(&plan), want);
+        }
+        // Fewer actions than two chunks, and none at all.
+        plan.actions.truncate(3);
+        let mut out = Vec::new();
+        write_json_chunked(&plan, &mut out, 2).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), reference(&plan));
+        plan.actions.clear();
+        assert_eq!(render_json(&plan), reference(&plan));
+    }
+
+    /// A writer that fails after `left` bytes.
+    struct Failing {
+        left: usize,
+    }
+
+    impl std::io::Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.left < buf.len() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "closed",
+                ));
+            }
+            self.left -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_writer_stops_the_chunked_rendering_with_its_error() {
+        let plan = sample();
+        let size = reference(&plan).len();
+        // In the head, in an even (own) chunk, in an odd (helper's) chunk, at the end.
+        for left in [10, size / 3, size / 2, size - 5] {
+            let err = write_json_chunked(&plan, &mut Failing { left }, 5).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "left {left}");
+        }
     }
 }
