@@ -148,7 +148,7 @@ fn one(kind: ActionKind, op: Op, destructive: bool) -> Vec<Action> {
         destructive,
         changes: vec![],
         reason: "hand-built to test a refusal".into(),
-        op,
+        op: Box::new(op),
     }]
 }
 

@@ -29,7 +29,7 @@ fn act(id: usize, kind: ActionKind, address: &str, deps: &[usize], op: Op) -> Ac
         ),
         changes: vec![],
         reason: "test".into(),
-        op,
+        op: Box::new(op),
     }
 }
 

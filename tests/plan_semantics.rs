@@ -491,7 +491,7 @@ fn groups() {
             check: |p| {
                 assert_eq!(steps(p), vec!["remove_group_members security_groups.g"]);
                 // u2 is unmanaged: referenced by its remote id.
-                match &p.actions[0].op {
+                match &*p.actions[0].op {
                     crmctl::plan::Op::RemoveGroupMembers { users, .. } => assert_eq!(users[0].address, "u2"),
                     other => panic!("{other:?}"),
                 }
@@ -517,7 +517,7 @@ fn admin_mode_copy_updates() {
             tenant: format!("instances:\n{}", inst("i1", "t", &format!("{SANDBOX}, admin_mode: {{enabled: true, background_operations: false}}"))),
             state: vec![("instances.t", ObjKind::Instance, "i1", false)],
             valid: true,
-            check: |p| match &p.actions[0].op {
+            check: |p| match &*p.actions[0].op {
                 crmctl::plan::Op::SetAdminMode { enabled, background_operations, .. } => {
                     assert!(!enabled && *background_operations)
                 }
@@ -533,7 +533,7 @@ fn admin_mode_copy_updates() {
             check: |p| {
                 assert_eq!(steps(p), vec!["set_admin_mode instances.t", "switch_instance instances.t"]);
                 depends(p, "switch_instance instances.t", "set_admin_mode instances.t");
-                match &p.actions[pos(p, "set_admin_mode instances.t")].op {
+                match &*p.actions[pos(p, "set_admin_mode instances.t")].op {
                     crmctl::plan::Op::SetAdminMode { enabled, background_operations, message, .. } => {
                         assert!(!enabled && *background_operations && message.is_none())
                     }

@@ -276,7 +276,7 @@ fn record(
     opts: &ApplyOptions,
 ) -> Option<StateChange> {
     let protect = opts.protect.get(&action.address).copied().unwrap_or(false);
-    let change = if let Op::Adopt { kind, id } = &action.op {
+    let change = if let Op::Adopt { kind, id } = &*action.op {
         Some(set(action, *kind, id.clone(), protect))
     } else if let Some(kind) = action.op.creates() {
         outcome

@@ -70,7 +70,7 @@ pub struct Action {
     /// a 300,000-action plan does not allocate one per action.
     pub reason: Cow<'static, str>,
     /// What the provider executes.
-    pub op: Op,
+    pub op: Box<Op>,
 }
 
 /// An attribute-level change: `path` from `before` to `after` (JSON values; null = absent).

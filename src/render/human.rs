@@ -283,12 +283,12 @@ mod tests {
                         after: Value::String("professional".into()),
                     }],
                     reason: "why".into(),
-                    op: Op::RemoveLicense {
+                    op: Box::new(Op::RemoveLicense {
                         user: ObjRef {
                             address: format!("users.u{}@x.com", (i * 7 % 11) / 2),
                             id: None,
                         },
-                    },
+                    }),
                 })
                 .collect();
             let plan = Plan {
