@@ -25,6 +25,7 @@ fn secs(t: Instant) -> f64 {
 }
 
 fn main() {
+    crmctl::alloc::keep_freed_memory(); // as the binary does
     let mut params = SynthParams::reference();
     if let Some(n) = std::env::var("CRMCTL_BENCH_USERS")
         .ok()

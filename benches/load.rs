@@ -49,6 +49,7 @@ fn report(what: &str, bytes: usize, bare: Duration, load: Duration) -> f64 {
 }
 
 fn main() {
+    crmctl::alloc::keep_freed_memory(); // as the binary does
     let mut p = SynthParams::reference();
     if let Some(n) = std::env::var("CRMCTL_BENCH_USERS")
         .ok()

@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the code map and the invariants between modules.
 #![deny(missing_docs)]
 
+pub mod alloc;
 pub mod apply;
 pub mod cli;
 pub mod diag;

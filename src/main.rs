@@ -7,5 +7,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    crmctl::alloc::keep_freed_memory();
     crmctl::cli::main()
 }
