@@ -5,9 +5,11 @@
 //! tenant and (c) a 1% drift plan: parsing the file (YAML and JSON; load + validate) and
 //! the plan step (diff + graph + ordering + rendering, the slower of human and JSON: the
 //! command renders one). Each figure is the best of `--runs N` child processes (default
-//! 3); prints peak memory (VmHWM, the largest of the runs). Run: `cargo bench --bench scale` (`-- --small` for a quick check, `-- --div N` for the
-//! reference shape divided by N, `-- --json` to skip the YAML runs, `-- --dump DIR` to
-//! write the renderings). The last column is the fingerprint alone, for information: the
+//! 3); prints peak memory (VmHWM, the largest of the runs). Each child reads the file
+//! the parent wrote, as `crmctl plan -f` does. Run: `cargo bench --bench scale`
+//! (`-- --small` for a quick check, `-- --div N` for the reference shape divided by N,
+//! `-- --json` to skip the YAML runs, `-- --dump DIR` to write the renderings, `-- --files
+//! DIR --runs 0` to only write the files). The last column is the fingerprint alone, for information: the
 //! plan step computes it on a second thread while it diffs.
 
 // The allocator of the `crmctl` binary, so that the figures are the command's.
@@ -89,38 +91,48 @@ fn vm_hwm_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Figures of one scenario, measured in a child process (so that VmHWM is its own).
-fn child(params: &SynthParams, scenario: &str, format: &str) {
+/// The file of the reference tenant in `format`, written once by the parent (children
+/// read it as `crmctl plan -f` does, so that their heap holds no generated model).
+fn file_text(params: &SynthParams, format: &str) -> String {
     let desired = generate(params);
-    let text = if format == "yaml" {
+    if format == "yaml" {
         crmctl::spec::load::to_yaml(&desired).expect("yaml")
     } else {
         serde_json::to_string(&desired).expect("json")
-    };
-    let (observed, state) = match scenario {
-        "a" => (Tenant::fresh(&desired.tenant), State::empty("bench")),
-        "b" => crmctl::synth::applied(&desired),
-        // Not in the table: a mixed drift (members and roles added and removed, users
-        // unknown to the file) to compare renderings across versions with `--dump`.
-        "d" => {
-            let (mut t, s) = crmctl::synth::applied(&desired);
-            drift(&mut t);
-            mixed_drift(&mut t);
-            (t, s)
-        }
-        _ => {
-            let (mut t, s) = crmctl::synth::applied(&desired);
-            drift(&mut t);
-            (t, s)
-        }
-    };
-    drop(desired);
-    // Like `crmctl plan`: parse the file, then plan and render.
+    }
+}
+
+/// Figures of one scenario, measured in a child process (so that VmHWM is its own), in
+/// the order of `crmctl plan`: read and parse the file, read the tenant and the state,
+/// plan, render.
+fn child(params: &SynthParams, scenario: &str, format: &str, file: &str) {
+    crmctl::alloc::keep_freed_memory(); // as the binary does
+    let text = std::fs::read_to_string(file).expect("the parent wrote the file");
     let t = Instant::now();
     let loaded =
         crmctl::spec::load::load_str(&format!("bench.{format}"), text).expect("valid file");
     let parse = t.elapsed();
     let hwm_parse = vm_hwm_mib();
+    // Stands for reading the tenant and the state (not timed): the tenant the file
+    // describes, applied or not.
+    let (observed, state) = match scenario {
+        "a" => (Tenant::fresh(&loaded.desired.tenant), State::empty("bench")),
+        _ => {
+            let desired = generate(params);
+            let (mut t, s) = crmctl::synth::applied(&desired);
+            match scenario {
+                "b" => {}
+                // Not in the table: a mixed drift (members and roles added and removed,
+                // users unknown to the file) to compare renderings across versions.
+                "d" => {
+                    drift(&mut t);
+                    mixed_drift(&mut t);
+                }
+                _ => drift(&mut t),
+            }
+            (t, s)
+        }
+    };
     let t = Instant::now();
     let plan = crmctl::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &state);
     let planned = t.elapsed();
@@ -194,7 +206,7 @@ fn main() {
         params.memberships /= n;
     }
     if let Some(i) = args.iter().position(|a| a == "--child") {
-        child(&params, &args[i + 1], &args[i + 2]);
+        child(&params, &args[i + 1], &args[i + 2], &args[i + 3]);
         return;
     }
     println!(
@@ -218,29 +230,51 @@ fn main() {
         "(fp)"
     );
     let exe = std::env::current_exe().expect("own path");
+    // `--json`: skip the (slow) YAML runs.
+    let formats: &[&str] = if args.iter().any(|a| a == "--json") {
+        &["json"]
+    } else {
+        &["yaml", "json"]
+    };
+    // `--files DIR`: write the files there and keep them (e.g. to time `crmctl plan -f`
+    // on them; with `--runs 0` nothing else is done).
+    let keep = args
+        .iter()
+        .position(|a| a == "--files")
+        .map(|i| &args[i + 1]);
+    let dir = match keep {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::env::temp_dir().join(format!("crmctl-scale-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let files: Vec<String> = formats
+        .iter()
+        .map(|format| {
+            let path = dir.join(format!("tenant.{format}"));
+            std::fs::write(&path, file_text(&params, format)).expect("write the file");
+            path.to_string_lossy().into_owned()
+        })
+        .collect();
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .map_or(3, |i| args[i + 1].parse().expect("--runs N"));
+    if runs == 0 {
+        return;
+    }
     for (scenario, name) in [
         ("a", "(a) from a fresh tenant"),
         ("b", "(b) no change"),
         ("c", "(c) 1% drift"),
     ] {
-        // `--json`: skip the (slow) YAML runs.
-        let runs: usize = args
-            .iter()
-            .position(|a| a == "--runs")
-            .map_or(3, |i| args[i + 1].parse().expect("--runs N"));
-        let formats: &[&str] = if args.iter().any(|a| a == "--json") {
-            &["json"]
-        } else {
-            &["yaml", "json"]
-        };
-        for &format in formats {
+        for (&format, file) in formats.iter().zip(&files) {
             // Each figure is the best of `runs` child processes (the machine is shared:
             // the minimum is the least disturbed run); the peak is the largest.
             let mut best = vec![f64::INFINITY; 8];
             let mut peak: f64 = 0.0;
             for _ in 0..runs {
                 let mut cmd = std::process::Command::new(&exe);
-                cmd.args(["--child", scenario, format]);
+                cmd.args(["--child", scenario, format, file.as_str()]);
                 cmd.args(args.iter().skip(1).filter(|a| *a != "--child").cloned());
                 let out = cmd.output().expect("run child");
                 assert!(
@@ -280,5 +314,8 @@ fn main() {
                 fp
             );
         }
+    }
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
