@@ -71,7 +71,7 @@ fn main() {
             let mut op = a.op.clone();
             for r in op.refs_mut() {
                 if r.id.is_none() {
-                    r.id = ids.get(&r.address).cloned();
+                    r.id = ids.get(&*r.address).cloned();
                 }
             }
             let t1 = Instant::now();

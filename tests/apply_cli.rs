@@ -154,7 +154,7 @@ fn one(kind: ActionKind, op: Op, destructive: bool) -> Vec<Action> {
 
 fn id(id: &str) -> ObjRef {
     ObjRef {
-        address: format!("x.{id}"),
+        address: format!("x.{id}").into(),
         id: Some(id.to_string()),
     }
 }

@@ -51,7 +51,7 @@ fn tag(i: usize) -> Op {
 
 fn aref(address: &str) -> ObjRef {
     ObjRef {
-        address: address.to_string(),
+        address: address.into(),
         id: None,
     }
 }

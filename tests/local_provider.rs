@@ -13,7 +13,7 @@ use crmctl::tenant::{
 
 fn r(id: &str) -> ObjRef {
     ObjRef {
-        address: format!("ref.{id}"),
+        address: format!("ref.{id}").into(),
         id: Some(id.to_string()),
     }
 }

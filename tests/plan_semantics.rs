@@ -492,7 +492,7 @@ fn groups() {
                 assert_eq!(steps(p), vec!["remove_group_members security_groups.g"]);
                 // u2 is unmanaged: referenced by its remote id.
                 match &*p.actions[0].op {
-                    crmctl::plan::Op::RemoveGroupMembers { users, .. } => assert_eq!(users[0].address, "u2"),
+                    crmctl::plan::Op::RemoveGroupMembers { users, .. } => assert_eq!(&*users[0].address, "u2"),
                     other => panic!("{other:?}"),
                 }
             },

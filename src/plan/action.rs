@@ -159,7 +159,8 @@ impl ActionKind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjRef {
     /// Address in the file (`users.ana@coho.com`), or the remote id for unmanaged objects.
-    pub address: String,
+    /// Shared: a user listed in many groups is referred to by one string.
+    pub address: std::sync::Arc<str>,
     /// Remote id; `None` when the object is created earlier in the same apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 /// Fast, deterministic hashing for the planner's lookup tables (never iterated for output).
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
@@ -110,9 +111,19 @@ struct UserTable<'a> {
     bound: Vec<Bound<'a>>,
     /// Per position: what later steps depend on (filled by `users`).
     steps: Vec<UserSteps>,
+    /// Per position: the address `users.<upn>`, made when first referred to and shared
+    /// by every reference (a user is a member of ten groups on average).
+    addr: Vec<OnceLock<Arc<str>>>,
 }
 
 impl<'a> UserTable<'a> {
+    /// The shared address of the user at `pos`, whose UPN is `upn`.
+    fn address(&self, pos: usize, upn: &str) -> Arc<str> {
+        self.addr[pos]
+            .get_or_init(|| user_address(upn).into())
+            .clone()
+    }
+
     fn get(&self, upn: &str) -> Option<&Bound<'a>> {
         self.idx.get(upn).map(|&i| &self.bound[i as usize])
     }
@@ -494,6 +505,7 @@ impl<'a> Planner<'a> {
         self.users.idx.reserve(n);
         self.users.bound = vec![Bound::default(); n];
         self.users.steps = vec![UserSteps::default(); n];
+        self.users.addr = (0..n).map(|_| OnceLock::new()).collect();
         let mut pending: Vec<(usize, &'a str)> = Vec::new();
         // The state's user addresses (`users.<upn>`) are sorted like the file's UPNs: walk
         // both in step instead of looking every address up.
@@ -621,21 +633,27 @@ impl<'a> Planner<'a> {
 
     fn group_ref(&self, key: &str) -> ObjRef {
         ObjRef {
-            address: format!("security_groups.{key}"),
+            address: format!("security_groups.{key}").into(),
             id: self.groups.get(key).and_then(|b| b.id).map(str::to_string),
         }
     }
 
     fn user_ref(&self, upn: &str) -> ObjRef {
-        ObjRef {
-            address: user_address(upn),
-            id: self.users.get(upn).and_then(|b| b.id).map(str::to_string),
+        match self.users.idx.get(upn) {
+            Some(&i) => ObjRef {
+                address: self.users.address(i as usize, upn),
+                id: self.users.bound[i as usize].id.map(str::to_string),
+            },
+            None => ObjRef {
+                address: user_address(upn).into(),
+                id: None,
+            },
         }
     }
 
     fn inst_ref(&self, key: &str) -> ObjRef {
         ObjRef {
-            address: format!("instances.{key}"),
+            address: format!("instances.{key}").into(),
             id: self
                 .insts
                 .get(key)
@@ -648,7 +666,7 @@ impl<'a> Planner<'a> {
     /// the object is unmanaged.
     fn id_ref(&self, id: &str) -> ObjRef {
         ObjRef {
-            address: self.addr_of_id.get(id).copied().unwrap_or(id).to_string(),
+            address: self.addr_of_id.get(id).copied().unwrap_or(id).into(),
             id: Some(id.to_string()),
         }
     }
@@ -1010,7 +1028,7 @@ impl<'a> Planner<'a> {
                 }
             }
             let r = ObjRef {
-                address: user_address(upn),
+                address: self.users.address(i, upn),
                 id: b.id.map(str::to_string),
             };
             diff.add(r, b.ready, upn);
@@ -1182,7 +1200,7 @@ impl<'a> Planner<'a> {
                 address.to_string(),
                 Op::DeleteGroup {
                     group: ObjRef {
-                        address: address.to_string(),
+                        address: address.into(),
                         id: Some(id.to_string()),
                     },
                 },
@@ -1702,7 +1720,7 @@ impl<'a> Planner<'a> {
                 address.to_string(),
                 Op::DeleteUser {
                     user: ObjRef {
-                        address: address.to_string(),
+                        address: address.into(),
                         id: Some(id.to_string()),
                     },
                 },
@@ -1845,8 +1863,21 @@ fn roles_path(key: &str) -> String {
 }
 
 /// A set of strings as a JSON array (what `json!` gives, without the serializer).
-fn str_array(set: &BTreeSet<&str>) -> Value {
+fn str_array(set: &[&str]) -> Value {
     Value::Array(set.iter().map(|s| Value::String(s.to_string())).collect())
+}
+
+/// The items of sorted `a` that are not in sorted `b`, owned.
+fn sorted_difference(a: &[&str], b: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut b = b.iter().peekable();
+    for x in a {
+        while b.next_if(|y| **y < *x).is_some() {}
+        if b.peek() != Some(&x) {
+            out.push(x.to_string());
+        }
+    }
+    out
 }
 
 /// `users.<upn>`, built without the formatting machinery (it runs once per user).
@@ -2117,7 +2148,7 @@ impl<'a> Planner<'a> {
                 );
             }
             let iref = ObjRef {
-                address: address.to_string(),
+                address: address.into(),
                 id: Some(o.id.clone()),
             };
             let mut after = None;
@@ -2920,6 +2951,8 @@ impl<'a> Planner<'a> {
         let mut out = RolesOut::default();
         // One reference per instance, cloned into each roles action.
         let mut inst_refs: HashMap<&str, ObjRef> = HashMap::default();
+        let (mut keys, mut want, mut have): (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) =
+            Default::default();
         for &(i, (upn, u)) in users {
             let steps = self.users.steps[i];
             let bound = self.users.bound[i];
@@ -2954,12 +2987,14 @@ impl<'a> Planner<'a> {
                 }
             }
             let mut user: Option<ObjRef> = None;
-            // Desired instances the user has roles in now, plus those the file lists.
-            let mut keys: BTreeSet<&str> = map
-                .keys()
-                .map(String::as_str)
-                .filter(|k| self.insts.contains_key(k))
-                .collect();
+            // Desired instances the user has roles in now, plus those the file lists
+            // (sorted, once each; the lists are reused from user to user).
+            keys.clear();
+            keys.extend(
+                map.keys()
+                    .map(String::as_str)
+                    .filter(|k| self.insts.contains_key(k)),
+            );
             if let Some(o) = obs {
                 keys.extend(
                     o.roles
@@ -2967,32 +3002,35 @@ impl<'a> Planner<'a> {
                         .filter_map(|iid| key_of_id.get(iid.as_str()).copied()),
                 );
             }
-            for ikey in keys {
+            keys.sort_unstable();
+            keys.dedup();
+            for &ikey in &keys {
                 let Some((ikey, s)) = self.insts.get_key_value(ikey) else {
                     continue;
                 };
                 let ikey: &'a str = ikey;
-                let want: BTreeSet<&str> = map
-                    .get(ikey)
-                    .map(|v| v.iter().map(String::as_str).collect())
-                    .unwrap_or_default();
+                want.clear();
+                if let Some(v) = map.get(ikey) {
+                    want.extend(v.iter().map(String::as_str));
+                    want.sort_unstable();
+                    want.dedup();
+                }
                 if final_ni && !want.is_empty() {
                     out.ni.push(ikey);
                 }
-                let have: BTreeSet<&str> = match (obs, s.obs) {
-                    (Some(o), Some(i)) if !s.roles_wiped => o
-                        .roles
-                        .get(&i.id)
-                        .map(|r| r.iter().map(String::as_str).collect())
-                        .unwrap_or_default(),
-                    _ => BTreeSet::new(),
-                };
+                have.clear();
+                if let (Some(o), Some(i)) = (obs, s.obs) {
+                    if !s.roles_wiped {
+                        // A set: sorted, once each.
+                        have.extend(o.roles.get(&i.id).into_iter().flatten().map(String::as_str));
+                    }
+                }
                 if want == have {
                     continue;
                 }
                 let user: &ObjRef = user.get_or_insert_with(|| self.user_ref(upn));
-                let add: Vec<String> = want.difference(&have).map(|r| r.to_string()).collect();
-                let remove: Vec<String> = have.difference(&want).map(|r| r.to_string()).collect();
+                let add = sorted_difference(&want, &have);
+                let remove = sorted_difference(&have, &want);
                 let content = s.content;
                 let iref = inst_refs
                     .entry(ikey)
@@ -3104,6 +3142,20 @@ mod tests {
             }
         }
         (t, state)
+    }
+
+    #[test]
+    fn sorted_difference_keeps_what_the_other_lacks() {
+        for (a, b, want) in [
+            (&[][..], &[][..], &[][..]),
+            (&["a", "b"], &[], &["a", "b"]),
+            (&[], &["a"], &[]),
+            (&["a", "c", "e"], &["b", "c", "d"], &["a", "e"]),
+            (&["b"], &["a", "b", "c"], &[]),
+            (&["x", "y"], &["a"], &["x", "y"]),
+        ] {
+            assert_eq!(sorted_difference(a, b), want, "{a:?} - {b:?}");
+        }
     }
 
     const ONE_THREAD: Parallel = Parallel {

@@ -285,7 +285,7 @@ mod tests {
                     reason: "why".into(),
                     op: Box::new(Op::RemoveLicense {
                         user: ObjRef {
-                            address: format!("users.u{}@x.com", (i * 7 % 11) / 2),
+                            address: format!("users.u{}@x.com", (i * 7 % 11) / 2).into(),
                             id: None,
                         },
                     }),
