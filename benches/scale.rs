@@ -105,7 +105,7 @@ fn file_text(params: &SynthParams, format: &str) -> String {
 /// Figures of one scenario, measured in a child process (so that VmHWM is its own), in
 /// the order of `crmctl plan`: read and parse the file, read the tenant and the state,
 /// plan, render.
-fn child(params: &SynthParams, scenario: &str, format: &str, file: &str) {
+fn child(scenario: &str, format: &str, file: &str) {
     crmctl::alloc::keep_freed_memory(); // as the binary does
     let text = std::fs::read_to_string(file).expect("the parent wrote the file");
     let t = Instant::now();
@@ -118,8 +118,8 @@ fn child(params: &SynthParams, scenario: &str, format: &str, file: &str) {
     let (observed, state) = match scenario {
         "a" => (Tenant::fresh(&loaded.desired.tenant), State::empty("bench")),
         _ => {
-            let desired = generate(params);
-            let (mut t, s) = crmctl::synth::applied(&desired);
+            // The file's model is the generated one (it was written from it).
+            let (mut t, s) = crmctl::synth::applied(&loaded.desired);
             match scenario {
                 "b" => {}
                 // Not in the table: a mixed drift (members and roles added and removed,
@@ -206,7 +206,7 @@ fn main() {
         params.memberships /= n;
     }
     if let Some(i) = args.iter().position(|a| a == "--child") {
-        child(&params, &args[i + 1], &args[i + 2], &args[i + 3]);
+        child(&args[i + 1], &args[i + 2], &args[i + 3]);
         return;
     }
     println!(
