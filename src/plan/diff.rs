@@ -3163,6 +3163,32 @@ mod tests {
         memberships: usize::MAX,
     };
 
+    /// A fresh tenant, `drifted` as the state knows it, and `drifted` unmanaged (its
+    /// objects are adopted by natural key, then compared).
+    fn three_cases(d: &Desired, drifted: Tenant, state: State) -> [(Tenant, State); 3] {
+        [
+            (Tenant::fresh(&d.tenant), State::empty("test")),
+            (drifted.clone(), state),
+            (drifted, State::empty("test")),
+        ]
+    }
+
+    /// The diff on one thread, once checked that with `two` (thresholds that put a phase
+    /// on two threads) the drafts and diagnostics are the same.
+    fn same_on_two_threads(
+        d: &Desired,
+        members: &MemberPositions,
+        (observed, state): &(Tenant, State),
+        two: Parallel,
+        case: usize,
+    ) -> Diff {
+        let one = diff_with(d, members, observed, state, ONE_THREAD);
+        let other = diff_with(d, members, observed, state, two);
+        assert_eq!(one.drafts, other.drafts, "case {case}");
+        assert_eq!(one.diags, other.diags, "case {case}");
+        one
+    }
+
     #[test]
     fn groups_compared_on_two_threads_give_the_same_drafts_as_on_one() {
         let d = generate(&SynthParams::small());
@@ -3185,24 +3211,12 @@ mod tests {
                 _ => g.members.clear(),
             }
         }
-        let cases = [
-            (Tenant::fresh(&d.tenant), State::empty("test")),
-            (drifted.clone(), state),
-            // Not in the state: users and groups are adopted, their members compared.
-            (drifted, State::empty("test")),
-        ];
-        for (n, (observed, state)) in cases.into_iter().enumerate() {
-            let one = diff_with(&d, &members, &observed, &state, ONE_THREAD);
-            let two = diff_with(
-                &d,
-                &members,
-                &observed,
-                &state,
-                Parallel {
-                    memberships: 2,
-                    ..ONE_THREAD
-                },
-            );
+        for (n, case) in three_cases(&d, drifted, state).iter().enumerate() {
+            let two = Parallel {
+                memberships: 2,
+                ..ONE_THREAD
+            };
+            let one = same_on_two_threads(&d, &members, case, two, n);
             let count = |kind| one.drafts.iter().filter(|a| a.kind == kind).count();
             assert!(
                 count(ActionKind::AddGroupMembers) >= 3,
@@ -3214,8 +3228,6 @@ mod tests {
                     "case {n} removes"
                 );
             }
-            assert_eq!(one.drafts, two.drafts, "case {n}");
-            assert_eq!(one.diags, two.diags, "case {n}");
         }
     }
 
@@ -3224,35 +3236,21 @@ mod tests {
         let d = generate(&SynthParams::small());
         let members = MemberPositions::resolve(&d);
         let (drifted, state) = applied_with_role_drift(&d);
-        let cases = [
-            (Tenant::fresh(&d.tenant), State::empty("test")),
-            (drifted.clone(), state),
-            // Not in the state: the users are adopted by UPN, their roles compared.
-            (drifted, State::empty("test")),
-        ];
-        for (observed, state) in cases {
-            let one = diff_with(&d, &members, &observed, &state, ONE_THREAD);
-            let two = diff_with(
-                &d,
-                &members,
-                &observed,
-                &state,
-                Parallel {
-                    roles: 2,
-                    ..ONE_THREAD
-                },
-            );
+        for (n, case) in three_cases(&d, drifted, state).iter().enumerate() {
+            let two = Parallel {
+                roles: 2,
+                ..ONE_THREAD
+            };
+            let one = same_on_two_threads(&d, &members, case, two, n);
             let roles = one
                 .drafts
                 .iter()
                 .filter(|a| matches!(a.kind, ActionKind::AssignRoles | ActionKind::RemoveRoles))
                 .count();
             assert!(roles > 50, "the case plans roles ({roles})");
-            if !observed.users.is_empty() {
+            if !case.0.users.is_empty() {
                 assert!(one.drafts.iter().any(|a| a.kind == ActionKind::RemoveRoles));
             }
-            assert_eq!(one.drafts, two.drafts);
-            assert_eq!(one.diags, two.diags);
         }
     }
 }

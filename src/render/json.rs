@@ -201,45 +201,43 @@ fn write_action(a: &Action, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\n      \"address\": ");
     write_str(out, &a.address);
     out.extend_from_slice(b",\n      \"depends_on\": ");
-    if a.depends_on.is_empty() {
-        out.extend_from_slice(b"[]");
-    } else {
-        for (k, d) in a.depends_on.iter().enumerate() {
-            out.extend_from_slice(if k == 0 {
-                b"[\n        "
-            } else {
-                b",\n        "
-            });
-            out.extend_from_slice(num.format(*d).as_bytes());
-        }
-        out.extend_from_slice(b"\n      ]");
-    }
+    write_list(out, &a.depends_on, |out, d| {
+        out.extend_from_slice(num.format(*d).as_bytes())
+    });
     out.extend_from_slice(if a.destructive {
         b",\n      \"destructive\": true,\n      \"changes\": "
     } else {
         b",\n      \"destructive\": false,\n      \"changes\": "
     });
-    if a.changes.is_empty() {
-        out.extend_from_slice(b"[]");
-    } else {
-        for (k, c) in a.changes.iter().enumerate() {
-            out.extend_from_slice(if k == 0 {
-                b"[\n        {\n          \"path\": "
-            } else {
-                b",\n        {\n          \"path\": "
-            });
-            write_str(out, &c.path);
-            out.extend_from_slice(b",\n          \"before\": ");
-            write_value(out, &c.before);
-            out.extend_from_slice(b",\n          \"after\": ");
-            write_value(out, &c.after);
-            out.extend_from_slice(b"\n        }");
-        }
-        out.extend_from_slice(b"\n      ]");
-    }
+    write_list(out, &a.changes, |out, c| {
+        out.extend_from_slice(b"{\n          \"path\": ");
+        write_str(out, &c.path);
+        out.extend_from_slice(b",\n          \"before\": ");
+        write_value(out, &c.before);
+        out.extend_from_slice(b",\n          \"after\": ");
+        write_value(out, &c.after);
+        out.extend_from_slice(b"\n        }");
+    });
     out.extend_from_slice(b",\n      \"reason\": ");
     write_str(out, &a.reason);
     out.extend_from_slice(b"\n    }");
+}
+
+/// A list among an action's fields: `[]`, or one item per line.
+fn write_list<T>(out: &mut Vec<u8>, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
+    if items.is_empty() {
+        out.extend_from_slice(b"[]");
+        return;
+    }
+    for (k, x) in items.iter().enumerate() {
+        out.extend_from_slice(if k == 0 {
+            b"[\n        "
+        } else {
+            b",\n        "
+        });
+        item(out, x);
+    }
+    out.extend_from_slice(b"\n      ]");
 }
 
 /// A JSON string, escaped by serde_json.
