@@ -121,10 +121,8 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     match args.format {
         PlanFormat::Human if errors => {}
-        PlanFormat::Human => {
-            stdout.write_all(crate::render::render_human(&plan, color).as_bytes())?
-        }
-        // Streamed: the JSON of a large plan is never held whole.
+        // Streamed: the text of a large plan is never held whole.
+        PlanFormat::Human => crate::render::write_human(&plan, color, &mut stdout)?,
         PlanFormat::Json => crate::render::write_json(&plan, &mut stdout)?,
         PlanFormat::Markdown => {
             stdout.write_all(crate::render::render_markdown(&plan).as_bytes())?
@@ -158,9 +156,12 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
             out.display(),
             out.display()
         );
+        common::free_at_exit((loaded, state, saved));
         return Ok(exit(args.detailed_exitcode, changes));
     }
-    Ok(exit(args.detailed_exitcode, !plan.is_empty()))
+    let changes = !plan.is_empty();
+    common::free_at_exit((loaded, state, plan));
+    Ok(exit(args.detailed_exitcode, changes))
 }
 
 fn exit(detailed: bool, changes: bool) -> ExitCode {
