@@ -67,7 +67,6 @@ pub(crate) fn short_value(v: &serde_json::Value) -> String {
 
 /// [`short_value`], written into `out`.
 pub(crate) fn write_short_value(out: &mut String, v: &serde_json::Value) {
-    use std::fmt::Write as _;
     const MAX_ITEMS: usize = 20;
     match v {
         serde_json::Value::Null => out.push_str("(none)"),
@@ -77,11 +76,39 @@ pub(crate) fn write_short_value(out: &mut String, v: &serde_json::Value) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                let _ = write!(out, "{item}");
+                write_compact(out, item);
             }
+            use std::fmt::Write as _;
             let _ = write!(out, ", ... ({} more)]", items.len() - MAX_ITEMS);
         }
+        other => write_compact(out, other),
+    }
+}
+
+/// `v` as compact JSON (its `Display`), without the formatting machinery for the values
+/// a plan is made of: strings that need no escaping and lists of them (a large plan
+/// shows about a million).
+fn write_compact(out: &mut String, v: &serde_json::Value) {
+    use serde_json::Value;
+    let plain = |s: &str| !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
+    match v {
+        Value::String(s) if plain(s) => {
+            out.push('"');
+            out.push_str(s);
+            out.push('"');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_compact(out, item);
+            }
+            out.push(']');
+        }
         other => {
+            use std::fmt::Write as _;
             let _ = write!(out, "{other}");
         }
     }
@@ -101,4 +128,33 @@ pub(crate) fn changes_inline(a: &Action) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn written_values_are_their_short_form() {
+        let long: Vec<String> = (0..25).map(|i| format!("u{i}@x.com")).collect();
+        for v in [
+            json!(null),
+            json!("plain"),
+            json!("quote \" backslash \\ tab \t newline \n bell \u{7} é ✓"),
+            json!(""),
+            json!(42),
+            json!(-2.5),
+            json!(true),
+            json!([]),
+            json!(["a", "b\"c", 1, null, [2, ["x"]], {"k": "v"}]),
+            json!({"a": [1, 2], "b": {"c": null}}),
+            json!(long),
+            serde_json::Value::Array(vec![json!([1, "2"]); 21]),
+        ] {
+            let mut out = String::from(">");
+            write_short_value(&mut out, &v);
+            assert_eq!(out, format!(">{}", short_value(&v)), "{v}");
+        }
+    }
 }
