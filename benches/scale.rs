@@ -93,12 +93,11 @@ fn vm_hwm_mib() -> f64 {
 
 /// The file of the reference tenant in `format`, written once by the parent (children
 /// read it as `crmctl plan -f` does, so that their heap holds no generated model).
-fn file_text(params: &SynthParams, format: &str) -> String {
-    let desired = generate(params);
+fn file_text(desired: &crmctl::spec::model::Desired, format: &str) -> String {
     if format == "yaml" {
-        crmctl::spec::load::to_yaml(&desired).expect("yaml")
+        crmctl::spec::load::to_yaml(desired).expect("yaml")
     } else {
-        serde_json::to_string(&desired).expect("json")
+        serde_json::to_string(desired).expect("json")
     }
 }
 
@@ -209,6 +208,42 @@ fn main() {
         child(&args[i + 1], &args[i + 2], &args[i + 3]);
         return;
     }
+    let exe = std::env::current_exe().expect("own path");
+    // `--json`: skip the (slow) YAML runs.
+    let formats: &[&str] = if args.iter().any(|a| a == "--json") {
+        &["json"]
+    } else {
+        &["yaml", "json"]
+    };
+    // `--files DIR`: write the files there and keep them (e.g. to time `crmctl plan -f`
+    // on them; with `--runs 0` nothing else is done).
+    let keep = args
+        .iter()
+        .position(|a| a == "--files")
+        .map(|i| &args[i + 1]);
+    let dir = match keep {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::env::temp_dir().join(format!("crmctl-scale-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    // One model, written in each format.
+    let desired = generate(&params);
+    let files: Vec<String> = formats
+        .iter()
+        .map(|format| {
+            let path = dir.join(format!("tenant.{format}"));
+            std::fs::write(&path, file_text(&desired, format)).expect("write the file");
+            path.to_string_lossy().into_owned()
+        })
+        .collect();
+    drop(desired);
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .map_or(3, |i| args[i + 1].parse().expect("--runs N"));
+    if runs == 0 {
+        return;
+    }
     println!(
         "tenant: {} users, {} groups, {} memberships, {} instances",
         params.users, params.groups, params.memberships, params.instances
@@ -229,39 +264,6 @@ fn main() {
         "peak MiB",
         "(fp)"
     );
-    let exe = std::env::current_exe().expect("own path");
-    // `--json`: skip the (slow) YAML runs.
-    let formats: &[&str] = if args.iter().any(|a| a == "--json") {
-        &["json"]
-    } else {
-        &["yaml", "json"]
-    };
-    // `--files DIR`: write the files there and keep them (e.g. to time `crmctl plan -f`
-    // on them; with `--runs 0` nothing else is done).
-    let keep = args
-        .iter()
-        .position(|a| a == "--files")
-        .map(|i| &args[i + 1]);
-    let dir = match keep {
-        Some(d) => std::path::PathBuf::from(d),
-        None => std::env::temp_dir().join(format!("crmctl-scale-{}", std::process::id())),
-    };
-    std::fs::create_dir_all(&dir).expect("temporary directory");
-    let files: Vec<String> = formats
-        .iter()
-        .map(|format| {
-            let path = dir.join(format!("tenant.{format}"));
-            std::fs::write(&path, file_text(&params, format)).expect("write the file");
-            path.to_string_lossy().into_owned()
-        })
-        .collect();
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .map_or(3, |i| args[i + 1].parse().expect("--runs N"));
-    if runs == 0 {
-        return;
-    }
     for (scenario, name) in [
         ("a", "(a) from a fresh tenant"),
         ("b", "(b) no change"),
