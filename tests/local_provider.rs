@@ -936,3 +936,150 @@ fn import_checks_references() {
     assert!(err.to_string().contains("ghost"), "{err}");
     assert_eq!(p.observe().unwrap(), base());
 }
+
+fn create_user(p: &LocalProvider, upn: &str) -> Result<String, ProviderError> {
+    p.execute(&Op::CreateUser {
+        upn: upn.into(),
+        name: upn.into(),
+        access_mode: AccessMode::ReadWrite,
+    })
+    .map(|o| o.created_id.expect("a created id"))
+}
+
+/// issue 9 item 1: several writers on one file (two applies with separate state files, a
+/// run started after `force-unlock` of a live one, `crmctl local set` during an apply), as
+/// on the service: ids come from the file's counters inside the write transaction, each
+/// op is checked against the file's current content (P1, I5), and no writer reverts
+/// another's change (a `used-gb` set, a license count).
+#[test]
+fn two_writers_on_one_file_never_reuse_ids_or_revert_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenant.db");
+    // Both open the file before anything exists: both caches are the fresh tenant.
+    let a = LocalProvider::open(&path).unwrap();
+    let b = LocalProvider::open(&path).unwrap();
+    let ana = create_user(&a, "ana@coho.com").unwrap();
+    let bob = create_user(&b, "bob@coho.com").unwrap();
+    assert_ne!(ana, bob, "b handed out an id from its stale counters");
+    // P1 against the file, not against b's cache.
+    match create_user(&b, "ANA@coho.com") {
+        Err(ProviderError::Refused { rule, .. }) => assert_eq!(rule, "P1"),
+        other => panic!("a second ana was created: {other:?}"),
+    }
+    // Instance ids and URL names (I5) too.
+    let i1 = a
+        .execute(&configure("coho", InstanceType::Production))
+        .unwrap()
+        .created_id
+        .unwrap();
+    b.execute(&Op::PurchaseLicenses {
+        plan: LicensePlan::Professional,
+        to: 30,
+    })
+    .unwrap();
+    b.execute(&Op::PurchaseInstance {
+        kind: InstanceType::Sandbox,
+    })
+    .unwrap();
+    match b.execute(&configure("coho", InstanceType::Sandbox)) {
+        Err(ProviderError::Refused { rule, .. }) => assert_eq!(rule, "I5"),
+        other => panic!("a second `coho` was configured: {other:?}"),
+    }
+    let i2 = b
+        .execute(&configure("coho-test", InstanceType::Sandbox))
+        .unwrap()
+        .created_id
+        .unwrap();
+    assert_ne!(i1, i2, "instance ids collide");
+
+    // `crmctl local set storage used-gb` by a third writer, then an op of `a` that writes
+    // the tenant-level row: the set survives.
+    let c = LocalProvider::open(&path).unwrap();
+    c.admin_update(|t| {
+        t.storage.used_gb = 3.5;
+        Ok(())
+    })
+    .unwrap();
+    a.execute(&Op::PurchaseLicenses {
+        plan: LicensePlan::Basic,
+        to: 4,
+    })
+    .unwrap();
+    // An admin set from a stale opener does not revert the licenses `a` bought.
+    c.admin_update(|t| {
+        t.storage.used_gb = 4.0;
+        Ok(())
+    })
+    .unwrap();
+    let t = LocalProvider::open(&path).unwrap().observe().unwrap();
+    assert_eq!(t.storage.used_gb, 4.0);
+    assert_eq!(t.purchased(LicensePlan::Basic), 4);
+    assert_eq!(t.purchased(LicensePlan::Professional), 30);
+    let upns: BTreeMap<&str, &str> = t
+        .users
+        .values()
+        .map(|u| (u.id.as_str(), u.upn.as_str()))
+        .collect();
+    assert_eq!(
+        upns,
+        BTreeMap::from([
+            (ana.as_str(), "ana@coho.com"),
+            (bob.as_str(), "bob@coho.com")
+        ])
+    );
+    assert_eq!(t.instances.len(), 2);
+    // Every opener observes the file as it is now.
+    assert_eq!(a.observe().unwrap(), t);
+    assert_eq!(b.observe().unwrap(), t);
+    assert_eq!(c.observe().unwrap(), t);
+
+    // `local edit` from a snapshot that another writer changed meanwhile is refused.
+    let before = c.observe().unwrap();
+    let mut edited = before.clone();
+    edited.storage.used_gb = 9.0;
+    a.execute(&Op::PurchaseLicenses {
+        plan: LicensePlan::Basic,
+        to: 6,
+    })
+    .unwrap();
+    let err = c.admin_replace_unchanged(&before, edited).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("changed while it was being edited"),
+        "{err}"
+    );
+    assert_eq!(c.observe().unwrap().purchased(LicensePlan::Basic), 6);
+}
+
+/// issue 9 item 1: two writers creating users at the same time on two threads (two
+/// connections, like two processes): every id names the user its creator was told about.
+#[test]
+fn concurrent_writers_get_distinct_ids_that_name_their_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenant.db");
+    let writers: Vec<LocalProvider> = (0..2)
+        .map(|_| LocalProvider::open(&path).unwrap())
+        .collect();
+    let created: Vec<Vec<(String, String)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = writers
+            .iter()
+            .enumerate()
+            .map(|(w, p)| {
+                s.spawn(move || {
+                    (0..150)
+                        .map(|i| {
+                            let upn = format!("w{w}-u{i}@coho.com");
+                            (create_user(p, &upn).unwrap(), upn)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let t = LocalProvider::open(&path).unwrap().observe().unwrap();
+    assert_eq!(t.users.len(), 300);
+    for (id, upn) in created.iter().flatten() {
+        assert_eq!(&t.users[id].upn, upn, "{id} names another user");
+    }
+}

@@ -3,15 +3,22 @@
 //!
 //! # Model
 //!
-//! - A missing file is a fresh tenant ([`Tenant::fresh`]): a new paid subscription with one
-//!   production slot ready to configure, 5 GB storage, versions 7.0.0 to 8.1.0. `observe`
-//!   never creates the file; the first `execute` that changes something does.
+//! - A missing (or 0-byte) file holds no tenant; the provider then starts from a fresh one
+//!   ([`Tenant::fresh`]): a new paid subscription with one production slot ready to
+//!   configure, 5 GB storage, versions 7.0.0 to 8.1.0. `observe` never creates the file;
+//!   the first `execute` that changes something does. [`LocalProvider::file`] says which
+//!   case was found, so that the CLI never mistakes a missing tenant for an empty one.
 //! - Ids are deterministic: `usr-000001`, `grp-000001`, `org-000001`, from counters kept in
 //!   the file, so runs and tests are reproducible.
-//! - The whole tenant is cached in memory when the file is opened. Each op is checked
-//!   against the cache (every rule of domain.md, refusals name the rule), written in one
-//!   SQLite transaction touching only the rows it changes (see the `store` module), and applied to
-//!   the cache only after the commit succeeded.
+//! - The whole tenant is cached in memory. Several writers may share one file (two applies
+//!   with different state files, `crmctl local set` during an apply), as they share the
+//!   service: each write begins an IMMEDIATE transaction (the file's write lock), reads the
+//!   cache again inside it when another connection committed since it was read (`PRAGMA
+//!   data_version`), then checks each op against that fresh cache (every rule of
+//!   domain.md, refusals name the rule), takes ids from the fresh counters, writes only the
+//!   rows it changes (see the `store` module) and commits. `observe` reads the file again
+//!   when it changed (a cheap check otherwise); admin edits (`local set/import/edit`) work
+//!   on the current content inside their transaction too.
 //!
 //! # Durability
 //!
@@ -93,10 +100,23 @@ use delta::{Counters, Delta, Index, Meta};
 /// The embedded local tenant provider (`--backend local:PATH`).
 pub struct LocalProvider {
     path: PathBuf,
+    file: TenantFile,
     inner: Mutex<Inner>,
     group: Mutex<Group>,
     group_done: Condvar,
     transactions: AtomicU64,
+}
+
+/// What the tenant file held when it was opened. A missing tenant is not an empty one
+/// (issue 9 item 4): the caller decides whether a fresh tenant may start there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantFile {
+    /// No file at the path.
+    Missing,
+    /// A file without a tenant: 0 bytes, or a database whose first change never committed.
+    Empty,
+    /// A tenant.
+    Present,
 }
 
 /// Group commit: ops that arrive while a transaction is being written wait in the queue;
@@ -116,13 +136,73 @@ struct Queued {
 
 struct Inner {
     conn: Option<Connection>,
+    cache: Cache,
+}
+
+/// The tenant as last read from the file (plus this process's own committed changes).
+#[derive(Clone)]
+struct Cache {
     tenant: Tenant,
     index: Index,
     counters: Counters,
+    /// `PRAGMA data_version` of the connection when the cache was last read from the file:
+    /// another writer (process or connection) committed since when it differs. `None`: not
+    /// read through the connection yet.
+    synced: Option<i64>,
+    /// The file holds the tenant-level row (false for a fresh tenant not written yet).
+    stored: bool,
     /// The tenant-level row must be written with the next change (domain hint).
     meta_dirty: bool,
-    /// The domain hint, kept to restore it if a failed write forces a reload.
+    /// The domain hint, kept to apply it again when the cache is reloaded.
     domain_hint: Option<String>,
+}
+
+impl Cache {
+    fn fresh() -> Cache {
+        let tenant = Tenant::fresh("");
+        Cache {
+            index: Index::build(&tenant),
+            tenant,
+            counters: Counters::default(),
+            synced: None,
+            stored: false,
+            meta_dirty: false,
+            domain_hint: None,
+        }
+    }
+
+    /// Replace the cache with what the file holds (`None`: no tenant row yet).
+    fn install(&mut self, loaded: Option<(Tenant, Counters)>, version: Option<i64>) {
+        let (tenant, counters, stored) = match loaded {
+            Some((t, c)) => (t, c, true),
+            None => (Tenant::fresh(""), Counters::default(), false),
+        };
+        self.index = Index::build(&tenant);
+        self.tenant = tenant;
+        self.counters = counters;
+        self.stored = stored;
+        self.synced = version;
+        self.meta_dirty = false;
+        if let Some(hint) = self.domain_hint.clone() {
+            if self.tenant.domain.is_empty() {
+                self.tenant.domain = hint;
+                self.meta_dirty = true;
+            }
+        }
+    }
+
+    /// Bring the cache up to date with the file: reload it when another connection
+    /// committed since it was read. Inside a write transaction this sees every commit (the
+    /// write lock is held); inside a read transaction, one snapshot.
+    fn sync(&mut self, conn: &Connection, path: &Path) -> Result<(), ProviderError> {
+        // Read before the load: a commit in between only causes one more reload later.
+        let version = store::data_version(conn, path)?;
+        if self.synced != Some(version) {
+            let loaded = store::load(conn, path)?;
+            self.install(loaded, Some(version));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for LocalProvider {
@@ -155,29 +235,42 @@ static EXECUTE_CALLS: AtomicU64 = AtomicU64::new(0);
 /// Calls that changed the tenant (numbering for `CRMCTL_LOCAL_EXIT_AT` / `_AFTER`).
 static WRITE_CALLS: AtomicU64 = AtomicU64::new(0);
 
+/// The length of the file at `path`, `None` when there is none.
+fn file_len(path: &Path) -> Result<Option<u64>, ProviderError> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(m.len())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ProviderError::Backend(format!("{}: {e}", path.display()))),
+    }
+}
+
 impl LocalProvider {
-    /// Open the local tenant at `path`; a missing file is a fresh tenant (created on the
-    /// first change, never by observe).
+    /// Open the local tenant at `path`. A missing (or 0-byte) file holds no tenant: the
+    /// provider then starts from a fresh one, created on the first change, never by
+    /// observe; [`LocalProvider::file`] tells the caller which case it is.
     pub fn open(path: &Path) -> Result<LocalProvider, ProviderError> {
-        let (conn, tenant, counters) = if path.exists() {
-            let conn = store::connect(path, false)?;
-            match store::load(&conn, path)? {
-                Some((t, c)) => (Some(conn), t, c),
-                None => (Some(conn), Tenant::fresh(""), Counters::default()),
-            }
-        } else {
-            (None, Tenant::fresh(""), Counters::default())
+        let len = file_len(path)?;
+        let mut inner = Inner {
+            conn: None,
+            cache: Cache::fresh(),
+        };
+        // A 0-byte file is left alone (SQLite would make it a database on open).
+        if len.is_some_and(|n| n > 0) {
+            let mut conn = store::connect(path, false)?;
+            let tx = store::begin_read(&mut conn, path)?;
+            inner.cache.sync(&tx, path)?;
+            drop(tx);
+            inner.conn = Some(conn);
+        }
+        let file = match len {
+            None => TenantFile::Missing,
+            Some(_) if inner.cache.stored => TenantFile::Present,
+            Some(_) => TenantFile::Empty,
         };
         Ok(LocalProvider {
             path: path.to_path_buf(),
-            inner: Mutex::new(Inner {
-                conn,
-                index: Index::build(&tenant),
-                tenant,
-                counters,
-                meta_dirty: false,
-                domain_hint: None,
-            }),
+            file,
+            inner: Mutex::new(inner),
             group: Mutex::new(Group::default()),
             group_done: Condvar::new(),
             transactions: AtomicU64::new(0),
@@ -187,6 +280,11 @@ impl LocalProvider {
     /// The file holding the tenant.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the file held when it was opened.
+    pub fn file(&self) -> TenantFile {
+        self.file
     }
 
     /// SQLite write transactions committed by `execute` so far (several concurrent ops share
@@ -204,37 +302,106 @@ impl LocalProvider {
     /// `tenant`. Nothing is written now; the domain is stored with the next change.
     pub fn set_domain_hint(&self, domain: &str) -> Result<(), ProviderError> {
         let mut inner = self.lock()?;
-        if inner.tenant.domain.is_empty() && !domain.is_empty() {
-            inner.tenant.domain = domain.to_string();
-            inner.meta_dirty = true;
-            inner.domain_hint = Some(domain.to_string());
+        let cache = &mut inner.cache;
+        if !domain.is_empty() {
+            cache.domain_hint = Some(domain.to_string());
+            if cache.tenant.domain.is_empty() {
+                cache.tenant.domain = domain.to_string();
+                cache.meta_dirty = true;
+            }
         }
         Ok(())
     }
 
-    /// Replace the whole tenant (the admin center's view of `crmctl local import` and
-    /// `crmctl local edit`): no service rule is checked, only that references point at
-    /// existing objects. Only the rows that differ are written, in one transaction.
+    /// Replace the whole tenant (the admin center's view of `crmctl local import`): no
+    /// service rule is checked, only that references point at existing objects. Only the
+    /// rows that differ from the file's current content are written, in one transaction.
     pub fn admin_replace(&self, new: Tenant) -> Result<(), ProviderError> {
         check_integrity(&new)?;
-        let mut inner = self.lock()?;
-        let counters = counters_covering(&new, inner.counters);
-        let mut deltas = delta::diff(&inner.tenant, &new, inner.counters);
-        if counters != inner.counters || inner.conn.is_none() || inner.meta_dirty {
-            deltas.retain(|d| !matches!(d, Delta::Meta(_)));
-            deltas.insert(0, Delta::Meta(Box::new(Meta::of(&new, counters))));
-        }
-        self.commit(&mut inner, deltas)
+        self.admin_write(|_| Ok(new))
+    }
+
+    /// [`LocalProvider::admin_replace`] for `crmctl local edit`: refused when the tenant
+    /// is no longer `before` (another run or command wrote to it during the edit), so that
+    /// an edit never reverts a change it did not see.
+    pub fn admin_replace_unchanged(
+        &self,
+        before: &Tenant,
+        new: Tenant,
+    ) -> Result<(), ProviderError> {
+        check_integrity(&new)?;
+        self.admin_write(|current| {
+            if current != before {
+                return Err(ProviderError::Invalid(
+                    "the tenant changed while it was being edited (another crmctl run or `crmctl local` command wrote to it); nothing was saved".into(),
+                ));
+            }
+            Ok(new)
+        })
     }
 
     /// Change the tenant with a closure (for `crmctl local set`): no service rule is checked.
+    /// The closure sees the file's current content, inside the write transaction, so that
+    /// a concurrent apply's changes are neither lost nor reverted.
     pub fn admin_update(
         &self,
         f: impl FnOnce(&mut Tenant) -> Result<(), String>,
     ) -> Result<(), ProviderError> {
-        let mut new = self.observe()?;
-        f(&mut new).map_err(ProviderError::Invalid)?;
-        self.admin_replace(new)
+        self.admin_write(|current| {
+            let mut new = current.clone();
+            f(&mut new).map_err(ProviderError::Invalid)?;
+            check_integrity(&new)?;
+            Ok(new)
+        })
+    }
+
+    /// One admin write: begin the write transaction, bring the cache up to date, compute
+    /// the new tenant from the current one, write the rows that differ, commit.
+    fn admin_write(
+        &self,
+        f: impl FnOnce(&Tenant) -> Result<Tenant, ProviderError>,
+    ) -> Result<(), ProviderError> {
+        let mut guard = self.lock()?;
+        let inner = &mut *guard;
+        if inner.conn.is_none() {
+            inner.conn = Some(store::connect(&self.path, true)?);
+            inner.cache.synced = None;
+        }
+        let Inner { conn, cache } = inner;
+        let conn = conn.as_mut().expect("connection opened above");
+        let tx = store::begin(conn, &self.path)?;
+        cache.sync(&tx, &self.path)?;
+        let new = f(&cache.tenant)?;
+        let counters = counters_covering(&new, cache.counters);
+        let mut deltas = delta::diff(&cache.tenant, &new, cache.counters);
+        if counters != cache.counters || !cache.stored || cache.meta_dirty {
+            deltas.retain(|d| !matches!(d, Delta::Meta(_)));
+            deltas.insert(0, Delta::Meta(Box::new(Meta::of(&new, counters))));
+        }
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let result = (|| {
+            store::write(&tx, &self.path, &deltas)?;
+            tx.commit().map_err(store::db_err(&self.path))
+        })();
+        match result {
+            Ok(()) => {
+                delta::apply_to_cache(
+                    &mut cache.tenant,
+                    &mut cache.index,
+                    &mut cache.counters,
+                    &deltas,
+                );
+                cache.stored = true;
+                cache.meta_dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                cache.synced = None;
+                Err(e)
+            }
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, ProviderError> {
@@ -243,89 +410,51 @@ impl LocalProvider {
             .map_err(|_| ProviderError::Backend("local tenant lock poisoned by a panic".into()))
     }
 
-    /// Write deltas in one transaction, then apply them to the cache (admin edits).
-    fn commit(&self, inner: &mut Inner, deltas: Vec<Delta>) -> Result<(), ProviderError> {
-        if deltas.is_empty() {
+    /// Bring the cache up to date with the file when another writer changed it (a cheap
+    /// check when nobody did), outside any write transaction.
+    fn refresh(&self, inner: &mut Inner) -> Result<(), ProviderError> {
+        if inner.conn.is_none() {
+            // Another process may have created the file since it was opened.
+            if !file_len(&self.path)?.is_some_and(|n| n > 0) {
+                return Ok(());
+            }
+            inner.conn = Some(store::connect(&self.path, false)?);
+            inner.cache.synced = None;
+        }
+        let Inner { conn, cache } = inner;
+        let conn = conn.as_mut().expect("connection opened above");
+        if cache.synced == Some(store::data_version(conn, &self.path)?) {
             return Ok(());
         }
-        self.write(inner, &deltas, &[], false)?;
-        let Inner {
-            tenant,
-            index,
-            counters,
-            ..
-        } = inner;
-        delta::apply_to_cache(tenant, index, counters, &deltas);
-        inner.meta_dirty = false;
-        Ok(())
+        let tx = store::begin_read(conn, &self.path)?;
+        cache.sync(&tx, &self.path)
     }
 
-    /// Write deltas in one SQLite transaction (creating the file when needed). `calls` are
-    /// the numbers of the tenant-changing calls the transaction serves (for fault
-    /// injection). With
-    /// `meta_from_cache`, the tenant-level row is also written from the cache when it is new
-    /// or dirty (the cache then already holds the deltas' effects).
-    fn write(
-        &self,
-        inner: &mut Inner,
-        deltas: &[Delta],
-        calls: &[u64],
-        meta_from_cache: bool,
-    ) -> Result<(), ProviderError> {
-        let creating = inner.conn.is_none();
-        let head = (meta_from_cache && (inner.meta_dirty || creating))
-            .then(|| Delta::Meta(Box::new(Meta::of(&inner.tenant, inner.counters))));
-        if creating {
-            inner.conn = Some(store::connect(&self.path, true)?);
-        }
-        let conn = inner.conn.as_mut().expect("connection opened above");
-        let tx = store::begin(conn, &self.path)?;
-        // The head (tenant-level row from the cache) goes last: when ops ran, the cache
-        // already holds their effects, so it is the newest tenant-level row.
-        store::write(&tx, &self.path, deltas)?;
-        if let Some(head) = head {
-            store::write(&tx, &self.path, &[head])?;
-        }
-        if let Some(n) = faults().exit_at.filter(|n| calls.contains(n)) {
-            eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AT={n}: aborting before commit");
-            std::process::abort();
-        }
-        tx.commit().map_err(store::db_err(&self.path))?;
-        if let Some(n) = faults().exit_after.filter(|n| calls.contains(n)) {
-            eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AFTER={n}: aborting after commit");
-            std::process::abort();
-        }
-        Ok(())
-    }
-
-    /// Run queued ops as one transaction: each op is checked against the cache as left by
-    /// the ops before it (and applied to it at once); refused ops write nothing. If the
-    /// transaction fails, the cache is reloaded from the file and every op of the group
-    /// fails with the backend error (none of them was done).
-    fn run_group(&self, batch: Vec<Queued>) -> Vec<(u64, Result<Outcome, ProviderError>)> {
-        let mut inner = match self.lock() {
-            Ok(i) => i,
-            Err(e) => {
-                return batch
-                    .into_iter()
-                    .map(|q| (q.ticket, Err(e.clone())))
-                    .collect()
-            }
-        };
+    /// Check each op against `cache` as left by the ops before it, and apply its effect
+    /// to the cache at once. Returns the results, the deltas to write and the numbers of
+    /// the tenant-changing calls (for fault injection; `count` numbers them).
+    fn effects(
+        cache: &mut Cache,
+        batch: &[Queued],
+        count: bool,
+    ) -> (
+        Vec<(u64, Result<Outcome, ProviderError>)>,
+        Vec<Delta>,
+        Vec<u64>,
+    ) {
         let mut results = Vec::with_capacity(batch.len());
         let mut deltas = Vec::new();
         let mut calls = Vec::new();
-        for q in &batch {
-            let inner = &mut *inner;
-            match rules::effect(&inner.tenant, &inner.index, inner.counters, &q.op) {
+        for q in batch {
+            match rules::effect(&cache.tenant, &cache.index, cache.counters, &q.op) {
                 Ok(effect) => {
                     delta::apply_to_cache(
-                        &mut inner.tenant,
-                        &mut inner.index,
-                        &mut inner.counters,
+                        &mut cache.tenant,
+                        &mut cache.index,
+                        &mut cache.counters,
                         &effect.deltas,
                     );
-                    if !effect.deltas.is_empty() {
+                    if count && !effect.deltas.is_empty() {
                         calls.push(WRITE_CALLS.fetch_add(1, Ordering::SeqCst) + 1);
                     }
                     deltas.extend(effect.deltas);
@@ -334,16 +463,90 @@ impl LocalProvider {
                 Err(e) => results.push((q.ticket, Err(e))),
             }
         }
-        if deltas.is_empty() {
-            return results;
+        (results, deltas, calls)
+    }
+
+    /// Run queued ops as one transaction. The IMMEDIATE transaction begins first; the
+    /// cache is brought up to date inside it when another writer committed since it was
+    /// read (issue 9 item 1: several writers on one file, as the service has); then each
+    /// op is checked against the fresh cache as left by the ops before it, ids come from
+    /// the fresh counters, and refused ops write nothing. If the transaction fails, every
+    /// op of the group fails with the backend error (none of them was done) and the cache
+    /// is read again from the file.
+    fn run_group(&self, batch: Vec<Queued>) -> Vec<(u64, Result<Outcome, ProviderError>)> {
+        let fail_all = |e: &ProviderError| {
+            batch
+                .iter()
+                .map(|q| (q.ticket, Err(e.clone())))
+                .collect::<Vec<_>>()
+        };
+        let mut guard = match self.lock() {
+            Ok(i) => i,
+            Err(e) => return fail_all(&e),
+        };
+        let inner = &mut *guard;
+        if inner.conn.is_none() {
+            if let Err(e) = self.refresh(inner) {
+                return fail_all(&e);
+            }
         }
-        match self.write(&mut inner, &deltas, &calls, true) {
+        if inner.conn.is_none() {
+            // No file yet: refused requests and no-ops must not create it. The fresh cache
+            // is small; try the ops on a copy first.
+            let mut probe = inner.cache.clone();
+            let (results, deltas, _) = Self::effects(&mut probe, &batch, false);
+            if deltas.is_empty() {
+                return results;
+            }
+            match store::connect(&self.path, true) {
+                Ok(c) => inner.conn = Some(c),
+                Err(e) => return fail_all(&e),
+            }
+            inner.cache.synced = None;
+        }
+        let Inner { conn, cache } = inner;
+        let conn = conn.as_mut().expect("connection opened above");
+        let tx = match store::begin(conn, &self.path) {
+            Ok(tx) => tx,
+            Err(e) => return fail_all(&e),
+        };
+        if let Err(e) = cache.sync(&tx, &self.path) {
+            cache.synced = None;
+            return fail_all(&e);
+        }
+        let (mut results, deltas, calls) = Self::effects(cache, &batch, true);
+        if deltas.is_empty() {
+            return results; // the transaction ends without writing
+        }
+        let written: Result<(), ProviderError> = (|| {
+            store::write(&tx, &self.path, &deltas)?;
+            // The tenant-level row from the cache goes last: the cache already holds the
+            // ops' effects, so it is the newest tenant-level row.
+            if cache.meta_dirty || !cache.stored {
+                let head = Delta::Meta(Box::new(Meta::of(&cache.tenant, cache.counters)));
+                store::write(&tx, &self.path, &[head])?;
+            }
+            if let Some(n) = faults().exit_at.filter(|n| calls.contains(n)) {
+                eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AT={n}: aborting before commit");
+                std::process::abort();
+            }
+            tx.commit().map_err(store::db_err(&self.path))?;
+            if let Some(n) = faults().exit_after.filter(|n| calls.contains(n)) {
+                eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AFTER={n}: aborting after commit");
+                std::process::abort();
+            }
+            Ok(())
+        })();
+        match written {
             Ok(()) => {
-                inner.meta_dirty = false;
+                cache.meta_dirty = false;
+                cache.stored = true;
                 self.transactions.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                if let Err(reload) = self.reload(&mut inner) {
+                // The cache holds effects that were not committed: read it again.
+                cache.synced = None;
+                if let Err(reload) = self.refresh(inner) {
                     eprintln!(
                         "crmctl: cannot reload the local tenant after a failed write: {reload}"
                     );
@@ -355,30 +558,15 @@ impl LocalProvider {
         }
         results
     }
-
-    /// Reload the cache from the file (after a failed transaction).
-    fn reload(&self, inner: &mut Inner) -> Result<(), ProviderError> {
-        let loaded = match &inner.conn {
-            Some(conn) => store::load(conn, &self.path)?,
-            None => None,
-        };
-        let (tenant, counters) = loaded.unwrap_or_else(|| (Tenant::fresh(""), Counters::default()));
-        inner.index = Index::build(&tenant);
-        inner.tenant = tenant;
-        inner.counters = counters;
-        if let Some(hint) = inner.domain_hint.clone() {
-            if inner.tenant.domain.is_empty() {
-                inner.tenant.domain = hint;
-                inner.meta_dirty = true;
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Provider for LocalProvider {
+    /// The tenant as the file holds it now: the cache, read again when another writer
+    /// changed the file since (a cheap check when nobody did).
     fn observe(&self) -> Result<Tenant, ProviderError> {
-        Ok(self.lock()?.tenant.clone())
+        let mut inner = self.lock()?;
+        self.refresh(&mut inner)?;
+        Ok(inner.cache.tenant.clone())
     }
 
     fn execute(&self, op: &Op) -> Result<Outcome, ProviderError> {

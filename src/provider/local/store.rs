@@ -163,6 +163,24 @@ pub(crate) fn load(
     Ok(Some((t, meta.counters)))
 }
 
+/// `PRAGMA data_version`: changes whenever another connection (this process or another)
+/// committed to the file since the last call on this connection; this connection's own
+/// commits leave it unchanged. Cheap (no I/O beyond the WAL index).
+pub(crate) fn data_version(conn: &Connection, path: &Path) -> Result<i64, ProviderError> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(db_err(path))
+}
+
+/// Begin a read transaction: the reads inside see one snapshot of the file, whatever
+/// other writers commit meanwhile.
+pub(crate) fn begin_read<'c>(
+    conn: &'c mut Connection,
+    path: &Path,
+) -> Result<Transaction<'c>, ProviderError> {
+    conn.transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(db_err(path))
+}
+
 /// Begin a write transaction (immediate: takes the write lock up front).
 pub(crate) fn begin<'c>(
     conn: &'c mut Connection,
