@@ -537,11 +537,13 @@ fn injected_failure_midway_then_apply_again_finishes_the_job() {
 #[test]
 fn show_and_local_edits_simulate_the_admin_center() {
     let dir = tempfile::tempdir().unwrap();
+    // issue 9 item 4: `show` of a missing tenant is an error, not an empty tenant.
     crmctl(dir.path())
         .args(["show", "--format", "json"])
         .assert()
-        .success()
-        .stdout(predicate::str::contains("\"8.1.0\""));
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(".crmctl/tenant.db does not exist"));
     assert!(
         !tenant_db(dir.path()).exists(),
         "show must not create the tenant"
@@ -569,6 +571,11 @@ fn show_and_local_edits_simulate_the_admin_center() {
         .args(["local", "set", "domain", "coho.onmicrosoft.com"])
         .assert()
         .success();
+    crmctl(dir.path())
+        .args(["show", "--format", "json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"8.1.0\""));
     let t = observe(dir.path());
     assert_eq!(t.purchased(LicensePlan::Professional), 10);
     assert_eq!(
@@ -692,4 +699,152 @@ fn a_lost_state_is_rebuilt_by_adoption_without_duplicates() {
         .observe()
         .unwrap();
     assert_eq!(before, after, "adoption changes nothing in the tenant");
+}
+
+fn state_json(dir: &Path) -> crmctl::state::State {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(".crmctl/state.json")).unwrap()).unwrap()
+}
+
+/// issue 9 item 4: a missing tenant is not an empty tenant. With a state that manages
+/// objects, a mistyped, missing or 0-byte `local:PATH` is an error naming the path and
+/// how many objects the state manages (it used to plan "N to create" and recreate them
+/// all); `show` and `local export` of such a path are errors too. Only an empty (new)
+/// state starts from a fresh tenant.
+#[test]
+fn a_missing_or_empty_tenant_is_not_an_empty_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let managed = state_json(dir.path()).resources.len();
+    assert!(managed > 0);
+    let zero = dir.path().join("zero.db");
+    std::fs::write(&zero, b"").unwrap();
+    let cases = [
+        ("local:.crmctl/tenant.dbx", "does not exist"),
+        ("local:zero.db", "is empty"),
+    ];
+    for (backend, what) in cases {
+        for cmd in [&["plan", "-f"][..], &["apply", "--auto-approve", "-f"][..]] {
+            crmctl(dir.path())
+                .args(cmd)
+                .arg(&file)
+                .args(["--backend", backend])
+                .assert()
+                .code(1)
+                .stdout(predicate::str::contains("to create").not())
+                .stderr(predicate::str::contains(what))
+                .stderr(predicate::str::contains(format!(
+                    "manages {managed} object(s)"
+                )))
+                .stderr(predicate::str::contains(&backend["local:".len()..]))
+                .stderr(predicate::str::contains("--backend"));
+        }
+        for cmd in [&["show"][..], &["local", "export"][..]] {
+            crmctl(dir.path())
+                .args(cmd)
+                .args(["--backend", backend])
+                .assert()
+                .code(1)
+                .stdout("")
+                .stderr(predicate::str::contains(what));
+        }
+    }
+    assert!(
+        !dir.path().join(".crmctl/tenant.dbx").exists(),
+        "nothing created"
+    );
+    assert_eq!(
+        std::fs::metadata(&zero).unwrap().len(),
+        0,
+        "the 0-byte file untouched"
+    );
+    assert_no_changes(dir.path(), &file);
+    // First use (an empty state) may start from a fresh tenant, even in a 0-byte file.
+    crmctl(dir.path())
+        .args([
+            "apply",
+            "--auto-approve",
+            "--state",
+            "new.json",
+            "--backend",
+            "local:zero.db",
+            "-f",
+        ])
+        .arg(&file)
+        .assert()
+        .success();
+}
+
+/// issue 9 item 1: a state records the tenant it belongs to (domain and backend); using it
+/// against another tenant is an error that names both and says what to do. An empty state
+/// binds to any backend; the same file reached by another path is the same backend.
+#[test]
+fn a_state_is_refused_against_another_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let state = state_json(dir.path());
+    let db = std::fs::canonicalize(tenant_db(dir.path())).unwrap();
+    assert_eq!(state.backend, format!("local:{}", db.display()));
+    assert_eq!(state.tenant, "fabrikam.onmicrosoft.com");
+    // Another tenant file with the same domain (its ids are the same deterministic
+    // `usr-000001`, ... : the state would bind to unrelated objects).
+    crmctl(dir.path())
+        .args([
+            "apply",
+            "--auto-approve",
+            "--state",
+            "other.json",
+            "--backend",
+            "local:other.db",
+            "-f",
+        ])
+        .arg(&file)
+        .assert()
+        .success();
+    for cmd in [&["plan", "-f"][..], &["apply", "--auto-approve", "-f"][..]] {
+        crmctl(dir.path())
+            .args(cmd)
+            .arg(&file)
+            .args(["--backend", "local:other.db"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "--backend local:{}",
+                db.display()
+            )))
+            .stderr(predicate::str::contains("other.db"))
+            .stderr(predicate::str::contains("fabrikam.onmicrosoft.com"))
+            .stderr(predicate::str::contains("another --state file"));
+    }
+    // The same file by another path is the same backend.
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "--backend"])
+        .arg(format!("local:{}", tenant_db(dir.path()).display()))
+        .arg("-f")
+        .arg(&file)
+        .assert()
+        .code(0);
+    // A tenant whose domain is not the state's.
+    crmctl(dir.path())
+        .args(["local", "set", "domain", "contoso.onmicrosoft.com"])
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "holds tenant `contoso.onmicrosoft.com`",
+        ))
+        .stderr(predicate::str::contains("fabrikam.onmicrosoft.com"));
 }

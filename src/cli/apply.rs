@@ -80,6 +80,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
     let backend = common::open_local(args.backend.as_deref())?;
     let mut state = common::read_state(&state_path)?;
     let observed = backend.observe().context("cannot read the tenant")?;
+    common::check_state_fits_tenant(&backend, &observed, &mut state, &state_path)?;
     let mut plan = crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     print_plan(&plan, &loaded.src, color);
@@ -167,6 +168,7 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         );
     }
     let observed = backend.observe().context("cannot read the tenant")?;
+    common::check_state_fits_tenant(&backend, &observed, &mut state, &state_path)?;
     let fingerprint = crate::plan::fingerprint(&observed);
     if fingerprint != saved.plan.fingerprint {
         bail!(

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::provider::local::LocalProvider;
-use crate::provider::Provider;
+use crate::provider::local::{LocalProvider, TenantFile};
 use crate::state::lock::StateLock;
 use crate::state::State;
+use crate::tenant::Tenant;
 
 /// The backend used when `--backend` is not given: the embedded local tenant.
 pub const DEFAULT_BACKEND: &str = "local:.crmctl/tenant.db";
@@ -31,14 +31,9 @@ fn color_allowed(no_color_flag: bool) -> bool {
     !no_color_flag && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Open a backend from its spec (`local:PATH`); `None` means [`DEFAULT_BACKEND`].
-/// Opening never creates anything: a missing local file is a fresh tenant.
-pub fn open_backend(spec: Option<&str>) -> anyhow::Result<Box<dyn Provider>> {
-    Ok(Box::new(open_local(spec)?))
-}
-
-/// Open a `local:PATH` backend as the concrete [`LocalProvider`] (for `show`, `local ...`,
-/// and for apply, which gives a fresh tenant its domain).
+/// Open a `local:PATH` backend; `None` means [`DEFAULT_BACKEND`]. Opening never creates
+/// anything: a missing local file starts a fresh tenant, which [`check_state_fits_tenant`]
+/// allows only for an empty state, and [`open_existing`] never.
 pub fn open_local(spec: Option<&str>) -> anyhow::Result<LocalProvider> {
     let spec = spec.unwrap_or(DEFAULT_BACKEND);
     let path = parse_local_spec(spec)?;
@@ -61,6 +56,102 @@ fn parse_local_spec(spec: &str) -> anyhow::Result<&str> {
              (e.g. `{DEFAULT_BACKEND}`)"
         ),
     }
+}
+
+/// Open a `local:PATH` backend that must hold a tenant (`show`, `local export`): a
+/// missing, empty or 0-byte file is an error, never printed as an empty tenant (issue 9
+/// item 4).
+pub fn open_existing(spec: Option<&str>) -> anyhow::Result<LocalProvider> {
+    let p = open_local(spec)?;
+    match p.file() {
+        TenantFile::Present => Ok(p),
+        missing => anyhow::bail!(
+            "the local tenant {} {}; check --backend (or CRMCTL_BACKEND); a tenant is created by the first `crmctl apply` or `crmctl local import`",
+            p.path().display(),
+            what_is_there(missing)
+        ),
+    }
+}
+
+fn what_is_there(file: TenantFile) -> &'static str {
+    match file {
+        TenantFile::Missing => "does not exist",
+        TenantFile::Empty => "is empty (no tenant was ever written to it)",
+        TenantFile::Present => "holds a tenant",
+    }
+}
+
+/// The backend a state records (`local:` and the tenant file's absolute path, symlinks
+/// resolved), so that one file reached by two relative paths is one backend.
+pub fn backend_identity(p: &LocalProvider) -> String {
+    let path = p.path();
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        match (abs.parent(), abs.file_name()) {
+            (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or(abs.clone()),
+            _ => abs,
+        }
+    });
+    format!("local:{}", abs.display())
+}
+
+/// Refuse to plan or apply with a state against a tenant it does not belong to, then
+/// bind the state to this backend (recorded with the state's next write).
+///
+/// - A state that manages objects needs a tenant: a missing or empty file is not an empty
+///   tenant, or a mistyped `--backend` would plan to create everything again (issue 9
+///   item 4). Only an empty (new) state may start from a fresh tenant.
+/// - A state that manages objects belongs to the backend and tenant domain it recorded;
+///   using it against another would bind its addresses to unrelated objects with the same
+///   ids (issue 9 item 1). An empty state binds to any.
+pub fn check_state_fits_tenant(
+    backend: &LocalProvider,
+    observed: &Tenant,
+    state: &mut State,
+    state_path: &Path,
+) -> anyhow::Result<()> {
+    let id = backend_identity(backend);
+    let n = state.resources.len();
+    if n > 0 {
+        let of = match (state.tenant.is_empty(), state.backend.is_empty()) {
+            (true, true) => String::new(),
+            (false, true) => format!(" of tenant `{}`", state.tenant),
+            (true, false) => format!(" at {}", state.backend),
+            (false, false) => format!(" of tenant `{}` at {}", state.tenant, state.backend),
+        };
+        if backend.file() != TenantFile::Present {
+            anyhow::bail!(
+                "the local tenant {} {}, but the state {} manages {n} object(s){of}: a missing tenant is not an empty one (planning against it would create everything again).\nCheck --backend (or CRMCTL_BACKEND): a mistyped path names a new, empty tenant. To really start over in a fresh tenant, move the state file away first.",
+                backend.path().display(),
+                what_is_there(backend.file()),
+                state_path.display()
+            );
+        }
+        if !state.backend.is_empty() && state.backend != id {
+            anyhow::bail!(
+                "the state {} manages {n} object(s){of}, but this run uses the backend {id}: a state used against another tenant binds its addresses to unrelated objects.\nUse --backend {}, or another --state file for this tenant (a new state adopts existing objects by natural key). If the tenant file itself was moved there, set `backend` in the state file to `{id}`.",
+                state_path.display(),
+                state.backend
+            );
+        }
+        if !state.tenant.is_empty()
+            && !observed.domain.is_empty()
+            && !state.tenant.eq_ignore_ascii_case(&observed.domain)
+        {
+            anyhow::bail!(
+                "the state {} manages {n} object(s) of tenant `{}`, but the backend {id} holds tenant `{}`.\nUse the backend of `{}`, or another --state file for `{}` (a new state adopts existing objects by natural key).",
+                state_path.display(),
+                state.tenant,
+                observed.domain,
+                state.tenant,
+                observed.domain
+            );
+        }
+    }
+    state.backend = id;
+    Ok(())
 }
 
 /// Read the state file; a missing file is an empty state (new lineage, serial 0).

@@ -107,7 +107,7 @@ pub enum LocalCommand {
 
 /// `crmctl show`.
 pub fn run_show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
-    let backend = common::open_backend(Some(&args.backend))?;
+    let backend = common::open_existing(Some(&args.backend))?;
     let tenant = backend.observe().context("cannot read the tenant")?;
     print_tenant(&tenant, args.format)?;
     Ok(ExitCode::SUCCESS)
@@ -143,7 +143,7 @@ fn parse_tenant(path: &str, text: &str) -> anyhow::Result<Tenant> {
 pub fn run_local(cmd: &LocalCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LocalCommand::Export { backend, format } => {
-            let p = common::open_local(Some(&backend.backend))?;
+            let p = common::open_existing(Some(&backend.backend))?;
             print_tenant(&p.observe()?, *format)?;
         }
         LocalCommand::Import { file, backend } => {
@@ -212,7 +212,12 @@ fn run_edit(backend: &str) -> anyhow::Result<()> {
         eprintln!("No changes.");
         return Ok(());
     }
-    p.admin_replace(after)?;
+    // Refused when another run or command changed the tenant during the edit: saving
+    // would revert what it did (issue 9 item 1).
+    if let Err(e) = p.admin_replace_unchanged(&before, after) {
+        let kept = file.into_temp_path().keep()?;
+        bail!("{e}\nyour edit is kept in {}", kept.display());
+    }
     eprintln!("Saved the edited tenant to {}.", p.path().display());
     Ok(())
 }

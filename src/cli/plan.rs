@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::cli::common;
 use crate::plan::saved::{SavedPlan, SAVED_PLAN_VERSION};
 use crate::plan::Plan;
+use crate::provider::Provider as _;
 use crate::spec::load::{self, Loaded};
 use crate::state::State;
 
@@ -82,9 +83,10 @@ fn make_plan(
     // Like Terraform, plan holds the state lock while it reads the state and the tenant,
     // so that it never plans against a state that a concurrent apply is rewriting.
     let _lock = common::lock_state(state_path, "plan")?;
-    let provider = common::open_backend(backend)?;
+    let provider = common::open_local(backend)?;
     let observed = provider.observe().context("cannot read the tenant")?;
-    let state = common::read_state(state_path)?;
+    let mut state = common::read_state(state_path)?;
+    common::check_state_fits_tenant(&provider, &observed, &mut state, state_path)?;
     let mut plan = crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     Ok(Some(Planned {

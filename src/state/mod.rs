@@ -1,6 +1,7 @@
 //! The state file: which remote object each address of the file manages.
 //!
-//! `{"version":1,"serial":N,"lineage":"...","tenant":"...","resources":{address:{...}}}`.
+//! `{"version":1,"serial":N,"lineage":"...","tenant":"...","backend":"local:/abs/tenant.db",
+//! "resources":{address:{...}}}`.
 //! Written atomically (temp file, fsync, rename) and locked while in use.
 
 pub mod lock;
@@ -28,6 +29,11 @@ pub struct State {
     /// Tenant domain.
     #[serde(default)]
     pub tenant: String,
+    /// The backend the state belongs to (`local:` and the tenant file's absolute path),
+    /// recorded by apply. A state that manages objects is refused against another backend
+    /// (issue 9 item 1); an empty one binds to any. Empty in states written before it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub backend: String,
     /// Managed objects by address (`users.ana@coho.com`, `instances.sales`, ...).
     #[serde(default)]
     pub resources: BTreeMap<String, Resource>,
@@ -54,6 +60,7 @@ impl State {
             serial: 0,
             lineage: lineage.into(),
             tenant: String::new(),
+            backend: String::new(),
             resources: BTreeMap::new(),
         }
     }
