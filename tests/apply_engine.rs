@@ -46,6 +46,7 @@ fn tag(i: usize) -> Op {
     Op::Adopt {
         kind: ObjKind::User,
         id: format!("t{i}"),
+        from: None,
     }
 }
 

@@ -476,6 +476,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
                 user: r("ga1"),
                 name: None,
                 admin_roles: Some(vec![]),
+                upn: None,
             },
         },
         Case {
@@ -676,6 +677,7 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
             user: r("ana"),
             name: Some("Ana Trujillo".into()),
             admin_roles: Some(vec![AdminRole::BillingAdmin]),
+            upn: None,
         },
         Op::SetAccessMode {
             user: r("ana"),
@@ -805,6 +807,7 @@ fn setting_ops_are_idempotent() {
         Op::Adopt {
             kind: ObjKind::User,
             id: "bob".into(),
+            from: None,
         },
     ];
     for op in &ops {

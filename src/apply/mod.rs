@@ -268,15 +268,50 @@ fn resolve(op: &Op, state: &State) -> Result<Op, ProviderError> {
     Ok(op)
 }
 
-/// Record a completed action in the state; returns the change made, if any.
+/// Record a completed action in the state; returns the changes made (none, one, or two
+/// for a re-keying adopt).
 fn record(
+    state: &mut State,
+    action: &Action,
+    outcome: &Outcome,
+    opts: &ApplyOptions,
+) -> Vec<StateChange> {
+    let mut out: Vec<StateChange> = record_one(state, action, outcome, opts)
+        .into_iter()
+        .collect();
+    // Issue 9 item 2: a re-keyed object leaves its old address (when the state still
+    // holds it there), in the same batch as it gets the new one: never two addresses for
+    // one object, never none.
+    if let Op::Adopt {
+        kind,
+        id,
+        from: Some(from),
+    } = &*action.op
+    {
+        if *from != action.address
+            && state
+                .resources
+                .get(from)
+                .is_some_and(|r| r.kind == *kind && r.id == *id)
+        {
+            let change = StateChange::Remove {
+                address: from.clone(),
+            };
+            change.apply_to(state);
+            out.push(change);
+        }
+    }
+    out
+}
+
+fn record_one(
     state: &mut State,
     action: &Action,
     outcome: &Outcome,
     opts: &ApplyOptions,
 ) -> Option<StateChange> {
     let protect = opts.protect.get(&action.address).copied().unwrap_or(false);
-    let change = if let Op::Adopt { kind, id } = &*action.op {
+    let change = if let Op::Adopt { kind, id, .. } = &*action.op {
         Some(set(action, *kind, id.clone(), protect))
     } else if let Some(kind) = action.op.creates() {
         outcome

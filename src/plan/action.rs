@@ -219,11 +219,15 @@ pub enum Op {
         name: String,
         access_mode: AccessMode,
     },
-    /// Change a user's profile or tenant admin roles (None = unchanged).
+    /// Change a user's profile or tenant admin roles (None = unchanged). `upn` changes how
+    /// the user principal name is spelled (its case: the file's key; P1 compares UPNs
+    /// without regard to case).
     UpdateUser {
         user: ObjRef,
         name: Option<String>,
         admin_roles: Option<Vec<AdminRole>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upn: Option<String>,
     },
     /// Delete a user (frees the license, P5).
     DeleteUser { user: ObjRef },
@@ -301,7 +305,15 @@ pub enum Op {
     /// Delete a sandbox instance (I8).
     DeleteInstance { instance: ObjRef },
     /// Take an existing object under management: no remote change, apply records the id.
-    Adopt { kind: ObjKind, id: String },
+    /// With `from`, the object is managed already, under the state address `from`, and is
+    /// re-keyed: apply records it under the action's address and drops `from` (issue 9
+    /// item 2: a key whose case changed names the same object).
+    Adopt {
+        kind: ObjKind,
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+    },
 }
 
 impl Op {

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::diag::Diagnostic;
 use crate::plan::action::{Action, ActionKind, Change, ObjKind, ObjRef, Op};
 use crate::plan::capacity::{LicenseFlow, SlotPool};
+use crate::spec::ident;
 use crate::spec::index::{MemberPositions, UNDECLARED};
 use crate::spec::model::{self as m, Desired};
 use crate::state::State;
@@ -253,6 +254,10 @@ struct Planner<'a> {
     addr_of_id: HashMap<&'a str, &'a str>,
     /// Remote ids adopted in this plan (an object is adopted once).
     adopted: HashSet<&'a str>,
+    /// State addresses whose object the file now declares under another key (a key whose
+    /// case changed, or an instance's URL name under a new key): re-keyed by an `adopt`
+    /// with `from`, never deleted (issue 9 item 2).
+    moved: HashSet<&'a str>,
     /// Desired license counts (observed where not managed).
     lic_target: BTreeMap<LicensePlan, u32>,
     lic_purchase: BTreeMap<LicensePlan, usize>,
@@ -313,6 +318,7 @@ fn diff_with(
             .map(|(a, r)| (r.id.as_str(), a.as_str()))
             .collect(),
         adopted: HashSet::default(),
+        moved: HashSet::default(),
         lic_target: BTreeMap::new(),
         lic_purchase: BTreeMap::new(),
         lic_flow: BTreeMap::new(),
@@ -337,6 +343,7 @@ fn diff_with(
     p.roles_with(parallel.roles);
     p.delete_users();
     p.delete_groups();
+    p.replace_guards();
     p.license_order();
     p.t5_prerequisites();
     for d in &mut p.drafts {
@@ -433,9 +440,38 @@ impl<'a> Planner<'a> {
             Op::Adopt {
                 kind,
                 id: id.to_string(),
+                from: None,
             },
             vec![ch("id", Value::Null, json!(id))],
             format!("{what} already exists in the tenant; take it under management"),
+            [],
+        )
+    }
+
+    /// Re-key a managed object: the state's `from` holds it, and the file declares it as
+    /// `address` (issue 9 item 2: a key whose case changed is the same object, and so is an
+    /// object found by its natural key under an address that left the file). Apply records
+    /// the new address and drops `from`; nothing is deleted or created.
+    fn rekey(
+        &mut self,
+        kind: ObjKind,
+        from: &'a str,
+        address: String,
+        id: &'a str,
+        why: String,
+    ) -> usize {
+        self.adopted.insert(id);
+        self.moved.insert(from);
+        self.push(
+            ActionKind::Adopt,
+            address.clone(),
+            Op::Adopt {
+                kind,
+                id: id.to_string(),
+                from: Some(from.to_string()),
+            },
+            vec![ch("address", json!(from), json!(address))],
+            why,
             [],
         )
     }
@@ -447,10 +483,33 @@ impl<'a> Planner<'a> {
         let Some(groups) = &self.d.security_groups else {
             return;
         };
-        let mut by_name: BTreeMap<&str, Vec<&'a str>> = BTreeMap::new();
+        // Display names are compared without regard to case (issue 9 item 2, I12).
+        let mut by_name: BTreeMap<Cow<'a, str>, Vec<&'a str>> = BTreeMap::new();
         for g in self.t.groups.values() {
             if !self.managed(&g.id) {
-                by_name.entry(g.name.as_str()).or_default().push(&g.id);
+                by_name.entry(ident::fold(&g.name)).or_default().push(&g.id);
+            }
+        }
+        // State addresses that left the file, by folded key: a key whose case changed is
+        // the same group (issue 9 item 2), re-keyed rather than deleted and created again.
+        let mut by_key: HashMap<Cow<'a, str>, Vec<(&'a str, &'a str)>> = HashMap::default();
+        let in_state = self
+            .s
+            .resources
+            .range::<str, _>((
+                std::ops::Bound::Included("security_groups."),
+                std::ops::Bound::Unbounded,
+            ))
+            .map_while(|(a, r)| a.strip_prefix("security_groups.").map(|k| (a, k, r)));
+        for (a, k, r) in in_state {
+            if r.kind == ObjKind::Group
+                && !groups.contains_key(k)
+                && self.t.groups.contains_key(&r.id)
+            {
+                by_key
+                    .entry(ident::fold(k))
+                    .or_default()
+                    .push((a.as_str(), r.id.as_str()));
             }
         }
         for (key, g) in groups {
@@ -462,13 +521,14 @@ impl<'a> Planner<'a> {
                     ready: None,
                     user: None,
                 },
-                _ => match by_name.get(name).map(Vec::as_slice) {
-                    Some([id]) if !self.adopted.contains(id) => {
-                        let a = self.adopt(
+                _ => match by_key.get(ident::fold(key).as_ref()).map(Vec::as_slice) {
+                    Some(&[(from, id)]) if !self.adopted.contains(id) => {
+                        let a = self.rekey(
                             ObjKind::Group,
-                            address.clone(),
+                            from,
+                            address,
                             id,
-                            &format!("group `{name}`"),
+                            format!("the state manages this group as `{from}`; a key whose case changed names the same group: re-keyed, not deleted and created again"),
                         );
                         Bound {
                             id: Some(id),
@@ -476,20 +536,35 @@ impl<'a> Planner<'a> {
                             user: None,
                         }
                     }
-                    Some(ids) if ids.len() > 1 => {
-                        self.error(
+                    _ => match by_name.get(ident::fold(name).as_ref()).map(Vec::as_slice) {
+                        Some([id]) if !self.adopted.contains(id) => {
+                            let a = self.adopt(
+                                ObjKind::Group,
+                                address.clone(),
+                                id,
+                                &format!("group `{name}`"),
+                            );
+                            Bound {
+                                id: Some(id),
+                                ready: Some(a),
+                                user: None,
+                            }
+                        }
+                        Some(ids) if ids.len() > 1 => {
+                            self.error(
                             &address,
                             format!(
-                                "{} unmanaged groups are named `{name}`: {}; cannot tell which one to adopt",
+                                "{} unmanaged groups are named `{name}` (compared without regard to case): {}; cannot tell which one to adopt",
                                 ids.len(),
                                 ids.join(", ")
                             ),
                             "I12",
                             Some("rename the duplicates in the admin center, or give this group another `name`".into()),
                         );
-                        Bound::default()
-                    }
-                    _ => Bound::default(),
+                            Bound::default()
+                        }
+                        _ => Bound::default(),
+                    },
                 },
             };
             self.groups.insert(key, bound);
@@ -540,21 +615,68 @@ impl<'a> Planner<'a> {
         if pending.is_empty() {
             return;
         }
-        // Natural key (P1): the UPN, among users nobody manages.
-        let mut by_upn: HashMap<String, Vec<&'a t::User>> = HashMap::default();
+        // Issue 9 item 2: UPNs are compared without regard to case (P1). A state address
+        // that left the file but spells a pending key in another case (`users.ana@x.com`
+        // for `Ana@x.com`) is the same user, and so is a user whose address left the file
+        // but whose UPN is the pending key: both are re-keyed. Deleting the one and
+        // creating the other would be refused by the service (P1) after the delete ran.
+        let mut by_key: HashMap<Cow<'a, str>, Vec<(&'a str, &'a t::User)>> = HashMap::default();
+        // Natural key (P1): the UPN, among users nobody manages (adopted) and users whose
+        // address left the file (re-keyed), folded once per user.
+        let mut by_upn: HashMap<Cow<'a, str>, Vec<(&'a t::User, Option<&'a str>)>> =
+            HashMap::default();
+        for (from, id) in self.gone_users() {
+            let Some(u) = self.t.users.get(id) else {
+                continue;
+            };
+            if let Some(key) = from.strip_prefix("users.") {
+                by_key.entry(ident::fold(key)).or_default().push((from, u));
+            }
+            by_upn
+                .entry(ident::fold(&u.upn))
+                .or_default()
+                .push((u, Some(from)));
+        }
         for u in self.t.users.values() {
             if !self.managed(&u.id) {
                 by_upn
-                    .entry(u.upn.to_ascii_lowercase())
+                    .entry(ident::fold(&u.upn))
                     .or_default()
-                    .push(u);
+                    .push((u, None));
             }
         }
         for (i, upn) in pending {
-            let address = format!("users.{upn}");
-            let bound = match by_upn.get(&upn.to_ascii_lowercase()).map(Vec::as_slice) {
-                Some([u]) if !self.adopted.contains(u.id.as_str()) => {
-                    let a = self.adopt(ObjKind::User, address, &u.id, &format!("user `{upn}`"));
+            let address = user_address(upn);
+            let key = ident::fold(upn);
+            if let Some(&[(from, u)]) = by_key.get(key.as_ref()).map(Vec::as_slice) {
+                if !self.adopted.contains(u.id.as_str()) {
+                    let a = self.rekey(
+                        ObjKind::User,
+                        from,
+                        address,
+                        &u.id,
+                        format!("the state manages this user as `{from}`; user principal names are compared without regard to case (P1), so it is the same user: re-keyed, not deleted and created again"),
+                    );
+                    self.users.bound[i] = Bound {
+                        id: Some(&u.id),
+                        ready: Some(a),
+                        user: Some(u),
+                    };
+                    continue;
+                }
+            }
+            let bound = match by_upn.get(key.as_ref()).map(Vec::as_slice) {
+                Some(&[(u, from)]) if !self.adopted.contains(u.id.as_str()) => {
+                    let a = match from {
+                        None => self.adopt(ObjKind::User, address, &u.id, &format!("user `{upn}`")),
+                        Some(from) => self.rekey(
+                            ObjKind::User,
+                            from,
+                            address,
+                            &u.id,
+                            format!("user `{}` is managed as `{from}`, which is no longer in the file; a UPN names one user (P1), so it is re-keyed, not deleted and created again", u.upn),
+                        ),
+                    };
                     Bound {
                         id: Some(&u.id),
                         ready: Some(a),
@@ -562,11 +684,11 @@ impl<'a> Planner<'a> {
                     }
                 }
                 Some(us) if us.len() > 1 => {
-                    let ids: Vec<&str> = us.iter().map(|u| u.id.as_str()).collect();
+                    let ids: Vec<&str> = us.iter().map(|(u, _)| u.id.as_str()).collect();
                     self.error(
                         &address,
                         format!(
-                            "{} unmanaged users have the UPN `{upn}`: {}; cannot tell which one to adopt",
+                            "{} users have the UPN `{upn}` (compared without regard to case): {}; cannot tell which one to adopt",
                             ids.len(),
                             ids.join(", ")
                         ),
@@ -586,12 +708,42 @@ impl<'a> Planner<'a> {
         let Some(insts) = &self.d.instances else {
             return;
         };
-        let mut by_url: BTreeMap<&str, Vec<&'a str>> = BTreeMap::new();
+        // URL names are host name labels, compared without regard to case (I5; ASCII).
+        let mut by_url: BTreeMap<Cow<'a, str>, Vec<&'a str>> = BTreeMap::new();
         for i in self.t.instances.values() {
             if !self.managed(&i.id) {
-                by_url.entry(i.url.as_str()).or_default().push(&i.id);
+                by_url.entry(ident::fold(&i.url)).or_default().push(&i.id);
             }
         }
+        // Issue 9 item 2: instances the state manages under an address that left the file,
+        // by folded key and by URL name. A new entry whose key differs from one only in
+        // case, or that wants its URL name, names the same instance: it is re-keyed. A
+        // delete + configure would have to delete first (the URL name is unique, I5), and
+        // a configure that then failed (no slot, T7, ...) would leave nothing.
+        let mut by_key: HashMap<Cow<'a, str>, Vec<(&'a str, &'a t::Instance)>> = HashMap::default();
+        let mut orphan_url: HashMap<Cow<'a, str>, Vec<(&'a str, &'a t::Instance)>> =
+            HashMap::default();
+        let in_state = self
+            .s
+            .resources
+            .range::<str, _>((
+                std::ops::Bound::Included("instances."),
+                std::ops::Bound::Unbounded,
+            ))
+            .map_while(|(a, r)| a.strip_prefix("instances.").map(|k| (a, k, r)));
+        for (a, k, r) in in_state {
+            if r.kind != ObjKind::Instance || insts.contains_key(k) {
+                continue;
+            }
+            if let Some(o) = self.t.instances.get(&r.id) {
+                by_key.entry(ident::fold(k)).or_default().push((a, o));
+                orphan_url
+                    .entry(ident::fold(&o.url))
+                    .or_default()
+                    .push((a, o));
+            }
+        }
+        let mut pending: Vec<(&'a str, &'a m::Instance)> = Vec::new();
         for (key, di) in insts {
             let address = format!("instances.{key}");
             let mut steps = InstSteps::default();
@@ -599,7 +751,42 @@ impl<'a> Planner<'a> {
                 Some(id) if self.t.instances.contains_key(id) => {
                     steps.obs = self.t.instances.get(id);
                 }
-                _ => match by_url.get(di.url.as_str()).map(Vec::as_slice) {
+                _ => match by_key.get(ident::fold(key).as_ref()).map(Vec::as_slice) {
+                    Some(&[(from, o)]) if !self.adopted.contains(o.id.as_str()) => {
+                        let a = self.rekey(
+                            ObjKind::Instance,
+                            from,
+                            address,
+                            &o.id,
+                            format!("the state manages this instance as `{from}`; a key whose case changed names the same instance: re-keyed, not deleted and configured again"),
+                        );
+                        steps.obs = Some(o);
+                        steps.ready = Some(a);
+                        steps.content = Some(a);
+                    }
+                    _ => pending.push((key, di)),
+                },
+            }
+            self.insts.insert(key, steps);
+        }
+        for (key, di) in pending {
+            let address = format!("instances.{key}");
+            let url = ident::fold(&di.url);
+            let mut steps = InstSteps::default();
+            match orphan_url.get(url.as_ref()).map(Vec::as_slice) {
+                Some(&[(from, o)]) if !self.adopted.contains(o.id.as_str()) => {
+                    let a = self.rekey(
+                        ObjKind::Instance,
+                        from,
+                        address,
+                        &o.id,
+                        format!("the instance with URL name `{}` is managed as `{from}`, which is no longer in the file; a URL name names one instance (I5), so it is re-keyed, not deleted and configured again", o.url),
+                    );
+                    steps.obs = Some(o);
+                    steps.ready = Some(a);
+                    steps.content = Some(a);
+                }
+                _ => match by_url.get(url.as_ref()).map(Vec::as_slice) {
                     Some([id]) if !self.adopted.contains(id) => {
                         let a = self.adopt(
                             ObjKind::Instance,
@@ -1188,6 +1375,7 @@ impl<'a> Planner<'a> {
                 r.kind == ObjKind::Group
                     && a.strip_prefix("security_groups.")
                         .is_none_or(|k| !desired.is_some_and(|d| d.contains_key(k)))
+                    && !self.moved.contains(a.as_str())
             })
             .map(|(a, r)| (a.as_str(), r.id.as_str()))
             .collect();
@@ -1227,6 +1415,67 @@ impl<'a> Planner<'a> {
                     );
                 }
             }
+        }
+    }
+
+    /// Issue 9 item 2: a plan that deletes an object and creates one with the same natural
+    /// key (a user's UPN, a group's display name; compared without regard to case) replaces
+    /// it, and the delete waits for the create: when the create fails, apply skips the
+    /// delete and the old object stays.
+    ///
+    /// - Groups: display names need not be unique in the service (the provider creates a
+    ///   second group with the same name), so nothing forces the delete first, and the
+    ///   edge costs nothing but order.
+    /// - Users: a UPN names one user (P1), so the create could never succeed before the
+    ///   delete; such a pair is not planned at all (`resolve_users` re-keys the state's
+    ///   user instead). The edge is the guarantee should one ever appear.
+    /// - Instances: the URL name (I5) would force the delete first (`url_order`), which
+    ///   could not be made safe; `resolve_instances` re-keys a managed instance whose key
+    ///   (without regard to case) or URL name a new entry of the file wants, so no
+    ///   delete + configure of the same instance is planned.
+    #[inline(never)] // a phase: shows in profiles
+    fn replace_guards(&mut self) {
+        let mut users: HashMap<String, Vec<usize>> = HashMap::default();
+        let mut groups: HashMap<String, Vec<usize>> = HashMap::default();
+        for d in &self.drafts {
+            match &*d.op {
+                Op::DeleteUser { user } => {
+                    if let Some(u) = user.id.as_deref().and_then(|id| self.t.users.get(id)) {
+                        users
+                            .entry(ident::fold(&u.upn).into_owned())
+                            .or_default()
+                            .push(d.id);
+                    }
+                }
+                Op::DeleteGroup { group } => {
+                    if let Some(g) = group.id.as_deref().and_then(|id| self.t.groups.get(id)) {
+                        groups
+                            .entry(ident::fold(&g.name).into_owned())
+                            .or_default()
+                            .push(d.id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if users.is_empty() && groups.is_empty() {
+            return;
+        }
+        let mut edges: Vec<(usize, usize)> = Vec::new();
+        for d in &self.drafts {
+            let deletes = match &*d.op {
+                Op::CreateUser { upn, .. } if !users.is_empty() => {
+                    users.get(ident::fold(upn).as_ref())
+                }
+                Op::CreateGroup { name, .. } if !groups.is_empty() => {
+                    groups.get(ident::fold(name).as_ref())
+                }
+                _ => None,
+            };
+            edges.extend(deletes.into_iter().flatten().map(|&del| (del, d.id)));
+        }
+        for (del, create) in edges {
+            self.dep(del, Some(create));
         }
     }
 
@@ -1276,7 +1525,8 @@ impl<'a> Planner<'a> {
     }
 
     /// The state's users that the file no longer declares (address, id), in state order:
-    /// resources of kind user whose address is not `users.<a desired UPN>`. The state's
+    /// resources of kind user whose address is not `users.<a desired UPN>` and that are
+    /// not re-keyed to one. The state's
     /// addresses and the file's UPNs are both sorted, so one walk over both finds them.
     fn gone_users(&self) -> Vec<(&'a str, &'a str)> {
         let s = self.s;
@@ -1291,6 +1541,8 @@ impl<'a> Planner<'a> {
                 while desired.next_if(|d| d.as_str() < upn).is_some() {}
                 desired.peek().is_none_or(|d| d.as_str() != upn)
             })
+            // Re-keyed to a desired key (issue 9 item 2): kept, not gone.
+            .filter(|(a, _)| !self.moved.contains(a.as_str()))
             .map(|(a, r)| (a.as_str(), r.id.as_str()))
             .collect()
     }
@@ -1345,7 +1597,11 @@ impl<'a> Planner<'a> {
         for (i, (upn, u)) in users.iter().enumerate() {
             let bound = self.users.bound[i];
             // Fast path: nothing to change (the common case on large tenants).
-            if let Some(steps) = bound.user.and_then(|o| unchanged_user(u, o)) {
+            if let Some(steps) = bound
+                .user
+                .filter(|o| o.upn == *upn)
+                .and_then(|o| unchanged_user(u, o))
+            {
                 self.users.steps[i] = steps;
                 continue;
             }
@@ -1562,6 +1818,7 @@ impl<'a> Planner<'a> {
                     user: user.clone(),
                     name: None,
                     admin_roles: Some(roles.clone()),
+                    upn: None,
                 },
                 vec![ch("admin_roles", Value::Null, json!(roles))],
                 "tenant admin roles from the file (P6)",
@@ -1580,12 +1837,20 @@ impl<'a> Planner<'a> {
         ready: Option<usize>,
         temp_plan: Option<LicensePlan>,
     ) -> UserSteps {
-        if let Some(steps) = unchanged_user(u, o) {
-            return steps;
+        if o.upn == upn {
+            if let Some(steps) = unchanged_user(u, o) {
+                return steps;
+            }
         }
         let user = self.user_ref(upn);
         // Profile and tenant admin roles.
         let mut changes = Vec::new();
+        // Issue 9 item 2: the same user (P1 compares UPNs without regard to case) spelled
+        // another way in the file: the file's spelling is shown in the directory.
+        let new_upn = (o.upn != upn && ident::same(&o.upn, upn)).then(|| upn.to_string());
+        if let Some(n) = &new_upn {
+            changes.push(ch("upn", json!(o.upn), json!(n)));
+        }
         let new_name = u.name.as_ref().filter(|n| **n != o.name).cloned();
         if let Some(n) = &new_name {
             changes.push(ch("name", json!(o.name), json!(n)));
@@ -1605,6 +1870,7 @@ impl<'a> Planner<'a> {
                     user: user.clone(),
                     name: new_name,
                     admin_roles: new_roles,
+                    upn: new_upn,
                 },
                 changes,
                 "the user's profile differs from the file (P1, P6)",
@@ -2129,6 +2395,7 @@ impl<'a> Planner<'a> {
                 r.kind == ObjKind::Instance
                     && a.strip_prefix("instances.")
                         .is_none_or(|k| !desired.contains_key(k))
+                    && !self.moved.contains(a.as_str())
             })
             .filter_map(|(a, r)| {
                 self.t

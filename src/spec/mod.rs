@@ -1,5 +1,6 @@
 //! The desired model, its loading (the only place that knows YAML) and its validation.
 
+pub mod ident;
 pub mod index;
 pub mod iso4217;
 pub mod load;

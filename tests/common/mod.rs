@@ -329,8 +329,9 @@ impl Sim {
                 name,
                 access_mode,
             } => {
-                if self.t.users.values().any(|u| u.upn == *upn) {
-                    return Err(format!("duplicate UPN {upn}"));
+                // P1: one user per UPN, compared without regard to case (issue 9 item 2).
+                if self.t.users.values().any(|u| u.upn.eq_ignore_ascii_case(upn)) {
+                    return refuse("P1", format!("duplicate UPN {upn}"));
                 }
                 let id = self.new_id("u");
                 self.t.users.insert(
@@ -351,8 +352,23 @@ impl Sim {
                 user,
                 name,
                 admin_roles,
+                upn,
             } => {
+                let uid = self.id(user)?;
+                if let Some(n) = upn {
+                    if self
+                        .t
+                        .users
+                        .values()
+                        .any(|o| o.id != uid && o.upn.eq_ignore_ascii_case(n))
+                    {
+                        return refuse("P1", format!("duplicate UPN {n}"));
+                    }
+                }
                 let u = self.user(user)?;
+                if let Some(n) = upn {
+                    u.upn = n.clone();
+                }
                 if let Some(n) = name {
                     u.name = n.clone();
                 }
@@ -652,7 +668,14 @@ impl Sim {
                 }
                 self.s.resources.remove(address);
             }
-            Op::Adopt { kind, id } => self.record(address, *kind, id),
+            Op::Adopt { kind, id, from } => {
+                if let Some(from) = from {
+                    if self.s.id_of(from) == Some(id.as_str()) {
+                        self.s.resources.remove(from);
+                    }
+                }
+                self.record(address, *kind, id)
+            }
         }
         // T3: never more licenses assigned than purchased.
         for (p, n) in &self.t.licenses.clone() {

@@ -100,7 +100,9 @@ fn check_url(t: &Tenant, url: &str, except: Option<&str>) -> Result<(), Provider
     if let Some(other) = t
         .instances
         .values()
-        .find(|i| i.url == url && Some(i.id.as_str()) != except)
+        // I5: URL names are host name labels, unique without regard to case (issue 9
+        // item 2): an instance stored as `Sales` keeps `sales` taken.
+        .find(|i| i.url.eq_ignore_ascii_case(url) && Some(i.id.as_str()) != except)
     {
         return Err(refused(
             "I5",
@@ -453,11 +455,28 @@ pub(crate) fn effect(
             user: r,
             name,
             admin_roles,
+            upn,
         } => {
             let u = user(t, r)?;
             let mut nu = u.clone();
             if let Some(n) = name {
                 nu.name = n.clone();
+            }
+            if let Some(new_upn) = upn.as_ref().filter(|n| **n != u.upn) {
+                // P1: a UPN names one user, compared without regard to case (issue 9
+                // item 2): a new spelling may not be another user's.
+                check_upn(new_upn)?;
+                if let Some(other) = idx
+                    .upns
+                    .get(&new_upn.to_lowercase())
+                    .filter(|o| **o != u.id)
+                {
+                    return Err(refused(
+                        "P1",
+                        format!("a user with principal name `{new_upn}` already exists ({other})"),
+                    ));
+                }
+                nu.upn = new_upn.clone();
             }
             if let Some(roles) = admin_roles {
                 nu.admin_roles = roles.iter().copied().collect();
@@ -987,7 +1006,7 @@ pub(crate) fn effect(
             // I2: the slot goes back to "ready to configure" (the instance row disappears).
             Ok(Effect::of(vec![Delta::DelInstance(i.id.clone())]))
         }
-        Op::Adopt { kind, id } => {
+        Op::Adopt { kind, id, .. } => {
             let exists = match kind {
                 ObjKind::Group => t.groups.contains_key(id),
                 ObjKind::User => t.users.contains_key(id),
