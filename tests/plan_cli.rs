@@ -159,7 +159,14 @@ fn usage_errors_exit_1_in_every_command_and_help_exits_0() {
     // Other usage errors: a bad value, a missing argument, a missing subcommand, an
     // unknown command, a bad number.
     let others: &[&[&str]] = &[
-        &["plan", "-f", "t.yaml", "--format", "xml", "--detailed-exitcode"],
+        &[
+            "plan",
+            "-f",
+            "t.yaml",
+            "--format",
+            "xml",
+            "--detailed-exitcode",
+        ],
         &["plan", "--detailed-exitcode"],
         &[],
         &["local"],
