@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use predicates::prelude::*;
 
 use crmctl::plan::action::{Action, ActionKind, ObjRef, Op, Plan};
-use crmctl::plan::saved::{SavedPlan, SAVED_PLAN_VERSION};
+use crmctl::plan::saved::SavedPlan;
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::Provider;
 use crmctl::state::lock::StateLock;
@@ -125,15 +125,14 @@ fn saved_plan(dir: &Path, actions: Vec<Action>) -> PathBuf {
         actions,
         ..Plan::default()
     };
-    let saved = SavedPlan {
-        version: SAVED_PLAN_VERSION,
-        backend: "local:.crmctl/tenant.db".into(),
-        state_path: ".crmctl/state.json".into(),
-        state_lineage: "test-lineage".into(),
-        state_serial: 0,
+    let saved = SavedPlan::new(
+        "local:.crmctl/tenant.db".into(),
+        ".crmctl/state.json".into(),
+        "test-lineage".into(),
+        0,
         plan,
-        protect: Default::default(),
-    };
+        Default::default(),
+    );
     let path = dir.join("plan.json");
     std::fs::write(&path, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
     path
@@ -715,6 +714,22 @@ fn a_missing_or_empty_tenant_is_not_an_empty_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
     crmctl(dir.path())
+const GATED: &str = "tenant: fabrikam.onmicrosoft.com
+licenses:
+  professional: 5
+users:
+  a@fabrikam.com: {name: A, license: professional}
+  b@fabrikam.com: {name: B, license: professional}
+instances:
+  main: {name: Fabrikam, url: fabrikam, type: production, region: EMEA, currency: EUR, language: 1033}
+  test: {name: Test, url: fabrikam-test, type: sandbox, region: EMEA, currency: EUR, language: 1033, protect: true}
+";
+
+/// Apply GATED, then save a plan (`p.json`) that renames a@ and deletes b@ (destructive).
+fn gated_saved_plan(dir: &Path) -> (PathBuf, String) {
+    let file = dir.join("t.yaml");
+    std::fs::write(&file, GATED).unwrap();
+    crmctl(dir)
         .args(["apply", "--auto-approve", "-f"])
         .arg(&file)
         .assert()
@@ -847,4 +862,171 @@ fn a_state_is_refused_against_another_tenant() {
             "holds tenant `contoso.onmicrosoft.com`",
         ))
         .stderr(predicate::str::contains("fabrikam.onmicrosoft.com"));
+    let next = GATED
+        .replace("{name: A,", "{name: Ann,")
+        .replace("  b@fabrikam.com: {name: B, license: professional}\n", "");
+    std::fs::write(&file, next).unwrap();
+    crmctl(dir)
+        .args(["plan", "--out", "p.json", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("delete_user"));
+    let path = dir.join("p.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
+/// issue 9 item 3: a saved plan edited by hand is refused (checksum), whatever was
+/// edited: the destructive flag, a value, the checksum itself. Nothing is applied.
+#[test]
+fn an_edited_saved_plan_is_refused_and_nothing_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, text) = gated_saved_plan(dir.path());
+    let before = observe(dir.path());
+    let checksum = SavedPlan::from_json(&text, "p.json").unwrap().checksum;
+    let flipped_checksum = {
+        let last = checksum.chars().last().unwrap();
+        let other = if last == '0' { '1' } else { '0' };
+        format!("{}{other}", &checksum[..checksum.len() - 1])
+    };
+    let edits: Vec<(&str, String, String)> = vec![
+        (
+            "destructive flag",
+            "\"destructive\": true".into(),
+            "\"destructive\": false".into(),
+        ),
+        (
+            "a value",
+            "\"name\": \"Ann\"".into(),
+            "\"name\": \"Mallory\"".into(),
+        ),
+        ("the checksum", checksum.clone(), flipped_checksum),
+    ];
+    for (what, from, to) in edits {
+        assert!(
+            text.contains(&from),
+            "{what}: `{from}` not in the plan file"
+        );
+        std::fs::write(&path, text.replacen(&from, &to, 1)).unwrap();
+        crmctl(dir.path())
+            .args(["apply", "p.json"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "p.json was modified after `crmctl plan --out` wrote it (checksum mismatch); run `crmctl plan --out` again",
+            ));
+        // Also with --allow-destroy: the checksum is checked first.
+        crmctl(dir.path())
+            .args(["apply", "--allow-destroy", "p.json"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("checksum mismatch"));
+        assert_eq!(observe(dir.path()), before, "{what}: the tenant changed");
+    }
+    // The file as written still applies (with --allow-destroy for the delete).
+    std::fs::write(&path, &text).unwrap();
+    crmctl(dir.path())
+        .args(["apply", "p.json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--allow-destroy"));
+    assert_eq!(observe(dir.path()), before);
+    crmctl(dir.path())
+        .args(["apply", "--allow-destroy", "p.json"])
+        .assert()
+        .success();
+    assert_eq!(observe(dir.path()).users.len(), 1);
+}
+
+/// issue 9 item 3: the checksum is not authentication, so apply derives what is
+/// destructive and what is protected from the plan's ops and the state. A re-sealed plan
+/// with `destructive: false`, a kind that hides its op, or a delete of a protected
+/// instance (I8) with no diagnostics is still refused; nothing is applied.
+#[test]
+fn a_resealed_saved_plan_still_cannot_bypass_the_gate_or_protect() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, text) = gated_saved_plan(dir.path());
+    let before = observe(dir.path());
+    let original = SavedPlan::from_json(&text, "p.json").unwrap();
+    let test_id = before
+        .instances
+        .values()
+        .find(|i| i.url == "fabrikam-test")
+        .unwrap()
+        .id
+        .clone();
+    let delete_test = move |address: &str| Action {
+        id: 0,
+        kind: ActionKind::DeleteInstance,
+        address: address.into(),
+        depends_on: vec![],
+        destructive: false,
+        changes: vec![],
+        reason: "edited in".into(),
+        op: Box::new(Op::DeleteInstance {
+            instance: ObjRef {
+                address: address.into(),
+                id: Some(test_id.clone()),
+            },
+        }),
+    };
+    type Edit<'a> = Box<dyn Fn(&mut SavedPlan) + 'a>;
+    let cases: Vec<(&str, Edit, bool, &str)> = vec![
+        (
+            "destructive flags cleared",
+            Box::new(|s: &mut SavedPlan| {
+                for a in &mut s.plan.actions {
+                    a.destructive = false;
+                }
+            }),
+            false,
+            "delete_user users.b@fabrikam.com",
+        ),
+        (
+            "kind says update_user, op deletes",
+            Box::new(|s: &mut SavedPlan| {
+                for a in &mut s.plan.actions {
+                    if a.kind == ActionKind::DeleteUser {
+                        a.kind = ActionKind::UpdateUser;
+                        a.destructive = false;
+                    }
+                }
+            }),
+            true,
+            "the plan is malformed",
+        ),
+        (
+            "delete of the protected instance",
+            Box::new(|s: &mut SavedPlan| {
+                s.plan.actions = vec![delete_test("instances.test")];
+            }),
+            true,
+            "protected",
+        ),
+        (
+            "delete of the protected instance under another address",
+            Box::new(|s: &mut SavedPlan| {
+                s.plan.actions = vec![delete_test("instances.other")];
+            }),
+            true,
+            "protected",
+        ),
+    ];
+    for (what, edit, allow_destroy, expect) in cases {
+        let mut saved = original.clone();
+        edit(&mut saved);
+        saved.seal();
+        std::fs::write(&path, serde_json::to_string_pretty(&saved).unwrap()).unwrap();
+        let mut cmd = crmctl(dir.path());
+        cmd.args(["apply", "p.json"]);
+        if allow_destroy {
+            cmd.arg("--allow-destroy");
+        }
+        cmd.assert()
+            .code(1)
+            .stderr(predicate::str::contains(expect))
+            .stderr(predicate::str::contains("nothing was done"));
+        assert_eq!(observe(dir.path()), before, "{what}: the tenant changed");
+    }
 }

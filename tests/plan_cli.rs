@@ -114,3 +114,78 @@ fn out_saves_plan_with_fingerprint_and_serial() {
     assert_eq!(saved.backend, "local:.crmctl/tenant.db");
     assert_eq!(saved.plan.fingerprint.len(), 64);
 }
+
+/// issue 9 item 9: a usage error exits 1 in every command (never 2, which
+/// `plan --detailed-exitcode` uses for "changes present"); `--help` and `--version` exit 0
+/// and print to stdout. Nothing is created by a refused command line.
+#[test]
+fn usage_errors_exit_1_in_every_command_and_help_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", CHANGES);
+    let commands: &[&[&str]] = &[
+        &["validate", "-f", "t.yaml"],
+        &["schema"],
+        &["plan", "-f", "t.yaml", "--detailed-exitcode"],
+        &["graph", "-f", "t.yaml"],
+        &["apply", "-f", "t.yaml", "--auto-approve"],
+        &["show"],
+        &["local", "export"],
+        &["local", "import", "t.yaml"],
+        &["local", "edit"],
+        &["local", "set", "trial", "true"],
+        &["local", "add", "group", "G"],
+        &["local", "delete", "group", "G"],
+        &["force-unlock", "0123456789abcdef"],
+    ];
+    for args in commands {
+        // An unknown flag (the field case: `--fromat json`).
+        crmctl(dir.path())
+            .args(*args)
+            .args(["--fromat", "json"])
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(predicate::str::contains("--fromat"));
+        // Help: stdout, exit 0.
+        let name = args[..args.len().min(if args[0] == "local" { 2 } else { 1 })].to_vec();
+        crmctl(dir.path())
+            .args(&name)
+            .arg("--help")
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("Usage: crmctl"))
+            .stderr("");
+    }
+    // Other usage errors: a bad value, a missing argument, a missing subcommand, an
+    // unknown command, a bad number.
+    let others: &[&[&str]] = &[
+        &[
+            "plan",
+            "-f",
+            "t.yaml",
+            "--format",
+            "xml",
+            "--detailed-exitcode",
+        ],
+        &["plan", "--detailed-exitcode"],
+        &[],
+        &["local"],
+        &["plna", "-f", "t.yaml"],
+        &["apply", "-f", "t.yaml", "--parallelism", "0"],
+        &["apply", "plan.json", "-f", "t.yaml"],
+    ];
+    for args in others {
+        crmctl(dir.path())
+            .args(*args)
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(predicate::str::is_empty().not());
+    }
+    crmctl(dir.path())
+        .arg("--version")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("crmctl "));
+    assert!(!dir.path().join(".crmctl").exists(), "nothing was created");
+}

@@ -12,7 +12,10 @@
 //!
 //! On a failure the engine finishes what is running, skips every action that depends on
 //! the failed one (transitively), continues with the rest, and reports done / failed /
-//! skipped. Destructive actions need `allow_destroy`; without it nothing is done.
+//! skipped. Destructive actions need `allow_destroy`; without it nothing is done. Which
+//! actions are destructive, and whether one deletes or overwrites a protected instance, is
+//! derived from the plan's ops and the state ([`preflight`], [`check_protected`]), never
+//! from flags stored in the plan.
 //!
 //! This module knows no CLI and no file: the caller provides the state sink and progress.
 
@@ -161,6 +164,11 @@ pub enum ApplyError {
         .0.len(),
         .0.iter().map(|h| format!("  ! {} {} ({})", h.kind, h.address, h.reason)).collect::<Vec<_>>().join("\n"))]
     DestroyNotAllowed(Vec<HeldBack>),
+    /// Actions that would delete, reset or overwrite a protected instance (I8, I9, I11).
+    #[error("the plan would delete, reset or overwrite {} protected instance(s); nothing was done:\n{}\nSet `protect: false` for the instance and apply that first, then plan again.",
+        .0.len(),
+        .0.iter().map(|h| format!("  ! {} {} ({})", h.kind, h.address, h.reason)).collect::<Vec<_>>().join("\n"))]
+    Protected(Vec<HeldBack>),
     /// The state could not be saved; the apply stopped after the running actions.
     #[error("cannot save the state: {message}; the apply stopped (objects created since the last save are adopted by natural key on the next plan)")]
     StateSave {
@@ -188,6 +196,14 @@ pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
             return Err(ApplyError::InvalidPlan(format!(
                 "action at position {i} has id {}",
                 a.id
+            )));
+        }
+        if a.op.kind() != a.kind {
+            return Err(ApplyError::InvalidPlan(format!(
+                "action {i} is a {} of {} but its operation is a {}",
+                a.kind.as_str(),
+                a.address,
+                a.op.kind().as_str()
             )));
         }
         if let Some(d) = a.depends_on.iter().find(|d| **d >= n || **d == i) {
@@ -218,10 +234,12 @@ pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
         ));
     }
     if !allow_destroy {
+        // Derived from each op, never from the stored `destructive` flag (issue 9 item 3).
+        let destructive = plan.destructive_flags();
         let held: Vec<HeldBack> = plan
             .actions
             .iter()
-            .filter(|a| a.destructive)
+            .filter(|a| destructive[a.id])
             .map(|a| HeldBack {
                 id: a.id,
                 kind: a.kind.as_str().to_string(),
@@ -234,6 +252,60 @@ pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
         }
     }
     Ok(())
+}
+
+/// Refuse a plan that deletes, resets or overwrites a protected instance (I8, I9, I11):
+/// one whose address is protected in the state or in `protect` (the desired file's flags),
+/// or whose remote id is that of an instance the state protects. The planner already
+/// reports these as plan errors; this check holds for any plan, a saved one included,
+/// whatever its stored flags and diagnostics say (issue 9 item 3).
+pub fn check_protected(
+    plan: &Plan,
+    state: &State,
+    protect: &BTreeMap<String, bool>,
+) -> Result<(), ApplyError> {
+    let mut protected_ids: Vec<&str> = state
+        .resources
+        .values()
+        .filter(|r| r.kind == ObjKind::Instance && r.protect)
+        .map(|r| r.id.as_str())
+        .collect();
+    protected_ids.sort_unstable();
+    let destructive = plan.destructive_flags();
+    let held: Vec<HeldBack> = plan
+        .actions
+        .iter()
+        .filter(|a| destructive[a.id])
+        .filter_map(|a| {
+            let inst = a.op.destroyed_instance()?;
+            let address: &str = &inst.address;
+            let why = if state.resources.get(address).is_some_and(|r| r.protect) {
+                "the state remembers `protect: true`"
+            } else if protect.get(address).copied().unwrap_or(false) {
+                "the file says `protect: true`"
+            } else if inst
+                .id
+                .as_deref()
+                .or_else(|| state.id_of(address))
+                .is_some_and(|id| protected_ids.binary_search(&id).is_ok())
+            {
+                "its id is a protected instance's in the state"
+            } else {
+                return None;
+            };
+            Some(HeldBack {
+                id: a.id,
+                kind: a.kind.as_str().to_string(),
+                address: address.to_string(),
+                reason: why.to_string(),
+            })
+        })
+        .collect();
+    if held.is_empty() {
+        Ok(())
+    } else {
+        Err(ApplyError::Protected(held))
+    }
 }
 
 fn dependents(plan: &Plan) -> Vec<Vec<usize>> {
@@ -379,6 +451,7 @@ pub fn apply(
     progress: &dyn Fn(&ProgressEvent<'_>),
 ) -> Result<ApplyReport, ApplyError> {
     preflight(plan, opts.allow_destroy)?;
+    check_protected(plan, state, &opts.protect)?;
     let n = plan.actions.len();
     let dependents = dependents(plan);
     let mut waiting: Vec<usize> = plan

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 
 use crate::apply::{self, ActionOutcome, ApplyError, ApplyOptions, ApplyReport};
 use crate::cli::common;
-use crate::plan::saved::{SavedPlan, SAVED_PLAN_VERSION};
+use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
 use crate::provider::Provider;
 use crate::spec::load::{self, Source};
@@ -96,6 +96,10 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
         }
         return Ok(ExitCode::from(1));
     }
+    if let Err(e) = apply::check_protected(&plan, &state, &protect) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(1));
+    }
     if plan.actions.is_empty() {
         // Still record changed protect flags (a real state change), without a serial bump
         // when nothing changes.
@@ -115,19 +119,9 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
 fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(planfile)
         .with_context(|| format!("cannot read the plan file {}", planfile.display()))?;
-    let saved: SavedPlan = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a plan saved by `crmctl plan --out` (a desired-state file needs -f)",
-            planfile.display()
-        )
-    })?;
-    if saved.version > SAVED_PLAN_VERSION {
-        bail!(
-            "{}: saved plan version {} is newer than this crmctl supports ({SAVED_PLAN_VERSION}); upgrade crmctl",
-            planfile.display(),
-            saved.version
-        );
-    }
+    // Refused when it is not a saved plan, of another version, or edited since it was
+    // written (checksum; issue 9 item 3).
+    let saved = SavedPlan::from_json(&text, &planfile.display().to_string())?;
     let state_path = args
         .state
         .clone()
@@ -179,7 +173,13 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
             short(&fingerprint)
         );
     }
-    let plan = saved.plan;
+    let protect = saved.protect;
+    let mut plan = saved.plan;
+    // What the plan shows as destructive is derived from its ops, like the gate.
+    let destructive = plan.destructive_flags();
+    for (a, d) in plan.actions.iter_mut().zip(destructive) {
+        a.destructive = d;
+    }
     let src = Source {
         path: planfile.display().to_string(),
         text: String::new(),
@@ -196,15 +196,12 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         }
         return Ok(ExitCode::from(1));
     }
+    if let Err(e) = apply::check_protected(&plan, &state, &protect) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(1));
+    }
     backend.set_domain_hint(&plan.tenant)?;
-    let report = run(
-        &plan,
-        &backend,
-        &mut state,
-        &state_path,
-        args,
-        saved.protect,
-    )?;
+    let report = run(&plan, &backend, &mut state, &state_path, args, protect)?;
     Ok(summarize(&plan, &report))
 }
 

@@ -1,6 +1,7 @@
 //! The command line: the only module that knows clap, anyhow and exit codes.
 //!
-//! Exit codes: 0 success (and, for `plan --detailed-exitcode`, no changes); 1 error;
+//! Exit codes: 0 success (and, for `plan --detailed-exitcode`, no changes); 1 error,
+//! usage errors included (a bad flag or value must never read as "changes present");
 //! 2 changes present (`plan --detailed-exitcode` only).
 
 mod apply;
@@ -47,7 +48,10 @@ enum Command {
 
 /// Parse the command line, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_exit(&e),
+    };
     let color = common::use_color(cli.no_color);
     let result = match &cli.command {
         Command::Validate(a) => validate::run_validate(a, common::use_color_stderr(cli.no_color)),
@@ -65,5 +69,18 @@ pub fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Print clap's message and map it to an exit code: `--help` and `--version` print to
+/// stdout and exit 0; every usage error prints to stderr and exits 1 (clap's own exit
+/// code, 2, is what `plan --detailed-exitcode` means by "changes present"; issue 9 item 9).
+fn usage_exit(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    // A closed stdout/stderr leaves nothing else to report.
+    let _ = e.print();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::common;
-use crate::plan::saved::{SavedPlan, SAVED_PLAN_VERSION};
+use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
 use crate::provider::Provider as _;
 use crate::spec::load::{self, Loaded};
@@ -139,18 +139,17 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     if let Some(out) = &args.out {
         let protect = loaded.desired.protect_flags();
         let changes = !plan.is_empty();
-        let saved = SavedPlan {
-            version: SAVED_PLAN_VERSION,
-            backend: args
-                .backend
+        // With the checksum of its content: `apply PLANFILE` refuses an edited file.
+        let saved = SavedPlan::new(
+            args.backend
                 .clone()
                 .unwrap_or_else(|| common::DEFAULT_BACKEND.to_string()),
-            state_path: state_path.display().to_string(),
-            state_lineage: state.lineage.clone(),
-            state_serial: state.serial,
+            state_path.display().to_string(),
+            state.lineage.clone(),
+            state.serial,
             plan,
             protect,
-        };
+        );
         write_atomically(out, &serde_json::to_vec_pretty(&saved)?)
             .with_context(|| format!("cannot write the plan file {}", out.display()))?;
         eprintln!(

@@ -62,7 +62,9 @@ pub struct Action {
     pub address: String,
     /// Ids of the actions that must succeed before this one starts.
     pub depends_on: Vec<usize>,
-    /// Whether the action loses data or access (gated by `--allow-destroy`).
+    /// Whether the action loses data or access (gated by `--allow-destroy`). For display
+    /// only: apply never trusts it (a saved plan file can be edited) and derives it from
+    /// the kind and the op with [`Plan::destructive_flags`].
     pub destructive: bool,
     /// Attribute-level changes, for display.
     pub changes: Vec<Change>,
@@ -152,6 +154,52 @@ impl ActionKind {
             ActionKind::DeleteInstance => "delete_instance",
             ActionKind::Adopt => "adopt",
         }
+    }
+
+    /// Whether every action of this kind loses data or access: deletes (I8, P5, I12) and
+    /// resets (I9). A copy (I11) is destructive only onto an existing instance, which
+    /// depends on the op: see [`Plan::destructive_flags`].
+    pub fn always_destructive(self) -> bool {
+        matches!(
+            self,
+            ActionKind::DeleteInstance
+                | ActionKind::ResetInstance
+                | ActionKind::DeleteUser
+                | ActionKind::DeleteGroup
+        )
+    }
+}
+
+impl Plan {
+    /// Which actions lose data or access, derived from each action's kind and op, never
+    /// from its stored `destructive` flag (issue 9 item 3: an edited saved plan must not
+    /// get past `--allow-destroy`). The always-destructive kinds
+    /// ([`ActionKind::always_destructive`]), and a `copy_instance` unless its target is a
+    /// new instance that an action of the same plan configures (a copy overwrites the
+    /// target's application and data, I11).
+    pub fn destructive_flags(&self) -> Vec<bool> {
+        // The addresses this plan configures: few (one per new instance).
+        let mut configured: Vec<&str> = self
+            .actions
+            .iter()
+            .filter(|a| matches!(*a.op, Op::ConfigureInstance { .. }))
+            .map(|a| a.address.as_str())
+            .collect();
+        configured.sort_unstable();
+        self.actions
+            .iter()
+            .map(|a| {
+                a.kind.always_destructive()
+                    || a.op.kind().always_destructive()
+                    || match &*a.op {
+                        Op::CopyInstance { target, .. } => {
+                            target.id.is_some()
+                                || configured.binary_search(&&*target.address).is_err()
+                        }
+                        _ => false,
+                    }
+            })
+            .collect()
     }
 }
 
@@ -317,6 +365,51 @@ pub enum Op {
 }
 
 impl Op {
+    /// The kind of action this op belongs to (an action whose kind is not its op's is
+    /// malformed: apply refuses the plan).
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Op::PurchaseLicenses { .. } => ActionKind::PurchaseLicenses,
+            Op::ReduceLicenses { .. } => ActionKind::ReduceLicenses,
+            Op::PurchaseStorage { .. } => ActionKind::PurchaseStorage,
+            Op::ReduceStorage { .. } => ActionKind::ReduceStorage,
+            Op::PurchaseInstance { .. } => ActionKind::PurchaseInstance,
+            Op::CreateGroup { .. } => ActionKind::CreateGroup,
+            Op::UpdateGroup { .. } => ActionKind::UpdateGroup,
+            Op::DeleteGroup { .. } => ActionKind::DeleteGroup,
+            Op::AddGroupMembers { .. } => ActionKind::AddGroupMembers,
+            Op::RemoveGroupMembers { .. } => ActionKind::RemoveGroupMembers,
+            Op::CreateUser { .. } => ActionKind::CreateUser,
+            Op::UpdateUser { .. } => ActionKind::UpdateUser,
+            Op::DeleteUser { .. } => ActionKind::DeleteUser,
+            Op::AssignLicense { .. } => ActionKind::AssignLicense,
+            Op::RemoveLicense { .. } => ActionKind::RemoveLicense,
+            Op::SetAccessMode { .. } => ActionKind::SetAccessMode,
+            Op::AssignRoles { .. } => ActionKind::AssignRoles,
+            Op::RemoveRoles { .. } => ActionKind::RemoveRoles,
+            Op::ConfigureInstance { .. } => ActionKind::ConfigureInstance,
+            Op::UpdateInstance { .. } => ActionKind::UpdateInstance,
+            Op::SwitchInstance { .. } => ActionKind::SwitchInstance,
+            Op::SetAdminMode { .. } => ActionKind::SetAdminMode,
+            Op::SetNotificationRecipients { .. } => ActionKind::SetNotificationRecipients,
+            Op::ScheduleUpdate { .. } => ActionKind::ScheduleUpdate,
+            Op::CopyInstance { .. } => ActionKind::CopyInstance,
+            Op::ResetInstance { .. } => ActionKind::ResetInstance,
+            Op::DeleteInstance { .. } => ActionKind::DeleteInstance,
+            Op::Adopt { .. } => ActionKind::Adopt,
+        }
+    }
+
+    /// The instance whose data the op deletes or overwrites: the instance of
+    /// `delete_instance` and `reset_instance` (I8, I9), the target of `copy_instance` (I11).
+    pub fn destroyed_instance(&self) -> Option<&ObjRef> {
+        match self {
+            Op::DeleteInstance { instance } | Op::ResetInstance { instance, .. } => Some(instance),
+            Op::CopyInstance { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
     /// Whether the op creates an object whose id apply must record under the action's
     /// address.
     pub fn creates(&self) -> Option<ObjKind> {
@@ -383,5 +476,150 @@ impl Op {
             | Op::CreateUser { .. }
             | Op::Adopt { .. } => vec![],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(address: &str, id: Option<&str>) -> ObjRef {
+        ObjRef {
+            address: address.into(),
+            id: id.map(str::to_string),
+        }
+    }
+
+    fn action(id: usize, address: &str, op: Op, stored: bool) -> Action {
+        Action {
+            id,
+            kind: op.kind(),
+            address: address.into(),
+            depends_on: vec![],
+            destructive: stored,
+            changes: vec![],
+            reason: "test".into(),
+            op: Box::new(op),
+        }
+    }
+
+    fn configure() -> Op {
+        Op::ConfigureInstance {
+            name: "t".into(),
+            url: "t".into(),
+            kind: InstanceType::Sandbox,
+            purpose: String::new(),
+            region: Region::NA,
+            currency: "USD".into(),
+            language: 1033,
+            security_group: None,
+        }
+    }
+
+    fn copy(target: ObjRef) -> Op {
+        Op::CopyInstance {
+            source: r("instances.p", Some("org-000001")),
+            target,
+            kind: CopyKind::Full,
+        }
+    }
+
+    // issue 9 item 3: destructiveness comes from the kind and the op, never from the
+    // stored flag (which every case below sets to the wrong value). I11: a copy is
+    // destructive unless it lands on an instance this plan configures.
+    #[test]
+    fn destructive_flags_are_derived_from_the_ops() {
+        let user = r("users.a", Some("usr-000001"));
+        let inst = r("instances.t", Some("org-000002"));
+        let cases: Vec<(&str, Vec<Action>, bool)> = vec![
+            (
+                "delete_user",
+                vec![action(
+                    0,
+                    "users.a",
+                    Op::DeleteUser { user: user.clone() },
+                    false,
+                )],
+                true,
+            ),
+            (
+                "delete_instance",
+                vec![action(
+                    0,
+                    "instances.t",
+                    Op::DeleteInstance {
+                        instance: inst.clone(),
+                    },
+                    false,
+                )],
+                true,
+            ),
+            (
+                "reset_instance",
+                vec![action(
+                    0,
+                    "instances.t",
+                    Op::ResetInstance {
+                        instance: inst.clone(),
+                        currency: "EUR".into(),
+                        language: 1033,
+                    },
+                    false,
+                )],
+                true,
+            ),
+            (
+                "remove_license",
+                vec![action(
+                    0,
+                    "users.a",
+                    Op::RemoveLicense { user: user.clone() },
+                    true,
+                )],
+                false,
+            ),
+            (
+                "copy onto an existing instance",
+                vec![action(0, "instances.t", copy(inst.clone()), false)],
+                true,
+            ),
+            (
+                "copy onto an address nothing configures",
+                vec![action(
+                    0,
+                    "instances.t",
+                    copy(r("instances.t", None)),
+                    false,
+                )],
+                true,
+            ),
+            (
+                "copy onto a sandbox configured by the plan",
+                vec![
+                    action(0, "instances.t", configure(), true),
+                    action(1, "instances.t", copy(r("instances.t", None)), true),
+                ],
+                false,
+            ),
+        ];
+        for (what, actions, expected) in cases {
+            let plan = Plan {
+                actions,
+                ..Plan::default()
+            };
+            assert_eq!(
+                plan.destructive_flags().last().copied(),
+                Some(expected),
+                "{what}"
+            );
+        }
+        // A kind that hides a destructive op still counts as destructive.
+        let mut hidden = action(0, "users.a", Op::DeleteUser { user }, false);
+        hidden.kind = ActionKind::UpdateUser;
+        let plan = Plan {
+            actions: vec![hidden],
+            ..Plan::default()
+        };
+        assert_eq!(plan.destructive_flags(), vec![true]);
     }
 }

@@ -381,13 +381,9 @@ impl<'a> Planner<'a> {
         reason: impl Into<Cow<'static, str>>,
         deps: impl IntoIterator<Item = Option<usize>>,
     ) -> usize {
-        let destructive = matches!(
-            kind,
-            ActionKind::DeleteInstance
-                | ActionKind::ResetInstance
-                | ActionKind::DeleteUser
-                | ActionKind::DeleteGroup
-        );
+        // The planner copies only onto new sandboxes (I11), so the kind decides; apply
+        // derives the flag again (`Plan::destructive_flags`).
+        let destructive = kind.always_destructive();
         self.drafts.push(Action {
             id: self.drafts.len(),
             kind,

@@ -1,17 +1,42 @@
 //! A plan saved with `plan --out PLANFILE`, applied later with `apply PLANFILE`.
+//!
+//! The file carries a SHA-256 checksum of everything apply uses from it (the plan, the
+//! backend, the state path, lineage and serial, the `protect` flags), so that a file edited
+//! after `plan --out` wrote it is refused ([`SavedPlan::from_json`]).
+//!
+//! The checksum is an integrity check against accidental and naive edits (a hand-edited
+//! value, a flipped flag, a truncated or merged file), **not authentication**: anyone who
+//! can write the file can also recompute the checksum. That is why apply never relies on it
+//! for safety: it derives destructiveness from the ops (`Plan::destructive_flags`), checks
+//! protected instances against the state (`apply::check_protected`), refuses a stale plan
+//! by the tenant's fingerprint and the state's serial, and the provider checks every rule
+//! of domain.md on each request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::plan::action::Plan;
 
-/// Format version of saved plan files.
-pub const SAVED_PLAN_VERSION: u32 = 1;
+/// Format version of saved plan files. Version 2 added the checksum; a version 1 file is
+/// refused with a request to plan again.
+pub const SAVED_PLAN_VERSION: u32 = 2;
+
+/// The prefix of [`SavedPlan::checksum`].
+const CHECKSUM_PREFIX: &str = "sha256:";
 
 /// A saved plan: the plan plus what apply needs to refuse it when it is stale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedPlan {
     /// Format version.
     pub version: u32,
+    /// `sha256:<hex>` of the canonical serialization of every other field (see
+    /// [`SavedPlan::content_checksum`]). Empty in files written before version 2.
+    #[serde(default)]
+    pub checksum: String,
     /// Backend spec the plan was made against (e.g. `local:.crmctl/tenant.db`).
     pub backend: String,
     /// State file path the plan was made with.
@@ -25,5 +50,229 @@ pub struct SavedPlan {
     /// `protect` flags per instance address from the desired file, recorded into the state
     /// after apply.
     #[serde(default)]
-    pub protect: std::collections::BTreeMap<String, bool>,
+    pub protect: BTreeMap<String, bool>,
+}
+
+/// The fields the checksum covers, in a fixed order: every field but the checksum.
+#[derive(Serialize)]
+struct Content<'a> {
+    version: u32,
+    backend: &'a str,
+    state_path: &'a str,
+    state_lineage: &'a str,
+    state_serial: u64,
+    plan: &'a Plan,
+    protect: &'a BTreeMap<String, bool>,
+}
+
+/// Why a saved plan file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedPlanError {
+    /// Not a saved plan (not JSON, or not the shape of one).
+    #[error("{file} is not a plan saved by `crmctl plan --out` ({message}); a desired-state file needs -f")]
+    NotAPlan {
+        /// The plan file.
+        file: String,
+        /// The parse error.
+        message: String,
+    },
+    /// Written by a newer crmctl.
+    #[error("{file}: saved plan version {found} is newer than this crmctl supports ({SAVED_PLAN_VERSION}); upgrade crmctl")]
+    TooNew {
+        /// The plan file.
+        file: String,
+        /// Its version.
+        found: u32,
+    },
+    /// Written by an older crmctl, without a checksum.
+    #[error("{file}: saved plan version {found} was written by an older crmctl, without a checksum; run `crmctl plan --out` again")]
+    TooOld {
+        /// The plan file.
+        file: String,
+        /// Its version.
+        found: u32,
+    },
+    /// The content does not match the checksum (or the checksum is missing or malformed).
+    #[error("{file} was modified after `crmctl plan --out` wrote it (checksum mismatch); run `crmctl plan --out` again")]
+    Modified {
+        /// The plan file.
+        file: String,
+    },
+}
+
+impl SavedPlan {
+    /// A saved plan of the current format, with its checksum.
+    pub fn new(
+        backend: String,
+        state_path: String,
+        state_lineage: String,
+        state_serial: u64,
+        plan: Plan,
+        protect: BTreeMap<String, bool>,
+    ) -> SavedPlan {
+        let mut saved = SavedPlan {
+            version: SAVED_PLAN_VERSION,
+            checksum: String::new(),
+            backend,
+            state_path,
+            state_lineage,
+            state_serial,
+            plan,
+            protect,
+        };
+        saved.seal();
+        saved
+    }
+
+    /// Set [`SavedPlan::checksum`] from the current content.
+    pub fn seal(&mut self) {
+        self.checksum = self.content_checksum();
+    }
+
+    /// `sha256:<hex>` of the compact JSON of every field but the checksum, in declaration
+    /// order. Canonical for a file read back: maps are sorted (`BTreeMap`) or keep the
+    /// file's order, and serializing what was parsed from the JSON serde wrote gives the
+    /// same bytes. Streamed into the hasher (a large plan is never held twice).
+    pub fn content_checksum(&self) -> String {
+        let content = Content {
+            version: self.version,
+            backend: &self.backend,
+            state_path: &self.state_path,
+            state_lineage: &self.state_lineage,
+            state_serial: self.state_serial,
+            plan: &self.plan,
+            protect: &self.protect,
+        };
+        let mut hasher = Sha256::new();
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut hasher);
+        serde_json::to_writer(&mut w, &content).expect("a plan always serializes");
+        w.flush().expect("hashing cannot fail");
+        drop(w);
+        let mut out = String::with_capacity(CHECKSUM_PREFIX.len() + 64);
+        out.push_str(CHECKSUM_PREFIX);
+        for b in hasher.finalize() {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
+    /// Read a saved plan from the text of `file` (named in errors): refused when it is not
+    /// a saved plan, of another format version, or modified since it was written.
+    pub fn from_json(text: &str, file: &str) -> Result<SavedPlan, SavedPlanError> {
+        let saved: SavedPlan =
+            serde_json::from_str(text).map_err(|e| SavedPlanError::NotAPlan {
+                file: file.to_string(),
+                message: e.to_string(),
+            })?;
+        if saved.version > SAVED_PLAN_VERSION {
+            return Err(SavedPlanError::TooNew {
+                file: file.to_string(),
+                found: saved.version,
+            });
+        }
+        if saved.version < SAVED_PLAN_VERSION {
+            return Err(SavedPlanError::TooOld {
+                file: file.to_string(),
+                found: saved.version,
+            });
+        }
+        if saved.checksum != saved.content_checksum() {
+            return Err(SavedPlanError::Modified {
+                file: file.to_string(),
+            });
+        }
+        Ok(saved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::action::{Action, ActionKind, ObjRef, Op};
+
+    fn sample() -> SavedPlan {
+        let plan = Plan {
+            format_version: "1".into(),
+            tenant: "coho.onmicrosoft.com".into(),
+            fingerprint: "ab".repeat(32),
+            actions: vec![Action {
+                id: 0,
+                kind: ActionKind::UpdateInstance,
+                address: "instances.sales".into(),
+                depends_on: vec![],
+                destructive: false,
+                changes: vec![],
+                reason: "why".into(),
+                op: Box::new(Op::UpdateInstance {
+                    instance: ObjRef {
+                        address: "instances.sales".into(),
+                        id: Some("org-000001".into()),
+                    },
+                    name: Some("Sales \u{e9}\"\n".into()),
+                    url: None,
+                    purpose: None,
+                    // Serialized as null, read back as None: the checksum is over the JSON,
+                    // so it still matches.
+                    security_group: Some(None),
+                }),
+            }],
+            ..Plan::default()
+        };
+        let protect = BTreeMap::from([("instances.sales".to_string(), true)]);
+        SavedPlan::new(
+            "local:t.db".into(),
+            "s.json".into(),
+            "lin".into(),
+            3,
+            plan,
+            protect,
+        )
+    }
+
+    // issue 9 item 3: what `plan --out` writes reads back; any edit is refused.
+    #[test]
+    fn a_written_plan_reads_back_and_an_edit_is_refused() {
+        let saved = sample();
+        let text = serde_json::to_string_pretty(&saved).unwrap();
+        let back = SavedPlan::from_json(&text, "p.json").unwrap();
+        assert_eq!(back.checksum, saved.checksum);
+        assert!(saved.checksum.starts_with("sha256:") && saved.checksum.len() == 71);
+        for (from, to) in [
+            ("\"state_serial\": 3", "\"state_serial\": 4"),
+            ("\"org-000001\"", "\"org-000002\""),
+            ("\"instances.sales\": true", "\"instances.sales\": false"),
+            ("\"destructive\": false", "\"destructive\": true"),
+            ("\"local:t.db\"", "\"local:u.db\""),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let edited = text.replacen(from, to, 1);
+            let e = SavedPlan::from_json(&edited, "p.json").unwrap_err();
+            assert!(matches!(e, SavedPlanError::Modified { .. }), "{from}: {e}");
+            assert!(
+                e.to_string().contains(
+                    "p.json was modified after `crmctl plan --out` wrote it (checksum mismatch)"
+                ),
+                "{e}"
+            );
+        }
+        // Formatting alone (whitespace) is not a modification.
+        let compact = serde_json::to_string(&saved).unwrap();
+        assert!(SavedPlan::from_json(&compact, "p.json").is_ok());
+    }
+
+    #[test]
+    fn old_new_and_foreign_files_are_clear_errors() {
+        let mut saved = sample();
+        saved.version = 1;
+        saved.checksum.clear();
+        let e =
+            SavedPlan::from_json(&serde_json::to_string(&saved).unwrap(), "p.json").unwrap_err();
+        assert!(e.to_string().contains("older crmctl"), "{e}");
+        saved.version = SAVED_PLAN_VERSION + 1;
+        let e =
+            SavedPlan::from_json(&serde_json::to_string(&saved).unwrap(), "p.json").unwrap_err();
+        assert!(e.to_string().contains("upgrade crmctl"), "{e}");
+        let e = SavedPlan::from_json("tenant: x\n", "t.yaml").unwrap_err();
+        assert!(e.to_string().contains("needs -f"), "{e}");
+    }
 }
