@@ -810,3 +810,98 @@ fn fidelity_tenant_admins() {
         },
     ]);
 }
+
+/// issue 10 item 4: every action on a provisioning or disabled instance is a plan error
+/// (I4), not only plain edits; a plan with errors applies nothing (no purchase either).
+#[test]
+fn fidelity_instance_status() {
+    let prov = || PROD.replace("ready", "provisioning");
+    let dis = || PROD.replace("ready", "disabled");
+    let sprov = || SANDBOX.replace("ready", "provisioning");
+    let sdis = || SANDBOX.replace("ready", "disabled");
+    let only_i4 = |p: &Plan| {
+        assert_eq!(error_rules(p), vec!["I4"], "{:#?}", p.diagnostics);
+        assert!(
+            diag_at(p, "instances.p", "I4", true),
+            "{:#?}",
+            p.diagnostics
+        );
+    };
+    run(vec![
+        Case {
+            name: "I4: notification recipients of a provisioning instance (and a billable purchase in the same plan)",
+            desired: "licenses: {professional: 5}\ninstances:\n  p: {name: p, url: p, type: production, notification_recipients: [ops@coho.com]}\n  q: {name: q, url: q, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 5}}\ninstances:\n{}", inst("i1", "p", &prov())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: |p| {
+                assert_eq!(error_rules(p), vec!["I4"]);
+                assert!(p.actions.iter().any(|a| a.kind == ActionKind::PurchaseInstance));
+            },
+        },
+        Case {
+            name: "I4: administration mode of a disabled sandbox",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: sandbox, admin_mode: {enabled: true, background_operations: true}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &sdis())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: switching a disabled instance",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &dis())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: an update approval for a provisioning instance",
+            desired: "instances:\n  p: {name: p, url: p, type: production, update: {target_version: 8.1.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &prov().replace("8.1.0", "8.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: security roles in a disabled instance",
+            desired: "licenses: {professional: 1}\ninstances:\n  p: {name: p, url: p, type: production}\nusers:\n  a@coho.com: {license: professional, roles: {p: [Salesperson]}}\n".into(),
+            tenant: format!("licenses: {{professional: 1}}\ninstances:\n{}", inst("i1", "p", &dis())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: deleting a provisioning sandbox removed from the file",
+            desired: "instances:\n  k: {name: k, url: k, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i0", "k", PROD), inst("i1", "p", &sprov())),
+            state: vec![("instances.k", ObjKind::Instance, "i0", false), ("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: a disabled sandbox removed from the file can be deleted",
+            desired: "instances:\n  k: {name: k, url: k, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i0", "k", PROD), inst("i1", "p", &sdis())),
+            state: vec![("instances.k", ObjKind::Instance, "i0", false), ("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["delete_instance instances.p"]),
+        },
+        Case {
+            name: "I4: a copy from a provisioning source",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &prov())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: a provisioning instance the file does not change plans nothing, and no error",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &prov())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert!(p.actions.is_empty()),
+        },
+    ]);
+}

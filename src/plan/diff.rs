@@ -351,6 +351,7 @@ fn diff_with(
     p.delete_groups();
     p.license_order();
     p.t5_prerequisites();
+    p.instance_status();
     for d in &mut p.drafts {
         d.depends_on.sort_unstable();
         d.depends_on.dedup();
@@ -760,6 +761,86 @@ impl<'a> Planner<'a> {
                 changes,
                 format!("reduce the storage add-on by {} GB", now - want),
                 [],
+            );
+        }
+    }
+
+    /// I4: nothing changes an instance that is provisioning, nor one that is disabled
+    /// (except its deletion or reset, which the service allows on a disabled one). Every
+    /// action of the plan that would is reported, once per instance, as an error: a plan
+    /// with errors applies nothing, so no purchase runs for a plan the service would stop
+    /// halfway.
+    #[inline(never)] // a phase: shows in profiles
+    fn instance_status(&mut self) {
+        if self
+            .t
+            .instances
+            .values()
+            .all(|i| i.status == InstanceStatus::Ready)
+        {
+            return;
+        }
+        let mut blocked: BTreeMap<&str, (&'a t::Instance, Arc<str>, BTreeSet<ActionKind>)> =
+            BTreeMap::new();
+        for d in &self.drafts {
+            // (instance, whether the op is allowed on a disabled instance)
+            let touched: [Option<(&ObjRef, bool)>; 2] = match d.op.as_ref() {
+                Op::UpdateInstance { instance, .. }
+                | Op::SwitchInstance { instance, .. }
+                | Op::SetAdminMode { instance, .. }
+                | Op::SetNotificationRecipients { instance, .. }
+                | Op::ScheduleUpdate { instance, .. }
+                | Op::AssignRoles { instance, .. }
+                | Op::RemoveRoles { instance, .. } => [Some((instance, false)), None],
+                Op::ResetInstance { instance, .. } | Op::DeleteInstance { instance } => {
+                    [Some((instance, true)), None]
+                }
+                // The source of a copy is only read: not while provisioning.
+                Op::CopyInstance { source, target, .. } => {
+                    [Some((target, false)), Some((source, true))]
+                }
+                _ => [None, None],
+            };
+            for (r, disabled_ok) in touched.into_iter().flatten() {
+                let Some(o) = r.id.as_deref().and_then(|id| self.t.instances.get(id)) else {
+                    continue;
+                };
+                let refused = match o.status {
+                    InstanceStatus::Ready => false,
+                    InstanceStatus::Provisioning => true,
+                    InstanceStatus::Disabled => !disabled_ok,
+                };
+                if refused {
+                    blocked
+                        .entry(o.id.as_str())
+                        .or_insert_with(|| (o, r.address.clone(), BTreeSet::new()))
+                        .2
+                        .insert(d.kind);
+                }
+            }
+        }
+        for (_, (o, address, kinds)) in blocked {
+            let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            let (state, hint) = if o.status == InstanceStatus::Provisioning {
+                (
+                    "still provisioning",
+                    "wait until it is ready, then plan again (or leave these settings out of the file for now)",
+                )
+            } else {
+                (
+                    "disabled",
+                    "enable it in the admin center first, then plan again (or leave these settings out of the file for now)",
+                )
+            };
+            self.error(
+                &address,
+                format!(
+                    "instance `{}` is {state} and cannot be changed, but the plan would run {} on it",
+                    o.url,
+                    kinds.join(", ")
+                ),
+                "I4",
+                Some(hint.into()),
             );
         }
     }
@@ -2570,24 +2651,7 @@ impl<'a> Planner<'a> {
         if changes.is_empty() {
             return;
         }
-        if o.status != InstanceStatus::Ready {
-            self.error(
-                &address,
-                format!(
-                    "the instance is {} and cannot be edited",
-                    if o.status == InstanceStatus::Provisioning {
-                        "still provisioning"
-                    } else {
-                        "disabled (enable it first)"
-                    }
-                ),
-                "I4",
-                Some(
-                    "wait until it is ready, or enable it in the admin center, then plan again"
-                        .into(),
-                ),
-            );
-        }
+        // I4: a provisioning or disabled instance is reported by `instance_status`.
         let iref = self.inst_ref(key);
         let url_changed = url.is_some();
         let a = self.push(
