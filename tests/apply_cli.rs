@@ -714,22 +714,6 @@ fn a_missing_or_empty_tenant_is_not_an_empty_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
     crmctl(dir.path())
-const GATED: &str = "tenant: fabrikam.onmicrosoft.com
-licenses:
-  professional: 5
-users:
-  a@fabrikam.com: {name: A, license: professional}
-  b@fabrikam.com: {name: B, license: professional}
-instances:
-  main: {name: Fabrikam, url: fabrikam, type: production, region: EMEA, currency: EUR, language: 1033}
-  test: {name: Test, url: fabrikam-test, type: sandbox, region: EMEA, currency: EUR, language: 1033, protect: true}
-";
-
-/// Apply GATED, then save a plan (`p.json`) that renames a@ and deletes b@ (destructive).
-fn gated_saved_plan(dir: &Path) -> (PathBuf, String) {
-    let file = dir.join("t.yaml");
-    std::fs::write(&file, GATED).unwrap();
-    crmctl(dir)
         .args(["apply", "--auto-approve", "-f"])
         .arg(&file)
         .assert()
@@ -862,6 +846,28 @@ fn a_state_is_refused_against_another_tenant() {
             "holds tenant `contoso.onmicrosoft.com`",
         ))
         .stderr(predicate::str::contains("fabrikam.onmicrosoft.com"));
+}
+
+const GATED: &str = "tenant: fabrikam.onmicrosoft.com
+licenses:
+  professional: 5
+users:
+  a@fabrikam.com: {name: A, license: professional}
+  b@fabrikam.com: {name: B, license: professional}
+instances:
+  main: {name: Fabrikam, url: fabrikam, type: production, region: EMEA, currency: EUR, language: 1033}
+  test: {name: Test, url: fabrikam-test, type: sandbox, region: EMEA, currency: EUR, language: 1033, protect: true}
+";
+
+/// Apply GATED, then save a plan (`p.json`) that renames a@ and deletes b@ (destructive).
+fn gated_saved_plan(dir: &Path) -> (PathBuf, String) {
+    let file = dir.join("t.yaml");
+    std::fs::write(&file, GATED).unwrap();
+    crmctl(dir)
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
     let next = GATED
         .replace("{name: A,", "{name: Ann,")
         .replace("  b@fabrikam.com: {name: B, license: professional}\n", "");

@@ -390,3 +390,85 @@ fn included_sandbox_lost_then_slot_reused() {
         assert!(report.success(), "step {step}: {:?}", report.outcomes);
     }
 }
+
+/// issue 10 item 4 (I4, T5): a plan that buys a slot and also changes a provisioning
+/// instance has an I4 error, and apply runs none of it: no billable purchase is made.
+#[test]
+fn plan_with_errors_buys_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    let yaml = "domain: prop.onmicrosoft.com\nlicenses: {professional: 5}\nversions: [7.0.0, 7.1.0, 8.0.0, 8.1.0]\ninstances:\n  i1: {id: i1, name: p, url: prop-i0, type: production, slot: production, region: NA, currency: USD, language: 1033, status: provisioning, version: 8.1.0}\n";
+    let seeded: crmctl::tenant::Tenant = crmctl::spec::load::from_yaml(yaml).unwrap();
+    provider.admin_replace(seeded).unwrap();
+    let before = provider.observe().unwrap();
+    let mut desired = build(&TenantGen {
+        pro: 5,
+        basic: 0,
+        users: vec![],
+        groups: vec![],
+        instances: vec![
+            Some(InstGen {
+                sandbox: false,
+                admin: 0,
+                group: None,
+                name: 0,
+                recipients: true,
+            }),
+            None,
+            Some(InstGen {
+                sandbox: false,
+                admin: 0,
+                group: None,
+                name: 0,
+                recipients: false,
+            }),
+        ],
+    });
+    desired
+        .licenses
+        .as_mut()
+        .unwrap()
+        .insert(LicensePlan::Professional, 5);
+    let mut state = State::empty("prop");
+    state.resources.insert(
+        "instances.i0".into(),
+        crmctl::state::Resource {
+            kind: crmctl::plan::ObjKind::Instance,
+            id: "i1".into(),
+            protect: false,
+        },
+    );
+    let plan = crmctl::plan::plan(&desired, &before, &state);
+    assert!(plan
+        .actions
+        .iter()
+        .any(|a| a.kind == crmctl::plan::ActionKind::PurchaseInstance));
+    assert!(
+        plan.diagnostics
+            .iter()
+            .any(|d| d.is_error() && d.rule.as_deref() == Some("I4")),
+        "{:#?}",
+        plan.diagnostics
+    );
+    let opts = ApplyOptions {
+        allow_destroy: true,
+        ..ApplyOptions::default()
+    };
+    let r = apply::apply(
+        &plan,
+        &provider,
+        &mut state,
+        &mut |_, _| Ok(()),
+        &opts,
+        &|_| {},
+    );
+    assert!(
+        matches!(r, Err(apply::ApplyError::PlanHasErrors(_))),
+        "{r:?}"
+    );
+    assert_eq!(
+        provider.observe().unwrap(),
+        before,
+        "nothing was bought or changed"
+    );
+}

@@ -52,6 +52,11 @@ fn run(cases: Vec<Case>) {
         }
         if c.valid {
             converge(&d, &t, &s);
+            // issue 10: the local provider (which enforces domain.md on its own) accepts
+            // the plan in one pass, and the next plan shows no changes.
+            if let Err(e) = converge_local(&d, &t, &s) {
+                panic!("case {}: {e}", c.name);
+            }
         } else {
             assert!(plan.has_errors(), "case {}: expected an error", c.name);
         }
@@ -672,6 +677,231 @@ fn adoption_and_unmanaged() {
             state: vec![("users.a@coho.com", ObjKind::User, "u1", false), ("instances.p", ObjKind::Instance, "i1", false)],
             valid: true,
             check: |p| assert_eq!(steps(p), vec!["remove_license users.a@coho.com", "remove_roles users.a@coho.com"]),
+        },
+    ]);
+}
+
+/// Users of the tenant, `id: (upn, admin roles)`, read-write and licensed professional.
+fn admins(users: &[(&str, &str, &str)]) -> String {
+    let mut s = "licenses: {professional: 10}\nusers:\n".to_string();
+    for (id, upn, roles) in users {
+        s.push_str(&format!("  {id}: {{id: {id}, upn: {upn}, license: professional, access_mode: read-write, admin_roles: [{roles}]}}\n"));
+    }
+    s
+}
+
+/// The diagnostics at `address` citing `rule` (errors when `error`).
+fn diag_at(p: &Plan, address: &str, rule: &str, error: bool) -> bool {
+    p.diagnostics.iter().any(|d| {
+        d.address.as_deref() == Some(address)
+            && d.rule.as_deref() == Some(rule)
+            && d.is_error() == error
+    })
+}
+
+/// Issue 10 (fidelity): every plan without errors is accepted by the local provider in
+/// one pass (`run` applies it there), and what it would refuse is a plan error.
+#[test]
+fn fidelity_tenant_admins() {
+    let ga3 = || {
+        admins(&[
+            ("u1", "a@coho.com", "global_admin"),
+            ("u2", "b@coho.com", "global_admin"),
+            ("u3", "c@coho.com", ""),
+        ])
+    };
+    let st3 = || {
+        vec![
+            ("users.a@coho.com", ObjKind::User, "u1", false),
+            ("users.b@coho.com", ObjKind::User, "u2", false),
+            ("users.c@coho.com", ObjKind::User, "u3", false),
+        ]
+    };
+    run(vec![
+        Case {
+            // issue 10 item 1
+            name: "P6 order: promote one global admin and demote another: the promotion runs first",
+            desired: "users:\n  a@coho.com: {admin_roles: [global_admin]}\n  b@coho.com: {admin_roles: []}\n  c@coho.com: {admin_roles: [global_admin]}\n".into(),
+            tenant: ga3(),
+            state: st3(),
+            valid: true,
+            check: |p| {
+                depends(p, "update_user users.b@coho.com", "update_user users.c@coho.com");
+                assert!(!p.has_errors());
+            },
+        },
+        Case {
+            // issue 10 item 1
+            name: "P6 order: delete a global admin and promote another: the promotion runs first",
+            desired: "users:\n  a@coho.com: {admin_roles: [global_admin]}\n  c@coho.com: {admin_roles: [global_admin]}\n".into(),
+            tenant: ga3(),
+            state: st3(),
+            valid: true,
+            check: |p| depends(p, "delete_user users.b@coho.com", "update_user users.c@coho.com"),
+        },
+        Case {
+            // issue 10 item 2
+            name: "P6 floor: demoting one of two global admins is an error at its admin_roles",
+            desired: "users:\n  a@coho.com: {admin_roles: [global_admin]}\n  b@coho.com: {admin_roles: [billing_admin]}\n".into(),
+            tenant: ga3(),
+            state: st3(),
+            valid: false,
+            check: |p| {
+                assert_eq!(error_rules(p), vec!["P6"]);
+                assert!(diag_at(p, "users.b@coho.com.admin_roles", "P6", true), "{:#?}", p.diagnostics);
+            },
+        },
+        Case {
+            // issue 10 item 2
+            name: "P6 floor: deleting one of two global admins is an error at the user",
+            desired: "users:\n  a@coho.com: {admin_roles: [global_admin]}\n  c@coho.com: {}\n".into(),
+            tenant: ga3(),
+            state: st3(),
+            valid: false,
+            check: |p| assert!(diag_at(p, "users.b@coho.com", "P6", true), "{:#?}", p.diagnostics),
+        },
+        Case {
+            // issue 10 item 2
+            name: "P6 floor: a tenant with one global admin that the file keeps is a warning, not an error",
+            desired: "users:\n  a@coho.com: {admin_roles: [global_admin]}\n".into(),
+            tenant: admins(&[("u1", "a@coho.com", "global_admin")]),
+            state: vec![("users.a@coho.com", ObjKind::User, "u1", false)],
+            valid: true,
+            check: |p| assert!(diag_at(p, "users", "P6", false), "{:#?}", p.diagnostics),
+        },
+        Case {
+            // issue 10 item 2: the service refuses to end the last global admin too
+            name: "P6 floor: swapping the only global admin for another is an error (one of one)",
+            desired: "users:\n  a@coho.com: {admin_roles: []}\n  c@coho.com: {admin_roles: [global_admin]}\n".into(),
+            tenant: admins(&[("u1", "a@coho.com", "global_admin"), ("u3", "c@coho.com", "")]),
+            state: vec![("users.a@coho.com", ObjKind::User, "u1", false), ("users.c@coho.com", ObjKind::User, "u3", false)],
+            valid: false,
+            check: |p| assert!(diag_at(p, "users.a@coho.com.admin_roles", "P6", true), "{:#?}", p.diagnostics),
+        },
+        Case {
+            // issue 10 item 2
+            name: "P6 floor: three global admins, one demoted: valid",
+            desired: "users:\n  a@coho.com: {admin_roles: [global_admin]}\n  b@coho.com: {admin_roles: [global_admin]}\n  c@coho.com: {admin_roles: []}\n".into(),
+            tenant: admins(&[("u1", "a@coho.com", "global_admin"), ("u2", "b@coho.com", "global_admin"), ("u3", "c@coho.com", "global_admin")]),
+            state: st3(),
+            valid: true,
+            check: |p| assert!(!p.has_errors()),
+        },
+        Case {
+            // issue 10 item 3
+            name: "P6 licence: a new global admin with roles and no license gets them (System Administrator without a license)",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\nusers:\n  a@coho.com: {admin_roles: [global_admin]}\n  g@coho.com: {admin_roles: [global_admin], roles: {p: [System Administrator]}}\n  s@coho.com: {admin_roles: [service_admin], roles: {p: [System Customizer]}}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", PROD)),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                depends(p, "assign_roles users.g@coho.com", "update_user users.g@coho.com");
+                depends(p, "assign_roles users.s@coho.com", "update_user users.s@coho.com");
+            },
+        },
+        Case {
+            // issue 10 item 3
+            name: "P6 licence: a read-write user with roles, no license and no admin role is still an error (P2)",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\nusers:\n  n@coho.com: {admin_roles: [billing_admin], roles: {p: [Salesperson]}}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", PROD)),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: |p| assert!(error_rules(p).contains(&"P2".to_string())),
+        },
+    ]);
+}
+
+/// issue 10 item 4: every action on a provisioning or disabled instance is a plan error
+/// (I4), not only plain edits; a plan with errors applies nothing (no purchase either).
+#[test]
+fn fidelity_instance_status() {
+    let prov = || PROD.replace("ready", "provisioning");
+    let dis = || PROD.replace("ready", "disabled");
+    let sprov = || SANDBOX.replace("ready", "provisioning");
+    let sdis = || SANDBOX.replace("ready", "disabled");
+    let only_i4 = |p: &Plan| {
+        assert_eq!(error_rules(p), vec!["I4"], "{:#?}", p.diagnostics);
+        assert!(
+            diag_at(p, "instances.p", "I4", true),
+            "{:#?}",
+            p.diagnostics
+        );
+    };
+    run(vec![
+        Case {
+            name: "I4: notification recipients of a provisioning instance (and a billable purchase in the same plan)",
+            desired: "licenses: {professional: 5}\ninstances:\n  p: {name: p, url: p, type: production, notification_recipients: [ops@coho.com]}\n  q: {name: q, url: q, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 5}}\ninstances:\n{}", inst("i1", "p", &prov())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: |p| {
+                assert_eq!(error_rules(p), vec!["I4"]);
+                assert!(p.actions.iter().any(|a| a.kind == ActionKind::PurchaseInstance));
+            },
+        },
+        Case {
+            name: "I4: administration mode of a disabled sandbox",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: sandbox, admin_mode: {enabled: true, background_operations: true}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &sdis())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: switching a disabled instance",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &dis())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: an update approval for a provisioning instance",
+            desired: "instances:\n  p: {name: p, url: p, type: production, update: {target_version: 8.1.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &prov().replace("8.1.0", "8.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: security roles in a disabled instance",
+            desired: "licenses: {professional: 1}\ninstances:\n  p: {name: p, url: p, type: production}\nusers:\n  a@coho.com: {license: professional, roles: {p: [Salesperson]}}\n".into(),
+            tenant: format!("licenses: {{professional: 1}}\ninstances:\n{}", inst("i1", "p", &dis())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: deleting a provisioning sandbox removed from the file",
+            desired: "instances:\n  k: {name: k, url: k, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i0", "k", PROD), inst("i1", "p", &sprov())),
+            state: vec![("instances.k", ObjKind::Instance, "i0", false), ("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: a disabled sandbox removed from the file can be deleted",
+            desired: "instances:\n  k: {name: k, url: k, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i0", "k", PROD), inst("i1", "p", &sdis())),
+            state: vec![("instances.k", ObjKind::Instance, "i0", false), ("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["delete_instance instances.p"]),
+        },
+        Case {
+            name: "I4: a copy from a provisioning source",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &prov())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: only_i4,
+        },
+        Case {
+            name: "I4: a provisioning instance the file does not change plans nothing, and no error",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &prov())),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert!(p.actions.is_empty()),
         },
     ]);
 }

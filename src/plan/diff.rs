@@ -84,6 +84,10 @@ struct UserSteps {
     final_mode: Option<AccessMode>,
     /// Final license.
     final_license: Option<LicensePlan>,
+    /// The update_user that sets the tenant admin roles, if any (P6).
+    admin: Option<usize>,
+    /// Global or service admin once the plan ran: needs no license for roles (P6).
+    license_free_admin: bool,
 }
 
 /// Per desired instance.
@@ -278,6 +282,11 @@ struct Planner<'a> {
     upn_index: Option<HashMap<&'a str, &'a str>>,
     /// Licenses assigned now per plan, counted on first use.
     assigned: Option<BTreeMap<LicensePlan, u32>>,
+    /// Actions that make a user global admin (P6): they run before every demotion.
+    ga_promotions: Vec<usize>,
+    /// Actions that end a global admin (role removed, user deleted), with the address to
+    /// report them at (P6).
+    ga_demotions: Vec<(usize, String)>,
     /// delete_instance per observed instance id.
     inst_deletes: HashMap<&'a str, (usize, &'a str)>,
 }
@@ -328,6 +337,8 @@ fn diff_with(
         member_removals: HashMap::default(),
         unbinds: HashMap::default(),
         inst_deletes: HashMap::default(),
+        ga_promotions: Vec::new(),
+        ga_demotions: Vec::new(),
         upn_index: None,
         assigned: None,
     };
@@ -342,10 +353,12 @@ fn diff_with(
     p.instances();
     p.roles_with(parallel.roles);
     p.delete_users();
+    p.global_admins();
     p.delete_groups();
     p.replace_guards();
     p.license_order();
     p.t5_prerequisites();
+    p.instance_status();
     for d in &mut p.drafts {
         d.depends_on.sort_unstable();
         d.depends_on.dedup();
@@ -931,6 +944,86 @@ impl<'a> Planner<'a> {
                 changes,
                 format!("reduce the storage add-on by {} GB", now - want),
                 [],
+            );
+        }
+    }
+
+    /// I4: nothing changes an instance that is provisioning, nor one that is disabled
+    /// (except its deletion or reset, which the service allows on a disabled one). Every
+    /// action of the plan that would is reported, once per instance, as an error: a plan
+    /// with errors applies nothing, so no purchase runs for a plan the service would stop
+    /// halfway.
+    #[inline(never)] // a phase: shows in profiles
+    fn instance_status(&mut self) {
+        if self
+            .t
+            .instances
+            .values()
+            .all(|i| i.status == InstanceStatus::Ready)
+        {
+            return;
+        }
+        let mut blocked: BTreeMap<&str, (&'a t::Instance, Arc<str>, BTreeSet<ActionKind>)> =
+            BTreeMap::new();
+        for d in &self.drafts {
+            // (instance, whether the op is allowed on a disabled instance)
+            let touched: [Option<(&ObjRef, bool)>; 2] = match d.op.as_ref() {
+                Op::UpdateInstance { instance, .. }
+                | Op::SwitchInstance { instance, .. }
+                | Op::SetAdminMode { instance, .. }
+                | Op::SetNotificationRecipients { instance, .. }
+                | Op::ScheduleUpdate { instance, .. }
+                | Op::AssignRoles { instance, .. }
+                | Op::RemoveRoles { instance, .. } => [Some((instance, false)), None],
+                Op::ResetInstance { instance, .. } | Op::DeleteInstance { instance } => {
+                    [Some((instance, true)), None]
+                }
+                // The source of a copy is only read: not while provisioning.
+                Op::CopyInstance { source, target, .. } => {
+                    [Some((target, false)), Some((source, true))]
+                }
+                _ => [None, None],
+            };
+            for (r, disabled_ok) in touched.into_iter().flatten() {
+                let Some(o) = r.id.as_deref().and_then(|id| self.t.instances.get(id)) else {
+                    continue;
+                };
+                let refused = match o.status {
+                    InstanceStatus::Ready => false,
+                    InstanceStatus::Provisioning => true,
+                    InstanceStatus::Disabled => !disabled_ok,
+                };
+                if refused {
+                    blocked
+                        .entry(o.id.as_str())
+                        .or_insert_with(|| (o, r.address.clone(), BTreeSet::new()))
+                        .2
+                        .insert(d.kind);
+                }
+            }
+        }
+        for (_, (o, address, kinds)) in blocked {
+            let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            let (state, hint) = if o.status == InstanceStatus::Provisioning {
+                (
+                    "still provisioning",
+                    "wait until it is ready, then plan again (or leave these settings out of the file for now)",
+                )
+            } else {
+                (
+                    "disabled",
+                    "enable it in the admin center first, then plan again (or leave these settings out of the file for now)",
+                )
+            };
+            self.error(
+                &address,
+                format!(
+                    "instance `{}` is {state} and cannot be changed, but the plan would run {} on it",
+                    o.url,
+                    kinds.join(", ")
+                ),
+                "I4",
+                Some(hint.into()),
             );
         }
     }
@@ -1774,6 +1867,7 @@ impl<'a> Planner<'a> {
         let mut steps = UserSteps {
             final_mode: Some(final_mode),
             final_license: u.license,
+            license_free_admin: license_free_admin(u.admin_roles.as_deref(), &BTreeSet::new()),
             ..UserSteps::default()
         };
         if final_mode == AccessMode::Application {
@@ -1807,7 +1901,8 @@ impl<'a> Planner<'a> {
             let mut roles = roles.clone();
             roles.sort();
             roles.dedup();
-            self.push(
+            let promotes = roles.contains(&m::AdminRole::GlobalAdmin);
+            let a = self.push(
                 ActionKind::UpdateUser,
                 address.to_string(),
                 Op::UpdateUser {
@@ -1820,6 +1915,10 @@ impl<'a> Planner<'a> {
                 "tenant admin roles from the file (P6)",
                 [Some(c)],
             );
+            steps.admin = Some(a);
+            if promotes {
+                self.ga_promotions.push(a);
+            }
         }
         steps
     }
@@ -1858,8 +1957,13 @@ impl<'a> Planner<'a> {
         if let Some(r) = &new_roles {
             changes.push(ch("admin_roles", json!(o.admin_roles), json!(r)));
         }
+        let mut admin_update = None;
         if !changes.is_empty() {
-            self.push(
+            let was_ga = o.admin_roles.contains(&m::AdminRole::GlobalAdmin);
+            let will_be_ga = new_roles
+                .as_ref()
+                .map(|r| r.contains(&m::AdminRole::GlobalAdmin));
+            let a = self.push(
                 ActionKind::UpdateUser,
                 address.to_string(),
                 Op::UpdateUser {
@@ -1872,6 +1976,18 @@ impl<'a> Planner<'a> {
                 "the user's profile differs from the file (P1, P6)",
                 [ready],
             );
+            // P6: promotions run before demotions, so that two global admins remain at
+            // every moment.
+            match (was_ga, will_be_ga) {
+                (false, Some(true)) => self.ga_promotions.push(a),
+                (true, Some(false)) => self
+                    .ga_demotions
+                    .push((a, format!("{address}.admin_roles"))),
+                _ => {}
+            }
+            if will_be_ga.is_some() {
+                admin_update = Some(a);
+            }
         }
         let cur_mode = o.access_mode;
         let final_mode = u.access_mode.unwrap_or(cur_mode);
@@ -1880,6 +1996,8 @@ impl<'a> Planner<'a> {
         let mut steps = UserSteps {
             final_mode: Some(final_mode),
             final_license: want,
+            admin: admin_update,
+            license_free_admin: license_free_admin(u.admin_roles.as_deref(), &o.admin_roles),
             ..UserSteps::default()
         };
         if final_mode == AccessMode::Application && want.is_some() {
@@ -1993,6 +2111,63 @@ impl<'a> Planner<'a> {
             if let Some(l) = obs.license {
                 self.release(l, a, None);
             }
+            if obs.admin_roles.contains(&m::AdminRole::GlobalAdmin) {
+                self.ga_demotions.push((a, address.to_string()));
+            }
+        }
+    }
+
+    /// P6: keep at least two global admins. Every promotion runs before every demotion
+    /// (the service refuses to end one of two); a plan that ends with fewer than two while
+    /// it demotes or deletes a global admin is an error at that admin role (the service
+    /// refuses the demotion); one that ends with fewer than two without demoting anyone
+    /// (the tenant already had fewer) is a warning.
+    #[inline(never)] // a phase: shows in profiles
+    fn global_admins(&mut self) {
+        let promotions = std::mem::take(&mut self.ga_promotions);
+        let demotions = std::mem::take(&mut self.ga_demotions);
+        let models_admins = self
+            .d
+            .users
+            .as_ref()
+            .is_some_and(|u| u.values().any(|u| u.admin_roles.is_some()));
+        if demotions.is_empty() && !models_admins {
+            return;
+        }
+        let now = self
+            .t
+            .users
+            .values()
+            .filter(|u| u.admin_roles.contains(&m::AdminRole::GlobalAdmin))
+            .count();
+        let after = (now + promotions.len()).saturating_sub(demotions.len());
+        if after < 2 {
+            if demotions.is_empty() {
+                self.warn(
+                    "users",
+                    format!("the tenant has {now} global admin(s) and keeps {after} after this plan; keep at least two"),
+                    "P6",
+                );
+            } else {
+                for (_, address) in &demotions {
+                    let upn = address
+                        .strip_prefix("users.")
+                        .map(|a| a.strip_suffix(".admin_roles").unwrap_or(a))
+                        .unwrap_or(address);
+                    self.error(
+                        address,
+                        format!("`{upn}` stops being a global admin, which leaves {after} global admin(s) in the tenant (it has {now}); the service keeps at least two"),
+                        "P6",
+                        Some("make another user global admin in the file (`admin_roles: [global_admin]`), or keep this one".into()),
+                    );
+                }
+            }
+            return;
+        }
+        for &(d, _) in &demotions {
+            for &p in &promotions {
+                self.dep(d, Some(p));
+            }
         }
     }
 
@@ -2087,8 +2262,20 @@ fn unchanged_user(u: &m::User, o: &t::User) -> Option<UserSteps> {
     .then_some(UserSteps {
         final_mode: Some(final_mode),
         final_license: u.license,
+        license_free_admin: license_free_admin(None, &o.admin_roles),
         ..UserSteps::default()
     })
+}
+
+/// P6: global and service admins get System Administrator in every instance without a
+/// license. `want` is the file's list (None: not managed, the observed `have` stays).
+fn license_free_admin(want: Option<&[m::AdminRole]>, have: &BTreeSet<m::AdminRole>) -> bool {
+    let free =
+        |r: &m::AdminRole| matches!(r, m::AdminRole::GlobalAdmin | m::AdminRole::ServiceAdmin);
+    match want {
+        Some(w) => w.iter().any(free),
+        None => have.iter().any(free),
+    }
 }
 
 /// Whether the list `want` holds exactly the roles of `have` (absent = none), ignoring
@@ -2727,24 +2914,7 @@ impl<'a> Planner<'a> {
         if changes.is_empty() {
             return;
         }
-        if o.status != InstanceStatus::Ready {
-            self.error(
-                &address,
-                format!(
-                    "the instance is {} and cannot be edited",
-                    if o.status == InstanceStatus::Provisioning {
-                        "still provisioning"
-                    } else {
-                        "disabled (enable it first)"
-                    }
-                ),
-                "I4",
-                Some(
-                    "wait until it is ready, or enable it in the admin center, then plan again"
-                        .into(),
-                ),
-            );
-        }
+        // I4: a provisioning or disabled instance is reported by `instance_status`.
         let iref = self.inst_ref(key);
         let url_changed = url.is_some();
         let a = self.push(
@@ -3301,8 +3471,10 @@ impl<'a> Planner<'a> {
                     .clone();
                 let had_add = !add.is_empty();
                 if had_add {
+                    // P6: global and service admins need no license for roles.
                     if steps.final_mode == Some(AccessMode::ReadWrite)
                         && steps.final_license.is_none()
+                        && !steps.license_free_admin
                     {
                         let mut d = Diagnostic::error(
                             address.as_str(),
@@ -3318,7 +3490,8 @@ impl<'a> Planner<'a> {
                         op: Op::AssignRoles { user: user.clone(), instance: iref.clone(), roles: add },
                         changes: vec![ch(roles_path(ikey), str_array(&have), str_array(&want))],
                         reason: "security roles from the file (P2: after the user, the license and the instance exist)",
-                        deps: [bound.ready, steps.license, steps.mode, content],
+                        // P6: a license-free admin gets roles once it is admin.
+                        deps: [bound.ready, steps.license.or(steps.admin), steps.mode, content],
                     });
                 }
                 if !remove.is_empty() {

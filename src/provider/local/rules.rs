@@ -624,7 +624,16 @@ pub(crate) fn effect(
                 return Ok(Effect::none());
             }
             if assigning {
-                if u.access_mode == AccessMode::ReadWrite && u.license.is_none() {
+                // P6: global and service admins get System Administrator in every
+                // instance without a license.
+                let license_free_admin = u
+                    .admin_roles
+                    .iter()
+                    .any(|r| matches!(r, AdminRole::GlobalAdmin | AdminRole::ServiceAdmin));
+                if u.access_mode == AccessMode::ReadWrite
+                    && u.license.is_none()
+                    && !license_free_admin
+                {
                     return Err(refused(
                         "P2",
                         format!(
