@@ -107,6 +107,8 @@ pub struct ApplyReport {
     pub outcomes: BTreeMap<usize, ActionOutcome>,
     /// Times the state was saved (each save bumped the serial by one).
     pub state_saves: usize,
+    /// State addresses dropped because their object no longer exists ([`Plan::forget`]).
+    pub forgotten: Vec<String>,
 }
 
 impl ApplyReport {
@@ -467,6 +469,22 @@ pub fn apply(
     let mut save_error: Option<String> = None;
     if !plan.tenant.is_empty() && n > 0 {
         state.tenant = plan.tenant.clone();
+    }
+    // Entries whose object is gone (issue 9 item 5), saved with the first batch; only
+    // while the state still holds the id the plan saw.
+    for f in &plan.forget {
+        if state
+            .resources
+            .get(&f.address)
+            .is_some_and(|r| r.id == f.id && r.kind == f.kind)
+        {
+            let change = StateChange::Remove {
+                address: f.address.clone(),
+            };
+            change.apply_to(state);
+            pending.push(change);
+            report.forgotten.push(f.address.clone());
+        }
     }
 
     let mut flush =

@@ -269,6 +269,9 @@ fn run(
     match result {
         Ok(report) => {
             finished.with_context(|| format!("cannot save the state {}", state_path.display()))?;
+            for address in &report.forgotten {
+                println!("state: forgot {address} (the object no longer exists)");
+            }
             Ok(report)
         }
         Err(ApplyError::StateSave { message, report }) => {

@@ -31,6 +31,22 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Warnings and errors found while planning. A plan with an error cannot be applied.
     pub diagnostics: Vec<Diagnostic>,
+    /// State entries to drop: their object no longer exists in the observed tenant and the
+    /// file no longer declares their address (e.g. left by a crash right after a delete).
+    /// Apply removes them from the state and reports them; each is also a warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forget: Vec<Forget>,
+}
+
+/// A state entry the plan drops (see [`Plan::forget`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forget {
+    /// The state address, e.g. `users.gus@coho.com`.
+    pub address: String,
+    /// What it managed.
+    pub kind: ObjKind,
+    /// The remote id the state holds (apply drops the entry only while it still holds it).
+    pub id: String,
 }
 
 /// Counts of actions per category (for the summary line).

@@ -24,7 +24,7 @@ mod fingerprint;
 pub(crate) mod graph;
 pub mod saved;
 
-pub use action::{Action, ActionKind, Change, ObjKind, ObjRef, Op, Plan, Summary};
+pub use action::{Action, ActionKind, Change, Forget, ObjKind, ObjRef, Op, Plan, Summary};
 pub use fingerprint::fingerprint;
 
 use crate::diag::Diagnostic;
@@ -92,6 +92,16 @@ fn plan_actions(
         );
     }
     storage_diagnostics(desired, observed, &mut diags);
+    let forget = forgotten(desired, observed, state);
+    for f in &forget {
+        diags.push(Diagnostic::warning(
+            f.address.clone(),
+            format!(
+                "the state manages `{}`, which no longer exists in the tenant, and the file no longer declares it: apply forgets it from the state",
+                f.id
+            ),
+        ));
+    }
     let order = match graph::topo_order(&drafts) {
         Ok(order) => order,
         Err(graph::Cycle { order, path: cycle }) => {
@@ -145,7 +155,45 @@ fn plan_actions(
         summary,
         actions,
         diagnostics: diags,
+        forget,
     }
+}
+
+/// State entries whose object is gone from the tenant and whose address the file no
+/// longer declares (issue 9 item 5: a crash right after `delete_user ... done`, before the
+/// state recorded it, left `users.gus` in the state forever). An address the file still
+/// declares is not forgotten: the plan creates or adopts its object again, and apply
+/// records the new id. One lookup per state entry.
+fn forgotten(desired: &Desired, observed: &Tenant, state: &State) -> Vec<Forget> {
+    fn declared<V>(map: &Option<std::collections::BTreeMap<String, V>>, key: Option<&str>) -> bool {
+        key.is_some_and(|k| map.as_ref().is_some_and(|m| m.contains_key(k)))
+    }
+    state
+        .resources
+        .iter()
+        .filter(|(address, r)| match r.kind {
+            ObjKind::User => {
+                !observed.users.contains_key(&r.id)
+                    && !declared(&desired.users, address.strip_prefix("users."))
+            }
+            ObjKind::Group => {
+                !observed.groups.contains_key(&r.id)
+                    && !declared(
+                        &desired.security_groups,
+                        address.strip_prefix("security_groups."),
+                    )
+            }
+            ObjKind::Instance => {
+                !observed.instances.contains_key(&r.id)
+                    && !declared(&desired.instances, address.strip_prefix("instances."))
+            }
+        })
+        .map(|(address, r)| Forget {
+            address: address.clone(),
+            kind: r.kind,
+            id: r.id.clone(),
+        })
+        .collect()
 }
 
 /// T8: storage is shared by every instance; admins are warned at 80% used, and at 100%
