@@ -1036,3 +1036,54 @@ fn a_resealed_saved_plan_still_cannot_bypass_the_gate_or_protect() {
         assert_eq!(observe(dir.path()), before, "{what}: the tenant changed");
     }
 }
+
+
+// issue 9 item 2 (P1): a user key whose case changed in the file is the same user. Before,
+// the plan deleted `users.ana@...` and created `users.Ana@...`; the service refused the
+// create (P1) after the delete ran, and the user was gone. Now the apply needs no
+// --allow-destroy, keeps the user's id, spells the UPN as the file does and converges.
+#[test]
+fn a_user_key_whose_case_changed_keeps_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenant.yaml");
+    let write = |upn: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "tenant: coho.onmicrosoft.com\nlicenses: {{professional: 1}}\nusers:\n  {upn}: {{name: Ana, license: professional}}\nsecurity_groups:\n  sales: {{members: [{upn}]}}\n"
+            ),
+        )
+        .unwrap()
+    };
+    write("ana@coho.com");
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let before = observe(dir.path());
+    let id = before.users.keys().next().unwrap().clone();
+    write("Ana@coho.com");
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 to create, 1 to change, 0 to delete, 1 to adopt"))
+        .stdout(predicate::str::contains(
+            "address = \"users.ana@coho.com\" -> \"users.Ana@coho.com\"",
+        ));
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Apply complete!"));
+    let after = observe(dir.path());
+    assert_eq!(after.users.len(), 1);
+    let u = &after.users[&id];
+    assert_eq!(u.upn, "Ana@coho.com");
+    assert_eq!(u.license, Some(LicensePlan::Professional));
+    assert!(after.groups.values().all(|g| g.members.contains(&id)));
+    assert_no_changes(dir.path(), &file);
+}

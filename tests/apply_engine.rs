@@ -527,3 +527,121 @@ fn protect_flags_are_recorded_for_instances() {
     assert_eq!(saves.len(), 1);
     assert_eq!(state.serial, serial + 1);
 }
+
+/// The local tenant, except that every create of the kind named fails (a create the
+/// service refuses: a quota, a transient error).
+struct FailingCreates {
+    inner: LocalProvider,
+}
+
+impl Provider for FailingCreates {
+    fn observe(&self) -> Result<Tenant, ProviderError> {
+        self.inner.observe()
+    }
+    fn execute(&self, op: &Op) -> Result<Outcome, ProviderError> {
+        if matches!(op, Op::CreateGroup { .. }) {
+            return Err(ProviderError::Backend("injected: the create failed".into()));
+        }
+        self.inner.execute(op)
+    }
+}
+
+fn seeded(t: Tenant) -> (tempfile::TempDir, LocalProvider) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    p.admin_replace(t).unwrap();
+    (dir, p)
+}
+
+fn managing(entries: &[(&str, ObjKind, &str)]) -> State {
+    let mut s = State::empty("lin");
+    s.tenant = "coho.onmicrosoft.com".into();
+    for (a, kind, id) in entries {
+        s.resources.insert(
+            a.to_string(),
+            crmctl::state::Resource {
+                kind: *kind,
+                id: id.to_string(),
+                protect: false,
+            },
+        );
+    }
+    s
+}
+
+// issue 9 item 2 (I12): a plan that replaces a group (delete + create of one display name)
+// never runs the delete when the create failed: the old group, its members and bindings
+// stay. Before, the two were independent and the delete ran.
+#[test]
+fn a_replaced_objects_delete_is_skipped_when_its_create_fails() {
+    let mut t = Tenant::fresh("coho.onmicrosoft.com");
+    t.groups.insert(
+        "g1".into(),
+        crmctl::tenant::Group {
+            id: "g1".into(),
+            name: "Sales".into(),
+            description: String::new(),
+            members: Default::default(),
+        },
+    );
+    let (_dir, local) = seeded(t);
+    let p = FailingCreates { inner: local };
+    let desired: crmctl::spec::Desired = crmctl::spec::load::from_yaml(
+        "tenant: coho.onmicrosoft.com\nsecurity_groups:\n  team: {name: sales}\n",
+    )
+    .unwrap();
+    let mut state = managing(&[("security_groups.old", ObjKind::Group, "g1")]);
+    let pl = crmctl::plan::plan(&desired, &p.observe().unwrap(), &state);
+    let kinds: Vec<ActionKind> = pl.actions.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, vec![ActionKind::CreateGroup, ActionKind::DeleteGroup]);
+    let opts = ApplyOptions {
+        allow_destroy: true,
+        ..ApplyOptions::default()
+    };
+    let report = run(&pl, &p, &mut state, &opts).0.unwrap();
+    assert!(matches!(report.outcomes[&0], ActionOutcome::Failed(_)));
+    assert_eq!(
+        report.outcomes[&1],
+        ActionOutcome::Skipped { because_of: 0 },
+        "the delete must wait for the create"
+    );
+    assert!(p.observe().unwrap().groups.contains_key("g1"));
+    assert_eq!(state.id_of("security_groups.old"), Some("g1"));
+}
+
+// issue 9 item 2 (P1): a user key whose case changed is applied without --allow-destroy:
+// the same user keeps its id, the directory shows the file's spelling, and the state
+// holds the user under the new key only; the next plan is empty.
+#[test]
+fn a_key_case_change_re_keys_the_state_and_keeps_the_user() {
+    let mut t = Tenant::fresh("coho.onmicrosoft.com");
+    t.users.insert(
+        "usr-000001".into(),
+        crmctl::tenant::User {
+            id: "usr-000001".into(),
+            upn: "ana@coho.com".into(),
+            name: "Ana".into(),
+            license: None,
+            access_mode: AccessMode::ReadWrite,
+            roles: Default::default(),
+            admin_roles: Default::default(),
+        },
+    );
+    let (_dir, p) = seeded(t);
+    let desired: crmctl::spec::Desired = crmctl::spec::load::from_yaml(
+        "tenant: coho.onmicrosoft.com\nusers:\n  Ana@coho.com: {name: Ana}\n",
+    )
+    .unwrap();
+    let mut state = managing(&[("users.ana@coho.com", ObjKind::User, "usr-000001")]);
+    let pl = crmctl::plan::plan(&desired, &p.observe().unwrap(), &state);
+    assert!(pl.actions.iter().all(|a| !a.destructive), "{pl:#?}");
+    let report = run(&pl, &p, &mut state, &ApplyOptions::default()).0.unwrap();
+    assert!(report.success(), "{report:?}");
+    let after = p.observe().unwrap();
+    assert_eq!(after.users.len(), 1);
+    assert_eq!(after.users["usr-000001"].upn, "Ana@coho.com");
+    assert_eq!(state.id_of("users.Ana@coho.com"), Some("usr-000001"));
+    assert_eq!(state.id_of("users.ana@coho.com"), None);
+    let again = crmctl::plan::plan(&desired, &after, &state);
+    assert!(again.actions.is_empty(), "{:#?}", again.actions);
+}

@@ -356,6 +356,30 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             op: configure("sbx", InstanceType::Production),
         },
         Case {
+            // issue 9 item 2, I5: URL names are unique without regard to case (an instance
+            // stored as `SBX` keeps `sbx` taken); was compared exactly and accepted.
+            name: "I5 URL name used by another instance in another case",
+            rule: "I5",
+            tweak: |t| {
+                t.slots.production += 1;
+                t.instances.get_mut("sbx").unwrap().url = "SBX".into();
+            },
+            op: configure("sbx", InstanceType::Production),
+        },
+        Case {
+            // issue 9 item 2, I5: the same for a rename.
+            name: "I5 rename onto another instance's URL in another case",
+            rule: "I5",
+            tweak: |t| t.instances.get_mut("prod").unwrap().url = "Prod".into(),
+            op: Op::UpdateInstance {
+                instance: r("sbx"),
+                name: None,
+                url: Some("prod".into()),
+                purpose: None,
+                security_group: None,
+            },
+        },
+        Case {
             name: "I5 invalid URL name",
             rule: "I5",
             tweak: |t| t.slots.production += 1,
@@ -466,6 +490,19 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
                 upn: "ANA@coho.com".into(),
                 name: "Ana again".into(),
                 access_mode: AccessMode::ReadWrite,
+            },
+        },
+        Case {
+            // issue 9 item 2, P1: a UPN names one user without regard to case; respelling
+            // a user's UPN as another user's is refused like a create would be.
+            name: "P1 respell a UPN as another user's in another case",
+            rule: "P1",
+            tweak: no_tweak,
+            op: Op::UpdateUser {
+                user: r("bob"),
+                name: None,
+                admin_roles: None,
+                upn: Some("ANA@coho.com".into()),
             },
         },
         Case {
@@ -679,6 +716,13 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
             admin_roles: Some(vec![AdminRole::BillingAdmin]),
             upn: None,
         },
+        // issue 9 item 2 (P1): the user's own UPN in another case is accepted and stored.
+        Op::UpdateUser {
+            user: r("ana"),
+            name: None,
+            admin_roles: None,
+            upn: Some("Ana@coho.com".into()),
+        },
         Op::SetAccessMode {
             user: r("ana"),
             mode: AccessMode::Administrative,
@@ -750,6 +794,7 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
         "reset wipes roles"
     );
     assert!(!cached.users.contains_key("cid"));
+    assert_eq!(cached.users["ana"].upn, "Ana@coho.com", "issue 9 item 2: UPN respelled (P1)");
     assert_eq!(
         cached.assigned(LicensePlan::Basic),
         0,

@@ -905,3 +905,150 @@ fn fidelity_instance_status() {
         },
     ]);
 }
+
+
+/// The `from` of the re-keying adopt at `address` (panics when there is none).
+fn rekeyed_from(p: &Plan, address: &str) -> String {
+    let a = &p.actions[pos(p, &format!("adopt {address}"))];
+    match &*a.op {
+        crmctl::plan::Op::Adopt { from: Some(f), .. } => f.clone(),
+        other => panic!("`adopt {address}` does not re-key: {other:?}"),
+    }
+}
+
+fn no_destruction(p: &Plan) {
+    let destructive: Vec<&str> = p
+        .actions
+        .iter()
+        .filter(|a| a.destructive)
+        .map(|a| a.address.as_str())
+        .collect();
+    assert!(destructive.is_empty(), "destructive: {destructive:?}");
+    assert_eq!(count(p, ActionKind::CreateUser) + count(p, ActionKind::CreateGroup) + count(p, ActionKind::ConfigureInstance), 0, "nothing is created");
+}
+
+// issue 9 item 2: identities the service compares without regard to case (P1 UPNs, I12
+// group display names, I5 URL names) are compared that way by the planner too; a key whose
+// case changed is the same object (re-keyed, never deleted and created again), and a
+// replacement's delete waits for its create.
+#[test]
+fn identity_without_regard_to_case() {
+    run(vec![
+        Case {
+            // issue 9 item 2, P1: was delete users.ana + create users.Ana (refused by the
+            // service after the delete ran: the user was gone).
+            name: "P1 a key whose case changed is the same user: re-keyed, UPN spelled as the file says",
+            desired: "users:\n  Ana@coho.com: {name: Ana}\n".into(),
+            tenant: "users:\n  u1: {id: u1, upn: ana@coho.com, name: Ana, access_mode: read-write}\n".into(),
+            state: vec![("users.ana@coho.com", ObjKind::User, "u1", false)],
+            valid: true,
+            check: |p| {
+                no_destruction(p);
+                assert_eq!(steps(p), vec!["adopt users.Ana@coho.com", "update_user users.Ana@coho.com"]);
+                assert_eq!(rekeyed_from(p, "users.Ana@coho.com"), "users.ana@coho.com");
+                let upd = &p.actions[1];
+                assert!(matches!(&*upd.op, crmctl::plan::Op::UpdateUser { upn: Some(u), name: None, .. } if u == "Ana@coho.com"), "{:?}", upd.op);
+                depends(p, "update_user users.Ana@coho.com", "adopt users.Ana@coho.com");
+            },
+        },
+        Case {
+            // issue 9 item 2, P1: adoption by UPN ignores case and shows the file's spelling.
+            name: "P1 adopt `Ana@coho.com` when the tenant has `ana@coho.com`",
+            desired: "users:\n  Ana@coho.com: {}\n".into(),
+            tenant: "users:\n  u1: {id: u1, upn: ana@coho.com, access_mode: read-write}\n".into(),
+            state: vec![],
+            valid: true,
+            check: |p| {
+                no_destruction(p);
+                assert_eq!(steps(p), vec!["adopt users.Ana@coho.com", "update_user users.Ana@coho.com"]);
+                assert!(matches!(&*p.actions[0].op, crmctl::plan::Op::Adopt { from: None, id, .. } if id == "u1"));
+            },
+        },
+        Case {
+            // issue 9 item 2, P1: a user renamed outside crmctl whose new UPN is now the key.
+            name: "P1 a managed user whose UPN is a new key of the file is re-keyed, not replaced",
+            desired: "users:\n  new@coho.com: {}\n".into(),
+            tenant: "users:\n  u1: {id: u1, upn: NEW@coho.com, access_mode: read-write}\n".into(),
+            state: vec![("users.old@coho.com", ObjKind::User, "u1", false)],
+            valid: true,
+            check: |p| {
+                no_destruction(p);
+                assert_eq!(rekeyed_from(p, "users.new@coho.com"), "users.old@coho.com");
+            },
+        },
+        Case {
+            // issue 9 item 2, I12: a group key whose case changed (the display name follows
+            // the key) is the same group: re-keyed and renamed, members and bindings kept.
+            name: "I12 a group key whose case changed is the same group",
+            desired: "security_groups:\n  sales: {}\n".into(),
+            tenant: "groups:\n  g1: {id: g1, name: Sales}\n".into(),
+            state: vec![("security_groups.Sales", ObjKind::Group, "g1", false)],
+            valid: true,
+            check: |p| {
+                no_destruction(p);
+                assert_eq!(steps(p), vec!["adopt security_groups.sales", "update_group security_groups.sales"]);
+                assert_eq!(rekeyed_from(p, "security_groups.sales"), "security_groups.Sales");
+            },
+        },
+        Case {
+            // issue 9 item 2, I12: adoption by display name ignores case.
+            name: "I12 adopt a group whose display name differs only in case",
+            desired: "security_groups:\n  g: {name: Sales}\n".into(),
+            tenant: "groups:\n  g1: {id: g1, name: SALES}\n".into(),
+            state: vec![],
+            valid: true,
+            check: |p| {
+                no_destruction(p);
+                assert_eq!(steps(p), vec!["adopt security_groups.g", "update_group security_groups.g"]);
+            },
+        },
+        Case {
+            // issue 9 item 2, I12: a replacement (delete + create of one display name): the
+            // delete waits for the create, so a failed create leaves the old group.
+            name: "I12 a replaced group is deleted only after its successor is created",
+            desired: "security_groups:\n  new: {name: sales}\n".into(),
+            tenant: "groups:\n  g1: {id: g1, name: Sales}\n".into(),
+            state: vec![("security_groups.old", ObjKind::Group, "g1", false)],
+            valid: true,
+            check: |p| depends(p, "delete_group security_groups.old", "create_group security_groups.new"),
+        },
+        Case {
+            // issue 9 item 2, I5: an instance key whose case changed is the same instance.
+            name: "I5 an instance key whose case changed is the same instance",
+            desired: "licenses: {professional: 25}\ninstances:\n  dev: {name: dev, url: dev, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 25}}\ninstances:\n{}", inst("i1", "dev", SANDBOX)),
+            state: vec![("instances.Dev", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                no_destruction(p);
+                assert_eq!(steps(p), vec!["adopt instances.dev"]);
+                assert_eq!(rekeyed_from(p, "instances.dev"), "instances.Dev");
+            },
+        },
+        Case {
+            // issue 9 item 2, I5: a new key with a managed instance's URL name: the URL
+            // names one instance, so it is re-keyed (a delete would have to run first).
+            name: "I5 a new key wanting a managed instance's URL name re-keys it",
+            desired: "licenses: {professional: 25}\ninstances:\n  test: {name: dev, url: dev, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 25}}\ninstances:\n{}", inst("i1", "dev", SANDBOX)),
+            state: vec![("instances.dev", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                no_destruction(p);
+                assert_eq!(rekeyed_from(p, "instances.test"), "instances.dev");
+            },
+        },
+        Case {
+            // issue 9 item 2, I5: adoption by URL name ignores case.
+            name: "I5 adopt an instance whose URL name differs only in case",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "P", PROD)),
+            state: vec![],
+            valid: true,
+            check: |p| {
+                no_destruction(p);
+                assert_eq!(steps(p)[0], "adopt instances.p");
+            },
+        },
+    ]);
+}

@@ -207,6 +207,26 @@ const INVALID: &[Case] = &[
         rule: Some("P1"),
         expect: &["`ana` is not a user principal name", "user@domain"],
     },
+    // issue 9 item 2 (P1): two user keys differing only in case.
+    Case {
+        file: "p1_upn_case.yaml",
+        line: None,
+        column: 3,
+        rule: Some("P1"),
+        expect: &[
+            "`ana@coho.com` is the same user as `Ana@coho.com`",
+            "without regard to case",
+            "one spelling",
+        ],
+    },
+    // issue 9 item 2 (I12): two display names differing only in case.
+    Case {
+        file: "i12_group_name_case.yaml",
+        line: None,
+        column: 5,
+        rule: Some("I12"),
+        expect: &["display name `SALES`, as does `sales`", "its own `name`"],
+    },
     Case {
         file: "p2_roles_instance.yaml",
         line: None,
@@ -625,4 +645,22 @@ fn schema_command_prints_the_committed_schema() {
         committed,
         "schemas/crmctl.schema.json is stale: regenerate it with `cargo run -- schema > schemas/crmctl.schema.json`"
     );
+}
+
+// issue 9 item 2 (P1): a clash of keys differing only in case points at both lines, each
+// with file:line:col, the rule and the other spelling.
+#[test]
+fn a_case_clash_points_at_both_lines() {
+    let file = "tests/fixtures/invalid/p1_upn_case.yaml";
+    let (code, stderr) = validate(file);
+    assert_eq!(code, 1, "{stderr}");
+    for (line, other) in [(3, "Ana@coho.com"), (5, "ana@coho.com")] {
+        let head = format!("{file}:{line}:3: error: ");
+        let first = stderr
+            .lines()
+            .find(|l| l.starts_with(&head))
+            .unwrap_or_else(|| panic!("no `{head}` in:\n{stderr}"));
+        assert!(first.contains(&format!("same user as `{other}`")), "{first}");
+        assert!(first.ends_with("[P1]"), "{first}");
+    }
 }
