@@ -189,21 +189,39 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
             "split the tenant into smaller files",
         ));
     }
-    let text = String::from_utf8(bytes).map_err(|e| {
-        fail(
-            format!(
-                "the file is not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-            "save the file as UTF-8",
-        )
-    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            // Located at the first bad byte (issue 9 item 8), with the line echoed (the bad
+            // bytes shown as U+FFFD).
+            let bytes = e.into_bytes();
+            let valid = std::str::from_utf8(&bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
+            let good = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+            let (line, column) = end_position(good);
+            let byte = bytes[good.len()];
+            let mut f = fail(
+                format!("the file is not UTF-8 text (byte 0x{byte:02x} is not valid UTF-8 here)"),
+                "save the file as UTF-8",
+            );
+            f.src.text = String::from_utf8_lossy(&bytes).into_owned();
+            f.diagnostics[0].location = Some(Location {
+                file: display.clone(),
+                line,
+                column,
+            });
+            return Err(f);
+        }
+    };
     load_str(&display, text)
 }
 
 /// Parse and validate a desired-state text; `path` is used in messages and decides JSON
 /// (`.json`) or YAML.
-pub fn load_str(path: &str, text: String) -> Result<Loaded, LoadFailure> {
+pub fn load_str(path: &str, mut text: String) -> Result<Loaded, LoadFailure> {
+    // A UTF-8 byte order mark is not part of the text (issue 9 item 8; YAML and JSON).
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
     let src = Source {
         path: path.to_string(),
         text,
@@ -392,6 +410,25 @@ pub fn sort_diagnostics(diagnostics: &mut [Diagnostic]) {
             .then_with(|| a.message.cmp(&b.message))
             .then_with(|| a.address.cmp(&b.address))
     });
+}
+
+/// The 1-based line and column just after `prefix` (line breaks as in [`source_lines`]).
+fn end_position(prefix: &str) -> (u32, u32) {
+    let mut line = 1u32;
+    let mut column = 1u32;
+    let mut after_cr = false;
+    for c in prefix.chars() {
+        match c {
+            '\n' if after_cr => {}
+            '\n' | '\r' => {
+                line += 1;
+                column = 1;
+            }
+            _ => column += 1,
+        }
+        after_cr = c == '\r';
+    }
+    (line, column)
 }
 
 /// The lines of a source text as the YAML parser counts them: ended by LF, CRLF or a lone
