@@ -23,6 +23,16 @@ use crate::spec::model::Desired;
 /// Top-level fields that are maps of independent entries, checked one entry at a time.
 const COLLECTIONS: [&str; 4] = ["licenses", "security_groups", "users", "instances"];
 
+/// Fields read as counts (`load::counts`).
+const COUNT_FIELDS: [&str; 6] = [
+    "language",
+    "additional_gb",
+    "essential",
+    "basic",
+    "professional",
+    "enterprise",
+];
+
 /// A tenant value that satisfies the model, for documents that check one other field.
 const PLACEHOLDER_TENANT: &str = "placeholder.onmicrosoft.com";
 
@@ -473,7 +483,15 @@ fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> 
     let mut path = String::new();
     let mut last_key: Option<String> = None;
     let mut in_key = false;
-    for (i, seg) in f.path.iter().enumerate() {
+    // A count is read through a span-aware wrapper (`load::counts`) whose inner map adds a
+    // `value` segment: not part of the file's path.
+    let mut segments = &f.path[..];
+    if let [.., Segment::Map { key: count }, Segment::Map { key: inner }] = segments {
+        if inner == "value" && COUNT_FIELDS.contains(&count.as_str()) {
+            segments = &segments[..segments.len() - 1];
+        }
+    }
+    for (i, seg) in segments.iter().enumerate() {
         match seg {
             Segment::Map { key } => {
                 path = join(&path, key);
@@ -497,7 +515,7 @@ fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> 
         tree.find(&path)
     };
     let field = last_key.clone().unwrap_or_default();
-    let parent_field = f.path.iter().rev().find_map(|s| match s {
+    let parent_field = segments.iter().rev().find_map(|s| match s {
         Segment::Map { key } if Some(key) != last_key.as_ref() => Some(key.clone()),
         _ => None,
     });
