@@ -81,11 +81,13 @@ pub struct ProgressEvent<'a> {
 }
 
 impl ProgressEvent<'_> {
-    /// A plain progress line: `[12/340] create_user users.ana@x.com ... done`.
+    /// A plain progress line: `[12/340] create_user users.ana@x.com ... done`. Addresses and
+    /// errors are escaped for the terminal (issue 9 item 6).
     pub fn line(&self) -> String {
+        use crate::render::escape;
         let end = match self.outcome {
             ActionOutcome::Done => "done".to_string(),
-            ActionOutcome::Failed(e) => format!("FAILED: {e}"),
+            ActionOutcome::Failed(e) => format!("FAILED: {}", escape(&e.to_string())),
             ActionOutcome::Skipped { because_of } => {
                 format!("skipped (depends on failed action {because_of})")
             }
@@ -95,7 +97,7 @@ impl ProgressEvent<'_> {
             self.finished,
             self.total,
             self.action.kind.as_str(),
-            self.action.address
+            escape(&self.action.address)
         )
     }
 }

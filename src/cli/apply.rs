@@ -11,6 +11,7 @@ use crate::apply::{self, ActionOutcome, ApplyError, ApplyOptions, ApplyReport};
 use crate::cli::common;
 use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
+use crate::render::escape;
 use crate::provider::Provider;
 use crate::spec::load::{self, Source};
 use crate::state::{store, State};
@@ -90,7 +91,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
     }
     let protect = loaded.desired.protect_flags();
     if let Err(e) = apply::preflight(&plan, args.allow_destroy) {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", escape(&e.to_string()));
         if matches!(e, ApplyError::DestroyNotAllowed(_)) {
             eprintln!("Run again with --allow-destroy to allow them.");
         }
@@ -190,7 +191,7 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         return Ok(ExitCode::from(1));
     }
     if let Err(e) = apply::preflight(&plan, args.allow_destroy) {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", escape(&e.to_string()));
         if matches!(e, ApplyError::DestroyNotAllowed(_)) {
             eprintln!("Run again with --allow-destroy to allow them.");
         }
@@ -253,7 +254,11 @@ fn run(
     let progress = |e: &apply::ProgressEvent<'_>| match &bar {
         Some(bar) => {
             bar.set_position(e.finished as u64);
-            bar.set_message(format!("{} {}", e.action.kind.as_str(), e.action.address));
+            bar.set_message(format!(
+                "{} {}",
+                e.action.kind.as_str(),
+                escape(&e.action.address)
+            ));
             if !matches!(e.outcome, ActionOutcome::Done) {
                 bar.println(e.line());
             }
@@ -293,7 +298,12 @@ fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
     for id in &failed {
         let a = &plan.actions[*id];
         if let Some(ActionOutcome::Failed(e)) = report.outcomes.get(id) {
-            eprintln!("error: {} {}: {e}", a.kind.as_str(), a.address);
+            eprintln!(
+                "error: {} {}: {}",
+                a.kind.as_str(),
+                escape(&a.address),
+                escape(&e.to_string())
+            );
         }
     }
     let mut line = format!(

@@ -115,7 +115,22 @@ pub fn run_show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
 
 fn render_tenant(tenant: &Tenant, format: TenantFormat) -> anyhow::Result<String> {
     Ok(match format {
-        TenantFormat::Yaml => crate::spec::load::to_yaml(tenant).map_err(|e| anyhow!(e))?,
+        TenantFormat::Yaml => {
+            // The YAML writer escapes C0 controls itself; bidi and C1 characters from the
+            // observed tenant are shown escaped too (issue 9 item 6). JSON passes them as
+            // valid JSON for programs.
+            let yaml = crate::spec::load::to_yaml(tenant).map_err(|e| anyhow!(e))?;
+            let mut out = String::with_capacity(yaml.len());
+            for line in yaml.split_inclusive('\n') {
+                let (body, end) = match line.strip_suffix('\n') {
+                    Some(b) => (b, "\n"),
+                    None => (line, ""),
+                };
+                out.push_str(&crate::render::escape::escape_keep_tabs(body));
+                out.push_str(end);
+            }
+            out
+        }
         TenantFormat::Json => {
             let mut s = serde_json::to_string_pretty(tenant)?;
             s.push('\n');

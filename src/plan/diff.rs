@@ -2590,9 +2590,11 @@ impl<'a> Planner<'a> {
         gone.sort_by_key(|(a, o, _)| (o.kind != InstanceType::Sandbox, *a));
         for (address, o, protect) in gone {
             if protect {
+                // Not located: the declaration is gone from the file; the message names
+                // the address (issue 9 item 8).
                 self.error(
                     address,
-                    "the instance is protected and would be deleted (it was removed from the file; the state remembers `protect: true`)".into(),
+                    format!("instance `{address}` is protected and would be deleted: it was removed from the file, and the state remembers its `protect: true`"),
                     "I8",
                     Some("put the instance back in the file, or set `protect: false` and apply before removing it".into()),
                 );
@@ -2824,7 +2826,7 @@ impl<'a> Planner<'a> {
         let protect = di.protect || self.s.resources.get(&address).is_some_and(|r| r.protect);
         if let Some(r) = di.region.filter(|r| *r != o.region) {
             self.error(
-                &address,
+                &format!("{address}.region"), // the field (issue 9 item 8)
                 format!("the region cannot change from {} to {}: it is fixed once configured, and a reset stays in the region", o.region.as_str(), r.as_str()),
                 "I6",
                 Some("configure a new instance in the other region and copy onto it".into()),
@@ -2833,16 +2835,26 @@ impl<'a> Planner<'a> {
         let new_currency = di.currency.as_ref().filter(|c| **c != o.currency);
         let new_language = di.language.filter(|l| *l != o.language);
         if new_currency.is_some() || new_language.is_some() {
+            // The offending field, not just the instance (issue 9 item 8).
+            let field = if new_currency.is_some() {
+                format!("{address}.currency")
+            } else {
+                format!("{address}.language")
+            };
             if di.kind == InstanceType::Production {
                 self.error(
-                    &address,
+                    &field,
                     "the base currency and language of a configured production instance never change (I3/I6)".into(),
                     "I3",
                     Some("keep the current values, or make it a sandbox (a reset may change them, I9)".into()),
                 );
             } else if protect {
                 self.error(
-                    &address,
+                    &if di.protect {
+                        format!("{address}.protect")
+                    } else {
+                        field.clone()
+                    },
                     "the instance is protected and a currency/language change would reset it (I9)"
                         .into(),
                     "I9",

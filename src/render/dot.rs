@@ -4,8 +4,10 @@ use std::fmt::Write;
 
 use crate::plan::Plan;
 
+/// A DOT string's content: control and bidi characters shown as escapes first (issue 9
+/// item 6), then backslashes and quotes escaped for DOT.
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    super::escape(s).replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The plan's actions as nodes (`a<id>`), dependencies as edges prerequisite -> action.

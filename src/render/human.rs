@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use super::escape::{escape, escape_keep_tabs};
 use crate::plan::{Action, Change, Plan};
 
 const RESET: &str = "\x1b[0m";
@@ -71,7 +72,7 @@ fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
         let _ = writeln!(
             out,
             "crmctl will perform the following actions on {}:\n",
-            plan.tenant
+            escape(&plan.tenant)
         );
         // Group by address; within an address, actions stay in execution order (a stable
         // sort of the execution order by address).
@@ -119,16 +120,16 @@ fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
         let addr = d
             .address
             .as_deref()
-            .map(|a| format!(" {a}:"))
+            .map(|a| format!(" {}:", escape(a)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
             "{}{rule}{addr} {}",
             p.paint(code, &format!("{label}:")),
-            d.message
+            escape(&d.message)
         );
         if let Some(h) = &d.hint {
-            let _ = writeln!(out, "  hint: {h}");
+            let _ = writeln!(out, "  hint: {}", escape(h));
         }
     }
     if !plan.diagnostics.is_empty() {
@@ -159,7 +160,7 @@ fn render_groups(out: &mut String, p: &Painter, order: &[&Action], first: bool) 
                 out.push_str(BOLD);
             }
             out.push_str("# ");
-            out.push_str(&a.address);
+            out.push_str(&escape(&a.address));
             if p.0 {
                 out.push_str(RESET);
             }
@@ -190,9 +191,14 @@ fn render_action(out: &mut String, p: &Painter, a: &Action) {
         p.put(out, "\x1b[31m", "! destructive");
     }
     out.push_str("\n        # ");
-    out.push_str(&a.reason);
+    out.push_str(&escape(&a.reason));
     out.push('\n');
-    let width = a.changes.iter().map(|c| c.path.len()).max().unwrap_or(0);
+    let width = a
+        .changes
+        .iter()
+        .map(|c| escape(&c.path).chars().count())
+        .max()
+        .unwrap_or(0);
     for c in &a.changes {
         render_change(out, p, c, width);
     }
@@ -203,7 +209,7 @@ fn render_change(out: &mut String, p: &Painter, c: &Change, width: usize) {
         .iter()
         .any(|v| v.as_str().is_some_and(|s| s.contains('\n')));
     if let (true, Some(b), Some(n)) = (any_multiline, multiline(&c.before), multiline(&c.after)) {
-        let _ = writeln!(out, "        {}:", c.path);
+        let _ = writeln!(out, "        {}:", escape(&c.path));
         let diff = similar::TextDiff::from_lines(b, n);
         for line in diff
             .unified_diff()
@@ -211,6 +217,7 @@ fn render_change(out: &mut String, p: &Painter, c: &Change, width: usize) {
             .to_string()
             .lines()
         {
+            let line = &*escape_keep_tabs(line);
             let code = match line.chars().next() {
                 Some('+') => "\x1b[32m",
                 Some('-') => "\x1b[31m",
@@ -229,9 +236,10 @@ fn render_change(out: &mut String, p: &Painter, c: &Change, width: usize) {
         return;
     }
     out.push_str("        ");
-    out.push_str(&c.path);
+    let path = escape(&c.path);
+    out.push_str(&path);
     // `{:width$}`: padded to `width` characters.
-    for _ in c.path.chars().count()..width {
+    for _ in path.chars().count()..width {
         out.push(' ');
     }
     out.push_str(" = ");

@@ -7,15 +7,21 @@ use crate::plan::Plan;
 /// At most this many rows in the table (GitHub comments are limited in size).
 const MAX_ROWS: usize = 200;
 
+/// A table cell: control and bidi characters shown as escapes (issue 9 item 6), pipes
+/// escaped for the table.
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    super::escape(s).replace('|', "\\|")
 }
 
 /// The plan as Markdown: a heading, the summary line, a table of actions in execution
 /// order (cut after 200 rows) and the diagnostics.
 pub fn render_markdown(plan: &Plan) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "### crmctl plan for `{}`\n", plan.tenant);
+    let _ = writeln!(
+        out,
+        "### crmctl plan for `{}`\n",
+        super::escape(&plan.tenant)
+    );
     let _ = writeln!(out, "**{}**\n", super::summary_line(&plan.summary));
     if !plan.actions.is_empty() {
         out.push_str("| # | | Action | Address | Changes |\n|---:|:---:|---|---|---|\n");
@@ -58,7 +64,7 @@ pub fn render_markdown(plan: &Plan) -> String {
             let addr = d
                 .address
                 .as_deref()
-                .map(|a| format!(" `{a}`:"))
+                .map(|a| format!(" `{}`:", cell(a)))
                 .unwrap_or_default();
             let _ = writeln!(out, "> **{sev}**{rule}{addr} {}", cell(&d.message));
         }

@@ -3,11 +3,13 @@
 //! so the outputs always agree with one another and with what apply executes.
 
 mod dot;
+pub mod escape;
 mod human;
 mod json;
 mod markdown;
 
 pub use dot::render_dot;
+pub use escape::escape;
 pub use human::{render_human, write_human};
 pub use json::{render_json, write_json};
 pub use markdown::render_markdown;
@@ -54,14 +56,17 @@ pub(crate) fn short_value(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "(none)".to_string(),
         serde_json::Value::Array(items) if items.len() > MAX_ITEMS => {
-            let shown: Vec<String> = items[..MAX_ITEMS].iter().map(|i| i.to_string()).collect();
+            let shown: Vec<String> = items[..MAX_ITEMS]
+                .iter()
+                .map(|i| escape(&i.to_string()).into_owned())
+                .collect();
             format!(
                 "[{}, ... ({} more)]",
                 shown.join(", "),
                 items.len() - MAX_ITEMS
             )
         }
-        other => other.to_string(),
+        other => escape(&other.to_string()).into_owned(),
     }
 }
 
@@ -90,7 +95,9 @@ pub(crate) fn write_short_value(out: &mut String, v: &serde_json::Value) {
 /// shows about a million).
 fn write_compact(out: &mut String, v: &serde_json::Value) {
     use serde_json::Value;
-    let plain = |s: &str| !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
+    let plain = |s: &str| {
+        !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') && escape::first_unsafe(s).is_none()
+    };
     match v {
         Value::String(s) if plain(s) => {
             out.push('"');
@@ -108,8 +115,8 @@ fn write_compact(out: &mut String, v: &serde_json::Value) {
             out.push(']');
         }
         other => {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{other}");
+            // serde_json escapes C0 controls; bidi and C1 characters are escaped here.
+            out.push_str(&escape(&other.to_string()));
         }
     }
 }
@@ -121,7 +128,7 @@ pub(crate) fn changes_inline(a: &Action) -> String {
         .map(|c| {
             format!(
                 "{}: {} → {}",
-                c.path,
+                escape(&c.path),
                 short_value(&c.before),
                 short_value(&c.after)
             )

@@ -29,6 +29,53 @@ use crate::spec::model::Desired;
 use locate::{Node, Pos};
 use structural::FastError;
 
+/// Counts (license counts, `additional_gb`, `language`) written as plain decimal digits only
+/// (issue 9 item 10): YAML would also read `1_000`, `0o12`, `0x0A`, `+5` and the quoted
+/// `"5"` as numbers, which a reviewer reads differently (or as text). Where the parser knows
+/// the scalar's span (serde-saphyr), the span must be exactly the digits of the value; a
+/// JSON file's numbers are plain already (serde_json refuses strings for counts).
+pub(crate) mod counts {
+    //! Used by the model through `deserialize_with`: the only YAML-aware part of the model
+    //! lives here, with the rest of the YAML knowledge.
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    /// The message of a count not written as plain digits (the loader's hint names it).
+    pub const NOT_PLAIN: &str =
+        "a count must be written as plain decimal digits (not quoted, no `_`, `0o`, `0x` or sign)";
+
+    fn digits(mut v: u32) -> u64 {
+        let mut n = 1;
+        while v >= 10 {
+            v /= 10;
+            n += 1;
+        }
+        n
+    }
+
+    /// One count.
+    pub fn one<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let s = serde_saphyr::Spanned::<u32>::deserialize(d)?;
+        match s.referenced.span().byte_len() {
+            Some(len) if len != digits(s.value) => Err(D::Error::custom(NOT_PLAIN)),
+            _ => Ok(s.value),
+        }
+    }
+
+    /// An optional count.
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Ok(Option::<Count>::deserialize(d)?.map(|c| c.0))
+    }
+
+    /// A count as a type, for containers.
+    pub struct Count(pub u32);
+
+    impl<'de> Deserialize<'de> for Count {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            one(d).map(Count)
+        }
+    }
+}
+
 /// Largest desired-state text accepted, in bytes.
 pub const MAX_INPUT_BYTES: usize = 256 * 1024 * 1024;
 
@@ -77,20 +124,28 @@ fn budget() -> Option<serde_saphyr::Budget> {
     }
 }
 
-/// Options of the fast path: budgets, duplicate keys are errors.
+/// Options of the fast path: budgets, duplicate keys are errors, only YAML 1.2 booleans
+/// (`protect: no` is not `false`), and no application tags (`!custom`, `!!python/...`):
+/// issue 9 item 10.
 pub(crate) fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: budget(),
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        strict_booleans: true,
+        reject_unsupported_tags: true,
     }
 }
 
 /// Options of the located tree: the same budgets, duplicate keys kept (reported, all of
-/// them, with both positions).
+/// them, with both positions); `.inf` and `1e400` kept as text (so that the tree still
+/// locates, issue 9 item 8); YAML 1.2 booleans as in the fast path (so that `no` is shown as
+/// the text it is).
 pub(crate) fn tree_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: budget(),
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+        strict_booleans: true,
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
     }
 }
 
@@ -134,21 +189,39 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
             "split the tenant into smaller files",
         ));
     }
-    let text = String::from_utf8(bytes).map_err(|e| {
-        fail(
-            format!(
-                "the file is not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-            "save the file as UTF-8",
-        )
-    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            // Located at the first bad byte (issue 9 item 8), with the line echoed (the bad
+            // bytes shown as U+FFFD).
+            let bytes = e.into_bytes();
+            let valid = std::str::from_utf8(&bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
+            let good = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+            let (line, column) = end_position(good);
+            let byte = bytes[good.len()];
+            let mut f = fail(
+                format!("the file is not UTF-8 text (byte 0x{byte:02x} is not valid UTF-8 here)"),
+                "save the file as UTF-8",
+            );
+            f.src.text = String::from_utf8_lossy(&bytes).into_owned();
+            f.diagnostics[0].location = Some(Location {
+                file: display.clone(),
+                line,
+                column,
+            });
+            return Err(f);
+        }
+    };
     load_str(&display, text)
 }
 
 /// Parse and validate a desired-state text; `path` is used in messages and decides JSON
 /// (`.json`) or YAML.
-pub fn load_str(path: &str, text: String) -> Result<Loaded, LoadFailure> {
+pub fn load_str(path: &str, mut text: String) -> Result<Loaded, LoadFailure> {
+    // A UTF-8 byte order mark is not part of the text (issue 9 item 8; YAML and JSON).
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
     let src = Source {
         path: path.to_string(),
         text,
@@ -180,6 +253,9 @@ pub fn load_str(path: &str, text: String) -> Result<Loaded, LoadFailure> {
         Ok(desired) => {
             let members = MemberPositions::resolve(&desired);
             let mut diagnostics = crate::spec::validate::validate_with(&desired, &members);
+            if !json {
+                diagnostics.extend(merge_key_errors(&src));
+            }
             if diagnostics.is_empty() {
                 return Ok(Loaded {
                     desired,
@@ -203,10 +279,63 @@ pub fn load_str(path: &str, text: String) -> Result<Loaded, LoadFailure> {
         }
         Err(fast) => {
             let mut diagnostics = structural::diagnose(&src, json, fast);
+            if !json {
+                diagnostics.extend(merge_key_errors(&src));
+            }
             sort_diagnostics(&mut diagnostics);
             Err(LoadFailure { diagnostics, src })
         }
     }
+}
+
+/// Two merge keys (`<<`) in one mapping (issue 9 item 10): the YAML library merges both,
+/// silently, and which value wins is not what a reader expects. Only files that contain
+/// `<<` at all pay for the extra parse.
+fn merge_key_errors(src: &Source) -> Vec<Diagnostic> {
+    fn walk(src: &Source, node: &Node, out: &mut Vec<Diagnostic>) {
+        match &node.value {
+            locate::Value::Map(entries, _) => {
+                let mut first: Option<Pos> = None;
+                for e in entries {
+                    if e.key == "<<" {
+                        match first {
+                            None => first = Some(e.key_pos),
+                            Some(p) => out.push(Diagnostic {
+                                address: None,
+                                location: Some(loc(src, e.key_pos)),
+                                ..Diagnostic::error(
+                                    "",
+                                    "two merge keys (`<<`) in one mapping".to_string(),
+                                )
+                                .hint(format!(
+                                    "the first `<<` is at line {}; merge several anchors with one key: `<<: [*a, *b]`",
+                                    p.line
+                                ))
+                            }),
+                        }
+                    }
+                    walk(src, &e.value, out);
+                }
+            }
+            locate::Value::Seq(items) => items.iter().for_each(|n| walk(src, n, out)),
+            _ => {}
+        }
+    }
+    if !src.text.contains("<<") {
+        return Vec::new();
+    }
+    let options = serde_saphyr::options! {
+        budget: budget(),
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+        merge_keys: serde_saphyr::MergeKeyPolicy::AsOrdinary,
+        strict_booleans: true,
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
+    };
+    let mut out = Vec::new();
+    if let Ok(tree) = serde_saphyr::from_str_with_options::<Node>(&src.text, options) {
+        walk(src, &tree, &mut out);
+    }
+    out
 }
 
 /// Maps YAML paths (`instances.sales`, `users.ana@x.com.roles.sales`,
@@ -283,6 +412,45 @@ pub fn sort_diagnostics(diagnostics: &mut [Diagnostic]) {
     });
 }
 
+/// The 1-based line and column just after `prefix` (line breaks as in [`source_lines`]).
+fn end_position(prefix: &str) -> (u32, u32) {
+    let mut line = 1u32;
+    let mut column = 1u32;
+    let mut after_cr = false;
+    for c in prefix.chars() {
+        match c {
+            '\n' if after_cr => {}
+            '\n' | '\r' => {
+                line += 1;
+                column = 1;
+            }
+            _ => column += 1,
+        }
+        after_cr = c == '\r';
+    }
+    (line, column)
+}
+
+/// The lines of a source text as the YAML parser counts them: ended by LF, CRLF or a lone
+/// CR (issue 9 item 8: a file with CR-only line endings is read, and echoed, line by line).
+pub(crate) fn source_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.find(['\n', '\r']) {
+            Some(i) => {
+                let skip = if r[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&r[i + skip..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                (!r.is_empty()).then_some(r)
+            }
+        }
+    })
+}
+
 /// How wide the token at `col` (1-based, in characters) of `line` is, for the underline.
 fn token_width(line: &str, col: usize) -> usize {
     let rest: Vec<char> = line.chars().skip(col.saturating_sub(1)).collect();
@@ -331,7 +499,8 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
     let bold = Style::new().bold();
     let blue = Style::new().bold().fg_color(Some(AnsiColor::Blue.into()));
     let cyan = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
-    let lines: Vec<&str> = source.text.lines().collect();
+    use crate::render::escape::{escape, escape_keep_tabs, is_unsafe};
+    let lines: Vec<&str> = source_lines(&source.text).collect();
     let mut out = String::new();
     for d in diagnostics {
         let (label, tone) = match d.severity {
@@ -350,16 +519,16 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
             .map(|r| format!(" [{r}]"))
             .unwrap_or_default();
         let place = match &d.location {
-            Some(l) => format!("{}:{}:{}", l.file, l.line, l.column),
-            None => source.path.clone(),
+            Some(l) => format!("{}:{}:{}", escape(&l.file), l.line, l.column),
+            None => escape(&source.path).into_owned(),
         };
         let _ = writeln!(
             out,
             "{}: {}: {}{}",
             paint(bold, &place),
             paint(tone, label),
-            paint(bold, &d.message),
-            rule
+            paint(bold, &escape(&d.message)),
+            escape(&rule)
         );
         let source_line = d
             .location
@@ -382,13 +551,21 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
         let pad = " ".repeat(gutter);
         if let Some((l, text)) = source_line {
             let col = l.column.max(1) as usize;
-            // Mirror tabs so that the underline lines up with the text.
-            let lead: String = text
-                .chars()
-                .take(col - 1)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
+            // Mirror tabs so that the underline lines up with the text; an escaped
+            // character (issue 9 item 6) is as wide as its escape.
+            let mut lead = String::new();
+            for c in text.chars().take(col - 1) {
+                match c {
+                    '\t' => lead.push('\t'),
+                    c if is_unsafe(c) => {
+                        let w = crate::render::escape::escape_char(c).len();
+                        lead.extend(std::iter::repeat_n(' ', w));
+                    }
+                    _ => lead.push(' '),
+                }
+            }
             let marks = "^".repeat(token_width(text, col));
+            let text = escape_keep_tabs(text);
             let _ = writeln!(out, "{pad} {}", paint(blue, "|"));
             let _ = writeln!(
                 out,
@@ -404,10 +581,10 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
             );
         }
         if let Some(h) = &d.hint {
-            let _ = writeln!(out, "{pad} {} {h}", paint(cyan, "= hint:"));
+            let _ = writeln!(out, "{pad} {} {}", paint(cyan, "= hint:"), escape(h));
         }
         if let Some(a) = d.address.as_ref().filter(|a| !a.is_empty()) {
-            let _ = writeln!(out, "{pad} {} {a}", paint(cyan, "= path:"));
+            let _ = writeln!(out, "{pad} {} {}", paint(cyan, "= path:"), escape(a));
         }
     }
     out

@@ -30,7 +30,7 @@ pub struct Desired {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "unique_keys::option_map"
+        deserialize_with = "unique_keys::option_count_map"
     )]
     #[schemars(extend("propertyNames" = { "enum": ["essential", "basic", "professional", "enterprise"] }))]
     pub licenses: Option<BTreeMap<LicensePlan, u32>>,
@@ -118,7 +118,11 @@ impl LicensePlan {
 #[serde(deny_unknown_fields)]
 pub struct Storage {
     /// Storage add-on in GB bought beyond the included capacity (T6). Omit to leave as is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::spec::load::counts::option"
+    )]
     pub additional_gb: Option<u32>,
 }
 
@@ -320,7 +324,11 @@ pub struct Instance {
     pub currency: Option<String>,
     /// Base language as a Windows LCID, e.g. 1033 for English (I3). Defaults to 1033 for a
     /// new instance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::spec::load::counts::option"
+    )]
     pub language: Option<u32>,
     /// Key of the security group bound to the instance (I12); omit for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -473,6 +481,17 @@ mod unique_keys {
             }
             Ok(out)
         }
+    }
+
+    /// Deserialize `Option<BTreeMap<K, u32>>` refusing duplicate keys, each value a plain
+    /// count (see `spec::load::counts`).
+    pub fn option_count_map<'de, D, K>(d: D) -> Result<Option<BTreeMap<K, u32>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord + fmt::Debug,
+    {
+        let m: Option<BTreeMap<K, crate::spec::load::counts::Count>> = option_map(d)?;
+        Ok(m.map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect()))
     }
 
     /// Deserialize `Option<BTreeMap<K, V>>` refusing duplicate keys.

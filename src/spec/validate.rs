@@ -49,6 +49,11 @@ pub fn validate_with(d: &Desired, members: &MemberPositions) -> Vec<Diagnostic> 
     licenses(d, &mut out);
     admins(d, &mut out);
     identities(d, &mut out);
+
+    text_safety(d, &mut out);
+    duplicate_roles(d, &mut out);
+    upn_lengths(d, &mut out);
+    group_display_names(d, &mut out);
     out
 }
 
@@ -827,4 +832,242 @@ fn clashes<'a>(mut items: Vec<(Cow<'_, str>, &'a str)>) -> Vec<Vec<&'a str>> {
 /// The other members of a clash, for a message: "`a`" or "`a`, `b`".
 fn others(clash: &[&str], me: &str) -> String {
     some_of(clash.iter().copied().filter(|k| *k != me), 4)
+}
+
+
+// ---- issue 9 items 6 and 10: input that was accepted silently and is refused now. Each
+// check is its own function (other changes to this file merge cleanly around them).
+
+/// Text fields that may hold several lines (a tab or a line break is text there); every
+/// other string is a name, key or reference and holds no control character at all.
+const MULTI_LINE: [&str; 3] = ["description", "purpose", "message"];
+
+/// Terminal safety (issue 9 item 6): no control character (C0 incl. NUL, ESC, CR; DEL; C1)
+/// and no bidi override or isolate (U+202A-U+202E, U+2066-U+2069) in any name-like field,
+/// key or reference. `description`, `purpose` and `admin_mode.message` may hold line breaks
+/// and tabs (they are multi-line text, shown as a unified diff), nothing else. The same
+/// predicate as the printers' escaping ([`crate::render::escape::is_unsafe`]).
+fn text_safety(d: &Desired, out: &mut Vec<Diagnostic>) {
+    use crate::render::escape::{escape_char, first_unsafe, is_unsafe};
+    let mut check = |address: &dyn Fn() -> String, field: &str, s: &str| {
+        let multi = MULTI_LINE.contains(&field);
+        let bad = if multi {
+            first_unsafe(s).and_then(|_| s.chars().find(|&c| is_unsafe(c) && c != '\n' && c != '\t'))
+        } else {
+            first_unsafe(s)
+        };
+        if let Some(c) = bad {
+            let what = if c.is_control() {
+                "a control character"
+            } else {
+                "a bidirectional-text control character"
+            };
+            out.push(
+                Diagnostic::error(
+                    address(),
+                    format!("`{field}` contains {what} (`{}`)", escape_char(c)),
+                )
+                .hint(if multi {
+                    "remove it: only line breaks and tabs are allowed in this text; other control and bidi characters can rewrite a terminal or hide text"
+                } else {
+                    "remove it: names, keys and references cannot hold control or bidi characters, which can rewrite a terminal or hide text"
+                }),
+            );
+        }
+    };
+    check(&|| "tenant".into(), "tenant", &d.tenant);
+    for (k, g) in d.security_groups.iter().flatten() {
+        let at = |f: &'static str| move || format!("security_groups.{k}{f}");
+        check(&at(""), "key", k);
+        if let Some(n) = &g.name {
+            check(&at(".name"), "name", n);
+        }
+        if let Some(n) = &g.description {
+            check(&at(".description"), "description", n);
+        }
+    }
+    for (k, u) in d.users.iter().flatten() {
+        let at = |f: String| move || format!("users.{k}{f}");
+        check(&at(String::new()), "key", k);
+        if let Some(n) = &u.name {
+            check(&at(".name".into()), "name", n);
+        }
+        for (inst, roles) in u.roles.iter().flatten() {
+            check(&at(format!(".roles.{inst}")), "key", inst);
+            for (i, r) in roles.iter().enumerate() {
+                check(&at(format!(".roles.{inst}[{i}]")), "role", r);
+            }
+        }
+    }
+    for (k, inst) in d.instances.iter().flatten() {
+        let at = |f: &'static str| move || format!("instances.{k}{f}");
+        check(&at(""), "key", k);
+        check(&at(".name"), "name", &inst.name);
+        check(&at(".url"), "url", &inst.url);
+        for (f, v) in [
+            (".purpose", inst.purpose.as_deref()),
+            (".currency", inst.currency.as_deref()),
+            (".security_group", inst.security_group.as_deref()),
+            (
+                ".admin_mode.message",
+                inst.admin_mode.as_ref().and_then(|m| m.message.as_deref()),
+            ),
+            (
+                ".copy_from.instance",
+                inst.copy_from.as_ref().map(|c| c.instance.as_str()),
+            ),
+        ] {
+            if let Some(v) = v {
+                let field = f.rsplit('.').next().unwrap_or(f);
+                check(&at(f), field, v);
+            }
+        }
+        for (i, r) in inst.notification_recipients.iter().flatten().enumerate() {
+            check(
+                &|| format!("instances.{k}.notification_recipients[{i}]"),
+                "notification_recipients",
+                r,
+            );
+        }
+    }
+}
+
+/// Duplicate entries in `roles` (per instance, compared case-insensitively as the service
+/// names roles) and in `admin_roles` (issue 9 item 10; P2, P6).
+fn duplicate_roles(d: &Desired, out: &mut Vec<Diagnostic>) {
+    for (upn, u) in d.users.iter().flatten() {
+        for (inst, roles) in u.roles.iter().flatten() {
+            if roles.len() < 2 {
+                continue;
+            }
+            // Pairs of (first, repeated) items: pairwise without allocation for the usual
+            // short lists, by sorted lower-case keys for long ones (O(k log k)).
+            let mut pairs: Vec<(usize, usize)> = Vec::new();
+            if roles.len() <= 16 {
+                for b in 1..roles.len() {
+                    if let Some(a) = (0..b).find(|&a| same_name(&roles[a], &roles[b])) {
+                        pairs.push((a, b));
+                    }
+                }
+            } else {
+                let mut order: Vec<usize> = (0..roles.len()).collect();
+                order.sort_by_cached_key(|&i| (roles[i].to_lowercase(), i));
+                for w in order.windows(2) {
+                    if same_name(&roles[w[0]], &roles[w[1]]) {
+                        pairs.push((w[0], w[1]));
+                    }
+                }
+            }
+            for (a, b) in pairs {
+                out.push(
+                    err(
+                        format!("users.{upn}.roles.{inst}[{b}]"),
+                        "P2",
+                        format!(
+                            "role `{}` is listed twice for `{upn}` in instance `{inst}` (also item {a})",
+                            roles[b]
+                        ),
+                    )
+                    .hint("remove the duplicate; each role is held once"),
+                );
+            }
+        }
+        if let Some(admin) = &u.admin_roles {
+            let mut seen = [false; 5];
+            for (i, r) in admin.iter().enumerate() {
+                if std::mem::replace(&mut seen[*r as usize], true) {
+                    out.push(
+                        err(
+                            format!("users.{upn}.admin_roles[{i}]"),
+                            "P6",
+                            format!("admin role `{r:?}` is listed twice for `{upn}`"),
+                        )
+                        .hint("remove the duplicate; each admin role is held once"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether two names are the same without case (Unicode lower case; no allocation).
+fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+        || (!(a.is_ascii() && b.is_ascii())
+            && a.chars()
+                .flat_map(char::to_lowercase)
+                .eq(b.chars().flat_map(char::to_lowercase)))
+}
+
+/// Most characters in the local part of a user principal name (before `@`), and in the
+/// whole name (P1; the directory's limits, those of an email address).
+pub const MAX_UPN_LOCAL: usize = 64;
+/// See [`MAX_UPN_LOCAL`].
+pub const MAX_UPN: usize = 254;
+
+/// A user principal name longer than the directory accepts (issue 9 item 10, P1).
+fn upn_lengths(d: &Desired, out: &mut Vec<Diagnostic>) {
+    for upn in d.users.iter().flatten().map(|(k, _)| k) {
+        if upn.len() <= MAX_UPN_LOCAL {
+            continue; // cannot be too long in any part
+        }
+        let local = upn.rsplit_once('@').map_or(upn.as_str(), |(l, _)| l);
+        let (n, l) = (upn.chars().count(), local.chars().count());
+        if l > MAX_UPN_LOCAL || n > MAX_UPN {
+            out.push(
+                err(
+                    format!("users.{upn}"),
+                    "P1",
+                    format!(
+                        "user principal name is too long ({l} characters before `@`, {n} in all)"
+                    ),
+                )
+                .hint(format!(
+                    "the directory accepts at most {MAX_UPN_LOCAL} characters before `@` and {MAX_UPN} in all"
+                )),
+            );
+        }
+    }
+}
+
+/// Two security groups with the same display name, compared case-insensitively (issue 9
+/// item 10): adoption finds an existing group by its display name, which must then be
+/// unique. Every group of such a set is reported (so both lines are shown), each naming the
+/// others.
+fn group_display_names(d: &Desired, out: &mut Vec<Diagnostic>) {
+    let Some(groups) = &d.security_groups else {
+        return;
+    };
+    let mut by_name: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (k, g) in groups {
+        let name = g.name.as_deref().unwrap_or(k);
+        by_name.entry(name.to_lowercase()).or_default().push(k);
+    }
+    for keys in by_name.values().filter(|v| v.len() > 1) {
+        for k in keys {
+            let g = &groups[*k];
+            let name = g.name.as_deref().unwrap_or(k);
+            let address = if g.name.is_some() {
+                format!("security_groups.{k}.name")
+            } else {
+                format!("security_groups.{k}")
+            };
+            let others = keys
+                .iter()
+                .filter(|o| *o != k)
+                .map(|o| format!("security_groups.{o}"));
+            let others: Vec<String> = others.collect();
+            out.push(
+                err(
+                    address,
+                    "I12",
+                    format!(
+                        "security group display name `{name}` is also used by {} (display names compare without case)",
+                        some_of(others.iter().map(String::as_str), 3)
+                    ),
+                )
+                .hint("give each group its own `name:`; adoption finds an existing group by its display name"),
+            );
+        }
+    }
 }

@@ -23,6 +23,16 @@ use crate::spec::model::Desired;
 /// Top-level fields that are maps of independent entries, checked one entry at a time.
 const COLLECTIONS: [&str; 4] = ["licenses", "security_groups", "users", "instances"];
 
+/// Fields read as counts (`load::counts`).
+const COUNT_FIELDS: [&str; 6] = [
+    "language",
+    "additional_gb",
+    "essential",
+    "basic",
+    "professional",
+    "enterprise",
+];
+
 /// A tenant value that satisfies the model, for documents that check one other field.
 const PLACEHOLDER_TENANT: &str = "placeholder.onmicrosoft.com";
 
@@ -62,7 +72,7 @@ fn error_at(
 
 /// Whether the text holds nothing but blank lines and comments.
 fn is_blank(text: &str, json: bool) -> bool {
-    text.lines().all(|l| {
+    super::source_lines(text).all(|l| {
         let t = l.trim();
         t.is_empty() || (!json && t.starts_with('#'))
     })
@@ -88,7 +98,11 @@ pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {
 /// A hint for a YAML syntax error, from its message.
 fn syntax_hint(message: &str) -> Option<&'static str> {
     let m = message.to_ascii_lowercase();
-    if m.contains("tab") {
+    if m.contains("unsupported tag") {
+        Some("crmctl reads plain YAML data: remove the tag (`!name` or `!!name`) before the value")
+    } else if m.contains("plain decimal digits") {
+        Some("write the count as digits only, e.g. `1000`")
+    } else if m.contains("tab") {
         Some("indent with spaces: YAML does not allow tabs for indentation")
     } else if m.contains("budget") || m.contains("limit") || m.contains("exceeded") {
         Some("the file is larger or more deeply nested than crmctl accepts; split it or remove anchors/aliases")
@@ -368,7 +382,7 @@ struct Failure {
 /// Deserialize `doc` into the model the way the fast path does (serde-saphyr's typing
 /// rules; JSON text is YAML), tracking the path of the first error.
 fn check(doc: Json) -> Option<Failure> {
-    let text = doc.to_string();
+    let text = yaml_safe(doc.to_string());
     let mut track = serde_path_to_error::Track::new();
     let result =
         serde_saphyr::with_deserializer_from_str_with_options(&text, yaml_options(), |de| {
@@ -381,6 +395,26 @@ fn check(doc: Json) -> Option<Failure> {
             error,
         }),
     }
+}
+
+/// JSON text that YAML reads the same: characters YAML does not allow in a document (C1
+/// controls, DEL, U+FFFE, U+FFFF; serde_json escapes C0 already) can only be inside strings
+/// here, and are written as `\uXXXX` escapes (issue 9 item 8: a JSON `\uFFFF` lost every
+/// location).
+fn yaml_safe(text: String) -> String {
+    let bad = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
+    if !text.contains(bad) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\u{:04X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The domain rule behind a closed set or a typed field, by the field's name.
@@ -449,7 +483,15 @@ fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> 
     let mut path = String::new();
     let mut last_key: Option<String> = None;
     let mut in_key = false;
-    for (i, seg) in f.path.iter().enumerate() {
+    // A count is read through a span-aware wrapper (`load::counts`) whose inner map adds a
+    // `value` segment: not part of the file's path.
+    let mut segments = &f.path[..];
+    if let [.., Segment::Map { key: count }, Segment::Map { key: inner }] = segments {
+        if inner == "value" && COUNT_FIELDS.contains(&count.as_str()) {
+            segments = &segments[..segments.len() - 1];
+        }
+    }
+    for (i, seg) in segments.iter().enumerate() {
         match seg {
             Segment::Map { key } => {
                 path = join(&path, key);
@@ -473,7 +515,7 @@ fn failure_diag(src: &Source, tree: &Node, f: &Failure, entry: Option<&str>) -> 
         tree.find(&path)
     };
     let field = last_key.clone().unwrap_or_default();
-    let parent_field = f.path.iter().rev().find_map(|s| match s {
+    let parent_field = segments.iter().rev().find_map(|s| match s {
         Segment::Map { key } if Some(key) != last_key.as_ref() => Some(key.clone()),
         _ => None,
     });
