@@ -881,3 +881,90 @@ fn a_resealed_saved_plan_still_cannot_bypass_the_gate_or_protect() {
         assert_eq!(observe(dir.path()), before, "{what}: the tenant changed");
     }
 }
+
+/// issue 9 item 5: an empty lock file (left by a crash of an older crmctl between creating
+/// and writing it) does not leave the user stuck: the error prints an id, and
+/// `force-unlock` with that id removes it.
+#[test]
+fn an_unreadable_lock_is_removed_with_the_id_the_error_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    std::fs::create_dir_all(dir.path().join(".crmctl")).unwrap();
+    std::fs::write(dir.path().join(".crmctl/state.json.lock"), "").unwrap();
+    let out = crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unreadable (it is empty)"))
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8(out).unwrap();
+    let id = err
+        .split("crmctl force-unlock ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no force-unlock id in: {err}"))
+        .to_string();
+    assert!(id.starts_with("unreadable-"), "{err}");
+    assert!(!tenant_db(dir.path()).exists(), "nothing was done");
+    crmctl(dir.path())
+        .args(["force-unlock", &id])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Removed the unreadable lock"));
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+}
+
+/// issue 9 item 5: a damaged journal line is reported by plan (file:line, what heals by
+/// adoption) and later good lines still count; the next apply folds the journal away.
+#[test]
+fn a_damaged_journal_line_is_reported_and_folded_by_the_next_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let state_path = dir.path().join(".crmctl/state.json");
+    let state: crmctl::state::State =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let journal = dir.path().join(".crmctl/state.json.journal");
+    std::fs::write(
+        &journal,
+        format!(
+            "{{\"lineage\":\"{}\",\"serial\":{},\"tenant\":\"x\",\"chan\n",
+            state.lineage,
+            state.serial + 1
+        ),
+    )
+    .unwrap();
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains(
+            "state.json.journal:1: damaged journal line skipped",
+        ))
+        .stderr(predicate::str::contains("adopted on the next plan"));
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("damaged journal line"));
+    assert!(!journal.exists(), "the apply folded the journal");
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("journal").not());
+}
