@@ -968,3 +968,47 @@ fn a_damaged_journal_line_is_reported_and_folded_by_the_next_apply() {
         .success()
         .stderr(predicate::str::contains("journal").not());
 }
+
+/// issue 9 item 3 (a saved plan applies what was planned, no more and no less): an unbind
+/// of an instance's security group (I12) survives `plan --out` / `apply PLANFILE`; it was
+/// read back as "unchanged" (JSON null), applied as a no-op, and planned again forever.
+#[test]
+fn a_saved_unbind_of_a_security_group_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.yaml");
+    let bound = "tenant: fabrikam.onmicrosoft.com
+licenses:
+  professional: 5
+security_groups:
+  sales: {members: [a@fabrikam.com]}
+users:
+  a@fabrikam.com: {name: A, license: professional}
+instances:
+  main: {name: Fabrikam, url: fabrikam, type: production, region: EMEA, currency: EUR, language: 1033, security_group: sales}
+";
+    std::fs::write(&file, bound).unwrap();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    std::fs::write(&file, bound.replace(", security_group: sales}", "}")).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "--out", "p.json", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "security_group = \"sales\" -> (none)",
+        ));
+    crmctl(dir.path())
+        .args(["apply", "p.json"])
+        .assert()
+        .success();
+    let t = observe(dir.path());
+    assert!(
+        t.instances.values().all(|i| i.security_group.is_none()),
+        "the group is unbound"
+    );
+    assert_no_changes(dir.path(), &file);
+}
