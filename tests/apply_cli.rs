@@ -1087,3 +1087,135 @@ fn a_user_key_whose_case_changed_keeps_the_user() {
     assert!(after.groups.values().all(|g| g.members.contains(&id)));
     assert_no_changes(dir.path(), &file);
 }
+
+
+/// issue 9 item 5: an empty lock file (left by a crash of an older crmctl between creating
+/// and writing it) does not leave the user stuck: the error prints an id, and
+/// `force-unlock` with that id removes it.
+#[test]
+fn an_unreadable_lock_is_removed_with_the_id_the_error_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    std::fs::create_dir_all(dir.path().join(".crmctl")).unwrap();
+    std::fs::write(dir.path().join(".crmctl/state.json.lock"), "").unwrap();
+    let out = crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unreadable (it is empty)"))
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8(out).unwrap();
+    let id = err
+        .split("crmctl force-unlock ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no force-unlock id in: {err}"))
+        .to_string();
+    assert!(id.starts_with("unreadable-"), "{err}");
+    assert!(!tenant_db(dir.path()).exists(), "nothing was done");
+    crmctl(dir.path())
+        .args(["force-unlock", &id])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Removed the unreadable lock"));
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+}
+
+/// issue 9 item 5: a damaged journal line is reported by plan (file:line, what heals by
+/// adoption) and later good lines still count; the next apply folds the journal away.
+#[test]
+fn a_damaged_journal_line_is_reported_and_folded_by_the_next_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let state_path = dir.path().join(".crmctl/state.json");
+    let state: crmctl::state::State =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let journal = dir.path().join(".crmctl/state.json.journal");
+    std::fs::write(
+        &journal,
+        format!(
+            "{{\"lineage\":\"{}\",\"serial\":{},\"tenant\":\"x\",\"chan\n",
+            state.lineage,
+            state.serial + 1
+        ),
+    )
+    .unwrap();
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains(
+            "state.json.journal:1: damaged journal line skipped",
+        ))
+        .stderr(predicate::str::contains("adopted on the next plan"));
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("damaged journal line"));
+    assert!(!journal.exists(), "the apply folded the journal");
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("journal").not());
+}
+
+/// issue 9 item 3 (a saved plan applies what was planned, no more and no less): an unbind
+/// of an instance's security group (I12) survives `plan --out` / `apply PLANFILE`; it was
+/// read back as "unchanged" (JSON null), applied as a no-op, and planned again forever.
+#[test]
+fn a_saved_unbind_of_a_security_group_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.yaml");
+    let bound = "tenant: fabrikam.onmicrosoft.com
+licenses:
+  professional: 5
+security_groups:
+  sales: {members: [a@fabrikam.com]}
+users:
+  a@fabrikam.com: {name: A, license: professional}
+instances:
+  main: {name: Fabrikam, url: fabrikam, type: production, region: EMEA, currency: EUR, language: 1033, security_group: sales}
+";
+    std::fs::write(&file, bound).unwrap();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    std::fs::write(&file, bound.replace(", security_group: sales}", "}")).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "--out", "p.json", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "security_group = \"sales\" -> (none)",
+        ));
+    crmctl(dir.path())
+        .args(["apply", "p.json"])
+        .assert()
+        .success();
+    let t = observe(dir.path());
+    assert!(
+        t.instances.values().all(|i| i.security_group.is_none()),
+        "the group is unbound"
+    );
+    assert_no_changes(dir.path(), &file);
+}

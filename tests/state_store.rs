@@ -210,3 +210,305 @@ fn the_writer_journals_batches_and_load_replays_them() {
     assert_eq!(on_disk, state);
     assert_eq!(on_disk.serial, 9);
 }
+
+fn user_change(i: usize) -> crmctl::state::store::StateChange {
+    crmctl::state::store::StateChange::Set {
+        address: format!("users.u{i}@coho.com"),
+        resource: Resource {
+            kind: ObjKind::User,
+            id: format!("usr-{i:06}"),
+            protect: false,
+        },
+    }
+}
+
+fn journal_line(lineage: &str, serial: u64, i: usize) -> String {
+    format!(
+        "{{\"lineage\":\"{lineage}\",\"serial\":{serial},\"tenant\":\"coho.onmicrosoft.com\",\"changes\":[{}]}}\n",
+        serde_json::to_string(&user_change(i)).unwrap()
+    )
+}
+
+/// issue 9 item 5: the journal replay rule. Every well-formed line of the state's lineage
+/// above the last applied serial applies, in order, also after a damaged line; a damaged
+/// line is reported (which line), except an unterminated last line (a crash mid-append).
+#[test]
+fn journal_replay_reports_damaged_lines_and_applies_the_good_ones_after_them() {
+    use crmctl::state::store::{journal_path, JournalProblem};
+    let good = |serial: u64| journal_line("lin-j", serial, serial as usize);
+    // (case, journal text, users expected in the state, expected serial, warnings as
+    // (line, kind))
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        Vec<usize>,
+        u64,
+        Vec<(usize, &'static str)>,
+    );
+    let cat = |parts: &[&[u8]]| parts.concat();
+    let cases: Vec<Case> = vec![
+        (
+            "clean",
+            cat(&[good(2).as_bytes(), good(3).as_bytes()]),
+            vec![2, 3],
+            3,
+            vec![],
+        ),
+        (
+            "torn last line is silent",
+            cat(&[good(2).as_bytes(), b"{\"lineage\":\"lin-j\",\"ser"]),
+            vec![2],
+            2,
+            vec![],
+        ),
+        (
+            "damaged middle line, good lines after it",
+            cat(&[
+                good(2).as_bytes(),
+                b"{garbage}\n",
+                good(4).as_bytes(),
+                good(5).as_bytes(),
+            ]),
+            vec![2, 4, 5],
+            5,
+            vec![(2, "damaged")],
+        ),
+        (
+            "damaged first line",
+            cat(&[b"\0\0\0\0\n", good(3).as_bytes()]),
+            vec![3],
+            3,
+            vec![(1, "damaged")],
+        ),
+        (
+            "invalid UTF-8 in the middle",
+            cat(&[good(2).as_bytes(), b"\xff\xfe\n", good(4).as_bytes()]),
+            vec![2, 4],
+            4,
+            vec![(2, "damaged")],
+        ),
+        (
+            "damaged terminated last line",
+            cat(&[good(2).as_bytes(), b"{\"lineage\":1}\n"]),
+            vec![2],
+            2,
+            vec![(2, "damaged")],
+        ),
+        (
+            "a missing line (gap in the serials)",
+            cat(&[good(2).as_bytes(), good(4).as_bytes()]),
+            vec![2, 4],
+            4,
+            vec![(2, "gap")],
+        ),
+        (
+            "out of order",
+            cat(&[good(3).as_bytes(), good(2).as_bytes()]),
+            vec![3],
+            3,
+            vec![(1, "gap"), (2, "out of order")],
+        ),
+        (
+            "another lineage",
+            cat(&[journal_line("lin-x", 2, 7).as_bytes(), good(2).as_bytes()]),
+            vec![2],
+            2,
+            vec![(1, "other lineage")],
+        ),
+        (
+            "lines already folded into the state are silent",
+            cat(&[good(1).as_bytes(), good(2).as_bytes()]),
+            vec![2],
+            2,
+            vec![],
+        ),
+    ];
+    for (case, journal, users, serial, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut base = State::empty("lin-j");
+        base.serial = 1;
+        store::save(&path, &base).unwrap();
+        std::fs::write(journal_path(&path), &journal).unwrap();
+        let (state, warnings) = store::load_reporting(&path).unwrap();
+        let state = state.unwrap();
+        let mut want: Vec<String> = users
+            .iter()
+            .map(|i| format!("users.u{i}@coho.com"))
+            .collect();
+        want.sort();
+        assert_eq!(
+            state.resources.keys().cloned().collect::<Vec<_>>(),
+            want,
+            "{case}"
+        );
+        assert_eq!(state.serial, serial, "{case}");
+        // `load` (what the old code had) gives the same state.
+        assert_eq!(store::load(&path).unwrap().unwrap(), state, "{case}");
+        let got: Vec<(usize, &str)> = warnings
+            .iter()
+            .map(|w| {
+                let kind = match w.problem {
+                    JournalProblem::Damaged { .. } => "damaged",
+                    JournalProblem::Gap { .. } => "gap",
+                    JournalProblem::OutOfOrder { .. } => "out of order",
+                    JournalProblem::OtherLineage { .. } => "other lineage",
+                };
+                (w.line, kind)
+            })
+            .collect();
+        assert_eq!(got, expected, "{case}");
+        for w in &warnings {
+            let text = w.to_string();
+            assert!(
+                text.starts_with(&format!("{}:{}: ", journal_path(&path).display(), w.line)),
+                "{case}: {text}"
+            );
+            if matches!(
+                w.problem,
+                JournalProblem::Damaged { .. } | JournalProblem::Gap { .. }
+            ) {
+                assert!(text.contains("adopted on the next plan"), "{case}: {text}");
+            }
+        }
+    }
+}
+
+/// issue 9 item 5: a lock file that is not a lock (empty, as a crash between create and
+/// write left it before, or damaged) names an id that `force-unlock` accepts, and only
+/// for that content: nobody is stuck, and no other lock is removed by mistake.
+#[test]
+fn an_unreadable_lock_can_be_removed_with_the_id_its_error_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    for content in [&b""[..], b"{\"id\":\"12", b"\xff garbage"] {
+        std::fs::write(lock::lock_path(&state), content).unwrap();
+        let err = StateLock::acquire(&state, "apply").unwrap_err();
+        let LockError::Unreadable { id, .. } = &err else {
+            panic!("{err}")
+        };
+        assert!(id.starts_with("unreadable-") && id.len() == 27, "{id}");
+        assert!(
+            err.to_string()
+                .contains(&format!("crmctl force-unlock {id}")),
+            "{err}"
+        );
+        let id = id.clone();
+        // Another content has another id: a wrong id removes nothing.
+        let other = lock::force_unlock(&state, "unreadable-0000000000000000").unwrap_err();
+        assert!(matches!(other, LockError::WrongId { .. }), "{other}");
+        assert!(lock::lock_path(&state).exists());
+        let removed = lock::force_unlock(&state, &id).unwrap();
+        assert_eq!(removed.id, id);
+        assert!(!lock::lock_path(&state).exists());
+        StateLock::acquire(&state, "apply").unwrap();
+    }
+}
+
+/// issue 9 item 5: the lock file is complete whenever it exists (written beside, then
+/// linked into place): a reader racing with runs that take and release the lock never
+/// sees an empty or partial one, and no temporary file is left.
+#[test]
+fn the_lock_file_is_never_seen_empty_or_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (seen, bad) = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let (mut seen, mut bad) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match lock::read_lock(&state) {
+                    Ok(Some(_)) => seen += 1,
+                    Ok(None) => {}
+                    Err(e) => bad.push(e.to_string()),
+                }
+            }
+            (seen, bad)
+        });
+        for _ in 0..300 {
+            match StateLock::acquire(&state, "apply") {
+                Ok(l) => drop(l),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().unwrap()
+    });
+    assert!(
+        bad.is_empty(),
+        "read {} bad lock(s) (of {seen} good): {:?}",
+        bad.len(),
+        &bad[..bad.len().min(3)]
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// issue 9 item 5: a symlinked state file is written through to its target (atomic
+/// rewrite in the target's directory; the link stays a link), and the journal and the
+/// lock live beside the target, so the link and the target share one lock.
+#[cfg(unix)]
+#[test]
+fn a_symlinked_state_is_written_through_with_journal_and_lock_beside_the_target() {
+    use crmctl::state::store::{journal_path, StateWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("real");
+    std::fs::create_dir(&real_dir).unwrap();
+    let link_dir = dir.path().join("work");
+    std::fs::create_dir(&link_dir).unwrap();
+    let link = link_dir.join("state.json");
+    let target = real_dir.join("state.json");
+    // A relative link to a target that does not exist yet (first use).
+    std::os::unix::fs::symlink("../real/state.json", &link).unwrap();
+
+    let beside_target = |p: std::path::PathBuf, name: &str| {
+        assert_eq!(p.file_name().unwrap(), name);
+        assert_eq!(
+            p.parent().unwrap().canonicalize().unwrap(),
+            real_dir.canonicalize().unwrap()
+        );
+    };
+    beside_target(journal_path(&link), "state.json.journal");
+    beside_target(lock::lock_path(&link), "state.json.lock");
+
+    let held = StateLock::acquire(&link, "apply").unwrap();
+    assert!(real_dir.join("state.json.lock").exists());
+    assert!(matches!(
+        StateLock::acquire(&target, "plan").unwrap_err(),
+        LockError::Held { .. }
+    ));
+
+    let mut state = State::empty("lin-s");
+    let mut w = StateWriter::new(&link);
+    for i in 1..=3 {
+        let c = user_change(i);
+        c.apply_to(&mut state);
+        state.serial += 1;
+        w.write(&state, &[c]).unwrap();
+    }
+    // The first write rewrote the target; the others went to the journal beside it.
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(real_dir.join("state.json.journal").exists());
+    assert!(!link_dir.join("state.json.journal").exists());
+    assert_eq!(store::load(&link).unwrap().unwrap(), state);
+    assert_eq!(store::load(&target).unwrap().unwrap(), state);
+    w.finish(&state).unwrap();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!real_dir.join("state.json.journal").exists());
+    let on_disk: State = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(on_disk, state);
+    drop(held);
+    assert!(!real_dir.join("state.json.lock").exists());
+    // Nothing but the link in the link's directory.
+    let names: Vec<String> = std::fs::read_dir(&link_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["state.json".to_string()]);
+}

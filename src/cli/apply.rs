@@ -133,7 +133,7 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         .unwrap_or_else(|| saved.backend.clone());
     let _lock = common::lock_state(&state_path, "apply")?;
     let backend = common::open_local(Some(&backend_spec))?;
-    let mut state = match store::load(&state_path)? {
+    let mut state = match common::load_state(&state_path)? {
         Some(s) => s,
         // The plan was made without a state file and none was written since.
         None if saved.state_serial == 0 => State::empty(saved.state_lineage.clone()),
@@ -339,6 +339,14 @@ fn print_plan(plan: &Plan, src: &Source, color: bool) {
 /// `crmctl force-unlock ID`.
 pub fn run_force_unlock(args: &ForceUnlockArgs) -> anyhow::Result<ExitCode> {
     let info = crate::state::lock::force_unlock(&args.state, &args.id)?;
+    if info.id.starts_with("unreadable-") {
+        println!(
+            "Removed the unreadable lock {} on {}.",
+            info.id,
+            args.state.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "Removed the lock {} on {} (held by {}, pid {}, operation `{}`).",
         info.id,

@@ -155,8 +155,19 @@ pub fn check_state_fits_tenant(
 }
 
 /// Read the state file; a missing file is an empty state (new lineage, serial 0).
+/// Problems of its journal are printed as warnings.
 pub fn read_state(path: &Path) -> anyhow::Result<State> {
-    Ok(crate::state::store::load_or_empty(path)?)
+    Ok(load_state(path)?.unwrap_or_else(|| State::empty(crate::state::store::new_lineage())))
+}
+
+/// Read the state file (`None`: missing), printing the problems found in its journal as
+/// warnings on stderr (issue 9 item 5: a damaged line is reported, never skipped silently).
+pub fn load_state(path: &Path) -> anyhow::Result<Option<State>> {
+    let (state, warnings) = crate::state::store::load_reporting(path)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(state)
 }
 
 /// Take the lock of the state file for the whole run (`operation`: `plan`, `apply`).

@@ -331,6 +331,13 @@ pub enum Op {
         name: Option<String>,
         url: Option<String>,
         purpose: Option<String>,
+        // Absent = unchanged, null = unbind: without this, `null` read back from a saved
+        // plan would be `None` and an unbind would silently do nothing.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
         security_group: Option<Option<ObjRef>>,
     },
     /// Switch between production and sandbox (I7).
@@ -378,6 +385,15 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<String>,
     },
+}
+
+/// A field that is present in the JSON, `null` included: `Some(value)`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 impl Op {

@@ -1,9 +1,18 @@
 //! The state lock: `<state>.lock`, held for a whole plan or apply.
 //!
-//! The lock file is created with `create_new` (atomic on every local filesystem), holds
-//! JSON `{id, owner, pid, created, operation}`, and is removed when the [`StateLock`] is
-//! dropped. A run that finds the file fails with a message naming the holder; a lock left by
-//! a crashed run is removed with `crmctl force-unlock ID`.
+//! The lock file holds JSON `{id, owner, pid, created, operation}` and is removed when the
+//! [`StateLock`] is dropped. It is written whole before it exists: the JSON goes to a
+//! temporary file beside it (fsync), which is then linked into place without replacing an
+//! existing one (`persist_noclobber`: `renameat2(RENAME_NOREPLACE)` or `link`), so a crash
+//! never leaves an empty or partial lock file (issue 9 item 5). A run that finds the file
+//! fails with a message naming the holder; a lock left by a crashed run is removed with
+//! `crmctl force-unlock ID`. A lock file that cannot be parsed anyway (written by hand,
+//! damaged on disk, or by an older crmctl) gets an id derived from its bytes
+//! (`unreadable-` + 16 hex digits of their SHA-256), printed in the error, so that
+//! `force-unlock` can remove exactly that file and nobody is stuck.
+//!
+//! When the state path is a symlink, the lock lives beside its target
+//! ([`crate::state::store::resolve_symlinks`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,8 +46,8 @@ pub enum LockError {
         /// The holder.
         info: LockInfo,
     },
-    /// The lock file exists but cannot be read.
-    #[error("the state {state} is locked but the lock file {lock} is unreadable ({message}); if no crmctl run is active, delete the lock file by hand")]
+    /// The lock file exists but its content is not a lock (empty, damaged, foreign).
+    #[error("the state {state} is locked but the lock file {lock} is unreadable ({message}).\nIf no crmctl run is active, remove the lock with: crmctl force-unlock {id}")]
     Unreadable {
         /// The state file.
         state: PathBuf,
@@ -46,7 +55,12 @@ pub enum LockError {
         lock: PathBuf,
         /// What was wrong.
         message: String,
+        /// The id `force-unlock` accepts for this file (derived from its bytes).
+        id: String,
     },
+    /// The lock file changed or disappeared while being read.
+    #[error("the lock of the state {0} changed while being read (another run taking or releasing it); retry")]
+    Busy(PathBuf),
     /// `force-unlock` was given an id that is not the lock's.
     #[error("the lock on {state} has id {actual}, not {given}; nothing removed (the lock is held by {owner})")]
     WrongId {
@@ -79,9 +93,10 @@ pub struct StateLock {
     info: LockInfo,
 }
 
-/// The lock file of a state file: `<state>.lock`.
+/// The lock file of a state file: `<state>.lock`, beside the symlink's target when the
+/// state path is a symlink.
 pub fn lock_path(state: &Path) -> PathBuf {
-    let mut s = state.as_os_str().to_owned();
+    let mut s = crate::state::store::resolve_symlinks(state).into_os_string();
     s.push(".lock");
     PathBuf::from(s)
 }
@@ -123,17 +138,38 @@ fn owner() -> String {
 /// Read the lock of `state`, if any.
 pub fn read_lock(state: &Path) -> Result<Option<LockInfo>, LockError> {
     let path = lock_path(state);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| LockError::Unreadable {
-                state: state.to_path_buf(),
-                lock: path,
-                message: e.to_string(),
-            }),
+    match std::fs::read(&path) {
+        Ok(bytes) => parse_lock(state, &path, &bytes).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(LockError::Io { path, source }),
     }
+}
+
+fn parse_lock(state: &Path, path: &Path, bytes: &[u8]) -> Result<LockInfo, LockError> {
+    serde_json::from_slice::<LockInfo>(bytes).map_err(|e| LockError::Unreadable {
+        state: state.to_path_buf(),
+        lock: path.to_path_buf(),
+        message: if bytes.is_empty() {
+            "it is empty".to_string()
+        } else {
+            e.to_string()
+        },
+        id: unreadable_id(bytes),
+    })
+}
+
+/// The id of a lock file whose content is not a lock: `unreadable-` and the first 16 hex
+/// digits of the SHA-256 of its bytes (the same bytes always give the same id, so the id
+/// printed by the failed run is accepted by `force-unlock`, and only for that content).
+fn unreadable_id(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    let digest = Sha256::digest(bytes);
+    let mut id = String::from("unreadable-");
+    for b in &digest[..8] {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
 }
 
 impl StateLock {
@@ -155,36 +191,61 @@ impl StateLock {
             created: now_secs(),
             operation: operation.to_string(),
         };
-        let mut file = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+        let json = serde_json::to_vec_pretty(&info).expect("lock info serializes");
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        // The whole content first, then linked into place: never an empty lock file.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".lock-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io)?;
+        tmp.write_all(&json).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(match read_lock(state)? {
                     Some(info) => LockError::Held {
                         state: state.to_path_buf(),
                         info,
                     },
-                    // Removed between our create and our read: report as busy anyway.
-                    None => LockError::Unreadable {
-                        state: state.to_path_buf(),
-                        lock: path.clone(),
-                        message: "the lock disappeared while being read; retry".to_string(),
-                    },
+                    // Removed between our attempt and our read.
+                    None => LockError::Busy(state.to_path_buf()),
                 });
             }
-            Err(e) => return Err(io(e)),
-        };
-        let lock = StateLock {
-            path: path.clone(),
-            info,
-        };
-        let json = serde_json::to_vec_pretty(&lock.info).expect("lock info serializes");
-        file.write_all(&json).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(lock)
+            // A filesystem without links or no-replace renames: create the file
+            // exclusively and write it (a crash in between can leave it empty, which
+            // `force-unlock` handles).
+            Err(e) => {
+                drop(e.file);
+                let mut file = match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Err(match read_lock(state)? {
+                            Some(info) => LockError::Held {
+                                state: state.to_path_buf(),
+                                info,
+                            },
+                            None => LockError::Busy(state.to_path_buf()),
+                        });
+                    }
+                    Err(e) => return Err(io(e)),
+                };
+                file.write_all(&json).map_err(io)?;
+                file.sync_all().map_err(io)?;
+            }
+        }
+        if let Some(d) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = crate::state::store::sync_dir(d);
+        }
+        Ok(StateLock { path, info })
     }
 
     /// The lock's details.
@@ -207,10 +268,29 @@ impl Drop for StateLock {
 }
 
 /// Remove the lock of `state` if its id is `id` (`crmctl force-unlock`). Returns the removed
-/// lock's details.
+/// lock's details. A lock file that is not a lock is removed when `id` is the
+/// `unreadable-...` id its error printed; the details returned then have that id, owner
+/// `unknown (unreadable lock file)`, pid 0 and created 0.
 pub fn force_unlock(state: &Path, id: &str) -> Result<LockInfo, LockError> {
     let path = lock_path(state);
-    let info = read_lock(state)?.ok_or_else(|| LockError::NotLocked(state.to_path_buf()))?;
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LockError::NotLocked(state.to_path_buf()))
+        }
+        Err(source) => return Err(LockError::Io { path, source }),
+    };
+    let info = match parse_lock(state, &path, &bytes) {
+        Ok(info) => info,
+        Err(LockError::Unreadable { id: actual, .. }) => LockInfo {
+            id: actual,
+            owner: "unknown (unreadable lock file)".to_string(),
+            pid: 0,
+            created: 0,
+            operation: "unknown".to_string(),
+        },
+        Err(e) => return Err(e),
+    };
     if info.id != id {
         return Err(LockError::WrongId {
             state: state.to_path_buf(),

@@ -9,11 +9,29 @@
 //! journal next to the state (`<state>.journal`, one JSON line per batch, carrying the
 //! lineage and the new serial) and compacts it into the state file (atomic rewrite, then the
 //! journal is removed) when the journal grows as large as the state, and at the end of the
-//! apply. [`load`] replays the journal lines newer than the state file, and ignores a torn
-//! last line. The journal is written without fsync, like the local tenant's
-//! `synchronous=NORMAL`: it survives a crash or `kill -9` of the process, not a power loss.
+//! apply. [`load`] replays the journal lines newer than the state file. The journal is
+//! written without fsync, like the local tenant's `synchronous=NORMAL`: it survives a crash
+//! or `kill -9` of the process, not a power loss.
+//!
+//! Replay rule (issue 9 item 5): every well-formed line of the state's lineage whose serial
+//! is above the last serial applied is applied, in file order; lines at or below it were
+//! already folded into the state file and are skipped. A line that cannot be read is
+//! skipped and *reported* ([`load_reporting`], [`JournalWarning`]), and the lines after it
+//! still apply: a line holds absolute per-address changes (this address now has this id,
+//! this address is forgotten), never a delta, so a later batch does not depend on an
+//! earlier one, and the newest value of every address it touches is right. What a damaged
+//! line loses is its own batch's changes only, and they heal: objects it created are found
+//! again by natural key and adopted on the next plan; an entry of an object it deleted is
+//! left for the next plan and apply to sort out. The only silent skip is an unterminated
+//! last line: the normal trace of a crash in the middle of an append. A gap in the serials,
+//! a line out of order, or one of another lineage are reported too.
+//!
+//! A state path that is a symlink is written through to its target (the temporary file
+//! and the rename happen in the target's directory, the link stays), and the journal and
+//! the lock live beside the target ([`resolve_symlinks`]), so that two paths to one state
+//! share one lock.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -61,11 +79,113 @@ struct JournalLine {
     changes: Vec<StateChange>,
 }
 
-/// The journal file of a state file: `<state>.journal`.
+/// The journal file of a state file: `<state>.journal`, beside the symlink's target when
+/// the state path is a symlink.
 pub fn journal_path(state: &Path) -> PathBuf {
-    let mut s = state.as_os_str().to_owned();
+    let mut s = resolve_symlinks(state).into_os_string();
     s.push(".journal");
     PathBuf::from(s)
+}
+
+/// The file a state path designates: the path itself, or, when it is a symbolic link
+/// (possibly to a file not created yet), the final target of the chain of links. A relative
+/// target is relative to the link's directory. Gives up after 40 links (a loop) and returns
+/// the last path reached; the write then fails with the system's own error.
+pub fn resolve_symlinks(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        let is_link = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            break;
+        }
+        let Ok(target) = std::fs::read_link(&p) else {
+            break;
+        };
+        p = match p.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    p
+}
+
+/// A problem found while replaying the journal: the state was loaded, without that line's
+/// changes (see the module docs for the rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalWarning {
+    /// The journal file.
+    pub journal: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with the line.
+    pub problem: JournalProblem,
+}
+
+/// What is wrong with a journal line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalProblem {
+    /// Not a journal line (not UTF-8, not JSON, or not the shape of a line).
+    Damaged {
+        /// The parse error.
+        message: String,
+        /// Last serial applied before the line (the state file's, or an earlier line's).
+        after_serial: u64,
+    },
+    /// Serials are missing between the previous line and this one (the line is applied).
+    Gap {
+        /// Last serial applied.
+        after_serial: u64,
+        /// This line's serial.
+        serial: u64,
+    },
+    /// The line's serial is not above the previous line's (the line is skipped).
+    OutOfOrder {
+        /// Last serial applied.
+        after_serial: u64,
+        /// This line's serial.
+        serial: u64,
+    },
+    /// The line belongs to another state (lineage); skipped.
+    OtherLineage {
+        /// The line's lineage.
+        lineage: String,
+    },
+}
+
+impl std::fmt::Display for JournalWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = format!("{}:{}", self.journal.display(), self.line);
+        const HEALS: &str = "objects that batch created are found by natural key and adopted on the next plan; the next apply folds the journal into the state file";
+        match &self.problem {
+            JournalProblem::Damaged {
+                message,
+                after_serial,
+            } => write!(
+                f,
+                "{at}: damaged journal line skipped ({message}); the state is loaded without the changes of that batch (after serial {after_serial}), later lines still apply; {HEALS}"
+            ),
+            JournalProblem::Gap {
+                after_serial,
+                serial,
+            } => write!(
+                f,
+                "{at}: journal line has serial {serial} but the last applied is {after_serial}: the changes of serial(s) {}..={} are missing; {HEALS}",
+                after_serial + 1,
+                serial - 1
+            ),
+            JournalProblem::OutOfOrder {
+                after_serial,
+                serial,
+            } => write!(
+                f,
+                "{at}: journal line with serial {serial} after serial {after_serial} skipped (out of order)"
+            ),
+            JournalProblem::OtherLineage { lineage } => write!(
+                f,
+                "{at}: journal line of another state (lineage {lineage}) skipped; the next apply removes the journal"
+            ),
+        }
+    }
 }
 
 /// Why the state could not be read or written.
@@ -113,11 +233,18 @@ pub fn new_lineage() -> String {
     )
 }
 
-/// Load the state at `path`; a missing file is `None`.
+/// Load the state at `path`; a missing file is `None`. Problems found in the journal are
+/// dropped: commands use [`load_reporting`] and print them.
 pub fn load(path: &Path) -> Result<Option<State>, StateError> {
+    Ok(load_reporting(path)?.0)
+}
+
+/// Load the state at `path` (a missing file is `None`), with the problems found while
+/// replaying its journal.
+pub fn load_reporting(path: &Path) -> Result<(Option<State>, Vec<JournalWarning>), StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, Vec::new())),
         Err(source) => {
             return Err(StateError::Io {
                 path: path.to_path_buf(),
@@ -137,16 +264,17 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
         });
     }
     let mut state = state;
-    replay_journal(path, &mut state)?;
-    Ok(Some(state))
+    let warnings = replay_journal(path, &mut state)?;
+    Ok((Some(state), warnings))
 }
 
-/// Apply the journal lines of the same lineage newer than the state; stop at a torn line.
-fn replay_journal(path: &Path, state: &mut State) -> Result<(), StateError> {
+/// Apply the journal lines of the same lineage newer than the state (the rule is in the
+/// module docs); returns what was skipped or missing.
+fn replay_journal(path: &Path, state: &mut State) -> Result<Vec<JournalWarning>, StateError> {
     let jpath = journal_path(path);
-    let file = match std::fs::File::open(&jpath) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+    let bytes = match std::fs::read(&jpath) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
             return Err(StateError::Io {
                 path: jpath,
@@ -154,21 +282,86 @@ fn replay_journal(path: &Path, state: &mut State) -> Result<(), StateError> {
             })
         }
     };
-    for line in std::io::BufReader::new(file).lines() {
-        let Ok(line) = line else { break };
-        let Ok(entry) = serde_json::from_str::<JournalLine>(&line) else {
-            break; // a torn last line from a crash mid-write
+    let mut warnings = Vec::new();
+    let mut warn = |line: usize, problem: JournalProblem| {
+        warnings.push(JournalWarning {
+            journal: jpath.clone(),
+            line,
+            problem,
+        })
+    };
+    let base = state.serial;
+    // The last serial applied from the journal (None: none yet).
+    let mut last: Option<u64> = None;
+    // Whether a damaged line explains a gap that follows it.
+    let mut damaged_since_last = false;
+    let mut lines = bytes.split(|b| *b == b'\n').enumerate().peekable();
+    while let Some((i, raw)) = lines.next() {
+        let is_last = lines.peek().is_none();
+        if is_last && raw.is_empty() {
+            break; // the file ends with a newline
+        }
+        let parsed = std::str::from_utf8(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|l| serde_json::from_str::<JournalLine>(l).map_err(|e| e.to_string()));
+        let entry = match parsed {
+            Ok(entry) => entry,
+            // An unterminated last line: a crash in the middle of an append.
+            Err(_) if is_last => break,
+            Err(message) => {
+                warn(
+                    i + 1,
+                    JournalProblem::Damaged {
+                        message,
+                        after_serial: last.unwrap_or(state.serial),
+                    },
+                );
+                damaged_since_last = true;
+                continue;
+            }
         };
-        if entry.lineage != state.lineage || entry.serial <= state.serial {
+        if entry.lineage != state.lineage {
+            warn(
+                i + 1,
+                JournalProblem::OtherLineage {
+                    lineage: entry.lineage,
+                },
+            );
             continue;
+        }
+        let after = last.unwrap_or(base);
+        if entry.serial <= after {
+            // At or below the state file's serial: folded already (a crash between the
+            // rewrite and the journal's removal). Below an applied line: out of order.
+            if last.is_some() {
+                warn(
+                    i + 1,
+                    JournalProblem::OutOfOrder {
+                        after_serial: after,
+                        serial: entry.serial,
+                    },
+                );
+            }
+            continue;
+        }
+        if entry.serial > after + 1 && !damaged_since_last {
+            warn(
+                i + 1,
+                JournalProblem::Gap {
+                    after_serial: after,
+                    serial: entry.serial,
+                },
+            );
         }
         for c in &entry.changes {
             c.apply_to(state);
         }
         state.serial = entry.serial;
         state.tenant = entry.tenant;
+        last = Some(entry.serial);
+        damaged_since_last = false;
     }
-    Ok(())
+    Ok(warnings)
 }
 
 /// Load the state at `path`, or a new empty state (fresh lineage, serial 0) when the file
@@ -178,12 +371,16 @@ pub fn load_or_empty(path: &Path) -> Result<State, StateError> {
 }
 
 /// Write `state` to `path` atomically (temp file in the same directory, fsync, rename,
-/// fsync of the directory). Creates the parent directory when missing.
+/// fsync of the directory). Creates the parent directory when missing. When `path` is a
+/// symlink, the target is written (temp file and rename in the target's directory) and the
+/// link stays.
 pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
     let io = |source| StateError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let target = resolve_symlinks(path);
+    let path = target.as_path();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
