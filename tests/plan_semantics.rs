@@ -905,3 +905,45 @@ fn fidelity_instance_status() {
         },
     ]);
 }
+
+/// issue 10 item 6 (T6): dropping below 25 Professional + Enterprise licenses loses the
+/// included sandbox slot; a kept sandbox needs a bought slot, bought before the reduction.
+#[test]
+fn fidelity_included_sandbox() {
+    run(vec![
+        Case {
+            name: "T6: a kept sandbox on the included slot: purchase_instance before reduce_licenses",
+            desired: "licenses: {professional: 6}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n  s: {name: s, url: s, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "s", SANDBOX)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 1);
+                depends(p, "reduce_licenses licenses.professional", "purchase_instance instances.s");
+            },
+        },
+        Case {
+            name: "T6: a kept sandbox and a new one: two slots bought, both before the reduction",
+            desired: "licenses: {professional: 6}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n  s: {name: s, url: s, type: sandbox}\n  t: {name: t, url: t, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "s", SANDBOX)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 2);
+                let reduce = pos(p, "reduce_licenses licenses.professional");
+                assert!(p.actions.iter().filter(|a| a.kind == ActionKind::PurchaseInstance).all(|a| a.id < reduce));
+            },
+        },
+        Case {
+            name: "T6: the sandbox on the included slot is deleted: nothing to buy",
+            desired: "licenses: {professional: 6}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "s", SANDBOX)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 0);
+                depends(p, "reduce_licenses licenses.professional", "delete_instance instances.s");
+            },
+        },
+    ]);
+}

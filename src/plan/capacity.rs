@@ -103,6 +103,16 @@ impl SlotPool {
         self.debt[idx(kind)] > 0
     }
 
+    /// Occupied slots of `kind` beyond the ones that surely exist, not yet paid back.
+    pub fn debt(&self, kind: InstanceType) -> u32 {
+        self.debt[idx(kind)]
+    }
+
+    /// The releases and purchases that paid the debt of `kind` back.
+    pub fn paid(&self, kind: InstanceType) -> &[usize] {
+        &self.paid[idx(kind)]
+    }
+
     /// Whether an included slot of `kind` exists until the plan's license reductions run
     /// and not after (T6): the pool does not count it, but the provider may use it.
     pub fn lingering(&self, kind: InstanceType) -> bool {

@@ -282,6 +282,9 @@ struct Planner<'a> {
     /// Actions that end a global admin (role removed, user deleted), with the address to
     /// report them at (P6).
     ga_demotions: Vec<(usize, String)>,
+    /// Deletes, switches and purchases after which the sandboxes fit in the sandbox slots
+    /// that remain once the included one is lost (T6): reductions wait for them.
+    sandbox_debt_paid: Vec<usize>,
     /// delete_instance per observed instance id.
     inst_deletes: HashMap<&'a str, (usize, &'a str)>,
 }
@@ -333,6 +336,7 @@ fn diff_with(
         inst_deletes: HashMap::default(),
         ga_promotions: Vec::new(),
         ga_demotions: Vec::new(),
+        sandbox_debt_paid: Vec::new(),
         upn_index: None,
         assigned: None,
     };
@@ -1967,6 +1971,8 @@ impl<'a> Planner<'a> {
                 if plan.is_pro_or_enterprise() {
                     // T5: add-ons are bought while Professional/Enterprise licenses exist.
                     deps.extend(pe_capacity.iter().map(|a| Some(*a)));
+                    // T6: and the sandboxes fit in the slots left without the included one.
+                    deps.extend(self.sandbox_debt_paid.iter().map(|a| Some(*a)));
                 }
                 self.push(
                     ActionKind::ReduceLicenses,
@@ -2466,6 +2472,41 @@ impl<'a> Planner<'a> {
             s.content = Some(c);
             s.roles_wiped = true;
         }
+
+        // T6: a license reduction below 25 Professional + Enterprise loses the included
+        // sandbox slot; sandboxes that keep occupying it need a bought slot, bought while
+        // the licenses are still there (the reduction waits for every slot purchase, T5).
+        // An overcommit the tenant already had (licenses lowered earlier) is left as is.
+        let before = self
+            .t
+            .used_slots(InstanceType::Sandbox)
+            .saturating_sub(self.t.total_slots(InstanceType::Sandbox));
+        if pool.debt(InstanceType::Sandbox) > before {
+            let address = desired
+                .keys()
+                .find(|k| {
+                    self.insts[k.as_str()]
+                        .obs
+                        .is_some_and(|o| o.slot == InstanceType::Sandbox)
+                })
+                .map_or_else(
+                    || "licenses.professional".to_string(),
+                    |k| format!("instances.{k}"),
+                );
+            while pool.debt(InstanceType::Sandbox) > before {
+                let Some(a) = self.buy_slot(
+                    &mut pool,
+                    InstanceType::Sandbox,
+                    &address,
+                    "the included sandbox slot is lost when Professional + Enterprise licenses drop below 25 (T6), and this sandbox keeps its slot",
+                ) else {
+                    break;
+                };
+                pool.release(InstanceType::Sandbox, a);
+            }
+        }
+        // The reduction runs once the sandboxes fit in the slots left (T6).
+        self.sandbox_debt_paid = pool.paid(InstanceType::Sandbox).to_vec();
 
         // 4. Kept instances: reset, edits.
         for (key, di) in desired {
