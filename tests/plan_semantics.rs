@@ -947,3 +947,27 @@ fn fidelity_included_sandbox() {
         },
     ]);
 }
+
+/// issue 10 item 7 (T3 after drift): a user given an un-bought license out of band while
+/// the file wants one with free seats: the conflicting license goes, the wanted one comes.
+#[test]
+fn fidelity_license_conflict() {
+    run(vec![
+        Case {
+            name: "T3: an out-of-band enterprise license (none bought) is replaced by the wanted professional one",
+            desired: "licenses: {professional: 5}\nusers:\n  a@coho.com: {license: professional}\n".into(),
+            tenant: "licenses: {professional: 5}\nusers:\n  u1: {id: u1, upn: a@coho.com, license: enterprise, access_mode: read-write}\n".into(),
+            state: vec![("users.a@coho.com", ObjKind::User, "u1", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["assign_license users.a@coho.com"]),
+        },
+        Case {
+            name: "T3: two users over the enterprise count out of band, the file moves one to professional and licenses say enterprise: 1",
+            desired: "licenses: {professional: 5, enterprise: 1}\nusers:\n  a@coho.com: {license: professional}\n  b@coho.com: {license: enterprise}\n".into(),
+            tenant: "licenses: {professional: 5, enterprise: 1}\nusers:\n  u1: {id: u1, upn: a@coho.com, license: enterprise, access_mode: read-write}\n  u2: {id: u2, upn: b@coho.com, license: enterprise, access_mode: read-write}\n".into(),
+            state: vec![("users.a@coho.com", ObjKind::User, "u1", false), ("users.b@coho.com", ObjKind::User, "u2", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["assign_license users.a@coho.com"]),
+        },
+    ]);
+}
