@@ -971,3 +971,49 @@ fn fidelity_license_conflict() {
         },
     ]);
 }
+
+/// issue 10 items 5 and 9: copies and a sandbox becoming production.
+#[test]
+fn fidelity_copy_and_admin_mode() {
+    run(vec![
+        Case {
+            // issue 10 item 5: the source (observed EUR) is not in the file's terms
+            name: "I3/I11: a new sandbox copied from an EUR source cannot ask for USD",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, currency: USD, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("USD", "EUR"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: |p| {
+                assert_eq!(error_rules(p), vec!["I11"]);
+                assert!(diag_at(p, "instances.s.currency", "I11", true), "{:#?}", p.diagnostics);
+            },
+        },
+        Case {
+            // issue 10 item 5
+            name: "I3/I11: a new sandbox copied from a source with language 1036 cannot ask for 1033",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, language: 1033, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("1033", "1036"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: |p| assert!(diag_at(p, "instances.s.language", "I11", true), "{:#?}", p.diagnostics),
+        },
+        Case {
+            // issue 10 item 5: without currency the copy converges (no reset wanted later)
+            name: "I3/I11: a new sandbox copied from an EUR source, currency omitted: converges",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("USD", "EUR"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert!(!p.has_errors()),
+        },
+        Case {
+            // issue 10 item 9
+            name: "I10: a sandbox becoming production with the production default admin_mode",
+            desired: "licenses: {professional: 30}\ninstances:\n  k: {name: k, url: k, type: production}\n  s: {name: s, url: s, type: production, admin_mode: {enabled: false, background_operations: true}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\nslots: {{production: 1}}\ninstances:\n{}{}", inst("i0", "k", PROD), inst("i1", "s", &SANDBOX.replace("version", "admin_mode: {enabled: true, background_operations: false}, version"))),
+            state: vec![("instances.k", ObjKind::Instance, "i0", false), ("instances.s", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| depends(p, "switch_instance instances.s", "set_admin_mode instances.s"),
+        },
+    ]);
+}

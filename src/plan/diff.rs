@@ -2543,7 +2543,50 @@ impl<'a> Planner<'a> {
                 );
                 continue;
             };
-            let src_content = src.content;
+            // I3/I11: the copy brings the source's currency and language; a file that
+            // gives the target others would want a reset on every later plan.
+            let (src_obs, src_content) = (src.obs, src.content);
+            let src_desired = desired.get(cf.instance.as_str());
+            let src_currency = src_desired
+                .and_then(|s| s.currency.clone())
+                .or_else(|| src_obs.map(|o| o.currency.clone()))
+                .unwrap_or_else(|| "USD".into());
+            let src_language = src_desired
+                .and_then(|s| s.language)
+                .or_else(|| src_obs.map(|o| o.language))
+                .unwrap_or(1033);
+            let mut mismatch = false;
+            if let Some(c) = di.currency.as_ref().filter(|c| **c != src_currency) {
+                mismatch = true;
+                self.error(
+                    &format!("{address}.currency"),
+                    format!(
+                        "the copy from `{}` brings its base currency {src_currency}, not {c} (I3)",
+                        cf.instance
+                    ),
+                    "I11",
+                    Some(format!(
+                        "set `currency: {src_currency}`, or remove `currency` from this instance"
+                    )),
+                );
+            }
+            if let Some(l) = di.language.filter(|l| *l != src_language) {
+                mismatch = true;
+                self.error(
+                    &format!("{address}.language"),
+                    format!(
+                        "the copy from `{}` brings its language {src_language}, not {l} (I3)",
+                        cf.instance
+                    ),
+                    "I11",
+                    Some(format!(
+                        "set `language: {src_language}`, or remove `language` from this instance"
+                    )),
+                );
+            }
+            if mismatch {
+                continue;
+            }
             let source = self.inst_ref(&cf.instance);
             let target = self.inst_ref(key);
             let ready = self.insts[key.as_str()].ready;
