@@ -163,6 +163,16 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             },
         },
         Case {
+            // issue 10 item 6
+            name: "T6 a reduction below 25 Professional + Enterprise leaves a sandbox on no slot",
+            rule: "T6",
+            tweak: no_tweak,
+            op: Op::ReduceLicenses {
+                plan: LicensePlan::Professional,
+                to: 10,
+            },
+        },
+        Case {
             name: "P3 a sixth non-interactive user with roles in one instance",
             rule: "P3",
             tweak: no_tweak,

@@ -1052,3 +1052,116 @@ fn identity_without_regard_to_case() {
         },
     ]);
 }
+
+
+/// issue 10 item 6 (T6): dropping below 25 Professional + Enterprise licenses loses the
+/// included sandbox slot; a kept sandbox needs a bought slot, bought before the reduction.
+#[test]
+fn fidelity_included_sandbox() {
+    run(vec![
+        Case {
+            name: "T6: a kept sandbox on the included slot: purchase_instance before reduce_licenses",
+            desired: "licenses: {professional: 6}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n  s: {name: s, url: s, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "s", SANDBOX)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 1);
+                depends(p, "reduce_licenses licenses.professional", "purchase_instance instances.s");
+            },
+        },
+        Case {
+            name: "T6: a kept sandbox and a new one: two slots bought, both before the reduction",
+            desired: "licenses: {professional: 6}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n  s: {name: s, url: s, type: sandbox}\n  t: {name: t, url: t, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "s", SANDBOX)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 2);
+                let reduce = pos(p, "reduce_licenses licenses.professional");
+                assert!(p.actions.iter().filter(|a| a.kind == ActionKind::PurchaseInstance).all(|a| a.id < reduce));
+            },
+        },
+        Case {
+            name: "T6: the sandbox on the included slot is deleted: nothing to buy",
+            desired: "licenses: {professional: 6}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "s", SANDBOX)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 0);
+                depends(p, "reduce_licenses licenses.professional", "delete_instance instances.s");
+            },
+        },
+    ]);
+}
+
+/// issue 10 item 7 (T3 after drift): a user given an un-bought license out of band while
+/// the file wants one with free seats: the conflicting license goes, the wanted one comes.
+#[test]
+fn fidelity_license_conflict() {
+    run(vec![
+        Case {
+            name: "T3: an out-of-band enterprise license (none bought) is replaced by the wanted professional one",
+            desired: "licenses: {professional: 5}\nusers:\n  a@coho.com: {license: professional}\n".into(),
+            tenant: "licenses: {professional: 5}\nusers:\n  u1: {id: u1, upn: a@coho.com, license: enterprise, access_mode: read-write}\n".into(),
+            state: vec![("users.a@coho.com", ObjKind::User, "u1", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["assign_license users.a@coho.com"]),
+        },
+        Case {
+            name: "T3: two users over the enterprise count out of band, the file moves one to professional and licenses say enterprise: 1",
+            desired: "licenses: {professional: 5, enterprise: 1}\nusers:\n  a@coho.com: {license: professional}\n  b@coho.com: {license: enterprise}\n".into(),
+            tenant: "licenses: {professional: 5, enterprise: 1}\nusers:\n  u1: {id: u1, upn: a@coho.com, license: enterprise, access_mode: read-write}\n  u2: {id: u2, upn: b@coho.com, license: enterprise, access_mode: read-write}\n".into(),
+            state: vec![("users.a@coho.com", ObjKind::User, "u1", false), ("users.b@coho.com", ObjKind::User, "u2", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["assign_license users.a@coho.com"]),
+        },
+    ]);
+}
+
+/// issue 10 items 5 and 9: copies and a sandbox becoming production.
+#[test]
+fn fidelity_copy_and_admin_mode() {
+    run(vec![
+        Case {
+            // issue 10 item 5: the source (observed EUR) is not in the file's terms
+            name: "I3/I11: a new sandbox copied from an EUR source cannot ask for USD",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, currency: USD, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("USD", "EUR"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: |p| {
+                assert_eq!(error_rules(p), vec!["I11"]);
+                assert!(diag_at(p, "instances.s.currency", "I11", true), "{:#?}", p.diagnostics);
+            },
+        },
+        Case {
+            // issue 10 item 5
+            name: "I3/I11: a new sandbox copied from a source with language 1036 cannot ask for 1033",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, language: 1033, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("1033", "1036"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: false,
+            check: |p| assert!(diag_at(p, "instances.s.language", "I11", true), "{:#?}", p.diagnostics),
+        },
+        Case {
+            // issue 10 item 5: without currency the copy converges (no reset wanted later)
+            name: "I3/I11: a new sandbox copied from an EUR source, currency omitted: converges",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("USD", "EUR"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert!(!p.has_errors()),
+        },
+        Case {
+            // issue 10 item 9
+            name: "I10: a sandbox becoming production with the production default admin_mode",
+            desired: "licenses: {professional: 30}\ninstances:\n  k: {name: k, url: k, type: production}\n  s: {name: s, url: s, type: production, admin_mode: {enabled: false, background_operations: true}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\nslots: {{production: 1}}\ninstances:\n{}{}", inst("i0", "k", PROD), inst("i1", "s", &SANDBOX.replace("version", "admin_mode: {enabled: true, background_operations: false}, version"))),
+            state: vec![("instances.k", ObjKind::Instance, "i0", false), ("instances.s", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| depends(p, "switch_instance instances.s", "set_admin_mode instances.s"),
+        },
+    ]);
+}

@@ -61,6 +61,8 @@ const CASES: &[Case] = &[
     Case { name: "I10 background operations", from: "    type: sandbox\n", to: "    type: sandbox\n    admin_mode: {enabled: false, background_operations: false}\n", rule: "I10", severity: Severity::Error, address: "instances.dev.admin_mode.background_operations", line: 22 },
     Case { name: "I11 copy onto production", from: "    currency: USD\n", to: "    currency: USD\n    copy_from: {instance: dev, kind: full}\n", rule: "I11", severity: Severity::Error, address: "instances.sales.copy_from", line: 18 },
     Case { name: "I11 copy from undeclared", from: "    type: sandbox\n", to: "    type: sandbox\n    copy_from: {instance: nope, kind: full}\n", rule: "I11", severity: Severity::Error, address: "instances.dev.copy_from.instance", line: 22 },
+    // issue 10 item 5: a copy brings the source's currency and language (I3, I11).
+    Case { name: "I11 copy with another currency", from: "    type: sandbox\n", to: "    type: sandbox\n    copy_from: {instance: sales, kind: full}\n    currency: EUR\n", rule: "I11", severity: Severity::Error, address: "instances.dev.currency", line: 23 },
     Case { name: "I12 undeclared group", from: "    type: sandbox\n", to: "    type: sandbox\n    security_group: devs\n", rule: "I12", severity: Severity::Error, address: "instances.dev.security_group", line: 22 },
     Case { name: "I12 undeclared member", from: "members: [ana@coho.com]", to: "members: [ana@coho.com, bob@coho.com]", rule: "I12", severity: Severity::Error, address: "security_groups.sales.members[1]", line: 6 },
     Case { name: "I13 recipient address", from: "    type: sandbox\n", to: "    type: sandbox\n    notification_recipients: [admins]\n", rule: "I13", severity: Severity::Error, address: "instances.dev.notification_recipients[0]", line: 22 },
@@ -398,5 +400,47 @@ mod equivalence {
             let re = Regex::new(patterns::VERSION_PATTERN).unwrap();
             prop_assert_eq!(re.is_match(&s), patterns::is_version(&s));
         }
+    }
+}
+
+/// issue 10 item 9 (I10): a production instance may state the production default of
+/// administration mode (a sandbox becoming production says so); anything else is an error.
+/// issue 10 item 5 (I3/I11): the same source currency and language are accepted on a copy.
+#[test]
+fn i10_production_default_admin_mode_and_i11_matching_copy_are_valid() {
+    let ok = BASE.replace(
+        "    currency: USD\n",
+        "    currency: USD\n    language: 1036\n    admin_mode: {enabled: false, background_operations: true}\n",
+    );
+    assert_eq!(validate(&parse(&ok)), vec![]);
+    let copy = ok.replace(
+        "    type: sandbox\n",
+        "    type: sandbox\n    copy_from: {instance: sales, kind: full}\n    currency: USD\n    language: 1036\n",
+    );
+    assert_eq!(validate(&parse(&copy)), vec![]);
+    let bad_lang = copy.replace(
+        "kind: full}\n    currency: USD\n    language: 1036",
+        "kind: full}\n    currency: USD\n    language: 1033",
+    );
+    assert_ne!(bad_lang, copy);
+    let d = validate(&parse(&bad_lang));
+    assert!(
+        d.iter().any(|d| d.rule.as_deref() == Some("I11")
+            && d.address.as_deref() == Some("instances.dev.language")),
+        "{d:#?}"
+    );
+    for bad in [
+        "{enabled: false, background_operations: true, message: hi}",
+        "{enabled: true, background_operations: true}",
+    ] {
+        let f = BASE.replace(
+            "    currency: USD\n",
+            &format!("    currency: USD\n    admin_mode: {bad}\n"),
+        );
+        let d = validate(&parse(&f));
+        assert!(
+            d.iter().any(|d| d.rule.as_deref() == Some("I10")),
+            "{bad}: {d:#?}"
+        );
     }
 }

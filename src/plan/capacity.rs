@@ -103,6 +103,16 @@ impl SlotPool {
         self.debt[idx(kind)] > 0
     }
 
+    /// Occupied slots of `kind` beyond the ones that surely exist, not yet paid back.
+    pub fn debt(&self, kind: InstanceType) -> u32 {
+        self.debt[idx(kind)]
+    }
+
+    /// The releases and purchases that paid the debt of `kind` back.
+    pub fn paid(&self, kind: InstanceType) -> &[usize] {
+        &self.paid[idx(kind)]
+    }
+
     /// Whether an included slot of `kind` exists until the plan's license reductions run
     /// and not after (T6): the pool does not count it, but the provider may use it.
     pub fn lingering(&self, kind: InstanceType) -> bool {
@@ -153,12 +163,15 @@ impl LicenseFlow {
     /// Pair consumers with releases so that at no moment more licenses are assigned than
     /// `available` (T3), starting from `assigned` now.
     ///
-    /// With `d = assigned + consumers - available` > 0, the last `d` consumers (permanent
-    /// ones last, temporary P4 ones first) each wait for a distinct release (permanent
-    /// releases first). Whatever order the graph then allows, every assignment beyond the
-    /// `consumers - d` free ones is preceded by its own release, so the count never exceeds
-    /// `available`. Returns `(consumer, release)` edges, or `None` when no such pairing
-    /// exists (not enough licenses at some moment).
+    /// With `d = assigned + consumers - available` > 0, the last `d - over` consumers
+    /// (permanent ones last, temporary P4 ones first) each wait for a distinct release
+    /// (permanent releases first), where `over = assigned - available` (when positive) is
+    /// a conflict the tenant already has (licenses assigned out of band beyond the count):
+    /// the first `over` releases only end it, so every paired consumer waits for them too.
+    /// Whatever order the graph then allows, every assignment beyond the free ones is
+    /// preceded by its own release, so the count never exceeds `available` when it runs.
+    /// Returns `(consumer, release)` edges, or `None` when no such pairing exists (not
+    /// enough licenses at some moment).
     pub fn pair(&self, assigned: u32, available: u32) -> Option<Vec<(usize, usize)>> {
         let mut consumers: Vec<(usize, Option<usize>)> = self
             .consumers
@@ -175,23 +188,26 @@ impl LicenseFlow {
             .collect();
         releases.extend(self.releases.iter().filter(|r| r.1.is_some()));
         let need = i64::from(assigned) + consumers.len() as i64 - i64::from(available);
-        if need <= 0 {
+        if need <= 0 || consumers.is_empty() {
             return Some(Vec::new());
         }
-        let need = need as usize;
-        if need > consumers.len() {
-            return None; // already over-assigned beyond what consumers could explain
+        // T3: a conflict the tenant already has (more assigned than bought).
+        let over = assigned.saturating_sub(available) as usize;
+        let need = need as usize - over;
+        if need > consumers.len() || releases.len() < over + need {
+            return None;
         }
         let paired = &consumers[consumers.len() - need..];
-        let mut edges = Vec::with_capacity(need);
+        let mut edges = Vec::with_capacity(need * (over + 1));
         for (k, c) in paired.iter().enumerate() {
-            let r = releases.get(k)?;
-            if let (Some(t), Some(s)) = (c.1, r.1) {
-                if s >= t {
-                    return None; // would wait on itself or on a later temporary license
+            for r in releases[..over].iter().chain([&releases[over + k]]) {
+                if let (Some(t), Some(s)) = (c.1, r.1) {
+                    if s >= t {
+                        return None; // would wait on itself or on a later temporary license
+                    }
                 }
+                edges.push((c.0, r.0));
             }
-            edges.push((c.0, r.0));
         }
         Some(edges)
     }
@@ -220,6 +236,25 @@ mod tests {
         };
         assert_eq!(f.pair(2, 2), Some(vec![(1, 3), (2, 4)]));
         assert_eq!(f.pair(3, 2), None);
+    }
+
+    #[test]
+    fn t3_an_existing_conflict_is_ended_before_any_assignment() {
+        // issue 10 item 7: 2 assigned, 1 bought (out of band); one release ends the
+        // conflict, the next frees a license for the one consumer.
+        let f = LicenseFlow {
+            consumers: vec![(1, None)],
+            releases: vec![(3, None), (4, None)],
+            temps: 0,
+        };
+        assert_eq!(f.pair(2, 1), Some(vec![(1, 3), (1, 4)]));
+        // Releases only (a user moved off the plan): nothing to pair.
+        let f = LicenseFlow {
+            consumers: vec![],
+            releases: vec![(3, None)],
+            temps: 0,
+        };
+        assert_eq!(f.pair(1, 0), Some(vec![]));
     }
 
     #[test]

@@ -287,6 +287,9 @@ struct Planner<'a> {
     /// Actions that end a global admin (role removed, user deleted), with the address to
     /// report them at (P6).
     ga_demotions: Vec<(usize, String)>,
+    /// Deletes, switches and purchases after which the sandboxes fit in the sandbox slots
+    /// that remain once the included one is lost (T6): reductions wait for them.
+    sandbox_debt_paid: Vec<usize>,
     /// delete_instance per observed instance id.
     inst_deletes: HashMap<&'a str, (usize, &'a str)>,
 }
@@ -339,6 +342,7 @@ fn diff_with(
         inst_deletes: HashMap::default(),
         ga_promotions: Vec::new(),
         ga_demotions: Vec::new(),
+        sandbox_debt_paid: Vec::new(),
         upn_index: None,
         assigned: None,
     };
@@ -2229,6 +2233,8 @@ impl<'a> Planner<'a> {
                 if plan.is_pro_or_enterprise() {
                     // T5: add-ons are bought while Professional/Enterprise licenses exist.
                     deps.extend(pe_capacity.iter().map(|a| Some(*a)));
+                    // T6: and the sandboxes fit in the slots left without the included one.
+                    deps.extend(self.sandbox_debt_paid.iter().map(|a| Some(*a)));
                 }
                 self.push(
                     ActionKind::ReduceLicenses,
@@ -2732,6 +2738,41 @@ impl<'a> Planner<'a> {
             s.roles_wiped = true;
         }
 
+        // T6: a license reduction below 25 Professional + Enterprise loses the included
+        // sandbox slot; sandboxes that keep occupying it need a bought slot, bought while
+        // the licenses are still there (the reduction waits for every slot purchase, T5).
+        // An overcommit the tenant already had (licenses lowered earlier) is left as is.
+        let before = self
+            .t
+            .used_slots(InstanceType::Sandbox)
+            .saturating_sub(self.t.total_slots(InstanceType::Sandbox));
+        if pool.debt(InstanceType::Sandbox) > before {
+            let address = desired
+                .keys()
+                .find(|k| {
+                    self.insts[k.as_str()]
+                        .obs
+                        .is_some_and(|o| o.slot == InstanceType::Sandbox)
+                })
+                .map_or_else(
+                    || "licenses.professional".to_string(),
+                    |k| format!("instances.{k}"),
+                );
+            while pool.debt(InstanceType::Sandbox) > before {
+                let Some(a) = self.buy_slot(
+                    &mut pool,
+                    InstanceType::Sandbox,
+                    &address,
+                    "the included sandbox slot is lost when Professional + Enterprise licenses drop below 25 (T6), and this sandbox keeps its slot",
+                ) else {
+                    break;
+                };
+                pool.release(InstanceType::Sandbox, a);
+            }
+        }
+        // The reduction runs once the sandboxes fit in the slots left (T6).
+        self.sandbox_debt_paid = pool.paid(InstanceType::Sandbox).to_vec();
+
         // 4. Kept instances: reset, edits.
         for (key, di) in desired {
             if let Some(o) = self.insts[key.as_str()].obs {
@@ -2767,7 +2808,50 @@ impl<'a> Planner<'a> {
                 );
                 continue;
             };
-            let src_content = src.content;
+            // I3/I11: the copy brings the source's currency and language; a file that
+            // gives the target others would want a reset on every later plan.
+            let (src_obs, src_content) = (src.obs, src.content);
+            let src_desired = desired.get(cf.instance.as_str());
+            let src_currency = src_desired
+                .and_then(|s| s.currency.clone())
+                .or_else(|| src_obs.map(|o| o.currency.clone()))
+                .unwrap_or_else(|| "USD".into());
+            let src_language = src_desired
+                .and_then(|s| s.language)
+                .or_else(|| src_obs.map(|o| o.language))
+                .unwrap_or(1033);
+            let mut mismatch = false;
+            if let Some(c) = di.currency.as_ref().filter(|c| **c != src_currency) {
+                mismatch = true;
+                self.error(
+                    &format!("{address}.currency"),
+                    format!(
+                        "the copy from `{}` brings its base currency {src_currency}, not {c} (I3)",
+                        cf.instance
+                    ),
+                    "I11",
+                    Some(format!(
+                        "set `currency: {src_currency}`, or remove `currency` from this instance"
+                    )),
+                );
+            }
+            if let Some(l) = di.language.filter(|l| *l != src_language) {
+                mismatch = true;
+                self.error(
+                    &format!("{address}.language"),
+                    format!(
+                        "the copy from `{}` brings its language {src_language}, not {l} (I3)",
+                        cf.instance
+                    ),
+                    "I11",
+                    Some(format!(
+                        "set `language: {src_language}`, or remove `language` from this instance"
+                    )),
+                );
+            }
+            if mismatch {
+                continue;
+            }
             let source = self.inst_ref(&cf.instance);
             let target = self.inst_ref(key);
             let ready = self.insts[key.as_str()].ready;

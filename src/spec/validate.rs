@@ -362,7 +362,11 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
 
         // I10: administration mode.
         if let Some(am) = &inst.admin_mode {
-            if inst.kind == InstanceType::Production {
+            // A production instance may state the production default (off, background
+            // operations on, no message): a sandbox becoming production says so (I7).
+            let production_default =
+                !am.enabled && am.background_operations && am.message.is_none();
+            if inst.kind == InstanceType::Production && !production_default {
                 out.push(
                     err(
                         format!("{at}.admin_mode"),
@@ -421,6 +425,37 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                                 ),
                             )
                             .hint(format!("set `region: {}`, or copy from an instance in {}", from.as_str(), to.as_str())),
+                        );
+                    }
+                }
+                // I3/I11: a copy brings the source's base currency and language.
+                if let (Some(from), Some(to)) = (&source.currency, &inst.currency) {
+                    if from != to {
+                        out.push(
+                            err(
+                                format!("{at}.currency"),
+                                "I11",
+                                format!(
+                                    "instance `{key}` is copied from `{}`, whose base currency is {from}, and a copy brings the source's currency (I3), not {to}",
+                                    cf.instance
+                                ),
+                            )
+                            .hint(format!("set `currency: {from}`, or remove `currency` from this instance")),
+                        );
+                    }
+                }
+                if let (Some(from), Some(to)) = (source.language, inst.language) {
+                    if from != to {
+                        out.push(
+                            err(
+                                format!("{at}.language"),
+                                "I11",
+                                format!(
+                                    "instance `{key}` is copied from `{}`, whose language is {from}, and a copy brings the source's language (I3), not {to}",
+                                    cf.instance
+                                ),
+                            )
+                            .hint(format!("set `language: {from}`, or remove `language` from this instance")),
                         );
                     }
                 }

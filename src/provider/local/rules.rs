@@ -266,6 +266,24 @@ pub(crate) fn effect(
             if *to == have {
                 return Ok(Effect::none());
             }
+            // T6: below 25 Professional + Enterprise the included sandbox slot is gone; a
+            // sandbox that occupies it needs a bought slot first.
+            if plan.is_pro_or_enterprise() {
+                let pe_after = t.pro_enterprise() - have + *to;
+                let sandboxes = t.used_slots(InstanceType::Sandbox);
+                let total_now = t.total_slots(InstanceType::Sandbox);
+                let total_after = t.slots.sandbox
+                    + crate::tenant::included_slots(InstanceType::Sandbox, pe_after);
+                if total_after < total_now && sandboxes > total_after {
+                    return Err(refused(
+                        "T6",
+                        format!(
+                            "reducing {} licenses to {to} leaves {pe_after} Professional + Enterprise licenses, which include no sandbox slot, and {sandboxes} sandbox instance(s) occupy {total_now} slot(s); buy a sandbox slot first (purchase_instance)",
+                            plan.as_str()
+                        ),
+                    ));
+                }
+            }
             Ok(Effect::of(vec![meta_with(t, counters, |m| {
                 if *to == 0 {
                     m.licenses.remove(plan);
