@@ -1219,3 +1219,38 @@ instances:
     );
     assert_no_changes(dir.path(), &file);
 }
+
+
+/// issue 9 item 1: `crmctl local edit` never reverts a change made while the editor was
+/// open (here the editor itself runs `crmctl local set` first): the save is refused, the
+/// edit is kept in a file, and the other change stays.
+#[test]
+fn local_edit_refuses_to_revert_a_change_made_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    crmctl(dir.path())
+        .args(["local", "set", "licenses", "professional", "10"])
+        .assert()
+        .success();
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\n\"$CRMCTL_BIN\" local set licenses basic 7 || exit 1\nsed -i 's/professional: 10/professional: 12/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    crmctl(dir.path())
+        .args(["local", "edit"])
+        .env("EDITOR", &editor)
+        .env("CRMCTL_BIN", assert_cmd::cargo::cargo_bin("crmctl"))
+        .env("TMPDIR", dir.path())
+        .env_remove("VISUAL")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "changed while it was being edited",
+        ))
+        .stderr(predicate::str::contains("your edit is kept in"));
+    let t = observe(dir.path());
+    assert_eq!(t.purchased(LicensePlan::Basic), 7, "the other change stays");
+    assert_eq!(t.purchased(LicensePlan::Professional), 10, "nothing saved");
+}

@@ -383,7 +383,8 @@ fn kill_9_during_a_large_delete_then_converge() {
 /// (issue 9 item 1; as after a `force-unlock` of a live run). Either may fail (a create
 /// the other made first is refused: P1, I5), but afterwards every address of each state
 /// names the object with its natural key, no id names two objects, and one more apply per
-/// state converges: `plan --detailed-exitcode` exits 0 for both.
+/// state converges: `plan --detailed-exitcode` exits 0 for both. `crmctl local set`
+/// meanwhile is never undone.
 fn two_applies_on_one_tenant(users: usize) {
     let dir = tempfile::tempdir().unwrap();
     let params = SynthParams {
@@ -415,6 +416,16 @@ fn two_applies_on_one_tenant(users: usize) {
                 .unwrap()
         })
         .collect();
+    // Meanwhile an administrator changes the storage in use (`crmctl local set`): no apply
+    // may revert it (it used to be undone by the next tenant-level write of an apply).
+    let mut used = 0u32;
+    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+        used += 1;
+        crmctl(dir.path())
+            .args(["local", "set", "storage", "used-gb", &used.to_string()])
+            .assert()
+            .success();
+    }
     for c in &mut children {
         c.wait().unwrap();
     }
@@ -477,6 +488,11 @@ fn two_applies_on_one_tenant(users: usize) {
         .unwrap();
     assert_eq!(t.users.len(), users);
     assert_eq!(t.instances.len(), 3);
+    assert_eq!(
+        t.storage.used_gb,
+        f64::from(used),
+        "a `local set` was reverted"
+    );
 }
 
 /// Done-when (a) of issue 9: 20 repetitions of two concurrent applies of a 5,000-user file

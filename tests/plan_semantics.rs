@@ -1165,3 +1165,57 @@ fn fidelity_copy_and_admin_mode() {
         },
     ]);
 }
+
+
+/// issue 9 item 5: a state entry whose object no longer exists in the tenant and whose
+/// address the file no longer declares is forgotten (a plan item apply records, plus a
+/// warning); an entry the file still declares is created again instead, and an entry
+/// whose object exists is deleted as before. The planner stays pure: same input, same
+/// forget list.
+#[test]
+fn state_entries_of_vanished_undeclared_objects_are_forgotten() {
+    let d = desired("users:\n  ana@coho.com: {}\n");
+    let t = tenant("users:\n  u3: {id: u3, upn: bob@coho.com, access_mode: read-write}\n");
+    let s = state(&[
+        ("users.ana@coho.com", ObjKind::User, "u1", false),
+        ("users.gus@coho.com", ObjKind::User, "u2", false),
+        ("users.bob@coho.com", ObjKind::User, "u3", false),
+        ("security_groups.old", ObjKind::Group, "g9", false),
+        ("instances.old", ObjKind::Instance, "i9", false),
+    ]);
+    let plan = crmctl::plan::plan(&d, &t, &s);
+    let forgotten: Vec<(&str, ObjKind, &str)> = plan
+        .forget
+        .iter()
+        .map(|f| (f.address.as_str(), f.kind, f.id.as_str()))
+        .collect();
+    assert_eq!(
+        forgotten,
+        vec![
+            ("instances.old", ObjKind::Instance, "i9"),
+            ("security_groups.old", ObjKind::Group, "g9"),
+            ("users.gus@coho.com", ObjKind::User, "u2"),
+        ]
+    );
+    for f in &plan.forget {
+        assert!(
+            plan.diagnostics.iter().any(|x| !x.is_error()
+                && x.address.as_deref() == Some(f.address.as_str())
+                && x.message.contains("apply forgets it from the state")),
+            "no warning for {}: {:#?}",
+            f.address,
+            plan.diagnostics
+        );
+    }
+    assert!(!plan.has_errors(), "{:#?}", plan.diagnostics);
+    let steps = steps(&plan);
+    assert!(
+        steps.contains(&"create_user users.ana@coho.com".to_string()),
+        "{steps:?}"
+    );
+    assert!(
+        steps.contains(&"delete_user users.bob@coho.com".to_string()),
+        "{steps:?}"
+    );
+    assert_eq!(crmctl::plan::plan(&d, &t, &s), plan, "deterministic");
+}

@@ -7,7 +7,7 @@
 //! [`Provider::execute_batch`]; each action still succeeds or fails on its own. Object references without a remote id are filled in from the state (objects
 //! created earlier in the same apply are recorded there as soon as they complete). After
 //! each batch of completed actions the state is updated (created and adopted ids recorded,
-//! deleted addresses removed, `protect` flags recorded) and handed to the caller's `save`
+//! deleted addresses removed, `protect` flags recorded, the entries the plan forgets dropped) and handed to the caller's `save`
 //! (an atomic write for the state file), so a crash never loses track of a created object.
 //!
 //! On a failure the engine finishes what is running, skips every action that depends on

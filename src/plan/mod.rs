@@ -8,6 +8,9 @@
 //! Conventions (documented for users in README "Plan semantics"):
 //! - a resource in the state but no longer in the file is deleted; objects in the tenant
 //!   that neither the state nor the file names are never touched;
+//! - a state entry whose object no longer exists and whose address is no longer in the file
+//!   (a crash right after a delete) is listed in [`Plan::forget`] with a warning; apply
+//!   drops it from the state;
 //! - objects in the file and in the tenant but not in the state are adopted by natural key
 //!   (user UPN, group display name, instance URL name) with an `adopt` action;
 //! - instance slot purchases (`purchase_instance`) carry the address of the instance that

@@ -129,6 +129,9 @@ struct Group {
     next_ticket: u64,
 }
 
+/// The result of each queued op, by ticket.
+type Results = Vec<(u64, Result<Outcome, ProviderError>)>;
+
 struct Queued {
     ticket: u64,
     op: Op,
@@ -415,7 +418,7 @@ impl LocalProvider {
     fn refresh(&self, inner: &mut Inner) -> Result<(), ProviderError> {
         if inner.conn.is_none() {
             // Another process may have created the file since it was opened.
-            if !file_len(&self.path)?.is_some_and(|n| n > 0) {
+            if file_len(&self.path)?.is_none_or(|n| n == 0) {
                 return Ok(());
             }
             inner.conn = Some(store::connect(&self.path, false)?);
@@ -437,11 +440,7 @@ impl LocalProvider {
         cache: &mut Cache,
         batch: &[Queued],
         count: bool,
-    ) -> (
-        Vec<(u64, Result<Outcome, ProviderError>)>,
-        Vec<Delta>,
-        Vec<u64>,
-    ) {
+    ) -> (Results, Vec<Delta>, Vec<u64>) {
         let mut results = Vec::with_capacity(batch.len());
         let mut deltas = Vec::new();
         let mut calls = Vec::new();
@@ -473,7 +472,7 @@ impl LocalProvider {
     /// the fresh counters, and refused ops write nothing. If the transaction fails, every
     /// op of the group fails with the backend error (none of them was done) and the cache
     /// is read again from the file.
-    fn run_group(&self, batch: Vec<Queued>) -> Vec<(u64, Result<Outcome, ProviderError>)> {
+    fn run_group(&self, batch: Vec<Queued>) -> Results {
         let fail_all = |e: &ProviderError| {
             batch
                 .iter()
