@@ -693,7 +693,13 @@ fn no_destruction(p: &Plan) {
         .map(|a| a.address.as_str())
         .collect();
     assert!(destructive.is_empty(), "destructive: {destructive:?}");
-    assert_eq!(count(p, ActionKind::CreateUser) + count(p, ActionKind::CreateGroup) + count(p, ActionKind::ConfigureInstance), 0, "nothing is created");
+    assert_eq!(
+        count(p, ActionKind::CreateUser)
+            + count(p, ActionKind::CreateGroup)
+            + count(p, ActionKind::ConfigureInstance),
+        0,
+        "nothing is created"
+    );
 }
 
 // issue 9 item 2: identities the service compares without regard to case (P1 UPNs, I12
