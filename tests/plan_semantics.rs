@@ -814,6 +814,16 @@ fn identity_without_regard_to_case() {
             },
         },
         Case {
+            // issue 9 item 2, I5: a URL name held in another case is released first (the
+            // service would refuse the configure while `Dev` holds `dev`).
+            name: "I5 configure waits for the rename that frees its URL name in another case",
+            desired: "licenses: {professional: 25}\ninstances:\n  a: {name: a, url: other, type: sandbox}\n  b: {name: b, url: dev, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 25}}\nslots: {{production: 0, sandbox: 1}}\ninstances:\n{}", inst("i1", "Dev", SANDBOX)),
+            state: vec![("instances.a", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| depends(p, "configure_instance instances.b", "update_instance instances.a"),
+        },
+        Case {
             // issue 9 item 2, I5: adoption by URL name ignores case.
             name: "I5 adopt an instance whose URL name differs only in case",
             desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),

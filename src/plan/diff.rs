@@ -3044,11 +3044,12 @@ impl<'a> Planner<'a> {
         desired: &BTreeMap<String, m::Instance>,
         mut release: HashMap<&'a str, usize>,
     ) {
-        let holders: HashMap<&str, &'a t::Instance> = self
+        // By folded URL name: unique without regard to case (I5, issue 9 item 2).
+        let holders: HashMap<Cow<'a, str>, &'a t::Instance> = self
             .t
             .instances
             .values()
-            .map(|i| (i.url.as_str(), i))
+            .map(|i| (ident::fold(&i.url), i))
             .collect();
         // id -> (key, wanted url) of kept instances that change URL.
         let mut renamers: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
@@ -3062,7 +3063,7 @@ impl<'a> Planner<'a> {
         // Find cycles in the "wants the URL held by" relation (each renamer wants one URL).
         let next = |id: &str| -> Option<&str> {
             let (_, url) = renamers.get(id)?;
-            let h = holders.get(url)?;
+            let h = holders.get(ident::fold(url).as_ref())?;
             (h.id != id && renamers.contains_key(h.id.as_str())).then_some(h.id.as_str())
         };
         let mut color: HashMap<&str, u8> = HashMap::default();
@@ -3102,7 +3103,7 @@ impl<'a> Planner<'a> {
                     .expect("non-empty");
                 let key = renamers[id].0.to_string();
                 let o = self.t.instances.get(id).expect("observed");
-                let tmp = temp_url(&o.url, &taken);
+                let tmp = temp_url(&ident::fold(&o.url), &taken);
                 taken.insert(tmp.clone());
                 let iref = self.inst_ref(&key);
                 let ready = self.insts[key.as_str()].ready;
@@ -3124,7 +3125,7 @@ impl<'a> Planner<'a> {
                 (None, _, Some(c)) => (None, c),
                 _ => continue,
             };
-            let Some(h) = holders.get(di.url.as_str()) else {
+            let Some(h) = holders.get(ident::fold(&di.url).as_ref()) else {
                 continue;
             };
             if Some(h.id.as_str()) == own {
