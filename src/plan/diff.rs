@@ -552,15 +552,15 @@ impl<'a> Planner<'a> {
                         }
                         Some(ids) if ids.len() > 1 => {
                             self.error(
-                            &address,
-                            format!(
-                                "{} unmanaged groups are named `{name}` (compared without regard to case): {}; cannot tell which one to adopt",
-                                ids.len(),
-                                ids.join(", ")
-                            ),
-                            "I12",
-                            Some("rename the duplicates in the admin center, or give this group another `name`".into()),
-                        );
+                                &address,
+                                format!(
+                                    "{} unmanaged groups are named `{name}` (compared without regard to case): {}; cannot tell which one to adopt",
+                                    ids.len(),
+                                    ids.join(", ")
+                                ),
+                                "I12",
+                                Some("rename the duplicates in the admin center, or give this group another `name`".into()),
+                            );
                             Bound::default()
                         }
                         _ => Bound::default(),
