@@ -1069,7 +1069,9 @@ fn a_user_key_whose_case_changed_keeps_the_user() {
         .arg(&file)
         .assert()
         .success()
-        .stdout(predicate::str::contains("0 to create, 1 to change, 0 to delete, 1 to adopt"))
+        .stdout(predicate::str::contains(
+            "0 to create, 1 to change, 0 to delete, 1 to adopt",
+        ))
         .stdout(predicate::str::contains(
             "address = \"users.ana@coho.com\" -> \"users.Ana@coho.com\"",
         ));

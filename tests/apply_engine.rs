@@ -593,7 +593,10 @@ fn a_replaced_objects_delete_is_skipped_when_its_create_fails() {
     let mut state = managing(&[("security_groups.old", ObjKind::Group, "g1")]);
     let pl = crmctl::plan::plan(&desired, &p.observe().unwrap(), &state);
     let kinds: Vec<ActionKind> = pl.actions.iter().map(|a| a.kind).collect();
-    assert_eq!(kinds, vec![ActionKind::CreateGroup, ActionKind::DeleteGroup]);
+    assert_eq!(
+        kinds,
+        vec![ActionKind::CreateGroup, ActionKind::DeleteGroup]
+    );
     let opts = ApplyOptions {
         allow_destroy: true,
         ..ApplyOptions::default()
@@ -635,7 +638,9 @@ fn a_key_case_change_re_keys_the_state_and_keeps_the_user() {
     let mut state = managing(&[("users.ana@coho.com", ObjKind::User, "usr-000001")]);
     let pl = crmctl::plan::plan(&desired, &p.observe().unwrap(), &state);
     assert!(pl.actions.iter().all(|a| !a.destructive), "{pl:#?}");
-    let report = run(&pl, &p, &mut state, &ApplyOptions::default()).0.unwrap();
+    let report = run(&pl, &p, &mut state, &ApplyOptions::default())
+        .0
+        .unwrap();
     assert!(report.success(), "{report:?}");
     let after = p.observe().unwrap();
     assert_eq!(after.users.len(), 1);

@@ -804,7 +804,10 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
         "reset wipes roles"
     );
     assert!(!cached.users.contains_key("cid"));
-    assert_eq!(cached.users["ana"].upn, "Ana@coho.com", "issue 9 item 2: UPN respelled (P1)");
+    assert_eq!(
+        cached.users["ana"].upn, "Ana@coho.com",
+        "issue 9 item 2: UPN respelled (P1)"
+    );
     assert_eq!(
         cached.assigned(LicensePlan::Basic),
         0,

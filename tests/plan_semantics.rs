@@ -924,7 +924,13 @@ fn no_destruction(p: &Plan) {
         .map(|a| a.address.as_str())
         .collect();
     assert!(destructive.is_empty(), "destructive: {destructive:?}");
-    assert_eq!(count(p, ActionKind::CreateUser) + count(p, ActionKind::CreateGroup) + count(p, ActionKind::ConfigureInstance), 0, "nothing is created");
+    assert_eq!(
+        count(p, ActionKind::CreateUser)
+            + count(p, ActionKind::CreateGroup)
+            + count(p, ActionKind::ConfigureInstance),
+        0,
+        "nothing is created"
+    );
 }
 
 // issue 9 item 2: identities the service compares without regard to case (P1 UPNs, I12
@@ -1037,6 +1043,16 @@ fn identity_without_regard_to_case() {
                 no_destruction(p);
                 assert_eq!(rekeyed_from(p, "instances.test"), "instances.dev");
             },
+        },
+        Case {
+            // issue 9 item 2, I5: a URL name held in another case is released first (the
+            // service would refuse the configure while `Dev` holds `dev`).
+            name: "I5 configure waits for the rename that frees its URL name in another case",
+            desired: "licenses: {professional: 25}\ninstances:\n  a: {name: a, url: other, type: sandbox}\n  b: {name: b, url: dev, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 25}}\nslots: {{production: 0, sandbox: 1}}\ninstances:\n{}", inst("i1", "Dev", SANDBOX)),
+            state: vec![("instances.a", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| depends(p, "configure_instance instances.b", "update_instance instances.a"),
         },
         Case {
             // issue 9 item 2, I5: adoption by URL name ignores case.

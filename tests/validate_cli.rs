@@ -660,7 +660,10 @@ fn a_case_clash_points_at_both_lines() {
             .lines()
             .find(|l| l.starts_with(&head))
             .unwrap_or_else(|| panic!("no `{head}` in:\n{stderr}"));
-        assert!(first.contains(&format!("same user as `{other}`")), "{first}");
+        assert!(
+            first.contains(&format!("same user as `{other}`")),
+            "{first}"
+        );
         assert!(first.ends_with("[P1]"), "{first}");
     }
 }

@@ -265,19 +265,70 @@ struct Clash {
 // the service, so two of them in a file are an error at each entry (every line involved is
 // shown). Before, `Ana@coho.com` next to `ana@coho.com` validated and failed at apply.
 const CLASHES: &[Clash] = &[
-    Clash { name: "P1 two user keys differing in case", from: "users:\n  ana@coho.com:\n", to: "users:\n  Ana@coho.com: {}\n  ana@coho.com:\n", rule: "P1", at: &[("users.Ana@coho.com", 8), ("users.ana@coho.com", 9)] },
-    Clash { name: "P1 three spellings, none lower case", from: "users:\n  ana@coho.com:\n", to: "users:\n  ANA@coho.com: {}\n  Ana@coho.com: {}\n  aNa@coho.com:\n", rule: "P1", at: &[("users.ANA@coho.com", 8), ("users.Ana@coho.com", 9), ("users.aNa@coho.com", 10)] },
-    Clash { name: "I12 group keys as display names differing in case", from: "security_groups:\n  sales:\n", to: "security_groups:\n  Sales: {}\n  sales:\n", rule: "I12", at: &[("security_groups.Sales", 5), ("security_groups.sales", 6)] },
-    Clash { name: "I12 display names differing in case", from: "security_groups:\n  sales:\n", to: "security_groups:\n  team: {name: Sales}\n  sales:\n    name: SALES\n", rule: "I12", at: &[("security_groups.sales.name", 7), ("security_groups.team.name", 5)] },
-    Clash { name: "I12 the same display name twice (exact repeats are one check with case)", from: "security_groups:\n  sales:\n", to: "security_groups:\n  team: {name: Sales}\n  sales:\n    name: Sales\n", rule: "I12", at: &[("security_groups.sales.name", 7), ("security_groups.team.name", 5)] },
-    Clash { name: "I12 group keys differing in case, names distinct", from: "security_groups:\n  sales:\n", to: "security_groups:\n  Sales: {name: One}\n  sales:\n    name: Two\n", rule: "I12", at: &[("security_groups.Sales", 5), ("security_groups.sales", 6)] },
+    Clash {
+        name: "P1 two user keys differing in case",
+        from: "users:\n  ana@coho.com:\n",
+        to: "users:\n  Ana@coho.com: {}\n  ana@coho.com:\n",
+        rule: "P1",
+        at: &[("users.Ana@coho.com", 8), ("users.ana@coho.com", 9)],
+    },
+    Clash {
+        name: "P1 three spellings, none lower case",
+        from: "users:\n  ana@coho.com:\n",
+        to: "users:\n  ANA@coho.com: {}\n  Ana@coho.com: {}\n  aNa@coho.com:\n",
+        rule: "P1",
+        at: &[
+            ("users.ANA@coho.com", 8),
+            ("users.Ana@coho.com", 9),
+            ("users.aNa@coho.com", 10),
+        ],
+    },
+    Clash {
+        name: "I12 group keys as display names differing in case",
+        from: "security_groups:\n  sales:\n",
+        to: "security_groups:\n  Sales: {}\n  sales:\n",
+        rule: "I12",
+        at: &[("security_groups.Sales", 5), ("security_groups.sales", 6)],
+    },
+    Clash {
+        name: "I12 display names differing in case",
+        from: "security_groups:\n  sales:\n",
+        to: "security_groups:\n  team: {name: Sales}\n  sales:\n    name: SALES\n",
+        rule: "I12",
+        at: &[
+            ("security_groups.sales.name", 7),
+            ("security_groups.team.name", 5),
+        ],
+    },
+    Clash {
+        name: "I12 the same display name twice (exact repeats are one check with case)",
+        from: "security_groups:\n  sales:\n",
+        to: "security_groups:\n  team: {name: Sales}\n  sales:\n    name: Sales\n",
+        rule: "I12",
+        at: &[
+            ("security_groups.sales.name", 7),
+            ("security_groups.team.name", 5),
+        ],
+    },
+    Clash {
+        name: "I12 group keys differing in case, names distinct",
+        from: "security_groups:\n  sales:\n",
+        to: "security_groups:\n  Sales: {name: One}\n  sales:\n    name: Two\n",
+        rule: "I12",
+        at: &[("security_groups.Sales", 5), ("security_groups.sales", 6)],
+    },
 ];
 
 #[test]
 fn identities_differing_only_in_case_are_an_error_at_each_entry() {
     let mut failures = Vec::new();
     for c in CLASHES {
-        assert!(BASE.contains(c.from), "{}: `{}` not in BASE", c.name, c.from);
+        assert!(
+            BASE.contains(c.from),
+            "{}: `{}` not in BASE",
+            c.name,
+            c.from
+        );
         let text = BASE.replacen(c.from, c.to, 1);
         let diags = match load_str("t.yaml", text.clone()) {
             Ok(l) => l.diagnostics,
@@ -297,13 +348,28 @@ fn identities_differing_only_in_case_are_an_error_at_each_entry() {
         let mut want: Vec<(String, u32)> = c.at.iter().map(|(a, l)| (a.to_string(), *l)).collect();
         want.sort();
         if got != want {
-            failures.push(format!("{}: got {got:?}, want {want:?}\n{diags:#?}", c.name));
+            failures.push(format!(
+                "{}: got {got:?}, want {want:?}\n{diags:#?}",
+                c.name
+            ));
         }
-        if diags.iter().any(|d| d.hint.is_none() && d.rule.as_deref() == Some(c.rule)) {
+        if diags
+            .iter()
+            .any(|d| d.hint.is_none() && d.rule.as_deref() == Some(c.rule))
+        {
             failures.push(format!("{}: a diagnostic without a hint", c.name));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // A member spelled in another case than its user's key is named as that user.
+    let text = BASE.replacen("members: [ana@coho.com]", "members: [ANA@COHO.COM]", 1);
+    let d = validate(&parse(&text));
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert!(
+        d[0].hint.as_deref().unwrap().contains("`ana@coho.com`"),
+        "{:?}",
+        d[0].hint
+    );
     // The base file (all keys lower case) has no clash, and 20,000 distinct keys with
     // capitals neither.
     let mut t = String::from("tenant: coho.onmicrosoft.com\nusers:\n");

@@ -286,7 +286,12 @@ fn group_id(t: &Tenant, key: &str) -> Result<String, String> {
     if t.groups.contains_key(key) {
         return Ok(key.to_string());
     }
-    let found: Vec<&Group> = t.groups.values().filter(|g| g.name == key).collect();
+    // Display names compared without regard to case, as the service does (issue 9 item 2).
+    let found: Vec<&Group> = t
+        .groups
+        .values()
+        .filter(|g| crate::spec::ident::same(&g.name, key))
+        .collect();
     match found.as_slice() {
         [g] => Ok(g.id.clone()),
         [] => Err(format!(
@@ -305,7 +310,7 @@ fn group_id(t: &Tenant, key: &str) -> Result<String, String> {
 fn instance_id(t: &Tenant, key: &str) -> Result<String, String> {
     t.instances
         .values()
-        .find(|i| i.url == key || i.id == key)
+        .find(|i| i.url.eq_ignore_ascii_case(key) || i.id == key)
         .map(|i| i.id.clone())
         .ok_or_else(|| {
             format!("no instance with URL name `{key}` (give a URL name or an instance id)")

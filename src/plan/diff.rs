@@ -565,15 +565,15 @@ impl<'a> Planner<'a> {
                         }
                         Some(ids) if ids.len() > 1 => {
                             self.error(
-                            &address,
-                            format!(
-                                "{} unmanaged groups are named `{name}` (compared without regard to case): {}; cannot tell which one to adopt",
-                                ids.len(),
-                                ids.join(", ")
-                            ),
-                            "I12",
-                            Some("rename the duplicates in the admin center, or give this group another `name`".into()),
-                        );
+                                &address,
+                                format!(
+                                    "{} unmanaged groups are named `{name}` (compared without regard to case): {}; cannot tell which one to adopt",
+                                    ids.len(),
+                                    ids.join(", ")
+                                ),
+                                "I12",
+                                Some("rename the duplicates in the admin center, or give this group another `name`".into()),
+                            );
                             Bound::default()
                         }
                         _ => Bound::default(),
@@ -3306,11 +3306,12 @@ impl<'a> Planner<'a> {
         desired: &BTreeMap<String, m::Instance>,
         mut release: HashMap<&'a str, usize>,
     ) {
-        let holders: HashMap<&str, &'a t::Instance> = self
+        // By folded URL name: unique without regard to case (I5, issue 9 item 2).
+        let holders: HashMap<Cow<'a, str>, &'a t::Instance> = self
             .t
             .instances
             .values()
-            .map(|i| (i.url.as_str(), i))
+            .map(|i| (ident::fold(&i.url), i))
             .collect();
         // id -> (key, wanted url) of kept instances that change URL.
         let mut renamers: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
@@ -3324,7 +3325,7 @@ impl<'a> Planner<'a> {
         // Find cycles in the "wants the URL held by" relation (each renamer wants one URL).
         let next = |id: &str| -> Option<&str> {
             let (_, url) = renamers.get(id)?;
-            let h = holders.get(url)?;
+            let h = holders.get(ident::fold(url).as_ref())?;
             (h.id != id && renamers.contains_key(h.id.as_str())).then_some(h.id.as_str())
         };
         let mut color: HashMap<&str, u8> = HashMap::default();
@@ -3364,7 +3365,7 @@ impl<'a> Planner<'a> {
                     .expect("non-empty");
                 let key = renamers[id].0.to_string();
                 let o = self.t.instances.get(id).expect("observed");
-                let tmp = temp_url(&o.url, &taken);
+                let tmp = temp_url(&ident::fold(&o.url), &taken);
                 taken.insert(tmp.clone());
                 let iref = self.inst_ref(&key);
                 let ready = self.insts[key.as_str()].ready;
@@ -3386,7 +3387,7 @@ impl<'a> Planner<'a> {
                 (None, _, Some(c)) => (None, c),
                 _ => continue,
             };
-            let Some(h) = holders.get(di.url.as_str()) else {
+            let Some(h) = holders.get(ident::fold(&di.url).as_ref()) else {
                 continue;
             };
             if Some(h.id.as_str()) == own {

@@ -12,7 +12,13 @@
 //!   (a crash right after a delete) is listed in [`Plan::forget`] with a warning; apply
 //!   drops it from the state;
 //! - objects in the file and in the tenant but not in the state are adopted by natural key
-//!   (user UPN, group display name, instance URL name) with an `adopt` action;
+//!   (user UPN, group display name, instance URL name) with an `adopt` action; natural keys
+//!   are compared without regard to case, as the service does (`spec::ident`);
+//! - a managed object whose key changed only in case (or, for a user or an instance, whose
+//!   UPN or URL name a new key of the file wants) is re-keyed by an `adopt` whose `from`
+//!   names its old state address: never deleted and created again;
+//! - when a plan deletes an object and creates one with the same natural key, the delete
+//!   depends on the create (a failed create leaves the old object).
 //! - instance slot purchases (`purchase_instance`) carry the address of the instance that
 //!   needs the slot;
 //! - `copy_from` is acted on only when the target is created; after the copy the target

@@ -208,7 +208,11 @@ fn groups(d: &Desired, members: &MemberPositions, out: &mut Vec<Diagnostic>) {
                     undeclared += 1;
                     // One diagnostic per undeclared member, but not thousands for one group.
                     if undeclared <= 20 {
-                        let hint = if users.is_none() {
+                        // Issue 9 item 2: the same UPN in another case (P1) is named as such.
+                        let same = users.and_then(|u| u.keys().find(|k| ident::same(k, m)));
+                        let hint = if let Some(k) = same {
+                            format!("members are user keys, written as declared: `{k}` (a UPN names one user whatever its case, P1)")
+                        } else if users.is_none() {
                             format!("declare `{m}` under `users:` (an empty entry `{m}: {{}}` is enough)")
                         } else {
                             match users.and_then(|u| closest(m, u.keys().map(String::as_str))) {

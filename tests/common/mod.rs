@@ -330,7 +330,12 @@ impl Sim {
                 access_mode,
             } => {
                 // P1: one user per UPN, compared without regard to case (issue 9 item 2).
-                if self.t.users.values().any(|u| u.upn.eq_ignore_ascii_case(upn)) {
+                if self
+                    .t
+                    .users
+                    .values()
+                    .any(|u| u.upn.eq_ignore_ascii_case(upn))
+                {
                     return refuse("P1", format!("duplicate UPN {upn}"));
                 }
                 let id = self.new_id("u");
