@@ -1017,3 +1017,58 @@ fn fidelity_copy_and_admin_mode() {
         },
     ]);
 }
+
+/// issue 10 item 8 (U2): an instance at n-2 or older must take the update.
+#[test]
+fn fidelity_mandatory_update() {
+    fn warned(p: &Plan) {
+        let d = p
+            .diagnostics
+            .iter()
+            .find(|d| d.rule.as_deref() == Some("U2"))
+            .unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+        assert!(!d.is_error());
+        assert_eq!(d.address.as_deref(), Some("instances.p"));
+        assert!(d.message.contains("8.0.0"), "{}", d.message);
+    }
+    run(vec![
+        Case {
+            name: "U2: an instance at n-2 without update in the file: a warning with the version it will take",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.1.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                assert!(p.actions.is_empty());
+                warned(p);
+            },
+        },
+        Case {
+            name: "U2: an instance at n-2 whose file approves n-2+1 or later: schedule_update, no warning",
+            desired: "instances:\n  p: {name: p, url: p, type: production, update: {target_version: 8.0.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(steps(p), vec!["schedule_update instances.p"]);
+                assert!(!warning_rules(p).contains(&"U2".to_string()));
+            },
+        },
+        Case {
+            name: "U2: an instance at n-2 whose file approves only 7.1.0: warned that the service takes 8.0.0 at least",
+            desired: "instances:\n  p: {name: p, url: p, type: production, update: {target_version: 7.1.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: warned,
+        },
+        Case {
+            name: "U2: an instance at n-1 is not forced",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "8.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert!(p.diagnostics.is_empty(), "{:#?}", p.diagnostics),
+        },
+    ]);
+}

@@ -2956,6 +2956,10 @@ impl<'a> Planner<'a> {
                 );
             }
         }
+        // U2: an instance at n-2 or older must take the update to n-1 at least.
+        if let Some(o) = steps.obs {
+            self.mandatory_update(&address, di, o);
+        }
         // U2-U4: update approval.
         if let Some(u) = &di.update {
             let newest = self.t.versions.last().map(String::as_str).unwrap_or("");
@@ -3022,6 +3026,52 @@ impl<'a> Planner<'a> {
                 [steps.ready],
             );
         }
+    }
+
+    /// U2: every instance runs the current version (n) or the one before (n-1); one at
+    /// n-2 or older takes the update whether approved or not. The plan says so (a warning
+    /// naming the version it will take), unless the file approves an update to n-1 or later.
+    fn mandatory_update(&mut self, address: &str, di: &m::Instance, o: &t::Instance) {
+        let mut versions: Vec<&str> = self.t.versions.iter().map(String::as_str).collect();
+        versions.sort_by(|a, b| cmp_version(a, b));
+        let [.., previous, current] = versions.as_slice() else {
+            return;
+        };
+        if cmp_version(&o.version, previous).is_ge() {
+            return;
+        }
+        let approved = |target: &str| cmp_version(target, previous).is_ge();
+        if di
+            .update
+            .as_ref()
+            .is_some_and(|u| approved(&u.target_version))
+        {
+            return;
+        }
+        let pending = o
+            .update
+            .as_ref()
+            .filter(|u| approved(&u.target_version) && u.state != UpdatePhase::Updated);
+        let takes = match pending {
+            Some(u) => format!(
+                "the update to {} already scheduled for {} (alternate {})",
+                u.target_version, u.preferred, u.alternate
+            ),
+            None => format!("the update to {previous} at the least, on a date the service picks"),
+        };
+        let manage = if di.update.is_some() {
+            format!("; `update.target_version` must be {previous} or later to choose the date")
+        } else {
+            format!("; add `update: {{target_version: {previous}, preferred: ..., alternate: ...}}` to choose the dates")
+        };
+        self.warn(
+            address,
+            format!(
+                "`{}` runs {}, two or more versions behind the current {current}: the service forces {takes}{manage}",
+                o.url, o.version
+            ),
+            "U2",
+        );
     }
 
     /// I5: a URL name is taken only after its holder let it go; rename cycles go through a
