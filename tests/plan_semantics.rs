@@ -304,9 +304,15 @@ fn url_names() {
                 assert_eq!(count(p, ActionKind::UpdateInstance), 3);
                 let tmp = &p.actions[pos(p, "update_instance instances.a")];
                 assert_eq!(tmp.changes[0].after, serde_json::json!("x-tmp-1"));
-                assert_eq!(warning_rules(p), vec!["I5", "I5"]);
-                assert!(p.diagnostics[0].message.contains("Outlook"));
-                assert!(p.diagnostics[0].message.contains("24 hours"));
+                // issue 10 item 10: what really happens to each URL (I5): the other
+                // instance takes the old one at once (no 24-hour grace), and the
+                // temporary name stops at once when the second change runs.
+                assert_eq!(warning_rules(p), vec!["I5", "I5", "I5"]);
+                let msgs: Vec<&str> = p.diagnostics.iter().map(|d| d.message.as_str()).collect();
+                assert!(msgs.iter().all(|m| !m.contains("keeps working for up to 24 hours")), "{msgs:#?}");
+                assert!(msgs.iter().any(|m| m.contains("`x` goes to `instances.b` at once") && m.contains("Outlook")), "{msgs:#?}");
+                assert!(msgs.iter().any(|m| m.contains("`y` goes to `instances.a` at once")), "{msgs:#?}");
+                assert!(msgs.iter().any(|m| m.contains("`x-tmp-1`") && m.contains("stops `x-tmp-1` at once")), "{msgs:#?}");
             },
         },
         Case {
@@ -318,6 +324,11 @@ fn url_names() {
             check: |p| {
                 depends(p, "update_instance instances.a", "update_instance instances.b");
                 assert_eq!(count(p, ActionKind::UpdateInstance), 2);
+                // issue 10 item 10: `z` is free, so `y` (taken by a at once) has no grace,
+                // while `x` (taken by nobody) keeps working for up to 24 hours (I5).
+                let msgs: Vec<&str> = p.diagnostics.iter().map(|d| d.message.as_str()).collect();
+                assert!(msgs.iter().any(|m| m.contains("`y` goes to `instances.a` at once")), "{msgs:#?}");
+                assert!(msgs.iter().any(|m| m.contains("`x` keeps working for up to 24 hours")), "{msgs:#?}");
             },
         },
         Case {

@@ -2754,9 +2754,22 @@ impl<'a> Planner<'a> {
         );
         if url_changed {
             self.insts.get_mut(key).expect("desired").url_update = Some(a);
+            // I5: the old URL redirects for up to 24 hours, unless another instance of
+            // the file takes it now (then it reaches that one at once).
+            let taker = self
+                .d
+                .instances
+                .iter()
+                .flatten()
+                .find(|(k, d)| k.as_str() != key && d.url == o.url)
+                .map(|(k, _)| k);
+            let old = match taker {
+                Some(k) => format!("`{}` goes to `instances.{k}` at once: from then on it reaches that instance, with no 24-hour grace for this one", o.url),
+                None => format!("`{}` keeps working for up to 24 hours", o.url),
+            };
             self.warn(
                 &address,
-                format!("the URL name changes from `{}` to `{}`: Outlook users working offline must sync first, every user must be told the new URL, and the old one keeps working for up to 24 hours", o.url, di.url),
+                format!("the URL name changes from `{}` to `{}`: {old}; `{}` works at once. Outlook users working offline must sync first, and every user must be told the new URL", o.url, di.url, di.url),
                 "I5",
             );
         }
@@ -3150,6 +3163,11 @@ impl<'a> Planner<'a> {
                     vec![ch("url", json!(o.url), json!(tmp))],
                     "temporary URL name: the URL names of these instances swap, and URL names are unique at every moment (I5)",
                     [ready],
+                );
+                self.warn(
+                    &format!("instances.{key}"),
+                    format!("`{}` goes through the temporary URL name `{tmp}` to `{}`: a second change within 24 hours stops `{tmp}` at once (only the original URL would keep working, and another instance takes it)", o.url, renamers[id].1),
+                    "I5",
                 );
                 release.insert(self.t.instances.get_key_value(id).expect("observed").0, a);
             }
