@@ -1083,3 +1083,46 @@ fn fidelity_mandatory_update() {
         },
     ]);
 }
+
+/// issue 10 item 11 (I12): binding a group to an instance that had none disables every
+/// licensed user of the tenant who is not a member, roles or not; the warning lists the
+/// first ten and counts them all.
+#[test]
+fn fidelity_binding_warning() {
+    run(vec![
+        Case {
+            name: "I12: binding a group disables licensed non-members without roles too (first ten and a count)",
+            desired: "instances:\n  p: {name: p, url: p, type: production, security_group: g}\nsecurity_groups:\n  g: {members: [a@coho.com]}\nusers:\n  a@coho.com: {license: basic}\n".into(),
+            tenant: format!(
+                "licenses: {{basic: 20}}\nusers:\n  u1: {{id: u1, upn: a@coho.com, license: basic, access_mode: read-write}}\n{}  nolic: {{id: nolic, upn: nolic@coho.com, access_mode: read-write}}\ninstances:\n{}",
+                (0..12).map(|i| format!("  x{i:02}: {{id: x{i:02}, upn: x{i:02}@coho.com, license: basic, access_mode: read-write}}\n")).collect::<String>(),
+                inst("i1", "p", PROD)
+            ),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("users.a@coho.com", ObjKind::User, "u1", false)],
+            valid: true,
+            check: |p| {
+                let w = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("I12")).unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+                assert!(w.message.contains("disables 12 licensed user(s)"), "{}", w.message);
+                assert!(w.message.contains("x00@coho.com") && w.message.contains("x09@coho.com"), "{}", w.message);
+                assert!(!w.message.contains("x10@coho.com"), "{}", w.message);
+                assert!(w.message.contains("and 2 more"), "{}", w.message);
+                assert!(!w.message.contains("nolic@") && !w.message.contains("a@coho.com,"), "{}", w.message);
+            },
+        },
+        Case {
+            name: "I12: rebinding from one group to another disables the old group's licensed members who are not in the new one",
+            desired: "instances:\n  p: {name: p, url: p, type: production, security_group: g2}\nsecurity_groups:\n  g1: {}\n  g2: {members: [a@coho.com]}\nusers:\n  a@coho.com: {}\n".into(),
+            tenant: format!(
+                "licenses: {{basic: 5}}\ngroups:\n  g1: {{id: g1, name: g1, members: [u1, u2]}}\n  g2: {{id: g2, name: g2, members: [u1]}}\nusers:\n  u1: {{id: u1, upn: a@coho.com, license: basic, access_mode: read-write}}\n  u2: {{id: u2, upn: b@coho.com, license: basic, access_mode: read-write}}\n  u3: {{id: u3, upn: c@coho.com, license: basic, access_mode: read-write}}\ninstances:\n{}",
+                inst("i1", "p", &PROD.replace("status", "security_group: g1, status"))
+            ),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("users.a@coho.com", ObjKind::User, "u1", false), ("security_groups.g1", ObjKind::Group, "g1", false), ("security_groups.g2", ObjKind::Group, "g2", false)],
+            valid: true,
+            check: |p| {
+                let w = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("I12")).unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+                assert!(w.message.contains("disables 1 licensed user(s)") && w.message.contains("b@coho.com"), "{}", w.message);
+                assert!(!w.message.contains("c@coho.com"), "{}", w.message);
+            },
+        },
+    ]);
+}

@@ -2816,12 +2816,19 @@ impl<'a> Planner<'a> {
                     .unwrap_or_default()
             }
         };
+        // The instance's users now (I12): with no group bound, every licensed user of the
+        // tenant (roles or not); with a group, its licensed members.
+        let old_group = o
+            .security_group
+            .as_deref()
+            .and_then(|g| self.t.groups.get(g));
         let disabled: Vec<&str> = self
             .t
             .users
             .values()
             .filter(|u| {
-                u.roles.get(&o.id).is_some_and(|r| !r.is_empty())
+                u.license.is_some()
+                    && old_group.is_none_or(|g| g.members.contains(&u.id))
                     && !members.contains(u.id.as_str())
             })
             .map(|u| u.upn.as_str())
@@ -2838,7 +2845,7 @@ impl<'a> Planner<'a> {
         self.warn(
             address,
             format!(
-                "binding group `{key}` disables {} user(s) of the instance who are not members: {}{more}",
+                "binding group `{key}` disables {} licensed user(s) of the instance who are not members (roles or not): {}{more}",
                 disabled.len(),
                 shown.join(", ")
             ),
