@@ -1126,3 +1126,88 @@ fn fidelity_binding_warning() {
         },
     ]);
 }
+
+/// issue 10 item 12: the smaller ones.
+#[test]
+fn fidelity_smaller() {
+    run(vec![
+        Case {
+            // issue 10 item 12
+            name: "I7: an instance switched to sandbox out of band keeps its production slot: switching back buys nothing",
+            desired: "licenses: {professional: 5}\ninstances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 5}}\ninstances:\n{}", inst("i1", "p", "type: sandbox, slot: production, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0")),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["switch_instance instances.p"]),
+        },
+        Case {
+            // issue 10 item 12
+            name: "I8/T6: deleting a production instance uses the free included sandbox slot (no purchase)",
+            desired: "licenses: {professional: 30}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\nslots: {{production: 1}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "gone", PROD)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.gone", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| assert_eq!(count(p, ActionKind::PurchaseInstance), 0),
+        },
+        Case {
+            // issue 10 item 12
+            name: "I12: removing a member of a bound group warns, naming the instances",
+            desired: "instances:\n  p: {name: p, url: p, type: production, security_group: g}\nsecurity_groups:\n  g: {members: [a@coho.com]}\nusers:\n  a@coho.com: {}\n".into(),
+            tenant: format!(
+                "licenses: {{basic: 5}}\ngroups:\n  g1: {{id: g1, name: g, members: [u1, u2]}}\nusers:\n  u1: {{id: u1, upn: a@coho.com, license: basic, access_mode: read-write}}\n  u2: {{id: u2, upn: b@coho.com, license: basic, access_mode: read-write}}\ninstances:\n{}",
+                inst("i1", "p", &PROD.replace("status", "security_group: g1, status"))
+            ),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("users.a@coho.com", ObjKind::User, "u1", false), ("security_groups.g", ObjKind::Group, "g1", false)],
+            valid: true,
+            check: |p| {
+                let w = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("I12")).unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+                assert_eq!(w.address.as_deref(), Some("security_groups.g"));
+                assert!(w.message.contains("instances.p") && w.message.contains("b@coho.com"), "{}", w.message);
+            },
+        },
+        Case {
+            // issue 10 item 12
+            name: "I11: copy_from on an existing sandbox is not silently ignored",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "p", PROD), inst("i2", "s", SANDBOX)),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert!(p.actions.is_empty());
+                let w = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("I11")).unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+                assert_eq!(w.address.as_deref(), Some("instances.s.copy_from"));
+                assert!(w.message.contains("To refresh it"), "{}", w.message);
+            },
+        },
+        Case {
+            // issue 10 item 12
+            name: "I13: recipients differing only in case are set once",
+            desired: "instances:\n  p: {name: p, url: p, type: production, notification_recipients: [ops@coho.com, OPS@coho.com]}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", PROD)),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                let a = &p.actions[pos(p, "set_notification_recipients instances.p")];
+                assert_eq!(a.changes[0].after, serde_json::json!(["ops@coho.com"]));
+            },
+        },
+        Case {
+            // issue 10 item 12
+            name: "T4: reducing below the assigned count (users outside the file) cites T4",
+            desired: "licenses: {professional: 1}\n".into(),
+            tenant: "licenses: {professional: 3}\nusers:\n  u1: {id: u1, upn: a@coho.com, license: professional, access_mode: read-write}\n  u2: {id: u2, upn: b@coho.com, license: professional, access_mode: read-write}\n".into(),
+            state: vec![],
+            valid: false,
+            check: |p| assert_eq!(error_rules(p), vec!["T4"]),
+        },
+        Case {
+            // issue 10 item 12
+            name: "T4: reducing below the assigned count while moving a license in cites T4",
+            desired: "licenses: {professional: 1}\nusers:\n  c@coho.com: {license: professional}\n".into(),
+            tenant: "licenses: {professional: 3}\nusers:\n  u1: {id: u1, upn: a@coho.com, license: professional, access_mode: read-write}\n  u2: {id: u2, upn: b@coho.com, license: professional, access_mode: read-write}\n  u3: {id: u3, upn: c@coho.com, access_mode: read-write}\n".into(),
+            state: vec![("users.c@coho.com", ObjKind::User, "u3", false)],
+            valid: false,
+            check: |p| assert_eq!(error_rules(p), vec!["T4"]),
+        },
+    ]);
+}

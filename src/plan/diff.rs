@@ -1026,6 +1026,49 @@ impl<'a> Planner<'a> {
                     .iter()
                     .map(|id| self.t.users.get(*id).map_or(*id, |u| u.upn.as_str()))
                     .collect();
+                // I12: removed members are disabled in every instance the group stays
+                // bound to.
+                if let Some(gid) = bound.id {
+                    let mut bound_to: Vec<String> = self
+                        .d
+                        .instances
+                        .iter()
+                        .flatten()
+                        .filter(|(k, di)| {
+                            di.security_group.as_deref() == Some(key.as_str())
+                                && self.insts.get(k.as_str()).is_some_and(|s| s.obs.is_some())
+                        })
+                        .map(|(k, _)| format!("instances.{k}"))
+                        .collect();
+                    bound_to.extend(
+                        self.t
+                            .instances
+                            .values()
+                            .filter(|i| {
+                                i.security_group.as_deref() == Some(gid)
+                                    && !self.managed(&i.id)
+                                    && !self.adopted.contains(i.id.as_str())
+                            })
+                            .map(|i| format!("unmanaged instance `{}`", i.url)),
+                    );
+                    if !bound_to.is_empty() {
+                        let more = if names.len() > 10 {
+                            format!(" and {} more", names.len() - 10)
+                        } else {
+                            String::new()
+                        };
+                        self.warn(
+                            &address,
+                            format!(
+                                "removing {} member(s) from group `{key}` disables them in {} (I12): {}{more}",
+                                names.len(),
+                                bound_to.join(", "),
+                                names.iter().take(10).copied().collect::<Vec<_>>().join(", ")
+                            ),
+                            "I12",
+                        );
+                    }
+                }
                 let changes = vec![ch("members", json!(names), Value::Null)];
                 let users = remove.iter().map(|id| self.id_ref(id)).collect();
                 let a = self.push(
@@ -2392,7 +2435,12 @@ impl<'a> Planner<'a> {
             let address = format!("instances.{key}");
             let ready = self.insts[key].ready;
             let mut slot = InstanceType::Production;
-            let deps = if to == InstanceType::Sandbox {
+            // I7: a sandbox that still holds a production slot (switched out of band)
+            // switches back into it: no slot taken, none freed.
+            let keeps_slot = to == InstanceType::Production && o.slot == InstanceType::Production;
+            let deps = if keeps_slot {
+                Vec::new()
+            } else if to == InstanceType::Sandbox {
                 let (deps, s) = self.slot_for_sandbox(&mut pool, &address);
                 slot = s;
                 deps
@@ -2417,7 +2465,9 @@ impl<'a> Planner<'a> {
             if to == InstanceType::Sandbox {
                 self.took_for_sandbox(sw, slot);
             }
-            self.release_slot(&mut pool, o.slot, sw);
+            if !keeps_slot {
+                self.release_slot(&mut pool, o.slot, sw);
+            }
             self.insts.get_mut(key).expect("desired").switch = Some(sw);
         }
 
@@ -2519,7 +2569,14 @@ impl<'a> Planner<'a> {
         for (key, di) in desired {
             let Some(cf) = &di.copy_from else { continue };
             if self.insts[key.as_str()].obs.is_some() {
-                continue; // a copy happens when the target is created
+                // A copy happens when the target is created (I11); say so rather than
+                // ignore the field silently.
+                self.warn(
+                    &format!("instances.{key}.copy_from"),
+                    format!("`copy_from` acts only when the instance is created: `instances.{key}` exists, so nothing is copied from `{}`. To refresh it, remove the instance from the file and apply (it is deleted, `--allow-destroy`), then put it back with `copy_from` and apply again", cf.instance),
+                    "I11",
+                );
+                continue;
             }
             let address = format!("instances.{key}");
             if di.kind != InstanceType::Sandbox {
@@ -2945,12 +3002,15 @@ impl<'a> Planner<'a> {
         }
         // I13: extra notification recipients, exact when given.
         if let Some(list) = &di.notification_recipients {
-            let mut seen = BTreeSet::new();
+            // Each address once, whatever its case (email addresses are case-insensitive;
+            // the validator warns it is "notified once").
+            let mut lower = BTreeSet::new();
             let want: Vec<String> = list
                 .iter()
-                .filter(|r| seen.insert(r.as_str()))
+                .filter(|r| lower.insert(r.to_ascii_lowercase()))
                 .cloned()
                 .collect();
+            let seen: BTreeSet<&str> = want.iter().map(String::as_str).collect();
             let cur: BTreeSet<&str> = steps
                 .obs
                 .map(|o| {

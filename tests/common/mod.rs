@@ -556,7 +556,10 @@ impl Sim {
                                 "administration mode is for sandboxes only: turn it off first",
                             );
                         }
-                        if self.t.free_slots(InstanceType::Production) == 0 {
+                        // A sandbox still in a production slot switches back into it.
+                        if self.t.free_slots(InstanceType::Production) == 0
+                            && slot != InstanceType::Production
+                        {
                             return refuse("I7", "no free production slot");
                         }
                         InstanceType::Production
