@@ -2526,11 +2526,15 @@ impl<'a> Planner<'a> {
         // T6: a license reduction below 25 Professional + Enterprise loses the included
         // sandbox slot; sandboxes that keep occupying it need a bought slot, bought while
         // the licenses are still there (the reduction waits for every slot purchase, T5).
-        // An overcommit the tenant already had (licenses lowered earlier) is left as is.
-        let before = self
-            .t
-            .used_slots(InstanceType::Sandbox)
-            .saturating_sub(self.t.total_slots(InstanceType::Sandbox));
+        // An overcommit the tenant already had (licenses lowered earlier) is left as is
+        // unless this plan lowers the licenses again (then every sandbox must fit).
+        let before = if pool.lingering(InstanceType::Sandbox) {
+            0
+        } else {
+            self.t
+                .used_slots(InstanceType::Sandbox)
+                .saturating_sub(self.t.total_slots(InstanceType::Sandbox))
+        };
         if pool.debt(InstanceType::Sandbox) > before {
             let address = desired
                 .keys()
