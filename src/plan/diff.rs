@@ -1971,7 +1971,23 @@ impl<'a> Planner<'a> {
             let finally = i64::from(assigned)
                 + flow.consumers.iter().filter(|c| c.1.is_none()).count() as i64
                 - flow.releases.iter().filter(|r| r.1.is_none()).count() as i64;
-            if finally > i64::from(want) {
+            let conflict_kept =
+                finally > i64::from(want) && finally <= i64::from(assigned) && want >= now;
+            if conflict_kept {
+                // T3: a conflict the tenant already has (licenses assigned out of band
+                // beyond the count) that this plan does not make worse: the service keeps
+                // running; say so without stopping the plan (assignments still wait for
+                // the releases that make room, below).
+                self.warn(
+                    &address,
+                    format!(
+                        "license conflict: {assigned} users hold a {} license but only {now} are purchased; after this plan {finally} still do",
+                        plan.as_str()
+                    ),
+                    "T3",
+                );
+            }
+            if finally > i64::from(want) && !conflict_kept {
                 self.error(
                     &address,
                     format!(
@@ -3047,7 +3063,21 @@ impl<'a> Planner<'a> {
         // U2-U4: update approval.
         if let Some(u) = &di.update {
             let newest = self.t.versions.last().map(String::as_str).unwrap_or("");
-            let version = steps.obs.map_or(newest, |o| o.version.as_str());
+            // I11: a new instance made by a copy runs its source's version (the provider
+            // configures at the newest, then the copy brings the source's).
+            let copied_from = di
+                .copy_from
+                .as_ref()
+                .filter(|_| copied)
+                .and_then(|cf| self.insts.get(cf.instance.as_str()))
+                .and_then(|s| s.obs);
+            // I9: a reset re-provisions at the newest version.
+            let reset = steps.obs.is_some() && steps.roles_wiped;
+            let version = match (steps.obs, copied_from) {
+                _ if reset => newest,
+                (Some(o), _) | (None, Some(o)) => o.version.as_str(),
+                (None, None) => newest,
+            };
             if !self.t.versions.contains(&u.target_version) {
                 self.error(
                     &address,
@@ -3107,7 +3137,7 @@ impl<'a> Planner<'a> {
                 },
                 vec![ch("update", before, json!({"target_version": u.target_version, "preferred": u.preferred, "alternate": u.alternate}))],
                 format!("approve the update from {version} to {} (U2, U3)", u.target_version),
-                [steps.ready],
+                [steps.ready, steps.content],
             );
         }
     }
