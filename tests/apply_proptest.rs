@@ -738,7 +738,7 @@ fn agreement_cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(96)
+        .unwrap_or(256)
 }
 
 proptest! {

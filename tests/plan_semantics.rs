@@ -1095,6 +1095,15 @@ fn fidelity_mandatory_update() {
             check: warned,
         },
         Case {
+            // found by the agreement property test (issue 10)
+            name: "U2/I11: a new sandbox copied from a 7.0.0 source runs 7.0.0: its approval to 7.1.0 runs after the copy",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: minimal}, update: {target_version: 7.1.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| depends(p, "schedule_update instances.s", "copy_instance instances.s"),
+        },
+        Case {
             name: "U2: an instance at n-1 is not forced",
             desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
             tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "8.0.0"))),

@@ -621,13 +621,18 @@ impl Sim {
             }
             Op::CopyInstance { source, target, .. } => {
                 let sid = self.id(source)?;
-                if !self.t.instances.contains_key(&sid) {
+                let Some(src) = self.t.instances.get(&sid).cloned() else {
                     return Err("no source".into());
-                }
+                };
                 let i = self.inst(target)?;
                 if i.kind != InstanceType::Sandbox {
                     return refuse("I11", "copy onto production");
                 }
+                // I11: the source's database comes along (version, currency, language).
+                i.version = src.version;
+                i.currency = src.currency;
+                i.language = src.language;
+                i.update = None;
                 i.admin_mode = AdminModeState {
                     enabled: true,
                     background_operations: false,
