@@ -472,3 +472,361 @@ fn plan_with_errors_buys_nothing() {
         "nothing was bought or changed"
     );
 }
+
+// ----- issue 10: planner / provider agreement against out-of-band tenants -----
+
+/// An observed instance, as the service may hold it after changes made outside crmctl.
+#[derive(Debug, Clone)]
+struct ObsInstGen {
+    sandbox: bool,
+    /// The type was switched out of band: the instance sits in a slot of the other kind.
+    switched: bool,
+    /// 0..6: ready (weighted), provisioning, disabled.
+    status: u8,
+    /// Index into KNOWN_VERSIONS: 0 and 1 are n-3 and n-2 (U2).
+    version: u8,
+    admin: u8,
+    eur: bool,
+    /// Bound to the observed group.
+    grouped: bool,
+    /// Managed (in the state) rather than found by URL name.
+    managed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct ObsUserGen {
+    /// 0 none, 1 professional, 2 basic, 3 enterprise (maybe none bought: a conflict, T3).
+    license: u8,
+    /// 0..3 read-write, 3 administrative, 4 non-interactive.
+    mode: u8,
+    global_admin: bool,
+    /// Roles in observed instance k.
+    roles: Vec<u8>,
+    managed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct ObservedGen {
+    pro: u32,
+    enterprise: u32,
+    basic: u32,
+    slots_production: u32,
+    slots_sandbox: u32,
+    instances: Vec<Option<ObsInstGen>>,
+    users: Vec<Option<ObsUserGen>>,
+}
+
+fn observed_gen() -> impl Strategy<Value = ObservedGen> {
+    let inst = (
+        any::<bool>(),
+        prop::bool::weighted(0.15),
+        0u8..6,
+        0u8..4,
+        0u8..3,
+        prop::bool::weighted(0.2),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(sandbox, switched, status, version, admin, eur, grouped, managed)| ObsInstGen {
+                sandbox,
+                switched,
+                status,
+                version,
+                admin,
+                eur,
+                grouped,
+                managed,
+            },
+        );
+    let user = (
+        0u8..4,
+        0u8..5,
+        prop::bool::weighted(0.4),
+        prop::collection::vec(0u8..4, 0..2),
+        any::<bool>(),
+    )
+        .prop_map(|(license, mode, global_admin, roles, managed)| ObsUserGen {
+            license,
+            mode,
+            global_admin,
+            roles,
+            managed,
+        });
+    (
+        // Professional around the T6 threshold (the included sandbox comes and goes).
+        prop::sample::select(vec![0u32, 6, 24, 25, 30]),
+        0u32..2,
+        0u32..3,
+        0u32..2,
+        0u32..2,
+        prop::collection::vec(prop::option::of(inst), 0..4),
+        prop::collection::vec(prop::option::of(user), 0..7),
+    )
+        .prop_map(
+            |(pro, enterprise, basic, slots_production, slots_sandbox, instances, users)| {
+                ObservedGen {
+                    pro,
+                    enterprise,
+                    basic,
+                    slots_production,
+                    slots_sandbox,
+                    instances,
+                    users,
+                }
+            },
+        )
+}
+
+/// The observed tenant and the state that manages part of it. Instance k has URL name
+/// `prop-ik` and user i the UPN `ui@prop.com`, like the desired files of [`build`], so
+/// that the planner adopts, edits, switches or deletes them.
+fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
+    use crmctl::tenant::{
+        AdminModeState, AdminRole, Group, Instance as TI, InstanceStatus, User as TU,
+    };
+    let mut t = crmctl::tenant::Tenant::fresh("prop.onmicrosoft.com");
+    let mut state = State::empty("prop");
+    let mut put = |address: String, kind: crmctl::plan::ObjKind, id: &str| {
+        state.resources.insert(
+            address,
+            crmctl::state::Resource {
+                kind,
+                id: id.to_string(),
+                protect: false,
+            },
+        );
+    };
+    for (plan, n) in [
+        (LicensePlan::Professional, g.pro),
+        (LicensePlan::Enterprise, g.enterprise),
+        (LicensePlan::Basic, g.basic),
+    ] {
+        if n > 0 {
+            t.licenses.insert(plan, n);
+        }
+    }
+    t.slots.production = g.slots_production;
+    t.slots.sandbox = g.slots_sandbox;
+    let group_id = "grp-obs";
+    let mut any_grouped = false;
+    for (k, ig) in g.instances.iter().enumerate() {
+        let Some(ig) = ig else { continue };
+        let kind = if ig.sandbox {
+            InstanceType::Sandbox
+        } else {
+            InstanceType::Production
+        };
+        let slot = match (kind, ig.switched) {
+            (InstanceType::Sandbox, true) => InstanceType::Production,
+            (InstanceType::Production, true) => InstanceType::Production,
+            (k, false) => k,
+        };
+        let id = format!("obs-i{k}");
+        let admin_mode = match (kind, ig.admin) {
+            (InstanceType::Sandbox, 1) => AdminModeState {
+                enabled: true,
+                background_operations: false,
+                message: None,
+            },
+            (InstanceType::Sandbox, 2) => AdminModeState {
+                enabled: true,
+                background_operations: true,
+                message: Some("maintenance".into()),
+            },
+            _ => AdminModeState::default(),
+        };
+        any_grouped |= ig.grouped;
+        t.instances.insert(
+            id.clone(),
+            TI {
+                id: id.clone(),
+                name: format!("Instance {k}"),
+                url: format!("prop-i{k}"),
+                kind,
+                slot,
+                purpose: String::new(),
+                region: Region::NA,
+                currency: if ig.eur { "EUR" } else { "USD" }.into(),
+                language: 1033,
+                security_group: ig.grouped.then(|| group_id.to_string()),
+                status: match ig.status {
+                    4 => InstanceStatus::Provisioning,
+                    5 => InstanceStatus::Disabled,
+                    _ => InstanceStatus::Ready,
+                },
+                version: crmctl::tenant::KNOWN_VERSIONS[ig.version as usize].to_string(),
+                admin_mode,
+                notification_recipients: vec![],
+                update: None,
+            },
+        );
+        if ig.managed {
+            put(
+                format!("instances.i{k}"),
+                crmctl::plan::ObjKind::Instance,
+                &id,
+            );
+        }
+    }
+    let mut members = std::collections::BTreeSet::new();
+    for (i, ug) in g.users.iter().enumerate() {
+        let Some(ug) = ug else { continue };
+        let id = format!("obs-u{i}");
+        let mut roles = BTreeMap::new();
+        for k in &ug.roles {
+            let iid = format!("obs-i{k}");
+            if t.instances.contains_key(&iid) {
+                roles.insert(
+                    iid,
+                    std::collections::BTreeSet::from([ROLES[0].to_string()]),
+                );
+            }
+        }
+        let mode = match ug.mode {
+            3 => AccessMode::Administrative,
+            4 => AccessMode::NonInteractive,
+            _ => AccessMode::ReadWrite,
+        };
+        if i % 2 == 0 {
+            members.insert(id.clone());
+        }
+        t.users.insert(
+            id.clone(),
+            TU {
+                id: id.clone(),
+                upn: format!("u{i}@prop.com"),
+                name: format!("User {i}"),
+                license: match ug.license {
+                    1 => Some(LicensePlan::Professional),
+                    2 => Some(LicensePlan::Basic),
+                    3 => Some(LicensePlan::Enterprise),
+                    _ => None,
+                },
+                access_mode: mode,
+                roles,
+                admin_roles: if ug.global_admin {
+                    std::collections::BTreeSet::from([AdminRole::GlobalAdmin])
+                } else {
+                    Default::default()
+                },
+            },
+        );
+        if ug.managed {
+            put(
+                format!("users.u{i}@prop.com"),
+                crmctl::plan::ObjKind::User,
+                &id,
+            );
+        }
+    }
+    if any_grouped {
+        t.groups.insert(
+            group_id.to_string(),
+            Group {
+                id: group_id.to_string(),
+                name: "Group 0".into(),
+                description: String::new(),
+                members,
+            },
+        );
+    }
+    (t, state)
+}
+
+fn agreement_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: agreement_cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// issue 10: a random desired file against a random observed tenant with out-of-band
+    /// states (provisioning and disabled instances, license conflicts, n-2 versions, 0-3
+    /// global admins, lost included slots, switched types): either the plan has errors
+    /// and applying it changes nothing, or the local provider accepts every action in one
+    /// pass and the next plan shows no changes.
+    #[test]
+    fn planner_and_provider_agree_on_out_of_band_tenants(
+        obs in observed_gen(),
+        want in tenant_gen(),
+        admins in prop::collection::vec(0u8..3, 7),
+        extras in prop::collection::vec((0u8..6, prop::bool::weighted(0.2), prop::bool::weighted(0.3)), 4),
+    ) {
+        let (tenant, mut state) = observed(&obs);
+        let dir = tempfile::tempdir().unwrap();
+        let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+        provider.admin_replace(tenant).unwrap();
+        let mut desired = build(&want);
+        // Tenant admin roles: managed as global admin, as none, or not managed.
+        for (i, u) in desired.users.as_mut().unwrap().iter_mut() {
+            let n: usize = i[1..i.find('@').unwrap()].parse().unwrap();
+            u.admin_roles = match admins[n] {
+                0 => Some(vec![crmctl::spec::model::AdminRole::GlobalAdmin]),
+                1 => Some(vec![]),
+                _ => None,
+            };
+        }
+        // Per instance: an update approval (U2-U4; 7.0.0 .. 8.1.0 or none), EUR as the
+        // currency (I3: a reset of a sandbox, an error for production), and a copy from
+        // i0 onto a sandbox (I11, only when created) with recipients differing in case.
+        let keys: Vec<String> = desired.instances.as_ref().unwrap().keys().cloned().collect();
+        for (n, key) in keys.iter().enumerate() {
+            let (update, eur, copy) = extras[n % extras.len()];
+            let i = desired.instances.as_mut().unwrap().get_mut(key).unwrap();
+            if let Some(v) = crmctl::tenant::KNOWN_VERSIONS.get(update as usize) {
+                i.update = Some(crmctl::spec::model::UpdateApproval {
+                    target_version: v.to_string(),
+                    preferred: "2030-01-01T00:00:00Z".into(),
+                    alternate: "2030-01-02T00:00:00Z".into(),
+                });
+            }
+            if eur {
+                i.currency = Some("EUR".into());
+            }
+            if copy && key != "i0" && i.kind == InstanceType::Sandbox && keys.iter().any(|k| k == "i0") {
+                i.copy_from = Some(crmctl::spec::model::CopyFrom {
+                    instance: "i0".into(),
+                    kind: crmctl::spec::model::CopyKind::Minimal,
+                });
+                i.currency = None;
+                i.notification_recipients = Some(vec!["ops@prop.com".into(), "OPS@prop.com".into()]);
+            }
+        }
+        let text = crmctl::spec::load::to_yaml(&desired).unwrap();
+        let loaded = crmctl::spec::load::load_str("prop.yaml", text.clone());
+        // A file the validator refuses never reaches the planner (e.g. I11: a copy with
+        // another currency than its source's in the file).
+        let Ok(loaded) = loaded else { return Ok(()) };
+        let desired = loaded.desired;
+
+        let before = provider.observe().unwrap();
+        let plan = crmctl::plan::plan(&desired, &before, &state);
+        let opts = ApplyOptions { allow_destroy: true, parallelism: 4, ..ApplyOptions::default() };
+        let mut save = |_: &State, _: &[crmctl::state::store::StateChange]| Ok(());
+        let result = apply::apply(&plan, &provider, &mut state, &mut save, &opts, &|_| {});
+        if std::env::var("AGREE_STATS").is_ok() {
+            let rules: Vec<String> = plan.diagnostics.iter().filter(|d| d.is_error()).map(|d| format!("{}:{}", d.rule.clone().unwrap_or_default(), d.message.chars().take(60).collect::<String>())).collect();
+            eprintln!("STAT {} {:?}", plan.actions.len(), rules);
+        }
+        if plan.has_errors() {
+            prop_assert!(matches!(result, Err(apply::ApplyError::PlanHasErrors(_))));
+            prop_assert_eq!(provider.observe().unwrap(), before, "a plan with errors changed the tenant");
+            return Ok(());
+        }
+        let report = result.unwrap();
+        let failures: Vec<String> = report
+            .failed()
+            .iter()
+            .map(|id| format!("{} {}: {:?}", plan.actions[*id].kind.as_str(), plan.actions[*id].address, report.outcomes[id]))
+            .collect();
+        let shown: Vec<String> = plan.actions.iter().map(|a| format!("{} {} <- {:?}", a.kind.as_str(), a.address, a.depends_on)).collect();
+        prop_assert!(report.success(), "the provider refused what the planner accepted: {failures:#?}\nplan: {shown:#?}\nobserved: {before:#?}\n{text}");
+        let again = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
+        let left: Vec<String> = again.actions.iter().map(|a| format!("{} {} {:?}", a.kind.as_str(), a.address, a.changes)).collect();
+        prop_assert!(again.actions.is_empty() && !again.has_errors(), "not converged: {left:#?}\n{:?}\nplan: {shown:#?}\nobserved: {before:#?}\n{text}", again.diagnostics);
+    }
+}

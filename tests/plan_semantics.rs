@@ -304,9 +304,15 @@ fn url_names() {
                 assert_eq!(count(p, ActionKind::UpdateInstance), 3);
                 let tmp = &p.actions[pos(p, "update_instance instances.a")];
                 assert_eq!(tmp.changes[0].after, serde_json::json!("x-tmp-1"));
-                assert_eq!(warning_rules(p), vec!["I5", "I5"]);
-                assert!(p.diagnostics[0].message.contains("Outlook"));
-                assert!(p.diagnostics[0].message.contains("24 hours"));
+                // issue 10 item 10: what really happens to each URL (I5): the other
+                // instance takes the old one at once (no 24-hour grace), and the
+                // temporary name stops at once when the second change runs.
+                assert_eq!(warning_rules(p), vec!["I5", "I5", "I5"]);
+                let msgs: Vec<&str> = p.diagnostics.iter().map(|d| d.message.as_str()).collect();
+                assert!(msgs.iter().all(|m| !m.contains("keeps working for up to 24 hours")), "{msgs:#?}");
+                assert!(msgs.iter().any(|m| m.contains("`x` goes to `instances.b` at once") && m.contains("Outlook")), "{msgs:#?}");
+                assert!(msgs.iter().any(|m| m.contains("`y` goes to `instances.a` at once")), "{msgs:#?}");
+                assert!(msgs.iter().any(|m| m.contains("`x-tmp-1`") && m.contains("stops `x-tmp-1` at once")), "{msgs:#?}");
             },
         },
         Case {
@@ -318,6 +324,11 @@ fn url_names() {
             check: |p| {
                 depends(p, "update_instance instances.a", "update_instance instances.b");
                 assert_eq!(count(p, ActionKind::UpdateInstance), 2);
+                // issue 10 item 10: `z` is free, so `y` (taken by a at once) has no grace,
+                // while `x` (taken by nobody) keeps working for up to 24 hours (I5).
+                let msgs: Vec<&str> = p.diagnostics.iter().map(|d| d.message.as_str()).collect();
+                assert!(msgs.iter().any(|m| m.contains("`y` goes to `instances.a` at once")), "{msgs:#?}");
+                assert!(msgs.iter().any(|m| m.contains("`x` keeps working for up to 24 hours")), "{msgs:#?}");
             },
         },
         Case {
@@ -1133,6 +1144,27 @@ fn fidelity_license_conflict() {
             valid: true,
             check: |p| assert_eq!(steps(p), vec!["assign_license users.a@coho.com"]),
         },
+        Case {
+            // issue 10 item 7: a conflict the plan does not touch is a warning, not an error
+            name: "T3: an unmanaged user holding an un-bought enterprise license does not block the plan",
+            desired: "licenses: {professional: 5}\nusers:\n  a@coho.com: {license: professional}\n".into(),
+            tenant: "licenses: {professional: 5}\nusers:\n  u9: {id: u9, upn: z@coho.com, license: enterprise, access_mode: read-write}\n".into(),
+            state: vec![],
+            valid: true,
+            check: |p| {
+                assert!(diag_at(p, "licenses.enterprise", "T3", false), "{:#?}", p.diagnostics);
+                assert_eq!(steps(p), vec!["create_user users.a@coho.com", "assign_license users.a@coho.com"]);
+            },
+        },
+        Case {
+            // issue 10 item 7: found by the agreement property test
+            name: "T3: with a conflict kept by an unmanaged user, a new assignment of that plan has no free license: error",
+            desired: "licenses: {basic: 1}\nusers:\n  a@coho.com: {}\n  c@coho.com: {license: basic}\n".into(),
+            tenant: "users:\n  u1: {id: u1, upn: a@coho.com, license: basic, access_mode: read-write}\n  u2: {id: u2, upn: b@coho.com, license: basic, access_mode: read-write}\n".into(),
+            state: vec![("users.a@coho.com", ObjKind::User, "u1", false)],
+            valid: false,
+            check: |p| assert!(diag_at(p, "licenses.basic", "T3", true), "{:#?}", p.diagnostics),
+        },
     ]);
 }
 
@@ -1234,4 +1266,197 @@ fn state_entries_of_vanished_undeclared_objects_are_forgotten() {
         "{steps:?}"
     );
     assert_eq!(crmctl::plan::plan(&d, &t, &s), plan, "deterministic");
+}
+
+
+/// issue 10 item 8 (U2): an instance at n-2 or older must take the update.
+#[test]
+fn fidelity_mandatory_update() {
+    fn warned(p: &Plan) {
+        let d = p
+            .diagnostics
+            .iter()
+            .find(|d| d.rule.as_deref() == Some("U2"))
+            .unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+        assert!(!d.is_error());
+        assert_eq!(d.address.as_deref(), Some("instances.p"));
+        assert!(d.message.contains("8.0.0"), "{}", d.message);
+    }
+    run(vec![
+        Case {
+            name: "U2: an instance at n-2 without update in the file: a warning with the version it will take",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.1.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                assert!(p.actions.is_empty());
+                warned(p);
+            },
+        },
+        Case {
+            name: "U2: an instance at n-2 whose file approves n-2+1 or later: schedule_update, no warning",
+            desired: "instances:\n  p: {name: p, url: p, type: production, update: {target_version: 8.0.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(steps(p), vec!["schedule_update instances.p"]);
+                assert!(!warning_rules(p).contains(&"U2".to_string()));
+            },
+        },
+        Case {
+            name: "U2: an instance at n-2 whose file approves only 7.1.0: warned that the service takes 8.0.0 at least",
+            desired: "instances:\n  p: {name: p, url: p, type: production, update: {target_version: 7.1.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: warned,
+        },
+        Case {
+            // found by the agreement property test (issue 10)
+            name: "U2/I11: a new sandbox copied from a 7.0.0 source runs 7.0.0: its approval to 7.1.0 runs after the copy",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: minimal}, update: {target_version: 7.1.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| depends(p, "schedule_update instances.s", "copy_instance instances.s"),
+        },
+        Case {
+            name: "U2: an instance at n-1 is not forced",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "8.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert!(p.diagnostics.is_empty(), "{:#?}", p.diagnostics),
+        },
+    ]);
+}
+
+/// issue 10 item 11 (I12): binding a group to an instance that had none disables every
+/// licensed user of the tenant who is not a member, roles or not; the warning lists the
+/// first ten and counts them all.
+#[test]
+fn fidelity_binding_warning() {
+    run(vec![
+        Case {
+            name: "I12: binding a group disables licensed non-members without roles too (first ten and a count)",
+            desired: "instances:\n  p: {name: p, url: p, type: production, security_group: g}\nsecurity_groups:\n  g: {members: [a@coho.com]}\nusers:\n  a@coho.com: {license: basic}\n".into(),
+            tenant: format!(
+                "licenses: {{basic: 20}}\nusers:\n  u1: {{id: u1, upn: a@coho.com, license: basic, access_mode: read-write}}\n{}  nolic: {{id: nolic, upn: nolic@coho.com, access_mode: read-write}}\ninstances:\n{}",
+                (0..12).map(|i| format!("  x{i:02}: {{id: x{i:02}, upn: x{i:02}@coho.com, license: basic, access_mode: read-write}}\n")).collect::<String>(),
+                inst("i1", "p", PROD)
+            ),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("users.a@coho.com", ObjKind::User, "u1", false)],
+            valid: true,
+            check: |p| {
+                let w = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("I12")).unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+                assert!(w.message.contains("disables 12 licensed user(s)"), "{}", w.message);
+                assert!(w.message.contains("x00@coho.com") && w.message.contains("x09@coho.com"), "{}", w.message);
+                assert!(!w.message.contains("x10@coho.com"), "{}", w.message);
+                assert!(w.message.contains("and 2 more"), "{}", w.message);
+                assert!(!w.message.contains("nolic@") && !w.message.contains("a@coho.com,"), "{}", w.message);
+            },
+        },
+        Case {
+            name: "I12: rebinding from one group to another disables the old group's licensed members who are not in the new one",
+            desired: "instances:\n  p: {name: p, url: p, type: production, security_group: g2}\nsecurity_groups:\n  g1: {}\n  g2: {members: [a@coho.com]}\nusers:\n  a@coho.com: {}\n".into(),
+            tenant: format!(
+                "licenses: {{basic: 5}}\ngroups:\n  g1: {{id: g1, name: g1, members: [u1, u2]}}\n  g2: {{id: g2, name: g2, members: [u1]}}\nusers:\n  u1: {{id: u1, upn: a@coho.com, license: basic, access_mode: read-write}}\n  u2: {{id: u2, upn: b@coho.com, license: basic, access_mode: read-write}}\n  u3: {{id: u3, upn: c@coho.com, license: basic, access_mode: read-write}}\ninstances:\n{}",
+                inst("i1", "p", &PROD.replace("status", "security_group: g1, status"))
+            ),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("users.a@coho.com", ObjKind::User, "u1", false), ("security_groups.g1", ObjKind::Group, "g1", false), ("security_groups.g2", ObjKind::Group, "g2", false)],
+            valid: true,
+            check: |p| {
+                let w = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("I12")).unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+                assert!(w.message.contains("disables 1 licensed user(s)") && w.message.contains("b@coho.com"), "{}", w.message);
+                assert!(!w.message.contains("c@coho.com"), "{}", w.message);
+            },
+        },
+    ]);
+}
+
+/// issue 10 item 12: the smaller ones.
+#[test]
+fn fidelity_smaller() {
+    run(vec![
+        Case {
+            // issue 10 item 12
+            name: "I7: an instance switched to sandbox out of band keeps its production slot: switching back buys nothing",
+            desired: "licenses: {professional: 5}\ninstances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 5}}\ninstances:\n{}", inst("i1", "p", "type: sandbox, slot: production, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0")),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["switch_instance instances.p"]),
+        },
+        Case {
+            // issue 10 item 12
+            name: "I8/T6: deleting a production instance uses the free included sandbox slot (no purchase)",
+            desired: "licenses: {professional: 30}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\nslots: {{production: 1}}\ninstances:\n{}{}", inst("i1", "keep", PROD), inst("i2", "gone", PROD)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.gone", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| assert_eq!(count(p, ActionKind::PurchaseInstance), 0),
+        },
+        Case {
+            // issue 10 item 12
+            name: "I12: removing a member of a bound group warns, naming the instances",
+            desired: "instances:\n  p: {name: p, url: p, type: production, security_group: g}\nsecurity_groups:\n  g: {members: [a@coho.com]}\nusers:\n  a@coho.com: {}\n".into(),
+            tenant: format!(
+                "licenses: {{basic: 5}}\ngroups:\n  g1: {{id: g1, name: g, members: [u1, u2]}}\nusers:\n  u1: {{id: u1, upn: a@coho.com, license: basic, access_mode: read-write}}\n  u2: {{id: u2, upn: b@coho.com, license: basic, access_mode: read-write}}\ninstances:\n{}",
+                inst("i1", "p", &PROD.replace("status", "security_group: g1, status"))
+            ),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("users.a@coho.com", ObjKind::User, "u1", false), ("security_groups.g", ObjKind::Group, "g1", false)],
+            valid: true,
+            check: |p| {
+                let w = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("I12")).unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+                assert_eq!(w.address.as_deref(), Some("security_groups.g"));
+                assert!(w.message.contains("instances.p") && w.message.contains("b@coho.com"), "{}", w.message);
+            },
+        },
+        Case {
+            // issue 10 item 12
+            name: "I11: copy_from on an existing sandbox is not silently ignored",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: full}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "p", PROD), inst("i2", "s", SANDBOX)),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert!(p.actions.is_empty());
+                let w = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("I11")).unwrap_or_else(|| panic!("{:#?}", p.diagnostics));
+                assert_eq!(w.address.as_deref(), Some("instances.s.copy_from"));
+                assert!(w.message.contains("To refresh it"), "{}", w.message);
+            },
+        },
+        Case {
+            // issue 10 item 12
+            name: "I13: recipients differing only in case are set once",
+            desired: "instances:\n  p: {name: p, url: p, type: production, notification_recipients: [ops@coho.com, OPS@coho.com]}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", PROD)),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                let a = &p.actions[pos(p, "set_notification_recipients instances.p")];
+                assert_eq!(a.changes[0].after, serde_json::json!(["ops@coho.com"]));
+            },
+        },
+        Case {
+            // issue 10 item 12
+            name: "T4: reducing below the assigned count (users outside the file) cites T4",
+            desired: "licenses: {professional: 1}\n".into(),
+            tenant: "licenses: {professional: 3}\nusers:\n  u1: {id: u1, upn: a@coho.com, license: professional, access_mode: read-write}\n  u2: {id: u2, upn: b@coho.com, license: professional, access_mode: read-write}\n".into(),
+            state: vec![],
+            valid: false,
+            check: |p| assert_eq!(error_rules(p), vec!["T4"]),
+        },
+        Case {
+            // issue 10 item 12
+            name: "T4: reducing below the assigned count while moving a license in cites T4",
+            desired: "licenses: {professional: 1}\nusers:\n  c@coho.com: {license: professional}\n".into(),
+            tenant: "licenses: {professional: 3}\nusers:\n  u1: {id: u1, upn: a@coho.com, license: professional, access_mode: read-write}\n  u2: {id: u2, upn: b@coho.com, license: professional, access_mode: read-write}\n  u3: {id: u3, upn: c@coho.com, access_mode: read-write}\n".into(),
+            state: vec![("users.c@coho.com", ObjKind::User, "u3", false)],
+            valid: false,
+            check: |p| assert_eq!(error_rules(p), vec!["T4"]),
+        },
+    ]);
 }

@@ -1209,6 +1209,49 @@ impl<'a> Planner<'a> {
                     .iter()
                     .map(|id| self.t.users.get(*id).map_or(*id, |u| u.upn.as_str()))
                     .collect();
+                // I12: removed members are disabled in every instance the group stays
+                // bound to.
+                if let Some(gid) = bound.id {
+                    let mut bound_to: Vec<String> = self
+                        .d
+                        .instances
+                        .iter()
+                        .flatten()
+                        .filter(|(k, di)| {
+                            di.security_group.as_deref() == Some(key.as_str())
+                                && self.insts.get(k.as_str()).is_some_and(|s| s.obs.is_some())
+                        })
+                        .map(|(k, _)| format!("instances.{k}"))
+                        .collect();
+                    bound_to.extend(
+                        self.t
+                            .instances
+                            .values()
+                            .filter(|i| {
+                                i.security_group.as_deref() == Some(gid)
+                                    && !self.managed(&i.id)
+                                    && !self.adopted.contains(i.id.as_str())
+                            })
+                            .map(|i| format!("unmanaged instance `{}`", i.url)),
+                    );
+                    if !bound_to.is_empty() {
+                        let more = if names.len() > 10 {
+                            format!(" and {} more", names.len() - 10)
+                        } else {
+                            String::new()
+                        };
+                        self.warn(
+                            &address,
+                            format!(
+                                "removing {} member(s) from group `{key}` disables them in {} (I12): {}{more}",
+                                names.len(),
+                                bound_to.join(", "),
+                                names.iter().take(10).copied().collect::<Vec<_>>().join(", ")
+                            ),
+                            "I12",
+                        );
+                    }
+                }
                 let changes = vec![ch("members", json!(names), Value::Null)];
                 let users = remove.iter().map(|id| self.id_ref(id)).collect();
                 let a = self.push(
@@ -2190,7 +2233,23 @@ impl<'a> Planner<'a> {
             let finally = i64::from(assigned)
                 + flow.consumers.iter().filter(|c| c.1.is_none()).count() as i64
                 - flow.releases.iter().filter(|r| r.1.is_none()).count() as i64;
-            if finally > i64::from(want) {
+            let conflict_kept =
+                finally > i64::from(want) && finally <= i64::from(assigned) && want >= now;
+            if conflict_kept {
+                // T3: a conflict the tenant already has (licenses assigned out of band
+                // beyond the count) that this plan does not make worse: the service keeps
+                // running; say so without stopping the plan (assignments still wait for
+                // the releases that make room, below).
+                self.warn(
+                    &address,
+                    format!(
+                        "license conflict: {assigned} users hold a {} license but only {now} are purchased; after this plan {finally} still do",
+                        plan.as_str()
+                    ),
+                    "T3",
+                );
+            }
+            if finally > i64::from(want) && !conflict_kept {
                 self.error(
                     &address,
                     format!(
@@ -2657,7 +2716,12 @@ impl<'a> Planner<'a> {
             let address = format!("instances.{key}");
             let ready = self.insts[key].ready;
             let mut slot = InstanceType::Production;
-            let deps = if to == InstanceType::Sandbox {
+            // I7: a sandbox that still holds a production slot (switched out of band)
+            // switches back into it: no slot taken, none freed.
+            let keeps_slot = to == InstanceType::Production && o.slot == InstanceType::Production;
+            let deps = if keeps_slot {
+                Vec::new()
+            } else if to == InstanceType::Sandbox {
                 let (deps, s) = self.slot_for_sandbox(&mut pool, &address);
                 slot = s;
                 deps
@@ -2682,7 +2746,9 @@ impl<'a> Planner<'a> {
             if to == InstanceType::Sandbox {
                 self.took_for_sandbox(sw, slot);
             }
-            self.release_slot(&mut pool, o.slot, sw);
+            if !keeps_slot {
+                self.release_slot(&mut pool, o.slot, sw);
+            }
             self.insts.get_mut(key).expect("desired").switch = Some(sw);
         }
 
@@ -2741,11 +2807,15 @@ impl<'a> Planner<'a> {
         // T6: a license reduction below 25 Professional + Enterprise loses the included
         // sandbox slot; sandboxes that keep occupying it need a bought slot, bought while
         // the licenses are still there (the reduction waits for every slot purchase, T5).
-        // An overcommit the tenant already had (licenses lowered earlier) is left as is.
-        let before = self
-            .t
-            .used_slots(InstanceType::Sandbox)
-            .saturating_sub(self.t.total_slots(InstanceType::Sandbox));
+        // An overcommit the tenant already had (licenses lowered earlier) is left as is
+        // unless this plan lowers the licenses again (then every sandbox must fit).
+        let before = if pool.lingering(InstanceType::Sandbox) {
+            0
+        } else {
+            self.t
+                .used_slots(InstanceType::Sandbox)
+                .saturating_sub(self.t.total_slots(InstanceType::Sandbox))
+        };
         if pool.debt(InstanceType::Sandbox) > before {
             let address = desired
                 .keys()
@@ -2784,7 +2854,14 @@ impl<'a> Planner<'a> {
         for (key, di) in desired {
             let Some(cf) = &di.copy_from else { continue };
             if self.insts[key.as_str()].obs.is_some() {
-                continue; // a copy happens when the target is created
+                // A copy happens when the target is created (I11); say so rather than
+                // ignore the field silently.
+                self.warn(
+                    &format!("instances.{key}.copy_from"),
+                    format!("`copy_from` acts only when the instance is created: `instances.{key}` exists, so nothing is copied from `{}`. To refresh it, remove the instance from the file and apply (it is deleted, `--allow-destroy`), then put it back with `copy_from` and apply again", cf.instance),
+                    "I11",
+                );
+                continue;
             }
             let address = format!("instances.{key}");
             if di.kind != InstanceType::Sandbox {
@@ -3029,9 +3106,22 @@ impl<'a> Planner<'a> {
         );
         if url_changed {
             self.insts.get_mut(key).expect("desired").url_update = Some(a);
+            // I5: the old URL redirects for up to 24 hours, unless another instance of
+            // the file takes it now (then it reaches that one at once).
+            let taker = self
+                .d
+                .instances
+                .iter()
+                .flatten()
+                .find(|(k, d)| k.as_str() != key && d.url == o.url)
+                .map(|(k, _)| k);
+            let old = match taker {
+                Some(k) => format!("`{}` goes to `instances.{k}` at once: from then on it reaches that instance, with no 24-hour grace for this one", o.url),
+                None => format!("`{}` keeps working for up to 24 hours", o.url),
+            };
             self.warn(
                 &address,
-                format!("the URL name changes from `{}` to `{}`: Outlook users working offline must sync first, every user must be told the new URL, and the old one keeps working for up to 24 hours", o.url, di.url),
+                format!("the URL name changes from `{}` to `{}`: {old}; `{}` works at once. Outlook users working offline must sync first, and every user must be told the new URL", o.url, di.url, di.url),
                 "I5",
             );
         }
@@ -3078,12 +3168,19 @@ impl<'a> Planner<'a> {
                     .unwrap_or_default()
             }
         };
+        // The instance's users now (I12): with no group bound, every licensed user of the
+        // tenant (roles or not); with a group, its licensed members.
+        let old_group = o
+            .security_group
+            .as_deref()
+            .and_then(|g| self.t.groups.get(g));
         let disabled: Vec<&str> = self
             .t
             .users
             .values()
             .filter(|u| {
-                u.roles.get(&o.id).is_some_and(|r| !r.is_empty())
+                u.license.is_some()
+                    && old_group.is_none_or(|g| g.members.contains(&u.id))
                     && !members.contains(u.id.as_str())
             })
             .map(|u| u.upn.as_str())
@@ -3100,7 +3197,7 @@ impl<'a> Planner<'a> {
         self.warn(
             address,
             format!(
-                "binding group `{key}` disables {} user(s) of the instance who are not members: {}{more}",
+                "binding group `{key}` disables {} licensed user(s) of the instance who are not members (roles or not): {}{more}",
                 disabled.len(),
                 shown.join(", ")
             ),
@@ -3200,12 +3297,15 @@ impl<'a> Planner<'a> {
         }
         // I13: extra notification recipients, exact when given.
         if let Some(list) = &di.notification_recipients {
-            let mut seen = BTreeSet::new();
+            // Each address once, whatever its case (email addresses are case-insensitive;
+            // the validator warns it is "notified once").
+            let mut lower = BTreeSet::new();
             let want: Vec<String> = list
                 .iter()
-                .filter(|r| seen.insert(r.as_str()))
+                .filter(|r| lower.insert(r.to_ascii_lowercase()))
                 .cloned()
                 .collect();
+            let seen: BTreeSet<&str> = want.iter().map(String::as_str).collect();
             let cur: BTreeSet<&str> = steps
                 .obs
                 .map(|o| {
@@ -3231,10 +3331,28 @@ impl<'a> Planner<'a> {
                 );
             }
         }
+        // U2: an instance at n-2 or older must take the update to n-1 at least.
+        if let Some(o) = steps.obs {
+            self.mandatory_update(&address, di, o);
+        }
         // U2-U4: update approval.
         if let Some(u) = &di.update {
             let newest = self.t.versions.last().map(String::as_str).unwrap_or("");
-            let version = steps.obs.map_or(newest, |o| o.version.as_str());
+            // I11: a new instance made by a copy runs its source's version (the provider
+            // configures at the newest, then the copy brings the source's).
+            let copied_from = di
+                .copy_from
+                .as_ref()
+                .filter(|_| copied)
+                .and_then(|cf| self.insts.get(cf.instance.as_str()))
+                .and_then(|s| s.obs);
+            // I9: a reset re-provisions at the newest version.
+            let reset = steps.obs.is_some() && steps.roles_wiped;
+            let version = match (steps.obs, copied_from) {
+                _ if reset => newest,
+                (Some(o), _) | (None, Some(o)) => o.version.as_str(),
+                (None, None) => newest,
+            };
             if !self.t.versions.contains(&u.target_version) {
                 self.error(
                     &address,
@@ -3294,9 +3412,55 @@ impl<'a> Planner<'a> {
                 },
                 vec![ch("update", before, json!({"target_version": u.target_version, "preferred": u.preferred, "alternate": u.alternate}))],
                 format!("approve the update from {version} to {} (U2, U3)", u.target_version),
-                [steps.ready],
+                [steps.ready, steps.content],
             );
         }
+    }
+
+    /// U2: every instance runs the current version (n) or the one before (n-1); one at
+    /// n-2 or older takes the update whether approved or not. The plan says so (a warning
+    /// naming the version it will take), unless the file approves an update to n-1 or later.
+    fn mandatory_update(&mut self, address: &str, di: &m::Instance, o: &t::Instance) {
+        let mut versions: Vec<&str> = self.t.versions.iter().map(String::as_str).collect();
+        versions.sort_by(|a, b| cmp_version(a, b));
+        let [.., previous, current] = versions.as_slice() else {
+            return;
+        };
+        if cmp_version(&o.version, previous).is_ge() {
+            return;
+        }
+        let approved = |target: &str| cmp_version(target, previous).is_ge();
+        if di
+            .update
+            .as_ref()
+            .is_some_and(|u| approved(&u.target_version))
+        {
+            return;
+        }
+        let pending = o
+            .update
+            .as_ref()
+            .filter(|u| approved(&u.target_version) && u.state != UpdatePhase::Updated);
+        let takes = match pending {
+            Some(u) => format!(
+                "the update to {} already scheduled for {} (alternate {})",
+                u.target_version, u.preferred, u.alternate
+            ),
+            None => format!("the update to {previous} at the least, on a date the service picks"),
+        };
+        let manage = if di.update.is_some() {
+            format!("; `update.target_version` must be {previous} or later to choose the date")
+        } else {
+            format!("; add `update: {{target_version: {previous}, preferred: ..., alternate: ...}}` to choose the dates")
+        };
+        self.warn(
+            address,
+            format!(
+                "`{}` runs {}, two or more versions behind the current {current}: the service forces {takes}{manage}",
+                o.url, o.version
+            ),
+            "U2",
+        );
     }
 
     /// I5: a URL name is taken only after its holder let it go; rename cycles go through a
@@ -3376,6 +3540,11 @@ impl<'a> Planner<'a> {
                     vec![ch("url", json!(o.url), json!(tmp))],
                     "temporary URL name: the URL names of these instances swap, and URL names are unique at every moment (I5)",
                     [ready],
+                );
+                self.warn(
+                    &format!("instances.{key}"),
+                    format!("`{}` goes through the temporary URL name `{tmp}` to `{}`: a second change within 24 hours stops `{tmp}` at once (only the original URL would keep working, and another instance takes it)", o.url, renamers[id].1),
+                    "I5",
                 );
                 release.insert(self.t.instances.get_key_value(id).expect("observed").0, a);
             }

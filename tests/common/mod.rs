@@ -577,7 +577,10 @@ impl Sim {
                                 "administration mode is for sandboxes only: turn it off first",
                             );
                         }
-                        if self.t.free_slots(InstanceType::Production) == 0 {
+                        // A sandbox still in a production slot switches back into it.
+                        if self.t.free_slots(InstanceType::Production) == 0
+                            && slot != InstanceType::Production
+                        {
                             return refuse("I7", "no free production slot");
                         }
                         InstanceType::Production
@@ -639,13 +642,18 @@ impl Sim {
             }
             Op::CopyInstance { source, target, .. } => {
                 let sid = self.id(source)?;
-                if !self.t.instances.contains_key(&sid) {
+                let Some(src) = self.t.instances.get(&sid).cloned() else {
                     return Err("no source".into());
-                }
+                };
                 let i = self.inst(target)?;
                 if i.kind != InstanceType::Sandbox {
                     return refuse("I11", "copy onto production");
                 }
+                // I11: the source's database comes along (version, currency, language).
+                i.version = src.version;
+                i.currency = src.currency;
+                i.language = src.language;
+                i.update = None;
                 i.admin_mode = AdminModeState {
                     enabled: true,
                     background_operations: false,
