@@ -1037,7 +1037,6 @@ fn a_resealed_saved_plan_still_cannot_bypass_the_gate_or_protect() {
     }
 }
 
-
 // issue 9 item 2 (P1): a user key whose case changed in the file is the same user. Before,
 // the plan deleted `users.ana@...` and created `users.Ana@...`; the service refused the
 // create (P1) after the delete ran, and the user was gone. Now the apply needs no
@@ -1089,7 +1088,6 @@ fn a_user_key_whose_case_changed_keeps_the_user() {
     assert!(after.groups.values().all(|g| g.members.contains(&id)));
     assert_no_changes(dir.path(), &file);
 }
-
 
 /// issue 9 item 5: an empty lock file (left by a crash of an older crmctl between creating
 /// and writing it) does not leave the user stuck: the error prints an id, and
@@ -1221,7 +1219,6 @@ instances:
     );
     assert_no_changes(dir.path(), &file);
 }
-
 
 /// issue 9 item 1: `crmctl local edit` never reverts a change made while the editor was
 /// open (here the editor itself runs `crmctl local set` first): the save is refused, the

@@ -11,10 +11,27 @@ use crate::apply::{self, ActionOutcome, ApplyError, ApplyOptions, ApplyReport};
 use crate::cli::common;
 use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
-use crate::render::escape;
 use crate::provider::Provider;
+use crate::render::escape;
 use crate::spec::load::{self, Source};
 use crate::state::{store, State};
+
+/// `println!` and `eprintln!` that never panic: once an apply has started, a closed
+/// standard output or error (`crmctl apply ... 2>&1 | head -1`, a log pipe that went away)
+/// must not stop it halfway, with objects created and no state recording them (issue 9
+/// item 5). What cannot be printed is dropped.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
 
 /// Arguments of `apply`.
 #[derive(Debug, clap::Args)]
@@ -105,7 +122,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
         // Still record changed protect flags (a real state change), without a serial bump
         // when nothing changes.
         run(&plan, &backend, &mut state, &state_path, args, protect)?;
-        println!("No changes. The tenant matches {}.", file.display());
+        outln!("No changes. The tenant matches {}.", file.display());
         return Ok(ExitCode::SUCCESS);
     }
     if !args.auto_approve && !approve()? {
@@ -263,7 +280,7 @@ fn run(
                 bar.println(e.line());
             }
         }
-        None => eprintln!("{}", e.line()),
+        None => errln!("{}", e.line()),
     };
     let result = apply::apply(plan, backend, state, &mut save, &opts, &progress);
     if let Some(bar) = &bar {
@@ -275,7 +292,7 @@ fn run(
         Ok(report) => {
             finished.with_context(|| format!("cannot save the state {}", state_path.display()))?;
             for address in &report.forgotten {
-                println!("state: forgot {address} (the object no longer exists)");
+                outln!("state: forgot {address} (the object no longer exists)");
             }
             Ok(report)
         }
@@ -290,15 +307,15 @@ fn run(
 fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
     let (done, failed, skipped) = (report.done().len(), report.failed(), report.skipped().len());
     if report.success() && report.outcomes.len() == plan.actions.len() {
-        println!("Apply complete! {done} done.");
+        outln!("Apply complete! {done} done.");
         return ExitCode::SUCCESS;
     }
     let not_started = plan.actions.len() - report.outcomes.len();
-    eprintln!();
+    errln!();
     for id in &failed {
         let a = &plan.actions[*id];
         if let Some(ActionOutcome::Failed(e)) = report.outcomes.get(id) {
-            eprintln!(
+            errln!(
                 "error: {} {}: {}",
                 a.kind.as_str(),
                 escape(&a.address),
@@ -313,7 +330,7 @@ fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
     if not_started > 0 {
         line.push_str(&format!(", {not_started} not started"));
     }
-    eprintln!("{line}. Fix the cause and run plan and apply again to finish the job.");
+    errln!("{line}. Fix the cause and run plan and apply again to finish the job.");
     ExitCode::from(1)
 }
 

@@ -872,7 +872,6 @@ fn others(clash: &[&str], me: &str) -> String {
     some_of(clash.iter().copied().filter(|k| *k != me), 4)
 }
 
-
 // ---- issue 9 items 6 and 10: input that was accepted silently and is refused now. Each
 // check is its own function (other changes to this file merge cleanly around them).
 
@@ -890,7 +889,8 @@ fn text_safety(d: &Desired, out: &mut Vec<Diagnostic>) {
     let mut check = |address: &dyn Fn() -> String, field: &str, s: &str| {
         let multi = MULTI_LINE.contains(&field);
         let bad = if multi {
-            first_unsafe(s).and_then(|_| s.chars().find(|&c| is_unsafe(c) && c != '\n' && c != '\t'))
+            first_unsafe(s)
+                .and_then(|_| s.chars().find(|&c| is_unsafe(c) && c != '\n' && c != '\t'))
         } else {
             first_unsafe(s)
         };
