@@ -1253,3 +1253,57 @@ fn local_edit_refuses_to_revert_a_change_made_meanwhile() {
     assert_eq!(t.purchased(LicensePlan::Basic), 7, "the other change stays");
     assert_eq!(t.purchased(LicensePlan::Professional), 10, "nothing saved");
 }
+
+/// issue 9 items 1 and 3: a saved plan is applied to the tenant and the state it was made
+/// against. Before, `apply PLANFILE --backend OTHER` (or `--state OTHER`) applied it
+/// to another tenant whenever the two looked alike (both fresh: same fingerprint, empty
+/// state), binding the plan's state to a tenant nobody had planned for.
+#[test]
+fn a_saved_plan_is_refused_against_another_backend_or_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    crmctl(dir.path())
+        .args(["plan", "--out", "p.json", "--backend", "local:a.db", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["apply", "p.json", "--backend", "local:b.db"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("local:a.db"))
+        .stderr(predicate::str::contains("local:b.db"))
+        .stderr(predicate::str::contains("run `crmctl plan"));
+    assert!(!dir.path().join("b.db").exists(), "b.db was written");
+    crmctl(dir.path())
+        .args(["apply", "p.json", "--state", "other.json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("other.json"))
+        .stderr(predicate::str::contains("run `crmctl plan"));
+    assert!(!dir.path().join("a.db").exists(), "a.db was written");
+    assert!(!dir.path().join("other.json").exists());
+    // The same backend and state named another way (./, absolute) are the same.
+    let abs = format!("local:{}", dir.path().join("a.db").display());
+    crmctl(dir.path())
+        .args([
+            "apply",
+            "p.json",
+            "--state",
+            "./.crmctl/state.json",
+            "--backend",
+        ])
+        .arg(&abs)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Apply complete!"));
+    assert_eq!(
+        LocalProvider::open(&dir.path().join("a.db"))
+            .unwrap()
+            .observe()
+            .unwrap()
+            .users
+            .len(),
+        1
+    );
+}

@@ -42,10 +42,12 @@ pub struct ApplyArgs {
     /// Desired-state file: plan now, show the plan, ask for approval, apply.
     #[arg(short = 'f', long = "file", required_unless_present = "planfile")]
     pub file: Option<PathBuf>,
-    /// Backend (`local:PATH`). Default: the saved plan's, else `local:.crmctl/tenant.db`.
+    /// Backend (`local:PATH`). Default: the saved plan's (another one is refused), else
+    /// `local:.crmctl/tenant.db`.
     #[arg(long, env = "CRMCTL_BACKEND")]
     pub backend: Option<String>,
-    /// State file. Default: the saved plan's, else `.crmctl/state.json`.
+    /// State file. Default: the saved plan's (another one is refused), else
+    /// `.crmctl/state.json`.
     #[arg(long, env = "CRMCTL_STATE")]
     pub state: Option<PathBuf>,
     /// Do not ask for approval (required without a TTY, unless a PLANFILE is given).
@@ -140,6 +142,29 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
     // Refused when it is not a saved plan, of another version, or edited since it was
     // written (checksum; issue 9 item 3).
     let saved = SavedPlan::from_json(&text, &planfile.display().to_string())?;
+    // A saved plan is applied to the tenant and the state it was made against (issue 9
+    // items 1 and 3): --backend and --state may name them another way, not other files
+    // (two fresh tenants, or two new states, look alike to the checks below).
+    if let Some(given) = &args.backend {
+        if !common::same_backend(given, &saved.backend)? {
+            bail!(
+                "the saved plan {} was made against the backend `{}`, not `{given}`: a plan is applied to the tenant it was made for; run `crmctl plan --backend {given} --out PLANFILE` to plan for that one",
+                planfile.display(),
+                saved.backend
+            );
+        }
+    }
+    if let Some(given) = &args.state {
+        if common::file_identity(given) != common::file_identity(Path::new(&saved.state_path)) {
+            bail!(
+                "the saved plan {} was made with the state {}, not {}: run `crmctl plan --state {} --out PLANFILE` to plan with that one",
+                planfile.display(),
+                saved.state_path,
+                given.display(),
+                given.display()
+            );
+        }
+    }
     let state_path = args
         .state
         .clone()
