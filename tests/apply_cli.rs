@@ -1307,3 +1307,50 @@ fn a_saved_plan_is_refused_against_another_backend_or_state() {
         1
     );
 }
+
+/// issue 9 item 4: `--backend local:PATH` naming an SQLite database of another program
+/// (a mistyped path) is refused by every command, and the file is left exactly as it was.
+/// Before, even `show` added crmctl's tables to it and switched it to WAL, and a first
+/// apply wrote a tenant into it.
+#[test]
+fn a_database_that_is_not_a_tenant_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    let other = dir.path().join("app.db");
+    {
+        let c = rusqlite::Connection::open(&other).unwrap();
+        c.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES (1, 9.5);")
+            .unwrap();
+    }
+    let before = std::fs::read(&other).unwrap();
+    let commands: &[&[&str]] = &[
+        &["show"],
+        &["local", "export"],
+        &["local", "set", "trial", "true"],
+        &["plan", "-f", "tenant.yaml"],
+        &[
+            "apply",
+            "--auto-approve",
+            "--state",
+            "new.json",
+            "-f",
+            "tenant.yaml",
+        ],
+    ];
+    for cmd in commands {
+        crmctl(dir.path())
+            .args(*cmd)
+            .args(["--backend", "local:app.db"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("app.db"))
+            .stderr(predicate::str::contains("not a crmctl tenant"));
+        assert_eq!(
+            std::fs::read(&other).unwrap(),
+            before,
+            "{cmd:?} changed app.db"
+        );
+        assert!(!dir.path().join("app.db-wal").exists(), "{cmd:?}");
+    }
+    assert!(file.exists());
+}
