@@ -1037,7 +1037,6 @@ fn a_resealed_saved_plan_still_cannot_bypass_the_gate_or_protect() {
     }
 }
 
-
 // issue 9 item 2 (P1): a user key whose case changed in the file is the same user. Before,
 // the plan deleted `users.ana@...` and created `users.Ana@...`; the service refused the
 // create (P1) after the delete ran, and the user was gone. Now the apply needs no
@@ -1089,7 +1088,6 @@ fn a_user_key_whose_case_changed_keeps_the_user() {
     assert!(after.groups.values().all(|g| g.members.contains(&id)));
     assert_no_changes(dir.path(), &file);
 }
-
 
 /// issue 9 item 5: an empty lock file (left by a crash of an older crmctl between creating
 /// and writing it) does not leave the user stuck: the error prints an id, and
@@ -1222,7 +1220,6 @@ instances:
     assert_no_changes(dir.path(), &file);
 }
 
-
 /// issue 9 item 1: `crmctl local edit` never reverts a change made while the editor was
 /// open (here the editor itself runs `crmctl local set` first): the save is refused, the
 /// edit is kept in a file, and the other change stays.
@@ -1255,4 +1252,105 @@ fn local_edit_refuses_to_revert_a_change_made_meanwhile() {
     let t = observe(dir.path());
     assert_eq!(t.purchased(LicensePlan::Basic), 7, "the other change stays");
     assert_eq!(t.purchased(LicensePlan::Professional), 10, "nothing saved");
+}
+
+/// issue 9 items 1 and 3: a saved plan is applied to the tenant and the state it was made
+/// against. Before, `apply PLANFILE --backend OTHER` (or `--state OTHER`) applied it
+/// to another tenant whenever the two looked alike (both fresh: same fingerprint, empty
+/// state), binding the plan's state to a tenant nobody had planned for.
+#[test]
+fn a_saved_plan_is_refused_against_another_backend_or_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    crmctl(dir.path())
+        .args(["plan", "--out", "p.json", "--backend", "local:a.db", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["apply", "p.json", "--backend", "local:b.db"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("local:a.db"))
+        .stderr(predicate::str::contains("local:b.db"))
+        .stderr(predicate::str::contains("run `crmctl plan"));
+    assert!(!dir.path().join("b.db").exists(), "b.db was written");
+    crmctl(dir.path())
+        .args(["apply", "p.json", "--state", "other.json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("other.json"))
+        .stderr(predicate::str::contains("run `crmctl plan"));
+    assert!(!dir.path().join("a.db").exists(), "a.db was written");
+    assert!(!dir.path().join("other.json").exists());
+    // The same backend and state named another way (./, absolute) are the same.
+    let abs = format!("local:{}", dir.path().join("a.db").display());
+    crmctl(dir.path())
+        .args([
+            "apply",
+            "p.json",
+            "--state",
+            "./.crmctl/state.json",
+            "--backend",
+        ])
+        .arg(&abs)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Apply complete!"));
+    assert_eq!(
+        LocalProvider::open(&dir.path().join("a.db"))
+            .unwrap()
+            .observe()
+            .unwrap()
+            .users
+            .len(),
+        1
+    );
+}
+
+/// issue 9 item 4: `--backend local:PATH` naming an SQLite database of another program
+/// (a mistyped path) is refused by every command, and the file is left exactly as it was.
+/// Before, even `show` added crmctl's tables to it and switched it to WAL, and a first
+/// apply wrote a tenant into it.
+#[test]
+fn a_database_that_is_not_a_tenant_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    let other = dir.path().join("app.db");
+    {
+        let c = rusqlite::Connection::open(&other).unwrap();
+        c.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES (1, 9.5);")
+            .unwrap();
+    }
+    let before = std::fs::read(&other).unwrap();
+    let commands: &[&[&str]] = &[
+        &["show"],
+        &["local", "export"],
+        &["local", "set", "trial", "true"],
+        &["plan", "-f", "tenant.yaml"],
+        &[
+            "apply",
+            "--auto-approve",
+            "--state",
+            "new.json",
+            "-f",
+            "tenant.yaml",
+        ],
+    ];
+    for cmd in commands {
+        crmctl(dir.path())
+            .args(*cmd)
+            .args(["--backend", "local:app.db"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("app.db"))
+            .stderr(predicate::str::contains("not a crmctl tenant"));
+        assert_eq!(
+            std::fs::read(&other).unwrap(),
+            before,
+            "{cmd:?} changed app.db"
+        );
+        assert!(!dir.path().join("app.db-wal").exists(), "{cmd:?}");
+    }
+    assert!(file.exists());
 }

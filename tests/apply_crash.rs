@@ -508,3 +508,49 @@ fn two_concurrent_applies_on_one_tenant_stay_consistent_and_converge() {
         two_applies_on_one_tenant(users);
     }
 }
+
+/// issue 9 item 5 (crash leftovers): an apply whose standard error (and output) is a
+/// closed pipe (`crmctl apply ... 2>&1 | head -1`) must not stop halfway. Before, the
+/// first progress line panicked ("failed printing to stderr"): the process exited 101 with
+/// objects created in the tenant and no state recording them.
+#[test]
+fn a_closed_output_pipe_does_not_stop_an_apply_halfway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, desired) = write_desired(dir.path(), 200);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("crmctl"))
+        .current_dir(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .env_remove("CRMCTL_BACKEND")
+        .env_remove("CRMCTL_STATE")
+        .env_remove("CRMCTL_LOCAL_FAIL_AT")
+        .env_remove("CRMCTL_LOCAL_EXIT_AT")
+        .env_remove("CRMCTL_LOCAL_EXIT_AFTER")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads either pipe: both are closed before the apply writes to them.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(101), "crmctl panicked on a closed pipe");
+    assert!(status.success(), "{status:?}");
+    // Every object is in the tenant and in the state: nothing to adopt, no changes.
+    let t = LocalProvider::open(&dir.path().join(".crmctl/tenant.db"))
+        .unwrap()
+        .observe()
+        .unwrap();
+    assert_eq!(t.users.len(), desired.users.as_ref().map_or(0, |u| u.len()));
+    let s: crmctl::state::State = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        s.resources.len(),
+        t.users.len() + t.groups.len() + t.instances.len()
+    );
+    assert_no_changes(dir.path(), &file);
+}

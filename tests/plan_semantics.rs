@@ -917,7 +917,6 @@ fn fidelity_instance_status() {
     ]);
 }
 
-
 /// The `from` of the re-keying adopt at `address` (panics when there is none).
 fn rekeyed_from(p: &Plan, address: &str) -> String {
     let a = &p.actions[pos(p, &format!("adopt {address}"))];
@@ -1080,7 +1079,6 @@ fn identity_without_regard_to_case() {
     ]);
 }
 
-
 /// issue 10 item 6 (T6): dropping below 25 Professional + Enterprise licenses loses the
 /// included sandbox slot; a kept sandbox needs a bought slot, bought before the reduction.
 #[test]
@@ -1213,7 +1211,6 @@ fn fidelity_copy_and_admin_mode() {
         },
     ]);
 }
-
 
 /// issue 9 item 5: a state entry whose object no longer exists in the tenant and whose
 /// address the file no longer declares is forgotten (a plan item apply records, plus a

@@ -11,10 +11,27 @@ use crate::apply::{self, ActionOutcome, ApplyError, ApplyOptions, ApplyReport};
 use crate::cli::common;
 use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
-use crate::render::escape;
 use crate::provider::Provider;
+use crate::render::escape;
 use crate::spec::load::{self, Source};
 use crate::state::{store, State};
+
+/// `println!` and `eprintln!` that never panic: once an apply has started, a closed
+/// standard output or error (`crmctl apply ... 2>&1 | head -1`, a log pipe that went away)
+/// must not stop it halfway, with objects created and no state recording them (issue 9
+/// item 5). What cannot be printed is dropped.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
 
 /// Arguments of `apply`.
 #[derive(Debug, clap::Args)]
@@ -25,10 +42,12 @@ pub struct ApplyArgs {
     /// Desired-state file: plan now, show the plan, ask for approval, apply.
     #[arg(short = 'f', long = "file", required_unless_present = "planfile")]
     pub file: Option<PathBuf>,
-    /// Backend (`local:PATH`). Default: the saved plan's, else `local:.crmctl/tenant.db`.
+    /// Backend (`local:PATH`). Default: the saved plan's (another one is refused), else
+    /// `local:.crmctl/tenant.db`.
     #[arg(long, env = "CRMCTL_BACKEND")]
     pub backend: Option<String>,
-    /// State file. Default: the saved plan's, else `.crmctl/state.json`.
+    /// State file. Default: the saved plan's (another one is refused), else
+    /// `.crmctl/state.json`.
     #[arg(long, env = "CRMCTL_STATE")]
     pub state: Option<PathBuf>,
     /// Do not ask for approval (required without a TTY, unless a PLANFILE is given).
@@ -105,7 +124,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
         // Still record changed protect flags (a real state change), without a serial bump
         // when nothing changes.
         run(&plan, &backend, &mut state, &state_path, args, protect)?;
-        println!("No changes. The tenant matches {}.", file.display());
+        outln!("No changes. The tenant matches {}.", file.display());
         return Ok(ExitCode::SUCCESS);
     }
     if !args.auto_approve && !approve()? {
@@ -123,6 +142,29 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
     // Refused when it is not a saved plan, of another version, or edited since it was
     // written (checksum; issue 9 item 3).
     let saved = SavedPlan::from_json(&text, &planfile.display().to_string())?;
+    // A saved plan is applied to the tenant and the state it was made against (issue 9
+    // items 1 and 3): --backend and --state may name them another way, not other files
+    // (two fresh tenants, or two new states, look alike to the checks below).
+    if let Some(given) = &args.backend {
+        if !common::same_backend(given, &saved.backend)? {
+            bail!(
+                "the saved plan {} was made against the backend `{}`, not `{given}`: a plan is applied to the tenant it was made for; run `crmctl plan --backend {given} --out PLANFILE` to plan for that one",
+                planfile.display(),
+                saved.backend
+            );
+        }
+    }
+    if let Some(given) = &args.state {
+        if common::file_identity(given) != common::file_identity(Path::new(&saved.state_path)) {
+            bail!(
+                "the saved plan {} was made with the state {}, not {}: run `crmctl plan --state {} --out PLANFILE` to plan with that one",
+                planfile.display(),
+                saved.state_path,
+                given.display(),
+                given.display()
+            );
+        }
+    }
     let state_path = args
         .state
         .clone()
@@ -263,7 +305,7 @@ fn run(
                 bar.println(e.line());
             }
         }
-        None => eprintln!("{}", e.line()),
+        None => errln!("{}", e.line()),
     };
     let result = apply::apply(plan, backend, state, &mut save, &opts, &progress);
     if let Some(bar) = &bar {
@@ -275,7 +317,7 @@ fn run(
         Ok(report) => {
             finished.with_context(|| format!("cannot save the state {}", state_path.display()))?;
             for address in &report.forgotten {
-                println!("state: forgot {address} (the object no longer exists)");
+                outln!("state: forgot {address} (the object no longer exists)");
             }
             Ok(report)
         }
@@ -290,15 +332,15 @@ fn run(
 fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
     let (done, failed, skipped) = (report.done().len(), report.failed(), report.skipped().len());
     if report.success() && report.outcomes.len() == plan.actions.len() {
-        println!("Apply complete! {done} done.");
+        outln!("Apply complete! {done} done.");
         return ExitCode::SUCCESS;
     }
     let not_started = plan.actions.len() - report.outcomes.len();
-    eprintln!();
+    errln!();
     for id in &failed {
         let a = &plan.actions[*id];
         if let Some(ActionOutcome::Failed(e)) = report.outcomes.get(id) {
-            eprintln!(
+            errln!(
                 "error: {} {}: {}",
                 a.kind.as_str(),
                 escape(&a.address),
@@ -313,7 +355,7 @@ fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
     if not_started > 0 {
         line.push_str(&format!(", {not_started} not started"));
     }
-    eprintln!("{line}. Fix the cause and run plan and apply again to finish the job.");
+    errln!("{line}. Fix the cause and run plan and apply again to finish the job.");
     ExitCode::from(1)
 }
 

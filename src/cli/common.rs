@@ -84,8 +84,13 @@ fn what_is_there(file: TenantFile) -> &'static str {
 /// The backend a state records (`local:` and the tenant file's absolute path, symlinks
 /// resolved), so that one file reached by two relative paths is one backend.
 pub fn backend_identity(p: &LocalProvider) -> String {
-    let path = p.path();
-    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| {
+    format!("local:{}", file_identity(p.path()).display())
+}
+
+/// The absolute path of a file, symlinks resolved (those of its directory when the file
+/// does not exist yet): two spellings of one file give the same path.
+pub fn file_identity(path: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| {
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         match (abs.parent(), abs.file_name()) {
             (Some(dir), Some(name)) => std::fs::canonicalize(dir)
@@ -93,8 +98,13 @@ pub fn backend_identity(p: &LocalProvider) -> String {
                 .unwrap_or(abs.clone()),
             _ => abs,
         }
-    });
-    format!("local:{}", abs.display())
+    })
+}
+
+/// Whether two `local:PATH` backend specs name the same tenant file.
+pub fn same_backend(a: &str, b: &str) -> anyhow::Result<bool> {
+    Ok(file_identity(Path::new(parse_local_spec(a)?))
+        == file_identity(Path::new(parse_local_spec(b)?)))
 }
 
 /// Refuse to plan or apply with a state against a tenant it does not belong to, then

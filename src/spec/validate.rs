@@ -53,7 +53,6 @@ pub fn validate_with(d: &Desired, members: &MemberPositions) -> Vec<Diagnostic> 
     text_safety(d, &mut out);
     duplicate_roles(d, &mut out);
     upn_lengths(d, &mut out);
-    group_display_names(d, &mut out);
     out
 }
 
@@ -873,7 +872,6 @@ fn others(clash: &[&str], me: &str) -> String {
     some_of(clash.iter().copied().filter(|k| *k != me), 4)
 }
 
-
 // ---- issue 9 items 6 and 10: input that was accepted silently and is refused now. Each
 // check is its own function (other changes to this file merge cleanly around them).
 
@@ -891,7 +889,8 @@ fn text_safety(d: &Desired, out: &mut Vec<Diagnostic>) {
     let mut check = |address: &dyn Fn() -> String, field: &str, s: &str| {
         let multi = MULTI_LINE.contains(&field);
         let bad = if multi {
-            first_unsafe(s).and_then(|_| s.chars().find(|&c| is_unsafe(c) && c != '\n' && c != '\t'))
+            first_unsafe(s)
+                .and_then(|_| s.chars().find(|&c| is_unsafe(c) && c != '\n' && c != '\t'))
         } else {
             first_unsafe(s)
         };
@@ -1064,48 +1063,6 @@ fn upn_lengths(d: &Desired, out: &mut Vec<Diagnostic>) {
                 .hint(format!(
                     "the directory accepts at most {MAX_UPN_LOCAL} characters before `@` and {MAX_UPN} in all"
                 )),
-            );
-        }
-    }
-}
-
-/// Two security groups with the same display name, compared case-insensitively (issue 9
-/// item 10): adoption finds an existing group by its display name, which must then be
-/// unique. Every group of such a set is reported (so both lines are shown), each naming the
-/// others.
-fn group_display_names(d: &Desired, out: &mut Vec<Diagnostic>) {
-    let Some(groups) = &d.security_groups else {
-        return;
-    };
-    let mut by_name: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for (k, g) in groups {
-        let name = g.name.as_deref().unwrap_or(k);
-        by_name.entry(name.to_lowercase()).or_default().push(k);
-    }
-    for keys in by_name.values().filter(|v| v.len() > 1) {
-        for k in keys {
-            let g = &groups[*k];
-            let name = g.name.as_deref().unwrap_or(k);
-            let address = if g.name.is_some() {
-                format!("security_groups.{k}.name")
-            } else {
-                format!("security_groups.{k}")
-            };
-            let others = keys
-                .iter()
-                .filter(|o| *o != k)
-                .map(|o| format!("security_groups.{o}"));
-            let others: Vec<String> = others.collect();
-            out.push(
-                err(
-                    address,
-                    "I12",
-                    format!(
-                        "security group display name `{name}` is also used by {} (display names compare without case)",
-                        some_of(others.iter().map(String::as_str), 3)
-                    ),
-                )
-                .hint("give each group its own `name:`; adoption finds an existing group by its display name"),
             );
         }
     }

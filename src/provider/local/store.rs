@@ -65,6 +65,7 @@ pub(crate) fn connect(path: &Path, create: bool) -> Result<Connection, ProviderE
     let conn = Connection::open_with_flags(path, flags).map_err(&err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(&err)?;
+    let new = refuse_foreign(&conn, path)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(&err)?;
@@ -78,8 +79,44 @@ pub(crate) fn connect(path: &Path, create: bool) -> Result<Connection, ProviderE
     // apply. Every 10,000 pages (about 40 MB of WAL) keeps them rare.
     conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;")
         .map_err(&err)?;
-    conn.execute_batch(SCHEMA).map_err(&err)?;
+    if new {
+        // All the tables or none: a crash while creating them never leaves a file that
+        // [`refuse_foreign`] would take for another program's database.
+        conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))
+            .map_err(&err)?;
+    }
     Ok(conn)
+}
+
+/// The tables every tenant file has (created together by [`SCHEMA`]).
+const TABLES: [&str; 6] = ["meta", "users", "groups", "instances", "members", "roles"];
+
+/// Refuse a database that holds tables but not a tenant's (another program's file named
+/// by a mistyped `--backend`), before anything is written to it: no table is created, the
+/// journal mode is not changed (issue 9 item 4). `true`: a database without tables (new),
+/// whose tables are to be created.
+fn refuse_foreign(conn: &Connection, path: &Path) -> Result<bool, ProviderError> {
+    let mut st = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .map_err(db_err(path))?;
+    let tables: Vec<String> = st
+        .query_map([], |r| r.get(0))
+        .map_err(db_err(path))?
+        .collect::<Result<_, _>>()
+        .map_err(db_err(path))?;
+    if tables.is_empty() {
+        return Ok(true);
+    }
+    if TABLES.iter().all(|t| tables.iter().any(|n| n == t)) {
+        return Ok(false);
+    }
+    let shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+    Err(ProviderError::Backend(format!(
+        "{} is an SQLite database but not a crmctl tenant (it holds the table(s) {}{}); nothing was written to it. Check --backend (or CRMCTL_BACKEND)",
+        path.display(),
+        shown.join(", "),
+        if tables.len() > shown.len() { ", ..." } else { "" }
+    )))
 }
 
 /// Load the whole tenant. `None` when the file has no tenant yet.
