@@ -189,6 +189,23 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
             "split the tenant into smaller files",
         ));
     }
+    load_bytes(&display, bytes)
+}
+
+/// [`load_str`] for bytes as read from a file: text that is not UTF-8 is an error located
+/// at its first bad byte; otherwise as [`load_str`].
+pub fn load_bytes(path: &str, bytes: Vec<u8>) -> Result<Loaded, LoadFailure> {
+    let display = path.to_string();
+    let fail = |message: String, hint: &str| LoadFailure {
+        diagnostics: vec![Diagnostic {
+            address: None,
+            ..Diagnostic::error("", message).hint(hint)
+        }],
+        src: Source {
+            path: display.clone(),
+            text: String::new(),
+        },
+    };
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -288,6 +305,31 @@ pub fn load_str(path: &str, mut text: String) -> Result<Loaded, LoadFailure> {
     }
 }
 
+/// The text the located tree is parsed from: the source itself, except that a JSON file's
+/// characters that JSON allows and YAML does not (tabs between tokens; DEL, C1 controls,
+/// U+FFFE and U+FFFF inside strings) are replaced one for one (tab by a space, the others by
+/// U+FFFD), so that lines and columns stay those of the file (issue 9 item 8: a JSON file
+/// with such a character lost every location).
+pub(crate) fn tree_text(src: &Source) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        matches!(c, '\t' | '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
+            || (c.is_control() && !matches!(c, '\n' | '\r' | '\u{85}'))
+    };
+    if !is_json_path(&src.path) || !src.text.contains(bad) {
+        return std::borrow::Cow::Borrowed(&src.text);
+    }
+    std::borrow::Cow::Owned(
+        src.text
+            .chars()
+            .map(|c| match c {
+                '\t' => ' ',
+                c if bad(c) => '\u{fffd}',
+                c => c,
+            })
+            .collect(),
+    )
+}
+
 /// Two merge keys (`<<`) in one mapping (issue 9 item 10): the YAML library merges both,
 /// silently, and which value wins is not what a reader expects. Only files that contain
 /// `<<` at all pay for the extra parse.
@@ -349,7 +391,8 @@ pub struct Locator<'a> {
 impl<'a> Locator<'a> {
     /// Parse `src` into a located tree (no tree when the text does not parse).
     pub fn new(src: &'a Source) -> Self {
-        let tree = serde_saphyr::from_str_with_options::<Node>(&src.text, tree_options()).ok();
+        let tree =
+            serde_saphyr::from_str_with_options::<Node>(&tree_text(src), tree_options()).ok();
         Locator { src, tree }
     }
 

@@ -141,13 +141,28 @@ fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
             if let Some(i) = message.rfind(" at line ") {
                 message.truncate(i);
             }
-            let pos = (e.line() > 0).then(|| Pos {
-                line: e.line() as u32,
-                column: e.column().max(1) as u32,
-            });
+            let pos = (e.line() > 0).then(|| json_pos(&src.text, e.line(), e.column()));
             error_at(src, message, None, pos)
         }
     }
+}
+
+/// serde_json's position (lines ended by LF only, columns in bytes) as the loader counts
+/// positions (LF, CRLF or CR; columns in characters), clamped to the text.
+fn json_pos(text: &str, line: usize, column: usize) -> Pos {
+    let mut start = 0;
+    for _ in 1..line {
+        match text[start..].find('\n') {
+            Some(i) => start += i + 1,
+            None => break,
+        }
+    }
+    let mut end = (start + column.saturating_sub(1)).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let (line, column) = super::end_position(&text[..end]);
+    Pos { line, column }
 }
 
 /// Every structural problem of a text whose fast parse failed with `fast`.
@@ -155,7 +170,7 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> Vec<Diagnos
     if is_blank(&src.text, json) {
         return vec![empty_file(src)];
     }
-    let tree: Node = match serde_saphyr::from_str_with_options(&src.text, tree_options()) {
+    let tree: Node = match serde_saphyr::from_str_with_options(&super::tree_text(src), tree_options()) {
         Ok(t) => t,
         Err(e) => {
             // A syntax error (the same as the fast path's, for YAML). For JSON, serde_json's
