@@ -129,7 +129,11 @@ fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
                 column: l.column() as u32,
             });
             let hint = syntax_hint(&message);
-            let d = error_at(src, message, None, pos.filter(|p| p.line > 0));
+            let mut pos = pos.filter(|p| p.line > 0);
+            if message.to_ascii_lowercase().contains("tab") {
+                pos = pos.map(|p| tab_at_or_after(&src.text, p));
+            }
+            let d = error_at(src, message, None, pos);
             match hint {
                 Some(h) => d.hint(h),
                 None => d,
@@ -145,6 +149,28 @@ fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
             error_at(src, message, None, pos)
         }
     }
+}
+
+/// The YAML library reports some tabs at the end of the line before them: the position of
+/// the first tab at or after `p` on `p`'s line, else the first tab of the next line, else `p` (issue 9 item 8: a tab
+/// is reported on its own line).
+fn tab_at_or_after(text: &str, p: Pos) -> Pos {
+    let mut lines = super::source_lines(text).skip(p.line as usize - 1);
+    let here: Vec<char> = lines.next().unwrap_or("").chars().collect();
+    let col = p.column as usize;
+    if let Some(i) = here.iter().skip(col.saturating_sub(1)).position(|&c| c == '\t') {
+        return Pos {
+            line: p.line,
+            column: (col.max(1) + i) as u32,
+        };
+    }
+    if let Some(i) = lines.next().and_then(|l| l.chars().position(|c| c == '\t')) {
+        return Pos {
+            line: p.line + 1,
+            column: i as u32 + 1,
+        };
+    }
+    p
 }
 
 /// serde_json's position (lines ended by LF only, columns in bytes) as the loader counts
@@ -669,6 +695,10 @@ fn value_at<'a>(tree: &'a Node, path: &str) -> Option<&'a Value> {
 
 fn describe(v: &Value) -> String {
     match v {
+        // Non-finite numbers (`1e400`, `.inf`) are kept as their canonical text in the tree.
+        Value::Str(s) if matches!(s.as_str(), ".inf" | "-.inf" | ".nan") => {
+            " (found a number that is not finite or too large)".to_string()
+        }
         Value::Str(s) if s.chars().count() <= 40 => format!(" (found the string `{s}`)"),
         Value::Int(i) => format!(" (found the number {i})"),
         Value::UInt(u) => format!(" (found the number {u})"),
