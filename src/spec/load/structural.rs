@@ -216,6 +216,12 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
         omitted: 0,
         batch: Vec::new(),
         fields: fields_of::<Desired>(),
+        valid_before: fast_error(src, &fast)
+            .location
+            .map(|l| Pos {
+                line: l.line,
+                column: l.column,
+            }),
     };
     let walked = serde_saphyr::with_deserializer_from_str_with_options(
         &text,
@@ -302,6 +308,11 @@ struct Ctx<'s> {
     /// Entries of the current collection not checked yet.
     batch: Vec<(String, Pos, Node)>,
     fields: &'static [&'static str],
+    /// The fast path's first error: the fast path read the file in order up to there, so
+    /// an entry that ends before it (its successor starts before it) is known to be well
+    /// typed and is not checked again (issue 9 item 7: a large file with one late error
+    /// costs about two parses).
+    valid_before: Option<Pos>,
 }
 
 impl Ctx<'_> {
@@ -550,6 +561,10 @@ impl<'de> Visitor<'de> for CollSeed<'_, '_, '_> {
             duplicates(ctx.src, &node, &here, &mut found);
             ctx.push_all(found);
             seen.insert(key.clone(), key_pos.line);
+            if ctx.valid_before.is_some_and(|p| key_pos < p) {
+                // The previous entry ended before the fast path's first error.
+                ctx.batch.pop();
+            }
             ctx.batch.push((key, key_pos, node));
             if ctx.batch.len() >= BATCH {
                 ctx.flush(self.key, self.key_pos);
