@@ -206,6 +206,9 @@ pub fn load_desired(file: &Path, color: bool) -> Option<crate::spec::load::Loade
                 "{}",
                 load::render_diagnostics(&f.diagnostics, &f.src, color)
             );
+            if f.omitted > 0 {
+                eprintln!("{}", crate::cli::validate::omitted_line(&f));
+            }
             None
         }
     }

@@ -36,6 +36,15 @@ fn summary(path: &str, diagnostics: &[Diagnostic]) -> String {
     }
 }
 
+/// `... and N more problems`, after the first ones (issue 9 item 7).
+pub(crate) fn omitted_line(f: &crate::spec::load::LoadFailure) -> String {
+    format!(
+        "{}: ... and {} more problem(s) not shown; fix these first",
+        crate::render::escape(&f.src.path),
+        f.omitted
+    )
+}
+
 /// Check a file: exit 0 when valid (warnings go to stderr), 1 with every problem otherwise.
 pub fn run_validate(args: &ValidateArgs, color: bool) -> anyhow::Result<ExitCode> {
     let mut stderr = std::io::stderr().lock();
@@ -57,6 +66,9 @@ pub fn run_validate(args: &ValidateArgs, color: bool) -> anyhow::Result<ExitCode
                 "{}",
                 render_diagnostics(&failure.diagnostics, &failure.src, color)
             )?;
+            if failure.omitted > 0 {
+                writeln!(stderr, "{}", omitted_line(&failure))?;
+            }
             writeln!(
                 stderr,
                 "{}",

@@ -110,7 +110,14 @@ pub struct LoadFailure {
     pub diagnostics: Vec<Diagnostic>,
     /// The source (empty text when the file could not be read).
     pub src: Source,
+    /// Problems found beyond the first [`MAX_DIAGNOSTICS`] and not described (issue 9 item
+    /// 7: a file with a problem on every line stops at 100 and says "and N more").
+    pub omitted: usize,
 }
+
+/// Most diagnostics a failed load describes; the rest are counted in
+/// [`LoadFailure::omitted`].
+pub const MAX_DIAGNOSTICS: usize = structural::MAX_DIAGNOSTICS;
 
 /// Parser budgets: generous enough for a 100,000-user tenant (about 40 MB of YAML), yet
 /// bounded, and strict on anchors and aliases (the defaults) against alias bombs.
@@ -173,6 +180,7 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
             path: display.clone(),
             text: String::new(),
         },
+        omitted: 0,
     };
     let bytes = std::fs::read(path).map_err(|e| {
         fail(
@@ -189,6 +197,24 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
             "split the tenant into smaller files",
         ));
     }
+    load_bytes(&display, bytes)
+}
+
+/// [`load_str`] for bytes as read from a file: text that is not UTF-8 is an error located
+/// at its first bad byte; otherwise as [`load_str`].
+pub fn load_bytes(path: &str, bytes: Vec<u8>) -> Result<Loaded, LoadFailure> {
+    let display = path.to_string();
+    let fail = |message: String, hint: &str| LoadFailure {
+        diagnostics: vec![Diagnostic {
+            address: None,
+            ..Diagnostic::error("", message).hint(hint)
+        }],
+        src: Source {
+            path: display.clone(),
+            text: String::new(),
+        },
+        omitted: 0,
+    };
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -241,6 +267,7 @@ pub fn load_str(path: &str, mut text: String) -> Result<Loaded, LoadFailure> {
         return Err(LoadFailure {
             diagnostics: vec![d],
             src,
+            omitted: 0,
         });
     }
     let parsed = if json {
@@ -264,10 +291,25 @@ pub fn load_str(path: &str, mut text: String) -> Result<Loaded, LoadFailure> {
                     members,
                 });
             }
+            // At most MAX_DIAGNOSTICS described, errors first (issue 9 item 7).
+            let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+            let omitted = if has_errors {
+                diagnostics.len().saturating_sub(MAX_DIAGNOSTICS)
+            } else {
+                0
+            };
+            if omitted > 0 {
+                diagnostics.sort_by_key(|d| !d.is_error()); // stable
+                diagnostics.truncate(MAX_DIAGNOSTICS);
+            }
             Locator::new(&src).locate_all(&mut diagnostics);
             sort_diagnostics(&mut diagnostics);
             if diagnostics.iter().any(Diagnostic::is_error) {
-                Err(LoadFailure { diagnostics, src })
+                Err(LoadFailure {
+                    diagnostics,
+                    src,
+                    omitted,
+                })
             } else {
                 Ok(Loaded {
                     desired,
@@ -278,14 +320,43 @@ pub fn load_str(path: &str, mut text: String) -> Result<Loaded, LoadFailure> {
             }
         }
         Err(fast) => {
-            let mut diagnostics = structural::diagnose(&src, json, fast);
+            let (mut diagnostics, omitted) = structural::diagnose(&src, json, fast);
             if !json {
                 diagnostics.extend(merge_key_errors(&src));
             }
             sort_diagnostics(&mut diagnostics);
-            Err(LoadFailure { diagnostics, src })
+            Err(LoadFailure {
+                diagnostics,
+                src,
+                omitted,
+            })
         }
     }
+}
+
+/// The text the located tree is parsed from: the source itself, except that a JSON file's
+/// characters that JSON allows and YAML does not (tabs between tokens; DEL, C1 controls,
+/// U+FFFE and U+FFFF inside strings) are replaced one for one (tab by a space, the others by
+/// U+FFFD), so that lines and columns stay those of the file (issue 9 item 8: a JSON file
+/// with such a character lost every location).
+pub(crate) fn tree_text(src: &Source) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        matches!(c, '\t' | '\u{7f}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
+            || (c.is_control() && !matches!(c, '\n' | '\r' | '\u{85}'))
+    };
+    if !is_json_path(&src.path) || !src.text.contains(bad) {
+        return std::borrow::Cow::Borrowed(&src.text);
+    }
+    std::borrow::Cow::Owned(
+        src.text
+            .chars()
+            .map(|c| match c {
+                '\t' => ' ',
+                c if bad(c) => '\u{fffd}',
+                c => c,
+            })
+            .collect(),
+    )
 }
 
 /// Two merge keys (`<<`) in one mapping (issue 9 item 10): the YAML library merges both,
@@ -343,14 +414,20 @@ fn merge_key_errors(src: &Source) -> Vec<Diagnostic> {
 /// text once; build one per batch of diagnostics, not one per diagnostic.
 pub struct Locator<'a> {
     src: &'a Source,
-    tree: Option<Node>,
 }
 
 impl<'a> Locator<'a> {
-    /// Parse `src` into a located tree (no tree when the text does not parse).
+    /// A locator of positions in `src`. Nothing is parsed until something is located; each
+    /// call reads the text once, streaming, keeping only the positions asked for (issue 9
+    /// item 7: no located tree of the whole file).
     pub fn new(src: &'a Source) -> Self {
-        let tree = serde_saphyr::from_str_with_options::<Node>(&src.text, tree_options()).ok();
-        Locator { src, tree }
+        Locator { src }
+    }
+
+    fn find(&self, paths: Vec<String>) -> locate::Finder {
+        let mut finder = locate::Finder::new(paths);
+        finder.run(&tree_text(self.src), tree_options());
+        finder
     }
 
     /// Where `path` is: the key's position for a map entry, the item's for a list item. A
@@ -358,16 +435,26 @@ impl<'a> Locator<'a> {
     /// (a resource whose field is omitted points at the resource); `None` when not even the
     /// first segment is in the file.
     pub fn locate(&self, path: &str) -> Option<Location> {
-        let found = self.tree.as_ref()?.find(path)?;
+        let found = self.find(vec![path.to_string()]).get(path)?;
         Some(loc(self.src, found.best()))
     }
 
-    /// Fill in the location of every diagnostic that has an address but no location.
+    /// Fill in the location of every diagnostic that has an address but no location (one
+    /// pass over the text for all of them).
     pub fn locate_all(&self, diagnostics: &mut [Diagnostic]) {
+        let wanted: Vec<String> = diagnostics
+            .iter()
+            .filter(|d| d.location.is_none())
+            .filter_map(|d| d.address.clone())
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let finder = self.find(wanted);
         for d in diagnostics.iter_mut() {
             if d.location.is_none() {
                 if let Some(a) = &d.address {
-                    d.location = self.locate(a);
+                    d.location = finder.get(a).map(|f| loc(self.src, f.best()));
                 }
             }
         }

@@ -1018,7 +1018,13 @@ fn duplicate_roles(d: &Desired, out: &mut Vec<Diagnostic>) {
                         err(
                             format!("users.{upn}.admin_roles[{i}]"),
                             "P6",
-                            format!("admin role `{r:?}` is listed twice for `{upn}`"),
+                            format!(
+                                "admin role `{}` is listed twice for `{upn}`",
+                                serde_json::to_value(r)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(str::to_string))
+                                    .unwrap_or_default()
+                            ),
                         )
                         .hint("remove the duplicate; each admin role is held once"),
                     );

@@ -65,7 +65,8 @@ impl<'de> Deserialize<'de> for Node {
     }
 }
 
-struct Key(String, Pos);
+/// A map key and where it is.
+pub(crate) struct Key(pub String, pub Pos);
 
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -76,73 +77,82 @@ impl<'de> Deserialize<'de> for Key {
 
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Value;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any YAML value")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-                Ok(Value::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-                Ok(Value::Int(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-                Ok(Value::UInt(v))
-            }
-            fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
-                Ok(Value::Str(v.to_string()))
-            }
-            fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
-                Ok(Value::Str(v.to_string()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-                Ok(Value::Float(v))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-                Ok(Value::Str(v.to_string()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Value, E> {
-                Ok(Value::Str(v))
-            }
-            fn visit_unit<E>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
-            fn visit_none<E>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-                Value::deserialize(d)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-                let mut items = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096));
-                while let Some(n) = a.next_element::<Node>()? {
-                    items.push(n);
-                }
-                Ok(Value::Seq(items))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(Key(key, key_pos)) = a.next_key::<Key>()? {
-                    let value = a.next_value::<Node>()?;
-                    entries.push(Entry {
-                        key,
-                        key_pos,
-                        value,
-                    });
-                }
-                let mut index: Vec<u32> = (0..entries.len() as u32).collect();
-                // Stable: the first of duplicate keys comes first.
-                index.sort_by(|&a, &b| entries[a as usize].key.cmp(&entries[b as usize].key));
-                Ok(Value::Map(entries, index))
-            }
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+/// The visitor of [`Value`]; the streaming walks (`structural`, [`Finder`]) forward to it
+/// what they do not handle themselves.
+pub(crate) struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::UInt(v))
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
+        Ok(Value::Str(v.to_string()))
+    }
+    fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
+        Ok(Value::Str(v.to_string()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096));
+        while let Some(n) = a.next_element::<Node>()? {
+            items.push(n);
         }
-        d.deserialize_any(V)
+        Ok(Value::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(Key(key, key_pos)) = a.next_key::<Key>()? {
+            let value = a.next_value::<Node>()?;
+            entries.push(Entry {
+                key,
+                key_pos,
+                value,
+            });
+        }
+        Ok(Value::map(entries))
     }
 }
 
 impl Value {
+    /// A map of these entries (in file order), indexed by key.
+    pub fn map(entries: Vec<Entry>) -> Value {
+        let mut index: Vec<u32> = (0..entries.len() as u32).collect();
+        // Stable: the first of duplicate keys comes first.
+        index.sort_by(|&a, &b| entries[a as usize].key.cmp(&entries[b as usize].key));
+        Value::Map(entries, index)
+    }
+
     /// The entry with exactly this key (the first one if duplicated).
     pub fn get(&self, key: &str) -> Option<&Entry> {
         let Value::Map(entries, index) = self else {
@@ -237,6 +247,199 @@ impl Node {
             return None;
         }
         Some(found)
+    }
+}
+
+/// Where each of a set of paths is, found in one streaming pass over the text that keeps
+/// nothing but the best position found for each path (issue 9 item 7: locating a few
+/// diagnostics in a large file costs no located tree of the whole file). Same answers as
+/// [`Node::find`] on the whole tree: at each map, the longest key that matches; a path that
+/// resolves only in part gives its longest resolvable prefix.
+pub(crate) struct Finder {
+    /// The paths, sorted and without repeats.
+    paths: Vec<String>,
+    /// For each path: how much of it resolved (bytes), and where.
+    best: Vec<Option<(usize, Found)>>,
+    /// The path of the node being read.
+    here: String,
+}
+
+impl Finder {
+    pub fn new(mut paths: Vec<String>) -> Finder {
+        paths.sort();
+        paths.dedup();
+        let best = vec![None; paths.len()];
+        Finder {
+            paths,
+            best,
+            here: String::new(),
+        }
+    }
+
+    /// Read `text` (YAML or JSON) with `options`; what was found before a syntax error is
+    /// kept.
+    pub fn run(&mut self, text: &str, options: serde_saphyr::Options) {
+        let _ = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+            use serde::de::DeserializeSeed as _;
+            Walk(&mut *self).deserialize(de)
+        });
+    }
+
+    /// Where `path` is, as [`Node::find`] would say.
+    pub fn get(&self, path: &str) -> Option<Found> {
+        let i = self.paths.binary_search_by(|p| p.as_str().cmp(path)).ok()?;
+        self.best[i].map(|(_, f)| f)
+    }
+
+    /// Indices of the paths that `self.here` is a prefix of (ending at a separator).
+    fn matching(&self) -> std::ops::Range<usize> {
+        let here = self.here.as_str();
+        let lo = self.paths.partition_point(|p| p.as_str() < here);
+        let mut hi = lo;
+        while hi < self.paths.len() && self.paths[hi].starts_with(here) {
+            hi += 1;
+        }
+        lo..hi
+    }
+
+    fn is_prefix(&self, i: usize) -> bool {
+        let p = &self.paths[i];
+        let n = self.here.len();
+        p.len() == n || matches!(p.as_bytes()[n], b'.' | b'[')
+    }
+
+    fn record(&mut self, i: usize, resolved: usize, found: Found) {
+        if self.best[i].is_none_or(|(r, _)| resolved > r) {
+            self.best[i] = Some((resolved, found));
+        }
+    }
+}
+
+struct Walk<'f>(&'f mut Finder);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        let f = self.0;
+        let base = f.here.len();
+        let mut i = 0usize;
+        loop {
+            f.here.truncate(base);
+            f.here.push('[');
+            f.here.push_str(itoa::Buffer::new().format(i));
+            f.here.push(']');
+            let range = f.matching();
+            let wanted: Vec<usize> = range.filter(|&p| f.is_prefix(p)).collect();
+            if wanted.is_empty() {
+                if a.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                    break;
+                }
+            } else {
+                // A list item that some path goes through: read it (items are small:
+                // names, addresses) and look inside it with `Node::find`.
+                let Some(node) = a.next_element::<Node>()? else {
+                    break;
+                };
+                let n = f.here.len();
+                for p in wanted {
+                    let rest = &f.paths[p][n..];
+                    let rest = rest.strip_prefix('.').unwrap_or(rest).to_string();
+                    let found = node.find(&rest).filter(|_| !rest.is_empty());
+                    let (resolved, found) = match found {
+                        Some(fd) if fd.complete => (f.paths[p].len(), fd),
+                        Some(fd) => (n + 1, fd),
+                        None => (
+                            n,
+                            Found {
+                                key: None,
+                                value: node.pos,
+                                complete: rest.is_empty(),
+                            },
+                        ),
+                    };
+                    f.record(p, resolved, found);
+                }
+            }
+            i += 1;
+        }
+        f.here.truncate(base);
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        let f = self.0;
+        let base = f.here.len();
+        while let Some(Key(key, key_pos)) = a.next_key::<Key>()? {
+            f.here.truncate(base);
+            if base > 0 {
+                f.here.push('.');
+            }
+            f.here.push_str(&key);
+            let range = f.matching();
+            let mut any = false;
+            for p in range {
+                if f.is_prefix(p) {
+                    any = true;
+                    let n = f.here.len();
+                    let complete = f.paths[p].len() == n;
+                    f.record(
+                        p,
+                        n,
+                        Found {
+                            key: Some(key_pos),
+                            value: key_pos,
+                            complete,
+                        },
+                    );
+                }
+            }
+            if any {
+                a.next_value_seed(Walk(&mut *f))?;
+            } else {
+                a.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        f.here.truncate(base);
+        Ok(())
     }
 }
 

@@ -10,12 +10,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, Visitor};
 use serde_json::{Map as JsonMap, Value as Json};
 use serde_path_to_error::Segment;
 use serde_saphyr::MessageFormatter;
 
-use super::locate::{join, Node, Pos, Value};
+use super::locate::{join, Entry, Key, Node, Pos, Value, ValueVisitor};
 use super::{loc, tree_options, yaml_options, Source};
 use crate::diag::{Diagnostic, Severity};
 use crate::spec::model::Desired;
@@ -129,7 +129,11 @@ fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
                 column: l.column() as u32,
             });
             let hint = syntax_hint(&message);
-            let d = error_at(src, message, None, pos.filter(|p| p.line > 0));
+            let mut pos = pos.filter(|p| p.line > 0);
+            if message.to_ascii_lowercase().contains("tab") {
+                pos = pos.map(|p| tab_at_or_after(&src.text, p));
+            }
+            let d = error_at(src, message, None, pos);
             match hint {
                 Some(h) => d.hint(h),
                 None => d,
@@ -141,124 +145,434 @@ fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
             if let Some(i) = message.rfind(" at line ") {
                 message.truncate(i);
             }
-            let pos = (e.line() > 0).then(|| Pos {
-                line: e.line() as u32,
-                column: e.column().max(1) as u32,
-            });
+            let pos = (e.line() > 0).then(|| json_pos(&src.text, e.line(), e.column()));
             error_at(src, message, None, pos)
         }
     }
 }
 
-/// Every structural problem of a text whose fast parse failed with `fast`.
-pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> Vec<Diagnostic> {
-    if is_blank(&src.text, json) {
-        return vec![empty_file(src)];
+/// The YAML library reports some tabs at the end of the line before them: the position of
+/// the first tab at or after `p` on `p`'s line, else the first tab of the next line, else `p` (issue 9 item 8: a tab
+/// is reported on its own line).
+fn tab_at_or_after(text: &str, p: Pos) -> Pos {
+    let mut lines = super::source_lines(text).skip(p.line as usize - 1);
+    let here: Vec<char> = lines.next().unwrap_or("").chars().collect();
+    let col = p.column as usize;
+    if let Some(i) = here.iter().skip(col.saturating_sub(1)).position(|&c| c == '\t') {
+        return Pos {
+            line: p.line,
+            column: (col.max(1) + i) as u32,
+        };
     }
-    let tree: Node = match serde_saphyr::from_str_with_options(&src.text, tree_options()) {
-        Ok(t) => t,
+    if let Some(i) = lines.next().and_then(|l| l.chars().position(|c| c == '\t')) {
+        return Pos {
+            line: p.line + 1,
+            column: i as u32 + 1,
+        };
+    }
+    p
+}
+
+/// serde_json's position (lines ended by LF only, columns in bytes) as the loader counts
+/// positions (LF, CRLF or CR; columns in characters), clamped to the text.
+fn json_pos(text: &str, line: usize, column: usize) -> Pos {
+    let mut start = 0;
+    for _ in 1..line {
+        match text[start..].find('\n') {
+            Some(i) => start += i + 1,
+            None => break,
+        }
+    }
+    let mut end = (start + column.saturating_sub(1)).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let (line, column) = super::end_position(&text[..end]);
+    Pos { line, column }
+}
+
+/// Most diagnostics kept (issue 9 item 7): after these, problems are only counted.
+pub(crate) const MAX_DIAGNOSTICS: usize = 100;
+
+/// Collection entries checked together (one parse) before any is checked on its own.
+const BATCH: usize = 256;
+
+/// Every structural problem of a text whose fast parse failed with `fast` (at most
+/// [`MAX_DIAGNOSTICS`]), and how many more were found.
+///
+/// One streaming pass over the text (issue 9 item 7): each top-level field, and each entry
+/// of a collection, is read into a small located tree of its own, checked, and dropped, so
+/// that memory stays that of one entry (and of the collection's keys, for duplicates), not
+/// that of a located tree of the whole file. Entries are checked in batches of [`BATCH`];
+/// only the entries of a failing batch are checked one by one.
+pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagnostic>, usize) {
+    if is_blank(&src.text, json) {
+        return (vec![empty_file(src)], 0);
+    }
+    let text = super::tree_text(src);
+    let mut ctx = Ctx {
+        src,
+        out: Vec::new(),
+        omitted: 0,
+        batch: Vec::new(),
+        fields: fields_of::<Desired>(),
+        valid_before: fast_error(src, &fast)
+            .location
+            .map(|l| Pos {
+                line: l.line,
+                column: l.column,
+            }),
+    };
+    let walked = serde_saphyr::with_deserializer_from_str_with_options(
+        &text,
+        tree_options(),
+        |de| RootSeed(&mut ctx).deserialize(de),
+    );
+    let root = match walked {
+        Ok(r) => r,
         Err(e) => {
             // A syntax error (the same as the fast path's, for YAML). For JSON, serde_json's
             // own message and position are the ones that match the file's syntax.
             if json {
-                return vec![fast_error(src, &fast)];
+                return (vec![fast_error(src, &fast)], 0);
             }
-            return vec![fast_error(src, &FastError::Yaml(e))];
+            return (vec![fast_error(src, &FastError::Yaml(e))], 0);
         }
     };
-    let mut out = Vec::new();
-    let root = match &tree.value {
-        Value::Null => return vec![empty_file(src)],
-        Value::Map(entries, _) => entries,
-        other => {
-            return vec![error_at(
-                src,
-                format!(
-                    "the top level must be a mapping (`tenant:`, `users:`, ...), found {}",
-                    other.kind()
-                ),
-                None,
-                Some(tree.pos),
-            )
-            .hint(
-                "start the file with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml",
-            )];
-        }
-    };
-
-    duplicates(src, &tree, "", &mut out);
-
-    let fields = fields_of::<Desired>();
-    let mut seen = BTreeSet::new();
-    for e in root {
-        if !seen.insert(e.key.as_str()) {
-            continue; // a duplicate, reported above
-        }
-        if !fields.contains(&e.key.as_str()) {
-            out.push(unknown_field(src, &e.key, e.key.clone(), e.key_pos, fields));
-            continue;
-        }
-        let collection = COLLECTIONS.contains(&e.key.as_str());
-        let whole = fragment(&e.key, to_json(&e.value.value));
-        if check(whole).is_none() {
-            continue;
-        }
-        match (&e.value.value, collection) {
-            (Value::Map(items, _), true) => {
-                let mut item_seen = BTreeSet::new();
-                for item in items {
-                    if item_seen.insert(item.key.as_str()) {
-                        let wrap = |v: Json| {
-                            let mut one = JsonMap::new();
-                            one.insert(item.key.clone(), v);
-                            fragment(&e.key, Json::Object(one))
-                        };
-                        check_unit(
-                            src,
-                            &tree,
-                            &wrap,
-                            to_json(&item.value.value),
-                            2,
-                            Some(&item.key),
-                            &mut out,
-                        );
-                    }
-                }
-            }
-            _ => {
-                let wrap = |v: Json| fragment(&e.key, v);
-                check_unit(
+    let tenant = match root {
+        Root::Null => return (vec![empty_file(src)], 0),
+        Root::Other(kind) => {
+            let first = src
+                .text
+                .char_indices()
+                .find(|(_, c)| !c.is_whitespace() && *c != '\u{feff}')
+                .map(|(i, _)| i);
+            let (line, column) = super::end_position(&src.text[..first.unwrap_or(0)]);
+            return (
+                vec![error_at(
                     src,
-                    &tree,
-                    &wrap,
-                    to_json(&e.value.value),
-                    1,
+                    format!(
+                        "the top level must be a mapping (`tenant:`, `users:`, ...), found {kind}"
+                    ),
                     None,
-                    &mut out,
-                );
-            }
+                    Some(Pos { line, column }),
+                )
+                .hint(
+                    "start the file with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml",
+                )],
+                0,
+            );
+        }
+        Root::Map { tenant } => tenant,
+    };
+    let Ctx {
+        mut out,
+        mut omitted,
+        ..
+    } = ctx;
+    // Required top-level fields: only `tenant` (a unit test keeps this true).
+    if !tenant {
+        let d = error_at(
+            src,
+            "missing field `tenant`".into(),
+            None,
+            Some(Pos { line: 1, column: 1 }),
+        )
+        .hint("add `tenant: <name>.onmicrosoft.com` at the top level");
+        if out.len() < MAX_DIAGNOSTICS {
+            out.push(d);
+        } else {
+            omitted += 1;
         }
     }
-
-    // Required top-level fields: only `tenant` (a unit test keeps this true).
-    if !root.iter().any(|e| e.key == "tenant") {
-        out.push(
-            error_at(
-                src,
-                "missing field `tenant`".into(),
-                None,
-                Some(Pos { line: 1, column: 1 }),
-            )
-            .hint("add `tenant: <name>.onmicrosoft.com` at the top level"),
-        );
-    }
-
     let mut unique = BTreeSet::new();
     out.retain(|d| unique.insert((d.address.clone(), d.message.clone())));
     if out.is_empty() {
         out.push(fast_error(src, &fast));
     }
-    out
+    (out, omitted)
+}
+
+/// What the streaming pass found at the top level.
+enum Root {
+    Null,
+    Other(&'static str),
+    Map { tenant: bool },
+}
+
+/// The state of the streaming pass.
+struct Ctx<'s> {
+    src: &'s Source,
+    out: Vec<Diagnostic>,
+    omitted: usize,
+    /// Entries of the current collection not checked yet.
+    batch: Vec<(String, Pos, Node)>,
+    fields: &'static [&'static str],
+    /// The fast path's first error: the fast path read the file in order up to there, so
+    /// an entry that ends before it (its successor starts before it) is known to be well
+    /// typed and is not checked again (issue 9 item 7: a large file with one late error
+    /// costs about two parses).
+    valid_before: Option<Pos>,
+}
+
+impl Ctx<'_> {
+    fn push_all(&mut self, found: Vec<Diagnostic>) {
+        for d in found {
+            if self.out.len() < MAX_DIAGNOSTICS {
+                self.out.push(d);
+            } else {
+                self.omitted += 1;
+            }
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.out.len() >= MAX_DIAGNOSTICS
+    }
+
+    /// A top-level field other than a collection map (or a collection that is not a map).
+    fn top_level(&mut self, key: &str, key_pos: Pos, node: Node) {
+        let mut found = Vec::new();
+        duplicates(self.src, &node, key, &mut found);
+        let unit = to_json(&node.value);
+        if check(fragment(key, unit.clone())).is_some() {
+            let tree = Node {
+                pos: Pos { line: 1, column: 1 },
+                value: Value::map(vec![Entry {
+                    key: key.to_string(),
+                    key_pos,
+                    value: node,
+                }]),
+            };
+            let wrap = |v: Json| fragment(key, v);
+            check_unit(self.src, &tree, &wrap, unit, 1, None, &mut found);
+        }
+        self.push_all(found);
+    }
+
+    /// Check the collected entries of collection `coll` (at `coll_pos`).
+    fn flush(&mut self, coll: &str, coll_pos: Pos) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let mut all = JsonMap::new();
+        for (k, _, n) in &batch {
+            all.insert(k.clone(), to_json(&n.value));
+        }
+        if check(fragment(coll, Json::Object(all))).is_none() {
+            return;
+        }
+        for (key, key_pos, node) in batch {
+            let wrap = |v: Json| {
+                let mut one = JsonMap::new();
+                one.insert(key.clone(), v);
+                fragment(coll, Json::Object(one))
+            };
+            let unit = to_json(&node.value);
+            if self.full() {
+                // Over the limit: count the entry's problem, do not describe it.
+                if check(wrap(unit)).is_some() {
+                    self.omitted += 1;
+                }
+                continue;
+            }
+            let tree = Node {
+                pos: Pos { line: 1, column: 1 },
+                value: Value::map(vec![Entry {
+                    key: coll.to_string(),
+                    key_pos: coll_pos,
+                    value: Node {
+                        pos: coll_pos,
+                        value: Value::map(vec![Entry {
+                            key: key.clone(),
+                            key_pos,
+                            value: node,
+                        }]),
+                    },
+                }]),
+            };
+            let mut found = Vec::new();
+            check_unit(self.src, &tree, &wrap, unit, 2, Some(&key), &mut found);
+            self.push_all(found);
+        }
+    }
+}
+
+/// The duplicate-key diagnostic, at the repetition, naming the first one's line.
+fn duplicate_key(src: &Source, key: &str, address: String, at: Pos, first_line: u32) -> Diagnostic {
+    error_at(
+        src,
+        format!("duplicate key `{key}`"),
+        Some(address),
+        Some(at),
+    )
+    .hint(format!(
+        "`{key}` is already defined at line {first_line}; keep one of them"
+    ))
+}
+
+struct RootSeed<'c, 's>(&'c mut Ctx<'s>);
+
+impl<'de> de::DeserializeSeed<'de> for RootSeed<'_, '_> {
+    type Value = Root;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Root, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RootSeed<'_, '_> {
+    type Value = Root;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a desired-state document")
+    }
+    fn visit_unit<E>(self) -> Result<Root, E> {
+        Ok(Root::Null)
+    }
+    fn visit_none<E>(self) -> Result<Root, E> {
+        Ok(Root::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Root, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Root, E> {
+        Ok(Root::Other("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Root, E> {
+        Ok(Root::Other("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Root, E> {
+        Ok(Root::Other("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Root, E> {
+        Ok(Root::Other("a number"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Root, E> {
+        Ok(Root::Other("a string"))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Root, A::Error> {
+        // Read through (nothing kept): a large list costs no memory.
+        while a.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Root::Other("a list"))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<Root, A::Error> {
+        let ctx = self.0;
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        let mut tenant = false;
+        while let Some(Key(key, key_pos)) = a.next_key::<Key>()? {
+            if let Some(&first) = seen.get(&key) {
+                let d = duplicate_key(ctx.src, &key, key.clone(), key_pos, first);
+                ctx.push_all(vec![d]);
+                a.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
+            seen.insert(key.clone(), key_pos.line);
+            tenant |= key == "tenant";
+            if !ctx.fields.contains(&key.as_str()) {
+                let d = unknown_field(ctx.src, &key, key.clone(), key_pos, ctx.fields);
+                ctx.push_all(vec![d]);
+                a.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
+            if COLLECTIONS.contains(&key.as_str()) {
+                a.next_value_seed(CollSeed {
+                    ctx: &mut *ctx,
+                    key: &key,
+                    key_pos,
+                })?;
+            } else {
+                let node = a.next_value::<Node>()?;
+                ctx.top_level(&key, key_pos, node);
+            }
+        }
+        Ok(Root::Map { tenant })
+    }
+}
+
+/// A collection (`users`, ...): a map whose entries are checked one batch at a time.
+struct CollSeed<'c, 's, 'k> {
+    ctx: &'c mut Ctx<'s>,
+    key: &'k str,
+    key_pos: Pos,
+}
+
+impl<'de> de::DeserializeSeed<'de> for CollSeed<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+macro_rules! not_a_map {
+    ($($name:ident($($t:ty)?)),*) => {$(
+        fn $name<E: de::Error>(self $(, v: $t)?) -> Result<(), E> {
+            let value = ValueVisitor.$name($(v as $t)?)?;
+            self.ctx.top_level(self.key, self.key_pos, Node { pos: self.key_pos, value });
+            Ok(())
+        }
+    )*};
+}
+
+impl<'de> Visitor<'de> for CollSeed<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a mapping")
+    }
+    not_a_map!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_i128(i128),
+        visit_u128(u128),
+        visit_f64(f64),
+        visit_str(&str),
+        visit_string(String),
+        visit_unit(),
+        visit_none()
+    );
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, a: A) -> Result<(), A::Error> {
+        let value = ValueVisitor.visit_seq(a)?;
+        self.ctx.top_level(
+            self.key,
+            self.key_pos,
+            Node {
+                pos: self.key_pos,
+                value,
+            },
+        );
+        Ok(())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        while let Some(Key(key, key_pos)) = a.next_key::<Key>()? {
+            let here = join(self.key, &key);
+            if let Some(&first) = seen.get(&key) {
+                let d = duplicate_key(ctx.src, &key, here, key_pos, first);
+                ctx.push_all(vec![d]);
+                a.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
+            let node = a.next_value::<Node>()?;
+            let mut found = Vec::new();
+            duplicates(ctx.src, &node, &here, &mut found);
+            ctx.push_all(found);
+            seen.insert(key.clone(), key_pos.line);
+            if ctx.valid_before.is_some_and(|p| key_pos < p) {
+                // The previous entry ended before the fast path's first error.
+                ctx.batch.pop();
+            }
+            ctx.batch.push((key, key_pos, node));
+            if ctx.batch.len() >= BATCH {
+                ctx.flush(self.key, self.key_pos);
+            }
+        }
+        ctx.flush(self.key, self.key_pos);
+        Ok(())
+    }
 }
 
 /// Check one unit (a collection entry, or a top-level field) and report its problems: after
@@ -654,6 +968,10 @@ fn value_at<'a>(tree: &'a Node, path: &str) -> Option<&'a Value> {
 
 fn describe(v: &Value) -> String {
     match v {
+        // Non-finite numbers (`1e400`, `.inf`) are kept as their canonical text in the tree.
+        Value::Str(s) if matches!(s.as_str(), ".inf" | "-.inf" | ".nan") => {
+            " (found a number that is not finite or too large)".to_string()
+        }
         Value::Str(s) if s.chars().count() <= 40 => format!(" (found the string `{s}`)"),
         Value::Int(i) => format!(" (found the number {i})"),
         Value::UInt(u) => format!(" (found the number {u})"),
