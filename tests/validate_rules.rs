@@ -755,7 +755,7 @@ fn issue9_refused_and_located() {
         C { name: "two merge keys", path: "t.yaml", text: base("  sales:\n    name: Sales\n", "  sales: &s\n    name: Sales\n").replacen("  dev:\n    name: Dev\n", "  dev:\n    <<: *s\n    <<: {purpose: x}\n    name: Dev\n", 1), message: "two merge keys", at: &[(20, 5)] },
         C { name: "UPN local part over 64", path: "t.yaml", text: base("  ana@coho.com:\n", &format!("  {long_local}: {{}}\n  ana@coho.com:\n")), message: "too long", at: &[(8, 3)] },
         C { name: "UPN over 254", path: "t.yaml", text: base("  ana@coho.com:\n", &format!("  {long_domain}: {{}}\n  ana@coho.com:\n")), message: "too long", at: &[(8, 3)] },
-        C { name: "two groups, one display name (both lines)", path: "t.yaml", text: base("users:\n", "  crew:\n    name: SALES\nusers:\n"), message: "is also used by", at: &[(5, 3), (8, 5)] },
+        C { name: "two groups, one display name (both lines)", path: "t.yaml", text: base("users:\n", "  crew:\n    name: SALES\nusers:\n"), message: "as does", at: &[(5, 3), (8, 5)] },
         // item 6
         C { name: "ESC in a name", path: "t.yaml", text: base("name: Sales", "name: \"Sales\\e]0;pwned\\a\""), message: "control character (`\\x1b`)", at: &[(14, 5)] },
         C { name: "CR in a name", path: "t.yaml", text: base("name: Sales", "name: \"Sa\\rles\""), message: "(`\\r`)", at: &[(14, 5)] },
