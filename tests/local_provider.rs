@@ -440,8 +440,9 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             },
         },
         Case {
-            name: "P2 roles in an instance that is not ready",
-            rule: "P2",
+            name:
+                "I4 roles in an instance that is not ready (issue 10 item 4: as the planner says)",
+            rule: "I4",
             tweak: no_tweak,
             op: Op::AssignRoles {
                 user: r("ana"),
