@@ -769,6 +769,10 @@ proptest! {
                 1 => Some(vec![]),
                 _ => None,
             };
+            // P6: some global admins hold roles without a license.
+            if admins[n] == 0 && n % 2 == 1 && u.access_mode == Some(AccessMode::ReadWrite) {
+                u.license = None;
+            }
         }
         // Per instance: an update approval (U2-U4; 7.0.0 .. 8.1.0 or none), EUR as the
         // currency (I3: a reset of a sandbox, an error for production), and a copy from

@@ -464,8 +464,9 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             },
         },
         Case {
-            name: "P2 roles in an instance that is not ready",
-            rule: "P2",
+            name:
+                "I4 roles in an instance that is not ready (issue 10 item 4: as the planner says)",
+            rule: "I4",
             tweak: no_tweak,
             op: Op::AssignRoles {
                 user: r("ana"),
@@ -1143,4 +1144,45 @@ fn concurrent_writers_get_distinct_ids_that_name_their_objects() {
     for (id, upn) in created.iter().flatten() {
         assert_eq!(&t.users[id].upn, upn, "{id} names another user");
     }
+}
+
+
+/// issue 10 items 3 and 12 (P6, I7): the provider accepts what the planner now plans:
+/// roles for a global or service admin without a license, and a sandbox still in a
+/// production slot switched back to production with no free production slot.
+#[test]
+fn p6_license_free_admin_roles_and_i7_switch_back_into_own_slot() {
+    let (_d, p) = open_with(base());
+    let roles = |who: &str| Op::AssignRoles {
+        user: r(who),
+        instance: r("prod"),
+        roles: vec!["System Administrator".into()],
+    };
+    // An unlicensed read-write user without an admin role: refused (P2).
+    match p.execute(&roles("bob")) {
+        Err(ProviderError::Refused { rule, .. }) => assert_eq!(rule, "P2"),
+        other => panic!("expected a P2 refusal, got {other:?}"),
+    }
+    // A global admin, and the same user once service admin: accepted (P6).
+    p.execute(&roles("ga1")).unwrap();
+    p.execute(&Op::UpdateUser {
+        user: r("bob"),
+        name: None,
+        admin_roles: Some(vec![AdminRole::ServiceAdmin]),
+    })
+    .unwrap();
+    p.execute(&roles("bob")).unwrap();
+
+    let mut t = base();
+    let sbx = t.instances.get_mut("sbx").unwrap();
+    sbx.slot = InstanceType::Production; // switched to sandbox out of band
+    t.slots.production = 0;
+    t.instances.remove("dis");
+    let (_d, p) = open_with(t);
+    assert_eq!(p.observe().unwrap().free_slots(InstanceType::Production), 0);
+    p.execute(&Op::SwitchInstance {
+        instance: r("sbx"),
+        to: InstanceType::Production,
+    })
+    .unwrap();
 }

@@ -189,3 +189,40 @@ fn usage_errors_exit_1_in_every_command_and_help_exits_0() {
         .stdout(predicate::str::starts_with("crmctl "));
     assert!(!dir.path().join(".crmctl").exists(), "nothing was created");
 }
+
+
+/// issue 10 item 2 (P6): a file that leaves one global admin of two is a plan error at the
+/// line of the admin role that goes; nothing is applied.
+#[test]
+fn p6_floor_error_points_at_the_admin_role_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "two.yaml",
+        "tenant: coho.onmicrosoft.com\nusers:\n  a@coho.com:\n    admin_roles: [global_admin]\n  b@coho.com:\n    admin_roles: [global_admin]\n",
+    );
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f", "two.yaml"])
+        .assert()
+        .code(0);
+    write(
+        dir.path(),
+        "one.yaml",
+        "tenant: coho.onmicrosoft.com\nusers:\n  a@coho.com:\n    admin_roles: [global_admin]\n  b@coho.com:\n    admin_roles: [billing_admin]\n",
+    );
+    crmctl(dir.path())
+        .args(["plan", "-f", "one.yaml", "--detailed-exitcode"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("one.yaml:6"))
+        .stderr(predicate::str::contains("P6"));
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f", "one.yaml"])
+        .assert()
+        .code(1);
+    // The tenant still has both global admins: the next plan of the first file is empty.
+    crmctl(dir.path())
+        .args(["plan", "-f", "two.yaml", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+}

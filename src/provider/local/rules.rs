@@ -615,9 +615,11 @@ pub(crate) fn effect(
             let assigning = matches!(op, Op::AssignRoles { .. });
             let u = user(t, ur)?;
             let i = instance(t, ir)?;
+            // I4 (issue 10: the planner reports the same): a provisioning or disabled
+            // instance cannot be changed, its security roles included.
             if i.status != InstanceStatus::Ready {
                 return Err(refused(
-                    "P2",
+                    "I4",
                     format!(
                         "security roles can be changed only in a ready instance; `{}` is {:?}",
                         i.url, i.status
