@@ -41,6 +41,13 @@ pub fn open_local(spec: Option<&str>) -> anyhow::Result<LocalProvider> {
         .with_context(|| format!("cannot open the local tenant {path}"))
 }
 
+/// The tenant file a `local:PATH` backend names (`None`: [`DEFAULT_BACKEND`]).
+pub fn local_path(spec: Option<&str>) -> anyhow::Result<std::path::PathBuf> {
+    Ok(std::path::PathBuf::from(parse_local_spec(
+        spec.unwrap_or(DEFAULT_BACKEND),
+    )?))
+}
+
 fn parse_local_spec(spec: &str) -> anyhow::Result<&str> {
     match spec.split_once(':') {
         Some(("local", path)) if !path.is_empty() => Ok(path),
