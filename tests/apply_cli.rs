@@ -1354,3 +1354,22 @@ fn a_database_that_is_not_a_tenant_is_refused_and_left_untouched() {
     }
     assert!(file.exists());
 }
+
+/// An error is shown once with its cause, not with the cause repeated (`{path}: {source}`
+/// errors were printed as `d: Is a directory (os error 21): Is a directory (os error 21)`).
+#[test]
+fn an_error_cause_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    let out = crmctl(dir.path())
+        .args(["plan", "--state", "d", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8(out).unwrap();
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}
