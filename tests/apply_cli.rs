@@ -930,13 +930,17 @@ fn an_edited_saved_plan_is_refused_and_nothing_is_applied() {
             .stderr(predicate::str::contains("checksum mismatch"));
         assert_eq!(observe(dir.path()), before, "{what}: the tenant changed");
     }
-    // The file as written still applies (with --allow-destroy for the delete).
+    // The file as written still applies (with --allow-destroy for the delete). The
+    // refusal lists the held-back actions one per line (a newline is not shown as `\n`).
     std::fs::write(&path, &text).unwrap();
     crmctl(dir.path())
         .args(["apply", "p.json"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("--allow-destroy"));
+        .stderr(predicate::str::contains("--allow-destroy"))
+        .stderr(predicate::str::contains(
+            ":\n  ! delete_user users.b@fabrikam.com",
+        ));
     assert_eq!(observe(dir.path()), before);
     crmctl(dir.path())
         .args(["apply", "--allow-destroy", "p.json"])
