@@ -1232,3 +1232,53 @@ fn state_entries_of_vanished_undeclared_objects_are_forgotten() {
     );
     assert_eq!(crmctl::plan::plan(&d, &t, &s), plan, "deterministic");
 }
+
+/// issue 9 item 1 (P1): a state address `users.<upn>` bound to a user whose UPN is another
+/// one (a state left by two writers before the fix, or edited by hand) is a plan error at
+/// that address, naming both. Before, the plan changed that other user to match the
+/// entry: renamed `admin@` to Bob and took its license away. A UPN differing only in case
+/// is the same user (an update of the displayed value).
+#[test]
+fn a_state_address_bound_to_another_users_object_is_an_error() {
+    let d = desired(
+        "licenses: {professional: 5}\nusers:\n  admin@coho.com: {name: Admin, license: professional}\n  bob@coho.com: {name: Bob}\n",
+    );
+    let t = tenant(
+        "licenses: {professional: 5}\nusers:\n  u1: {id: u1, upn: admin@coho.com, name: Admin, license: professional, access_mode: read-write}\n",
+    );
+    let s = state(&[
+        ("users.admin@coho.com", ObjKind::User, "u1", false),
+        ("users.bob@coho.com", ObjKind::User, "u1", false),
+    ]);
+    let plan = crmctl::plan::plan(&d, &t, &s);
+    assert!(
+        diag_at(&plan, "users.bob@coho.com", "P1", true),
+        "{:#?}",
+        plan.diagnostics
+    );
+    let d0 = plan
+        .diagnostics
+        .iter()
+        .find(|x| x.address.as_deref() == Some("users.bob@coho.com"))
+        .unwrap();
+    assert!(
+        d0.message.contains("admin@coho.com") && d0.message.contains("u1"),
+        "{}",
+        d0.message
+    );
+    assert!(d0.hint.is_some());
+    // The same UPN in another case is the same user: no error, the displayed value updated.
+    let t2 = tenant(
+        "licenses: {professional: 5}\nusers:\n  u1: {id: u1, upn: admin@coho.com, name: Admin, license: professional, access_mode: read-write}\n  u2: {id: u2, upn: BOB@coho.com, name: Bob, access_mode: read-write}\n",
+    );
+    let s2 = state(&[
+        ("users.admin@coho.com", ObjKind::User, "u1", false),
+        ("users.bob@coho.com", ObjKind::User, "u2", false),
+    ]);
+    let plan = crmctl::plan::plan(&d, &t2, &s2);
+    assert!(!plan.has_errors(), "{:#?}", plan.diagnostics);
+    assert_eq!(
+        steps(&plan),
+        vec!["update_user users.bob@coho.com".to_string()]
+    );
+}

@@ -615,6 +615,23 @@ impl<'a> Planner<'a> {
                 .filter(|(_, r)| r.kind == ObjKind::User)
                 .and_then(|(_, r)| self.t.users.get_key_value(r.id.as_str()));
             match found {
+                // Issue 9 item 1 (P1): the address names its user by UPN; an entry bound
+                // to a user with another UPN (a state damaged by concurrent writers before
+                // the fix, or edited) would change that other user to match the entry.
+                Some((id, u)) if !ident::same(&u.upn, upn) => {
+                    let address = user_address(upn);
+                    self.error(
+                        &address,
+                        format!(
+                            "the state binds `{address}` to `{id}`, whose UPN is `{}`: another user; the plan would change that user to match this entry",
+                            u.upn
+                        ),
+                        "P1",
+                        Some(format!(
+                            "remove the entry `{address}` from the state file (the user is then found by its UPN, or created), or give `{id}` its UPN back in the admin center"
+                        )),
+                    );
+                }
                 Some((id, u)) => {
                     self.users.bound[i] = Bound {
                         id: Some(id),
