@@ -1282,3 +1282,40 @@ fn a_state_address_bound_to_another_users_object_is_an_error() {
         vec!["update_user users.bob@coho.com".to_string()]
     );
 }
+
+/// issue 9 item 2 (I13): email addresses compare without regard to case. A recipient
+/// listed twice in two spellings is notified once (validation warns so): the plan sends it
+/// once, in its first spelling. Before, both spellings were sent and stored.
+#[test]
+fn recipients_listed_twice_in_two_cases_are_sent_once() {
+    let d = desired(&format!(
+        "instances:\n  p:\n    name: p\n    url: p\n    type: production\n    notification_recipients: [OPS@coho.com, ops@coho.com, ext@fabrikam.com]\n"
+    ));
+    let with = |recipients: &str| {
+        tenant(&format!(
+            "instances:\n  i1: {{id: i1, name: p, url: p, {PROD}, notification_recipients: [{recipients}]}}\n"
+        ))
+    };
+    let s = state(&[("instances.p", ObjKind::Instance, "i1", false)]);
+    let plan = crmctl::plan::plan(&d, &with(""), &s);
+    let sent: Vec<Vec<String>> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match &*a.op {
+            crmctl::plan::action::Op::SetNotificationRecipients { recipients, .. } => {
+                Some(recipients.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![vec![
+            "OPS@coho.com".to_string(),
+            "ext@fabrikam.com".to_string()
+        ]]
+    );
+    // Once the tenant holds them, nothing to do.
+    let plan = crmctl::plan::plan(&d, &with("OPS@coho.com, ext@fabrikam.com"), &s);
+    assert!(plan.actions.is_empty(), "{:?}", steps(&plan));
+}

@@ -3217,12 +3217,15 @@ impl<'a> Planner<'a> {
         }
         // I13: extra notification recipients, exact when given.
         if let Some(list) = &di.notification_recipients {
-            let mut seen = BTreeSet::new();
+            // Email addresses compare without regard to case (issue 9 item 2): an address
+            // listed again in another spelling is sent once, in its first spelling.
+            let mut folded = BTreeSet::new();
             let want: Vec<String> = list
                 .iter()
-                .filter(|r| seen.insert(r.as_str()))
+                .filter(|r| folded.insert(ident::fold(r)))
                 .cloned()
                 .collect();
+            let seen: BTreeSet<&str> = want.iter().map(String::as_str).collect();
             let cur: BTreeSet<&str> = steps
                 .obs
                 .map(|o| {
