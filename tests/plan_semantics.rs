@@ -1288,9 +1288,9 @@ fn a_state_address_bound_to_another_users_object_is_an_error() {
 /// once, in its first spelling. Before, both spellings were sent and stored.
 #[test]
 fn recipients_listed_twice_in_two_cases_are_sent_once() {
-    let d = desired(&format!(
-        "instances:\n  p:\n    name: p\n    url: p\n    type: production\n    notification_recipients: [OPS@coho.com, ops@coho.com, ext@fabrikam.com]\n"
-    ));
+    let d = desired(
+        "instances:\n  p:\n    name: p\n    url: p\n    type: production\n    notification_recipients: [OPS@coho.com, ops@coho.com, ext@fabrikam.com]\n",
+    );
     let with = |recipients: &str| {
         tenant(&format!(
             "instances:\n  i1: {{id: i1, name: p, url: p, {PROD}, notification_recipients: [{recipients}]}}\n"
