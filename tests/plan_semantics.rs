@@ -1319,3 +1319,21 @@ fn recipients_listed_twice_in_two_cases_are_sent_once() {
     let plan = crmctl::plan::plan(&d, &with("OPS@coho.com, ext@fabrikam.com"), &s);
     assert!(plan.actions.is_empty(), "{:?}", steps(&plan));
 }
+
+/// T1 (issue 9 items 1 and 2): a tenant's domain is a DNS name, compared without regard to
+/// case, as the state's binding already did; another domain is still an error.
+#[test]
+fn the_tenant_domain_compares_without_regard_to_case() {
+    let d = desired("users:\n  ana@coho.com: {}\n");
+    let mut t = fresh();
+    t.domain = DOMAIN.to_uppercase();
+    let plan = crmctl::plan::plan(&d, &t, &State::empty("l"));
+    assert!(!plan.has_errors(), "{:#?}", plan.diagnostics);
+    t.domain = "contoso.onmicrosoft.com".into();
+    let plan = crmctl::plan::plan(&d, &t, &State::empty("l"));
+    assert!(
+        diag_at(&plan, "tenant", "T1", true),
+        "{:#?}",
+        plan.diagnostics
+    );
+}
