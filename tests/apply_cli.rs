@@ -1377,3 +1377,23 @@ fn an_error_cause_is_printed_once() {
     let err = String::from_utf8(out).unwrap();
     assert_eq!(err.matches("os error").count(), 1, "{err}");
 }
+
+/// issue 9 (no run may lose what it manages): `--state` naming the local tenant's own file
+/// is refused before anything is written. Before, with both new, apply created the tenant
+/// database and then renamed the state over it (the tenant was left in its WAL only).
+#[test]
+fn a_state_path_that_is_the_tenant_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    for cmd in [&["plan", "-f"][..], &["apply", "--auto-approve", "-f"][..]] {
+        crmctl(dir.path())
+            .args(cmd)
+            .arg(&file)
+            .args(["--state", "t.db", "--backend", "local:./t.db"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("t.db"))
+            .stderr(predicate::str::contains("--state"));
+        assert!(!dir.path().join("t.db").exists(), "{cmd:?}");
+    }
+}
