@@ -930,13 +930,17 @@ fn an_edited_saved_plan_is_refused_and_nothing_is_applied() {
             .stderr(predicate::str::contains("checksum mismatch"));
         assert_eq!(observe(dir.path()), before, "{what}: the tenant changed");
     }
-    // The file as written still applies (with --allow-destroy for the delete).
+    // The file as written still applies (with --allow-destroy for the delete). The
+    // refusal lists the held-back actions one per line (a newline is not shown as `\n`).
     std::fs::write(&path, &text).unwrap();
     crmctl(dir.path())
         .args(["apply", "p.json"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("--allow-destroy"));
+        .stderr(predicate::str::contains("--allow-destroy"))
+        .stderr(predicate::str::contains(
+            ":\n  ! delete_user users.b@fabrikam.com",
+        ));
     assert_eq!(observe(dir.path()), before);
     crmctl(dir.path())
         .args(["apply", "--allow-destroy", "p.json"])
@@ -1353,4 +1357,43 @@ fn a_database_that_is_not_a_tenant_is_refused_and_left_untouched() {
         assert!(!dir.path().join("app.db-wal").exists(), "{cmd:?}");
     }
     assert!(file.exists());
+}
+
+/// An error is shown once with its cause, not with the cause repeated (`{path}: {source}`
+/// errors were printed as `d: Is a directory (os error 21): Is a directory (os error 21)`).
+#[test]
+fn an_error_cause_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    let out = crmctl(dir.path())
+        .args(["plan", "--state", "d", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8(out).unwrap();
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}
+
+/// issue 9 (no run may lose what it manages): `--state` naming the local tenant's own file
+/// is refused before anything is written. Before, with both new, apply created the tenant
+/// database and then renamed the state over it (the tenant was left in its WAL only).
+#[test]
+fn a_state_path_that_is_the_tenant_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    for cmd in [&["plan", "-f"][..], &["apply", "--auto-approve", "-f"][..]] {
+        crmctl(dir.path())
+            .args(cmd)
+            .arg(&file)
+            .args(["--state", "t.db", "--backend", "local:./t.db"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("t.db"))
+            .stderr(predicate::str::contains("--state"));
+        assert!(!dir.path().join("t.db").exists(), "{cmd:?}");
+    }
 }

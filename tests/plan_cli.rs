@@ -226,3 +226,51 @@ fn p6_floor_error_points_at_the_admin_role_line() {
         .assert()
         .code(0);
 }
+
+
+/// issue 9 (items 4 and 5: no run may lose what it manages): `plan --out` never writes
+/// the plan over the state, its journal or lock, the local tenant file or the desired file
+/// (a typo in `--out` used to replace the state, or the whole tenant database, by a plan).
+#[test]
+fn out_never_replaces_the_state_the_tenant_or_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "t.yaml", CHANGES);
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f", "t.yaml"])
+        .assert()
+        .success();
+    write(
+        dir.path(),
+        "t.yaml",
+        "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com: {name: Ana Diaz}\n",
+    );
+    std::fs::write(dir.path().join(".crmctl/state.json.journal"), "").unwrap();
+    let files = [
+        ".crmctl/state.json",
+        "./.crmctl/state.json",
+        ".crmctl/state.json.journal",
+        ".crmctl/tenant.db",
+        ".crmctl/../.crmctl/tenant.db",
+        "t.yaml",
+    ];
+    let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+    for out in files {
+        let before = read(out);
+        crmctl(dir.path())
+            .args(["plan", "-f", "t.yaml", "--out", out])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("--out"))
+            .stderr(predicate::str::contains("Saved the plan").not());
+        assert_eq!(read(out), before, "--out {out} replaced it");
+    }
+    // A plan file of its own is written as before.
+    crmctl(dir.path())
+        .args(["plan", "-f", "t.yaml", "--out", "p.json"])
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["apply", "p.json"])
+        .assert()
+        .success();
+}

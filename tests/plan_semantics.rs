@@ -1457,3 +1457,109 @@ fn fidelity_smaller() {
         },
     ]);
 }
+
+
+/// issue 9 item 1 (P1): a state address `users.<upn>` bound to a user whose UPN is another
+/// one (a state left by two writers before the fix, or edited by hand) is a plan error at
+/// that address, naming both. Before, the plan changed that other user to match the
+/// entry: renamed `admin@` to Bob and took its license away. A UPN differing only in case
+/// is the same user (an update of the displayed value).
+#[test]
+fn a_state_address_bound_to_another_users_object_is_an_error() {
+    let d = desired(
+        "licenses: {professional: 5}\nusers:\n  admin@coho.com: {name: Admin, license: professional}\n  bob@coho.com: {name: Bob}\n",
+    );
+    let t = tenant(
+        "licenses: {professional: 5}\nusers:\n  u1: {id: u1, upn: admin@coho.com, name: Admin, license: professional, access_mode: read-write}\n",
+    );
+    let s = state(&[
+        ("users.admin@coho.com", ObjKind::User, "u1", false),
+        ("users.bob@coho.com", ObjKind::User, "u1", false),
+    ]);
+    let plan = crmctl::plan::plan(&d, &t, &s);
+    assert!(
+        diag_at(&plan, "users.bob@coho.com", "P1", true),
+        "{:#?}",
+        plan.diagnostics
+    );
+    let d0 = plan
+        .diagnostics
+        .iter()
+        .find(|x| x.address.as_deref() == Some("users.bob@coho.com"))
+        .unwrap();
+    assert!(
+        d0.message.contains("admin@coho.com") && d0.message.contains("u1"),
+        "{}",
+        d0.message
+    );
+    assert!(d0.hint.is_some());
+    // The same UPN in another case is the same user: no error, the displayed value updated.
+    let t2 = tenant(
+        "licenses: {professional: 5}\nusers:\n  u1: {id: u1, upn: admin@coho.com, name: Admin, license: professional, access_mode: read-write}\n  u2: {id: u2, upn: BOB@coho.com, name: Bob, access_mode: read-write}\n",
+    );
+    let s2 = state(&[
+        ("users.admin@coho.com", ObjKind::User, "u1", false),
+        ("users.bob@coho.com", ObjKind::User, "u2", false),
+    ]);
+    let plan = crmctl::plan::plan(&d, &t2, &s2);
+    assert!(!plan.has_errors(), "{:#?}", plan.diagnostics);
+    assert_eq!(
+        steps(&plan),
+        vec!["update_user users.bob@coho.com".to_string()]
+    );
+}
+
+/// issue 9 item 2 (I13): email addresses compare without regard to case. A recipient
+/// listed twice in two spellings is notified once (validation warns so): the plan sends it
+/// once, in its first spelling. Before, both spellings were sent and stored.
+#[test]
+fn recipients_listed_twice_in_two_cases_are_sent_once() {
+    let d = desired(
+        "instances:\n  p:\n    name: p\n    url: p\n    type: production\n    notification_recipients: [OPS@coho.com, ops@coho.com, ext@fabrikam.com]\n",
+    );
+    let with = |recipients: &str| {
+        tenant(&format!(
+            "instances:\n  i1: {{id: i1, name: p, url: p, {PROD}, notification_recipients: [{recipients}]}}\n"
+        ))
+    };
+    let s = state(&[("instances.p", ObjKind::Instance, "i1", false)]);
+    let plan = crmctl::plan::plan(&d, &with(""), &s);
+    let sent: Vec<Vec<String>> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match &*a.op {
+            crmctl::plan::action::Op::SetNotificationRecipients { recipients, .. } => {
+                Some(recipients.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![vec![
+            "OPS@coho.com".to_string(),
+            "ext@fabrikam.com".to_string()
+        ]]
+    );
+    // Once the tenant holds them, nothing to do.
+    let plan = crmctl::plan::plan(&d, &with("OPS@coho.com, ext@fabrikam.com"), &s);
+    assert!(plan.actions.is_empty(), "{:?}", steps(&plan));
+}
+
+/// T1 (issue 9 items 1 and 2): a tenant's domain is a DNS name, compared without regard to
+/// case, as the state's binding already did; another domain is still an error.
+#[test]
+fn the_tenant_domain_compares_without_regard_to_case() {
+    let d = desired("users:\n  ana@coho.com: {}\n");
+    let mut t = fresh();
+    t.domain = DOMAIN.to_uppercase();
+    let plan = crmctl::plan::plan(&d, &t, &State::empty("l"));
+    assert!(!plan.has_errors(), "{:#?}", plan.diagnostics);
+    t.domain = "contoso.onmicrosoft.com".into();
+    let plan = crmctl::plan::plan(&d, &t, &State::empty("l"));
+    assert!(
+        diag_at(&plan, "tenant", "T1", true),
+        "{:#?}",
+        plan.diagnostics
+    );
+}

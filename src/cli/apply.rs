@@ -110,7 +110,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
     }
     let protect = loaded.desired.protect_flags();
     if let Err(e) = apply::preflight(&plan, args.allow_destroy) {
-        eprintln!("error: {}", escape(&e.to_string()));
+        eprintln!("error: {}", escape_lines(&e.to_string()));
         if matches!(e, ApplyError::DestroyNotAllowed(_)) {
             eprintln!("Run again with --allow-destroy to allow them.");
         }
@@ -233,7 +233,7 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         return Ok(ExitCode::from(1));
     }
     if let Err(e) = apply::preflight(&plan, args.allow_destroy) {
-        eprintln!("error: {}", escape(&e.to_string()));
+        eprintln!("error: {}", escape_lines(&e.to_string()));
         if matches!(e, ApplyError::DestroyNotAllowed(_)) {
             eprintln!("Run again with --allow-destroy to allow them.");
         }
@@ -246,6 +246,15 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
     backend.set_domain_hint(&plan.tenant)?;
     let report = run(&plan, &backend, &mut state, &state_path, args, protect)?;
     Ok(summarize(&plan, &report))
+}
+
+/// [`escape`] line by line: a message of several lines (the held-back actions) keeps
+/// its line breaks, every other control character is shown escaped.
+fn escape_lines(s: &str) -> String {
+    s.split('\n')
+        .map(|l| escape(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn short(fp: &str) -> &str {

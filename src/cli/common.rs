@@ -41,6 +41,13 @@ pub fn open_local(spec: Option<&str>) -> anyhow::Result<LocalProvider> {
         .with_context(|| format!("cannot open the local tenant {path}"))
 }
 
+/// The tenant file a `local:PATH` backend names (`None`: [`DEFAULT_BACKEND`]).
+pub fn local_path(spec: Option<&str>) -> anyhow::Result<std::path::PathBuf> {
+    Ok(std::path::PathBuf::from(parse_local_spec(
+        spec.unwrap_or(DEFAULT_BACKEND),
+    )?))
+}
+
 fn parse_local_spec(spec: &str) -> anyhow::Result<&str> {
     match spec.split_once(':') {
         Some(("local", path)) if !path.is_empty() => Ok(path),
@@ -123,6 +130,24 @@ pub fn check_state_fits_tenant(
     state_path: &Path,
 ) -> anyhow::Result<()> {
     let id = backend_identity(backend);
+    // The state (or its journal) in the tenant's own file would be renamed over the
+    // tenant database by the first save.
+    let tenant_file = file_identity(backend.path());
+    for (what, p) in [
+        ("the state", state_path.to_path_buf()),
+        (
+            "the state's journal",
+            crate::state::store::journal_path(state_path),
+        ),
+    ] {
+        if file_identity(&p) == tenant_file {
+            anyhow::bail!(
+                "--state {}: {what} would be written over the local tenant {}; give the state a file of its own (default {DEFAULT_STATE})",
+                state_path.display(),
+                backend.path().display()
+            );
+        }
+    }
     let n = state.resources.len();
     if n > 0 {
         let of = match (state.tenant.is_empty(), state.backend.is_empty()) {

@@ -66,10 +66,25 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, `: `-separated like `{:#}`, without a cause whose text the
+/// message before it already shows (library errors such as `{path}: {source}` include
+/// their source, which anyhow would print a second time).
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// Print clap's message and map it to an exit code: `--help` and `--version` print to

@@ -105,6 +105,9 @@ fn state_path(state: &Option<PathBuf>) -> PathBuf {
 /// `crmctl plan`.
 pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     let state_path = state_path(&args.state);
+    if let Some(out) = &args.out {
+        check_out(out, args, &state_path)?;
+    }
     let Some(Planned {
         loaded,
         state,
@@ -163,6 +166,41 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     let changes = !plan.is_empty();
     common::free_at_exit((loaded, state, plan));
     Ok(exit(args.detailed_exitcode, changes))
+}
+
+/// Refuse a `--out` that names a file this run reads or manages: the desired file, the
+/// state (its journal, its lock) or the local tenant (its WAL files). A typo there used to
+/// replace the state, or the whole tenant database, by the plan (issue 9: no run may lose
+/// what it manages).
+fn check_out(out: &Path, args: &PlanArgs, state_path: &Path) -> anyhow::Result<()> {
+    use crate::state::{lock, store};
+    let tenant = common::local_path(args.backend.as_deref())?;
+    let with_suffix = |p: &Path, suffix: &str| {
+        let mut s = p.as_os_str().to_os_string();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    let taken: [(&str, PathBuf); 7] = [
+        ("the desired file", args.file.clone()),
+        ("the state", state_path.to_path_buf()),
+        ("the state's journal", store::journal_path(state_path)),
+        ("the state's lock", lock::lock_path(state_path)),
+        ("the local tenant", tenant.clone()),
+        ("the local tenant's WAL", with_suffix(&tenant, "-wal")),
+        ("the local tenant's WAL index", with_suffix(&tenant, "-shm")),
+    ];
+    let target = common::file_identity(out);
+    if let Some((what, path)) = taken
+        .iter()
+        .find(|(_, p)| common::file_identity(p) == target)
+    {
+        anyhow::bail!(
+            "--out {} is {what} ({}): the plan would replace it; save the plan to a file of its own, e.g. --out plan.json",
+            out.display(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn exit(detailed: bool, changes: bool) -> ExitCode {

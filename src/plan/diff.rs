@@ -615,6 +615,23 @@ impl<'a> Planner<'a> {
                 .filter(|(_, r)| r.kind == ObjKind::User)
                 .and_then(|(_, r)| self.t.users.get_key_value(r.id.as_str()));
             match found {
+                // Issue 9 item 1 (P1): the address names its user by UPN; an entry bound
+                // to a user with another UPN (a state damaged by concurrent writers before
+                // the fix, or edited) would change that other user to match the entry.
+                Some((id, u)) if !ident::same(&u.upn, upn) => {
+                    let address = user_address(upn);
+                    self.error(
+                        &address,
+                        format!(
+                            "the state binds `{address}` to `{id}`, whose UPN is `{}`: another user; the plan would change that user to match this entry",
+                            u.upn
+                        ),
+                        "P1",
+                        Some(format!(
+                            "remove the entry `{address}` from the state file (the user is then found by its UPN, or created), or give `{id}` its UPN back in the admin center"
+                        )),
+                    );
+                }
                 Some((id, u)) => {
                     self.users.bound[i] = Bound {
                         id: Some(id),
@@ -3297,12 +3314,26 @@ impl<'a> Planner<'a> {
         }
         // I13: extra notification recipients, exact when given.
         if let Some(list) = &di.notification_recipients {
+<<<<<<< ours
             // Each address once, whatever its case (email addresses are case-insensitive;
             // the validator warns it is "notified once").
             let mut lower = BTreeSet::new();
+||||||| base
+            let mut seen = BTreeSet::new();
+=======
+            // Email addresses compare without regard to case (issue 9 item 2): an address
+            // listed again in another spelling is sent once, in its first spelling.
+            let mut folded = BTreeSet::new();
+>>>>>>> theirs
             let want: Vec<String> = list
                 .iter()
+<<<<<<< ours
                 .filter(|r| lower.insert(r.to_ascii_lowercase()))
+||||||| base
+                .filter(|r| seen.insert(r.as_str()))
+=======
+                .filter(|r| folded.insert(ident::fold(r)))
+>>>>>>> theirs
                 .cloned()
                 .collect();
             let seen: BTreeSet<&str> = want.iter().map(String::as_str).collect();

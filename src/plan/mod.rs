@@ -87,7 +87,8 @@ fn plan_actions(
     state: &State,
 ) -> Plan {
     let diff::Diff { drafts, mut diags } = diff::diff(desired, members, observed, state);
-    if !observed.domain.is_empty() && observed.domain != desired.tenant {
+    // T1: a domain is a DNS name, compared without regard to case (as the state binding).
+    if !observed.domain.is_empty() && !observed.domain.eq_ignore_ascii_case(&desired.tenant) {
         diags.push(
             Diagnostic::error(
                 "tenant",

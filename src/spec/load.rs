@@ -35,8 +35,8 @@ use structural::FastError;
 /// the scalar's span (serde-saphyr), the span must be exactly the digits of the value; a
 /// JSON file's numbers are plain already (serde_json refuses strings for counts).
 pub(crate) mod counts {
-    //! Used by the model through `deserialize_with`: the only YAML-aware part of the model
-    //! lives here, with the rest of the YAML knowledge.
+    // Used by the model through `deserialize_with`: the only YAML-aware part of the model
+    // lives here, with the rest of the YAML knowledge.
     use serde::de::{Deserialize, Deserializer, Error};
 
     /// The message of a count not written as plain digits (the loader's hint names it).
