@@ -643,3 +643,40 @@ fn issue9_bom_and_non_utf8() {
     let l = d.location.as_ref().expect("located");
     assert_eq!((l.line, l.column), (19, 12));
 }
+
+/// issue 9 item 7: at most 100 diagnostics are described (the first ones in the file,
+/// errors before warnings), the rest counted in `omitted`; structural (the slow path) and
+/// semantic (validation) alike, YAML and JSON.
+#[test]
+fn issue9_at_most_100_diagnostics_then_the_rest_counted() {
+    let mut structural = String::from("tenant: coho.onmicrosoft.com\nusers:\n");
+    let mut semantic = String::from("tenant: coho.onmicrosoft.com\nlicenses: {basic: 300}\nusers:\n");
+    let mut json = String::from("{\"tenant\": \"coho.onmicrosoft.com\", \"users\": {\n");
+    for i in 0..300 {
+        structural.push_str(&format!("  u{i:03}@coho.com: {{licence: basic}}\n"));
+        semantic.push_str(&format!(
+            "  u{i:03}@coho.com: {{license: basic, roles: {{nowhere: [X]}}}}\n"
+        ));
+        json.push_str(&format!(
+            "{}\"u{i:03}@coho.com\": {{\"licence\": \"basic\"}}\n",
+            if i == 0 { "" } else { "," }
+        ));
+    }
+    json.push_str("}}\n");
+    for (path, text, first_line) in [
+        ("s.yaml", structural, 3),
+        ("v.yaml", semantic, 4),
+        ("s.json", json, 2),
+    ] {
+        let f = load_str(path, text).unwrap_err();
+        assert_eq!(f.diagnostics.len(), 100, "{path}");
+        assert_eq!(f.omitted, 200, "{path}");
+        let lines: Vec<u32> = f
+            .diagnostics
+            .iter()
+            .map(|d| d.location.as_ref().expect("located").line)
+            .collect();
+        assert_eq!(lines[0], first_line, "{path}");
+        assert!(lines.windows(2).all(|w| w[0] < w[1]), "{path}: {lines:?}");
+    }
+}
