@@ -704,12 +704,25 @@ fn plan_errors_point_at_the_offending_field() {
             &tenant(&c.tenant),
             &state(&[("instances.p", ObjKind::Instance, "i1", c.protect_in_state)]),
         );
-        let mut diags: Vec<_> = plan.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+        let mut diags: Vec<_> = plan
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
         assert_eq!(diags.len(), 1, "{}: {diags:#?}", c.name);
         assert_eq!(diags[0].address.as_deref(), Some(c.address), "{}", c.name);
-        let src = crmctl::spec::load::Source { path: "t.yaml".into(), text };
+        let src = crmctl::spec::load::Source {
+            path: "t.yaml".into(),
+            text,
+        };
         crmctl::spec::load::locate_diagnostics(&src, &mut diags);
-        assert_eq!(diags[0].location.as_ref().map(|l| l.line), Some(c.line), "{}", c.name);
+        assert_eq!(
+            diags[0].location.as_ref().map(|l| l.line),
+            Some(c.line),
+            "{}",
+            c.name
+        );
     }
     // Removed from the file: the message names the address and says it was removed.
     let d = desired("instances:\n  keep: {name: keep, url: keep, type: production}\n");

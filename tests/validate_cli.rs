@@ -370,14 +370,20 @@ const INVALID: &[Case] = &[
         line: None,
         column: 37,
         rule: None,
-        expect: &["unsupported tag `!!python/object:os.system`", "remove the tag"],
+        expect: &[
+            "unsupported tag `!!python/object:os.system`",
+            "remove the tag",
+        ],
     },
     Case {
         file: "issue9_yaml11_bool.yaml",
         line: None,
         column: 14,
         rule: None,
-        expect: &["expected `true` or `false` (found the string `no`)", "write `true` or `false`"],
+        expect: &[
+            "expected `true` or `false` (found the string `no`)",
+            "write `true` or `false`",
+        ],
     },
     Case {
         file: "issue9_count.yaml",
@@ -405,7 +411,10 @@ const INVALID: &[Case] = &[
         line: None,
         column: 5,
         rule: Some("I12"),
-        expect: &["is also used by `security_groups.sales2`", "its own `name:`"],
+        expect: &[
+            "is also used by `security_groups.sales2`",
+            "its own `name:`",
+        ],
     },
     Case {
         file: "issue9_non_utf8.yaml",
@@ -697,7 +706,10 @@ fn schema_command_prints_the_committed_schema() {
 fn control_characters_are_shown_escaped() {
     let (code, stderr) = validate("tests/fixtures/invalid/issue9_control_char.yaml");
     assert_eq!(code, 1);
-    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{7}'), "{stderr:?}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
     assert!(stderr.contains("\\x1b"), "{stderr}");
 }
 
@@ -714,6 +726,12 @@ fn after_100_problems_the_rest_are_counted() {
     std::fs::write(&file, text).unwrap();
     let (code, stderr) = validate(file.to_str().unwrap());
     assert_eq!(code, 1);
-    assert_eq!(stderr.matches(": error: unknown field `licence`").count(), 100);
-    assert!(stderr.contains("... and 150 more problem(s) not shown"), "{stderr}");
+    assert_eq!(
+        stderr.matches(": error: unknown field `licence`").count(),
+        100
+    );
+    assert!(
+        stderr.contains("... and 150 more problem(s) not shown"),
+        "{stderr}"
+    );
 }

@@ -358,7 +358,10 @@ mod load_fuzz {
     const EXAMPLES: [(&str, &str); 3] = [
         ("coho-winery", include_str!("../examples/coho-winery.yaml")),
         ("minimal", include_str!("../examples/minimal.yaml")),
-        ("multi-region", include_str!("../examples/multi-region.yaml")),
+        (
+            "multi-region",
+            include_str!("../examples/multi-region.yaml"),
+        ),
     ];
 
     /// (path, bytes) of every example in YAML and as pretty JSON.
@@ -617,7 +620,10 @@ fn issue9_refused_and_located() {
             .filter_map(|d| d.location.as_ref().map(|l| (l.line, l.column)))
             .collect();
         if hits != c.at {
-            failures.push(format!("{}: expected {:?}, got {hits:?} in {got:#?}", c.name, c.at));
+            failures.push(format!(
+                "{}: expected {:?}, got {hits:?} in {got:#?}",
+                c.name, c.at
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -630,16 +636,25 @@ fn issue9_bom_and_non_utf8() {
     use crmctl::spec::load::load_bytes;
     for (path, text) in [
         ("t.yaml", format!("\u{feff}{BASE}")),
-        ("t.json", "\u{feff}{\"tenant\": \"coho.onmicrosoft.com\"}".to_string()),
+        (
+            "t.json",
+            "\u{feff}{\"tenant\": \"coho.onmicrosoft.com\"}".to_string(),
+        ),
     ] {
-        assert!(load_bytes(path, text.into_bytes()).is_ok(), "{path} with a BOM");
+        assert!(
+            load_bytes(path, text.into_bytes()).is_ok(),
+            "{path} with a BOM"
+        );
     }
     let mut bytes = BASE.as_bytes().to_vec();
     let at = BASE.find("Dev").unwrap() + 1;
     bytes[at] = 0xff; // line 19: `    name: Dev`, the `e`
     let f = load_bytes("t.yaml", bytes).unwrap_err();
     let d = &f.diagnostics[0];
-    assert!(d.message.contains("not UTF-8") && d.message.contains("0xff"), "{d:?}");
+    assert!(
+        d.message.contains("not UTF-8") && d.message.contains("0xff"),
+        "{d:?}"
+    );
     let l = d.location.as_ref().expect("located");
     assert_eq!((l.line, l.column), (19, 12));
 }
@@ -650,7 +665,8 @@ fn issue9_bom_and_non_utf8() {
 #[test]
 fn issue9_at_most_100_diagnostics_then_the_rest_counted() {
     let mut structural = String::from("tenant: coho.onmicrosoft.com\nusers:\n");
-    let mut semantic = String::from("tenant: coho.onmicrosoft.com\nlicenses: {basic: 300}\nusers:\n");
+    let mut semantic =
+        String::from("tenant: coho.onmicrosoft.com\nlicenses: {basic: 300}\nusers:\n");
     let mut json = String::from("{\"tenant\": \"coho.onmicrosoft.com\", \"users\": {\n");
     for i in 0..300 {
         structural.push_str(&format!("  u{i:03}@coho.com: {{licence: basic}}\n"));

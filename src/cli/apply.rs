@@ -11,8 +11,8 @@ use crate::apply::{self, ActionOutcome, ApplyError, ApplyOptions, ApplyReport};
 use crate::cli::common;
 use crate::plan::saved::{SavedPlan, SAVED_PLAN_VERSION};
 use crate::plan::Plan;
-use crate::render::escape;
 use crate::provider::Provider;
+use crate::render::escape;
 use crate::spec::load::{self, Source};
 use crate::state::{store, State};
 

@@ -94,7 +94,10 @@ mod tests {
             escape("a\u{1b}]0;pwned\u{7}b\rc\0d\u{7f}"),
             "a\\x1b]0;pwned\\x07b\\rc\\x00d\\x7f"
         );
-        assert_eq!(escape("x\u{202e}y\u{2066}z\u{85}"), "x\\u{202e}y\\u{2066}z\\u{85}");
+        assert_eq!(
+            escape("x\u{202e}y\u{2066}z\u{85}"),
+            "x\\u{202e}y\\u{2066}z\\u{85}"
+        );
         assert_eq!(escape("a\tb\nc"), "a\\tb\\nc");
         assert_eq!(escape_keep_tabs("a\tb\u{1b}"), "a\tb\\x1b");
         assert_eq!(first_unsafe("ok\u{202d}"), Some('\u{202d}'));

@@ -158,7 +158,11 @@ fn tab_at_or_after(text: &str, p: Pos) -> Pos {
     let mut lines = super::source_lines(text).skip(p.line as usize - 1);
     let here: Vec<char> = lines.next().unwrap_or("").chars().collect();
     let col = p.column as usize;
-    if let Some(i) = here.iter().skip(col.saturating_sub(1)).position(|&c| c == '\t') {
+    if let Some(i) = here
+        .iter()
+        .skip(col.saturating_sub(1))
+        .position(|&c| c == '\t')
+    {
         return Pos {
             line: p.line,
             column: (col.max(1) + i) as u32,
@@ -216,18 +220,15 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
         omitted: 0,
         batch: Vec::new(),
         fields: fields_of::<Desired>(),
-        valid_before: fast_error(src, &fast)
-            .location
-            .map(|l| Pos {
-                line: l.line,
-                column: l.column,
-            }),
+        valid_before: fast_error(src, &fast).location.map(|l| Pos {
+            line: l.line,
+            column: l.column,
+        }),
     };
-    let walked = serde_saphyr::with_deserializer_from_str_with_options(
-        &text,
-        tree_options(),
-        |de| RootSeed(&mut ctx).deserialize(de),
-    );
+    let walked =
+        serde_saphyr::with_deserializer_from_str_with_options(&text, tree_options(), |de| {
+            RootSeed(&mut ctx).deserialize(de)
+        });
     let root = match walked {
         Ok(r) => r,
         Err(e) => {
