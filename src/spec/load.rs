@@ -33,10 +33,10 @@ use structural::FastError;
 /// (issue 9 item 10): YAML would also read `1_000`, `0o12`, `0x0A`, `+5` and the quoted
 /// `"5"` as numbers, which a reviewer reads differently (or as text). Where the parser knows
 /// the scalar's span (serde-saphyr), the span must be exactly the digits of the value; a
-/// JSON file's numbers are plain already (serde_json refuses strings for counts).
+/// JSON file's numbers are plain already (serde_json refuses strings for counts). Used by
+/// the model through `deserialize_with`: the only YAML-aware part of the model lives here,
+/// with the rest of the YAML knowledge.
 pub(crate) mod counts {
-    //! Used by the model through `deserialize_with`: the only YAML-aware part of the model
-    //! lives here, with the rest of the YAML knowledge.
     use serde::de::{Deserialize, Deserializer, Error};
 
     /// The message of a count not written as plain digits (the loader's hint names it).
