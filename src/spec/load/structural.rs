@@ -213,6 +213,21 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
     if is_blank(&src.text, json) {
         return (vec![empty_file(src)], 0);
     }
+    // A JSON document that is not an object says so in its first character: no need to
+    // read a large array through (issue 9 item 7).
+    if json {
+        let first = src.text.char_indices().find(|(_, c)| !c.is_whitespace());
+        let kind = match first.map(|(_, c)| c) {
+            Some('[') => Some("a list"),
+            Some('"') => Some("a string"),
+            Some('t' | 'f') => Some("a boolean"),
+            Some(c) if c == '-' || c.is_ascii_digit() => Some("a number"),
+            _ => None,
+        };
+        if let (Some(kind), Some((i, _))) = (kind, first) {
+            return (vec![not_a_mapping(src, kind, i)], 0);
+        }
+    }
     let text = super::tree_text(src);
     let mut ctx = Ctx {
         src,
@@ -243,26 +258,17 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
     let tenant = match root {
         Root::Null => return (vec![empty_file(src)], 0),
         Root::Other(kind) => {
-            let first = src
-                .text
-                .char_indices()
-                .find(|(_, c)| !c.is_whitespace() && *c != '\u{feff}')
-                .map(|(i, _)| i);
-            let (line, column) = super::end_position(&src.text[..first.unwrap_or(0)]);
-            return (
-                vec![error_at(
-                    src,
-                    format!(
-                        "the top level must be a mapping (`tenant:`, `users:`, ...), found {kind}"
-                    ),
-                    None,
-                    Some(Pos { line, column }),
-                )
-                .hint(
-                    "start the file with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml",
-                )],
-                0,
-            );
+            // The first character that is not blank or in a comment.
+            let mut at = 0;
+            for line in src.text.split_inclusive(['\n', '\r']) {
+                let t = line.trim_start();
+                if !t.is_empty() && !t.starts_with('#') {
+                    at += line.len() - t.len();
+                    break;
+                }
+                at += line.len();
+            }
+            return (vec![not_a_mapping(src, kind, at.min(src.text.len()))], 0);
         }
         Root::Map { tenant } => tenant,
     };
@@ -292,6 +298,18 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
         out.push(fast_error(src, &fast));
     }
     (out, omitted)
+}
+
+/// The top level is not a mapping: found `kind` at byte `at`.
+fn not_a_mapping(src: &Source, kind: &str, at: usize) -> Diagnostic {
+    let (line, column) = super::end_position(&src.text[..at]);
+    error_at(
+        src,
+        format!("the top level must be a mapping (`tenant:`, `users:`, ...), found {kind}"),
+        None,
+        Some(Pos { line, column }),
+    )
+    .hint("start the file with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml")
 }
 
 /// What the streaming pass found at the top level.
