@@ -631,7 +631,32 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
     let blue = Style::new().bold().fg_color(Some(AnsiColor::Blue.into()));
     let cyan = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
     use crate::render::escape::{escape, escape_keep_tabs, is_unsafe};
-    let lines: Vec<&str> = source_lines(&source.text).collect();
+    // Only the lines shown, found in one pass that stops at the last one (a large file is
+    // not split into lines to show a few; issue 9 item 7).
+    let wanted: std::collections::BTreeSet<usize> = diagnostics
+        .iter()
+        .filter_map(|d| d.location.as_ref())
+        .filter(|l| l.file == source.path && l.line >= 1)
+        .map(|l| l.line as usize - 1)
+        .collect();
+    let mut lines: std::collections::HashMap<usize, &str> = std::collections::HashMap::new();
+    // The number of lines, when the pass read the whole text.
+    let mut total = None;
+    if let Some(&last) = wanted.last() {
+        let mut n = 0;
+        for (i, line) in source_lines(&source.text).enumerate() {
+            n = i + 1;
+            if wanted.contains(&i) {
+                lines.insert(i, line);
+            }
+            if i >= last {
+                break;
+            }
+        }
+        if n <= last {
+            total = Some(n);
+        }
+    }
     let mut out = String::new();
     for d in diagnostics {
         let (label, tone) = match d.severity {
@@ -668,10 +693,10 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
             .and_then(|l| {
                 // One past the last line: the end of the file (an empty file, a missing end).
                 let i = l.line as usize - 1;
-                let text = if i == lines.len() {
+                let text = if total == Some(i) {
                     Some("")
                 } else {
-                    lines.get(i).copied()
+                    lines.get(&i).copied()
                 };
                 text.map(|t| (l, t))
             });
