@@ -93,7 +93,8 @@ fn hostile_text_from_the_tenant_is_escaped_in_every_rendering() {
             members: Default::default(),
         },
     );
-    let d = desired("security_groups:\n  sales:\n    name: Sales\n    description: \"new\\nline\"\n");
+    let d =
+        desired("security_groups:\n  sales:\n    name: Sales\n    description: \"new\\nline\"\n");
     let mut plan = crmctl::plan::plan(&d, &t, &state(&[]));
     assert!(!plan.has_errors(), "{:#?}", plan.diagnostics);
     // And a hostile diagnostic, as a provider or the planner could word one.
@@ -104,7 +105,10 @@ fn hostile_text_from_the_tenant_is_escaped_in_every_rendering() {
     let only_layout = |s: &str| !s.chars().any(|c| is_unsafe(c) && c != '\n');
     let human = crmctl::render::render_human(&plan, false);
     assert!(only_layout(&human), "{human:?}");
-    assert!(human.contains("\\x1b]0;pwned\\x07") && human.contains("\\u{202e}"), "{human}");
+    assert!(
+        human.contains("\\x1b]0;pwned\\x07") && human.contains("\\u{202e}"),
+        "{human}"
+    );
     let colored = crmctl::render::render_human(&plan, true);
     assert!(!colored.contains("\u{1b}]0") && !colored.contains('\u{202e}'));
     let md = crmctl::render::render_markdown(&plan);
@@ -113,8 +117,9 @@ fn hostile_text_from_the_tenant_is_escaped_in_every_rendering() {
     assert!(only_layout(&dot), "{dot}");
     // Apply progress: the failure text (from the provider) is escaped too.
     let a = &plan.actions[0];
-    let failed =
-        crmctl::apply::ActionOutcome::Failed(crmctl::provider::ProviderError::NotFound(hostile.into()));
+    let failed = crmctl::apply::ActionOutcome::Failed(crmctl::provider::ProviderError::NotFound(
+        hostile.into(),
+    ));
     let line = crmctl::apply::ProgressEvent {
         finished: 1,
         total: 1,
@@ -122,7 +127,10 @@ fn hostile_text_from_the_tenant_is_escaped_in_every_rendering() {
         outcome: &failed,
     }
     .line();
-    assert!(only_layout(&line) && !line.contains('\n') && line.contains("\\x1b"), "{line}");
+    assert!(
+        only_layout(&line) && !line.contains('\n') && line.contains("\\x1b"),
+        "{line}"
+    );
 }
 
 /// issue 9 item 6: diagnostics echo the source line with its control characters escaped,
@@ -133,11 +141,22 @@ fn diagnostics_escape_the_echoed_line_and_the_message() {
     let text = "tenant: coho.onmicrosoft.com\nsecurity_groups:\n  a: {name: \"x\\e\", description: \u{202e}y}\n";
     let f = load_str("t.yaml", text.into()).unwrap_err();
     let out = render_diagnostics(&f.diagnostics, &f.src, false);
-    assert!(!out.chars().any(|c| crmctl::render::escape::is_unsafe(c) && c != '\n'), "{out:?}");
+    assert!(
+        !out.chars()
+            .any(|c| crmctl::render::escape::is_unsafe(c) && c != '\n'),
+        "{out:?}"
+    );
     assert!(out.contains("description: \\u{202e}y"), "{out}");
     // The caret under `description` (column 25 of the raw line) is moved past the escape.
     let echoed = out.lines().find(|l| l.starts_with("3 | ")).unwrap();
-    let caret = out.lines().skip_while(|l| !l.starts_with("3 | ")).nth(1).unwrap();
+    let caret = out
+        .lines()
+        .skip_while(|l| !l.starts_with("3 | "))
+        .nth(1)
+        .unwrap();
     let col = caret.find('^').unwrap();
-    assert!(echoed[col..].starts_with("description") || echoed[col..].starts_with("name"), "{out}");
+    assert!(
+        echoed[col..].starts_with("description") || echoed[col..].starts_with("name"),
+        "{out}"
+    );
 }

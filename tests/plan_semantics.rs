@@ -1563,3 +1563,71 @@ fn the_tenant_domain_compares_without_regard_to_case() {
         plan.diagnostics
     );
 }
+
+
+/// issue 9 item 8: plan errors point at the offending field (currency, language, region,
+/// protect, the field being edited on a provisioning instance), located on its line; the
+/// error about a protected instance removed from the file names its address.
+#[test]
+fn plan_errors_point_at_the_offending_field() {
+    struct C {
+        name: &'static str,
+        desired: &'static str,
+        tenant: String,
+        protect_in_state: bool,
+        address: &'static str,
+        line: u32,
+    }
+    let cases = [
+        C { name: "I3 currency of a production instance", desired: "instances:\n  p:\n    name: p\n    url: p\n    type: production\n    currency: EUR\n", tenant: format!("instances:\n{}", inst("i1", "p", PROD)), protect_in_state: false, address: "instances.p.currency", line: 7 },
+        C { name: "I3 language of a production instance", desired: "instances:\n  p:\n    name: p\n    url: p\n    type: production\n    language: 1031\n", tenant: format!("instances:\n{}", inst("i1", "p", PROD)), protect_in_state: false, address: "instances.p.language", line: 7 },
+        C { name: "I6 region", desired: "instances:\n  p:\n    name: p\n    url: p\n    type: sandbox\n    region: EMEA\n", tenant: format!("instances:\n{}", inst("i1", "p", SANDBOX)), protect_in_state: false, address: "instances.p.region", line: 7 },
+        C { name: "I9 protect", desired: "instances:\n  p:\n    name: p\n    url: p\n    type: sandbox\n    protect: true\n    currency: EUR\n", tenant: format!("instances:\n{}", inst("i1", "p", SANDBOX)), protect_in_state: false, address: "instances.p.protect", line: 7 },
+        C { name: "I4 provisioning", desired: "instances:\n  p:\n    name: New name\n    url: p\n    type: production\n", tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("ready", "provisioning"))), protect_in_state: false, address: "instances.p.name", line: 4 },
+    ];
+    for c in &cases {
+        let text = format!("tenant: {DOMAIN}\n{}", c.desired);
+        let d = desired(&text);
+        let plan = crmctl::plan::plan(
+            &d,
+            &tenant(&c.tenant),
+            &state(&[("instances.p", ObjKind::Instance, "i1", c.protect_in_state)]),
+        );
+        let mut diags: Vec<_> = plan
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        assert_eq!(diags.len(), 1, "{}: {diags:#?}", c.name);
+        assert_eq!(diags[0].address.as_deref(), Some(c.address), "{}", c.name);
+        let src = crmctl::spec::load::Source {
+            path: "t.yaml".into(),
+            text,
+        };
+        crmctl::spec::load::locate_diagnostics(&src, &mut diags);
+        assert_eq!(
+            diags[0].location.as_ref().map(|l| l.line),
+            Some(c.line),
+            "{}",
+            c.name
+        );
+    }
+    // Removed from the file: the message names the address and says it was removed.
+    let d = desired("instances:\n  keep: {name: keep, url: keep, type: production}\n");
+    let t = tenant(&format!(
+        "licenses: {{professional: 30}}\ninstances:\n{}{}",
+        inst("i1", "keep", PROD),
+        inst("i2", "t", SANDBOX)
+    ));
+    let s = state(&[
+        ("instances.keep", ObjKind::Instance, "i1", false),
+        ("instances.t", ObjKind::Instance, "i2", true),
+    ]);
+    let plan = crmctl::plan::plan(&d, &t, &s);
+    let e = plan.diagnostics.iter().find(|d| d.is_error()).unwrap();
+    assert!(
+        e.message.contains("`instances.t`") && e.message.contains("removed from the file"),
+        "{e:?}"
+    );
+}

@@ -377,6 +377,79 @@ const INVALID: &[Case] = &[
             "fallback",
         ],
     },
+    // issue 9 items 6, 8, 10.
+    Case {
+        file: "issue9_control_char.yaml",
+        line: None,
+        column: 5,
+        rule: None,
+        expect: &["`name` contains a control character (`\\x1b`)", "remove it"],
+    },
+    Case {
+        file: "issue9_yaml_tag.yaml",
+        line: None,
+        column: 37,
+        rule: None,
+        expect: &[
+            "unsupported tag `!!python/object:os.system`",
+            "remove the tag",
+        ],
+    },
+    Case {
+        file: "issue9_yaml11_bool.yaml",
+        line: None,
+        column: 14,
+        rule: None,
+        expect: &[
+            "expected `true` or `false` (found the string `no`)",
+            "write `true` or `false`",
+        ],
+    },
+    Case {
+        file: "issue9_count.yaml",
+        line: None,
+        column: 17,
+        rule: None,
+        expect: &["plain decimal digits", "digits only"],
+    },
+    Case {
+        file: "issue9_merge_keys.yaml",
+        line: None,
+        column: 5,
+        rule: None,
+        expect: &["two merge keys", "the first `<<` is at line 9"],
+    },
+    Case {
+        file: "issue9_duplicate_role.yaml",
+        line: None,
+        column: 11,
+        rule: Some("P2"),
+        expect: &["role `salesperson` is listed twice", "remove the duplicate"],
+    },
+    Case {
+        file: "issue9_group_display_name.yaml",
+        line: None,
+        column: 5,
+        rule: Some("I12"),
+        expect: &[
+            "is also used by `security_groups.sales2`",
+            "its own `name:`",
+        ],
+    },
+    Case {
+        file: "issue9_non_utf8.yaml",
+        line: Some(4),
+        column: 15,
+        rule: None,
+        expect: &["not UTF-8 text (byte 0xe9", "save the file as UTF-8"],
+    },
+    Case {
+        file: "issue9_cr_only.yaml",
+        line: Some(6),
+        column: 5,
+        rule: Some("I5"),
+        expect: &["URL name `Cohosales`", "url: Cohosales"],
+    },
 ];
 
 const WARNINGS: &[Case] = &[
@@ -666,4 +739,41 @@ fn a_case_clash_points_at_both_lines() {
         );
         assert!(first.ends_with("[P1]"), "{first}");
     }
+}
+
+
+/// issue 9 item 6: what a file says reaches the terminal escaped: no raw ESC or BEL in the
+/// output of `validate`, the escapes shown instead.
+#[test]
+fn control_characters_are_shown_escaped() {
+    let (code, stderr) = validate("tests/fixtures/invalid/issue9_control_char.yaml");
+    assert_eq!(code, 1);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("\\x1b"), "{stderr}");
+}
+
+/// issue 9 item 7: a file with a problem in every entry stops after 100 and says how many
+/// more there are.
+#[test]
+fn after_100_problems_the_rest_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many.yaml");
+    let mut text = String::from("tenant: coho.onmicrosoft.com\nusers:\n");
+    for i in 0..250 {
+        text.push_str(&format!("  u{i:03}@coho.com: {{licence: basic}}\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let (code, stderr) = validate(file.to_str().unwrap());
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.matches(": error: unknown field `licence`").count(),
+        100
+    );
+    assert!(
+        stderr.contains("... and 150 more problem(s) not shown"),
+        "{stderr}"
+    );
 }

@@ -531,7 +531,10 @@ mod load_fuzz {
     const EXAMPLES: [(&str, &str); 3] = [
         ("coho-winery", include_str!("../examples/coho-winery.yaml")),
         ("minimal", include_str!("../examples/minimal.yaml")),
-        ("multi-region", include_str!("../examples/multi-region.yaml")),
+        (
+            "multi-region",
+            include_str!("../examples/multi-region.yaml"),
+        ),
     ];
 
     /// (path, bytes) of every example in YAML and as pretty JSON.
@@ -790,7 +793,10 @@ fn issue9_refused_and_located() {
             .filter_map(|d| d.location.as_ref().map(|l| (l.line, l.column)))
             .collect();
         if hits != c.at {
-            failures.push(format!("{}: expected {:?}, got {hits:?} in {got:#?}", c.name, c.at));
+            failures.push(format!(
+                "{}: expected {:?}, got {hits:?} in {got:#?}",
+                c.name, c.at
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -803,16 +809,63 @@ fn issue9_bom_and_non_utf8() {
     use crmctl::spec::load::load_bytes;
     for (path, text) in [
         ("t.yaml", format!("\u{feff}{BASE}")),
-        ("t.json", "\u{feff}{\"tenant\": \"coho.onmicrosoft.com\"}".to_string()),
+        (
+            "t.json",
+            "\u{feff}{\"tenant\": \"coho.onmicrosoft.com\"}".to_string(),
+        ),
     ] {
-        assert!(load_bytes(path, text.into_bytes()).is_ok(), "{path} with a BOM");
+        assert!(
+            load_bytes(path, text.into_bytes()).is_ok(),
+            "{path} with a BOM"
+        );
     }
     let mut bytes = BASE.as_bytes().to_vec();
     let at = BASE.find("Dev").unwrap() + 1;
     bytes[at] = 0xff; // line 19: `    name: Dev`, the `e`
     let f = load_bytes("t.yaml", bytes).unwrap_err();
     let d = &f.diagnostics[0];
-    assert!(d.message.contains("not UTF-8") && d.message.contains("0xff"), "{d:?}");
+    assert!(
+        d.message.contains("not UTF-8") && d.message.contains("0xff"),
+        "{d:?}"
+    );
     let l = d.location.as_ref().expect("located");
     assert_eq!((l.line, l.column), (19, 12));
+}
+
+/// issue 9 item 7: at most 100 diagnostics are described (the first ones in the file,
+/// errors before warnings), the rest counted in `omitted`; structural (the slow path) and
+/// semantic (validation) alike, YAML and JSON.
+#[test]
+fn issue9_at_most_100_diagnostics_then_the_rest_counted() {
+    let mut structural = String::from("tenant: coho.onmicrosoft.com\nusers:\n");
+    let mut semantic =
+        String::from("tenant: coho.onmicrosoft.com\nlicenses: {basic: 300}\nusers:\n");
+    let mut json = String::from("{\"tenant\": \"coho.onmicrosoft.com\", \"users\": {\n");
+    for i in 0..300 {
+        structural.push_str(&format!("  u{i:03}@coho.com: {{licence: basic}}\n"));
+        semantic.push_str(&format!(
+            "  u{i:03}@coho.com: {{license: basic, roles: {{nowhere: [X]}}}}\n"
+        ));
+        json.push_str(&format!(
+            "{}\"u{i:03}@coho.com\": {{\"licence\": \"basic\"}}\n",
+            if i == 0 { "" } else { "," }
+        ));
+    }
+    json.push_str("}}\n");
+    for (path, text, first_line) in [
+        ("s.yaml", structural, 3),
+        ("v.yaml", semantic, 4),
+        ("s.json", json, 2),
+    ] {
+        let f = load_str(path, text).unwrap_err();
+        assert_eq!(f.diagnostics.len(), 100, "{path}");
+        assert_eq!(f.omitted, 200, "{path}");
+        let lines: Vec<u32> = f
+            .diagnostics
+            .iter()
+            .map(|d| d.location.as_ref().expect("located").line)
+            .collect();
+        assert_eq!(lines[0], first_line, "{path}");
+        assert!(lines.windows(2).all(|w| w[0] < w[1]), "{path}: {lines:?}");
+    }
 }

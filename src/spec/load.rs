@@ -26,17 +26,25 @@ use crate::diag::{Diagnostic, Location, Severity};
 use crate::spec::index::MemberPositions;
 use crate::spec::model::Desired;
 
-use locate::{Node, Pos};
+use locate::Pos;
 use structural::FastError;
 
 /// Counts (license counts, `additional_gb`, `language`) written as plain decimal digits only
 /// (issue 9 item 10): YAML would also read `1_000`, `0o12`, `0x0A`, `+5` and the quoted
 /// `"5"` as numbers, which a reviewer reads differently (or as text). Where the parser knows
 /// the scalar's span (serde-saphyr), the span must be exactly the digits of the value; a
-/// JSON file's numbers are plain already (serde_json refuses strings for counts).
+/// JSON file's numbers are plain already (serde_json refuses strings for counts). Used by
+/// the model through `deserialize_with`: the only YAML-aware part of the model lives here,
+/// with the rest of the YAML knowledge.
 pub(crate) mod counts {
+<<<<<<< ours
     // Used by the model through `deserialize_with`: the only YAML-aware part of the model
     // lives here, with the rest of the YAML knowledge.
+||||||| base
+    //! Used by the model through `deserialize_with`: the only YAML-aware part of the model
+    //! lives here, with the rest of the YAML knowledge.
+=======
+>>>>>>> theirs
     use serde::de::{Deserialize, Deserializer, Error};
 
     /// The message of a count not written as plain digits (the loader's hint names it).
@@ -363,33 +371,77 @@ pub(crate) fn tree_text(src: &Source) -> std::borrow::Cow<'_, str> {
 /// silently, and which value wins is not what a reader expects. Only files that contain
 /// `<<` at all pay for the extra parse.
 fn merge_key_errors(src: &Source) -> Vec<Diagnostic> {
-    fn walk(src: &Source, node: &Node, out: &mut Vec<Diagnostic>) {
-        match &node.value {
-            locate::Value::Map(entries, _) => {
-                let mut first: Option<Pos> = None;
-                for e in entries {
-                    if e.key == "<<" {
-                        match first {
-                            None => first = Some(e.key_pos),
-                            Some(p) => out.push(Diagnostic {
-                                address: None,
-                                location: Some(loc(src, e.key_pos)),
-                                ..Diagnostic::error(
-                                    "",
-                                    "two merge keys (`<<`) in one mapping".to_string(),
-                                )
-                                .hint(format!(
-                                    "the first `<<` is at line {}; merge several anchors with one key: `<<: [*a, *b]`",
-                                    p.line
-                                ))
-                            }),
-                        }
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    /// A streaming walk (nothing kept but the diagnostics, issue 9 item 7).
+    struct Walk<'a, 's>(&'a mut Vec<Diagnostic>, &'s Source);
+    impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any YAML value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i128<E>(self, _: i128) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u128<E>(self, _: u128) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_none<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            while a.next_element_seed(Walk(&mut *self.0, self.1))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            let mut first: Option<Pos> = None;
+            while let Some(locate::Key(key, key_pos)) = a.next_key::<locate::Key>()? {
+                if key == "<<" {
+                    match first {
+                        None => first = Some(key_pos),
+                        Some(p) => self.0.push(Diagnostic {
+                            address: None,
+                            location: Some(loc(self.1, key_pos)),
+                            ..Diagnostic::error(
+                                "",
+                                "two merge keys (`<<`) in one mapping".to_string(),
+                            )
+                            .hint(format!(
+                                "the first `<<` is at line {}; merge several anchors with one key: `<<: [*a, *b]`",
+                                p.line
+                            ))
+                        }),
                     }
-                    walk(src, &e.value, out);
                 }
+                a.next_value_seed(Walk(&mut *self.0, self.1))?;
             }
-            locate::Value::Seq(items) => items.iter().for_each(|n| walk(src, n, out)),
-            _ => {}
+            Ok(())
         }
     }
     if !src.text.contains("<<") {
@@ -403,9 +455,9 @@ fn merge_key_errors(src: &Source) -> Vec<Diagnostic> {
         non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
     };
     let mut out = Vec::new();
-    if let Ok(tree) = serde_saphyr::from_str_with_options::<Node>(&src.text, options) {
-        walk(src, &tree, &mut out);
-    }
+    let _ = serde_saphyr::with_deserializer_from_str_with_options(&src.text, options, |de| {
+        Walk(&mut out, src).deserialize(de)
+    });
     out
 }
 
@@ -587,7 +639,32 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
     let blue = Style::new().bold().fg_color(Some(AnsiColor::Blue.into()));
     let cyan = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
     use crate::render::escape::{escape, escape_keep_tabs, is_unsafe};
-    let lines: Vec<&str> = source_lines(&source.text).collect();
+    // Only the lines shown, found in one pass that stops at the last one (a large file is
+    // not split into lines to show a few; issue 9 item 7).
+    let wanted: std::collections::BTreeSet<usize> = diagnostics
+        .iter()
+        .filter_map(|d| d.location.as_ref())
+        .filter(|l| l.file == source.path && l.line >= 1)
+        .map(|l| l.line as usize - 1)
+        .collect();
+    let mut lines: std::collections::HashMap<usize, &str> = std::collections::HashMap::new();
+    // The number of lines, when the pass read the whole text.
+    let mut total = None;
+    if let Some(&last) = wanted.last() {
+        let mut n = 0;
+        for (i, line) in source_lines(&source.text).enumerate() {
+            n = i + 1;
+            if wanted.contains(&i) {
+                lines.insert(i, line);
+            }
+            if i >= last {
+                break;
+            }
+        }
+        if n <= last {
+            total = Some(n);
+        }
+    }
     let mut out = String::new();
     for d in diagnostics {
         let (label, tone) = match d.severity {
@@ -624,10 +701,10 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
             .and_then(|l| {
                 // One past the last line: the end of the file (an empty file, a missing end).
                 let i = l.line as usize - 1;
-                let text = if i == lines.len() {
+                let text = if total == Some(i) {
                     Some("")
                 } else {
-                    lines.get(i).copied()
+                    lines.get(&i).copied()
                 };
                 text.map(|t| (l, t))
             });

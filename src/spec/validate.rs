@@ -924,16 +924,17 @@ fn text_safety(d: &Desired, out: &mut Vec<Diagnostic>) {
             check(&at(".description"), "description", n);
         }
     }
+    // Addresses are built only when there is something to report (100,000 users: no
+    // formatting).
     for (k, u) in d.users.iter().flatten() {
-        let at = |f: String| move || format!("users.{k}{f}");
-        check(&at(String::new()), "key", k);
+        check(&|| format!("users.{k}"), "key", k);
         if let Some(n) = &u.name {
-            check(&at(".name".into()), "name", n);
+            check(&|| format!("users.{k}.name"), "name", n);
         }
         for (inst, roles) in u.roles.iter().flatten() {
-            check(&at(format!(".roles.{inst}")), "key", inst);
+            check(&|| format!("users.{k}.roles.{inst}"), "key", inst);
             for (i, r) in roles.iter().enumerate() {
-                check(&at(format!(".roles.{inst}[{i}]")), "role", r);
+                check(&|| format!("users.{k}.roles.{inst}[{i}]"), "role", r);
             }
         }
     }

@@ -158,7 +158,11 @@ fn tab_at_or_after(text: &str, p: Pos) -> Pos {
     let mut lines = super::source_lines(text).skip(p.line as usize - 1);
     let here: Vec<char> = lines.next().unwrap_or("").chars().collect();
     let col = p.column as usize;
-    if let Some(i) = here.iter().skip(col.saturating_sub(1)).position(|&c| c == '\t') {
+    if let Some(i) = here
+        .iter()
+        .skip(col.saturating_sub(1))
+        .position(|&c| c == '\t')
+    {
         return Pos {
             line: p.line,
             column: (col.max(1) + i) as u32,
@@ -209,6 +213,21 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
     if is_blank(&src.text, json) {
         return (vec![empty_file(src)], 0);
     }
+    // A JSON document that is not an object says so in its first character: no need to
+    // read a large array through (issue 9 item 7).
+    if json {
+        let first = src.text.char_indices().find(|(_, c)| !c.is_whitespace());
+        let kind = match first.map(|(_, c)| c) {
+            Some('[') => Some("a list"),
+            Some('"') => Some("a string"),
+            Some('t' | 'f') => Some("a boolean"),
+            Some(c) if c == '-' || c.is_ascii_digit() => Some("a number"),
+            _ => None,
+        };
+        if let (Some(kind), Some((i, _))) = (kind, first) {
+            return (vec![not_a_mapping(src, kind, i)], 0);
+        }
+    }
     let text = super::tree_text(src);
     let mut ctx = Ctx {
         src,
@@ -216,18 +235,15 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
         omitted: 0,
         batch: Vec::new(),
         fields: fields_of::<Desired>(),
-        valid_before: fast_error(src, &fast)
-            .location
-            .map(|l| Pos {
-                line: l.line,
-                column: l.column,
-            }),
+        valid_before: fast_error(src, &fast).location.map(|l| Pos {
+            line: l.line,
+            column: l.column,
+        }),
     };
-    let walked = serde_saphyr::with_deserializer_from_str_with_options(
-        &text,
-        tree_options(),
-        |de| RootSeed(&mut ctx).deserialize(de),
-    );
+    let walked =
+        serde_saphyr::with_deserializer_from_str_with_options(&text, tree_options(), |de| {
+            RootSeed(&mut ctx).deserialize(de)
+        });
     let root = match walked {
         Ok(r) => r,
         Err(e) => {
@@ -242,26 +258,17 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
     let tenant = match root {
         Root::Null => return (vec![empty_file(src)], 0),
         Root::Other(kind) => {
-            let first = src
-                .text
-                .char_indices()
-                .find(|(_, c)| !c.is_whitespace() && *c != '\u{feff}')
-                .map(|(i, _)| i);
-            let (line, column) = super::end_position(&src.text[..first.unwrap_or(0)]);
-            return (
-                vec![error_at(
-                    src,
-                    format!(
-                        "the top level must be a mapping (`tenant:`, `users:`, ...), found {kind}"
-                    ),
-                    None,
-                    Some(Pos { line, column }),
-                )
-                .hint(
-                    "start the file with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml",
-                )],
-                0,
-            );
+            // The first character that is not blank or in a comment.
+            let mut at = 0;
+            for line in src.text.split_inclusive(['\n', '\r']) {
+                let t = line.trim_start();
+                if !t.is_empty() && !t.starts_with('#') {
+                    at += line.len() - t.len();
+                    break;
+                }
+                at += line.len();
+            }
+            return (vec![not_a_mapping(src, kind, at.min(src.text.len()))], 0);
         }
         Root::Map { tenant } => tenant,
     };
@@ -291,6 +298,18 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
         out.push(fast_error(src, &fast));
     }
     (out, omitted)
+}
+
+/// The top level is not a mapping: found `kind` at byte `at`.
+fn not_a_mapping(src: &Source, kind: &str, at: usize) -> Diagnostic {
+    let (line, column) = super::end_position(&src.text[..at]);
+    error_at(
+        src,
+        format!("the top level must be a mapping (`tenant:`, `users:`, ...), found {kind}"),
+        None,
+        Some(Pos { line, column }),
+    )
+    .hint("start the file with `tenant: <name>.onmicrosoft.com`; see examples/minimal.yaml")
 }
 
 /// What the streaming pass found at the top level.
