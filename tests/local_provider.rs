@@ -1146,7 +1146,6 @@ fn concurrent_writers_get_distinct_ids_that_name_their_objects() {
     }
 }
 
-
 /// issue 10 items 3 and 12 (P6, I7): the provider accepts what the planner now plans:
 /// roles for a global or service admin without a license, and a sandbox still in a
 /// production slot switched back to production with no free production slot.
@@ -1168,6 +1167,7 @@ fn p6_license_free_admin_roles_and_i7_switch_back_into_own_slot() {
     p.execute(&Op::UpdateUser {
         user: r("bob"),
         name: None,
+        upn: None,
         admin_roles: Some(vec![AdminRole::ServiceAdmin]),
     })
     .unwrap();

@@ -190,7 +190,6 @@ fn usage_errors_exit_1_in_every_command_and_help_exits_0() {
     assert!(!dir.path().join(".crmctl").exists(), "nothing was created");
 }
 
-
 /// issue 10 item 2 (P6): a file that leaves one global admin of two is a plan error at the
 /// line of the admin role that goes; nothing is applied.
 #[test]
@@ -226,7 +225,6 @@ fn p6_floor_error_points_at_the_admin_role_line() {
         .assert()
         .code(0);
 }
-
 
 /// issue 9 (items 4 and 5: no run may lose what it manages): `plan --out` never writes
 /// the plan over the state, its journal or lock, the local tenant file or the desired file

@@ -432,8 +432,8 @@ const INVALID: &[Case] = &[
         column: 5,
         rule: Some("I12"),
         expect: &[
-            "is also used by `security_groups.sales2`",
-            "its own `name:`",
+            "as does `sales2`",
+            "give each group its own `name`",
         ],
     },
     Case {
@@ -740,7 +740,6 @@ fn a_case_clash_points_at_both_lines() {
         assert!(first.ends_with("[P1]"), "{first}");
     }
 }
-
 
 /// issue 9 item 6: what a file says reaches the terminal escaped: no raw ESC or BEL in the
 /// output of `validate`, the escapes shown instead.

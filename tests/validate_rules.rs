@@ -511,7 +511,6 @@ fn i10_production_default_admin_mode_and_i11_matching_copy_are_valid() {
     }
 }
 
-
 /// issue 9 (done-when): mutated example files (YAML and their JSON forms) never panic the
 /// loader, and every diagnostic of a load is located. Precisely: for every diagnostic of a
 /// failed load (and every warning of a successful one), `location` is present, names the

@@ -984,7 +984,7 @@ impl<'a> Planner<'a> {
         {
             return;
         }
-        let mut blocked: BTreeMap<&str, (&'a t::Instance, Arc<str>, BTreeSet<ActionKind>)> =
+        let mut blocked: BTreeMap<&str, (&'a t::Instance, String, BTreeSet<ActionKind>)> =
             BTreeMap::new();
         for d in &self.drafts {
             // (instance, whether the op is allowed on a disabled instance)
@@ -1015,11 +1015,17 @@ impl<'a> Planner<'a> {
                     InstanceStatus::Disabled => !disabled_ok,
                 };
                 if refused {
-                    blocked
+                    let entry = blocked
                         .entry(o.id.as_str())
-                        .or_insert_with(|| (o, r.address.clone(), BTreeSet::new()))
-                        .2
-                        .insert(d.kind);
+                        .or_insert_with(|| (o, r.address.to_string(), BTreeSet::new()));
+                    // Point at the first field of the instance the file changes (issue 9
+                    // item 8), when an action edits the instance itself.
+                    if *entry.1 == *r.address && *d.address == *r.address {
+                        if let Some(c) = d.changes.first() {
+                            entry.1 = format!("{}.{}", r.address, c.path);
+                        }
+                    }
+                    entry.2.insert(d.kind);
                 }
             }
         }
@@ -3314,26 +3320,12 @@ impl<'a> Planner<'a> {
         }
         // I13: extra notification recipients, exact when given.
         if let Some(list) = &di.notification_recipients {
-<<<<<<< ours
-            // Each address once, whatever its case (email addresses are case-insensitive;
-            // the validator warns it is "notified once").
-            let mut lower = BTreeSet::new();
-||||||| base
-            let mut seen = BTreeSet::new();
-=======
             // Email addresses compare without regard to case (issue 9 item 2): an address
             // listed again in another spelling is sent once, in its first spelling.
             let mut folded = BTreeSet::new();
->>>>>>> theirs
             let want: Vec<String> = list
                 .iter()
-<<<<<<< ours
-                .filter(|r| lower.insert(r.to_ascii_lowercase()))
-||||||| base
-                .filter(|r| seen.insert(r.as_str()))
-=======
                 .filter(|r| folded.insert(ident::fold(r)))
->>>>>>> theirs
                 .cloned()
                 .collect();
             let seen: BTreeSet<&str> = want.iter().map(String::as_str).collect();

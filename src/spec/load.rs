@@ -37,14 +37,6 @@ use structural::FastError;
 /// the model through `deserialize_with`: the only YAML-aware part of the model lives here,
 /// with the rest of the YAML knowledge.
 pub(crate) mod counts {
-<<<<<<< ours
-    // Used by the model through `deserialize_with`: the only YAML-aware part of the model
-    // lives here, with the rest of the YAML knowledge.
-||||||| base
-    //! Used by the model through `deserialize_with`: the only YAML-aware part of the model
-    //! lives here, with the rest of the YAML knowledge.
-=======
->>>>>>> theirs
     use serde::de::{Deserialize, Deserializer, Error};
 
     /// The message of a count not written as plain digits (the loader's hint names it).
