@@ -1324,6 +1324,48 @@ fn fidelity_mandatory_update() {
             check: |p| depends(p, "schedule_update instances.s", "copy_instance instances.s"),
         },
         Case {
+            // issue 10 item 8, acceptance: a reset re-provisions at the newest version (I9)
+            name: "U2/I9: a sandbox at n-2 that the plan resets runs the newest version after it: no U2 warning",
+            desired: "licenses: {professional: 30}\ninstances:\n  s: {name: s, url: s, type: sandbox, currency: EUR}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "s", &SANDBOX.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.s", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(steps(p), vec!["reset_instance instances.s"]);
+                assert!(!warning_rules(p).contains(&"U2".to_string()), "{:#?}", p.diagnostics);
+            },
+        },
+        Case {
+            // issue 10 item 8, acceptance: the copy runs its source's version (I11)
+            name: "U2/I11: a new sandbox copied from a 7.0.0 source is forced to take 8.0.0: warned in the plan that makes it",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production, update: {target_version: 8.0.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: minimal}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                let d: Vec<_> = p.diagnostics.iter().filter(|d| d.rule.as_deref() == Some("U2")).collect();
+                assert_eq!(d.len(), 1, "{d:#?}");
+                assert_eq!(d[0].address.as_deref(), Some("instances.s"));
+                assert!(d[0].message.contains("runs 7.0.0") && d[0].message.contains("8.0.0"), "{}", d[0].message);
+            },
+        },
+        Case {
+            // issue 10 item 8, acceptance: an update in progress can no longer be
+            // rescheduled (U4), so the warning does not tell to add one
+            name: "U2/U4: an instance at n-2 whose forced update is in progress: warned, without a hint to choose dates",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("version: 8.1.0", "version: 7.1.0, update: {target_version: 8.1.0, preferred: '', alternate: '', state: in_progress}"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                let d = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("U2")).expect("a U2 warning");
+                assert!(!d.is_error());
+                assert!(d.message.contains("in progress"), "{}", d.message);
+                assert!(!d.message.contains("add `update"), "{}", d.message);
+                assert!(!d.message.contains("for  ("), "{}", d.message);
+            },
+        },
+        Case {
             name: "U2: an instance at n-1 is not forced",
             desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
             tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "8.0.0"))),

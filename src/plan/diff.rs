@@ -3354,9 +3354,23 @@ impl<'a> Planner<'a> {
                 );
             }
         }
-        // U2: an instance at n-2 or older must take the update to n-1 at least.
+        // U2: an instance at n-2 or older must take the update to n-1 at least. The
+        // version compared is the one the instance runs after the plan: a reset
+        // re-provisions at the newest (I9, nothing forced), a new copy runs its source's
+        // (I11, issue 10 item 8).
         if let Some(o) = steps.obs {
-            self.mandatory_update(&address, di, o);
+            if !steps.roles_wiped {
+                self.mandatory_update(&address, di, &o.url, &o.version, o.update.as_ref());
+            }
+        } else if copied {
+            if let Some(src) = di
+                .copy_from
+                .as_ref()
+                .and_then(|cf| self.insts.get(cf.instance.as_str()))
+                .and_then(|s| s.obs)
+            {
+                self.mandatory_update(&address, di, &di.url, &src.version, None);
+            }
         }
         // U2-U4: update approval.
         if let Some(u) = &di.update {
@@ -3443,13 +3457,20 @@ impl<'a> Planner<'a> {
     /// U2: every instance runs the current version (n) or the one before (n-1); one at
     /// n-2 or older takes the update whether approved or not. The plan says so (a warning
     /// naming the version it will take), unless the file approves an update to n-1 or later.
-    fn mandatory_update(&mut self, address: &str, di: &m::Instance, o: &t::Instance) {
+    fn mandatory_update(
+        &mut self,
+        address: &str,
+        di: &m::Instance,
+        url: &str,
+        version: &str,
+        update: Option<&t::UpdateState>,
+    ) {
         let mut versions: Vec<&str> = self.t.versions.iter().map(String::as_str).collect();
         versions.sort_by(|a, b| cmp_version(a, b));
         let [.., previous, current] = versions.as_slice() else {
             return;
         };
-        if cmp_version(&o.version, previous).is_ge() {
+        if cmp_version(version, previous).is_ge() {
             return;
         }
         let approved = |target: &str| cmp_version(target, previous).is_ge();
@@ -3460,18 +3481,26 @@ impl<'a> Planner<'a> {
         {
             return;
         }
-        let pending = o
-            .update
-            .as_ref()
-            .filter(|u| approved(&u.target_version) && u.state != UpdatePhase::Updated);
+        let pending =
+            update.filter(|u| approved(&u.target_version) && u.state != UpdatePhase::Updated);
         let takes = match pending {
+            // U4: an update in progress is past choosing dates.
+            Some(u) if u.state == UpdatePhase::InProgress => {
+                format!("the update to {}, already in progress", u.target_version)
+            }
+            Some(u) if u.preferred.is_empty() => format!(
+                "the update to {} already scheduled, on a date the service picks",
+                u.target_version
+            ),
             Some(u) => format!(
                 "the update to {} already scheduled for {} (alternate {})",
                 u.target_version, u.preferred, u.alternate
             ),
             None => format!("the update to {previous} at the least, on a date the service picks"),
         };
-        let manage = if di.update.is_some() {
+        let manage = if pending.is_some_and(|u| u.state == UpdatePhase::InProgress) {
+            String::new()
+        } else if di.update.is_some() {
             format!("; `update.target_version` must be {previous} or later to choose the date")
         } else {
             format!("; add `update: {{target_version: {previous}, preferred: ..., alternate: ...}}` to choose the dates")
@@ -3479,8 +3508,7 @@ impl<'a> Planner<'a> {
         self.warn(
             address,
             format!(
-                "`{}` runs {}, two or more versions behind the current {current}: the service forces {takes}{manage}",
-                o.url, o.version
+                "`{url}` runs {version}, two or more versions behind the current {current}: the service forces {takes}{manage}",
             ),
             "U2",
         );
