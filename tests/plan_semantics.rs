@@ -1433,6 +1433,37 @@ fn fidelity_smaller() {
             check: |p| assert_eq!(steps(p), vec!["switch_instance instances.p"]),
         },
         Case {
+            // issue 10 item 12, acceptance: the other direction
+            name: "I7: an instance switched to production out of band keeps its sandbox slot: switching back buys nothing",
+            desired: "licenses: {professional: 5}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 5}}\nslots: {{sandbox: 1}}\ninstances:\n{}{}", inst("i1", "p", PROD), inst("i2", "s", "type: production, slot: sandbox, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0")),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["switch_instance instances.s"]),
+        },
+        Case {
+            // issue 10 items 6 and 12, acceptance: it holds the included sandbox slot, which
+            // the reduction loses (T6): one slot bought, not a second for the switch
+            name: "I7/T6: an instance switched to production out of band in the included sandbox slot, licenses 30 -> 20: one sandbox slot bought",
+            desired: "licenses: {professional: 20}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "p", PROD), inst("i2", "s", "type: production, slot: sandbox, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0")),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 1, "{:?}", steps(p));
+                depends(p, "reduce_licenses licenses.professional", "purchase_instance instances.s");
+            },
+        },
+        Case {
+            // issue 10 item 12, acceptance: deleting it switches it back into that slot
+            name: "I8/I7: deleting an instance switched to production out of band in a sandbox slot buys nothing",
+            desired: "licenses: {professional: 5}\ninstances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 5}}\nslots: {{sandbox: 1}}\ninstances:\n{}{}", inst("i1", "p", PROD), inst("i2", "s", "type: production, slot: sandbox, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0")),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["switch_instance instances.s", "delete_instance instances.s"]),
+        },
+        Case {
             // issue 10 item 12
             name: "I8/T6: deleting a production instance uses the free included sandbox slot (no purchase)",
             desired: "licenses: {professional: 30}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n".into(),

@@ -2694,7 +2694,14 @@ impl<'a> Planner<'a> {
             let mut after = None;
             let mut slot_now = o.slot;
             if o.kind == InstanceType::Production {
-                let (deps, slot) = self.slot_for_sandbox(&mut pool, address);
+                // I7: one still in a sandbox slot (switched out of band) switches back
+                // into it.
+                let keeps_slot = o.slot == InstanceType::Sandbox;
+                let (deps, slot) = if keeps_slot {
+                    (Vec::new(), InstanceType::Sandbox)
+                } else {
+                    self.slot_for_sandbox(&mut pool, address)
+                };
                 let sw = self.switch(
                     address,
                     iref.clone(),
@@ -2703,8 +2710,10 @@ impl<'a> Planner<'a> {
                     "only sandbox instances can be deleted: switch first (I8)",
                     deps,
                 );
-                self.took_for_sandbox(sw, slot);
-                self.release_slot(&mut pool, o.slot, sw);
+                if !keeps_slot {
+                    self.took_for_sandbox(sw, slot);
+                    self.release_slot(&mut pool, o.slot, sw);
+                }
                 slot_now = slot;
                 after = Some(sw);
             }
@@ -2740,8 +2749,9 @@ impl<'a> Planner<'a> {
             let ready = self.insts[key].ready;
             let mut slot = InstanceType::Production;
             // I7: a sandbox that still holds a production slot (switched out of band)
-            // switches back into it: no slot taken, none freed.
-            let keeps_slot = to == InstanceType::Production && o.slot == InstanceType::Production;
+            // switches back into it: no slot taken, none freed. Likewise a production
+            // instance still in a sandbox slot (acceptance of issue 10 item 12).
+            let keeps_slot = o.slot == to;
             let deps = if keeps_slot {
                 Vec::new()
             } else if to == InstanceType::Sandbox {
@@ -2766,7 +2776,7 @@ impl<'a> Planner<'a> {
                 deps,
             );
             self.dep(sw, ready);
-            if to == InstanceType::Sandbox {
+            if to == InstanceType::Sandbox && !keeps_slot {
                 self.took_for_sandbox(sw, slot);
             }
             if !keeps_slot {
