@@ -3203,17 +3203,21 @@ impl<'a> Planner<'a> {
         };
         // The instance's users now (I12): with no group bound, every licensed user of the
         // tenant (roles or not); with a group, its licensed members.
-        let old_group = o
+        // A set: a lookup per user, not a scan of the old group (100k users).
+        let old_group: Option<HashSet<&str>> = o
             .security_group
             .as_deref()
-            .and_then(|g| self.t.groups.get(g));
+            .and_then(|g| self.t.groups.get(g))
+            .map(|g| g.members.iter().map(String::as_str).collect());
         let disabled: Vec<&str> = self
             .t
             .users
             .values()
             .filter(|u| {
                 u.license.is_some()
-                    && old_group.is_none_or(|g| g.members.contains(&u.id))
+                    && old_group
+                        .as_ref()
+                        .is_none_or(|g| g.contains(u.id.as_str()))
                     && !members.contains(u.id.as_str())
             })
             .map(|u| u.upn.as_str())
