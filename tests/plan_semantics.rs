@@ -1473,6 +1473,20 @@ fn fidelity_smaller() {
             check: |p| assert_eq!(count(p, ActionKind::PurchaseInstance), 0),
         },
         Case {
+            // issue 10 item 12 with item 6, acceptance: the included sandbox slot is free
+            // until the reduction loses it (T6); the switch before the delete uses it
+            name: "I8/T6: deleting two production instances while licenses go 30 -> 20: both pass through the free included sandbox slot, nothing bought, the reduction after the deletes",
+            desired: "licenses: {professional: 20}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\nslots: {{production: 2}}\ninstances:\n{}{}{}", inst("i1", "keep", PROD), inst("i2", "gone", PROD), inst("i3", "gone2", PROD)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.gone", ObjKind::Instance, "i2", false), ("instances.gone2", ObjKind::Instance, "i3", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 0, "{:?}", steps(p));
+                depends(p, "reduce_licenses licenses.professional", "delete_instance instances.gone");
+                depends(p, "reduce_licenses licenses.professional", "delete_instance instances.gone2");
+            },
+        },
+        Case {
             // issue 10 item 12
             name: "I12: removing a member of a bound group warns, naming the instances",
             desired: "instances:\n  p: {name: p, url: p, type: production, security_group: g}\nsecurity_groups:\n  g: {members: [a@coho.com]}\nusers:\n  a@coho.com: {}\n".into(),

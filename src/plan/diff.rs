@@ -2676,6 +2676,15 @@ impl<'a> Planner<'a> {
             })
             .collect();
         gone.sort_by_key(|(a, o, _)| (o.kind != InstanceType::Sandbox, *a));
+        // T6/I8: an included sandbox slot that is free now but lost by this plan's license
+        // reduction takes the production instances on their way to deletion, one after the
+        // other (no purchase); the reduction then waits for those deletes. `Some(after)`:
+        // free once `after` (the previous delete) ran.
+        let mut lingering_free = (pool.lingering(InstanceType::Sandbox)
+            && self.t.used_slots(InstanceType::Sandbox)
+                < self.t.total_slots(InstanceType::Sandbox))
+        .then_some(None);
+        let mut lingering_uses = Vec::new();
         for (address, o, protect) in gone {
             if protect {
                 // Not located: the declaration is gone from the file; the message names
@@ -2693,12 +2702,20 @@ impl<'a> Planner<'a> {
             };
             let mut after = None;
             let mut slot_now = o.slot;
+            let mut borrows = false;
             if o.kind == InstanceType::Production {
                 // I7: one still in a sandbox slot (switched out of band) switches back
                 // into it.
                 let keeps_slot = o.slot == InstanceType::Sandbox;
+                borrows =
+                    !keeps_slot && !pool.has(InstanceType::Sandbox) && lingering_free.is_some();
                 let (deps, slot) = if keeps_slot {
                     (Vec::new(), InstanceType::Sandbox)
+                } else if borrows {
+                    (
+                        lingering_free.flatten().into_iter().collect(),
+                        InstanceType::Sandbox,
+                    )
                 } else {
                     self.slot_for_sandbox(&mut pool, address)
                 };
@@ -2711,7 +2728,9 @@ impl<'a> Planner<'a> {
                     deps,
                 );
                 if !keeps_slot {
-                    self.took_for_sandbox(sw, slot);
+                    if !borrows {
+                        self.took_for_sandbox(sw, slot);
+                    }
                     self.release_slot(&mut pool, o.slot, sw);
                 }
                 slot_now = slot;
@@ -2725,7 +2744,13 @@ impl<'a> Planner<'a> {
                 "the instance was removed from the file; its data is lost for good (I8), its slot becomes free (I2)",
                 [after],
             );
-            self.release_slot(&mut pool, slot_now, del);
+            if borrows {
+                // The borrowed slot is gone after the reduction: no configure may take it.
+                lingering_free = Some(Some(del));
+                lingering_uses.push(del);
+            } else {
+                self.release_slot(&mut pool, slot_now, del);
+            }
             url_release.insert(&o.id, del);
             self.unbinds.insert(&o.id, del);
             self.inst_deletes.insert(&o.id, (del, address));
@@ -2875,6 +2900,7 @@ impl<'a> Planner<'a> {
         }
         // The reduction runs once the sandboxes fit in the slots left (T6).
         self.sandbox_debt_paid = pool.paid(InstanceType::Sandbox).to_vec();
+        self.sandbox_debt_paid.extend(lingering_uses);
 
         // 4. Kept instances: reset, edits.
         for (key, di) in desired {
@@ -3215,9 +3241,7 @@ impl<'a> Planner<'a> {
             .values()
             .filter(|u| {
                 u.license.is_some()
-                    && old_group
-                        .as_ref()
-                        .is_none_or(|g| g.contains(u.id.as_str()))
+                    && old_group.as_ref().is_none_or(|g| g.contains(u.id.as_str()))
                     && !members.contains(u.id.as_str())
             })
             .map(|u| u.upn.as_str())
