@@ -619,7 +619,8 @@ fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
         };
         let slot = match (kind, ig.switched) {
             (InstanceType::Sandbox, true) => InstanceType::Production,
-            (InstanceType::Production, true) => InstanceType::Production,
+            // switched to production out of band, still in its sandbox slot (I7)
+            (InstanceType::Production, true) => InstanceType::Sandbox,
             (k, false) => k,
         };
         let id = format!("obs-i{k}");

@@ -1324,6 +1324,48 @@ fn fidelity_mandatory_update() {
             check: |p| depends(p, "schedule_update instances.s", "copy_instance instances.s"),
         },
         Case {
+            // issue 10 item 8, acceptance: a reset re-provisions at the newest version (I9)
+            name: "U2/I9: a sandbox at n-2 that the plan resets runs the newest version after it: no U2 warning",
+            desired: "licenses: {professional: 30}\ninstances:\n  s: {name: s, url: s, type: sandbox, currency: EUR}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "s", &SANDBOX.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.s", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(steps(p), vec!["reset_instance instances.s"]);
+                assert!(!warning_rules(p).contains(&"U2".to_string()), "{:#?}", p.diagnostics);
+            },
+        },
+        Case {
+            // issue 10 item 8, acceptance: the copy runs its source's version (I11)
+            name: "U2/I11: a new sandbox copied from a 7.0.0 source is forced to take 8.0.0: warned in the plan that makes it",
+            desired: "licenses: {professional: 30}\ninstances:\n  p: {name: p, url: p, type: production, update: {target_version: 8.0.0, preferred: '2030-01-01T00:00:00Z', alternate: '2030-01-02T00:00:00Z'}}\n  s: {name: s, url: s, type: sandbox, copy_from: {instance: p, kind: minimal}}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "7.0.0"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                let d: Vec<_> = p.diagnostics.iter().filter(|d| d.rule.as_deref() == Some("U2")).collect();
+                assert_eq!(d.len(), 1, "{d:#?}");
+                assert_eq!(d[0].address.as_deref(), Some("instances.s"));
+                assert!(d[0].message.contains("runs 7.0.0") && d[0].message.contains("8.0.0"), "{}", d[0].message);
+            },
+        },
+        Case {
+            // issue 10 item 8, acceptance: an update in progress can no longer be
+            // rescheduled (U4), so the warning does not tell to add one
+            name: "U2/U4: an instance at n-2 whose forced update is in progress: warned, without a hint to choose dates",
+            desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("version: 8.1.0", "version: 7.1.0, update: {target_version: 8.1.0, preferred: '', alternate: '', state: in_progress}"))),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false)],
+            valid: true,
+            check: |p| {
+                let d = p.diagnostics.iter().find(|d| d.rule.as_deref() == Some("U2")).expect("a U2 warning");
+                assert!(!d.is_error());
+                assert!(d.message.contains("in progress"), "{}", d.message);
+                assert!(!d.message.contains("add `update"), "{}", d.message);
+                assert!(!d.message.contains("for  ("), "{}", d.message);
+            },
+        },
+        Case {
             name: "U2: an instance at n-1 is not forced",
             desired: "instances:\n  p: {name: p, url: p, type: production}\n".into(),
             tenant: format!("instances:\n{}", inst("i1", "p", &PROD.replace("8.1.0", "8.0.0"))),
@@ -1391,6 +1433,37 @@ fn fidelity_smaller() {
             check: |p| assert_eq!(steps(p), vec!["switch_instance instances.p"]),
         },
         Case {
+            // issue 10 item 12, acceptance: the other direction
+            name: "I7: an instance switched to production out of band keeps its sandbox slot: switching back buys nothing",
+            desired: "licenses: {professional: 5}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 5}}\nslots: {{sandbox: 1}}\ninstances:\n{}{}", inst("i1", "p", PROD), inst("i2", "s", "type: production, slot: sandbox, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0")),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["switch_instance instances.s"]),
+        },
+        Case {
+            // issue 10 items 6 and 12, acceptance: it holds the included sandbox slot, which
+            // the reduction loses (T6): one slot bought, not a second for the switch
+            name: "I7/T6: an instance switched to production out of band in the included sandbox slot, licenses 30 -> 20: one sandbox slot bought",
+            desired: "licenses: {professional: 20}\ninstances:\n  p: {name: p, url: p, type: production}\n  s: {name: s, url: s, type: sandbox}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\ninstances:\n{}{}", inst("i1", "p", PROD), inst("i2", "s", "type: production, slot: sandbox, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0")),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 1, "{:?}", steps(p));
+                depends(p, "reduce_licenses licenses.professional", "purchase_instance instances.s");
+            },
+        },
+        Case {
+            // issue 10 item 12, acceptance: deleting it switches it back into that slot
+            name: "I8/I7: deleting an instance switched to production out of band in a sandbox slot buys nothing",
+            desired: "licenses: {professional: 5}\ninstances:\n  p: {name: p, url: p, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 5}}\nslots: {{sandbox: 1}}\ninstances:\n{}{}", inst("i1", "p", PROD), inst("i2", "s", "type: production, slot: sandbox, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0")),
+            state: vec![("instances.p", ObjKind::Instance, "i1", false), ("instances.s", ObjKind::Instance, "i2", false)],
+            valid: true,
+            check: |p| assert_eq!(steps(p), vec!["switch_instance instances.s", "delete_instance instances.s"]),
+        },
+        Case {
             // issue 10 item 12
             name: "I8/T6: deleting a production instance uses the free included sandbox slot (no purchase)",
             desired: "licenses: {professional: 30}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n".into(),
@@ -1398,6 +1471,20 @@ fn fidelity_smaller() {
             state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.gone", ObjKind::Instance, "i2", false)],
             valid: true,
             check: |p| assert_eq!(count(p, ActionKind::PurchaseInstance), 0),
+        },
+        Case {
+            // issue 10 item 12 with item 6, acceptance: the included sandbox slot is free
+            // until the reduction loses it (T6); the switch before the delete uses it
+            name: "I8/T6: deleting two production instances while licenses go 30 -> 20: both pass through the free included sandbox slot, nothing bought, the reduction after the deletes",
+            desired: "licenses: {professional: 20}\ninstances:\n  keep: {name: keep, url: keep, type: production}\n".into(),
+            tenant: format!("licenses: {{professional: 30}}\nslots: {{production: 2}}\ninstances:\n{}{}{}", inst("i1", "keep", PROD), inst("i2", "gone", PROD), inst("i3", "gone2", PROD)),
+            state: vec![("instances.keep", ObjKind::Instance, "i1", false), ("instances.gone", ObjKind::Instance, "i2", false), ("instances.gone2", ObjKind::Instance, "i3", false)],
+            valid: true,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::PurchaseInstance), 0, "{:?}", steps(p));
+                depends(p, "reduce_licenses licenses.professional", "delete_instance instances.gone");
+                depends(p, "reduce_licenses licenses.professional", "delete_instance instances.gone2");
+            },
         },
         Case {
             // issue 10 item 12

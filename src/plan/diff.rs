@@ -2676,6 +2676,15 @@ impl<'a> Planner<'a> {
             })
             .collect();
         gone.sort_by_key(|(a, o, _)| (o.kind != InstanceType::Sandbox, *a));
+        // T6/I8: an included sandbox slot that is free now but lost by this plan's license
+        // reduction takes the production instances on their way to deletion, one after the
+        // other (no purchase); the reduction then waits for those deletes. `Some(after)`:
+        // free once `after` (the previous delete) ran.
+        let mut lingering_free = (pool.lingering(InstanceType::Sandbox)
+            && self.t.used_slots(InstanceType::Sandbox)
+                < self.t.total_slots(InstanceType::Sandbox))
+        .then_some(None);
+        let mut lingering_uses = Vec::new();
         for (address, o, protect) in gone {
             if protect {
                 // Not located: the declaration is gone from the file; the message names
@@ -2693,8 +2702,23 @@ impl<'a> Planner<'a> {
             };
             let mut after = None;
             let mut slot_now = o.slot;
+            let mut borrows = false;
             if o.kind == InstanceType::Production {
-                let (deps, slot) = self.slot_for_sandbox(&mut pool, address);
+                // I7: one still in a sandbox slot (switched out of band) switches back
+                // into it.
+                let keeps_slot = o.slot == InstanceType::Sandbox;
+                borrows =
+                    !keeps_slot && !pool.has(InstanceType::Sandbox) && lingering_free.is_some();
+                let (deps, slot) = if keeps_slot {
+                    (Vec::new(), InstanceType::Sandbox)
+                } else if borrows {
+                    (
+                        lingering_free.flatten().into_iter().collect(),
+                        InstanceType::Sandbox,
+                    )
+                } else {
+                    self.slot_for_sandbox(&mut pool, address)
+                };
                 let sw = self.switch(
                     address,
                     iref.clone(),
@@ -2703,8 +2727,12 @@ impl<'a> Planner<'a> {
                     "only sandbox instances can be deleted: switch first (I8)",
                     deps,
                 );
-                self.took_for_sandbox(sw, slot);
-                self.release_slot(&mut pool, o.slot, sw);
+                if !keeps_slot {
+                    if !borrows {
+                        self.took_for_sandbox(sw, slot);
+                    }
+                    self.release_slot(&mut pool, o.slot, sw);
+                }
                 slot_now = slot;
                 after = Some(sw);
             }
@@ -2716,7 +2744,13 @@ impl<'a> Planner<'a> {
                 "the instance was removed from the file; its data is lost for good (I8), its slot becomes free (I2)",
                 [after],
             );
-            self.release_slot(&mut pool, slot_now, del);
+            if borrows {
+                // The borrowed slot is gone after the reduction: no configure may take it.
+                lingering_free = Some(Some(del));
+                lingering_uses.push(del);
+            } else {
+                self.release_slot(&mut pool, slot_now, del);
+            }
             url_release.insert(&o.id, del);
             self.unbinds.insert(&o.id, del);
             self.inst_deletes.insert(&o.id, (del, address));
@@ -2740,8 +2774,9 @@ impl<'a> Planner<'a> {
             let ready = self.insts[key].ready;
             let mut slot = InstanceType::Production;
             // I7: a sandbox that still holds a production slot (switched out of band)
-            // switches back into it: no slot taken, none freed.
-            let keeps_slot = to == InstanceType::Production && o.slot == InstanceType::Production;
+            // switches back into it: no slot taken, none freed. Likewise a production
+            // instance still in a sandbox slot (acceptance of issue 10 item 12).
+            let keeps_slot = o.slot == to;
             let deps = if keeps_slot {
                 Vec::new()
             } else if to == InstanceType::Sandbox {
@@ -2766,7 +2801,7 @@ impl<'a> Planner<'a> {
                 deps,
             );
             self.dep(sw, ready);
-            if to == InstanceType::Sandbox {
+            if to == InstanceType::Sandbox && !keeps_slot {
                 self.took_for_sandbox(sw, slot);
             }
             if !keeps_slot {
@@ -2865,6 +2900,7 @@ impl<'a> Planner<'a> {
         }
         // The reduction runs once the sandboxes fit in the slots left (T6).
         self.sandbox_debt_paid = pool.paid(InstanceType::Sandbox).to_vec();
+        self.sandbox_debt_paid.extend(lingering_uses);
 
         // 4. Kept instances: reset, edits.
         for (key, di) in desired {
@@ -3193,17 +3229,19 @@ impl<'a> Planner<'a> {
         };
         // The instance's users now (I12): with no group bound, every licensed user of the
         // tenant (roles or not); with a group, its licensed members.
-        let old_group = o
+        // A set: a lookup per user, not a scan of the old group (100k users).
+        let old_group: Option<HashSet<&str>> = o
             .security_group
             .as_deref()
-            .and_then(|g| self.t.groups.get(g));
+            .and_then(|g| self.t.groups.get(g))
+            .map(|g| g.members.iter().map(String::as_str).collect());
         let disabled: Vec<&str> = self
             .t
             .users
             .values()
             .filter(|u| {
                 u.license.is_some()
-                    && old_group.is_none_or(|g| g.members.contains(&u.id))
+                    && old_group.as_ref().is_none_or(|g| g.contains(u.id.as_str()))
                     && !members.contains(u.id.as_str())
             })
             .map(|u| u.upn.as_str())
@@ -3354,9 +3392,23 @@ impl<'a> Planner<'a> {
                 );
             }
         }
-        // U2: an instance at n-2 or older must take the update to n-1 at least.
+        // U2: an instance at n-2 or older must take the update to n-1 at least. The
+        // version compared is the one the instance runs after the plan: a reset
+        // re-provisions at the newest (I9, nothing forced), a new copy runs its source's
+        // (I11, issue 10 item 8).
         if let Some(o) = steps.obs {
-            self.mandatory_update(&address, di, o);
+            if !steps.roles_wiped {
+                self.mandatory_update(&address, di, &o.url, &o.version, o.update.as_ref());
+            }
+        } else if copied {
+            if let Some(src) = di
+                .copy_from
+                .as_ref()
+                .and_then(|cf| self.insts.get(cf.instance.as_str()))
+                .and_then(|s| s.obs)
+            {
+                self.mandatory_update(&address, di, &di.url, &src.version, None);
+            }
         }
         // U2-U4: update approval.
         if let Some(u) = &di.update {
@@ -3443,13 +3495,20 @@ impl<'a> Planner<'a> {
     /// U2: every instance runs the current version (n) or the one before (n-1); one at
     /// n-2 or older takes the update whether approved or not. The plan says so (a warning
     /// naming the version it will take), unless the file approves an update to n-1 or later.
-    fn mandatory_update(&mut self, address: &str, di: &m::Instance, o: &t::Instance) {
+    fn mandatory_update(
+        &mut self,
+        address: &str,
+        di: &m::Instance,
+        url: &str,
+        version: &str,
+        update: Option<&t::UpdateState>,
+    ) {
         let mut versions: Vec<&str> = self.t.versions.iter().map(String::as_str).collect();
         versions.sort_by(|a, b| cmp_version(a, b));
         let [.., previous, current] = versions.as_slice() else {
             return;
         };
-        if cmp_version(&o.version, previous).is_ge() {
+        if cmp_version(version, previous).is_ge() {
             return;
         }
         let approved = |target: &str| cmp_version(target, previous).is_ge();
@@ -3460,18 +3519,26 @@ impl<'a> Planner<'a> {
         {
             return;
         }
-        let pending = o
-            .update
-            .as_ref()
-            .filter(|u| approved(&u.target_version) && u.state != UpdatePhase::Updated);
+        let pending =
+            update.filter(|u| approved(&u.target_version) && u.state != UpdatePhase::Updated);
         let takes = match pending {
+            // U4: an update in progress is past choosing dates.
+            Some(u) if u.state == UpdatePhase::InProgress => {
+                format!("the update to {}, already in progress", u.target_version)
+            }
+            Some(u) if u.preferred.is_empty() => format!(
+                "the update to {} already scheduled, on a date the service picks",
+                u.target_version
+            ),
             Some(u) => format!(
                 "the update to {} already scheduled for {} (alternate {})",
                 u.target_version, u.preferred, u.alternate
             ),
             None => format!("the update to {previous} at the least, on a date the service picks"),
         };
-        let manage = if di.update.is_some() {
+        let manage = if pending.is_some_and(|u| u.state == UpdatePhase::InProgress) {
+            String::new()
+        } else if di.update.is_some() {
             format!("; `update.target_version` must be {previous} or later to choose the date")
         } else {
             format!("; add `update: {{target_version: {previous}, preferred: ..., alternate: ...}}` to choose the dates")
@@ -3479,8 +3546,7 @@ impl<'a> Planner<'a> {
         self.warn(
             address,
             format!(
-                "`{}` runs {}, two or more versions behind the current {current}: the service forces {takes}{manage}",
-                o.url, o.version
+                "`{url}` runs {version}, two or more versions behind the current {current}: the service forces {takes}{manage}",
             ),
             "U2",
         );

@@ -561,7 +561,10 @@ impl Sim {
                 }
                 let new_slot = match to {
                     InstanceType::Sandbox => {
-                        if self.t.free_slots(InstanceType::Sandbox) > 0 {
+                        // A production instance still in a sandbox slot switches back into it.
+                        if self.t.free_slots(InstanceType::Sandbox) > 0
+                            || slot == InstanceType::Sandbox
+                        {
                             InstanceType::Sandbox
                         } else if self.t.free_slots(InstanceType::Production) > 0 {
                             InstanceType::Production

@@ -788,7 +788,9 @@ pub(crate) fn effect(
             ni.kind = *to;
             match to {
                 InstanceType::Sandbox => {
-                    if t.free_slots(InstanceType::Sandbox) > 0 {
+                    // I7: a production instance still in a sandbox slot (switched out of
+                    // band) switches back into it.
+                    if t.free_slots(InstanceType::Sandbox) > 0 || i.slot == InstanceType::Sandbox {
                         ni.slot = InstanceType::Sandbox;
                     } else if t.free_slots(InstanceType::Production) > 0 {
                         ni.slot = InstanceType::Production;
