@@ -1,7 +1,7 @@
 //! `crmctl apply`, `show`, `local ...` and `force-unlock` through the binary.
 
 mod support;
-use support::{assert_no_changes, crmctl};
+use support::{assert_no_changes, crmctl, new_tenant};
 
 use std::path::{Path, PathBuf};
 
@@ -366,6 +366,8 @@ fn i3_currency_change_of_a_production_instance_is_a_plan_error() {
 fn a_saved_plan_is_refused_when_the_tenant_or_the_state_changed() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
+    // `local set` needs a tenant (issue 9 item 4).
+    new_tenant(dir.path(), "fabrikam.onmicrosoft.com");
     crmctl(dir.path())
         .args(["plan", "--out", "p1.json", "-f"])
         .arg(&file)
@@ -547,6 +549,17 @@ fn show_and_local_edits_simulate_the_admin_center() {
         !tenant_db(dir.path()).exists(),
         "show must not create the tenant"
     );
+    // Nor does `local set` (issue 9 item 4): `local import` creates one.
+    crmctl(dir.path())
+        .args(["local", "set", "licenses", "professional", "10"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("crmctl local import"));
+    assert!(
+        !tenant_db(dir.path()).exists(),
+        "a refused set creates nothing"
+    );
+    new_tenant(dir.path(), "");
     crmctl(dir.path())
         .args(["local", "set", "licenses", "professional", "10"])
         .assert()
@@ -742,14 +755,29 @@ fn a_missing_or_empty_tenant_is_not_an_empty_tenant() {
                 .stderr(predicate::str::contains(&backend["local:".len()..]))
                 .stderr(predicate::str::contains("--backend"));
         }
-        for cmd in [&["show"][..], &["local", "export"][..]] {
+        // issue 9 item 4: every `local` command but `import` refuses a missing or empty
+        // tenant file (a mistyped path used to become a new tenant; a failed `local set`
+        // left an empty database behind).
+        let refused: [&[&str]; 6] = [
+            &["show"],
+            &["local", "export"],
+            &["local", "set", "licenses", "basic", "3"],
+            &["local", "add", "group", "G"],
+            &["local", "delete", "group", "G"],
+            &["local", "edit"],
+        ];
+        for cmd in refused {
             crmctl(dir.path())
                 .args(cmd)
                 .args(["--backend", backend])
+                .env("EDITOR", "true")
+                .env_remove("VISUAL")
                 .assert()
                 .code(1)
                 .stdout("")
-                .stderr(predicate::str::contains(what));
+                .stderr(predicate::str::contains(what))
+                .stderr(predicate::str::contains(&backend["local:".len()..]))
+                .stderr(predicate::str::contains("crmctl local import"));
         }
     }
     assert!(
@@ -1230,6 +1258,7 @@ instances:
 #[test]
 fn local_edit_refuses_to_revert_a_change_made_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
+    new_tenant(dir.path(), "coho.onmicrosoft.com");
     crmctl(dir.path())
         .args(["local", "set", "licenses", "professional", "10"])
         .assert()

@@ -421,6 +421,8 @@ fn two_applies_on_one_tenant(users: usize) {
     let desired = generate(&params);
     let file = dir.path().join("tenant.yaml");
     std::fs::write(&file, crmctl::spec::load::to_yaml(&desired).unwrap()).unwrap();
+    // `local set` below refuses a missing tenant (issue 9 item 4): it exists from the start.
+    support::new_tenant(dir.path(), &desired.tenant);
     let states = ["a.json", "b.json"];
     let mut children: Vec<_> = states
         .iter()

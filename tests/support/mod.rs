@@ -27,3 +27,18 @@ pub fn assert_no_changes(dir: &Path, file: &Path) {
         .assert()
         .code(0);
 }
+
+/// Create the local tenant of `dir` (`.crmctl/tenant.db`) as a fresh tenant of `domain`
+/// with `crmctl local import`: the other `local` commands refuse a missing tenant (issue 9
+/// item 4).
+pub fn new_tenant(dir: &Path, domain: &str) {
+    let yaml = crmctl::spec::load::to_yaml(&crmctl::tenant::Tenant::fresh(domain)).unwrap();
+    let file = dir.join("fresh-tenant.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    crmctl(dir)
+        .args(["local", "import"])
+        .arg(&file)
+        .assert()
+        .success();
+    std::fs::remove_file(file).unwrap();
+}
