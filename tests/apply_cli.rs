@@ -1426,3 +1426,54 @@ fn a_state_path_that_is_the_tenant_file_is_refused() {
         assert!(!dir.path().join("t.db").exists(), "{cmd:?}");
     }
 }
+
+/// issue 9 item 3: a state file moved away with its journal left behind: plan and apply
+/// report it and rebuild the state from the journal (lineage, serial, entries) instead of
+/// starting a new state and deleting the journal.
+#[test]
+fn a_lone_journal_is_reported_and_replayed_by_plan_and_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com:\n    name: Ana\n",
+    )
+    .unwrap();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let state_path = dir.path().join(".crmctl/state.json");
+    let state: crmctl::state::State =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let ana = &state.resources["users.ana@coho.com"];
+    // The journal line a later batch would have written, then the state file is lost.
+    let line = serde_json::json!({
+        "lineage": state.lineage,
+        "serial": state.serial + 1,
+        "tenant": state.tenant,
+        "changes": [{"change": "set", "address": "users.ana@coho.com", "resource": ana}],
+    });
+    let journal = crmctl::state::store::journal_path(&state_path);
+    std::fs::write(&journal, format!("{line}\n")).unwrap();
+    std::fs::remove_file(&state_path).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("state.json is missing"));
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("rebuilt from the journal"));
+    let rebuilt: crmctl::state::State =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert_eq!(rebuilt.lineage, state.lineage, "the lineage is kept");
+    assert_eq!(rebuilt.resources["users.ana@coho.com"], *ana);
+    assert!(!journal.exists(), "folded into the state file");
+    assert_no_changes(dir.path(), &file);
+}

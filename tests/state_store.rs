@@ -353,6 +353,7 @@ fn journal_replay_reports_damaged_lines_and_applies_the_good_ones_after_them() {
                     JournalProblem::Gap { .. } => "gap",
                     JournalProblem::OutOfOrder { .. } => "out of order",
                     JournalProblem::OtherLineage { .. } => "other lineage",
+                    JournalProblem::NoStateFile { .. } => "no state file",
                 };
                 (w.line, kind)
             })
@@ -511,4 +512,44 @@ fn a_symlinked_state_is_written_through_with_journal_and_lock_beside_the_target(
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, vec!["state.json".to_string()]);
+}
+
+/// issue 9 item 3: a journal whose state file is gone (moved or deleted) is replayed into a
+/// state of its lineage and reported, not ignored (the next apply used to delete it).
+#[test]
+fn a_lone_journal_is_replayed_and_reported() {
+    use crmctl::state::store::{journal_path, JournalProblem};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let journal = [journal_line("lin-j", 4, 4), journal_line("lin-j", 5, 5)].concat();
+    std::fs::write(journal_path(&path), journal).unwrap();
+    let (state, warnings) = store::load_reporting(&path).unwrap();
+    let state = state.expect("the journal gives a state");
+    assert_eq!(state.lineage, "lin-j");
+    assert_eq!(state.serial, 5);
+    assert_eq!(state.tenant, "coho.onmicrosoft.com");
+    assert_eq!(
+        state.resources.keys().cloned().collect::<Vec<_>>(),
+        ["users.u4@coho.com", "users.u5@coho.com"]
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(matches!(
+        warnings[0].problem,
+        JournalProblem::NoStateFile { from_serial: 4, .. }
+    ));
+    let text = warnings[0].to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("is missing"), "{text}");
+    // A journal with no readable line: no state, but still reported.
+    std::fs::write(journal_path(&path), "garbage\n").unwrap();
+    let (state, warnings) = store::load_reporting(&path).unwrap();
+    assert!(state.is_none());
+    assert!(
+        warnings[0].to_string().contains("restore the state file"),
+        "{warnings:?}"
+    );
+    // No journal, no state file: nothing to say.
+    std::fs::remove_file(journal_path(&path)).unwrap();
+    let (state, warnings) = store::load_reporting(&path).unwrap();
+    assert!(state.is_none() && warnings.is_empty());
 }
