@@ -1477,3 +1477,91 @@ fn a_lone_journal_is_reported_and_replayed_by_plan_and_apply() {
     assert!(!journal.exists(), "folded into the state file");
     assert_no_changes(dir.path(), &file);
 }
+
+/// issue 9 item 1: an apply whose lock was removed by `force-unlock` (or replaced by
+/// another run's lock) while it ran stops before its next state write: it writes nothing
+/// more (last writer would win: objects bought or created twice), says why, and the next
+/// apply converges without duplicates.
+#[test]
+fn an_apply_that_lost_its_lock_stops_writing_the_state() {
+    for replaced in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.yaml");
+        let mut yaml =
+            "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com:\n    name: Ana\n".to_string();
+        std::fs::write(&file, &yaml).unwrap();
+        crmctl(dir.path())
+            .args(["apply", "--auto-approve", "-f"])
+            .arg(&file)
+            .assert()
+            .success();
+        for u in ["bo", "cy", "di"] {
+            yaml.push_str(&format!("  {u}@coho.com:\n    name: {u}\n"));
+        }
+        std::fs::write(&file, &yaml).unwrap();
+        let pause = dir.path().join("pause");
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("crmctl"))
+            .current_dir(dir.path())
+            .args(["apply", "--auto-approve", "--parallelism", "1", "-f"])
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .env_remove("CRMCTL_BACKEND")
+            .env_remove("CRMCTL_STATE")
+            .env("CRMCTL_LOCAL_PAUSE_AFTER", "1")
+            .env("CRMCTL_LOCAL_PAUSE_FILE", &pause)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !pause.exists() {
+            assert!(start.elapsed().as_secs() < 30, "the apply never paused");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let state_path = dir.path().join(".crmctl/state.json");
+        let held = crmctl::state::lock::read_lock(&state_path)
+            .unwrap()
+            .unwrap();
+        crmctl(dir.path())
+            .args(["force-unlock", &held.id])
+            .assert()
+            .success();
+        let other = replaced.then(|| StateLock::acquire(&state_path, "apply").unwrap());
+        let before = std::fs::read(&state_path).unwrap();
+        std::fs::remove_file(&pause).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "replaced {replaced}: {stderr}");
+        let why = match &other {
+            Some(l) => format!("was replaced by the lock {}", l.info().id),
+            None => "was removed (crmctl force-unlock)".to_string(),
+        };
+        assert!(stderr.contains(&why), "{stderr}");
+        assert!(
+            stderr.contains("Apply failed:") || stderr.contains("Apply stopped:"),
+            "{stderr}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("Apply complete"));
+        assert!(stderr.contains("without writing the state"), "{stderr}");
+        assert_eq!(
+            std::fs::read(&state_path).unwrap(),
+            before,
+            "replaced {replaced}: the state was written after the lock was lost"
+        );
+        assert!(!crmctl::state::store::journal_path(&state_path).exists());
+        if let Some(l) = &other {
+            let now = crmctl::state::lock::read_lock(&state_path)
+                .unwrap()
+                .unwrap();
+            assert_eq!(now.id, l.info().id, "the other run's lock stays");
+        }
+        drop(other);
+        crmctl(dir.path())
+            .args(["apply", "--auto-approve", "-f"])
+            .arg(&file)
+            .assert()
+            .success();
+        assert_no_changes(dir.path(), &file);
+        assert_eq!(observe(dir.path()).users.len(), 4, "no user made twice");
+    }
+}

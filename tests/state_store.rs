@@ -553,3 +553,31 @@ fn a_lone_journal_is_replayed_and_reported() {
     let (state, warnings) = store::load_reporting(&path).unwrap();
     assert!(state.is_none() && warnings.is_empty());
 }
+
+/// issue 9 item 1: a held lock knows when it was removed (`force-unlock`) or replaced by
+/// another run's lock, so that its run stops writing the state.
+#[test]
+fn a_lock_notices_it_was_removed_or_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mine = StateLock::acquire(&path, "apply").unwrap();
+    mine.check(&path).unwrap();
+    lock::force_unlock(&path, &mine.info().id).unwrap();
+    let err = mine.check(&path).unwrap_err();
+    assert!(matches!(err, LockError::Lost { now: None, .. }), "{err:?}");
+    assert!(err.to_string().contains("was removed"), "{err}");
+    let other = StateLock::acquire(&path, "apply").unwrap();
+    let err = mine.check(&path).unwrap_err();
+    match &err {
+        LockError::Lost {
+            now: Some(i), id, ..
+        } => {
+            assert_eq!(i.id, other.info().id);
+            assert_eq!(*id, mine.info().id);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(err.to_string().contains(&other.info().id), "{err}");
+    drop(mine);
+    other.check(&path).unwrap();
+}

@@ -123,7 +123,15 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
     if plan.actions.is_empty() {
         // Still record changed protect flags (a real state change), without a serial bump
         // when nothing changes.
-        run(&plan, &backend, &mut state, &state_path, args, protect)?;
+        run(
+            &plan,
+            &backend,
+            &mut state,
+            &state_path,
+            &_lock,
+            args,
+            protect,
+        )?;
         outln!("No changes. The tenant matches {}.", file.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -132,7 +140,15 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
         return Ok(ExitCode::from(1));
     }
     backend.set_domain_hint(&loaded.desired.tenant)?;
-    let report = run(&plan, &backend, &mut state, &state_path, args, protect)?;
+    let report = run(
+        &plan,
+        &backend,
+        &mut state,
+        &state_path,
+        &_lock,
+        args,
+        protect,
+    )?;
     Ok(summarize(&plan, &report))
 }
 
@@ -244,7 +260,15 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         return Ok(ExitCode::from(1));
     }
     backend.set_domain_hint(&plan.tenant)?;
-    let report = run(&plan, &backend, &mut state, &state_path, args, protect)?;
+    let report = run(
+        &plan,
+        &backend,
+        &mut state,
+        &state_path,
+        &_lock,
+        args,
+        protect,
+    )?;
     Ok(summarize(&plan, &report))
 }
 
@@ -278,6 +302,7 @@ fn run(
     backend: &dyn Provider,
     state: &mut State,
     state_path: &Path,
+    lock: &crate::state::lock::StateLock,
     args: &ApplyArgs,
     protect: BTreeMap<String, bool>,
 ) -> anyhow::Result<ApplyReport> {
@@ -287,7 +312,17 @@ fn run(
         protect,
     };
     let mut writer = store::StateWriter::new(state_path);
+    // issue 9 item 1: before each state write, the run checks that its lock is still
+    // there (not removed by `force-unlock`, not replaced by another run's); otherwise it
+    // stops writing, and the engine stops starting actions.
+    let lost = std::cell::Cell::new(false);
     let mut save = |s: &State, changes: &[store::StateChange]| {
+        if let Err(e) = lock.check(state_path) {
+            lost.set(true);
+            return Err(format!(
+                "{e}; the actions reported done are done in the tenant, the last of them not recorded in the state; when no other run is active, run `crmctl plan` (objects this run made are found by natural key and adopted)"
+            ));
+        }
         writer.write(s, changes).map_err(|e| e.to_string())
     };
     // A progress bar on a terminal (failures printed above it); plain lines otherwise, so
@@ -320,8 +355,13 @@ fn run(
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    // Fold the journal into the state file (also after a failed apply).
-    let finished = writer.finish(state);
+    // Fold the journal into the state file (also after a failed apply), unless the lock
+    // was lost: the state then belongs to whoever holds it now.
+    let finished = match lock.check(state_path) {
+        Ok(()) if !lost.get() => writer.finish(state).map_err(anyhow::Error::from),
+        Ok(()) => Ok(()),
+        Err(e) => Err(anyhow::Error::from(e)),
+    };
     match result {
         Ok(report) => {
             finished.with_context(|| format!("cannot save the state {}", state_path.display()))?;
@@ -331,7 +371,15 @@ fn run(
             Ok(report)
         }
         Err(ApplyError::StateSave { message, report }) => {
-            summarize(plan, &report);
+            if report.success() && report.outcomes.len() == plan.actions.len() {
+                // Not "Apply complete!": the state does not record the last batch.
+                errln!(
+                    "Apply stopped: {} done, the last of them not recorded in the state.",
+                    report.done().len()
+                );
+            } else {
+                summarize(plan, &report);
+            }
             bail!("cannot save the state {}: {message}", state_path.display())
         }
         Err(e) => Err(e.into()),

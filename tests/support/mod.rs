@@ -15,6 +15,8 @@ pub fn crmctl(dir: &Path) -> Command {
         .env_remove("CRMCTL_LOCAL_FAIL_AT")
         .env_remove("CRMCTL_LOCAL_EXIT_AT")
         .env_remove("CRMCTL_LOCAL_EXIT_AFTER")
+        .env_remove("CRMCTL_LOCAL_PAUSE_AFTER")
+        .env_remove("CRMCTL_LOCAL_PAUSE_FILE")
         .env("NO_COLOR", "1");
     c
 }
