@@ -1565,3 +1565,54 @@ fn an_apply_that_lost_its_lock_stops_writing_the_state() {
         assert_eq!(observe(dir.path()).users.len(), 4, "no user made twice");
     }
 }
+
+/// issue 9 item 8 (review item 5): apply records where `protect: true` was declared, and
+/// the plan error for a protected instance removed from the file names that place.
+#[test]
+fn a_removed_protected_instance_is_reported_with_where_it_was_declared_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, GATED).unwrap();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let line = GATED
+        .lines()
+        .position(|l| l.contains("protect: true"))
+        .unwrap()
+        + 1;
+    let at = format!("{}:{line}", file.display());
+    let state: crmctl::state::State = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
+    )
+    .unwrap();
+    let test = &state.resources["instances.test"];
+    assert!(test.protect);
+    assert_eq!(test.protected_at.as_deref(), Some(at.as_str()));
+    assert_eq!(state.resources["instances.main"].protected_at, None);
+    // The declaration moves two lines down: the next apply records the new place.
+    let moved = GATED.replace("instances:\n", "# comment\n# comment\ninstances:\n");
+    std::fs::write(&file, &moved).unwrap();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let at = format!("{}:{}", file.display(), line + 2);
+    let without: String = moved
+        .lines()
+        .filter(|l| !l.contains("protect: true"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, without).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "instance `instances.test` was declared protected at {at} and would be deleted"
+        )));
+}

@@ -563,6 +563,7 @@ fn managing(entries: &[(&str, ObjKind, &str)]) -> State {
                 kind: *kind,
                 id: id.to_string(),
                 protect: false,
+                protected_at: None,
             },
         );
     }

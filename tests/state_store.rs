@@ -15,6 +15,7 @@ fn sample() -> State {
             kind: ObjKind::Instance,
             id: "org-000001".into(),
             protect: true,
+            protected_at: None,
         },
     );
     s
@@ -147,6 +148,7 @@ fn the_writer_journals_batches_and_load_replays_them() {
                 kind: ObjKind::User,
                 id: format!("usr-{i:06}"),
                 protect: false,
+                protected_at: None,
             },
         };
         c.apply_to(state);
@@ -218,6 +220,7 @@ fn user_change(i: usize) -> crmctl::state::store::StateChange {
             kind: ObjKind::User,
             id: format!("usr-{i:06}"),
             protect: false,
+            protected_at: None,
         },
     }
 }

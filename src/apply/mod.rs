@@ -40,6 +40,10 @@ pub struct ApplyOptions {
     pub allow_destroy: bool,
     /// `protect` flag per instance address of the desired file, recorded in the state.
     pub protect: BTreeMap<String, bool>,
+    /// Where the desired file declares `protect: true` (`FILE:LINE`), by instance address,
+    /// recorded in the state with the flag (issue 9 item 8). Missing entries keep what the
+    /// state has (a saved plan carries no source text).
+    pub protect_at: BTreeMap<String, String>,
 }
 
 impl Default for ApplyOptions {
@@ -48,6 +52,7 @@ impl Default for ApplyOptions {
             parallelism: DEFAULT_PARALLELISM,
             allow_destroy: false,
             protect: BTreeMap::new(),
+            protect_at: BTreeMap::new(),
         }
     }
 }
@@ -387,13 +392,14 @@ fn record_one(
     opts: &ApplyOptions,
 ) -> Option<StateChange> {
     let protect = opts.protect.get(&action.address).copied().unwrap_or(false);
+    let at = protected_at(state, opts, &action.address, protect);
     let change = if let Op::Adopt { kind, id, .. } = &*action.op {
-        Some(set(action, *kind, id.clone(), protect))
+        Some(set(action, *kind, id.clone(), protect, at))
     } else if let Some(kind) = action.op.creates() {
         outcome
             .created_id
             .as_ref()
-            .map(|id| set(action, kind, id.clone(), protect))
+            .map(|id| set(action, kind, id.clone(), protect, at))
     } else if action.op.deletes() && state.resources.contains_key(&action.address) {
         Some(StateChange::Remove {
             address: action.address.clone(),
@@ -409,15 +415,42 @@ fn record_one(
     Some(change)
 }
 
-fn set(action: &Action, kind: ObjKind, id: String, protect: bool) -> StateChange {
+fn set(
+    action: &Action,
+    kind: ObjKind,
+    id: String,
+    protect: bool,
+    protected_at: Option<String>,
+) -> StateChange {
+    let protect = protect && kind == ObjKind::Instance;
     StateChange::Set {
         address: action.address.clone(),
         resource: Resource {
             kind,
             id,
-            protect: protect && kind == ObjKind::Instance,
+            protect,
+            protected_at: protected_at.filter(|_| protect),
         },
     }
+}
+
+/// Where `protect: true` of `address` is declared: the desired file's place, else the one
+/// the state remembers; none when not protected (issue 9 item 8).
+fn protected_at(
+    state: &State,
+    opts: &ApplyOptions,
+    address: &str,
+    protect: bool,
+) -> Option<String> {
+    if !protect {
+        return None;
+    }
+    opts.protect_at.get(address).cloned().or_else(|| {
+        state
+            .resources
+            .get(address)
+            .and_then(|r| r.protected_at.clone())
+    })
 }
 
 /// Record the `protect` flags of the desired file for instances the state manages.
@@ -425,9 +458,11 @@ fn record_protect(state: &mut State, opts: &ApplyOptions) -> Vec<StateChange> {
     let mut changes = Vec::new();
     for (addr, flag) in &opts.protect {
         if let Some(r) = state.resources.get(addr) {
-            if r.kind == ObjKind::Instance && r.protect != *flag {
+            let at = protected_at(state, opts, addr, *flag);
+            if r.kind == ObjKind::Instance && (r.protect != *flag || r.protected_at != at) {
                 let mut resource = r.clone();
                 resource.protect = *flag;
+                resource.protected_at = at;
                 changes.push(StateChange::Set {
                     address: addr.clone(),
                     resource,

@@ -109,6 +109,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
         return Ok(ExitCode::from(1));
     }
     let protect = loaded.desired.protect_flags();
+    let protect_at = protect_locations(&loaded, &protect);
     if let Err(e) = apply::preflight(&plan, args.allow_destroy) {
         eprintln!("error: {}", escape_lines(&e.to_string()));
         if matches!(e, ApplyError::DestroyNotAllowed(_)) {
@@ -131,6 +132,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
             &_lock,
             args,
             protect,
+            protect_at,
         )?;
         outln!("No changes. The tenant matches {}.", file.display());
         return Ok(ExitCode::SUCCESS);
@@ -148,6 +150,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
         &_lock,
         args,
         protect,
+        protect_at,
     )?;
     Ok(summarize(&plan, &report))
 }
@@ -268,8 +271,31 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         &_lock,
         args,
         protect,
+        BTreeMap::new(),
     )?;
     Ok(summarize(&plan, &report))
+}
+
+/// Where the file declares `protect: true`, as `FILE:LINE` by instance address (recorded
+/// in the state so that the plan error of a protected instance's removal says where it
+/// was declared; issue 9 item 8). One pass over the text, only for protected instances.
+fn protect_locations(
+    loaded: &load::Loaded,
+    protect: &BTreeMap<String, bool>,
+) -> BTreeMap<String, String> {
+    let paths: Vec<String> = protect
+        .iter()
+        .filter(|(_, p)| **p)
+        .map(|(a, _)| format!("{a}.protect"))
+        .collect();
+    load::Locator::new(&loaded.src)
+        .locate_many(paths)
+        .into_iter()
+        .map(|(path, l)| {
+            let address = path.strip_suffix(".protect").unwrap_or(&path).to_string();
+            (address, format!("{}:{}", l.file, l.line))
+        })
+        .collect()
 }
 
 /// [`escape`] line by line: a message of several lines (the held-back actions) keeps
@@ -305,11 +331,13 @@ fn run(
     lock: &crate::state::lock::StateLock,
     args: &ApplyArgs,
     protect: BTreeMap<String, bool>,
+    protect_at: BTreeMap<String, String>,
 ) -> anyhow::Result<ApplyReport> {
     let opts = ApplyOptions {
         parallelism: args.parallelism,
         allow_destroy: args.allow_destroy,
         protect,
+        protect_at,
     };
     let mut writer = store::StateWriter::new(state_path);
     // issue 9 item 1: before each state write, the run checks that its lock is still
