@@ -323,6 +323,9 @@ fn approve() -> anyhow::Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
+// The run's inputs, each from its own source (plan, provider, state and its lock, flags,
+// the file's protect flags and their places); a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn run(
     plan: &Plan,
     backend: &dyn Provider,

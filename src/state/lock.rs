@@ -85,7 +85,7 @@ pub enum LockError {
         /// This run's lock id.
         id: String,
         /// The lock there now, if any (an unreadable one counts as none).
-        now: Option<LockInfo>,
+        now: Option<Box<LockInfo>>,
     },
     /// I/O failure.
     #[error("lock file {path}: {source}")]
@@ -269,7 +269,9 @@ impl StateLock {
     /// each state write (issue 9 item 1). `state`: the state path, for the message.
     pub fn check(&self, state: &Path) -> Result<(), LockError> {
         let now = match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes).ok(),
+            Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes)
+                .ok()
+                .map(Box::new),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(LockError::Io {
