@@ -288,17 +288,21 @@ pub fn check_protected(
         .filter_map(|a| {
             let inst = a.op.destroyed_instance()?;
             let address: &str = &inst.address;
-            let why = if state.resources.get(address).is_some_and(|r| r.protect) {
-                "the state remembers `protect: true`"
+            let why = if let Some(r) = state.resources.get(address).filter(|r| r.protect) {
+                // Where it was declared, when apply recorded it (issue 9 item 8).
+                match &r.protected_at {
+                    Some(at) => format!("the state remembers `protect: true`, declared at {at}"),
+                    None => "the state remembers `protect: true`".to_string(),
+                }
             } else if protect.get(address).copied().unwrap_or(false) {
-                "the file says `protect: true`"
+                "the file says `protect: true`".to_string()
             } else if inst
                 .id
                 .as_deref()
                 .or_else(|| state.id_of(address))
                 .is_some_and(|id| protected_ids.binary_search(&id).is_ok())
             {
-                "its id is a protected instance's in the state"
+                "its id is a protected instance's in the state".to_string()
             } else {
                 return None;
             };
@@ -306,7 +310,7 @@ pub fn check_protected(
                 id: a.id,
                 kind: a.kind.as_str().to_string(),
                 address: address.to_string(),
-                reason: why.to_string(),
+                reason: why,
             })
         })
         .collect();
