@@ -1592,15 +1592,28 @@ fn a_removed_protected_instance_is_reported_with_where_it_was_declared_protected
     assert!(test.protect);
     assert_eq!(test.protected_at.as_deref(), Some(at.as_str()));
     assert_eq!(state.resources["instances.main"].protected_at, None);
-    // The declaration moves two lines down: the next apply records the new place.
+    // The declaration moves two lines down: the next apply (of a saved plan, which carries
+    // the places) records the new place.
     let moved = GATED.replace("instances:\n", "# comment\n# comment\ninstances:\n");
     std::fs::write(&file, &moved).unwrap();
     crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
+        .args(["plan", "--out", "p.json", "-f"])
         .arg(&file)
         .assert()
         .success();
+    crmctl(dir.path())
+        .args(["apply", "p.json"])
+        .assert()
+        .success();
     let at = format!("{}:{}", file.display(), line + 2);
+    let state: crmctl::state::State = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state.resources["instances.test"].protected_at.as_deref(),
+        Some(at.as_str())
+    );
     let without: String = moved
         .lines()
         .filter(|l| !l.contains("protect: true"))

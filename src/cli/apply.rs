@@ -109,7 +109,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
         return Ok(ExitCode::from(1));
     }
     let protect = loaded.desired.protect_flags();
-    let protect_at = protect_locations(&loaded, &protect);
+    let protect_at = protect_locations(&loaded);
     if let Err(e) = apply::preflight(&plan, args.allow_destroy) {
         eprintln!("error: {}", escape_lines(&e.to_string()));
         if matches!(e, ApplyError::DestroyNotAllowed(_)) {
@@ -236,6 +236,7 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         );
     }
     let protect = saved.protect;
+    let protect_at = saved.protect_at;
     let mut plan = saved.plan;
     // What the plan shows as destructive is derived from its ops, like the gate.
     let destructive = plan.destructive_flags();
@@ -271,7 +272,7 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         &_lock,
         args,
         protect,
-        BTreeMap::new(),
+        protect_at,
     )?;
     Ok(summarize(&plan, &report))
 }
@@ -279,11 +280,10 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
 /// Where the file declares `protect: true`, as `FILE:LINE` by instance address (recorded
 /// in the state so that the plan error of a protected instance's removal says where it
 /// was declared; issue 9 item 8). One pass over the text, only for protected instances.
-fn protect_locations(
-    loaded: &load::Loaded,
-    protect: &BTreeMap<String, bool>,
-) -> BTreeMap<String, String> {
-    let paths: Vec<String> = protect
+pub(crate) fn protect_locations(loaded: &load::Loaded) -> BTreeMap<String, String> {
+    let paths: Vec<String> = loaded
+        .desired
+        .protect_flags()
         .iter()
         .filter(|(_, p)| **p)
         .map(|(a, _)| format!("{a}.protect"))
