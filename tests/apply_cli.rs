@@ -1481,22 +1481,38 @@ fn a_lone_journal_is_reported_and_replayed_by_plan_and_apply() {
 /// issue 9 item 1: an apply whose lock was removed by `force-unlock` (or replaced by
 /// another run's lock) while it ran stops before its next state write: it writes nothing
 /// more (last writer would win: objects bought or created twice), says why, and the next
-/// apply converges without duplicates.
+/// apply converges without duplicates. With `licensed`, the first request is a purchase
+/// (no state change, so no state write): the run still checks its lock before the next
+/// request and creates nothing after the loss.
 #[test]
 fn an_apply_that_lost_its_lock_stops_writing_the_state() {
-    for replaced in [false, true] {
+    for (replaced, licensed) in [(false, false), (true, false), (false, true)] {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.yaml");
         let mut yaml =
             "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com:\n    name: Ana\n".to_string();
+        let users = |license: &str| -> String {
+            ["bo", "cy", "di"]
+                .iter()
+                .map(|u| format!("  {u}@coho.com:\n    name: {u}\n{license}"))
+                .collect()
+        };
+        if licensed {
+            // The users exist: the new plan is a purchase, then license assignments (no
+            // request of it changes the state).
+            yaml.push_str(&users(""));
+        }
         std::fs::write(&file, &yaml).unwrap();
         crmctl(dir.path())
             .args(["apply", "--auto-approve", "-f"])
             .arg(&file)
             .assert()
             .success();
-        for u in ["bo", "cy", "di"] {
-            yaml.push_str(&format!("  {u}@coho.com:\n    name: {u}\n"));
+        if licensed {
+            yaml = yaml.replace(&users(""), &users("    license: professional\n"));
+            yaml.push_str("licenses:\n  professional: 3\n");
+        } else {
+            yaml.push_str(&users(""));
         }
         std::fs::write(&file, &yaml).unwrap();
         let pause = dir.path().join("pause");
@@ -1549,6 +1565,15 @@ fn an_apply_that_lost_its_lock_stops_writing_the_state() {
             "replaced {replaced}: the state was written after the lock was lost"
         );
         assert!(!crmctl::state::store::journal_path(&state_path).exists());
+        if licensed {
+            assert!(
+                observe(dir.path())
+                    .users
+                    .values()
+                    .all(|u| u.license.is_none()),
+                "licenses assigned after the lock was lost: {stderr}"
+            );
+        }
         if let Some(l) = &other {
             let now = crmctl::state::lock::read_lock(&state_path)
                 .unwrap()

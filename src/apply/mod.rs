@@ -31,8 +31,12 @@ use crate::state::{Resource, State};
 /// Default number of actions run at once.
 pub const DEFAULT_PARALLELISM: usize = 10;
 
+/// Checked before each request is started: an error stops the apply like a failed state
+/// save (the CLI checks that the run still holds the state lock; issue 9 item 1).
+pub type BeforeBatch = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// How to apply.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApplyOptions {
     /// Actions run at once (at least 1).
     pub parallelism: usize,
@@ -44,6 +48,20 @@ pub struct ApplyOptions {
     /// recorded in the state with the flag (issue 9 item 8). Missing entries keep what the
     /// state has (a saved plan carries no source text).
     pub protect_at: BTreeMap<String, String>,
+    /// See [`BeforeBatch`]; none: nothing is checked.
+    pub before_batch: Option<BeforeBatch>,
+}
+
+impl std::fmt::Debug for ApplyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyOptions")
+            .field("parallelism", &self.parallelism)
+            .field("allow_destroy", &self.allow_destroy)
+            .field("protect", &self.protect)
+            .field("protect_at", &self.protect_at)
+            .field("before_batch", &self.before_batch.is_some())
+            .finish()
+    }
 }
 
 impl Default for ApplyOptions {
@@ -53,6 +71,7 @@ impl Default for ApplyOptions {
             allow_destroy: false,
             protect: BTreeMap::new(),
             protect_at: BTreeMap::new(),
+            before_batch: None,
         }
     }
 }
@@ -590,6 +609,12 @@ pub fn apply(
         loop {
             // Start what is ready (lowest id first), unless a state save failed.
             while save_error.is_none() && running < workers && !ready.is_empty() {
+                if let Some(check) = &opts.before_batch {
+                    if let Err(e) = check() {
+                        save_error = Some(e);
+                        break;
+                    }
+                }
                 let mut job = Vec::new();
                 while job.len() < batch {
                     let Some(id) = ready.pop_first() else { break };

@@ -336,24 +336,38 @@ fn run(
     protect: BTreeMap<String, bool>,
     protect_at: BTreeMap<String, String>,
 ) -> anyhow::Result<ApplyReport> {
+    // issue 9 item 1: before each state write and before each request, the run checks
+    // that its lock is still there (not removed by `force-unlock`, not replaced by another
+    // run's); otherwise it stops writing the state and starting actions.
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let check_lock = {
+        let lost = lost.clone();
+        let lock_path = crate::state::lock::lock_path(state_path);
+        let state_path = state_path.to_path_buf();
+        let id = lock.info().id.clone();
+        move || -> Result<(), String> {
+            match crate::state::lock::check_held(&lock_path, &id, &state_path) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Err(format!(
+                        "{e}; the actions reported done are done in the tenant, the last of them possibly not recorded in the state; when no other run is active, run `crmctl plan` (objects this run made are found by natural key and adopted)"
+                    ))
+                }
+            }
+        }
+    };
+    let check_lock = std::sync::Arc::new(check_lock);
     let opts = ApplyOptions {
         parallelism: args.parallelism,
         allow_destroy: args.allow_destroy,
         protect,
         protect_at,
+        before_batch: Some(check_lock.clone()),
     };
     let mut writer = store::StateWriter::new(state_path);
-    // issue 9 item 1: before each state write, the run checks that its lock is still
-    // there (not removed by `force-unlock`, not replaced by another run's); otherwise it
-    // stops writing, and the engine stops starting actions.
-    let lost = std::cell::Cell::new(false);
     let mut save = |s: &State, changes: &[store::StateChange]| {
-        if let Err(e) = lock.check(state_path) {
-            lost.set(true);
-            return Err(format!(
-                "{e}; the actions reported done are done in the tenant, the last of them not recorded in the state; when no other run is active, run `crmctl plan` (objects this run made are found by natural key and adopted)"
-            ));
-        }
+        check_lock()?;
         writer.write(s, changes).map_err(|e| e.to_string())
     };
     // A progress bar on a terminal (failures printed above it); plain lines otherwise, so
@@ -389,7 +403,9 @@ fn run(
     // Fold the journal into the state file (also after a failed apply), unless the lock
     // was lost: the state then belongs to whoever holds it now.
     let finished = match lock.check(state_path) {
-        Ok(()) if !lost.get() => writer.finish(state).map_err(anyhow::Error::from),
+        Ok(()) if !lost.load(std::sync::atomic::Ordering::Relaxed) => {
+            writer.finish(state).map_err(anyhow::Error::from)
+        }
         Ok(()) => Ok(()),
         Err(e) => Err(anyhow::Error::from(e)),
     };

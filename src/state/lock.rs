@@ -268,27 +268,33 @@ impl StateLock {
     /// removed by `force-unlock` or replaced by another run's lock. A run checks before
     /// each state write (issue 9 item 1). `state`: the state path, for the message.
     pub fn check(&self, state: &Path) -> Result<(), LockError> {
-        let now = match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes)
-                .ok()
-                .map(Box::new),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(LockError::Io {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        if now.as_ref().is_some_and(|i| i.id == self.info.id) {
-            return Ok(());
-        }
-        Err(LockError::Lost {
-            state: state.to_path_buf(),
-            id: self.info.id.clone(),
-            now,
-        })
+        check_held(&self.path, &self.info.id, state)
     }
+}
+
+/// [`StateLock::check`] for the lock file `lock` and the id `id` (for a check that runs
+/// where the [`StateLock`] is not: the apply engine's threads).
+pub fn check_held(lock: &Path, id: &str, state: &Path) -> Result<(), LockError> {
+    let now = match std::fs::read(lock) {
+        Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes)
+            .ok()
+            .map(Box::new),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(LockError::Io {
+                path: lock.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if now.as_ref().is_some_and(|i| i.id == id) {
+        return Ok(());
+    }
+    Err(LockError::Lost {
+        state: state.to_path_buf(),
+        id: id.to_string(),
+        now,
+    })
 }
 
 impl Drop for StateLock {
