@@ -223,6 +223,7 @@ pub fn applied(d: &Desired) -> (Tenant, State) {
                 kind,
                 id: id.to_string(),
                 protect: false,
+                protected_at: None,
             },
         );
     };

@@ -1,7 +1,7 @@
 //! `crmctl apply`, `show`, `local ...` and `force-unlock` through the binary.
 
 mod support;
-use support::{assert_no_changes, crmctl};
+use support::{assert_no_changes, crmctl, new_tenant};
 
 use std::path::{Path, PathBuf};
 
@@ -366,6 +366,8 @@ fn i3_currency_change_of_a_production_instance_is_a_plan_error() {
 fn a_saved_plan_is_refused_when_the_tenant_or_the_state_changed() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
+    // `local set` needs a tenant (issue 9 item 4).
+    new_tenant(dir.path(), "fabrikam.onmicrosoft.com");
     crmctl(dir.path())
         .args(["plan", "--out", "p1.json", "-f"])
         .arg(&file)
@@ -547,6 +549,17 @@ fn show_and_local_edits_simulate_the_admin_center() {
         !tenant_db(dir.path()).exists(),
         "show must not create the tenant"
     );
+    // Nor does `local set` (issue 9 item 4): `local import` creates one.
+    crmctl(dir.path())
+        .args(["local", "set", "licenses", "professional", "10"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("crmctl local import"));
+    assert!(
+        !tenant_db(dir.path()).exists(),
+        "a refused set creates nothing"
+    );
+    new_tenant(dir.path(), "");
     crmctl(dir.path())
         .args(["local", "set", "licenses", "professional", "10"])
         .assert()
@@ -742,14 +755,29 @@ fn a_missing_or_empty_tenant_is_not_an_empty_tenant() {
                 .stderr(predicate::str::contains(&backend["local:".len()..]))
                 .stderr(predicate::str::contains("--backend"));
         }
-        for cmd in [&["show"][..], &["local", "export"][..]] {
+        // issue 9 item 4: every `local` command but `import` refuses a missing or empty
+        // tenant file (a mistyped path used to become a new tenant; a failed `local set`
+        // left an empty database behind).
+        let refused: [&[&str]; 6] = [
+            &["show"],
+            &["local", "export"],
+            &["local", "set", "licenses", "basic", "3"],
+            &["local", "add", "group", "G"],
+            &["local", "delete", "group", "G"],
+            &["local", "edit"],
+        ];
+        for cmd in refused {
             crmctl(dir.path())
                 .args(cmd)
                 .args(["--backend", backend])
+                .env("EDITOR", "true")
+                .env_remove("VISUAL")
                 .assert()
                 .code(1)
                 .stdout("")
-                .stderr(predicate::str::contains(what));
+                .stderr(predicate::str::contains(what))
+                .stderr(predicate::str::contains(&backend["local:".len()..]))
+                .stderr(predicate::str::contains("crmctl local import"));
         }
     }
     assert!(
@@ -1230,6 +1258,7 @@ instances:
 #[test]
 fn local_edit_refuses_to_revert_a_change_made_meanwhile() {
     let dir = tempfile::tempdir().unwrap();
+    new_tenant(dir.path(), "coho.onmicrosoft.com");
     crmctl(dir.path())
         .args(["local", "set", "licenses", "professional", "10"])
         .assert()
@@ -1396,4 +1425,232 @@ fn a_state_path_that_is_the_tenant_file_is_refused() {
             .stderr(predicate::str::contains("--state"));
         assert!(!dir.path().join("t.db").exists(), "{cmd:?}");
     }
+}
+
+/// issue 9 item 3: a state file moved away with its journal left behind: plan and apply
+/// report it and rebuild the state from the journal (lineage, serial, entries) instead of
+/// starting a new state and deleting the journal.
+#[test]
+fn a_lone_journal_is_reported_and_replayed_by_plan_and_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com:\n    name: Ana\n",
+    )
+    .unwrap();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let state_path = dir.path().join(".crmctl/state.json");
+    let state: crmctl::state::State =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let ana = &state.resources["users.ana@coho.com"];
+    // The journal line a later batch would have written, then the state file is lost.
+    let line = serde_json::json!({
+        "lineage": state.lineage,
+        "serial": state.serial + 1,
+        "tenant": state.tenant,
+        "changes": [{"change": "set", "address": "users.ana@coho.com", "resource": ana}],
+    });
+    let journal = crmctl::state::store::journal_path(&state_path);
+    std::fs::write(&journal, format!("{line}\n")).unwrap();
+    std::fs::remove_file(&state_path).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("state.json is missing"));
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("rebuilt from the journal"));
+    let rebuilt: crmctl::state::State =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert_eq!(rebuilt.lineage, state.lineage, "the lineage is kept");
+    assert_eq!(rebuilt.resources["users.ana@coho.com"], *ana);
+    assert!(!journal.exists(), "folded into the state file");
+    assert_no_changes(dir.path(), &file);
+}
+
+/// issue 9 item 1: an apply whose lock was removed by `force-unlock` (or replaced by
+/// another run's lock) while it ran stops before its next state write: it writes nothing
+/// more (last writer would win: objects bought or created twice), says why, and the next
+/// apply converges without duplicates. With `licensed`, the first request is a purchase
+/// (no state change, so no state write): the run still checks its lock before the next
+/// request and creates nothing after the loss.
+#[test]
+fn an_apply_that_lost_its_lock_stops_writing_the_state() {
+    for (replaced, licensed) in [(false, false), (true, false), (false, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.yaml");
+        let mut yaml =
+            "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com:\n    name: Ana\n".to_string();
+        let users = |license: &str| -> String {
+            ["bo", "cy", "di"]
+                .iter()
+                .map(|u| format!("  {u}@coho.com:\n    name: {u}\n{license}"))
+                .collect()
+        };
+        if licensed {
+            // The users exist: the new plan is a purchase, then license assignments (no
+            // request of it changes the state).
+            yaml.push_str(&users(""));
+        }
+        std::fs::write(&file, &yaml).unwrap();
+        crmctl(dir.path())
+            .args(["apply", "--auto-approve", "-f"])
+            .arg(&file)
+            .assert()
+            .success();
+        if licensed {
+            yaml = yaml.replace(&users(""), &users("    license: professional\n"));
+            yaml.push_str("licenses:\n  professional: 3\n");
+        } else {
+            yaml.push_str(&users(""));
+        }
+        std::fs::write(&file, &yaml).unwrap();
+        let pause = dir.path().join("pause");
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("crmctl"))
+            .current_dir(dir.path())
+            .args(["apply", "--auto-approve", "--parallelism", "1", "-f"])
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .env_remove("CRMCTL_BACKEND")
+            .env_remove("CRMCTL_STATE")
+            .env("CRMCTL_LOCAL_PAUSE_AFTER", "1")
+            .env("CRMCTL_LOCAL_PAUSE_FILE", &pause)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !pause.exists() {
+            assert!(start.elapsed().as_secs() < 30, "the apply never paused");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let state_path = dir.path().join(".crmctl/state.json");
+        let held = crmctl::state::lock::read_lock(&state_path)
+            .unwrap()
+            .unwrap();
+        crmctl(dir.path())
+            .args(["force-unlock", &held.id])
+            .assert()
+            .success();
+        let other = replaced.then(|| StateLock::acquire(&state_path, "apply").unwrap());
+        let before = std::fs::read(&state_path).unwrap();
+        std::fs::remove_file(&pause).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "replaced {replaced}: {stderr}");
+        let why = match &other {
+            Some(l) => format!("was replaced by the lock {}", l.info().id),
+            None => "was removed (crmctl force-unlock)".to_string(),
+        };
+        assert!(stderr.contains(&why), "{stderr}");
+        assert!(
+            stderr.contains("Apply failed:") || stderr.contains("Apply stopped:"),
+            "{stderr}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("Apply complete"));
+        assert!(stderr.contains("without writing the state"), "{stderr}");
+        assert_eq!(
+            std::fs::read(&state_path).unwrap(),
+            before,
+            "replaced {replaced}: the state was written after the lock was lost"
+        );
+        assert!(!crmctl::state::store::journal_path(&state_path).exists());
+        if licensed {
+            assert!(
+                observe(dir.path())
+                    .users
+                    .values()
+                    .all(|u| u.license.is_none()),
+                "licenses assigned after the lock was lost: {stderr}"
+            );
+        }
+        if let Some(l) = &other {
+            let now = crmctl::state::lock::read_lock(&state_path)
+                .unwrap()
+                .unwrap();
+            assert_eq!(now.id, l.info().id, "the other run's lock stays");
+        }
+        drop(other);
+        crmctl(dir.path())
+            .args(["apply", "--auto-approve", "-f"])
+            .arg(&file)
+            .assert()
+            .success();
+        assert_no_changes(dir.path(), &file);
+        assert_eq!(observe(dir.path()).users.len(), 4, "no user made twice");
+    }
+}
+
+/// issue 9 item 8 (review item 5): apply records where `protect: true` was declared, and
+/// the plan error for a protected instance removed from the file names that place.
+#[test]
+fn a_removed_protected_instance_is_reported_with_where_it_was_declared_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, GATED).unwrap();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let line = GATED
+        .lines()
+        .position(|l| l.contains("protect: true"))
+        .unwrap()
+        + 1;
+    let at = format!("{}:{line}", file.display());
+    let state: crmctl::state::State = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
+    )
+    .unwrap();
+    let test = &state.resources["instances.test"];
+    assert!(test.protect);
+    assert_eq!(test.protected_at.as_deref(), Some(at.as_str()));
+    assert_eq!(state.resources["instances.main"].protected_at, None);
+    // The declaration moves two lines down: the next apply (of a saved plan, which carries
+    // the places) records the new place.
+    let moved = GATED.replace("instances:\n", "# comment\n# comment\ninstances:\n");
+    std::fs::write(&file, &moved).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "--out", "p.json", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["apply", "p.json"])
+        .assert()
+        .success();
+    let at = format!("{}:{}", file.display(), line + 2);
+    let state: crmctl::state::State = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state.resources["instances.test"].protected_at.as_deref(),
+        Some(at.as_str())
+    );
+    let without: String = moved
+        .lines()
+        .filter(|l| !l.contains("protect: true"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, without).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "instance `instances.test` was declared protected at {at} and would be deleted"
+        )));
 }

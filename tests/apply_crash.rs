@@ -266,13 +266,35 @@ fn a_crash_right_after_a_delete_leaves_no_entry_behind() {
         .args(["force-unlock", &info.id])
         .assert()
         .success();
+    // issue 9 item 2: dropping the entry changes the state, so the plan has changes
+    // (exit 2, as Terraform) and shows the forget in every rendering.
     crmctl(dir.path())
-        .args(["plan", "-f"])
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stdout(predicates::str::contains(
+            "state: forget users.gus@coho.com (the object no longer exists)",
+        ))
+        .stdout(predicates::str::contains("1 to forget from the state."))
+        .stdout(predicates::str::contains("apply forgets it from the state"));
+    let json = crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "--format", "json", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["summary"]["forget"], 1, "{doc}");
+    assert_eq!(doc["forget"][0]["address"], "users.gus@coho.com", "{doc}");
+    crmctl(dir.path())
+        .args(["plan", "--format", "markdown", "-f"])
         .arg(&file)
         .assert()
         .success()
-        .stdout(predicates::str::contains("users.gus@coho.com"))
-        .stdout(predicates::str::contains("apply forgets it from the state"));
+        .stdout(predicates::str::contains(
+            "- state: forget users.gus@coho.com (the object no longer exists)",
+        ));
     crmctl(dir.path())
         .args(["apply", "--auto-approve", "-f"])
         .arg(&file)
@@ -399,6 +421,8 @@ fn two_applies_on_one_tenant(users: usize) {
     let desired = generate(&params);
     let file = dir.path().join("tenant.yaml");
     std::fs::write(&file, crmctl::spec::load::to_yaml(&desired).unwrap()).unwrap();
+    // `local set` below refuses a missing tenant (issue 9 item 4): it exists from the start.
+    support::new_tenant(dir.path(), &desired.tenant);
     let states = ["a.json", "b.json"];
     let mut children: Vec<_> = states
         .iter()

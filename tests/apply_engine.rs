@@ -563,6 +563,7 @@ fn managing(entries: &[(&str, ObjKind, &str)]) -> State {
                 kind: *kind,
                 id: id.to_string(),
                 protect: false,
+                protected_at: None,
             },
         );
     }
@@ -649,4 +650,38 @@ fn a_key_case_change_re_keys_the_state_and_keeps_the_user() {
     assert_eq!(state.id_of("users.ana@coho.com"), None);
     let again = crmctl::plan::plan(&desired, &after, &state);
     assert!(again.actions.is_empty(), "{:#?}", again.actions);
+}
+
+// issue 9 item 8 (review item 5): apply's own protect check (for any plan, a saved one
+// included) says where `protect: true` was declared when the state recorded it.
+#[test]
+fn the_protect_refusal_names_where_protect_was_declared() {
+    let mut state = managing(&[("instances.x", ObjKind::Instance, "org-1")]);
+    let r = state.resources.get_mut("instances.x").unwrap();
+    r.protect = true;
+    r.protected_at = Some("t.yaml:9".into());
+    let plan = Plan {
+        actions: vec![Action {
+            id: 0,
+            kind: ActionKind::DeleteInstance,
+            address: "instances.x".into(),
+            depends_on: vec![],
+            destructive: true,
+            changes: vec![],
+            reason: "removed".into(),
+            op: Box::new(Op::DeleteInstance {
+                instance: ObjRef {
+                    address: "instances.x".into(),
+                    id: Some("org-1".into()),
+                },
+            }),
+        }],
+        ..Plan::default()
+    };
+    let err = crmctl::apply::check_protected(&plan, &state, &Default::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("instances.x (the state remembers `protect: true`, declared at t.yaml:9)"),
+        "{err}"
+    );
 }

@@ -436,6 +436,7 @@ fn plan_with_errors_buys_nothing() {
             kind: crmctl::plan::ObjKind::Instance,
             id: "i1".into(),
             protect: false,
+            protected_at: None,
         },
     );
     let plan = crmctl::plan::plan(&desired, &before, &state);
@@ -594,6 +595,7 @@ fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
                 kind,
                 id: id.to_string(),
                 protect: false,
+                protected_at: None,
             },
         );
     };

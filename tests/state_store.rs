@@ -15,6 +15,7 @@ fn sample() -> State {
             kind: ObjKind::Instance,
             id: "org-000001".into(),
             protect: true,
+            protected_at: None,
         },
     );
     s
@@ -147,6 +148,7 @@ fn the_writer_journals_batches_and_load_replays_them() {
                 kind: ObjKind::User,
                 id: format!("usr-{i:06}"),
                 protect: false,
+                protected_at: None,
             },
         };
         c.apply_to(state);
@@ -218,6 +220,7 @@ fn user_change(i: usize) -> crmctl::state::store::StateChange {
             kind: ObjKind::User,
             id: format!("usr-{i:06}"),
             protect: false,
+            protected_at: None,
         },
     }
 }
@@ -353,6 +356,7 @@ fn journal_replay_reports_damaged_lines_and_applies_the_good_ones_after_them() {
                     JournalProblem::Gap { .. } => "gap",
                     JournalProblem::OutOfOrder { .. } => "out of order",
                     JournalProblem::OtherLineage { .. } => "other lineage",
+                    JournalProblem::NoStateFile { .. } => "no state file",
                 };
                 (w.line, kind)
             })
@@ -511,4 +515,72 @@ fn a_symlinked_state_is_written_through_with_journal_and_lock_beside_the_target(
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, vec!["state.json".to_string()]);
+}
+
+/// issue 9 item 3: a journal whose state file is gone (moved or deleted) is replayed into a
+/// state of its lineage and reported, not ignored (the next apply used to delete it).
+#[test]
+fn a_lone_journal_is_replayed_and_reported() {
+    use crmctl::state::store::{journal_path, JournalProblem};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let journal = [journal_line("lin-j", 4, 4), journal_line("lin-j", 5, 5)].concat();
+    std::fs::write(journal_path(&path), journal).unwrap();
+    let (state, warnings) = store::load_reporting(&path).unwrap();
+    let state = state.expect("the journal gives a state");
+    assert_eq!(state.lineage, "lin-j");
+    assert_eq!(state.serial, 5);
+    assert_eq!(state.tenant, "coho.onmicrosoft.com");
+    assert_eq!(
+        state.resources.keys().cloned().collect::<Vec<_>>(),
+        ["users.u4@coho.com", "users.u5@coho.com"]
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(matches!(
+        warnings[0].problem,
+        JournalProblem::NoStateFile { from_serial: 4, .. }
+    ));
+    let text = warnings[0].to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("is missing"), "{text}");
+    // A journal with no readable line: no state, but still reported.
+    std::fs::write(journal_path(&path), "garbage\n").unwrap();
+    let (state, warnings) = store::load_reporting(&path).unwrap();
+    assert!(state.is_none());
+    assert!(
+        warnings[0].to_string().contains("restore the state file"),
+        "{warnings:?}"
+    );
+    // No journal, no state file: nothing to say.
+    std::fs::remove_file(journal_path(&path)).unwrap();
+    let (state, warnings) = store::load_reporting(&path).unwrap();
+    assert!(state.is_none() && warnings.is_empty());
+}
+
+/// issue 9 item 1: a held lock knows when it was removed (`force-unlock`) or replaced by
+/// another run's lock, so that its run stops writing the state.
+#[test]
+fn a_lock_notices_it_was_removed_or_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mine = StateLock::acquire(&path, "apply").unwrap();
+    mine.check(&path).unwrap();
+    lock::force_unlock(&path, &mine.info().id).unwrap();
+    let err = mine.check(&path).unwrap_err();
+    assert!(matches!(err, LockError::Lost { now: None, .. }), "{err:?}");
+    assert!(err.to_string().contains("was removed"), "{err}");
+    let other = StateLock::acquire(&path, "apply").unwrap();
+    let err = mine.check(&path).unwrap_err();
+    match &err {
+        LockError::Lost {
+            now: Some(i), id, ..
+        } => {
+            assert_eq!(i.id, other.info().id);
+            assert_eq!(*id, mine.info().id);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(err.to_string().contains(&other.info().id), "{err}");
+    drop(mine);
+    other.check(&path).unwrap();
 }

@@ -31,8 +31,12 @@ use crate::state::{Resource, State};
 /// Default number of actions run at once.
 pub const DEFAULT_PARALLELISM: usize = 10;
 
+/// Checked before each request is started: an error stops the apply like a failed state
+/// save (the CLI checks that the run still holds the state lock; issue 9 item 1).
+pub type BeforeBatch = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// How to apply.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApplyOptions {
     /// Actions run at once (at least 1).
     pub parallelism: usize,
@@ -40,6 +44,24 @@ pub struct ApplyOptions {
     pub allow_destroy: bool,
     /// `protect` flag per instance address of the desired file, recorded in the state.
     pub protect: BTreeMap<String, bool>,
+    /// Where the desired file declares `protect: true` (`FILE:LINE`), by instance address,
+    /// recorded in the state with the flag (issue 9 item 8). Missing entries keep what the
+    /// state has (a saved plan carries no source text).
+    pub protect_at: BTreeMap<String, String>,
+    /// See [`BeforeBatch`]; none: nothing is checked.
+    pub before_batch: Option<BeforeBatch>,
+}
+
+impl std::fmt::Debug for ApplyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyOptions")
+            .field("parallelism", &self.parallelism)
+            .field("allow_destroy", &self.allow_destroy)
+            .field("protect", &self.protect)
+            .field("protect_at", &self.protect_at)
+            .field("before_batch", &self.before_batch.is_some())
+            .finish()
+    }
 }
 
 impl Default for ApplyOptions {
@@ -48,6 +70,8 @@ impl Default for ApplyOptions {
             parallelism: DEFAULT_PARALLELISM,
             allow_destroy: false,
             protect: BTreeMap::new(),
+            protect_at: BTreeMap::new(),
+            before_batch: None,
         }
     }
 }
@@ -283,17 +307,21 @@ pub fn check_protected(
         .filter_map(|a| {
             let inst = a.op.destroyed_instance()?;
             let address: &str = &inst.address;
-            let why = if state.resources.get(address).is_some_and(|r| r.protect) {
-                "the state remembers `protect: true`"
+            let why = if let Some(r) = state.resources.get(address).filter(|r| r.protect) {
+                // Where it was declared, when apply recorded it (issue 9 item 8).
+                match &r.protected_at {
+                    Some(at) => format!("the state remembers `protect: true`, declared at {at}"),
+                    None => "the state remembers `protect: true`".to_string(),
+                }
             } else if protect.get(address).copied().unwrap_or(false) {
-                "the file says `protect: true`"
+                "the file says `protect: true`".to_string()
             } else if inst
                 .id
                 .as_deref()
                 .or_else(|| state.id_of(address))
                 .is_some_and(|id| protected_ids.binary_search(&id).is_ok())
             {
-                "its id is a protected instance's in the state"
+                "its id is a protected instance's in the state".to_string()
             } else {
                 return None;
             };
@@ -301,7 +329,7 @@ pub fn check_protected(
                 id: a.id,
                 kind: a.kind.as_str().to_string(),
                 address: address.to_string(),
-                reason: why.to_string(),
+                reason: why,
             })
         })
         .collect();
@@ -387,13 +415,14 @@ fn record_one(
     opts: &ApplyOptions,
 ) -> Option<StateChange> {
     let protect = opts.protect.get(&action.address).copied().unwrap_or(false);
+    let at = protected_at(state, opts, &action.address, protect);
     let change = if let Op::Adopt { kind, id, .. } = &*action.op {
-        Some(set(action, *kind, id.clone(), protect))
+        Some(set(action, *kind, id.clone(), protect, at))
     } else if let Some(kind) = action.op.creates() {
         outcome
             .created_id
             .as_ref()
-            .map(|id| set(action, kind, id.clone(), protect))
+            .map(|id| set(action, kind, id.clone(), protect, at))
     } else if action.op.deletes() && state.resources.contains_key(&action.address) {
         Some(StateChange::Remove {
             address: action.address.clone(),
@@ -409,15 +438,42 @@ fn record_one(
     Some(change)
 }
 
-fn set(action: &Action, kind: ObjKind, id: String, protect: bool) -> StateChange {
+fn set(
+    action: &Action,
+    kind: ObjKind,
+    id: String,
+    protect: bool,
+    protected_at: Option<String>,
+) -> StateChange {
+    let protect = protect && kind == ObjKind::Instance;
     StateChange::Set {
         address: action.address.clone(),
         resource: Resource {
             kind,
             id,
-            protect: protect && kind == ObjKind::Instance,
+            protect,
+            protected_at: protected_at.filter(|_| protect),
         },
     }
+}
+
+/// Where `protect: true` of `address` is declared: the desired file's place, else the one
+/// the state remembers; none when not protected (issue 9 item 8).
+fn protected_at(
+    state: &State,
+    opts: &ApplyOptions,
+    address: &str,
+    protect: bool,
+) -> Option<String> {
+    if !protect {
+        return None;
+    }
+    opts.protect_at.get(address).cloned().or_else(|| {
+        state
+            .resources
+            .get(address)
+            .and_then(|r| r.protected_at.clone())
+    })
 }
 
 /// Record the `protect` flags of the desired file for instances the state manages.
@@ -425,9 +481,11 @@ fn record_protect(state: &mut State, opts: &ApplyOptions) -> Vec<StateChange> {
     let mut changes = Vec::new();
     for (addr, flag) in &opts.protect {
         if let Some(r) = state.resources.get(addr) {
-            if r.kind == ObjKind::Instance && r.protect != *flag {
+            let at = protected_at(state, opts, addr, *flag);
+            if r.kind == ObjKind::Instance && (r.protect != *flag || r.protected_at != at) {
                 let mut resource = r.clone();
                 resource.protect = *flag;
+                resource.protected_at = at;
                 changes.push(StateChange::Set {
                     address: addr.clone(),
                     resource,
@@ -551,6 +609,12 @@ pub fn apply(
         loop {
             // Start what is ready (lowest id first), unless a state save failed.
             while save_error.is_none() && running < workers && !ready.is_empty() {
+                if let Some(check) = &opts.before_batch {
+                    if let Err(e) = check() {
+                        save_error = Some(e);
+                        break;
+                    }
+                }
                 let mut job = Vec::new();
                 while job.len() < batch {
                     let Some(id) = ready.pop_first() else { break };

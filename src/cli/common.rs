@@ -65,9 +65,9 @@ fn parse_local_spec(spec: &str) -> anyhow::Result<&str> {
     }
 }
 
-/// Open a `local:PATH` backend that must hold a tenant (`show`, `local export`): a
-/// missing, empty or 0-byte file is an error, never printed as an empty tenant (issue 9
-/// item 4).
+/// Open a `local:PATH` backend that must hold a tenant (`show`, every `local` command but
+/// `import`): a missing, empty or 0-byte file is an error, never printed as an empty
+/// tenant nor made a new tenant by a mistyped path (issue 9 item 4).
 pub fn open_existing(spec: Option<&str>) -> anyhow::Result<LocalProvider> {
     let p = open_local(spec)?;
     match p.file() {

@@ -172,17 +172,20 @@ pub fn run_local(cmd: &LocalCommand) -> anyhow::Result<ExitCode> {
         }
         LocalCommand::Edit { backend } => run_edit(&backend.backend)?,
         LocalCommand::Set { backend, words } => {
-            let p = common::open_local(Some(&backend.backend))?;
+            // issue 9 item 4: a mistyped path is refused, not made a new tenant.
+            let p = common::open_existing(Some(&backend.backend))?;
             p.admin_update(|t| set(t, words))?;
             eprintln!("Set {}.", words.join(" "));
         }
         LocalCommand::Add { backend, words } => {
-            let p = common::open_local(Some(&backend.backend))?;
+            // issue 9 item 4: a mistyped path is refused, not made a new tenant.
+            let p = common::open_existing(Some(&backend.backend))?;
             p.admin_update(|t| add(t, words))?;
             eprintln!("Added {}.", words.join(" "));
         }
         LocalCommand::Delete { backend, words } => {
-            let p = common::open_local(Some(&backend.backend))?;
+            // issue 9 item 4: a mistyped path is refused, not made a new tenant.
+            let p = common::open_existing(Some(&backend.backend))?;
             p.admin_update(|t| delete(t, words))?;
             eprintln!("Deleted {}.", words.join(" "));
         }
@@ -191,7 +194,8 @@ pub fn run_local(cmd: &LocalCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn run_edit(backend: &str) -> anyhow::Result<()> {
-    let p = common::open_local(Some(backend))?;
+    // issue 9 item 4: only `local import` (or apply) creates a tenant.
+    let p = common::open_existing(Some(backend))?;
     let before = p.observe()?;
     let mut file = tempfile::Builder::new()
         .prefix("crmctl-tenant-")

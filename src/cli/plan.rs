@@ -152,7 +152,8 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
             state.serial,
             plan,
             protect,
-        );
+        )
+        .with_protect_at(crate::cli::apply::protect_locations(&loaded));
         write_atomically(out, &serde_json::to_vec_pretty(&saved)?)
             .with_context(|| format!("cannot write the plan file {}", out.display()))?;
         eprintln!(

@@ -65,6 +65,14 @@ pub struct Summary {
     /// Existing objects taken under management (`adopt`): no remote change.
     #[serde(default)]
     pub adopt: usize,
+    /// State entries dropped ([`Plan::forget`]): no remote change, but the state changes
+    /// (issue 9 item 2). Absent from the JSON when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub forget: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One step of a plan.

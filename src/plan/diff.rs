@@ -2658,7 +2658,7 @@ impl<'a> Planner<'a> {
 
         // 1. Instances removed from the file: sandboxes first (they free slots), then
         //    production ones, which are switched to sandbox first (I8).
-        let mut gone: Vec<(&'a str, &'a t::Instance, bool)> = self
+        let mut gone: Vec<(&'a str, &'a t::Instance, bool, Option<&'a str>)> = self
             .s
             .resources
             .iter()
@@ -2672,10 +2672,10 @@ impl<'a> Planner<'a> {
                 self.t
                     .instances
                     .get(&r.id)
-                    .map(|o| (a.as_str(), o, r.protect))
+                    .map(|o| (a.as_str(), o, r.protect, r.protected_at.as_deref()))
             })
             .collect();
-        gone.sort_by_key(|(a, o, _)| (o.kind != InstanceType::Sandbox, *a));
+        gone.sort_by_key(|(a, o, _, _)| (o.kind != InstanceType::Sandbox, *a));
         // T6/I8: an included sandbox slot that is free now but lost by this plan's license
         // reduction takes the production instances on their way to deletion, one after the
         // other (no purchase); the reduction then waits for those deletes. `Some(after)`:
@@ -2685,13 +2685,18 @@ impl<'a> Planner<'a> {
                 < self.t.total_slots(InstanceType::Sandbox))
         .then_some(None);
         let mut lingering_uses = Vec::new();
-        for (address, o, protect) in gone {
+        for (address, o, protect, protected_at) in gone {
             if protect {
                 // Not located: the declaration is gone from the file; the message names
-                // the address (issue 9 item 8).
+                // the address and where `protect: true` was last declared, as apply
+                // recorded it in the state (issue 9 item 8).
+                let what = match protected_at {
+                    Some(at) => format!("was declared protected at {at}"),
+                    None => "is protected".to_string(),
+                };
                 self.error(
                     address,
-                    format!("instance `{address}` is protected and would be deleted: it was removed from the file, and the state remembers its `protect: true`"),
+                    format!("instance `{address}` {what} and would be deleted: it was removed from the file, and the state remembers its `protect: true`"),
                     "I8",
                     Some("put the instance back in the file, or set `protect: false` and apply before removing it".into()),
                 );

@@ -158,6 +158,7 @@ fn plan_actions(
         (b.severity, &a.address, &a.message).cmp(&(a.severity, &b.address, &b.message))
     });
     diags.dedup();
+    summary.forget = forget.len();
     Plan {
         format_version: action::FORMAT_VERSION.to_string(),
         tenant: desired.tenant.clone(),
@@ -290,8 +291,9 @@ impl Plan {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
 
-    /// Whether the plan changes nothing.
+    /// Whether the plan changes nothing: no action, and no state entry to forget (a
+    /// forget changes the state, as Terraform counts it; issue 9 item 2).
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty()
+        self.actions.is_empty() && self.forget.is_empty()
     }
 }

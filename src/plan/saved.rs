@@ -51,6 +51,11 @@ pub struct SavedPlan {
     /// after apply.
     #[serde(default)]
     pub protect: BTreeMap<String, bool>,
+    /// Where the desired file declares `protect: true` (`FILE:LINE`), by instance address,
+    /// recorded into the state with the flags (issue 9 item 8). Absent when none (and in
+    /// files written before it: the checksum of such a file is unchanged).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub protect_at: BTreeMap<String, String>,
 }
 
 /// The fields the checksum covers, in a fixed order: every field but the checksum.
@@ -63,6 +68,8 @@ struct Content<'a> {
     state_serial: u64,
     plan: &'a Plan,
     protect: &'a BTreeMap<String, bool>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    protect_at: &'a BTreeMap<String, String>,
 }
 
 /// Why a saved plan file cannot be used.
@@ -119,9 +126,17 @@ impl SavedPlan {
             state_serial,
             plan,
             protect,
+            protect_at: BTreeMap::new(),
         };
         saved.seal();
         saved
+    }
+
+    /// The same saved plan with the places of the file's `protect: true` (sealed again).
+    pub fn with_protect_at(mut self, protect_at: BTreeMap<String, String>) -> SavedPlan {
+        self.protect_at = protect_at;
+        self.seal();
+        self
     }
 
     /// Set [`SavedPlan::checksum`] from the current content.
@@ -142,6 +157,7 @@ impl SavedPlan {
             state_serial: self.state_serial,
             plan: &self.plan,
             protect: &self.protect,
+            protect_at: &self.protect_at,
         };
         let mut hasher = Sha256::new();
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut hasher);

@@ -106,6 +106,15 @@ fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
         }
         out.push('\n');
     }
+    // Issue 9 item 2: dropped state entries change the state; they are part of the plan.
+    if !plan.forget.is_empty() {
+        for f in &plan.forget {
+            out.push_str("  ");
+            out.push_str(&super::forget_line(f));
+            out.push('\n');
+        }
+        out.push('\n');
+    }
     for d in &plan.diagnostics {
         let (label, code) = if d.is_error() {
             ("Error", "\x1b[31m")

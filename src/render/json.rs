@@ -1,10 +1,10 @@
 //! The JSON plan: `{"format_version","tenant","fingerprint","summary","actions",
-//! "diagnostics"}`, actions in execution order. Byte-identical for identical plans.
+//! "forget" (only when the plan drops state entries),"diagnostics"}`, actions in execution order. Byte-identical for identical plans.
 
 use serde::Serialize;
 
 use crate::diag::{Diagnostic, Severity};
-use crate::plan::{Action, ActionKind, Change, Plan, Summary};
+use crate::plan::{Action, ActionKind, Change, Forget, Plan, Summary};
 
 #[derive(Serialize)]
 struct JsonPlan<'a> {
@@ -13,6 +13,9 @@ struct JsonPlan<'a> {
     fingerprint: &'a str,
     summary: &'a Summary,
     actions: Actions<'a>,
+    /// State entries the plan drops (issue 9 item 2); absent when none.
+    #[serde(skip_serializing_if = "<[Forget]>::is_empty")]
+    forget: &'a [Forget],
     diagnostics: Vec<JsonDiag<'a>>,
 }
 
@@ -142,6 +145,9 @@ fn write_json_chunked<W: std::io::Write>(
         Ok(())
     })?;
     w.write_all(b"\n  ]")?;
+    if !head.forget.is_empty() {
+        field(w, false, "forget", &head.forget)?;
+    }
     field(w, false, "diagnostics", &head.diagnostics)?;
     w.write_all(b"\n}\n")
 }
@@ -154,6 +160,7 @@ fn document<'a>(plan: &'a Plan, actions: &'a [Action]) -> JsonPlan<'a> {
         fingerprint: &plan.fingerprint,
         summary: &plan.summary,
         actions: Actions(actions),
+        forget: &plan.forget,
         diagnostics: plan.diagnostics.iter().map(JsonDiag::from).collect(),
     }
 }
@@ -381,6 +388,13 @@ mod tests {
             .push(Diagnostic::warning("users.a@b.c", "watch \"this\"\n").rule("I12"));
         plan.diagnostics
             .push(Diagnostic::error("instances.x", "no"));
+        // issue 9 item 2: forgotten state entries are part of the document.
+        plan.forget.push(Forget {
+            address: "users.gus@\"x\".com".into(),
+            kind: crate::plan::ObjKind::User,
+            id: "u-1".into(),
+        });
+        plan.summary.forget = 1;
         plan
     }
 
@@ -417,6 +431,10 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), reference(&plan));
         plan.actions.clear();
         assert_eq!(render_json(&plan), reference(&plan));
+        assert!(render_json(&plan).contains("\"forget\": ["));
+        plan.forget.clear();
+        plan.summary.forget = 0;
+        assert!(!render_json(&plan).contains("\"forget\""));
     }
 
     /// A writer that fails after `left` bytes.

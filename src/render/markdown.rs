@@ -52,6 +52,13 @@ pub fn render_markdown(plan: &Plan) -> String {
             );
         }
     }
+    if !plan.forget.is_empty() {
+        // Issue 9 item 2.
+        out.push('\n');
+        for f in &plan.forget {
+            let _ = writeln!(out, "- {}", cell(&super::forget_line(f)));
+        }
+    }
     if !plan.diagnostics.is_empty() {
         out.push('\n');
         for d in &plan.diagnostics {

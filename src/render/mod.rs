@@ -31,9 +31,10 @@ pub fn symbol(kind: ActionKind) -> &'static str {
 
 /// The summary line: `Plan: 3 to buy, 5 to create, 2 to change, 1 to delete.` (plus
 /// `, N to replace` when resets or copies are planned, `, N to adopt` when existing objects
-/// are taken under management), or `No changes.`.
+/// are taken under management, `, N to forget from the state` when state entries of
+/// vanished objects are dropped), or `No changes.`.
 pub fn summary_line(s: &Summary) -> String {
-    if s.buy + s.create + s.change + s.delete + s.replace + s.adopt == 0 {
+    if s.buy + s.create + s.change + s.delete + s.replace + s.adopt + s.forget == 0 {
         return "No changes.".to_string();
     }
     let mut line = format!(
@@ -45,6 +46,9 @@ pub fn summary_line(s: &Summary) -> String {
     }
     if s.adopt > 0 {
         line.push_str(&format!(", {} to adopt", s.adopt));
+    }
+    if s.forget > 0 {
+        line.push_str(&format!(", {} to forget from the state", s.forget));
     }
     line.push('.');
     line
@@ -119,6 +123,15 @@ fn write_compact(out: &mut String, v: &serde_json::Value) {
             out.push_str(&escape(&other.to_string()));
         }
     }
+}
+
+/// The line of a state entry the plan forgets (issue 9 item 2), without a line break:
+/// `state: forget users.gus@coho.com (the object no longer exists)`.
+pub(crate) fn forget_line(f: &crate::plan::Forget) -> String {
+    format!(
+        "state: forget {} (the object no longer exists)",
+        escape(&f.address)
+    )
 }
 
 /// One-line description of an action's changes (Markdown table cell).

@@ -16,6 +16,7 @@
 mod locate;
 mod structural;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -481,6 +482,22 @@ impl<'a> Locator<'a> {
     pub fn locate(&self, path: &str) -> Option<Location> {
         let found = self.find(vec![path.to_string()]).get(path)?;
         Some(loc(self.src, found.best()))
+    }
+
+    /// Where each of `paths` is (one pass over the text for all of them); paths not found
+    /// are left out.
+    pub fn locate_many(&self, paths: Vec<String>) -> BTreeMap<String, Location> {
+        if paths.is_empty() {
+            return BTreeMap::new();
+        }
+        let finder = self.find(paths.clone());
+        paths
+            .into_iter()
+            .filter_map(|p| {
+                let l = finder.get(&p).map(|f| loc(self.src, f.best()))?;
+                Some((p, l))
+            })
+            .collect()
     }
 
     /// Fill in the location of every diagnostic that has an address but no location (one

@@ -76,6 +76,17 @@ pub enum LockError {
     /// `force-unlock` found no lock.
     #[error("the state {0} is not locked; nothing to do")]
     NotLocked(PathBuf),
+    /// This run's lock is gone (`force-unlock`) or was replaced by another run's: the run
+    /// must not write the state any more (issue 9 item 1: last writer wins otherwise).
+    #[error("the lock {id} of the state {state} {} while this run was going: it stopped without writing the state again, so as not to overwrite what another run records", match .now { Some(i) => format!("was replaced by the lock {} of {} (pid {}, operation `{}`)", i.id, i.owner, i.pid, i.operation), None => "was removed (crmctl force-unlock)".to_string() })]
+    Lost {
+        /// The state file.
+        state: PathBuf,
+        /// This run's lock id.
+        id: String,
+        /// The lock there now, if any (an unreadable one counts as none).
+        now: Option<Box<LockInfo>>,
+    },
     /// I/O failure.
     #[error("lock file {path}: {source}")]
     Io {
@@ -252,6 +263,38 @@ impl StateLock {
     pub fn info(&self) -> &LockInfo {
         &self.info
     }
+
+    /// Whether the lock file is still this lock (same id): [`LockError::Lost`] when it was
+    /// removed by `force-unlock` or replaced by another run's lock. A run checks before
+    /// each state write (issue 9 item 1). `state`: the state path, for the message.
+    pub fn check(&self, state: &Path) -> Result<(), LockError> {
+        check_held(&self.path, &self.info.id, state)
+    }
+}
+
+/// [`StateLock::check`] for the lock file `lock` and the id `id` (for a check that runs
+/// where the [`StateLock`] is not: the apply engine's threads).
+pub fn check_held(lock: &Path, id: &str, state: &Path) -> Result<(), LockError> {
+    let now = match std::fs::read(lock) {
+        Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes)
+            .ok()
+            .map(Box::new),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(LockError::Io {
+                path: lock.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if now.as_ref().is_some_and(|i| i.id == id) {
+        return Ok(());
+    }
+    Err(LockError::Lost {
+        state: state.to_path_buf(),
+        id: id.to_string(),
+        now,
+    })
 }
 
 impl Drop for StateLock {

@@ -50,6 +50,11 @@ pub struct Resource {
     /// deletes a protected instance removed from the file is still an error.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protect: bool,
+    /// Where `protect: true` was last declared (`FILE:LINE`), recorded by apply for a
+    /// protected instance so that the plan error of its removal can say where it was
+    /// (issue 9 item 8). Absent in states written before it, and when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_at: Option<String>,
 }
 
 impl State {

@@ -150,6 +150,15 @@ pub enum JournalProblem {
         /// The line's lineage.
         lineage: String,
     },
+    /// There is no state file beside the journal (moved or deleted): the state is rebuilt
+    /// from the journal alone (issue 9 item 3). `line` is the first line replayed (0: none
+    /// could be read, nothing was replayed).
+    NoStateFile {
+        /// The missing state file.
+        state: PathBuf,
+        /// Serial of the first line replayed (0: none).
+        from_serial: u64,
+    },
 }
 
 impl std::fmt::Display for JournalWarning {
@@ -183,6 +192,18 @@ impl std::fmt::Display for JournalWarning {
             JournalProblem::OtherLineage { lineage } => write!(
                 f,
                 "{at}: journal line of another state (lineage {lineage}) skipped; the next apply removes the journal"
+            ),
+            JournalProblem::NoStateFile { state, from_serial: 0 } => write!(
+                f,
+                "{}: journal without its state file {} and without a readable line: nothing could be recovered from it; restore the state file if you have it, before the next apply removes the journal",
+                self.journal.display(),
+                state.display()
+            ),
+            JournalProblem::NoStateFile { state, from_serial } => write!(
+                f,
+                "{}: the state file {} is missing but its journal is here: the state is rebuilt from the journal alone (serial {from_serial} on; entries of the state file that no journal line touched are lost: their objects are found by natural key and adopted on the next plan); restore the state file instead if you have it, before the next apply folds the journal into a new one",
+                self.journal.display(),
+                state.display()
             ),
         }
     }
@@ -244,7 +265,7 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
 pub fn load_reporting(path: &Path) -> Result<(Option<State>, Vec<JournalWarning>), StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, Vec::new())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return lone_journal(path),
         Err(source) => {
             return Err(StateError::Io {
                 path: path.to_path_buf(),
@@ -265,6 +286,52 @@ pub fn load_reporting(path: &Path) -> Result<(Option<State>, Vec<JournalWarning>
     }
     let mut state = state;
     let warnings = replay_journal(path, &mut state)?;
+    Ok((Some(state), warnings))
+}
+
+/// No state file at `path`: a journal beside it (the state file moved or deleted, the
+/// journal left behind) is replayed into a state of its lineage, starting just below its
+/// first line's serial, and reported (issue 9 item 3: it used to be ignored and then
+/// deleted by the next apply). No journal: `None`.
+fn lone_journal(path: &Path) -> Result<(Option<State>, Vec<JournalWarning>), StateError> {
+    let jpath = journal_path(path);
+    let bytes = match std::fs::read(&jpath) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, Vec::new())),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: jpath,
+                source,
+            })
+        }
+    };
+    let first = bytes.split(|b| *b == b'\n').find_map(|raw| {
+        let line = std::str::from_utf8(raw).ok()?;
+        serde_json::from_str::<JournalLine>(line).ok()
+    });
+    let Some(first) = first else {
+        let warning = JournalWarning {
+            journal: jpath,
+            line: 0,
+            problem: JournalProblem::NoStateFile {
+                state: path.to_path_buf(),
+                from_serial: 0,
+            },
+        };
+        return Ok((None, vec![warning]));
+    };
+    let mut state = State::empty(first.lineage);
+    state.serial = first.serial.saturating_sub(1);
+    state.tenant = first.tenant;
+    let mut warnings = vec![JournalWarning {
+        journal: jpath,
+        line: 0,
+        problem: JournalProblem::NoStateFile {
+            state: path.to_path_buf(),
+            from_serial: first.serial,
+        },
+    }];
+    warnings.extend(replay_journal(path, &mut state)?);
     Ok((Some(state), warnings))
 }
 

@@ -53,6 +53,7 @@ pub fn state(entries: &[(&str, ObjKind, &str, bool)]) -> State {
                 kind: *k,
                 id: id.to_string(),
                 protect: *p,
+                protected_at: None,
             },
         );
     }
@@ -182,6 +183,7 @@ impl Sim {
                 kind,
                 id: id.to_string(),
                 protect: false,
+                protected_at: None,
             },
         );
     }

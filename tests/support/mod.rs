@@ -15,6 +15,8 @@ pub fn crmctl(dir: &Path) -> Command {
         .env_remove("CRMCTL_LOCAL_FAIL_AT")
         .env_remove("CRMCTL_LOCAL_EXIT_AT")
         .env_remove("CRMCTL_LOCAL_EXIT_AFTER")
+        .env_remove("CRMCTL_LOCAL_PAUSE_AFTER")
+        .env_remove("CRMCTL_LOCAL_PAUSE_FILE")
         .env("NO_COLOR", "1");
     c
 }
@@ -26,4 +28,19 @@ pub fn assert_no_changes(dir: &Path, file: &Path) {
         .arg(file)
         .assert()
         .code(0);
+}
+
+/// Create the local tenant of `dir` (`.crmctl/tenant.db`) as a fresh tenant of `domain`
+/// with `crmctl local import`: the other `local` commands refuse a missing tenant (issue 9
+/// item 4).
+pub fn new_tenant(dir: &Path, domain: &str) {
+    let yaml = crmctl::spec::load::to_yaml(&crmctl::tenant::Tenant::fresh(domain)).unwrap();
+    let file = dir.join("fresh-tenant.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    crmctl(dir)
+        .args(["local", "import"])
+        .arg(&file)
+        .assert()
+        .success();
+    std::fs::remove_file(file).unwrap();
 }

@@ -77,8 +77,12 @@
 //! - `CRMCTL_LOCAL_EXIT_AFTER=N`: the Nth call that changes the tenant aborts the process
 //!   right after its commit, before returning (the caller never learns the created id).
 //!
+//! - `CRMCTL_LOCAL_PAUSE_AFTER=N` with `CRMCTL_LOCAL_PAUSE_FILE=PATH`: right after the
+//!   Nth call that changes the tenant commits, the process creates PATH and waits (up to
+//!   60 s) until it is removed (a test acts on the state's lock meanwhile).
+//!
 //! Calls that change nothing (`adopt`, a set to the current value) do not count for the
-//! two aborts, so that a crash point lands on a write however many adoptions come first.
+//! aborts and the pause, so that a crash point lands on a write however many adoptions come first.
 
 mod delta;
 mod rules;
@@ -220,6 +224,8 @@ struct FaultPlan {
     fail_at: Option<u64>,
     exit_at: Option<u64>,
     exit_after: Option<u64>,
+    pause_after: Option<u64>,
+    pause_file: Option<std::path::PathBuf>,
 }
 
 fn faults() -> &'static FaultPlan {
@@ -230,8 +236,19 @@ fn faults() -> &'static FaultPlan {
             fail_at: get("CRMCTL_LOCAL_FAIL_AT"),
             exit_at: get("CRMCTL_LOCAL_EXIT_AT"),
             exit_after: get("CRMCTL_LOCAL_EXIT_AFTER"),
+            pause_after: get("CRMCTL_LOCAL_PAUSE_AFTER"),
+            pause_file: std::env::var_os("CRMCTL_LOCAL_PAUSE_FILE").map(Into::into),
         }
     })
+}
+
+/// `CRMCTL_LOCAL_PAUSE_*`: create `file`, then wait until it is removed (60 s at most).
+fn pause(file: &Path) {
+    let _ = std::fs::write(file, b"paused\n");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while file.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 static EXECUTE_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -533,6 +550,12 @@ impl LocalProvider {
             if let Some(n) = faults().exit_after.filter(|n| calls.contains(n)) {
                 eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AFTER={n}: aborting after commit");
                 std::process::abort();
+            }
+            if let (Some(_), Some(file)) = (
+                faults().pause_after.filter(|n| calls.contains(n)),
+                &faults().pause_file,
+            ) {
+                pause(file);
             }
             Ok(())
         })();
