@@ -431,10 +431,7 @@ const INVALID: &[Case] = &[
         line: None,
         column: 5,
         rule: Some("I12"),
-        expect: &[
-            "as does `sales2`",
-            "give each group its own `name`",
-        ],
+        expect: &["as does `sales2`", "give each group its own `name`"],
     },
     Case {
         file: "issue9_non_utf8.yaml",

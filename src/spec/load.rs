@@ -13,6 +13,7 @@
 //!   unknown field with "did you mean", bad enum value, duplicate key, missing field) is
 //!   found and located, not only the first.
 
+mod jscan;
 mod locate;
 mod structural;
 
