@@ -238,15 +238,17 @@ impl<'t> JsonScan<'t> {
                     return Err(());
                 }
                 // As the YAML parser reads it with the located tree's options: integers
-                // as integers, other numbers as floats, non-finite ones (`1e400`) as text.
+                // as integers, other numbers as floats, non-finite ones (`1e400`) as the
+                // canonical text `.inf` / `-.inf`.
                 if let Ok(u) = n.parse::<u64>() {
                     Value::UInt(u)
                 } else if let Ok(i) = n.parse::<i64>() {
                     Value::Int(i)
                 } else {
-                    match n.parse::<f64>() {
-                        Ok(f) if f.is_finite() => Value::Float(f),
-                        _ => Value::Str(n.to_string()),
+                    match n.parse::<f64>().map_err(|_| ())? {
+                        f if f.is_finite() => Value::Float(f),
+                        f if f > 0.0 => Value::Str(".inf".into()),
+                        _ => Value::Str("-.inf".into()),
                     }
                 }
             }
@@ -283,7 +285,7 @@ mod tests {
             }
         );
         assert!(matches!(items[1].value, Value::Int(-2)));
-        assert!(matches!(&items[2].value, Value::Str(s) if s == "1e400"));
+        assert!(matches!(&items[2].value, Value::Str(s) if s == ".inf"));
         assert!(matches!(&items[3].value, Value::Str(s) if s == "aé😀"));
         assert_eq!(entries[1].key_pos, Pos { line: 3, column: 2 });
     }

@@ -1198,6 +1198,54 @@ mod tests {
         }
     }
 
+    /// issue 9 item 7: the JSON scanner's pass finds what the YAML parser's pass finds,
+    /// at the same places (the fast pass must not change a diagnostic).
+    #[test]
+    fn json_scanner_pass_matches_the_yaml_parser_pass() {
+        let texts = [
+            "{\"tenant\": \"a.onmicrosoft.com\", \"licence\": 1,\r\n \"licenses\": {\"basic\": 1e400, \"pro\": 2}}",
+            "{\"tenant\": 5, \"users\": {\"a@x.com\": {\"name\": \"\\u00e9\\ud83d\\ude00\", \"license\": 5, \"licence\": \"x\"},\n  \"a@x.com\": {}, \"b@x.com\": {\"roles\": {\"i\": [1, -2.5, null, true]}}}}",
+            "{\"users\": [1, 2], \"instances\": {\"i\": {\"name\": \"\\uFFFF\", \"url\": \"A\", \"type\": \"sandbx\", \"x\": {\"y\": 1, \"y\": 2}}},\n\t\"storage\": {\"additional_gb\": -1}}",
+        ];
+        for text in texts {
+            let src = Source {
+                path: "t.json".into(),
+                text: text.into(),
+            };
+            let fast = FastError::Json(serde_json::from_str::<Desired>(text).unwrap_err());
+            let valid_before = fast_error(&src, &fast).location.map(|l| Pos {
+                line: l.line,
+                column: l.column,
+            });
+            let new_ctx = || Ctx {
+                src: &src,
+                out: Vec::new(),
+                omitted: 0,
+                batch: Vec::new(),
+                fields: fields_of::<Desired>(),
+                valid_before,
+                json: true,
+            };
+            let mut scanned = new_ctx();
+            let root = walk_json(&mut scanned, text).expect("the scanner reads valid JSON");
+            let by_scanner = finish(&src, scanned, root, &fast);
+            let mut parsed = new_ctx();
+            let root = serde_saphyr::with_deserializer_from_str_with_options(
+                &super::super::tree_text(&src),
+                tree_options(),
+                |de| RootSeed(&mut parsed).deserialize(de),
+            )
+            .unwrap();
+            let by_parser = finish(&src, parsed, root, &fast);
+            assert!(!by_parser.0.is_empty());
+            assert_eq!(
+                format!("{by_scanner:?}"),
+                format!("{by_parser:?}"),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn tenant_is_the_only_required_top_level_field() {
         let d: Desired = serde_saphyr::from_str("tenant: a.onmicrosoft.com\n").unwrap();
