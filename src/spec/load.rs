@@ -470,6 +470,14 @@ impl<'a> Locator<'a> {
     }
 
     fn find(&self, paths: Vec<String>) -> locate::Finder {
+        if is_json_path(&self.src.path) {
+            // The JSON scanner first (issue 9 item 7); the YAML parser if it cannot read
+            // the text (a syntax error).
+            let mut finder = locate::Finder::new(paths.clone());
+            if finder.run_json(&self.src.text) {
+                return finder;
+            }
+        }
         let mut finder = locate::Finder::new(paths);
         finder.run(&tree_text(self.src), tree_options());
         finder
