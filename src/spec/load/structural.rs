@@ -97,26 +97,45 @@ pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {
 }
 
 /// A hint for a YAML syntax error, from its message.
-fn syntax_hint(message: &str) -> Option<&'static str> {
+fn syntax_hint(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
     if m.contains("unsupported tag") {
-        Some("crmctl reads plain YAML data: remove the tag (`!name` or `!!name`) before the value")
+        "crmctl reads plain YAML data: remove the tag (`!name` or `!!name`) before the value"
     } else if m.contains("plain decimal digits") {
-        Some("write the count as digits only, e.g. `1000`")
+        "write the count as digits only, e.g. `1000`"
     } else if m.contains("tab") {
-        Some("indent with spaces: YAML does not allow tabs for indentation")
+        "indent with spaces: YAML does not allow tabs for indentation"
     } else if m.contains("budget") || m.contains("limit") || m.contains("exceeded") {
-        Some("the file is larger or more deeply nested than crmctl accepts; split it or remove anchors/aliases")
+        "the file is larger or more deeply nested than crmctl accepts; split it or remove anchors/aliases"
     } else if m.contains("block mapping")
         || m.contains("indent")
         || m.contains("mapping values are not allowed")
         || m.contains("did not find expected")
     {
-        Some("check the indentation of this line against the lines above it")
+        "check the indentation of this line against the lines above it"
     } else if m.contains("duplicate") {
-        Some("each key may appear once in a mapping; remove or merge the repeated one")
+        "each key may appear once in a mapping; remove or merge the repeated one"
+    } else if m.contains("unexpected character") || m.contains("control character") {
+        "remove the character: a desired-state file holds printable text only (names refuse control characters too)"
     } else {
-        None
+        // issue 9 item 8: every diagnostic says what to do.
+        "check the YAML syntax here: quotes and brackets closed, `key: value` with a space after the colon"
+    }
+}
+
+/// A hint for a JSON syntax error, from serde_json's message (issue 9 item 8: every
+/// diagnostic says what to do).
+fn json_hint(message: &str) -> &'static str {
+    if message.contains("trailing comma") {
+        "remove the comma after the last entry"
+    } else if message.contains("control character") {
+        "write control characters in strings as escapes (`\\n`, `\\u001b`), or remove them"
+    } else if message.contains("EOF") {
+        "the file ends early: close every `{`, `[` and `\"`"
+    } else if message.contains("trailing characters") {
+        "remove what follows the closing `}` of the document"
+    } else {
+        "check the JSON syntax here: commas between entries, keys in double quotes, brackets closed"
     }
 }
 
@@ -134,11 +153,7 @@ fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
             if message.to_ascii_lowercase().contains("tab") {
                 pos = pos.map(|p| tab_at_or_after(&src.text, p));
             }
-            let d = error_at(src, message, None, pos);
-            match hint {
-                Some(h) => d.hint(h),
-                None => d,
-            }
+            error_at(src, message, None, pos).hint(hint)
         }
         FastError::Json(e) => {
             let mut message = e.to_string();
@@ -147,7 +162,12 @@ fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
                 message.truncate(i);
             }
             let pos = (e.line() > 0).then(|| json_pos(&src.text, e.line(), e.column()));
-            error_at(src, message, None, pos)
+            let hint = if e.is_data() {
+                "compare the value with what `crmctl schema` says this field takes"
+            } else {
+                json_hint(&message)
+            };
+            error_at(src, message, None, pos).hint(hint)
         }
     }
 }
