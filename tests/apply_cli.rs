@@ -1654,3 +1654,62 @@ fn a_removed_protected_instance_is_reported_with_where_it_was_declared_protected
             "instance `instances.test` was declared protected at {at} and would be deleted"
         )));
 }
+
+
+/// issue 9 item 6: `show` prints names from the observed tenant with their control and bidi
+/// characters escaped, in YAML and JSON, and what it prints imports back unchanged (before,
+/// a bidi override reached the terminal raw in JSON, and the YAML said `\u{202e}`, which
+/// `local import` refused, or read as plain text: a renamed user).
+#[test]
+fn show_escapes_observed_names_and_imports_back_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["local", "set", "domain", "coho.onmicrosoft.com"][..],
+        &["local", "add", "user", "ana@coho.com", "An\u{202e}a\u{85}x"],
+        &[
+            "local",
+            "add",
+            "user",
+            "ben@coho.com",
+            "Ben \u{1b}]0;t\u{7} 'q'",
+        ],
+        &["local", "add", "group", "G\u{2066}rp"],
+    ] {
+        crmctl(dir.path()).args(args).assert().success();
+    }
+    let before = observe(dir.path());
+    for format in ["yaml", "json"] {
+        let out = crmctl(dir.path())
+            .args(["show", "--format", format])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        let raw: Vec<char> = text
+            .chars()
+            .filter(|&c| crmctl::render::escape::is_unsafe(c) && c != '\n')
+            .collect();
+        assert!(raw.is_empty(), "{format}: raw {raw:?} in\n{text}");
+        let file = dir.path().join(format!("shown.{format}"));
+        std::fs::write(&file, &text).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        crmctl(other.path())
+            .args(["local", "import"])
+            .arg(&file)
+            .assert()
+            .success();
+        let after = observe(other.path());
+        assert_eq!(
+            format!("{:?}", after.users),
+            format!("{:?}", before.users),
+            "{format}"
+        );
+        assert_eq!(
+            format!("{:?}", after.groups),
+            format!("{:?}", before.groups),
+            "{format}"
+        );
+    }
+}

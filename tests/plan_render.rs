@@ -115,6 +115,15 @@ fn hostile_text_from_the_tenant_is_escaped_in_every_rendering() {
     assert!(only_layout(&md) && md.contains("\\u{202e}"), "{md}");
     let dot = crmctl::render::render_dot(&plan);
     assert!(only_layout(&dot), "{dot}");
+    // JSON (`plan --format json`): the bidi override as `\u202E`, the same string for a
+    // program (before: raw).
+    let json = crmctl::render::render_json(&plan);
+    assert!(only_layout(&json) && json.contains("\\u202E"), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        v.to_string().contains('\u{202e}'),
+        "the JSON string reads back as it was"
+    );
     // Apply progress: the failure text (from the provider) is escaped too.
     let a = &plan.actions[0];
     let failed = crmctl::apply::ActionOutcome::Failed(crmctl::provider::ProviderError::NotFound(

@@ -868,3 +868,60 @@ fn issue9_at_most_100_diagnostics_then_the_rest_counted() {
         assert!(lines.windows(2).all(|w| w[0] < w[1]), "{path}: {lines:?}");
     }
 }
+
+/// issue 9 item 8: every syntax error has a place AND says what to do (before, serde_json's
+/// errors and YAML errors such as a raw control character came without a hint).
+#[test]
+fn issue9_syntax_errors_have_a_location_and_a_hint() {
+    let cases = [
+        (
+            "raw ESC in YAML",
+            "t.yaml",
+            "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com:\n    name: An\u{1b}a\n",
+        ),
+        (
+            "unclosed YAML list",
+            "t.yaml",
+            "tenant: coho.onmicrosoft.com\nlicenses: [\n",
+        ),
+        (
+            "JSON trailing comma",
+            "t.json",
+            "{\"tenant\": \"coho.onmicrosoft.com\",\n}",
+        ),
+        (
+            "JSON missing colon",
+            "t.json",
+            "{\"tenant\" \"coho.onmicrosoft.com\"}",
+        ),
+        (
+            "JSON cut short",
+            "t.json",
+            "{\"tenant\": \"coho.onmicrosoft.com\",\n \"users\": {",
+        ),
+        (
+            "JSON raw control character",
+            "t.json",
+            "{\"tenant\": \"co\u{1}ho.onmicrosoft.com\"}",
+        ),
+        (
+            "JSON after the document",
+            "t.json",
+            "{\"tenant\": \"coho.onmicrosoft.com\"} x",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, path, text) in cases {
+        match crmctl::spec::load::load_bytes(path, text.as_bytes().to_vec()) {
+            Ok(_) => failures.push(format!("{name}: loaded")),
+            Err(f) => {
+                for d in f.diagnostics.iter().filter(|d| d.is_error()) {
+                    if d.location.is_none() || d.hint.is_none() {
+                        failures.push(format!("{name}: {d:?}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -117,8 +117,8 @@ fn render_tenant(tenant: &Tenant, format: TenantFormat) -> anyhow::Result<String
     Ok(match format {
         TenantFormat::Yaml => {
             // The YAML writer escapes C0 controls itself; bidi and C1 characters from the
-            // observed tenant are shown escaped too (issue 9 item 6). JSON passes them as
-            // valid JSON for programs.
+            // observed tenant are shown escaped too (issue 9 item 6), as YAML escapes in a
+            // double-quoted scalar, so that what `show` prints imports back unchanged.
             let yaml = crate::spec::load::to_yaml(tenant).map_err(|e| anyhow!(e))?;
             let mut out = String::with_capacity(yaml.len());
             for line in yaml.split_inclusive('\n') {
@@ -126,17 +126,81 @@ fn render_tenant(tenant: &Tenant, format: TenantFormat) -> anyhow::Result<String
                     Some(b) => (b, "\n"),
                     None => (line, ""),
                 };
-                out.push_str(&crate::render::escape::escape_keep_tabs(body));
+                out.push_str(&yaml_safe_line(body));
                 out.push_str(end);
             }
             out
         }
         TenantFormat::Json => {
-            let mut s = serde_json::to_string_pretty(tenant)?;
-            s.push('\n');
-            s
+            // serde_json escapes C0 controls; bidi, DEL and C1 characters are written as
+            // `\uXXXX` escapes too (issue 9 item 6: the same string for a program, nothing
+            // raw for a terminal). They can only be inside strings.
+            let s = serde_json::to_string_pretty(tenant)?;
+            let mut out = String::with_capacity(s.len() + 1);
+            push_unicode_escaped(&mut out, &s);
+            out.push('\n');
+            out
         }
     })
+}
+
+/// `s` with every character that must not reach a terminal (other than tabs and line
+/// breaks, which are layout) written as
+/// `\uXXXX` (all of them are in the Basic Multilingual Plane): an escape that JSON strings
+/// and YAML double-quoted scalars read back as the character.
+fn push_unicode_escaped(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    for c in s.chars() {
+        if crate::render::escape::is_unsafe(c) && !matches!(c, '\t' | '\n') {
+            let _ = write!(out, "\\u{:04X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// One line of `show`'s YAML with its unsafe characters escaped (issue 9 item 6) so that it
+/// still reads as the same value: inside a double-quoted scalar as `\uXXXX`; a plain or
+/// single-quoted value holding one is written double-quoted. A line of another shape is
+/// escaped for display only.
+fn yaml_safe_line(line: &str) -> std::borrow::Cow<'_, str> {
+    use crate::render::escape::{escape_keep_tabs, first_unsafe, is_unsafe};
+    if first_unsafe(line).is_none_or(|_| !line.chars().any(|c| is_unsafe(c) && c != '\t')) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    // The value: after the indentation, list dashes and a plain `key: `.
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    let mut head = indent;
+    while line[head..].starts_with("- ") {
+        head += 2;
+    }
+    let rest = &line[head..];
+    if !rest.starts_with(['"', '\'']) {
+        if let Some(i) = rest.find(": ") {
+            if !rest[..i].chars().any(is_unsafe) {
+                head += i + 2;
+            }
+        }
+    }
+    let (prefix, value) = line.split_at(head);
+    let quoted = if value.starts_with('"') && value.ends_with('"') && value.len() >= 2 {
+        let mut q = String::with_capacity(value.len() + 8);
+        push_unicode_escaped(&mut q, value);
+        q
+    } else {
+        let text = match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+            Some(inner) => inner.replace("''", "'"),
+            None if !value.is_empty() && !value.ends_with(':') => value.to_string(),
+            None => return escape_keep_tabs(line).into_owned().into(),
+        };
+        let Ok(json) = serde_json::to_string(&text) else {
+            return escape_keep_tabs(line).into_owned().into();
+        };
+        let mut q = String::with_capacity(json.len() + 8);
+        push_unicode_escaped(&mut q, &json);
+        q
+    };
+    format!("{prefix}{quoted}").into()
 }
 
 fn print_tenant(tenant: &Tenant, format: TenantFormat) -> anyhow::Result<()> {

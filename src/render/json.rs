@@ -299,6 +299,28 @@ impl Pretty {
 }
 
 impl serde_json::ser::Formatter for Pretty {
+    /// serde_json escapes C0 controls; bidi, DEL and C1 characters (from the file or the
+    /// observed tenant) are written as `\uXXXX` too (issue 9 item 6: the same string for a
+    /// program, nothing raw for a terminal).
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        if super::escape::first_unsafe(fragment).is_none() {
+            return w.write_all(fragment.as_bytes());
+        }
+        let mut buf = [0u8; 4];
+        for c in fragment.chars() {
+            if super::escape::is_unsafe(c) {
+                write!(w, "\\u{:04X}", c as u32)?;
+            } else {
+                w.write_all(c.encode_utf8(&mut buf).as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
     fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
         self.level += 1;
         self.has_value = false;

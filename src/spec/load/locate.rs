@@ -285,6 +285,119 @@ impl Finder {
         });
     }
 
+    /// Read JSON `text` with the located JSON scanner (issue 9 item 7: about ten times
+    /// faster than the YAML parser on the same text). `false` if the scanner could not read
+    /// it (then nothing useful was found: use [`Finder::run`] on a new finder).
+    pub fn run_json(&mut self, text: &str) -> bool {
+        let mut s = super::jscan::JsonScan::new(text);
+        self.walk_json(&mut s, 0).is_ok() && s.peek().is_none()
+    }
+
+    fn walk_json(&mut self, s: &mut super::jscan::JsonScan, depth: u32) -> Result<(), ()> {
+        match s.peek().ok_or(())? {
+            b'{' => {
+                let base = self.here.len();
+                if s.open(b'{', b'}')? {
+                    loop {
+                        let (key, key_pos) = s.string()?;
+                        s.eat(b':')?;
+                        if self.enter_key(base, &key, key_pos) {
+                            self.walk_json(s, depth + 1)?;
+                        } else {
+                            s.value(depth + 1)?;
+                        }
+                        if !s.next_item(b'}')? {
+                            break;
+                        }
+                    }
+                }
+                self.here.truncate(base);
+            }
+            b'[' => {
+                let base = self.here.len();
+                let mut i = 0usize;
+                if s.open(b'[', b']')? {
+                    loop {
+                        let wanted = self.enter_item(base, i);
+                        let node = s.value(depth + 1)?;
+                        self.item(wanted, &node);
+                        i += 1;
+                        if !s.next_item(b']')? {
+                            break;
+                        }
+                    }
+                }
+                self.here.truncate(base);
+            }
+            _ => {
+                s.value(depth)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Enter map key `key` (at `key_pos`) of the map at path length `base`: record it for
+    /// the paths through it; whether any path goes on into its value.
+    fn enter_key(&mut self, base: usize, key: &str, key_pos: Pos) -> bool {
+        self.here.truncate(base);
+        if base > 0 {
+            self.here.push('.');
+        }
+        self.here.push_str(key);
+        let range = self.matching();
+        let mut any = false;
+        for p in range {
+            if self.is_prefix(p) {
+                any = true;
+                let n = self.here.len();
+                let complete = self.paths[p].len() == n;
+                self.record(
+                    p,
+                    n,
+                    Found {
+                        key: Some(key_pos),
+                        value: key_pos,
+                        complete,
+                    },
+                );
+            }
+        }
+        any
+    }
+
+    /// Enter item `i` of the list at path length `base`: the paths that go through it.
+    fn enter_item(&mut self, base: usize, i: usize) -> Vec<usize> {
+        self.here.truncate(base);
+        self.here.push('[');
+        self.here.push_str(itoa::Buffer::new().format(i));
+        self.here.push(']');
+        let range = self.matching();
+        range.filter(|&p| self.is_prefix(p)).collect()
+    }
+
+    /// A list item (read because the paths `wanted` go through it): look inside it.
+    fn item(&mut self, wanted: Vec<usize>, node: &Node) {
+        let n = self.here.len();
+        for p in wanted {
+            let rest = &self.paths[p][n..];
+            let rest = rest.strip_prefix('.').unwrap_or(rest).to_string();
+            let found = node.find(&rest).filter(|_| !rest.is_empty());
+            let (resolved, found) = match found {
+                Some(fd) if fd.complete => (self.paths[p].len(), fd),
+                Some(fd) => (n + 1, fd),
+                None => (
+                    n,
+                    Found {
+                        key: None,
+                        value: node.pos,
+                        complete: rest.is_empty(),
+                    },
+                ),
+            };
+            self.record(p, resolved, found);
+        }
+    }
+
     /// Where `path` is, as [`Node::find`] would say.
     pub fn get(&self, path: &str) -> Option<Found> {
         let i = self.paths.binary_search_by(|p| p.as_str().cmp(path)).ok()?;
@@ -364,12 +477,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let base = f.here.len();
         let mut i = 0usize;
         loop {
-            f.here.truncate(base);
-            f.here.push('[');
-            f.here.push_str(itoa::Buffer::new().format(i));
-            f.here.push(']');
-            let range = f.matching();
-            let wanted: Vec<usize> = range.filter(|&p| f.is_prefix(p)).collect();
+            let wanted = f.enter_item(base, i);
             if wanted.is_empty() {
                 if a.next_element::<serde::de::IgnoredAny>()?.is_none() {
                     break;
@@ -380,25 +488,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 let Some(node) = a.next_element::<Node>()? else {
                     break;
                 };
-                let n = f.here.len();
-                for p in wanted {
-                    let rest = &f.paths[p][n..];
-                    let rest = rest.strip_prefix('.').unwrap_or(rest).to_string();
-                    let found = node.find(&rest).filter(|_| !rest.is_empty());
-                    let (resolved, found) = match found {
-                        Some(fd) if fd.complete => (f.paths[p].len(), fd),
-                        Some(fd) => (n + 1, fd),
-                        None => (
-                            n,
-                            Found {
-                                key: None,
-                                value: node.pos,
-                                complete: rest.is_empty(),
-                            },
-                        ),
-                    };
-                    f.record(p, resolved, found);
-                }
+                f.item(wanted, &node);
             }
             i += 1;
         }
@@ -409,30 +499,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let f = self.0;
         let base = f.here.len();
         while let Some(Key(key, key_pos)) = a.next_key::<Key>()? {
-            f.here.truncate(base);
-            if base > 0 {
-                f.here.push('.');
-            }
-            f.here.push_str(&key);
-            let range = f.matching();
-            let mut any = false;
-            for p in range {
-                if f.is_prefix(p) {
-                    any = true;
-                    let n = f.here.len();
-                    let complete = f.paths[p].len() == n;
-                    f.record(
-                        p,
-                        n,
-                        Found {
-                            key: Some(key_pos),
-                            value: key_pos,
-                            complete,
-                        },
-                    );
-                }
-            }
-            if any {
+            if f.enter_key(base, &key, key_pos) {
                 a.next_value_seed(Walk(&mut *f))?;
             } else {
                 a.next_value::<serde::de::IgnoredAny>()?;

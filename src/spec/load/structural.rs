@@ -15,6 +15,7 @@ use serde_json::{Map as JsonMap, Value as Json};
 use serde_path_to_error::Segment;
 use serde_saphyr::MessageFormatter;
 
+use super::jscan::JsonScan;
 use super::locate::{join, Entry, Key, Node, Pos, Value, ValueVisitor};
 use super::{loc, tree_options, yaml_options, Source};
 use crate::diag::{Diagnostic, Severity};
@@ -96,26 +97,45 @@ pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {
 }
 
 /// A hint for a YAML syntax error, from its message.
-fn syntax_hint(message: &str) -> Option<&'static str> {
+fn syntax_hint(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
     if m.contains("unsupported tag") {
-        Some("crmctl reads plain YAML data: remove the tag (`!name` or `!!name`) before the value")
+        "crmctl reads plain YAML data: remove the tag (`!name` or `!!name`) before the value"
     } else if m.contains("plain decimal digits") {
-        Some("write the count as digits only, e.g. `1000`")
+        "write the count as digits only, e.g. `1000`"
     } else if m.contains("tab") {
-        Some("indent with spaces: YAML does not allow tabs for indentation")
+        "indent with spaces: YAML does not allow tabs for indentation"
     } else if m.contains("budget") || m.contains("limit") || m.contains("exceeded") {
-        Some("the file is larger or more deeply nested than crmctl accepts; split it or remove anchors/aliases")
+        "the file is larger or more deeply nested than crmctl accepts; split it or remove anchors/aliases"
     } else if m.contains("block mapping")
         || m.contains("indent")
         || m.contains("mapping values are not allowed")
         || m.contains("did not find expected")
     {
-        Some("check the indentation of this line against the lines above it")
+        "check the indentation of this line against the lines above it"
     } else if m.contains("duplicate") {
-        Some("each key may appear once in a mapping; remove or merge the repeated one")
+        "each key may appear once in a mapping; remove or merge the repeated one"
+    } else if m.contains("unexpected character") || m.contains("control character") {
+        "remove the character: a desired-state file holds printable text only (names refuse control characters too)"
     } else {
-        None
+        // issue 9 item 8: every diagnostic says what to do.
+        "check the YAML syntax here: quotes and brackets closed, `key: value` with a space after the colon"
+    }
+}
+
+/// A hint for a JSON syntax error, from serde_json's message (issue 9 item 8: every
+/// diagnostic says what to do).
+fn json_hint(message: &str) -> &'static str {
+    if message.contains("trailing comma") {
+        "remove the comma after the last entry"
+    } else if message.contains("control character") {
+        "write control characters in strings as escapes (`\\n`, `\\u001b`), or remove them"
+    } else if message.contains("EOF") {
+        "the file ends early: close every `{`, `[` and `\"`"
+    } else if message.contains("trailing characters") {
+        "remove what follows the closing `}` of the document"
+    } else {
+        "check the JSON syntax here: commas between entries, keys in double quotes, brackets closed"
     }
 }
 
@@ -133,11 +153,7 @@ fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
             if message.to_ascii_lowercase().contains("tab") {
                 pos = pos.map(|p| tab_at_or_after(&src.text, p));
             }
-            let d = error_at(src, message, None, pos);
-            match hint {
-                Some(h) => d.hint(h),
-                None => d,
-            }
+            error_at(src, message, None, pos).hint(hint)
         }
         FastError::Json(e) => {
             let mut message = e.to_string();
@@ -146,7 +162,12 @@ fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
                 message.truncate(i);
             }
             let pos = (e.line() > 0).then(|| json_pos(&src.text, e.line(), e.column()));
-            error_at(src, message, None, pos)
+            let hint = if e.is_data() {
+                "compare the value with what `crmctl schema` says this field takes"
+            } else {
+                json_hint(&message)
+            };
+            error_at(src, message, None, pos).hint(hint)
         }
     }
 }
@@ -228,18 +249,38 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
             return (vec![not_a_mapping(src, kind, i)], 0);
         }
     }
-    let text = super::tree_text(src);
-    let mut ctx = Ctx {
+    let valid_before = fast_error(src, &fast).location.map(|l| Pos {
+        line: l.line,
+        column: l.column,
+    });
+    let new_ctx = || Ctx {
         src,
         out: Vec::new(),
         omitted: 0,
         batch: Vec::new(),
         fields: fields_of::<Desired>(),
-        valid_before: fast_error(src, &fast).location.map(|l| Pos {
-            line: l.line,
-            column: l.column,
-        }),
+        valid_before,
+        json,
     };
+    if json {
+        // A syntax error anywhere is reported as serde_json finds it (the text is not
+        // read further); otherwise the text is read with the JSON scanner (issue 9 item 7).
+        // (serde_json's typed parse calls some type errors, such as a number for a
+        // license, syntax errors: only a parse of the text alone says.)
+        if let Err(e) = serde_json::from_str::<de::IgnoredAny>(&src.text) {
+            let first = match fast {
+                FastError::Json(f) if f.is_syntax() || f.is_eof() => f,
+                _ => e,
+            };
+            return (vec![fast_error(src, &FastError::Json(first))], 0);
+        }
+        let mut ctx = new_ctx();
+        if let Ok(root) = walk_json(&mut ctx, &src.text) {
+            return finish(src, ctx, root, &fast);
+        }
+    }
+    let text = super::tree_text(src);
+    let mut ctx = new_ctx();
     let walked =
         serde_saphyr::with_deserializer_from_str_with_options(&text, tree_options(), |de| {
             RootSeed(&mut ctx).deserialize(de)
@@ -255,6 +296,11 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
             return (vec![fast_error(src, &FastError::Yaml(e))], 0);
         }
     };
+    finish(src, ctx, root, &fast)
+}
+
+/// The diagnostics of a finished streaming pass that found `root`.
+fn finish(src: &Source, ctx: Ctx, root: Root, fast: &FastError) -> (Vec<Diagnostic>, usize) {
     let tenant = match root {
         Root::Null => return (vec![empty_file(src)], 0),
         Root::Other(kind) => {
@@ -295,7 +341,7 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
     let mut unique = BTreeSet::new();
     out.retain(|d| unique.insert((d.address.clone(), d.message.clone())));
     if out.is_empty() {
-        out.push(fast_error(src, &fast));
+        out.push(fast_error(src, fast));
     }
     (out, omitted)
 }
@@ -332,6 +378,8 @@ struct Ctx<'s> {
     /// typed and is not checked again (issue 9 item 7: a large file with one late error
     /// costs about two parses).
     valid_before: Option<Pos>,
+    /// A JSON file: batches are first checked by serde_json, as the fast path read them.
+    json: bool,
 }
 
 impl Ctx<'_> {
@@ -347,6 +395,71 @@ impl Ctx<'_> {
 
     fn full(&self) -> bool {
         self.out.len() >= MAX_DIAGNOSTICS
+    }
+
+    /// A top-level key: reported if repeated or unknown; whether its value is to be read.
+    fn root_key(
+        &mut self,
+        seen: &mut HashMap<String, u32>,
+        tenant: &mut bool,
+        key: &str,
+        key_pos: Pos,
+    ) -> bool {
+        if let Some(&first) = seen.get(key) {
+            let d = duplicate_key(self.src, key, key.to_string(), key_pos, first);
+            self.push_all(vec![d]);
+            return false;
+        }
+        seen.insert(key.to_string(), key_pos.line);
+        *tenant |= key == "tenant";
+        if !self.fields.contains(&key) {
+            let d = unknown_field(self.src, key, key.to_string(), key_pos, self.fields);
+            self.push_all(vec![d]);
+            return false;
+        }
+        true
+    }
+
+    /// A key of collection `coll`: reported if repeated; whether its value is to be read.
+    fn entry_key(
+        &mut self,
+        seen: &HashMap<String, u32>,
+        coll: &str,
+        key: &str,
+        key_pos: Pos,
+    ) -> bool {
+        match seen.get(key) {
+            Some(&first) => {
+                let d = duplicate_key(self.src, key, join(coll, key), key_pos, first);
+                self.push_all(vec![d]);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// An entry of collection `coll` (at `coll_pos`), read: checked with its batch.
+    fn entry(
+        &mut self,
+        seen: &mut HashMap<String, u32>,
+        coll: &str,
+        coll_pos: Pos,
+        key: String,
+        key_pos: Pos,
+        node: Node,
+    ) {
+        let mut found = Vec::new();
+        duplicates(self.src, &node, &join(coll, &key), &mut found);
+        self.push_all(found);
+        seen.insert(key.clone(), key_pos.line);
+        if self.valid_before.is_some_and(|p| key_pos < p) {
+            // The previous entry ended before the fast path's first error.
+            self.batch.pop();
+        }
+        self.batch.push((key, key_pos, node));
+        if self.batch.len() >= BATCH {
+            self.flush(coll, coll_pos);
+        }
     }
 
     /// A top-level field other than a collection map (or a collection that is not a map).
@@ -379,7 +492,8 @@ impl Ctx<'_> {
         for (k, _, n) in &batch {
             all.insert(k.clone(), to_json(&n.value));
         }
-        if check(fragment(coll, Json::Object(all))).is_none() {
+        let doc = fragment(coll, Json::Object(all));
+        if (self.json && json_ok(&doc)) || check(doc).is_none() {
             return;
         }
         for (key, key_pos, node) in batch {
@@ -391,7 +505,14 @@ impl Ctx<'_> {
             let unit = to_json(&node.value);
             if self.full() {
                 // Over the limit: count the entry's problem, do not describe it.
-                if check(wrap(unit)).is_some() {
+                // (A JSON file's entry is counted as the fast path reads it: serde_json.)
+                let doc = wrap(unit);
+                let bad = if self.json {
+                    !json_ok(&doc)
+                } else {
+                    check(doc).is_some()
+                };
+                if bad {
                     self.omitted += 1;
                 }
                 continue;
@@ -479,17 +600,7 @@ impl<'de> Visitor<'de> for RootSeed<'_, '_> {
         let mut seen: HashMap<String, u32> = HashMap::new();
         let mut tenant = false;
         while let Some(Key(key, key_pos)) = a.next_key::<Key>()? {
-            if let Some(&first) = seen.get(&key) {
-                let d = duplicate_key(ctx.src, &key, key.clone(), key_pos, first);
-                ctx.push_all(vec![d]);
-                a.next_value::<de::IgnoredAny>()?;
-                continue;
-            }
-            seen.insert(key.clone(), key_pos.line);
-            tenant |= key == "tenant";
-            if !ctx.fields.contains(&key.as_str()) {
-                let d = unknown_field(ctx.src, &key, key.clone(), key_pos, ctx.fields);
-                ctx.push_all(vec![d]);
+            if !ctx.root_key(&mut seen, &mut tenant, &key, key_pos) {
                 a.next_value::<de::IgnoredAny>()?;
                 continue;
             }
@@ -568,29 +679,73 @@ impl<'de> Visitor<'de> for CollSeed<'_, '_, '_> {
         let ctx = self.ctx;
         let mut seen: HashMap<String, u32> = HashMap::new();
         while let Some(Key(key, key_pos)) = a.next_key::<Key>()? {
-            let here = join(self.key, &key);
-            if let Some(&first) = seen.get(&key) {
-                let d = duplicate_key(ctx.src, &key, here, key_pos, first);
-                ctx.push_all(vec![d]);
+            if !ctx.entry_key(&seen, self.key, &key, key_pos) {
                 a.next_value::<de::IgnoredAny>()?;
                 continue;
             }
             let node = a.next_value::<Node>()?;
-            let mut found = Vec::new();
-            duplicates(ctx.src, &node, &here, &mut found);
-            ctx.push_all(found);
-            seen.insert(key.clone(), key_pos.line);
-            if ctx.valid_before.is_some_and(|p| key_pos < p) {
-                // The previous entry ended before the fast path's first error.
-                ctx.batch.pop();
-            }
-            ctx.batch.push((key, key_pos, node));
-            if ctx.batch.len() >= BATCH {
-                ctx.flush(self.key, self.key_pos);
-            }
+            ctx.entry(&mut seen, self.key, self.key_pos, key, key_pos, node);
         }
         ctx.flush(self.key, self.key_pos);
         Ok(())
+    }
+}
+
+/// The streaming pass of a JSON file, read with [`JsonScan`] (issue 9 item 7: the YAML
+/// parser costs about ten times serde_json on the same text; this costs about one parse).
+/// The same checks as [`RootSeed`] and [`CollSeed`]; `Err` on anything unexpected (the
+/// caller then uses the YAML parser).
+fn walk_json(ctx: &mut Ctx, text: &str) -> Result<Root, ()> {
+    let mut s = JsonScan::new(text);
+    match s.peek() {
+        Some(b'{') => {}
+        Some(b'n') if text.trim() == "null" => return Ok(Root::Null),
+        _ => return Err(()),
+    }
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut tenant = false;
+    if s.open(b'{', b'}')? {
+        loop {
+            let (key, key_pos) = s.string()?;
+            s.eat(b':')?;
+            if !ctx.root_key(&mut seen, &mut tenant, &key, key_pos) {
+                s.value(1)?;
+            } else if COLLECTIONS.contains(&key.as_str()) && s.peek() == Some(b'{') {
+                let mut entries: HashMap<String, u32> = HashMap::new();
+                if s.open(b'{', b'}')? {
+                    loop {
+                        let (k, k_pos) = s.string()?;
+                        s.eat(b':')?;
+                        let node = s.value(2)?;
+                        if ctx.entry_key(&entries, &key, &k, k_pos) {
+                            ctx.entry(&mut entries, &key, key_pos, k, k_pos, node);
+                        }
+                        if !s.next_item(b'}')? {
+                            break;
+                        }
+                    }
+                }
+                ctx.flush(&key, key_pos);
+            } else {
+                let node = s.value(1)?;
+                let node = if COLLECTIONS.contains(&key.as_str()) {
+                    Node {
+                        pos: key_pos,
+                        value: node.value,
+                    }
+                } else {
+                    node
+                };
+                ctx.top_level(&key, key_pos, node);
+            }
+            if !s.next_item(b'}')? {
+                break;
+            }
+        }
+    }
+    match s.peek() {
+        None => Ok(Root::Map { tenant }),
+        Some(_) => Err(()),
     }
 }
 
@@ -728,6 +883,12 @@ fn check(doc: Json) -> Option<Failure> {
             error,
         }),
     }
+}
+
+/// Whether serde_json reads `doc` into the model, as the fast path reads a JSON file (a
+/// cheap first check of a JSON file's batch; issue 9 item 7).
+fn json_ok(doc: &Json) -> bool {
+    Desired::deserialize(doc).is_ok()
 }
 
 /// JSON text that YAML reads the same: characters YAML does not allow in a document (C1
@@ -1060,6 +1221,54 @@ mod tests {
         assert!(f.contains(&"tenant") && f.contains(&"users") && f.contains(&"$schema"));
         for c in COLLECTIONS {
             assert!(f.contains(&c), "{c} is a field of Desired");
+        }
+    }
+
+    /// issue 9 item 7: the JSON scanner's pass finds what the YAML parser's pass finds,
+    /// at the same places (the fast pass must not change a diagnostic).
+    #[test]
+    fn json_scanner_pass_matches_the_yaml_parser_pass() {
+        let texts = [
+            "{\"tenant\": \"a.onmicrosoft.com\", \"licence\": 1,\r\n \"licenses\": {\"basic\": 1e400, \"pro\": 2}}",
+            "{\"tenant\": 5, \"users\": {\"a@x.com\": {\"name\": \"\\u00e9\\ud83d\\ude00\", \"license\": 5, \"licence\": \"x\"},\n  \"a@x.com\": {}, \"b@x.com\": {\"roles\": {\"i\": [1, -2.5, null, true]}}}}",
+            "{\"users\": [1, 2], \"instances\": {\"i\": {\"name\": \"\\uFFFF\", \"url\": \"A\", \"type\": \"sandbx\", \"x\": {\"y\": 1, \"y\": 2}}},\n\t\"storage\": {\"additional_gb\": -1}}",
+        ];
+        for text in texts {
+            let src = Source {
+                path: "t.json".into(),
+                text: text.into(),
+            };
+            let fast = FastError::Json(serde_json::from_str::<Desired>(text).unwrap_err());
+            let valid_before = fast_error(&src, &fast).location.map(|l| Pos {
+                line: l.line,
+                column: l.column,
+            });
+            let new_ctx = || Ctx {
+                src: &src,
+                out: Vec::new(),
+                omitted: 0,
+                batch: Vec::new(),
+                fields: fields_of::<Desired>(),
+                valid_before,
+                json: true,
+            };
+            let mut scanned = new_ctx();
+            let root = walk_json(&mut scanned, text).expect("the scanner reads valid JSON");
+            let by_scanner = finish(&src, scanned, root, &fast);
+            let mut parsed = new_ctx();
+            let root = serde_saphyr::with_deserializer_from_str_with_options(
+                &super::super::tree_text(&src),
+                tree_options(),
+                |de| RootSeed(&mut parsed).deserialize(de),
+            )
+            .unwrap();
+            let by_parser = finish(&src, parsed, root, &fast);
+            assert!(!by_parser.0.is_empty());
+            assert_eq!(
+                format!("{by_scanner:?}"),
+                format!("{by_parser:?}"),
+                "{text}"
+            );
         }
     }
 
