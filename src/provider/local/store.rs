@@ -65,26 +65,36 @@ pub(crate) fn connect(path: &Path, create: bool) -> Result<Connection, ProviderE
     let conn = Connection::open_with_flags(path, flags).map_err(&err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(&err)?;
-    let new = refuse_foreign(&conn, path)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(&err)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(ProviderError::Backend(format!(
-            "{}: cannot switch to WAL journal (got {mode})",
-            path.display()
-        )));
-    }
-    // A checkpoint fsyncs; with the default (every 1,000 pages) checkpoints dominate a large
-    // apply. Every 10,000 pages (about 40 MB of WAL) keeps them rare.
-    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;")
-        .map_err(&err)?;
-    if new {
-        // All the tables or none: a crash while creating them never leaves a file that
-        // [`refuse_foreign`] would take for another program's database.
-        conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))
+    // Two processes creating one file at the same moment: switching the journal mode and
+    // reading the schema while the other connection does the same can fail with "database
+    // is locked" before SQLite's busy handler is consulted; such a setup is retried (within
+    // the same 10 s as the busy timeout).
+    retry_busy(|| {
+        let new = refuse_foreign(&conn, path)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(&err)?;
-    }
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(ProviderError::Backend(format!(
+                "{}: cannot switch to WAL journal (got {mode})",
+                path.display()
+            )));
+        }
+        // A checkpoint fsyncs; with the default (every 1,000 pages) checkpoints dominate a
+        // large apply. Every 10,000 pages (about 40 MB of WAL) keeps them rare.
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;")
+            .map_err(&err)?;
+        if new {
+            // All the tables or none: a crash while creating them never leaves a file that
+            // [`refuse_foreign`] would take for another program's database.
+            conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))
+                .map_err(|e| {
+                    let _ = conn.execute_batch("ROLLBACK;");
+                    err(e)
+                })?;
+        }
+        Ok(())
+    })?;
     Ok(conn)
 }
 
@@ -117,6 +127,23 @@ fn refuse_foreign(conn: &Connection, path: &Path) -> Result<bool, ProviderError>
         shown.join(", "),
         if tables.len() > shown.len() { ", ..." } else { "" }
     )))
+}
+
+/// Run `f` again while it fails because another connection holds the file ("database is
+/// locked" / "busy"), for at most 10 s.
+fn retry_busy<T>(mut f: impl FnMut() -> Result<T, ProviderError>) -> Result<T, ProviderError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(ProviderError::Backend(m))
+                if (m.ends_with("database is locked") || m.contains("database is busy"))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5 + fastrand::u64(..20)));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Load the whole tenant. `None` when the file has no tenant yet.
