@@ -56,6 +56,20 @@ fn ch(path: impl Into<Cow<'static, str>>, before: Value, after: Value) -> Change
     }
 }
 
+/// The state's entries under `prefix` (`users.`, `instances.`, ...), in address order, as
+/// (address, key after the prefix, resource).
+fn state_under<'s>(
+    s: &'s State,
+    prefix: &'static str,
+) -> impl Iterator<Item = (&'s str, &'s str, &'s crate::state::Resource)> {
+    s.resources
+        .range::<str, _>((
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        ))
+        .map_while(move |(a, r)| a.strip_prefix(prefix).map(|k| (a.as_str(), k, r)))
+}
+
 /// Compare dotted version strings numerically (`8.10.0` > `8.9.0`).
 pub(crate) fn cmp_version(a: &str, b: &str) -> std::cmp::Ordering {
     let parse = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
@@ -506,14 +520,7 @@ impl<'a> Planner<'a> {
         // State addresses that left the file, by folded key: a key whose case changed is
         // the same group (issue 9 item 2), re-keyed rather than deleted and created again.
         let mut by_key: HashMap<Cow<'a, str>, Vec<(&'a str, &'a str)>> = HashMap::default();
-        let in_state = self
-            .s
-            .resources
-            .range::<str, _>((
-                std::ops::Bound::Included("security_groups."),
-                std::ops::Bound::Unbounded,
-            ))
-            .map_while(|(a, r)| a.strip_prefix("security_groups.").map(|k| (a, k, r)));
+        let in_state = state_under(self.s, "security_groups.");
         for (a, k, r) in in_state {
             if r.kind == ObjKind::Group
                 && !groups.contains_key(k)
@@ -522,7 +529,7 @@ impl<'a> Planner<'a> {
                 by_key
                     .entry(ident::fold(k))
                     .or_default()
-                    .push((a.as_str(), r.id.as_str()));
+                    .push((a, r.id.as_str()));
             }
         }
         for (key, g) in groups {
@@ -597,14 +604,8 @@ impl<'a> Planner<'a> {
         let mut pending: Vec<(usize, &'a str)> = Vec::new();
         // The state's user addresses (`users.<upn>`) are sorted like the file's UPNs: walk
         // both in step instead of looking every address up.
-        let mut state = self
-            .s
-            .resources
-            .range::<str, _>((
-                std::ops::Bound::Included("users."),
-                std::ops::Bound::Unbounded,
-            ))
-            .map_while(|(a, r)| a.strip_prefix("users.").map(|upn| (upn, r)))
+        let mut state = state_under(self.s, "users.")
+            .map(|(_, upn, r)| (upn, r))
             .peekable();
         for (i, upn) in users.keys().enumerate() {
             let upn: &'a str = upn;
@@ -753,14 +754,7 @@ impl<'a> Planner<'a> {
         let mut by_key: HashMap<Cow<'a, str>, Vec<(&'a str, &'a t::Instance)>> = HashMap::default();
         let mut orphan_url: HashMap<Cow<'a, str>, Vec<(&'a str, &'a t::Instance)>> =
             HashMap::default();
-        let in_state = self
-            .s
-            .resources
-            .range::<str, _>((
-                std::ops::Bound::Included("instances."),
-                std::ops::Bound::Unbounded,
-            ))
-            .map_while(|(a, r)| a.strip_prefix("instances.").map(|k| (a, k, r)));
+        let in_state = state_under(self.s, "instances.");
         for (a, k, r) in in_state {
             if r.kind != ObjKind::Instance || insts.contains_key(k) {
                 continue;
