@@ -224,6 +224,7 @@ pub fn applied(d: &Desired) -> (Tenant, State) {
                 id: id.to_string(),
                 protect: false,
                 protected_at: None,
+                copied_from: None,
             },
         );
     };

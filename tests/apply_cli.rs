@@ -1712,3 +1712,53 @@ fn show_escapes_observed_names_and_imports_back_unchanged() {
         );
     }
 }
+
+/// issue 10 item 12 (I11): a `copy_from` that acted when crmctl created the instance is
+/// remembered in the state (`copied_from`) and not reported again on every later plan; one
+/// that names another source (as if added to an existing instance) is still reported.
+#[test]
+fn a_copy_that_acted_is_not_reported_again_but_a_new_copy_from_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("coho.yaml");
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coho-winery.yaml"),
+    )
+    .unwrap();
+    std::fs::write(&file, &text).unwrap();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let state = state_json(dir.path());
+    let copied: Vec<_> = state
+        .resources
+        .iter()
+        .filter_map(|(a, r)| r.copied_from.as_deref().map(|c| (a.as_str(), c)))
+        .collect();
+    assert_eq!(copied, vec![("instances.dev", "sales")]);
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("copy_from").not())
+        .stdout(predicate::str::contains("No changes"));
+    // The same instance, now said to be copied from another source: nothing is copied, and
+    // the plan says so.
+    std::fs::write(
+        &file,
+        text.replace(
+            "copy_from: { instance: sales, kind: minimal }",
+            "copy_from: { instance: marketing, kind: minimal }",
+        ),
+    )
+    .unwrap();
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .stdout(predicate::str::contains(
+            "`copy_from` acts only when the instance is created",
+        ));
+}

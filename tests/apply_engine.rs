@@ -564,6 +564,7 @@ fn managing(entries: &[(&str, ObjKind, &str)]) -> State {
                 id: id.to_string(),
                 protect: false,
                 protected_at: None,
+                copied_from: None,
             },
         );
     }

@@ -437,6 +437,7 @@ fn plan_with_errors_buys_nothing() {
             id: "i1".into(),
             protect: false,
             protected_at: None,
+            copied_from: None,
         },
     );
     let plan = crmctl::plan::plan(&desired, &before, &state);
@@ -596,6 +597,7 @@ fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
                 id: id.to_string(),
                 protect: false,
                 protected_at: None,
+                copied_from: None,
             },
         );
     };

@@ -16,6 +16,7 @@ fn sample() -> State {
             id: "org-000001".into(),
             protect: true,
             protected_at: None,
+            copied_from: None,
         },
     );
     s
@@ -149,6 +150,7 @@ fn the_writer_journals_batches_and_load_replays_them() {
                 id: format!("usr-{i:06}"),
                 protect: false,
                 protected_at: None,
+                copied_from: None,
             },
         };
         c.apply_to(state);
@@ -221,6 +223,7 @@ fn user_change(i: usize) -> crmctl::state::store::StateChange {
             id: format!("usr-{i:06}"),
             protect: false,
             protected_at: None,
+            copied_from: None,
         },
     }
 }

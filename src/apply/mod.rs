@@ -416,13 +416,39 @@ fn record_one(
 ) -> Option<StateChange> {
     let protect = opts.protect.get(&action.address).copied().unwrap_or(false);
     let at = protected_at(state, opts, &action.address, protect);
-    let change = if let Op::Adopt { kind, id, .. } = &*action.op {
-        Some(set(action, *kind, id.clone(), protect, at))
+    // What the object was copied from stays with it (also when it is re-keyed).
+    let copied = |id: &str, from: Option<&String>| {
+        [Some(&action.address), from]
+            .into_iter()
+            .flatten()
+            .filter_map(|a| state.resources.get(a))
+            .find(|r| r.id == id)
+            .and_then(|r| r.copied_from.clone())
+    };
+    let change = if let Op::Adopt { kind, id, from } = &*action.op {
+        let copied_from = copied(id, from.as_ref());
+        Some(set(action, *kind, id.clone(), protect, at, copied_from))
     } else if let Some(kind) = action.op.creates() {
         outcome
             .created_id
             .as_ref()
-            .map(|id| set(action, kind, id.clone(), protect, at))
+            .map(|id| set(action, kind, id.clone(), protect, at, copied(id, None)))
+    } else if let Op::CopyInstance { source, .. } = &*action.op {
+        // I11: remember what the instance was copied from (the plan's `copy_from` has acted).
+        let key = source
+            .address
+            .strip_prefix("instances.")
+            .unwrap_or(&source.address);
+        state
+            .resources
+            .get(&action.address)
+            .map(|r| StateChange::Set {
+                address: action.address.clone(),
+                resource: Resource {
+                    copied_from: Some(key.to_string()),
+                    ..r.clone()
+                },
+            })
     } else if action.op.deletes() && state.resources.contains_key(&action.address) {
         Some(StateChange::Remove {
             address: action.address.clone(),
@@ -444,6 +470,7 @@ fn set(
     id: String,
     protect: bool,
     protected_at: Option<String>,
+    copied_from: Option<String>,
 ) -> StateChange {
     let protect = protect && kind == ObjKind::Instance;
     StateChange::Set {
@@ -453,6 +480,7 @@ fn set(
             id,
             protect,
             protected_at: protected_at.filter(|_| protect),
+            copied_from,
         },
     }
 }

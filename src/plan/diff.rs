@@ -2911,9 +2911,21 @@ impl<'a> Planner<'a> {
         // 5. Copies onto new sandboxes (I11).
         for (key, di) in desired {
             let Some(cf) = &di.copy_from else { continue };
+            let address = format!("instances.{key}");
             if self.insts[key.as_str()].obs.is_some() {
+                // The copy this state recorded when crmctl created the instance: the field
+                // already acted, nothing to say.
+                if self
+                    .s
+                    .resources
+                    .get(&address)
+                    .and_then(|r| r.copied_from.as_deref())
+                    == Some(cf.instance.as_str())
+                {
+                    continue;
+                }
                 // A copy happens when the target is created (I11); say so rather than
-                // ignore the field silently.
+                // ignore the field silently (a `copy_from` added to an existing instance).
                 self.warn(
                     &format!("instances.{key}.copy_from"),
                     format!("`copy_from` acts only when the instance is created: `instances.{key}` exists, so nothing is copied from `{}`. To refresh it, remove the instance from the file and apply (it is deleted, `--allow-destroy`), then put it back with `copy_from` and apply again", cf.instance),
@@ -2921,7 +2933,6 @@ impl<'a> Planner<'a> {
                 );
                 continue;
             }
-            let address = format!("instances.{key}");
             if di.kind != InstanceType::Sandbox {
                 self.error(
                     &address,

@@ -55,6 +55,11 @@ pub struct Resource {
     /// (issue 9 item 8). Absent in states written before it, and when not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_at: Option<String>,
+    /// The instance key this instance was copied from when crmctl created it (I11), so that
+    /// a `copy_from` that already acted is not reported as one added to an existing
+    /// instance. Absent for instances not created by a copy, and in older states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<String>,
 }
 
 impl State {

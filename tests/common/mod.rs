@@ -54,6 +54,7 @@ pub fn state(entries: &[(&str, ObjKind, &str, bool)]) -> State {
                 id: id.to_string(),
                 protect: *p,
                 protected_at: None,
+                copied_from: None,
             },
         );
     }
@@ -184,6 +185,7 @@ impl Sim {
                 id: id.to_string(),
                 protect: false,
                 protected_at: None,
+                copied_from: None,
             },
         );
     }
