@@ -172,20 +172,26 @@ pub(crate) fn loc(src: &Source, p: Pos) -> Location {
     }
 }
 
-/// Read, parse and validate a desired-state file (YAML, or JSON by its `.json` extension).
-pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
-    let display = path.display().to_string();
-    let fail = |message: String, hint: &str| LoadFailure {
+/// A failure of the whole file (unreadable, too large, not text): one diagnostic without a
+/// place in the text.
+fn whole_file_failure(path: &str, message: String, hint: &str) -> LoadFailure {
+    LoadFailure {
         diagnostics: vec![Diagnostic {
             address: None,
             ..Diagnostic::error("", message).hint(hint)
         }],
         src: Source {
-            path: display.clone(),
+            path: path.to_string(),
             text: String::new(),
         },
         omitted: 0,
-    };
+    }
+}
+
+/// Read, parse and validate a desired-state file (YAML, or JSON by its `.json` extension).
+pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
+    let display = path.display().to_string();
+    let fail = |message: String, hint: &str| whole_file_failure(&display, message, hint);
     let bytes = std::fs::read(path).map_err(|e| {
         fail(
             format!("cannot read the file: {e}"),
@@ -207,18 +213,7 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
 /// [`load_str`] for bytes as read from a file: text that is not UTF-8 is an error located
 /// at its first bad byte; otherwise as [`load_str`].
 pub fn load_bytes(path: &str, bytes: Vec<u8>) -> Result<Loaded, LoadFailure> {
-    let display = path.to_string();
-    let fail = |message: String, hint: &str| LoadFailure {
-        diagnostics: vec![Diagnostic {
-            address: None,
-            ..Diagnostic::error("", message).hint(hint)
-        }],
-        src: Source {
-            path: display.clone(),
-            text: String::new(),
-        },
-        omitted: 0,
-    };
+    let fail = |message: String, hint: &str| whole_file_failure(path, message, hint);
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
@@ -235,14 +230,14 @@ pub fn load_bytes(path: &str, bytes: Vec<u8>) -> Result<Loaded, LoadFailure> {
             );
             f.src.text = String::from_utf8_lossy(&bytes).into_owned();
             f.diagnostics[0].location = Some(Location {
-                file: display.clone(),
+                file: path.to_string(),
                 line,
                 column,
             });
             return Err(f);
         }
     };
-    load_str(&display, text)
+    load_str(path, text)
 }
 
 /// Parse and validate a desired-state text; `path` is used in messages and decides JSON
