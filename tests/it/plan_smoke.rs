@@ -1,7 +1,7 @@
 //! Every example and fixture plans without errors against a fresh tenant, applies in the
 //! rule-checking simulator, and re-plans to no changes.
 
-mod common;
+use crate::common;
 use common::*;
 
 #[test]

@@ -528,11 +528,14 @@ mod load_fuzz {
     use crmctl::spec::load::{load_bytes, Source};
 
     const EXAMPLES: [(&str, &str); 3] = [
-        ("coho-winery", include_str!("../examples/coho-winery.yaml")),
-        ("minimal", include_str!("../examples/minimal.yaml")),
+        (
+            "coho-winery",
+            include_str!("../../examples/coho-winery.yaml"),
+        ),
+        ("minimal", include_str!("../../examples/minimal.yaml")),
         (
             "multi-region",
-            include_str!("../examples/multi-region.yaml"),
+            include_str!("../../examples/multi-region.yaml"),
         ),
     ];
 

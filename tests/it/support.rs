@@ -1,5 +1,4 @@
 //! Helpers for the tests that run the `crmctl` binary.
-#![allow(dead_code)]
 
 use std::path::Path;
 

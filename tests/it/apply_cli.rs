@@ -1,6 +1,6 @@
 //! `crmctl apply`, `show`, `local ...` and `force-unlock` through the binary.
 
-mod support;
+use crate::support;
 use support::{assert_no_changes, crmctl, new_tenant};
 
 use std::path::{Path, PathBuf};

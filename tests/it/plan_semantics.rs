@@ -3,7 +3,7 @@
 //! simulator that enforces the rules (tests/common), and re-planned: the re-plan must be
 //! empty.
 
-mod common;
+use crate::common;
 
 use common::*;
 use crmctl::plan::{ActionKind, ObjKind, Plan};

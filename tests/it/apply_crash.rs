@@ -2,7 +2,7 @@
 //! right after a commit, `kill -9` at a random moment) leaves a consistent tenant; after
 //! `force-unlock`, plan + apply converge with no duplicate users, groups or instances.
 
-mod support;
+use crate::support;
 use support::{assert_no_changes, crmctl};
 
 use predicates::prelude::*;

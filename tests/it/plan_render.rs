@@ -2,7 +2,7 @@
 //! `UPDATE_EXPECT=1 cargo test --test plan_render`), for our fixtures and for every
 //! example planned against a fresh tenant.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! `crmctl plan` / `crmctl graph` through the binary: exit codes and `--out`.
 
-mod support;
+use crate::support;
 use support::crmctl;
 
 use predicates::prelude::*;

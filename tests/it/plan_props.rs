@@ -3,7 +3,7 @@
 //! dependency edge, planning is deterministic, and an error-free plan applies in the
 //! rule-checking simulator and leaves nothing to do on a re-plan.
 
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;

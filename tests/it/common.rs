@@ -1,7 +1,6 @@
 //! Helpers for the planner tests: build inputs from YAML, and a pure simulator that
 //! applies a plan's ops to an in-memory tenant while checking domain.md's rules (the real
 //! enforcement lives in the local provider; this one exists to test the planner alone).
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,23 @@
+//! The one integration test binary (issue 11 item 6): a module per area, with the shared
+//! builders in `common` (planner inputs) and `support` (running the `crmctl` binary).
+#![allow(dead_code)]
+
+mod common;
+mod support;
+
+mod apply_cli;
+mod apply_crash;
+mod apply_engine;
+mod apply_proptest;
+mod local_provider;
+mod plan_cli;
+mod plan_props;
+mod plan_render;
+mod plan_semantics;
+mod plan_smoke;
+mod plan_storage;
+mod schema;
+mod schema_ajv;
+mod state_store;
+mod validate_cli;
+mod validate_rules;
