@@ -3,7 +3,7 @@
 //! as JSON to a temporary directory.
 //!
 //! Measures (best of 3) the bare parse into the plain model by the same library
-//! (serde-saphyr for YAML, serde_json for JSON) against `spec::load::load_str` (parse +
+//! (serde-saphyr for YAML, serde_json for JSON) against `desired::load::load_str` (parse +
 //! validate; locations are never computed for a valid file), and prints the overhead.
 //! Target: load + validate at most 20% over the bare parse.
 //!
@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use crmctl::spec::load::load_str;
-use crmctl::spec::model::Desired;
-use crmctl::spec::validate::validate;
+use crmctl::desired::load::load_str;
+use crmctl::desired::model::Desired;
+use crmctl::desired::validate::validate;
 use crmctl::synth::{generate, SynthParams};
 
 fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
@@ -74,7 +74,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let yaml_path = dir.path().join("tenant.yaml");
     let json_path = dir.path().join("tenant.json");
-    std::fs::write(&yaml_path, crmctl::spec::load::to_yaml(&desired).unwrap()).unwrap();
+    std::fs::write(
+        &yaml_path,
+        crmctl::desired::load::to_yaml(&desired).unwrap(),
+    )
+    .unwrap();
     std::fs::write(&json_path, serde_json::to_string(&desired).unwrap()).unwrap();
     let yaml = std::fs::read_to_string(&yaml_path).unwrap();
     let json = std::fs::read_to_string(&json_path).unwrap();

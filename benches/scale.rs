@@ -18,9 +18,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
+use crmctl::observed::Tenant;
 use crmctl::state::State;
 use crmctl::synth::{generate, SynthParams};
-use crmctl::tenant::{self, Tenant};
 
 /// Change 1% of the users (name) and drop 1% of each group's members, as an admin would.
 fn drift(t: &mut Tenant) {
@@ -58,7 +58,7 @@ fn mixed_drift(t: &mut Tenant) {
                     .insert("Extra Role".into());
             }
             2 => u.license = None,
-            3 => u.access_mode = tenant::AccessMode::Administrative,
+            3 => u.access_mode = crmctl::domain::kinds::AccessMode::Administrative,
             _ => {}
         }
     }
@@ -93,9 +93,9 @@ fn vm_hwm_mib() -> f64 {
 
 /// The file of the reference tenant in `format`, written once by the parent (children
 /// read it as `crmctl plan -f` does, so that their heap holds no generated model).
-fn file_text(desired: &crmctl::spec::model::Desired, format: &str) -> String {
+fn file_text(desired: &crmctl::desired::model::Desired, format: &str) -> String {
     if format == "yaml" {
-        crmctl::spec::load::to_yaml(desired).expect("yaml")
+        crmctl::desired::load::to_yaml(desired).expect("yaml")
     } else {
         serde_json::to_string(desired).expect("json")
     }
@@ -109,7 +109,7 @@ fn child(scenario: &str, format: &str, file: &str) {
     let text = std::fs::read_to_string(file).expect("the parent wrote the file");
     let t = Instant::now();
     let loaded =
-        crmctl::spec::load::load_str(&format!("bench.{format}"), text).expect("valid file");
+        crmctl::desired::load::load_str(&format!("bench.{format}"), text).expect("valid file");
     let parse = t.elapsed();
     let hwm_parse = vm_hwm_mib();
     // Stands for reading the tenant and the state (not timed): the tenant the file

@@ -6,11 +6,12 @@
 pub mod alloc;
 pub mod apply;
 pub mod cli;
+pub mod desired;
 pub mod diag;
+pub mod domain;
+pub mod observed;
 pub mod plan;
 pub mod provider;
 pub mod render;
-pub mod spec;
 pub mod state;
 pub mod synth;
-pub mod tenant;

@@ -8,12 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::plan::ObjKind;
-use crate::spec::model::{
-    AccessMode, Desired, Instance, InstanceType, LicensePlan, Region, SecurityGroup, User,
-};
+use crate::desired::model::{Desired, Instance, SecurityGroup, User};
+use crate::domain::kinds::{AccessMode, InstanceType, LicensePlan, Region};
+use crate::domain::op::ObjKind;
+use crate::observed::{self, AdminModeState, InstanceStatus, Tenant};
 use crate::state::{Resource, State};
-use crate::tenant::{self, AdminModeState, InstanceStatus, Tenant};
 
 /// Size and shape of a generated tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,12 +240,12 @@ pub fn applied(d: &Desired) -> (Tenant, State) {
         let id = format!("i-{k}");
         inst_id.insert(k.clone(), id.clone());
         match i.kind {
-            tenant::InstanceType::Production => prod += 1,
-            tenant::InstanceType::Sandbox => sand += 1,
+            crate::domain::kinds::InstanceType::Production => prod += 1,
+            crate::domain::kinds::InstanceType::Sandbox => sand += 1,
         }
         t.instances.insert(
             id.clone(),
-            tenant::Instance {
+            observed::Instance {
                 id: id.clone(),
                 name: i.name.clone(),
                 url: i.url.clone(),
@@ -267,20 +266,26 @@ pub fn applied(d: &Desired) -> (Tenant, State) {
         record(&mut s, format!("instances.{k}"), ObjKind::Instance, &id);
     }
     let pe = t.pro_enterprise();
-    t.slots.production =
-        prod.saturating_sub(tenant::included_slots(tenant::InstanceType::Production, pe));
-    t.slots.sandbox =
-        sand.saturating_sub(tenant::included_slots(tenant::InstanceType::Sandbox, pe));
+    t.slots.production = prod.saturating_sub(observed::included_slots(
+        crate::domain::kinds::InstanceType::Production,
+        pe,
+    ));
+    t.slots.sandbox = sand.saturating_sub(observed::included_slots(
+        crate::domain::kinds::InstanceType::Sandbox,
+        pe,
+    ));
     for (upn, u) in d.users.iter().flatten() {
         let id = format!("u-{upn}");
         t.users.insert(
             id.clone(),
-            tenant::User {
+            observed::User {
                 id: id.clone(),
                 upn: upn.clone(),
                 name: u.name.clone().unwrap_or_default(),
                 license: u.license,
-                access_mode: u.access_mode.unwrap_or(tenant::AccessMode::ReadWrite),
+                access_mode: u
+                    .access_mode
+                    .unwrap_or(crate::domain::kinds::AccessMode::ReadWrite),
                 roles: u
                     .roles
                     .iter()
@@ -297,7 +302,7 @@ pub fn applied(d: &Desired) -> (Tenant, State) {
         let id = format!("g-{k}");
         t.groups.insert(
             id.clone(),
-            tenant::Group {
+            observed::Group {
                 id: id.clone(),
                 name: g.name.clone().unwrap_or_else(|| k.clone()),
                 description: g.description.clone().unwrap_or_default(),

@@ -23,7 +23,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::mpsc;
 use std::sync::Mutex;
 
-use crate::plan::action::{Action, ObjKind, Op, Plan};
+use crate::domain::op::{ObjKind, Op};
+use crate::plan::action::{Action, Plan};
 use crate::provider::{Outcome, Provider, ProviderError};
 use crate::state::store::StateChange;
 use crate::state::{Resource, State};

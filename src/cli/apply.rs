@@ -9,11 +9,11 @@ use anyhow::{bail, Context};
 
 use crate::apply::{self, ActionOutcome, ApplyError, ApplyOptions, ApplyReport};
 use crate::cli::common;
+use crate::desired::load::{self, Source};
 use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
 use crate::provider::Provider;
 use crate::render::escape;
-use crate::spec::load::{self, Source};
 use crate::state::{store, State};
 
 /// `println!` and `eprintln!` that never panic: once an apply has started, a closed

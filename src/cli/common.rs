@@ -5,10 +5,10 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::observed::Tenant;
 use crate::provider::local::{LocalProvider, TenantFile};
 use crate::state::lock::StateLock;
 use crate::state::State;
-use crate::tenant::Tenant;
 
 /// The backend used when `--backend` is not given: the embedded local tenant.
 pub const DEFAULT_BACKEND: &str = "local:.crmctl/tenant.db";
@@ -214,8 +214,8 @@ pub fn lock_state(path: &Path, operation: &str) -> anyhow::Result<StateLock> {
 
 /// Load and validate a desired-state file, printing its problems (and warnings) to stderr.
 /// `None` means the file had errors, already printed.
-pub fn load_desired(file: &Path, color: bool) -> Option<crate::spec::load::Loaded> {
-    use crate::spec::load;
+pub fn load_desired(file: &Path, color: bool) -> Option<crate::desired::load::Loaded> {
+    use crate::desired::load;
     match load::load_file(file) {
         Ok(loaded) => {
             if !loaded.diagnostics.is_empty() {

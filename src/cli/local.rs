@@ -8,11 +8,9 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context};
 
 use crate::cli::common;
+use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan, Region};
+use crate::observed::{Group, InstanceStatus, Tenant, UpdatePhase, UpdateState, User};
 use crate::provider::Provider;
-use crate::tenant::{
-    AccessMode, AdminRole, Group, InstanceStatus, InstanceType, LicensePlan, Region, Tenant,
-    UpdatePhase, UpdateState, User,
-};
 
 /// Output format of `show` and `local export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,7 +117,7 @@ fn render_tenant(tenant: &Tenant, format: TenantFormat) -> anyhow::Result<String
             // The YAML writer escapes C0 controls itself; bidi and C1 characters from the
             // observed tenant are shown escaped too (issue 9 item 6), as YAML escapes in a
             // double-quoted scalar, so that what `show` prints imports back unchanged.
-            let yaml = crate::spec::load::to_yaml(tenant).map_err(|e| anyhow!(e))?;
+            let yaml = crate::desired::load::to_yaml(tenant).map_err(|e| anyhow!(e))?;
             let mut out = String::with_capacity(yaml.len());
             for line in yaml.split_inclusive('\n') {
                 let (body, end) = match line.strip_suffix('\n') {
@@ -213,7 +211,7 @@ fn parse_tenant(path: &str, text: &str) -> anyhow::Result<Tenant> {
     let parsed = if path.ends_with(".json") {
         serde_json::from_str(text).map_err(|e| e.to_string())
     } else {
-        crate::spec::load::from_yaml(text)
+        crate::desired::load::from_yaml(text)
     };
     parsed.map_err(|e| anyhow!("{path}: not a tenant as printed by `crmctl show`: {e}"))
 }
@@ -358,7 +356,7 @@ fn group_id(t: &Tenant, key: &str) -> Result<String, String> {
     let found: Vec<&Group> = t
         .groups
         .values()
-        .filter(|g| crate::spec::ident::same(&g.name, key))
+        .filter(|g| crate::desired::ident::same(&g.name, key))
         .collect();
     match found.as_slice() {
         [g] => Ok(g.id.clone()),

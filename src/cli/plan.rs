@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::common;
+use crate::desired::load::{self, Loaded};
 use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
 use crate::provider::Provider as _;
-use crate::spec::load::{self, Loaded};
 use crate::state::State;
 
 /// Output format of `plan`.

@@ -4,8 +4,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::desired::load::{load_file, render_diagnostics};
 use crate::diag::Diagnostic;
-use crate::spec::load::{load_file, render_diagnostics};
 
 /// Arguments of `validate`.
 #[derive(Debug, clap::Args)]
@@ -37,7 +37,7 @@ fn summary(path: &str, diagnostics: &[Diagnostic]) -> String {
 }
 
 /// `... and N more problems`, after the first ones (issue 9 item 7).
-pub(crate) fn omitted_line(f: &crate::spec::load::LoadFailure) -> String {
+pub(crate) fn omitted_line(f: &crate::desired::load::LoadFailure) -> String {
     format!(
         "{}: ... and {} more problem(s) not shown; fix these first",
         crate::render::escape(&f.src.path),
@@ -82,6 +82,6 @@ pub fn run_validate(args: &ValidateArgs, color: bool) -> anyhow::Result<ExitCode
 /// Print the JSON Schema of the desired-state file.
 pub fn run_schema(_args: &SchemaArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(crate::spec::schema::json_schema().as_bytes())?;
+    stdout.write_all(crate::desired::schema::json_schema().as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

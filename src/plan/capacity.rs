@@ -9,8 +9,9 @@
 
 use std::collections::VecDeque;
 
-use crate::tenant::{included_slots, InstanceType, Tenant};
-use crate::tenant::{MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES};
+use crate::domain::kinds::InstanceType;
+use crate::observed::{included_slots, Tenant};
+use crate::observed::{MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES};
 
 fn idx(kind: InstanceType) -> usize {
     match kind {
@@ -277,7 +278,7 @@ mod tests {
         assert_eq!(p.take(InstanceType::Production), None);
         assert!(!p.has(InstanceType::Sandbox));
         t.licenses
-            .insert(crate::tenant::LicensePlan::Professional, 10);
+            .insert(crate::domain::kinds::LicensePlan::Professional, 10);
         let mut p = SlotPool::new(&t, 30, 30, &[7]);
         assert_eq!(p.take(InstanceType::Sandbox), Some(vec![7]));
         p.release(InstanceType::Sandbox, 9);
@@ -288,7 +289,7 @@ mod tests {
     fn t6_included_sandbox_counts_only_when_kept_after_a_reduction() {
         let mut t = Tenant::fresh("x.onmicrosoft.com");
         t.licenses
-            .insert(crate::tenant::LicensePlan::Professional, 30);
+            .insert(crate::domain::kinds::LicensePlan::Professional, 30);
         // Free now, gone after the reduction to 6: not usable (T6/I2).
         let p = SlotPool::new(&t, 30, 6, &[]);
         assert!(!p.has(InstanceType::Sandbox));
@@ -304,27 +305,27 @@ mod tests {
         let mut t = Tenant::fresh("x.onmicrosoft.com");
         t.instances.insert(
             "org-1".into(),
-            crate::tenant::Instance {
+            crate::observed::Instance {
                 id: "org-1".into(),
                 name: "Test".into(),
                 url: "test".into(),
                 kind: InstanceType::Sandbox,
                 slot: InstanceType::Sandbox,
                 purpose: String::new(),
-                region: crate::tenant::Region::NA,
+                region: crate::domain::kinds::Region::NA,
                 currency: "USD".into(),
                 language: 1033,
                 security_group: None,
-                status: crate::tenant::InstanceStatus::Ready,
+                status: crate::observed::InstanceStatus::Ready,
                 version: "8.1.0".into(),
-                admin_mode: crate::tenant::AdminModeState::default(),
+                admin_mode: crate::observed::AdminModeState::default(),
                 notification_recipients: vec![],
                 update: None,
             },
         );
         // 6 licenses: no included sandbox, yet one sandbox occupies a slot.
         t.licenses
-            .insert(crate::tenant::LicensePlan::Professional, 6);
+            .insert(crate::domain::kinds::LicensePlan::Professional, 6);
         let mut p = SlotPool::new(&t, 6, 6, &[]);
         p.release(InstanceType::Sandbox, 4); // the delete pays the debt back
         assert!(!p.has(InstanceType::Sandbox));

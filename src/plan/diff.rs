@@ -13,17 +13,18 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
 
 use serde_json::{json, Value};
 
+use crate::desired::ident;
+use crate::desired::index::{MemberPositions, UNDECLARED};
+use crate::desired::model::{self as m, Desired};
 use crate::diag::Diagnostic;
-use crate::plan::action::{Action, ActionKind, Change, ObjKind, ObjRef, Op};
-use crate::plan::capacity::{LicenseFlow, SlotPool};
-use crate::spec::ident;
-use crate::spec::index::{MemberPositions, UNDECLARED};
-use crate::spec::model::{self as m, Desired};
-use crate::state::State;
-use crate::tenant::{
-    self as t, AccessMode, InstanceStatus, InstanceType, LicensePlan, Tenant, UpdatePhase,
-    MAX_NON_INTERACTIVE_PER_INSTANCE,
+use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan, Region};
+use crate::domain::op::{ActionKind, ObjKind, ObjRef, Op};
+use crate::observed::{
+    self as t, InstanceStatus, Tenant, UpdatePhase, MAX_NON_INTERACTIVE_PER_INSTANCE,
 };
+use crate::plan::action::{Action, Change};
+use crate::plan::capacity::{LicenseFlow, SlotPool};
+use crate::state::State;
 
 /// An action before ordering: `id` is its index in the draft list and `depends_on` holds
 /// draft indices (possibly repeated) until [`super::plan`] orders and renumbers them in
@@ -1965,7 +1966,7 @@ impl<'a> Planner<'a> {
             let mut roles = roles.clone();
             roles.sort();
             roles.dedup();
-            let promotes = roles.contains(&m::AdminRole::GlobalAdmin);
+            let promotes = roles.contains(&AdminRole::GlobalAdmin);
             let a = self.push(
                 ActionKind::UpdateUser,
                 address.to_string(),
@@ -2023,10 +2024,10 @@ impl<'a> Planner<'a> {
         }
         let mut admin_update = None;
         if !changes.is_empty() {
-            let was_ga = o.admin_roles.contains(&m::AdminRole::GlobalAdmin);
+            let was_ga = o.admin_roles.contains(&AdminRole::GlobalAdmin);
             let will_be_ga = new_roles
                 .as_ref()
-                .map(|r| r.contains(&m::AdminRole::GlobalAdmin));
+                .map(|r| r.contains(&AdminRole::GlobalAdmin));
             let a = self.push(
                 ActionKind::UpdateUser,
                 address.to_string(),
@@ -2175,7 +2176,7 @@ impl<'a> Planner<'a> {
             if let Some(l) = obs.license {
                 self.release(l, a, None);
             }
-            if obs.admin_roles.contains(&m::AdminRole::GlobalAdmin) {
+            if obs.admin_roles.contains(&AdminRole::GlobalAdmin) {
                 self.ga_demotions.push((a, address.to_string()));
             }
         }
@@ -2202,7 +2203,7 @@ impl<'a> Planner<'a> {
             .t
             .users
             .values()
-            .filter(|u| u.admin_roles.contains(&m::AdminRole::GlobalAdmin))
+            .filter(|u| u.admin_roles.contains(&AdminRole::GlobalAdmin))
             .count();
         let after = (now + promotions.len()).saturating_sub(demotions.len());
         if after < 2 {
@@ -2351,9 +2352,8 @@ fn unchanged_user(u: &m::User, o: &t::User) -> Option<UserSteps> {
 
 /// P6: global and service admins get System Administrator in every instance without a
 /// license. `want` is the file's list (None: not managed, the observed `have` stays).
-fn license_free_admin(want: Option<&[m::AdminRole]>, have: &BTreeSet<m::AdminRole>) -> bool {
-    let free =
-        |r: &m::AdminRole| matches!(r, m::AdminRole::GlobalAdmin | m::AdminRole::ServiceAdmin);
+fn license_free_admin(want: Option<&[AdminRole]>, have: &BTreeSet<AdminRole>) -> bool {
+    let free = |r: &AdminRole| matches!(r, AdminRole::GlobalAdmin | AdminRole::ServiceAdmin);
     match want {
         Some(w) => w.iter().any(free),
         None => have.iter().any(free),
@@ -2817,7 +2817,7 @@ impl<'a> Planner<'a> {
             let address = format!("instances.{key}");
             let deps = self.take_slot(&mut pool, di.kind, &address, "no free slot to configure");
             let (gref, gdeps) = self.group_binding(&address, di.security_group.as_deref());
-            let region = di.region.unwrap_or(t::Region::NA);
+            let region = di.region.unwrap_or(Region::NA);
             let currency = di.currency.clone().unwrap_or_else(|| "USD".into());
             let language = di.language.unwrap_or(1033);
             let purpose = di.purpose.clone().unwrap_or_default();

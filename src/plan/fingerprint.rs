@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use crate::tenant::Tenant;
+use crate::observed::Tenant;
 
 /// Hex SHA-256 of the canonical encoding of `tenant`.
 pub fn fingerprint(tenant: &Tenant) -> String {
@@ -63,9 +63,15 @@ mod tests {
     #[test]
     fn no_tenant_field_is_skipped_when_serialized() {
         // A skipped field would make the positional encoding ambiguous.
-        let src = include_str!("../tenant.rs");
-        assert!(!src.contains("skip_serializing"), "tenant.rs skips a field");
-        assert!(!src.contains("flatten"), "tenant.rs flattens a field");
-        assert!(!src.contains("untagged"), "tenant.rs has an untagged enum");
+        let src = include_str!("../observed.rs");
+        assert!(
+            !src.contains("skip_serializing"),
+            "observed.rs skips a field"
+        );
+        assert!(!src.contains("flatten"), "observed.rs flattens a field");
+        assert!(
+            !src.contains("untagged"),
+            "observed.rs has an untagged enum"
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BinaryHeap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
-use crate::plan::action::ActionKind;
+use crate::domain::op::ActionKind;
 
 /// What the graph needs to know of an action.
 pub(crate) trait Node {

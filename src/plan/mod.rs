@@ -13,7 +13,7 @@
 //!   drops it from the state;
 //! - objects in the file and in the tenant but not in the state are adopted by natural key
 //!   (user UPN, group display name, instance URL name) with an `adopt` action; natural keys
-//!   are compared without regard to case, as the service does (`spec::ident`);
+//!   are compared without regard to case, as the service does (`desired::ident`);
 //! - a managed object whose key changed only in case (or, for a user or an instance, whose
 //!   UPN or URL name a new key of the file wants) is re-keyed by an `adopt` whose `from`
 //!   names its old state address: never deleted and created again;
@@ -33,14 +33,15 @@ mod fingerprint;
 pub(crate) mod graph;
 pub mod saved;
 
-pub use action::{Action, ActionKind, Change, Forget, ObjKind, ObjRef, Op, Plan, Summary};
+pub use action::{Action, Change, Forget, Plan, Summary};
 pub use fingerprint::fingerprint;
 
+use crate::desired::index::MemberPositions;
+use crate::desired::model::Desired;
 use crate::diag::Diagnostic;
-use crate::spec::index::MemberPositions;
-use crate::spec::model::Desired;
+use crate::domain::op::{ActionKind, ObjKind};
+use crate::observed::Tenant;
 use crate::state::State;
-use crate::tenant::Tenant;
 
 /// Compute the plan that takes `observed` to `desired`, given what `state` manages.
 ///
@@ -51,7 +52,7 @@ pub fn plan(desired: &Desired, observed: &Tenant, state: &State) -> Plan {
 }
 
 /// [`plan`], given the members of `desired` already resolved to users (as loading the
-/// file did: [`crate::spec::load::Loaded::members`]). Positions that do not fit `desired`
+/// file did: [`crate::desired::load::Loaded::members`]). Positions that do not fit `desired`
 /// (see [`MemberPositions::fits`]) are resolved again.
 pub fn plan_resolved(
     desired: &Desired,
@@ -211,7 +212,8 @@ fn forgotten(desired: &Desired, observed: &Tenant, state: &State) -> Vec<Forget>
 /// every instance becomes read-only. Checked against the capacity the plan leaves (T6
 /// included storage for the final Professional + Enterprise count, plus the add-on).
 fn storage_diagnostics(desired: &Desired, observed: &Tenant, diags: &mut Vec<Diagnostic>) {
-    use crate::tenant::{included_storage_gb, LicensePlan};
+    use crate::domain::kinds::LicensePlan;
+    use crate::observed::included_storage_gb;
     let used = observed.storage.used_gb;
     if used <= 0.0 {
         return;

@@ -204,7 +204,8 @@ impl SavedPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::action::{Action, ActionKind, ObjRef, Op};
+    use crate::domain::op::{ActionKind, ObjRef, Op};
+    use crate::plan::action::Action;
 
     fn sample() -> SavedPlan {
         let plan = Plan {

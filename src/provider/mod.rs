@@ -7,8 +7,8 @@
 
 pub mod local;
 
-use crate::plan::action::Op;
-use crate::tenant::Tenant;
+use crate::domain::op::Op;
+use crate::observed::Tenant;
 
 /// Why a provider refused or failed an operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,7 +11,7 @@
 //! (unlikely, and harmless) ambiguity with a name that spells an escape itself.
 //!
 //! The same predicate decides what validation refuses in name-like fields
-//! (`spec::validate`). JSON output (`plan --format json`, `show --format json`) writes
+//! (`desired::validate`). JSON output (`plan --format json`, `show --format json`) writes
 //! these characters as `\uXXXX` escapes (serde_json does C0 itself), and `show`'s YAML as
 //! escapes of a double-quoted scalar: the same strings for a program, and what `show`
 //! prints imports back unchanged.

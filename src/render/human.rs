@@ -279,7 +279,7 @@ fn multiline(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{ActionKind, ObjRef, Op};
+    use crate::domain::op::{ActionKind, ObjRef, Op};
 
     #[test]
     fn two_threads_render_the_same_text_as_one() {

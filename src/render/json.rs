@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use crate::diag::{Diagnostic, Severity};
-use crate::plan::{Action, ActionKind, Change, Forget, Plan, Summary};
+use crate::domain::op::ActionKind;
+use crate::plan::{Action, Change, Forget, Plan, Summary};
 
 #[derive(Serialize)]
 struct JsonPlan<'a> {
@@ -389,7 +390,7 @@ mod tests {
     /// warning and an error so that the diagnostics list is not empty.
     fn sample() -> Plan {
         let desired = generate(&SynthParams::small());
-        let observed = crate::tenant::Tenant::fresh(&desired.tenant);
+        let observed = crate::observed::Tenant::fresh(&desired.tenant);
         let mut plan = crate::plan::plan(&desired, &observed, &crate::state::State::empty("t"));
         plan.fingerprint = "ab\"c".into();
         // Every shape an action can take: destructive, strings to escape, no changes,
@@ -413,7 +414,7 @@ mod tests {
         // issue 9 item 2: forgotten state entries are part of the document.
         plan.forget.push(Forget {
             address: "users.gus@\"x\".com".into(),
-            kind: crate::plan::ObjKind::User,
+            kind: crate::domain::op::ObjKind::User,
             id: "u-1".into(),
         });
         plan.summary.forget = 1;

@@ -14,7 +14,8 @@ pub use human::{render_human, write_human};
 pub use json::{render_json, write_json};
 pub use markdown::render_markdown;
 
-use crate::plan::{Action, ActionKind, Summary};
+use crate::domain::op::ActionKind;
+use crate::plan::{Action, Summary};
 
 /// The symbol of an action in human and Markdown output: `$` purchase, `+` create or adopt,
 /// `~` change, `-` delete, `-/+` replace (reset, copy).

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::action::ObjKind;
+use crate::domain::op::ObjKind;
 
 /// Version of the state file format.
 pub const STATE_VERSION: u32 = 1;

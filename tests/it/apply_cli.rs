@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 
 use predicates::prelude::*;
 
-use crmctl::plan::action::{Action, ActionKind, ObjRef, Op, Plan};
+use crmctl::domain::kinds::{AccessMode, CopyKind, InstanceType, LicensePlan};
+use crmctl::domain::op::{ActionKind, ObjRef, Op};
+use crmctl::observed::Tenant;
+use crmctl::plan::action::{Action, Plan};
 use crmctl::plan::saved::SavedPlan;
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::Provider;
 use crmctl::state::lock::StateLock;
-use crmctl::tenant::{AccessMode, CopyKind, InstanceType, LicensePlan, Tenant};
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -173,7 +175,7 @@ fn refusal_tenant(dir: &Path) -> Tenant {
         url: url.into(),
         kind,
         purpose: String::new(),
-        region: crmctl::tenant::Region::NA,
+        region: crmctl::domain::kinds::Region::NA,
         currency: "USD".into(),
         language: 1033,
         security_group: None,
@@ -271,7 +273,7 @@ fn provider_refusals_through_the_cli_name_the_rule_and_change_nothing() {
                 url: "x".into(),
                 kind: InstanceType::Sandbox,
                 purpose: String::new(),
-                region: crmctl::tenant::Region::NA,
+                region: crmctl::domain::kinds::Region::NA,
                 currency: "USD".into(),
                 language: 1033,
                 security_group: None,

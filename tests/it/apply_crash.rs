@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crmctl::desired::model::Desired;
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::Provider;
-use crmctl::spec::model::Desired;
 use crmctl::synth::{generate, instance_key, user_upn, SynthParams};
 
 fn write_desired(dir: &Path, users: usize) -> (PathBuf, Desired) {
@@ -24,7 +24,7 @@ fn write_desired(dir: &Path, users: usize) -> (PathBuf, Desired) {
     };
     let desired = generate(&params);
     let file = dir.join("tenant.yaml");
-    std::fs::write(&file, crmctl::spec::load::to_yaml(&desired).unwrap()).unwrap();
+    std::fs::write(&file, crmctl::desired::load::to_yaml(&desired).unwrap()).unwrap();
     (file, desired)
 }
 
@@ -335,7 +335,7 @@ fn crashes_while_deleting_then_converge_in_one_apply() {
             .assert()
             .success();
         let shrunk = shrink(&desired);
-        std::fs::write(&file, crmctl::spec::load::to_yaml(&shrunk).unwrap()).unwrap();
+        std::fs::write(&file, crmctl::desired::load::to_yaml(&shrunk).unwrap()).unwrap();
         let out = crmctl(dir.path())
             .args(["apply", "--auto-approve", "--allow-destroy", "-f"])
             .arg(&file)
@@ -369,7 +369,7 @@ fn kill_9_during_a_large_delete_then_converge() {
         .assert()
         .success();
     let shrunk = shrink(&desired);
-    std::fs::write(&file, crmctl::spec::load::to_yaml(&shrunk).unwrap()).unwrap();
+    std::fs::write(&file, crmctl::desired::load::to_yaml(&shrunk).unwrap()).unwrap();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("crmctl"))
         .current_dir(dir.path())
         .args(["apply", "--auto-approve", "--allow-destroy", "-f"])
@@ -420,7 +420,7 @@ fn two_applies_on_one_tenant(users: usize) {
     };
     let desired = generate(&params);
     let file = dir.path().join("tenant.yaml");
-    std::fs::write(&file, crmctl::spec::load::to_yaml(&desired).unwrap()).unwrap();
+    std::fs::write(&file, crmctl::desired::load::to_yaml(&desired).unwrap()).unwrap();
     // `local set` below refuses a missing tenant (issue 9 item 4): it exists from the start.
     support::new_tenant(dir.path(), &desired.tenant);
     let states = ["a.json", "b.json"];

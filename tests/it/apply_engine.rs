@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use crmctl::apply::{self, ActionOutcome, ApplyError, ApplyOptions};
 use crmctl::diag::Diagnostic;
-use crmctl::plan::action::{Action, ActionKind, ObjKind, ObjRef, Op, Plan};
+use crmctl::domain::kinds::{AccessMode, LicensePlan};
+use crmctl::domain::op::{ActionKind, ObjKind, ObjRef, Op};
+use crmctl::observed::Tenant;
+use crmctl::plan::action::{Action, Plan};
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::{Outcome, Provider, ProviderError};
 use crmctl::state::State;
-use crmctl::tenant::{AccessMode, LicensePlan, Tenant};
 
 fn act(id: usize, kind: ActionKind, address: &str, deps: &[usize], op: Op) -> Action {
     Action {
@@ -495,9 +497,9 @@ fn protect_flags_are_recorded_for_instances() {
     let configure = Op::ConfigureInstance {
         name: "Sales".into(),
         url: "sales".into(),
-        kind: crmctl::tenant::InstanceType::Production,
+        kind: crmctl::domain::kinds::InstanceType::Production,
         purpose: String::new(),
-        region: crmctl::tenant::Region::NA,
+        region: crmctl::domain::kinds::Region::NA,
         currency: "USD".into(),
         language: 1033,
         security_group: None,
@@ -579,7 +581,7 @@ fn a_replaced_objects_delete_is_skipped_when_its_create_fails() {
     let mut t = Tenant::fresh("coho.onmicrosoft.com");
     t.groups.insert(
         "g1".into(),
-        crmctl::tenant::Group {
+        crmctl::observed::Group {
             id: "g1".into(),
             name: "Sales".into(),
             description: String::new(),
@@ -588,7 +590,7 @@ fn a_replaced_objects_delete_is_skipped_when_its_create_fails() {
     );
     let (_dir, local) = seeded(t);
     let p = FailingCreates { inner: local };
-    let desired: crmctl::spec::Desired = crmctl::spec::load::from_yaml(
+    let desired: crmctl::desired::Desired = crmctl::desired::load::from_yaml(
         "tenant: coho.onmicrosoft.com\nsecurity_groups:\n  team: {name: sales}\n",
     )
     .unwrap();
@@ -622,7 +624,7 @@ fn a_key_case_change_re_keys_the_state_and_keeps_the_user() {
     let mut t = Tenant::fresh("coho.onmicrosoft.com");
     t.users.insert(
         "usr-000001".into(),
-        crmctl::tenant::User {
+        crmctl::observed::User {
             id: "usr-000001".into(),
             upn: "ana@coho.com".into(),
             name: "Ana".into(),
@@ -633,7 +635,7 @@ fn a_key_case_change_re_keys_the_state_and_keeps_the_user() {
         },
     );
     let (_dir, p) = seeded(t);
-    let desired: crmctl::spec::Desired = crmctl::spec::load::from_yaml(
+    let desired: crmctl::desired::Desired = crmctl::desired::load::from_yaml(
         "tenant: coho.onmicrosoft.com\nusers:\n  Ana@coho.com: {name: Ana}\n",
     )
     .unwrap();

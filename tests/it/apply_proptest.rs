@@ -7,12 +7,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crmctl::apply::{self, ApplyOptions};
+use crmctl::desired::model::{AdminMode, Desired, Instance, SecurityGroup, User};
+use crmctl::domain::kinds::{AccessMode, InstanceType, LicensePlan, Region};
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::Provider;
-use crmctl::spec::model::{
-    AccessMode, AdminMode, Desired, Instance, InstanceType, LicensePlan, Region, SecurityGroup,
-    User,
-};
 use crmctl::state::State;
 
 #[derive(Debug, Clone)]
@@ -249,8 +247,8 @@ proptest! {
         for (step, g) in seq.iter().enumerate() {
             let desired = build(g);
             // The file must be valid as a file (what a user could write).
-            let text = crmctl::spec::load::to_yaml(&desired).unwrap();
-            let loaded = crmctl::spec::load::load_str("prop.yaml", text.clone());
+            let text = crmctl::desired::load::to_yaml(&desired).unwrap();
+            let loaded = crmctl::desired::load::load_str("prop.yaml", text.clone());
             prop_assert!(loaded.is_ok(), "step {step}: generated an invalid file:\n{text}\n{:?}", loaded.err().map(|f| f.diagnostics));
             let desired = loaded.unwrap().desired;
 
@@ -398,7 +396,7 @@ fn plan_with_errors_buys_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
     let yaml = "domain: prop.onmicrosoft.com\nlicenses: {professional: 5}\nversions: [7.0.0, 7.1.0, 8.0.0, 8.1.0]\ninstances:\n  i1: {id: i1, name: p, url: prop-i0, type: production, slot: production, region: NA, currency: USD, language: 1033, status: provisioning, version: 8.1.0}\n";
-    let seeded: crmctl::tenant::Tenant = crmctl::spec::load::from_yaml(yaml).unwrap();
+    let seeded: crmctl::observed::Tenant = crmctl::desired::load::from_yaml(yaml).unwrap();
     provider.admin_replace(seeded).unwrap();
     let before = provider.observe().unwrap();
     let mut desired = build(&TenantGen {
@@ -433,7 +431,7 @@ fn plan_with_errors_buys_nothing() {
     state.resources.insert(
         "instances.i0".into(),
         crmctl::state::Resource {
-            kind: crmctl::plan::ObjKind::Instance,
+            kind: crmctl::domain::op::ObjKind::Instance,
             id: "i1".into(),
             protect: false,
             protected_at: None,
@@ -444,7 +442,7 @@ fn plan_with_errors_buys_nothing() {
     assert!(plan
         .actions
         .iter()
-        .any(|a| a.kind == crmctl::plan::ActionKind::PurchaseInstance));
+        .any(|a| a.kind == crmctl::domain::op::ActionKind::PurchaseInstance));
     assert!(
         plan.diagnostics
             .iter()
@@ -583,13 +581,12 @@ fn observed_gen() -> impl Strategy<Value = ObservedGen> {
 /// The observed tenant and the state that manages part of it. Instance k has URL name
 /// `prop-ik` and user i the UPN `ui@prop.com`, like the desired files of [`build`], so
 /// that the planner adopts, edits, switches or deletes them.
-fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
-    use crmctl::tenant::{
-        AdminModeState, AdminRole, Group, Instance as TI, InstanceStatus, User as TU,
-    };
-    let mut t = crmctl::tenant::Tenant::fresh("prop.onmicrosoft.com");
+fn observed(g: &ObservedGen) -> (crmctl::observed::Tenant, State) {
+    use crmctl::domain::kinds::AdminRole;
+    use crmctl::observed::{AdminModeState, Group, Instance as TI, InstanceStatus, User as TU};
+    let mut t = crmctl::observed::Tenant::fresh("prop.onmicrosoft.com");
     let mut state = State::empty("prop");
-    let mut put = |address: String, kind: crmctl::plan::ObjKind, id: &str| {
+    let mut put = |address: String, kind: crmctl::domain::op::ObjKind, id: &str| {
         state.resources.insert(
             address,
             crmctl::state::Resource {
@@ -660,7 +657,7 @@ fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
                     5 => InstanceStatus::Disabled,
                     _ => InstanceStatus::Ready,
                 },
-                version: crmctl::tenant::KNOWN_VERSIONS[ig.version as usize].to_string(),
+                version: crmctl::observed::KNOWN_VERSIONS[ig.version as usize].to_string(),
                 admin_mode,
                 notification_recipients: vec![],
                 update: None,
@@ -669,7 +666,7 @@ fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
         if ig.managed {
             put(
                 format!("instances.i{k}"),
-                crmctl::plan::ObjKind::Instance,
+                crmctl::domain::op::ObjKind::Instance,
                 &id,
             );
         }
@@ -720,7 +717,7 @@ fn observed(g: &ObservedGen) -> (crmctl::tenant::Tenant, State) {
         if ug.managed {
             put(
                 format!("users.u{i}@prop.com"),
-                crmctl::plan::ObjKind::User,
+                crmctl::domain::op::ObjKind::User,
                 &id,
             );
         }
@@ -770,7 +767,7 @@ proptest! {
         for (i, u) in desired.users.as_mut().unwrap().iter_mut() {
             let n: usize = i[1..i.find('@').unwrap()].parse().unwrap();
             u.admin_roles = match admins[n] {
-                0 => Some(vec![crmctl::spec::model::AdminRole::GlobalAdmin]),
+                0 => Some(vec![crmctl::domain::kinds::AdminRole::GlobalAdmin]),
                 1 => Some(vec![]),
                 _ => None,
             };
@@ -786,8 +783,8 @@ proptest! {
         for (n, key) in keys.iter().enumerate() {
             let (update, eur, copy) = extras[n % extras.len()];
             let i = desired.instances.as_mut().unwrap().get_mut(key).unwrap();
-            if let Some(v) = crmctl::tenant::KNOWN_VERSIONS.get(update as usize) {
-                i.update = Some(crmctl::spec::model::UpdateApproval {
+            if let Some(v) = crmctl::observed::KNOWN_VERSIONS.get(update as usize) {
+                i.update = Some(crmctl::desired::model::UpdateApproval {
                     target_version: v.to_string(),
                     preferred: "2030-01-01T00:00:00Z".into(),
                     alternate: "2030-01-02T00:00:00Z".into(),
@@ -797,16 +794,16 @@ proptest! {
                 i.currency = Some("EUR".into());
             }
             if copy && key != "i0" && i.kind == InstanceType::Sandbox && keys.iter().any(|k| k == "i0") {
-                i.copy_from = Some(crmctl::spec::model::CopyFrom {
+                i.copy_from = Some(crmctl::desired::model::CopyFrom {
                     instance: "i0".into(),
-                    kind: crmctl::spec::model::CopyKind::Minimal,
+                    kind: crmctl::domain::kinds::CopyKind::Minimal,
                 });
                 i.currency = None;
                 i.notification_recipients = Some(vec!["ops@prop.com".into(), "OPS@prop.com".into()]);
             }
         }
-        let text = crmctl::spec::load::to_yaml(&desired).unwrap();
-        let loaded = crmctl::spec::load::load_str("prop.yaml", text.clone());
+        let text = crmctl::desired::load::to_yaml(&desired).unwrap();
+        let loaded = crmctl::desired::load::load_str("prop.yaml", text.clone());
         // A file the validator refuses never reaches the planner (e.g. I11: a copy with
         // another currency than its source's in the file).
         let Ok(loaded) = loaded else { return Ok(()) };

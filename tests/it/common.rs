@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use crmctl::plan::{ObjKind, ObjRef, Op, Plan};
-use crmctl::spec::model::Desired;
-use crmctl::state::{Resource, State};
-use crmctl::tenant::{
-    AccessMode, AdminModeState, Group, Instance, InstanceStatus, InstanceType, Tenant, UpdatePhase,
-    UpdateState, User, MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES,
-    MAX_SANDBOX_INSTANCES,
+use crmctl::desired::model::Desired;
+use crmctl::domain::kinds::{AccessMode, InstanceType};
+use crmctl::domain::op::{ObjKind, ObjRef, Op};
+use crmctl::observed::{
+    AdminModeState, Group, Instance, InstanceStatus, Tenant, UpdatePhase, UpdateState, User,
+    MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES,
 };
+use crmctl::plan::Plan;
+use crmctl::state::{Resource, State};
 
 pub const DOMAIN: &str = "coho.onmicrosoft.com";
 
@@ -22,7 +23,8 @@ pub fn desired(yaml: &str) -> Desired {
     } else {
         format!("tenant: {DOMAIN}\n{yaml}")
     };
-    crmctl::spec::load::from_yaml(&text).unwrap_or_else(|e| panic!("bad desired YAML: {e}\n{text}"))
+    crmctl::desired::load::from_yaml(&text)
+        .unwrap_or_else(|e| panic!("bad desired YAML: {e}\n{text}"))
 }
 
 /// An observed tenant from YAML, on top of a fresh tenant's defaults (versions etc.).
@@ -30,7 +32,7 @@ pub fn tenant(yaml: &str) -> Tenant {
     if yaml.trim().is_empty() {
         return fresh();
     }
-    let mut t: Tenant = crmctl::spec::load::from_yaml(&format!("domain: {DOMAIN}\n{yaml}"))
+    let mut t: Tenant = crmctl::desired::load::from_yaml(&format!("domain: {DOMAIN}\n{yaml}"))
         .unwrap_or_else(|e| panic!("bad tenant YAML: {e}\n{yaml}"));
     if t.versions.is_empty() {
         t.versions = fresh().versions;
@@ -443,8 +445,8 @@ impl Sim {
                 let admin = u.admin_roles.iter().any(|r| {
                     matches!(
                         r,
-                        crmctl::tenant::AdminRole::GlobalAdmin
-                            | crmctl::tenant::AdminRole::ServiceAdmin
+                        crmctl::domain::kinds::AdminRole::GlobalAdmin
+                            | crmctl::domain::kinds::AdminRole::ServiceAdmin
                     )
                 });
                 if u.access_mode == AccessMode::ReadWrite && u.license.is_none() && !admin {

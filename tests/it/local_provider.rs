@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crmctl::plan::action::{ObjKind, ObjRef, Op};
+use crmctl::domain::kinds::{AccessMode, AdminRole, CopyKind, InstanceType, LicensePlan, Region};
+use crmctl::domain::op::{ObjKind, ObjRef, Op};
+use crmctl::observed::{
+    AdminModeState, Group, Instance, InstanceStatus, Tenant, UpdatePhase, UpdateState, User,
+};
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::{Provider, ProviderError};
-use crmctl::tenant::{
-    AccessMode, AdminModeState, AdminRole, CopyKind, Group, Instance, InstanceStatus, InstanceType,
-    LicensePlan, Region, Tenant, UpdatePhase, UpdateState, User,
-};
 
 fn r(id: &str) -> ObjRef {
     ObjRef {

@@ -182,7 +182,7 @@ proptest! {
                 prop_assert!(*d < act.id);
             }
             // Unmanaged objects are never touched.
-            prop_assert!(!serde_json::to_string(&act.op).unwrap().contains("\"x1\"") || act.kind == crmctl::plan::ActionKind::RemoveGroupMembers);
+            prop_assert!(!serde_json::to_string(&act.op).unwrap().contains("\"x1\"") || act.kind == crmctl::domain::op::ActionKind::RemoveGroupMembers);
             prop_assert!(!serde_json::to_string(&act.op).unwrap().contains("\"xg\""));
         }
         if a.has_errors() {

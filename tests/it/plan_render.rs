@@ -9,9 +9,9 @@ use std::path::Path;
 use common::*;
 
 fn snapshot(file: &Path) {
-    let loaded = crmctl::spec::load::load_file(file)
+    let loaded = crmctl::desired::load::load_file(file)
         .unwrap_or_else(|e| panic!("{}: {:?}", file.display(), e.diagnostics));
-    let t = crmctl::tenant::Tenant::fresh(&loaded.desired.tenant);
+    let t = crmctl::observed::Tenant::fresh(&loaded.desired.tenant);
     let plan = crmctl::plan::plan(&loaded.desired, &t, &state(&[]));
     assert!(
         !plan.has_errors(),
@@ -86,7 +86,7 @@ fn hostile_text_from_the_tenant_is_escaped_in_every_rendering() {
     let mut t = fresh();
     t.groups.insert(
         "g1".into(),
-        crmctl::tenant::Group {
+        crmctl::observed::Group {
             id: "g1".into(),
             name: "Sales".into(),
             description: hostile.into(),
@@ -146,7 +146,7 @@ fn hostile_text_from_the_tenant_is_escaped_in_every_rendering() {
 /// and the caret still under the column.
 #[test]
 fn diagnostics_escape_the_echoed_line_and_the_message() {
-    use crmctl::spec::load::{load_str, render_diagnostics};
+    use crmctl::desired::load::{load_str, render_diagnostics};
     let text = "tenant: coho.onmicrosoft.com\nsecurity_groups:\n  a: {name: \"x\\e\", description: \u{202e}y}\n";
     let f = load_str("t.yaml", text.into()).unwrap_err();
     let out = render_diagnostics(&f.diagnostics, &f.src, false);

@@ -6,9 +6,10 @@
 use crate::common;
 
 use common::*;
-use crmctl::plan::{ActionKind, ObjKind, Plan};
+use crmctl::domain::op::{ActionKind, ObjKind};
+use crmctl::observed::Tenant;
+use crmctl::plan::Plan;
 use crmctl::state::State;
-use crmctl::tenant::Tenant;
 
 const PROD: &str = "type: production, slot: production, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0";
 const SANDBOX: &str = "type: sandbox, slot: sandbox, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0";
@@ -508,7 +509,7 @@ fn groups() {
                 assert_eq!(steps(p), vec!["remove_group_members security_groups.g"]);
                 // u2 is unmanaged: referenced by its remote id.
                 match &*p.actions[0].op {
-                    crmctl::plan::Op::RemoveGroupMembers { users, .. } => assert_eq!(&*users[0].address, "u2"),
+                    crmctl::domain::op::Op::RemoveGroupMembers { users, .. } => assert_eq!(&*users[0].address, "u2"),
                     other => panic!("{other:?}"),
                 }
             },
@@ -534,7 +535,7 @@ fn admin_mode_copy_updates() {
             state: vec![("instances.t", ObjKind::Instance, "i1", false)],
             valid: true,
             check: |p| match &*p.actions[0].op {
-                crmctl::plan::Op::SetAdminMode { enabled, background_operations, .. } => {
+                crmctl::domain::op::Op::SetAdminMode { enabled, background_operations, .. } => {
                     assert!(!enabled && *background_operations)
                 }
                 other => panic!("{other:?}"),
@@ -550,7 +551,7 @@ fn admin_mode_copy_updates() {
                 assert_eq!(steps(p), vec!["set_admin_mode instances.t", "switch_instance instances.t"]);
                 depends(p, "switch_instance instances.t", "set_admin_mode instances.t");
                 match &*p.actions[pos(p, "set_admin_mode instances.t")].op {
-                    crmctl::plan::Op::SetAdminMode { enabled, background_operations, message, .. } => {
+                    crmctl::domain::op::Op::SetAdminMode { enabled, background_operations, message, .. } => {
                         assert!(!enabled && *background_operations && message.is_none())
                     }
                     other => panic!("{other:?}"),
@@ -926,7 +927,7 @@ fn fidelity_instance_status() {
 fn rekeyed_from(p: &Plan, address: &str) -> String {
     let a = &p.actions[pos(p, &format!("adopt {address}"))];
     match &*a.op {
-        crmctl::plan::Op::Adopt { from: Some(f), .. } => f.clone(),
+        crmctl::domain::op::Op::Adopt { from: Some(f), .. } => f.clone(),
         other => panic!("`adopt {address}` does not re-key: {other:?}"),
     }
 }
@@ -968,7 +969,7 @@ fn identity_without_regard_to_case() {
                 assert_eq!(steps(p), vec!["adopt users.Ana@coho.com", "update_user users.Ana@coho.com"]);
                 assert_eq!(rekeyed_from(p, "users.Ana@coho.com"), "users.ana@coho.com");
                 let upd = &p.actions[1];
-                assert!(matches!(&*upd.op, crmctl::plan::Op::UpdateUser { upn: Some(u), name: None, .. } if u == "Ana@coho.com"), "{:?}", upd.op);
+                assert!(matches!(&*upd.op, crmctl::domain::op::Op::UpdateUser { upn: Some(u), name: None, .. } if u == "Ana@coho.com"), "{:?}", upd.op);
                 depends(p, "update_user users.Ana@coho.com", "adopt users.Ana@coho.com");
             },
         },
@@ -982,7 +983,7 @@ fn identity_without_regard_to_case() {
             check: |p| {
                 no_destruction(p);
                 assert_eq!(steps(p), vec!["adopt users.Ana@coho.com", "update_user users.Ana@coho.com"]);
-                assert!(matches!(&*p.actions[0].op, crmctl::plan::Op::Adopt { from: None, id, .. } if id == "u1"));
+                assert!(matches!(&*p.actions[0].op, crmctl::domain::op::Op::Adopt { from: None, id, .. } if id == "u1"));
             },
         },
         Case {
@@ -1618,7 +1619,7 @@ fn recipients_listed_twice_in_two_cases_are_sent_once() {
         .actions
         .iter()
         .filter_map(|a| match &*a.op {
-            crmctl::plan::action::Op::SetNotificationRecipients { recipients, .. } => {
+            crmctl::domain::op::Op::SetNotificationRecipients { recipients, .. } => {
                 Some(recipients.clone())
             }
             _ => None,
@@ -1690,11 +1691,11 @@ fn plan_errors_point_at_the_offending_field() {
             .collect();
         assert_eq!(diags.len(), 1, "{}: {diags:#?}", c.name);
         assert_eq!(diags[0].address.as_deref(), Some(c.address), "{}", c.name);
-        let src = crmctl::spec::load::Source {
+        let src = crmctl::desired::load::Source {
             path: "t.yaml".into(),
             text,
         };
-        crmctl::spec::load::locate_diagnostics(&src, &mut diags);
+        crmctl::desired::load::locate_diagnostics(&src, &mut diags);
         assert_eq!(
             diags[0].location.as_ref().map(|l| l.line),
             Some(c.line),

@@ -15,8 +15,8 @@ fn examples_and_fixtures_converge_from_fresh() {
         for e in rd.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "yaml") {
-                let loaded = crmctl::spec::load::load_file(&p).unwrap();
-                let t = crmctl::tenant::Tenant::fresh(&loaded.desired.tenant);
+                let loaded = crmctl::desired::load::load_file(&p).unwrap();
+                let t = crmctl::observed::Tenant::fresh(&loaded.desired.tenant);
                 converge(&loaded.desired, &t, &state(&[]));
                 n += 1;
             }

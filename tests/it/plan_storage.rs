@@ -2,12 +2,13 @@
 //! the capacity the plan leaves (T6 included storage for the final license count, plus the
 //! add-on).
 
+use crmctl::desired::load::from_yaml;
+use crmctl::desired::model::Desired;
 use crmctl::diag::Severity;
+use crmctl::domain::kinds::LicensePlan;
+use crmctl::observed::Tenant;
 use crmctl::plan::plan;
-use crmctl::spec::load::from_yaml;
-use crmctl::spec::model::Desired;
 use crmctl::state::State;
-use crmctl::tenant::{LicensePlan, Tenant};
 
 fn t8(desired: &str, pro_now: u32, additional_now: u32, used: f64) -> Vec<(Severity, String)> {
     let d: Desired = from_yaml(desired).unwrap();

@@ -2,9 +2,9 @@
 //! text), enums for closed sets, patterns that are the validator's own, and the modeline in
 //! every example.
 
-use crmctl::spec::model::LicensePlan;
-use crmctl::spec::patterns;
-use crmctl::spec::schema::json_schema;
+use crmctl::desired::patterns;
+use crmctl::desired::schema::json_schema;
+use crmctl::domain::kinds::LicensePlan;
 use serde_json::Value;
 
 fn root() -> std::path::PathBuf {

@@ -101,7 +101,7 @@ fn ajv_accepts_every_example_and_rejects_broken_files() {
             f.display()
         );
         // crmctl rejects it too.
-        let loaded = crmctl::spec::load::load_file(f);
+        let loaded = crmctl::desired::load::load_file(f);
         assert!(loaded.is_err(), "crmctl accepts {}", f.display());
     }
 }

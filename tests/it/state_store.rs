@@ -1,6 +1,6 @@
 //! The state file: atomic writes, the lock, force-unlock.
 
-use crmctl::plan::action::ObjKind;
+use crmctl::domain::op::ObjKind;
 use crmctl::state::lock::{self, LockError, StateLock};
 use crmctl::state::store::{self, StateError};
 use crmctl::state::{Resource, State};

@@ -33,7 +33,7 @@ pub fn assert_no_changes(dir: &Path, file: &Path) {
 /// with `crmctl local import`: the other `local` commands refuse a missing tenant (issue 9
 /// item 4).
 pub fn new_tenant(dir: &Path, domain: &str) {
-    let yaml = crmctl::spec::load::to_yaml(&crmctl::tenant::Tenant::fresh(domain)).unwrap();
+    let yaml = crmctl::desired::load::to_yaml(&crmctl::observed::Tenant::fresh(domain)).unwrap();
     let file = dir.join("fresh-tenant.yaml");
     std::fs::write(&file, yaml).unwrap();
     crmctl(dir)

@@ -625,7 +625,7 @@ fn json_files_use_the_same_model_and_located_errors() {
     // Every example, converted to JSON, is valid too.
     for name in ["coho-winery", "minimal", "multi-region"] {
         let text = std::fs::read_to_string(root().join(format!("examples/{name}.yaml"))).unwrap();
-        let d: crmctl::spec::Desired = crmctl::spec::load::from_yaml(&text).unwrap();
+        let d: crmctl::desired::Desired = crmctl::desired::load::from_yaml(&text).unwrap();
         let path = dir.path().join(format!("{name}.json"));
         std::fs::write(&path, serde_json::to_string_pretty(&d).unwrap()).unwrap();
         let (code, stderr) = validate(path.to_str().unwrap());
@@ -656,7 +656,7 @@ fn big_yaml(min_bytes: usize) -> String {
         instances: 125,
         seed: 3,
     };
-    let text = crmctl::spec::load::to_yaml(&generate(&p)).unwrap();
+    let text = crmctl::desired::load::to_yaml(&generate(&p)).unwrap();
     assert!(
         text.len() >= min_bytes,
         "generated only {} bytes",

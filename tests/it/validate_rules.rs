@@ -1,13 +1,13 @@
-//! The service's rules (domain.md ids) through the library: `spec::validate::validate` is
-//! pure, `spec::load::load_str` adds parsing and locations. Table-driven: each case is a
+//! The service's rules (domain.md ids) through the library: `desired::validate::validate` is
+//! pure, `desired::load::load_str` adds parsing and locations. Table-driven: each case is a
 //! small file, the rule it breaks, the YAML path and line of the diagnostic; and the
 //! case's fix, which must make the diagnostic go away (so that no rule fires on valid input).
 
+use crmctl::desired::load::{load_str, locate, Source};
+use crmctl::desired::patterns;
+use crmctl::desired::validate::validate;
+use crmctl::desired::Desired;
 use crmctl::diag::Severity;
-use crmctl::spec::load::{load_str, locate, Source};
-use crmctl::spec::patterns;
-use crmctl::spec::validate::validate;
-use crmctl::spec::Desired;
 
 const BASE: &str = "\
 tenant: coho.onmicrosoft.com
@@ -73,7 +73,7 @@ const CASES: &[Case] = &[
 ];
 
 fn parse(text: &str) -> Desired {
-    crmctl::spec::load::from_yaml(text).unwrap()
+    crmctl::desired::load::from_yaml(text).unwrap()
 }
 
 #[test]
@@ -520,12 +520,12 @@ fn i10_production_default_admin_mode_and_i11_matching_copy_are_valid() {
 /// line (line L + 1 is the end of the file, column C + 1 the end of its line).
 ///
 /// 10,000 cases with a fixed count (CI sets `PROPTEST_RNG_SEED`); the library is called
-/// in-process (`spec::load::load_bytes`), not the binary.
+/// in-process (`desired::load::load_bytes`), not the binary.
 mod load_fuzz {
     use proptest::prelude::*;
 
+    use crmctl::desired::load::{load_bytes, Source};
     use crmctl::diag::Diagnostic;
-    use crmctl::spec::load::{load_bytes, Source};
 
     const EXAMPLES: [(&str, &str); 3] = [
         (
@@ -544,7 +544,7 @@ mod load_fuzz {
         let mut out = Vec::new();
         for (name, yaml) in EXAMPLES {
             out.push((format!("{name}.yaml"), yaml.as_bytes().to_vec()));
-            let value: serde_json::Value = crmctl::spec::load::from_yaml(yaml).unwrap();
+            let value: serde_json::Value = crmctl::desired::load::from_yaml(yaml).unwrap();
             let json = serde_json::to_string_pretty(&value).unwrap();
             out.push((format!("{name}.json"), json.into_bytes()));
         }
@@ -782,7 +782,7 @@ fn issue9_refused_and_located() {
     ];
     let mut failures = Vec::new();
     for c in &cases {
-        let got = match crmctl::spec::load::load_bytes(c.path, c.text.clone().into_bytes()) {
+        let got = match crmctl::desired::load::load_bytes(c.path, c.text.clone().into_bytes()) {
             Ok(_) => {
                 failures.push(format!("{}: loaded without error", c.name));
                 continue;
@@ -808,7 +808,7 @@ fn issue9_refused_and_located() {
 /// are reported at the line and column of the first bad byte.
 #[test]
 fn issue9_bom_and_non_utf8() {
-    use crmctl::spec::load::load_bytes;
+    use crmctl::desired::load::load_bytes;
     for (path, text) in [
         ("t.yaml", format!("\u{feff}{BASE}")),
         (
@@ -915,7 +915,7 @@ fn issue9_syntax_errors_have_a_location_and_a_hint() {
     ];
     let mut failures = Vec::new();
     for (name, path, text) in cases {
-        match crmctl::spec::load::load_bytes(path, text.as_bytes().to_vec()) {
+        match crmctl::desired::load::load_bytes(path, text.as_bytes().to_vec()) {
             Ok(_) => failures.push(format!("{name}: loaded")),
             Err(f) => {
                 for d in f.diagnostics.iter().filter(|d| d.is_error()) {

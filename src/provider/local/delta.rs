@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::tenant::{Group, Instance, LicensePlan, Slots, StorageState, Tenant, User};
+use crate::domain::kinds::LicensePlan;
+use crate::observed::{Group, Instance, Slots, StorageState, Tenant, User};
 
 /// Counters for deterministic ids (`usr-000001`, `grp-000001`, `org-000001`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -95,9 +95,9 @@ use std::sync::{Condvar, Mutex, OnceLock};
 
 use rusqlite::Connection;
 
-use crate::plan::action::Op;
+use crate::domain::op::Op;
+use crate::observed::Tenant;
 use crate::provider::{Outcome, Provider, ProviderError};
-use crate::tenant::Tenant;
 
 use delta::{Counters, Delta, Index, Meta};
 

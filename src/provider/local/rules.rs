@@ -3,14 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use crate::plan::action::{ObjKind, ObjRef, Op};
+use crate::domain::kinds::{AccessMode, AdminRole, InstanceType};
+use crate::domain::op::{ObjKind, ObjRef, Op};
+use crate::observed::{
+    AdminModeState, Group, Instance, InstanceStatus, Tenant, UpdatePhase, UpdateState, User,
+    MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES,
+};
 use crate::provider::local::delta::{Counters, Delta, Index, Meta};
 use crate::provider::{Outcome, ProviderError};
-use crate::tenant::{
-    AccessMode, AdminModeState, AdminRole, Group, Instance, InstanceStatus, InstanceType, Tenant,
-    UpdatePhase, UpdateState, User, MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES,
-    MAX_SANDBOX_INSTANCES,
-};
 
 /// What an op will do once committed.
 pub(crate) struct Effect {
@@ -273,7 +273,7 @@ pub(crate) fn effect(
                 let sandboxes = t.used_slots(InstanceType::Sandbox);
                 let total_now = t.total_slots(InstanceType::Sandbox);
                 let total_after = t.slots.sandbox
-                    + crate::tenant::included_slots(InstanceType::Sandbox, pe_after);
+                    + crate::observed::included_slots(InstanceType::Sandbox, pe_after);
                 if total_after < total_now && sandboxes > total_after {
                     return Err(refused(
                         "T6",
@@ -1074,6 +1074,6 @@ fn newest(t: &Tenant) -> String {
         .max_by_key(|v| version_key(v))
         .cloned()
         .unwrap_or_else(|| {
-            crate::tenant::KNOWN_VERSIONS[crate::tenant::KNOWN_VERSIONS.len() - 1].to_string()
+            crate::observed::KNOWN_VERSIONS[crate::observed::KNOWN_VERSIONS.len() - 1].to_string()
         })
 }

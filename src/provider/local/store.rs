@@ -14,9 +14,9 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+use crate::observed::{Group, Instance, Tenant, User};
 use crate::provider::local::delta::{Counters, Delta, Meta};
 use crate::provider::ProviderError;
-use crate::tenant::{Group, Instance, Tenant, User};
 
 /// Schema version stored in `meta`.
 const SCHEMA_VERSION: &str = "1";

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::spec::model::{AccessMode, AdminRole, CopyKind, InstanceType, LicensePlan, Region};
+use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan, Region};
 
 /// Included storage of every account, in GB (T6).
 pub const BASE_STORAGE_GB: f64 = 5.0;

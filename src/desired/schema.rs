@@ -1,7 +1,7 @@
 //! The JSON Schema of the desired-state file (`crmctl schema`, `schemas/crmctl.schema.json`),
 //! generated from the model so that it can never drift from what crmctl reads.
 
-use crate::spec::model::Desired;
+use crate::desired::model::Desired;
 
 /// The JSON Schema of the desired-state file, as pretty JSON with a final newline.
 pub fn json_schema() -> String {

@@ -2,9 +2,9 @@
 //! formats; everyone else calls the functions here.
 //!
 //! - **Fast path.** The text is parsed straight into the plain model
-//!   ([`Desired`](crate::spec::model::Desired)): YAML by serde-saphyr with budgets (against
+//!   ([`Desired`](crate::desired::model::Desired)): YAML by serde-saphyr with budgets (against
 //!   alias bombs and huge inputs) and duplicate keys rejected; a `.json` file by serde_json.
-//!   Then [`validate`](crate::spec::validate::validate) checks the service's rules. A valid
+//!   Then [`validate`](crate::desired::validate::validate) checks the service's rules. A valid
 //!   file costs a parse and a validation, nothing more.
 //! - **Locations on demand.** Diagnostics carry the YAML path of what they are about in
 //!   `address`. Only when there is something to report is the text parsed again into a small
@@ -26,9 +26,9 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::desired::index::MemberPositions;
+use crate::desired::model::Desired;
 use crate::diag::{Diagnostic, Location, Severity};
-use crate::spec::index::MemberPositions;
-use crate::spec::model::Desired;
 
 use locate::Pos;
 use structural::FastError;
@@ -278,7 +278,7 @@ pub fn load_str(path: &str, mut text: String) -> Result<Loaded, LoadFailure> {
     match parsed {
         Ok(desired) => {
             let members = MemberPositions::resolve(&desired);
-            let mut diagnostics = crate::spec::validate::validate_with(&desired, &members);
+            let mut diagnostics = crate::desired::validate::validate_with(&desired, &members);
             if !json {
                 diagnostics.extend(merge_key_errors(&src));
             }

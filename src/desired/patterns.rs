@@ -8,7 +8,7 @@
 pub const URL_NAME_PATTERN: &str = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$";
 
 /// A three-letter currency code in capitals (I3); the code must also be in ISO 4217
-/// ([`crate::spec::iso4217`]), which validation checks.
+/// ([`crate::desired::iso4217`]), which validation checks.
 pub const CURRENCY_PATTERN: &str = r"^[A-Z]{3}$";
 
 /// An email address or user principal name (P1, I13): an RFC 5322 dot-atom local part, `@`,

@@ -3,7 +3,7 @@
 //!
 //! Pure: no I/O, no file format. Each diagnostic carries in `address` the YAML path of the
 //! offending value (`instances.dev.admin_mode.background_operations`,
-//! `users.ana@x.com.roles.sales`, `security_groups.sales.members[2]`); `spec::load` turns
+//! `users.ana@x.com.roles.sales`, `security_groups.sales.members[2]`); `desired::load` turns
 //! paths into file:line:col only when there is something to report.
 //!
 //! Cost: O(n log n) in the size of the file (maps and sets, no quadratic scans), so that
@@ -19,12 +19,13 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
+use crate::desired::ident;
+use crate::desired::index::{MemberPositions, UNDECLARED};
+use crate::desired::iso4217;
+use crate::desired::model::Desired;
+use crate::desired::patterns;
 use crate::diag::Diagnostic;
-use crate::spec::ident;
-use crate::spec::index::{MemberPositions, UNDECLARED};
-use crate::spec::iso4217;
-use crate::spec::model::{AccessMode, AdminRole, Desired, InstanceType, LicensePlan};
-use crate::spec::patterns;
+use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan};
 
 /// Most production instances in one tenant (T7).
 pub const MAX_PRODUCTION: usize = 50;
@@ -34,7 +35,7 @@ pub const MAX_SANDBOX: usize = 75;
 pub const MAX_NON_INTERACTIVE: usize = 5;
 
 /// Check every rule; diagnostics come in a deterministic order (file order is restored by
-/// `spec::load` once they are located).
+/// `desired::load` once they are located).
 pub fn validate(d: &Desired) -> Vec<Diagnostic> {
     validate_with(d, &MemberPositions::resolve(d))
 }
@@ -746,7 +747,7 @@ fn admins(d: &Desired, out: &mut Vec<Diagnostic>) {
 }
 
 /// Issue 9 item 2: names the service compares without regard to case (see
-/// [`crate::spec::ident`]) must not differ only in case in one file, or two entries would
+/// [`crate::desired::ident`]) must not differ only in case in one file, or two entries would
 /// be one object: two user keys (P1: one UPN, one user; today's apply creates the first and
 /// the service refuses the second), two security groups with the same display name (I12: a
 /// group is adopted by its display name; exact repeats included), two group keys (their

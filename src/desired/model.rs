@@ -7,12 +7,14 @@
 //!   `license` and `security_group`, where omission means "none" (as the file format says);
 //! - a list that is given is exact.
 //!
-//! This module knows no file format: only `spec::load` knows YAML and JSON.
+//! This module knows no file format: only `desired::load` knows YAML and JSON.
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::domain::kinds::{AccessMode, AdminRole, CopyKind, InstanceType, LicensePlan, Region};
 
 /// The whole desired tenant, as written in one file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -23,7 +25,7 @@ pub struct Desired {
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// The tenant's domain, `<name>.onmicrosoft.com` (T1).
-    #[schemars(regex(pattern = crate::spec::patterns::TENANT_PATTERN))]
+    #[schemars(regex(pattern = crate::desired::patterns::TENANT_PATTERN))]
     pub tenant: String,
     /// Purchased user licenses per plan (T2). A plan that is omitted is not managed.
     /// Address: `licenses.<plan>`.
@@ -50,7 +52,7 @@ pub struct Desired {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "unique_keys::option_map"
     )]
-    #[schemars(extend("propertyNames" = { "pattern": crate::spec::patterns::EMAIL_PATTERN }))]
+    #[schemars(extend("propertyNames" = { "pattern": crate::desired::patterns::EMAIL_PATTERN }))]
     pub users: Option<BTreeMap<String, User>>,
     /// Instances (CRM organizations) by logical key (I1). Address: `instances.<key>`.
     #[serde(
@@ -74,45 +76,6 @@ impl Desired {
     }
 }
 
-/// A user license plan (T2).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum LicensePlan {
-    /// Essential.
-    Essential,
-    /// Basic.
-    Basic,
-    /// Professional: counts towards included capacity (T6) and allows add-on purchases (T5).
-    Professional,
-    /// Enterprise: counts towards included capacity (T6) and allows add-on purchases (T5).
-    Enterprise,
-}
-
-impl LicensePlan {
-    /// Every plan, in a fixed order.
-    pub const ALL: [LicensePlan; 4] = [
-        LicensePlan::Essential,
-        LicensePlan::Basic,
-        LicensePlan::Professional,
-        LicensePlan::Enterprise,
-    ];
-    /// The name used in files and addresses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LicensePlan::Essential => "essential",
-            LicensePlan::Basic => "basic",
-            LicensePlan::Professional => "professional",
-            LicensePlan::Enterprise => "enterprise",
-        }
-    }
-    /// Whether the plan counts as a paid Professional/Enterprise license (T5, T6).
-    pub fn is_pro_or_enterprise(self) -> bool {
-        matches!(self, LicensePlan::Professional | LicensePlan::Enterprise)
-    }
-}
-
 /// Storage settings (T6, T8).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -121,7 +84,7 @@ pub struct Storage {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::spec::load::counts::option"
+        deserialize_with = "crate::desired::load::counts::option"
     )]
     pub additional_gb: Option<u32>,
 }
@@ -139,7 +102,7 @@ pub struct SecurityGroup {
     /// Members, as user keys (UPNs) declared under `users`. Exact when given; omit to leave
     /// membership as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(inner(regex(pattern = crate::spec::patterns::EMAIL_PATTERN)))]
+    #[schemars(inner(regex(pattern = crate::desired::patterns::EMAIL_PATTERN)))]
     pub members: Option<Vec<String>>,
 }
 
@@ -170,135 +133,6 @@ pub struct User {
     pub admin_roles: Option<Vec<AdminRole>>,
 }
 
-/// A user's access mode (P3).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum AccessMode {
-    /// Normal use; needs a license.
-    ReadWrite,
-    /// Settings areas only; no license needed after setup (P4).
-    Administrative,
-    /// Programmatic access; no license needed; at most 5 per instance (P3).
-    NonInteractive,
-    /// Application user: non-interactive, unlimited, never licensed (P3).
-    Application,
-}
-
-impl AccessMode {
-    /// The name used in files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccessMode::ReadWrite => "read-write",
-            AccessMode::Administrative => "administrative",
-            AccessMode::NonInteractive => "non-interactive",
-            AccessMode::Application => "application",
-        }
-    }
-}
-
-/// A tenant administrator role (P6).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum AdminRole {
-    /// Global administrator: System Administrator in every instance without a license.
-    GlobalAdmin,
-    /// Billing administrator.
-    BillingAdmin,
-    /// Password administrator.
-    PasswordAdmin,
-    /// Service administrator: System Administrator in every instance without a license.
-    ServiceAdmin,
-    /// User management administrator.
-    UserManagementAdmin,
-}
-
-/// Instance type (I7).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum InstanceType {
-    /// A production instance (cannot be deleted, I8).
-    Production,
-    /// A sandbox instance (can be reset, copied onto, deleted; admin mode).
-    Sandbox,
-}
-
-impl InstanceType {
-    /// The name used in files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InstanceType::Production => "production",
-            InstanceType::Sandbox => "sandbox",
-        }
-    }
-}
-
-/// Datacenter region (I6).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-pub enum Region {
-    /// North America, `crm`.
-    NA,
-    /// South America / LATAM, `crm2`.
-    #[serde(alias = "LATAM")]
-    SAM,
-    /// Canada, `crm3`.
-    CAN,
-    /// Europe, Middle East, Africa, `crm4`.
-    EMEA,
-    /// Asia Pacific, `crm5`.
-    APAC,
-    /// Oceania, `crm6`.
-    OCE,
-    /// Japan, `crm7`.
-    JPN,
-    /// India, `crm8`.
-    IND,
-    /// US government community cloud, `crm9`.
-    GCC,
-    /// United Kingdom, `crm11`.
-    UK,
-}
-
-impl Region {
-    /// The URL host suffix of the region (I6): `https://<url>.<suffix>.dynamics.com`.
-    pub fn url_suffix(self) -> &'static str {
-        match self {
-            Region::NA => "crm",
-            Region::SAM => "crm2",
-            Region::CAN => "crm3",
-            Region::EMEA => "crm4",
-            Region::APAC => "crm5",
-            Region::OCE => "crm6",
-            Region::JPN => "crm7",
-            Region::IND => "crm8",
-            Region::GCC => "crm9",
-            Region::UK => "crm11",
-        }
-    }
-    /// The name used in files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Region::NA => "NA",
-            Region::SAM => "SAM",
-            Region::CAN => "CAN",
-            Region::EMEA => "EMEA",
-            Region::APAC => "APAC",
-            Region::OCE => "OCE",
-            Region::JPN => "JPN",
-            Region::IND => "IND",
-            Region::GCC => "GCC",
-            Region::UK => "UK",
-        }
-    }
-}
-
 /// An instance (CRM organization, I1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -306,7 +140,7 @@ pub struct Instance {
     /// Friendly name (editable, I4).
     pub name: String,
     /// URL name: `https://<url>.crm<N>.dynamics.com`; unique in the service (I5).
-    #[schemars(regex(pattern = crate::spec::patterns::URL_NAME_PATTERN))]
+    #[schemars(regex(pattern = crate::desired::patterns::URL_NAME_PATTERN))]
     pub url: String,
     /// `production` or `sandbox` (I7).
     #[serde(rename = "type")]
@@ -320,14 +154,14 @@ pub struct Instance {
     /// Base currency, ISO 4217 (I3); fixed once configured. Defaults to `USD` for a new
     /// instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::spec::patterns::CURRENCY_PATTERN))]
+    #[schemars(regex(pattern = crate::desired::patterns::CURRENCY_PATTERN))]
     pub currency: Option<String>,
     /// Base language as a Windows LCID, e.g. 1033 for English (I3). Defaults to 1033 for a
     /// new instance.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::spec::load::counts::option"
+        deserialize_with = "crate::desired::load::counts::option"
     )]
     pub language: Option<u32>,
     /// Key of the security group bound to the instance (I12); omit for none.
@@ -335,7 +169,7 @@ pub struct Instance {
     pub security_group: Option<String>,
     /// Extra recipients of update notifications (I13). Exact when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(inner(regex(pattern = crate::spec::patterns::EMAIL_PATTERN)))]
+    #[schemars(inner(regex(pattern = crate::desired::patterns::EMAIL_PATTERN)))]
     pub notification_recipients: Option<Vec<String>>,
     /// Approve an update to a target version (U2-U4). Omit to leave updates as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -379,13 +213,13 @@ pub struct AdminMode {
 #[serde(deny_unknown_fields)]
 pub struct UpdateApproval {
     /// Target version, e.g. `8.1.0` (U1, U3).
-    #[schemars(regex(pattern = crate::spec::patterns::VERSION_PATTERN))]
+    #[schemars(regex(pattern = crate::desired::patterns::VERSION_PATTERN))]
     pub target_version: String,
     /// Preferred date and time (RFC 3339, UTC), e.g. `2016-05-14T22:00:00Z`.
-    #[schemars(regex(pattern = crate::spec::patterns::DATE_TIME_UTC_PATTERN))]
+    #[schemars(regex(pattern = crate::desired::patterns::DATE_TIME_UTC_PATTERN))]
     pub preferred: String,
     /// Alternate date and time (RFC 3339, UTC), strictly later than `preferred` (U3).
-    #[schemars(regex(pattern = crate::spec::patterns::DATE_TIME_UTC_PATTERN))]
+    #[schemars(regex(pattern = crate::desired::patterns::DATE_TIME_UTC_PATTERN))]
     pub alternate: String,
 }
 
@@ -397,18 +231,6 @@ pub struct CopyFrom {
     pub instance: String,
     /// `full` (data, users, customizations) or `minimal` (users, customizations, schema).
     pub kind: CopyKind,
-}
-
-/// Kind of copy (I11).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum CopyKind {
-    /// All data, users and customizations.
-    Full,
-    /// Users, customizations and schema only.
-    Minimal,
 }
 
 /// Maps that refuse a key given twice, in every input format. serde-saphyr already rejects
@@ -484,13 +306,13 @@ mod unique_keys {
     }
 
     /// Deserialize `Option<BTreeMap<K, u32>>` refusing duplicate keys, each value a plain
-    /// count (see `spec::load::counts`).
+    /// count (see `desired::load::counts`).
     pub fn option_count_map<'de, D, K>(d: D) -> Result<Option<BTreeMap<K, u32>>, D::Error>
     where
         D: Deserializer<'de>,
         K: Deserialize<'de> + Ord + fmt::Debug,
     {
-        let m: Option<BTreeMap<K, crate::spec::load::counts::Count>> = option_map(d)?;
+        let m: Option<BTreeMap<K, crate::desired::load::counts::Count>> = option_map(d)?;
         Ok(m.map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect()))
     }
 

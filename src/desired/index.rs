@@ -3,7 +3,7 @@
 //! A member is written as a UPN and must be a key of `users` (I12). Both validation (is it
 //! declared? listed twice?) and the planner (which users join or leave) need each
 //! member's user; at the reference size that is 1,000,000 string lookups, so they are done
-//! once, here, and shared: [`crate::spec::load`] keeps the result next to the file it read
+//! once, here, and shared: [`crate::desired::load`] keeps the result next to the file it read
 //! and `crmctl plan` hands it to [`crate::plan::plan_resolved`].
 //!
 //! Pure and deterministic; large files are resolved on two threads (each resolves half of
@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::spec::model::Desired;
+use crate::desired::model::Desired;
 
 /// The position of a member that is not a key of `users`.
 pub const UNDECLARED: u32 = u32::MAX;
@@ -124,7 +124,7 @@ impl MemberPositions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::model::{SecurityGroup, User};
+    use crate::desired::model::{SecurityGroup, User};
 
     fn desired(users: &[&str], groups: &[(&str, Option<&[&str]>)]) -> Desired {
         Desired {

@@ -18,8 +18,8 @@ use serde_saphyr::MessageFormatter;
 use super::jscan::JsonScan;
 use super::locate::{join, Entry, Key, Node, Pos, Value, ValueVisitor};
 use super::{loc, tree_options, yaml_options, Source};
+use crate::desired::model::Desired;
 use crate::diag::{Diagnostic, Severity};
-use crate::spec::model::Desired;
 
 /// Top-level fields that are maps of independent entries, checked one entry at a time.
 const COLLECTIONS: [&str; 4] = ["licenses", "security_groups", "users", "instances"];
