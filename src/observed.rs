@@ -10,21 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan, Region};
+use crate::domain::limits::{
+    BASE_STORAGE_GB, LICENSES_FOR_INCLUDED_SANDBOX, MAX_INCLUDED_STORAGE_GB,
+    STORAGE_PER_20_LICENSES_GB,
+};
 
-/// Included storage of every account, in GB (T6).
-pub const BASE_STORAGE_GB: f64 = 5.0;
-/// Storage added per 20 paid Professional + Enterprise licenses, in GB (T6).
-pub const STORAGE_PER_20_LICENSES_GB: f64 = 2.5;
-/// Included storage cap, in GB (T6).
-pub const MAX_INCLUDED_STORAGE_GB: f64 = 50.0;
-/// Paid Professional + Enterprise licenses that include one extra sandbox (T6).
-pub const LICENSES_FOR_INCLUDED_SANDBOX: u32 = 25;
-/// At most this many production instances per tenant (T7).
-pub const MAX_PRODUCTION_INSTANCES: u32 = 50;
-/// At most this many sandbox instances per tenant (T7).
-pub const MAX_SANDBOX_INSTANCES: u32 = 75;
-/// At most this many non-interactive users per instance (P3).
-pub const MAX_NON_INTERACTIVE_PER_INSTANCE: usize = 5;
 /// The versions a fresh local tenant knows, oldest first (U1).
 pub const KNOWN_VERSIONS: [&str; 4] = ["7.0.0", "7.1.0", "8.0.0", "8.1.0"];
 

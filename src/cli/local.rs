@@ -356,7 +356,7 @@ fn group_id(t: &Tenant, key: &str) -> Result<String, String> {
     let found: Vec<&Group> = t
         .groups
         .values()
-        .filter(|g| crate::desired::ident::same(&g.name, key))
+        .filter(|g| crate::domain::ident::same(&g.name, key))
         .collect();
     match found.as_slice() {
         [g] => Ok(g.id.clone()),

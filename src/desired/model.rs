@@ -25,7 +25,7 @@ pub struct Desired {
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// The tenant's domain, `<name>.onmicrosoft.com` (T1).
-    #[schemars(regex(pattern = crate::desired::patterns::TENANT_PATTERN))]
+    #[schemars(regex(pattern = crate::domain::syntax::TENANT_PATTERN))]
     pub tenant: String,
     /// Purchased user licenses per plan (T2). A plan that is omitted is not managed.
     /// Address: `licenses.<plan>`.
@@ -52,7 +52,7 @@ pub struct Desired {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "unique_keys::option_map"
     )]
-    #[schemars(extend("propertyNames" = { "pattern": crate::desired::patterns::EMAIL_PATTERN }))]
+    #[schemars(extend("propertyNames" = { "pattern": crate::domain::syntax::EMAIL_PATTERN }))]
     pub users: Option<BTreeMap<String, User>>,
     /// Instances (CRM organizations) by logical key (I1). Address: `instances.<key>`.
     #[serde(
@@ -102,7 +102,7 @@ pub struct SecurityGroup {
     /// Members, as user keys (UPNs) declared under `users`. Exact when given; omit to leave
     /// membership as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(inner(regex(pattern = crate::desired::patterns::EMAIL_PATTERN)))]
+    #[schemars(inner(regex(pattern = crate::domain::syntax::EMAIL_PATTERN)))]
     pub members: Option<Vec<String>>,
 }
 
@@ -140,7 +140,7 @@ pub struct Instance {
     /// Friendly name (editable, I4).
     pub name: String,
     /// URL name: `https://<url>.crm<N>.dynamics.com`; unique in the service (I5).
-    #[schemars(regex(pattern = crate::desired::patterns::URL_NAME_PATTERN))]
+    #[schemars(regex(pattern = crate::domain::syntax::URL_NAME_PATTERN))]
     pub url: String,
     /// `production` or `sandbox` (I7).
     #[serde(rename = "type")]
@@ -154,7 +154,7 @@ pub struct Instance {
     /// Base currency, ISO 4217 (I3); fixed once configured. Defaults to `USD` for a new
     /// instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::desired::patterns::CURRENCY_PATTERN))]
+    #[schemars(regex(pattern = crate::domain::syntax::CURRENCY_PATTERN))]
     pub currency: Option<String>,
     /// Base language as a Windows LCID, e.g. 1033 for English (I3). Defaults to 1033 for a
     /// new instance.
@@ -169,7 +169,7 @@ pub struct Instance {
     pub security_group: Option<String>,
     /// Extra recipients of update notifications (I13). Exact when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(inner(regex(pattern = crate::desired::patterns::EMAIL_PATTERN)))]
+    #[schemars(inner(regex(pattern = crate::domain::syntax::EMAIL_PATTERN)))]
     pub notification_recipients: Option<Vec<String>>,
     /// Approve an update to a target version (U2-U4). Omit to leave updates as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,13 +213,13 @@ pub struct AdminMode {
 #[serde(deny_unknown_fields)]
 pub struct UpdateApproval {
     /// Target version, e.g. `8.1.0` (U1, U3).
-    #[schemars(regex(pattern = crate::desired::patterns::VERSION_PATTERN))]
+    #[schemars(regex(pattern = crate::domain::syntax::VERSION_PATTERN))]
     pub target_version: String,
     /// Preferred date and time (RFC 3339, UTC), e.g. `2016-05-14T22:00:00Z`.
-    #[schemars(regex(pattern = crate::desired::patterns::DATE_TIME_UTC_PATTERN))]
+    #[schemars(regex(pattern = crate::domain::syntax::DATE_TIME_UTC_PATTERN))]
     pub preferred: String,
     /// Alternate date and time (RFC 3339, UTC), strictly later than `preferred` (U3).
-    #[schemars(regex(pattern = crate::desired::patterns::DATE_TIME_UTC_PATTERN))]
+    #[schemars(regex(pattern = crate::domain::syntax::DATE_TIME_UTC_PATTERN))]
     pub alternate: String,
 }
 

@@ -19,20 +19,17 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::desired::ident;
 use crate::desired::index::{MemberPositions, UNDECLARED};
-use crate::desired::iso4217;
 use crate::desired::model::Desired;
-use crate::desired::patterns;
 use crate::diag::Diagnostic;
+use crate::domain::ident;
+use crate::domain::iso4217;
 use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan};
-
-/// Most production instances in one tenant (T7).
-pub const MAX_PRODUCTION: usize = 50;
-/// Most sandbox instances in one tenant (T7).
-pub const MAX_SANDBOX: usize = 75;
-/// Most non-interactive users with roles in one instance (P3).
-pub const MAX_NON_INTERACTIVE: usize = 5;
+use crate::domain::limits::{
+    MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES, MAX_UPN,
+    MAX_UPN_LOCAL,
+};
+use crate::domain::syntax;
 
 /// Check every rule; diagnostics come in a deterministic order (file order is restored by
 /// `desired::load` once they are located).
@@ -94,7 +91,7 @@ fn closest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a
 }
 
 fn tenant(d: &Desired, out: &mut Vec<Diagnostic>) {
-    if !patterns::is_tenant_domain(&d.tenant) {
+    if !syntax::is_tenant_domain(&d.tenant) {
         let hint = match d.tenant.split('.').next() {
             Some(name) if !name.is_empty() && !d.tenant.ends_with(".onmicrosoft.com") => {
                 format!(
@@ -126,7 +123,7 @@ fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
     for (upn, u) in users {
         // Built only when there is something to report (100,000 users: no formatting).
         let at = || format!("users.{upn}");
-        if !patterns::is_email(upn) {
+        if !syntax::is_email(upn) {
             out.push(
                 err(
                     at(),
@@ -275,9 +272,9 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
         }
 
         // I5: syntax and uniqueness of URL names (case-insensitive, as host names are).
-        if !patterns::is_url_name(&inst.url) {
+        if !syntax::is_url_name(&inst.url) {
             let lower = inst.url.to_ascii_lowercase();
-            let hint = if patterns::is_url_name(&lower) {
+            let hint = if syntax::is_url_name(&lower) {
                 format!("URL names are lower case: `{lower}`")
             } else {
                 "use 1-63 lower-case letters, digits and inner hyphens, e.g. `cohowinerysales`"
@@ -483,7 +480,7 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
         if let Some(rcpts) = &inst.notification_recipients {
             let mut seen: HashMap<String, usize> = HashMap::new();
             for (i, r) in rcpts.iter().enumerate() {
-                if !patterns::is_email(r) {
+                if !syntax::is_email(r) {
                     out.push(
                         err(
                             format!("{at}.notification_recipients[{i}]"),
@@ -511,7 +508,7 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
 
         // U1, U3: the approved update.
         if let Some(up) = &inst.update {
-            if !patterns::is_version(&up.target_version) {
+            if !syntax::is_version(&up.target_version) {
                 out.push(
                     err(
                         format!("{at}.update.target_version"),
@@ -521,12 +518,12 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                     .hint("write the version as numbers with dots, e.g. `8.1.0`"),
                 );
             } else if inst.kind == InstanceType::Sandbox {
-                if let Some(v) = patterns::version_key(&up.target_version) {
+                if let Some(v) = syntax::version_key(&up.target_version) {
                     sandbox_targets.push(v);
                 }
             }
-            let preferred = patterns::parse_date_time_utc(&up.preferred);
-            let alternate = patterns::parse_date_time_utc(&up.alternate);
+            let preferred = syntax::parse_date_time_utc(&up.preferred);
+            let alternate = syntax::parse_date_time_utc(&up.alternate);
             for (field, value, parsed) in [
                 ("preferred", &up.preferred, preferred),
                 ("alternate", &up.alternate, alternate),
@@ -559,8 +556,8 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
 
     // T7: limits per tenant.
     for (list, max, kind) in [
-        (&production, MAX_PRODUCTION, "production"),
-        (&sandbox, MAX_SANDBOX, "sandbox"),
+        (&production, MAX_PRODUCTION_INSTANCES as usize, "production"),
+        (&sandbox, MAX_SANDBOX_INSTANCES as usize, "sandbox"),
     ] {
         if list.len() > max {
             out.push(
@@ -588,7 +585,7 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
             if inst.kind != InstanceType::Production {
                 continue;
             }
-            let Some(v) = patterns::version_key(&up.target_version) else {
+            let Some(v) = syntax::version_key(&up.target_version) else {
                 continue;
             };
             if best_sandbox.is_none_or(|s| &v > s) {
@@ -624,14 +621,14 @@ fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
             }
         }
         for (inst, upns) in per_instance {
-            if upns.len() > MAX_NON_INTERACTIVE {
-                let sixth = upns[MAX_NON_INTERACTIVE];
+            if upns.len() > MAX_NON_INTERACTIVE_PER_INSTANCE {
+                let sixth = upns[MAX_NON_INTERACTIVE_PER_INSTANCE];
                 out.push(
                     err(
                         format!("users.{sixth}.roles.{inst}"),
                         "P3",
                         format!(
-                            "instance `{inst}` has {} non-interactive users with roles; at most {MAX_NON_INTERACTIVE} are allowed: {}",
+                            "instance `{inst}` has {} non-interactive users with roles; at most {MAX_NON_INTERACTIVE_PER_INSTANCE} are allowed: {}",
                             upns.len(),
                             some_of(upns.iter().copied(), 8)
                         ),
@@ -747,7 +744,7 @@ fn admins(d: &Desired, out: &mut Vec<Diagnostic>) {
 }
 
 /// Issue 9 item 2: names the service compares without regard to case (see
-/// [`crate::desired::ident`]) must not differ only in case in one file, or two entries would
+/// [`crate::domain::ident`]) must not differ only in case in one file, or two entries would
 /// be one object: two user keys (P1: one UPN, one user; today's apply creates the first and
 /// the service refuses the second), two security groups with the same display name (I12: a
 /// group is adopted by its display name; exact repeats included), two group keys (their
@@ -1044,12 +1041,6 @@ fn same_name(a: &str, b: &str) -> bool {
                 .flat_map(char::to_lowercase)
                 .eq(b.chars().flat_map(char::to_lowercase)))
 }
-
-/// Most characters in the local part of a user principal name (before `@`), and in the
-/// whole name (P1; the directory's limits, those of an email address).
-pub const MAX_UPN_LOCAL: usize = 64;
-/// See [`MAX_UPN_LOCAL`].
-pub const MAX_UPN: usize = 254;
 
 /// A user principal name longer than the directory accepts (issue 9 item 10, P1).
 fn upn_lengths(d: &Desired, out: &mut Vec<Diagnostic>) {

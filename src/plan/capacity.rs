@@ -10,8 +10,8 @@
 use std::collections::VecDeque;
 
 use crate::domain::kinds::InstanceType;
+use crate::domain::limits::{MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES};
 use crate::observed::{included_slots, Tenant};
-use crate::observed::{MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES};
 
 fn idx(kind: InstanceType) -> usize {
     match kind {

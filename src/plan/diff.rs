@@ -13,15 +13,15 @@ type HashSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
 
 use serde_json::{json, Value};
 
-use crate::desired::ident;
 use crate::desired::index::{MemberPositions, UNDECLARED};
 use crate::desired::model::{self as m, Desired};
 use crate::diag::Diagnostic;
+use crate::domain::ident;
 use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan, Region};
+use crate::domain::limits::MAX_NON_INTERACTIVE_PER_INSTANCE;
 use crate::domain::op::{ActionKind, ObjKind, ObjRef, Op};
-use crate::observed::{
-    self as t, InstanceStatus, Tenant, UpdatePhase, MAX_NON_INTERACTIVE_PER_INSTANCE,
-};
+use crate::domain::syntax::cmp_version;
+use crate::observed::{self as t, InstanceStatus, Tenant, UpdatePhase};
 use crate::plan::action::{Action, Change};
 use crate::plan::capacity::{LicenseFlow, SlotPool};
 use crate::state::State;
@@ -69,12 +69,6 @@ fn state_under<'s>(
             std::ops::Bound::Unbounded,
         ))
         .map_while(move |(a, r)| a.strip_prefix(prefix).map(|k| (a.as_str(), k, r)))
-}
-
-/// Compare dotted version strings numerically (`8.10.0` > `8.9.0`).
-pub(crate) fn cmp_version(a: &str, b: &str) -> std::cmp::Ordering {
-    let parse = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
-    parse(a).cmp(&parse(b))
 }
 
 /// A desired object and where it is in the tenant.

@@ -13,7 +13,7 @@
 //!   drops it from the state;
 //! - objects in the file and in the tenant but not in the state are adopted by natural key
 //!   (user UPN, group display name, instance URL name) with an `adopt` action; natural keys
-//!   are compared without regard to case, as the service does (`desired::ident`);
+//!   are compared without regard to case, as the service does (`domain::ident`);
 //! - a managed object whose key changed only in case (or, for a user or an instance, whose
 //!   UPN or URL name a new key of the file wants) is re-keyed by an `adopt` whose `from`
 //!   names its old state address: never deleted and created again;

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 
 use crmctl::desired::model::Desired;
 use crmctl::domain::kinds::{AccessMode, InstanceType};
+use crmctl::domain::limits::{
+    MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES,
+};
 use crmctl::domain::op::{ObjKind, ObjRef, Op};
 use crmctl::observed::{
     AdminModeState, Group, Instance, InstanceStatus, Tenant, UpdatePhase, UpdateState, User,
-    MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES,
 };
 use crmctl::plan::Plan;
 use crmctl::state::{Resource, State};

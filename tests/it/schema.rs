@@ -2,9 +2,9 @@
 //! text), enums for closed sets, patterns that are the validator's own, and the modeline in
 //! every example.
 
-use crmctl::desired::patterns;
 use crmctl::desired::schema::json_schema;
 use crmctl::domain::kinds::LicensePlan;
+use crmctl::domain::syntax;
 use serde_json::Value;
 
 fn root() -> std::path::PathBuf {
@@ -132,36 +132,30 @@ fn closed_sets_are_enums() {
 fn patterns_are_the_validators_own() {
     let s = schema();
     let inst = &s["$defs"]["Instance"]["properties"];
-    assert_eq!(inst["url"]["pattern"], patterns::URL_NAME_PATTERN);
-    assert_eq!(inst["currency"]["pattern"], patterns::CURRENCY_PATTERN);
+    assert_eq!(inst["url"]["pattern"], syntax::URL_NAME_PATTERN);
+    assert_eq!(inst["currency"]["pattern"], syntax::CURRENCY_PATTERN);
     assert_eq!(
         inst["notification_recipients"]["items"]["pattern"],
-        patterns::EMAIL_PATTERN
+        syntax::EMAIL_PATTERN
     );
-    assert_eq!(
-        s["properties"]["tenant"]["pattern"],
-        patterns::TENANT_PATTERN
-    );
+    assert_eq!(s["properties"]["tenant"]["pattern"], syntax::TENANT_PATTERN);
     assert_eq!(
         s["properties"]["users"]["propertyNames"]["pattern"],
-        patterns::EMAIL_PATTERN
+        syntax::EMAIL_PATTERN
     );
     assert_eq!(
         s["$defs"]["SecurityGroup"]["properties"]["members"]["items"]["pattern"],
-        patterns::EMAIL_PATTERN
+        syntax::EMAIL_PATTERN
     );
     let update = &s["$defs"]["UpdateApproval"]["properties"];
-    assert_eq!(
-        update["target_version"]["pattern"],
-        patterns::VERSION_PATTERN
-    );
+    assert_eq!(update["target_version"]["pattern"], syntax::VERSION_PATTERN);
     assert_eq!(
         update["preferred"]["pattern"],
-        patterns::DATE_TIME_UTC_PATTERN
+        syntax::DATE_TIME_UTC_PATTERN
     );
     assert_eq!(
         update["alternate"]["pattern"],
-        patterns::DATE_TIME_UTC_PATTERN
+        syntax::DATE_TIME_UTC_PATTERN
     );
 }
 

@@ -4,10 +4,10 @@
 //! case's fix, which must make the diagnostic go away (so that no rule fires on valid input).
 
 use crmctl::desired::load::{load_str, locate, Source};
-use crmctl::desired::patterns;
 use crmctl::desired::validate::validate;
 use crmctl::desired::Desired;
 use crmctl::diag::Severity;
+use crmctl::domain::syntax;
 
 const BASE: &str = "\
 tenant: coho.onmicrosoft.com
@@ -384,11 +384,11 @@ fn patterns_match_their_rust_matchers() {
     use regex::Regex;
     type Matcher = fn(&str) -> bool;
     let pairs: [(&str, Matcher); 5] = [
-        (patterns::URL_NAME_PATTERN, patterns::is_url_name),
-        (patterns::CURRENCY_PATTERN, patterns::is_currency_syntax),
-        (patterns::EMAIL_PATTERN, patterns::is_email),
-        (patterns::TENANT_PATTERN, patterns::is_tenant_domain),
-        (patterns::VERSION_PATTERN, patterns::is_version),
+        (syntax::URL_NAME_PATTERN, syntax::is_url_name),
+        (syntax::CURRENCY_PATTERN, syntax::is_currency_syntax),
+        (syntax::EMAIL_PATTERN, syntax::is_email),
+        (syntax::TENANT_PATTERN, syntax::is_tenant_domain),
+        (syntax::VERSION_PATTERN, syntax::is_version),
     ];
     let samples = [
         "",
@@ -446,25 +446,25 @@ mod equivalence {
     use proptest::prelude::*;
     use regex::Regex;
 
-    use super::patterns;
+    use super::syntax;
 
     proptest! {
         #[test]
         fn email_matcher_equals_its_pattern(s in "[a-zA-Z0-9.@_+-]{0,24}") {
-            let re = Regex::new(patterns::EMAIL_PATTERN).unwrap();
-            prop_assert_eq!(re.is_match(&s), patterns::is_email(&s));
+            let re = Regex::new(syntax::EMAIL_PATTERN).unwrap();
+            prop_assert_eq!(re.is_match(&s), syntax::is_email(&s));
         }
 
         #[test]
         fn url_matcher_equals_its_pattern(s in "[a-zA-Z0-9._-]{0,12}") {
-            let re = Regex::new(patterns::URL_NAME_PATTERN).unwrap();
-            prop_assert_eq!(re.is_match(&s), patterns::is_url_name(&s));
+            let re = Regex::new(syntax::URL_NAME_PATTERN).unwrap();
+            prop_assert_eq!(re.is_match(&s), syntax::is_url_name(&s));
         }
 
         #[test]
         fn version_matcher_equals_its_pattern(s in "[0-9.v]{0,10}") {
-            let re = Regex::new(patterns::VERSION_PATTERN).unwrap();
-            prop_assert_eq!(re.is_match(&s), patterns::is_version(&s));
+            let re = Regex::new(syntax::VERSION_PATTERN).unwrap();
+            prop_assert_eq!(re.is_match(&s), syntax::is_version(&s));
         }
     }
 }

@@ -3,11 +3,15 @@
 
 use std::collections::BTreeSet;
 
+use crate::domain::syntax::{cmp_version, is_currency_syntax, is_url_name};
+
 use crate::domain::kinds::{AccessMode, AdminRole, InstanceType};
+use crate::domain::limits::{
+    MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES,
+};
 use crate::domain::op::{ObjKind, ObjRef, Op};
 use crate::observed::{
     AdminModeState, Group, Instance, InstanceStatus, Tenant, UpdatePhase, UpdateState, User,
-    MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES,
 };
 use crate::provider::local::delta::{Counters, Delta, Index, Meta};
 use crate::provider::{Outcome, ProviderError};
@@ -82,16 +86,8 @@ fn editable(i: &Instance, what: &str) -> Result<(), ProviderError> {
     }
 }
 
-/// I5: URL names are 1-63 characters of `a-z`, `0-9` and `-`, not starting or ending with `-`.
-pub(crate) fn valid_url_name(url: &str) -> bool {
-    let ok_chars = url
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    !url.is_empty() && url.len() <= 63 && ok_chars && !url.starts_with('-') && !url.ends_with('-')
-}
-
 fn check_url(t: &Tenant, url: &str, except: Option<&str>) -> Result<(), ProviderError> {
-    if !valid_url_name(url) {
+    if !is_url_name(url) {
         return Err(refused(
             "I5",
             format!("URL name `{url}` is invalid: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'"),
@@ -116,7 +112,7 @@ fn check_url(t: &Tenant, url: &str, except: Option<&str>) -> Result<(), Provider
 }
 
 fn check_currency(c: &str) -> Result<(), ProviderError> {
-    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+    if is_currency_syntax(c) {
         Ok(())
     } else {
         Err(ProviderError::Invalid(format!(
@@ -152,11 +148,6 @@ fn check_upn(upn: &str) -> Result<(), ProviderError> {
             "user principal name `{upn}` is not of the form user@domain (P1)"
         )))
     }
-}
-
-/// Version numbers compare numerically, part by part (U1).
-pub(crate) fn version_key(v: &str) -> Vec<u64> {
-    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
 }
 
 /// P3: non-interactive users (other than `except`) holding roles in instance `iid`.
@@ -914,7 +905,7 @@ pub(crate) fn effect(
                     ),
                 ));
             }
-            if version_key(target_version) <= version_key(&i.version) {
+            if cmp_version(target_version, &i.version).is_le() {
                 return Err(refused(
                     "U2",
                     format!(
@@ -1071,7 +1062,7 @@ fn bind_target(t: &Tenant, g: &ObjRef) -> Result<String, ProviderError> {
 fn newest(t: &Tenant) -> String {
     t.versions
         .iter()
-        .max_by_key(|v| version_key(v))
+        .max_by(|a, b| cmp_version(a, b))
         .cloned()
         .unwrap_or_else(|| {
             crate::observed::KNOWN_VERSIONS[crate::observed::KNOWN_VERSIONS.len() - 1].to_string()

@@ -8,7 +8,7 @@
 pub const URL_NAME_PATTERN: &str = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$";
 
 /// A three-letter currency code in capitals (I3); the code must also be in ISO 4217
-/// ([`crate::desired::iso4217`]), which validation checks.
+/// ([`crate::domain::iso4217`]), which validation checks.
 pub const CURRENCY_PATTERN: &str = r"^[A-Z]{3}$";
 
 /// An email address or user principal name (P1, I13): an RFC 5322 dot-atom local part, `@`,
@@ -89,14 +89,25 @@ pub fn is_version(s: &str) -> bool {
 /// The numeric components of a version that satisfies [`is_version`], for comparisons (U5).
 /// Components too large for `u64` saturate.
 pub fn version_key(s: &str) -> Option<Vec<u64>> {
-    if !is_version(s) {
-        return None;
-    }
-    Some(
-        s.split('.')
-            .map(|p| p.parse::<u64>().unwrap_or(u64::MAX))
-            .collect(),
-    )
+    is_version(s).then(|| version_parts(s))
+}
+
+/// The one version comparison (U1, U2, U5): dotted versions compare numerically, part by
+/// part (`8.10.0` > `8.9.0`, `8.1` < `8.1.0`). Used by validation, the planner and every
+/// provider. A part that is not a number counts as 0 (the service's versions always are);
+/// one too large for `u64` saturates.
+pub fn cmp_version(a: &str, b: &str) -> std::cmp::Ordering {
+    version_parts(a).cmp(&version_parts(b))
+}
+
+fn version_parts(s: &str) -> Vec<u64> {
+    s.split('.')
+        .map(|p| match p.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => u64::MAX,
+            Err(_) => 0,
+        })
+        .collect()
 }
 
 /// [`DATE_TIME_UTC_PATTERN`] and a real date (U3); returns the instant.

@@ -41,7 +41,7 @@ mod tests {
         );
         assert!(CODES
             .iter()
-            .all(|c| crate::desired::patterns::is_currency_syntax(c)));
+            .all(|c| crate::domain::syntax::is_currency_syntax(c)));
     }
 
     #[test]
