@@ -6,6 +6,7 @@
 //! completely or refuses it with a [`ProviderError`] naming the service rule.
 
 pub mod local;
+pub mod memory;
 
 use crate::domain::op::Op;
 use crate::observed::Tenant;

@@ -84,8 +84,8 @@
 //! Calls that change nothing (`adopt`, a set to the current value) do not count for the
 //! aborts and the pause, so that a crash point lands on a write however many adoptions come first.
 
-mod delta;
-mod rules;
+pub(crate) mod delta;
+pub(crate) mod rules;
 mod store;
 
 use std::collections::HashMap;
@@ -675,7 +675,7 @@ impl LocalProvider {
 
 /// Counters at least as high as every id of the form `xxx-NNNNNN` in the tenant, so that a
 /// later creation never reuses an imported id.
-fn counters_covering(t: &Tenant, mut c: Counters) -> Counters {
+pub(crate) fn counters_covering(t: &Tenant, mut c: Counters) -> Counters {
     fn num(id: &str, prefix: &str) -> u64 {
         id.strip_prefix(prefix)
             .and_then(|n| n.parse().ok())
