@@ -223,13 +223,27 @@ mod tests {
         let rules: Vec<Option<&str>> = results.iter().map(rule).collect();
         assert_eq!(
             rules,
-            [None, Some("P1"), Some("T5"), None, None, None, None, Some("T3")]
+            [
+                None,
+                Some("P1"),
+                Some("T5"),
+                None,
+                None,
+                None,
+                None,
+                Some("T3")
+            ]
         );
-        assert!(results.iter().enumerate().all(|(i, r)| r.is_ok()
-            == [true, false, false, true, true, true, true, false][i]));
+        assert!(results
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.is_ok() == [true, false, false, true, true, true, true, false][i]));
         let t = p.into_tenant();
         assert_eq!(t.storage.additional_gb, 5);
-        assert_eq!(t.users["usr-000001"].license, Some(LicensePlan::Professional));
+        assert_eq!(
+            t.users["usr-000001"].license,
+            Some(LicensePlan::Professional)
+        );
         assert_eq!(t.users["usr-000002"].license, None);
     }
 
@@ -255,8 +269,10 @@ mod tests {
             update: None,
         };
         let mut t = Tenant::fresh(DOMAIN);
-        t.instances
-            .insert("org-1".into(), ready("org-1", "prod", InstanceType::Production));
+        t.instances.insert(
+            "org-1".into(),
+            ready("org-1", "prod", InstanceType::Production),
+        );
         let admin = |id: &str| crate::observed::User {
             id: id.into(),
             upn: format!("{id}@coho.com"),
@@ -348,7 +364,10 @@ mod tests {
         assert_eq!(p.execute(&op), Ok(Outcome::default()));
         assert_eq!(p.writes(), 0);
         let strict = MemoryProvider::new(Tenant::fresh(DOMAIN)).refusing_no_ops();
-        assert!(matches!(strict.execute(&op), Err(ProviderError::Invalid(_))));
+        assert!(matches!(
+            strict.execute(&op),
+            Err(ProviderError::Invalid(_))
+        ));
         let created = strict.execute(&create_user("a@coho.com")).unwrap();
         let id = created.created_id.unwrap();
         let adopt = Op::Adopt {

@@ -152,15 +152,8 @@ pub fn apply_on(
         parallelism,
         ..crmctl::apply::ApplyOptions::default()
     };
-    let report = crmctl::apply::apply(
-        plan,
-        provider,
-        &mut st,
-        &mut |_, _| Ok(()),
-        &opts,
-        &|_| {},
-    )
-    .map_err(|e| e.to_string())?;
+    let report = crmctl::apply::apply(plan, provider, &mut st, &mut |_, _| Ok(()), &opts, &|_| {})
+        .map_err(|e| e.to_string())?;
     let failed: Vec<String> = report
         .failed()
         .iter()
@@ -202,12 +195,8 @@ pub fn converge_local(d: &Desired, tenant: &Tenant, state: &State) -> Result<boo
         return Ok(false);
     }
     let parallelism = crmctl::apply::DEFAULT_PARALLELISM;
-    let st = apply_on(&plan, &provider, state, parallelism).map_err(|e| {
-        format!(
-            "the local provider refused: {e}\nplan: {:#?}",
-            steps(&plan)
-        )
-    })?;
+    let st = apply_on(&plan, &provider, state, parallelism)
+        .map_err(|e| format!("the local provider refused: {e}\nplan: {:#?}", steps(&plan)))?;
     let again = crmctl::plan::plan(d, &provider.observe().map_err(|e| e.to_string())?, &st);
     if !again.actions.is_empty() || again.has_errors() {
         return Err(format!(
