@@ -1,7 +1,10 @@
 //! `crmctl apply`, `show`, `local ...` and `force-unlock` through the binary.
 
+use crate::common::{action, by_id as id};
 use crate::support;
-use support::{assert_no_changes, crmctl, new_tenant};
+use support::{
+    assert_no_changes, crmctl, files_in, new_tenant, observe, root, state_json, tenant_db,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -16,31 +19,9 @@ use crmctl::provider::local::LocalProvider;
 use crmctl::provider::Provider;
 use crmctl::state::lock::StateLock;
 
-fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn tenant_db(dir: &Path) -> PathBuf {
-    dir.join(".crmctl/tenant.db")
-}
-
-fn observe(dir: &Path) -> Tenant {
-    LocalProvider::open(&tenant_db(dir))
-        .unwrap()
-        .observe()
-        .unwrap()
-}
-
 #[test]
 fn every_example_applies_and_then_plans_no_changes() {
-    let ex = examples();
+    let ex = files_in("examples", &["yaml"]);
     assert!(!ex.is_empty());
     for file in ex {
         let dir = tempfile::tempdir().unwrap();
@@ -77,11 +58,7 @@ fn every_example_applies_and_then_plans_no_changes() {
 
 fn minimal(dir: &Path) -> PathBuf {
     let file = dir.join("tenant.yaml");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minimal.yaml"),
-        &file,
-    )
-    .unwrap();
+    std::fs::copy(root().join("examples/minimal.yaml"), &file).unwrap();
     file
 }
 
@@ -141,23 +118,10 @@ fn saved_plan(dir: &Path, actions: Vec<Action>) -> PathBuf {
 }
 
 fn one(kind: ActionKind, op: Op, destructive: bool) -> Vec<Action> {
-    vec![Action {
-        id: 0,
-        kind,
-        address: "test.address".into(),
-        depends_on: vec![],
-        destructive,
-        changes: vec![],
-        reason: "hand-built to test a refusal".into(),
-        op: Box::new(op),
-    }]
-}
-
-fn id(id: &str) -> ObjRef {
-    ObjRef {
-        address: format!("x.{id}").into(),
-        id: Some(id.to_string()),
-    }
+    let mut a = action(0, kind, "test.address", &[], op);
+    a.destructive = destructive;
+    a.reason = "hand-built to test a refusal".into();
+    vec![a]
 }
 
 /// A tenant with a production instance (org-000001), a sandbox (org-000002), five
@@ -484,7 +448,7 @@ fn a_held_lock_stops_apply_and_force_unlock_removes_it() {
 #[test]
 fn injected_failure_midway_then_apply_again_finishes_the_job() {
     let dir = tempfile::tempdir().unwrap();
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coho-winery.yaml");
+    let file = root().join("examples/coho-winery.yaml");
     let out = crmctl(dir.path())
         .args(["apply", "--auto-approve", "--parallelism", "1", "-f"])
         .arg(&file)
@@ -507,10 +471,7 @@ fn injected_failure_midway_then_apply_again_finishes_the_job() {
         "independent actions continue: {summary}"
     );
     // The state names exactly the objects the tenant has.
-    let state: crmctl::state::State = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state = state_json(dir.path());
     let t = observe(dir.path());
     for r in state.resources.values() {
         assert!(
@@ -713,10 +674,6 @@ fn a_lost_state_is_rebuilt_by_adoption_without_duplicates() {
         .observe()
         .unwrap();
     assert_eq!(before, after, "adoption changes nothing in the tenant");
-}
-
-fn state_json(dir: &Path) -> crmctl::state::State {
-    serde_json::from_str(&std::fs::read_to_string(dir.join(".crmctl/state.json")).unwrap()).unwrap()
 }
 
 /// issue 9 item 4: a missing tenant is not an empty tenant. With a state that manages
@@ -1611,10 +1568,7 @@ fn a_removed_protected_instance_is_reported_with_where_it_was_declared_protected
         .unwrap()
         + 1;
     let at = format!("{}:{line}", file.display());
-    let state: crmctl::state::State = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state = state_json(dir.path());
     let test = &state.resources["instances.test"];
     assert!(test.protect);
     assert_eq!(test.protected_at.as_deref(), Some(at.as_str()));
@@ -1633,10 +1587,7 @@ fn a_removed_protected_instance_is_reported_with_where_it_was_declared_protected
         .assert()
         .success();
     let at = format!("{}:{}", file.display(), line + 2);
-    let state: crmctl::state::State = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state = state_json(dir.path());
     assert_eq!(
         state.resources["instances.test"].protected_at.as_deref(),
         Some(at.as_str())
@@ -1722,10 +1673,7 @@ fn show_escapes_observed_names_and_imports_back_unchanged() {
 fn a_copy_that_acted_is_not_reported_again_but_a_new_copy_from_is() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("coho.yaml");
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coho-winery.yaml"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(root().join("examples/coho-winery.yaml")).unwrap();
     std::fs::write(&file, &text).unwrap();
     crmctl(dir.path())
         .args(["apply", "--auto-approve", "-f"])

@@ -3,7 +3,7 @@
 //! `force-unlock`, plan + apply converge with no duplicate users, groups or instances.
 
 use crate::support;
-use support::{assert_no_changes, crmctl};
+use support::{assert_no_changes, crmctl, observe, state_json};
 
 use predicates::prelude::*;
 
@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crmctl::desired::model::Desired;
-use crmctl::provider::local::LocalProvider;
-use crmctl::provider::Provider;
 use crmctl::synth::{generate, instance_key, user_upn, SynthParams};
 
 fn write_desired(dir: &Path, users: usize) -> (PathBuf, Desired) {
@@ -57,10 +55,7 @@ fn recover_and_converge_with(dir: &Path, file: &Path, desired: &Desired, extra: 
         .collect();
     assert_no_changes(dir, file);
 
-    let t = LocalProvider::open(&dir.join(".crmctl/tenant.db"))
-        .unwrap()
-        .observe()
-        .unwrap();
+    let t = observe(dir);
     let upns: BTreeSet<&str> = t.users.values().map(|u| u.upn.as_str()).collect();
     assert_eq!(upns.len(), t.users.len(), "duplicate users");
     assert_eq!(
@@ -219,10 +214,7 @@ fn dangling(dir: &Path) -> usize {
         return 0;
     };
     let s: crmctl::state::State = serde_json::from_str(&text).unwrap();
-    let t = LocalProvider::open(&dir.join(".crmctl/tenant.db"))
-        .unwrap()
-        .observe()
-        .unwrap();
+    let t = observe(dir);
     s.resources
         .values()
         .filter(|r| {
@@ -454,10 +446,7 @@ fn two_applies_on_one_tenant(users: usize) {
         c.wait().unwrap();
     }
     let consistent = |when: &str| {
-        let t = LocalProvider::open(&dir.path().join(".crmctl/tenant.db"))
-            .unwrap()
-            .observe()
-            .unwrap();
+        let t = observe(dir.path());
         let upns: BTreeSet<String> = t.users.values().map(|u| u.upn.to_lowercase()).collect();
         assert_eq!(upns.len(), t.users.len(), "{when}: duplicate users");
         let urls: BTreeSet<&str> = t.instances.values().map(|i| i.url.as_str()).collect();
@@ -506,10 +495,7 @@ fn two_applies_on_one_tenant(users: usize) {
             .code(0);
     }
     consistent("after one more apply per state");
-    let t = LocalProvider::open(&dir.path().join(".crmctl/tenant.db"))
-        .unwrap()
-        .observe()
-        .unwrap();
+    let t = observe(dir.path());
     assert_eq!(t.users.len(), users);
     assert_eq!(t.instances.len(), 3);
     assert_eq!(
@@ -563,15 +549,9 @@ fn a_closed_output_pipe_does_not_stop_an_apply_halfway() {
     assert_ne!(status.code(), Some(101), "crmctl panicked on a closed pipe");
     assert!(status.success(), "{status:?}");
     // Every object is in the tenant and in the state: nothing to adopt, no changes.
-    let t = LocalProvider::open(&dir.path().join(".crmctl/tenant.db"))
-        .unwrap()
-        .observe()
-        .unwrap();
+    let t = observe(dir.path());
     assert_eq!(t.users.len(), desired.users.as_ref().map_or(0, |u| u.len()));
-    let s: crmctl::state::State = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
-    )
-    .unwrap();
+    let s = state_json(dir.path());
     assert_eq!(
         s.resources.len(),
         t.users.len() + t.groups.len() + t.instances.len()

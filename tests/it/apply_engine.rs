@@ -16,46 +16,15 @@ use crmctl::provider::local::LocalProvider;
 use crmctl::provider::{Outcome, Provider, ProviderError};
 use crmctl::state::State;
 
-fn act(id: usize, kind: ActionKind, address: &str, deps: &[usize], op: Op) -> Action {
-    Action {
-        id,
-        kind,
-        address: address.to_string(),
-        depends_on: deps.to_vec(),
-        destructive: matches!(
-            kind,
-            ActionKind::DeleteUser
-                | ActionKind::DeleteGroup
-                | ActionKind::DeleteInstance
-                | ActionKind::ResetInstance
-        ),
-        changes: vec![],
-        reason: "test".into(),
-        op: Box::new(op),
-    }
-}
-
-fn plan(actions: Vec<Action>) -> Plan {
-    Plan {
-        format_version: "1".into(),
-        tenant: "coho.onmicrosoft.com".into(),
-        actions,
-        ..Plan::default()
-    }
-}
+use crate::common::{
+    action as act, by_address as aref, local_seeded as seeded, plan_of as plan, state, DOMAIN,
+};
 
 fn tag(i: usize) -> Op {
     Op::Adopt {
         kind: ObjKind::User,
         id: format!("t{i}"),
         from: None,
-    }
-}
-
-fn aref(address: &str) -> ObjRef {
-    ObjRef {
-        address: address.into(),
-        id: None,
     }
 }
 
@@ -548,28 +517,13 @@ impl Provider for FailingCreates {
     }
 }
 
-fn seeded(t: Tenant) -> (tempfile::TempDir, LocalProvider) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
-    p.admin_replace(t).unwrap();
-    (dir, p)
-}
-
 fn managing(entries: &[(&str, ObjKind, &str)]) -> State {
-    let mut s = State::empty("lin");
-    s.tenant = "coho.onmicrosoft.com".into();
-    for (a, kind, id) in entries {
-        s.resources.insert(
-            a.to_string(),
-            crmctl::state::Resource {
-                kind: *kind,
-                id: id.to_string(),
-                protect: false,
-                protected_at: None,
-                copied_from: None,
-            },
-        );
-    }
+    let entries: Vec<_> = entries
+        .iter()
+        .map(|(a, k, id)| (*a, *k, *id, false))
+        .collect();
+    let mut s = state(&entries);
+    s.tenant = DOMAIN.into();
     s
 }
 

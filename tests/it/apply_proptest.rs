@@ -13,6 +13,8 @@ use crmctl::provider::local::LocalProvider;
 use crmctl::provider::Provider;
 use crmctl::state::State;
 
+use crate::common::{apply_on, local_seeded};
+
 #[derive(Debug, Clone)]
 struct UserGen {
     license: u8,
@@ -256,15 +258,8 @@ proptest! {
             let observed = provider.observe().unwrap();
             let plan = crmctl::plan::plan(&desired, &observed, &state);
             prop_assert!(!plan.has_errors(), "step {step}: plan errors {:?}\n{text}", plan.diagnostics);
-            let opts = ApplyOptions { allow_destroy: true, parallelism: 4, ..ApplyOptions::default() };
-            let mut save = |_: &State, _: &[crmctl::state::store::StateChange]| Ok(());
-            let report = apply::apply(&plan, &provider, &mut state, &mut save, &opts, &|_| {}).unwrap();
-            let failures: Vec<String> = report
-                .failed()
-                .iter()
-                .map(|id| format!("{} {}: {:?}", plan.actions[*id].kind.as_str(), plan.actions[*id].address, report.outcomes[id]))
-                .collect();
-            prop_assert!(report.success(), "step {step}: the provider refused: {failures:#?}\n{text}");
+            state = apply_on(&plan, &provider, &state, 4)
+                .map_err(|e| TestCaseError::fail(format!("step {step}: the provider refused: {e}\n{text}")))?;
 
             let again = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
             let left: Vec<String> = again.actions.iter().map(|a| format!("{} {} {:?}", a.kind.as_str(), a.address, a.changes)).collect();
@@ -316,20 +311,8 @@ fn sandbox_in_admin_mode_switched_to_production() {
         }
         let plan = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
         assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
-        let opts = ApplyOptions {
-            allow_destroy: true,
-            ..ApplyOptions::default()
-        };
-        let report = apply::apply(
-            &plan,
-            &provider,
-            &mut state,
-            &mut |_, _| Ok(()),
-            &opts,
-            &|_| {},
-        )
-        .unwrap();
-        assert!(report.success(), "step {step}: {:?}", report.outcomes);
+        state = apply_on(&plan, &provider, &state, apply::DEFAULT_PARALLELISM)
+            .unwrap_or_else(|e| panic!("step {step}: {e}"));
         g.instances[2].as_mut().unwrap().sandbox = false;
     }
 }
@@ -372,20 +355,8 @@ fn included_sandbox_lost_then_slot_reused() {
             .insert(LicensePlan::Professional, pro);
         let plan = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
         assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
-        let opts = ApplyOptions {
-            allow_destroy: true,
-            ..ApplyOptions::default()
-        };
-        let report = apply::apply(
-            &plan,
-            &provider,
-            &mut state,
-            &mut |_, _| Ok(()),
-            &opts,
-            &|_| {},
-        )
-        .unwrap();
-        assert!(report.success(), "step {step}: {:?}", report.outcomes);
+        state = apply_on(&plan, &provider, &state, apply::DEFAULT_PARALLELISM)
+            .unwrap_or_else(|e| panic!("step {step}: {e}"));
     }
 }
 
@@ -393,11 +364,8 @@ fn included_sandbox_lost_then_slot_reused() {
 /// instance has an I4 error, and apply runs none of it: no billable purchase is made.
 #[test]
 fn plan_with_errors_buys_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
     let yaml = "domain: prop.onmicrosoft.com\nlicenses: {professional: 5}\nversions: [7.0.0, 7.1.0, 8.0.0, 8.1.0]\ninstances:\n  i1: {id: i1, name: p, url: prop-i0, type: production, slot: production, region: NA, currency: USD, language: 1033, status: provisioning, version: 8.1.0}\n";
-    let seeded: crmctl::observed::Tenant = crmctl::desired::load::from_yaml(yaml).unwrap();
-    provider.admin_replace(seeded).unwrap();
+    let (_dir, provider) = local_seeded(crmctl::desired::load::from_yaml(yaml).unwrap());
     let before = provider.observe().unwrap();
     let mut desired = build(&TenantGen {
         pro: 5,
@@ -759,9 +727,7 @@ proptest! {
         extras in prop::collection::vec((0u8..6, prop::bool::weighted(0.2), prop::bool::weighted(0.3)), 4),
     ) {
         let (tenant, mut state) = observed(&obs);
-        let dir = tempfile::tempdir().unwrap();
-        let provider = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
-        provider.admin_replace(tenant).unwrap();
+        let (_dir, provider) = local_seeded(tenant);
         let mut desired = build(&want);
         // Tenant admin roles: managed as global admin, as none, or not managed.
         for (i, u) in desired.users.as_mut().unwrap().iter_mut() {
@@ -811,26 +777,20 @@ proptest! {
 
         let before = provider.observe().unwrap();
         let plan = crmctl::plan::plan(&desired, &before, &state);
-        let opts = ApplyOptions { allow_destroy: true, parallelism: 4, ..ApplyOptions::default() };
-        let mut save = |_: &State, _: &[crmctl::state::store::StateChange]| Ok(());
-        let result = apply::apply(&plan, &provider, &mut state, &mut save, &opts, &|_| {});
         if std::env::var("AGREE_STATS").is_ok() {
             let rules: Vec<String> = plan.diagnostics.iter().filter(|d| d.is_error()).map(|d| format!("{}:{}", d.rule.clone().unwrap_or_default(), d.message.chars().take(60).collect::<String>())).collect();
             eprintln!("STAT {} {:?}", plan.actions.len(), rules);
         }
         if plan.has_errors() {
+            let opts = ApplyOptions { allow_destroy: true, ..ApplyOptions::default() };
+            let mut save = |_: &State, _: &[crmctl::state::store::StateChange]| Ok(());
+            let result = apply::apply(&plan, &provider, &mut state, &mut save, &opts, &|_| {});
             prop_assert!(matches!(result, Err(apply::ApplyError::PlanHasErrors(_))));
             prop_assert_eq!(provider.observe().unwrap(), before, "a plan with errors changed the tenant");
             return Ok(());
         }
-        let report = result.unwrap();
-        let failures: Vec<String> = report
-            .failed()
-            .iter()
-            .map(|id| format!("{} {}: {:?}", plan.actions[*id].kind.as_str(), plan.actions[*id].address, report.outcomes[id]))
-            .collect();
         let shown: Vec<String> = plan.actions.iter().map(|a| format!("{} {} <- {:?}", a.kind.as_str(), a.address, a.depends_on)).collect();
-        prop_assert!(report.success(), "the provider refused what the planner accepted: {failures:#?}\nplan: {shown:#?}\nobserved: {before:#?}\n{text}");
+        state = apply_on(&plan, &provider, &state, 4).map_err(|failures| TestCaseError::fail(format!("the provider refused what the planner accepted: {failures}\nplan: {shown:#?}\nobserved: {before:#?}\n{text}")))?;
         let again = crmctl::plan::plan(&desired, &provider.observe().unwrap(), &state);
         let left: Vec<String> = again.actions.iter().map(|a| format!("{} {} {:?}", a.kind.as_str(), a.address, a.changes)).collect();
         prop_assert!(again.actions.is_empty() && !again.has_errors(), "not converged: {left:#?}\n{:?}\nplan: {shown:#?}\nobserved: {before:#?}\n{text}", again.diagnostics);

@@ -3,9 +3,12 @@
 //! ([`MemoryProvider`]), or on the local provider itself.
 
 use crmctl::desired::model::Desired;
-use crmctl::domain::op::ObjKind;
-use crmctl::observed::Tenant;
+use crmctl::domain::kinds::{AccessMode, InstanceType, LicensePlan, Region};
+use crmctl::domain::op::{ActionKind, ObjKind, ObjRef, Op};
+use crmctl::observed::{AdminModeState, Instance, InstanceStatus, Tenant, User};
+use crmctl::plan::action::Action;
 use crmctl::plan::Plan;
+use crmctl::provider::local::LocalProvider;
 use crmctl::provider::memory::MemoryProvider;
 use crmctl::provider::Provider;
 use crmctl::state::{Resource, State};
@@ -56,6 +59,96 @@ pub fn state(entries: &[(&str, ObjKind, &str, bool)]) -> State {
         );
     }
     s
+}
+
+/// A user `ID` with UPN `ID@coho.com`, no roles and no admin role.
+pub fn user(id: &str, license: Option<LicensePlan>, mode: AccessMode) -> User {
+    User {
+        id: id.to_string(),
+        upn: format!("{id}@coho.com"),
+        name: id.to_string(),
+        license,
+        access_mode: mode,
+        roles: Default::default(),
+        admin_roles: Default::default(),
+    }
+}
+
+/// An instance `ID` (name and URL name `ID`) in its own type's slot, NA, USD, English,
+/// version 8.0.0, without security group or settings.
+pub fn instance(id: &str, kind: InstanceType, status: InstanceStatus) -> Instance {
+    Instance {
+        id: id.to_string(),
+        name: id.to_string(),
+        url: id.to_string(),
+        kind,
+        slot: kind,
+        purpose: String::new(),
+        region: Region::NA,
+        currency: "USD".into(),
+        language: 1033,
+        security_group: None,
+        status,
+        version: "8.0.0".into(),
+        admin_mode: AdminModeState::default(),
+        notification_recipients: vec![],
+        update: None,
+    }
+}
+
+/// A reference by address only: apply fills its id in from the state.
+pub fn by_address(address: &str) -> ObjRef {
+    ObjRef {
+        address: address.into(),
+        id: None,
+    }
+}
+
+/// A reference to the object with remote id `ID` (address `ref.ID`).
+pub fn by_id(id: &str) -> ObjRef {
+    ObjRef {
+        address: format!("ref.{id}").into(),
+        id: Some(id.to_string()),
+    }
+}
+
+/// A hand-built action; destructive when it deletes or resets.
+pub fn action(id: usize, kind: ActionKind, address: &str, deps: &[usize], op: Op) -> Action {
+    Action {
+        id,
+        kind,
+        address: address.to_string(),
+        depends_on: deps.to_vec(),
+        destructive: matches!(
+            kind,
+            ActionKind::DeleteUser
+                | ActionKind::DeleteGroup
+                | ActionKind::DeleteInstance
+                | ActionKind::ResetInstance
+        ),
+        changes: vec![],
+        reason: "test".into(),
+        op: Box::new(op),
+    }
+}
+
+/// A hand-built plan for the test tenant ([`DOMAIN`]).
+pub fn plan_of(actions: Vec<Action>) -> Plan {
+    Plan {
+        format_version: "1".into(),
+        tenant: DOMAIN.into(),
+        actions,
+        ..Plan::default()
+    }
+}
+
+/// The local provider on a file in a new temporary folder, holding `t` (imported as is,
+/// integrity checked); keep the folder as long as the provider.
+pub fn local_seeded(t: Tenant) -> (tempfile::TempDir, LocalProvider) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    p.admin_replace(t).unwrap();
+    (dir, p)
 }
 
 /// Kinds of the actions of a plan, as `kind address` strings in execution order.

@@ -5,50 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crmctl::domain::kinds::{AccessMode, AdminRole, CopyKind, InstanceType, LicensePlan, Region};
 use crmctl::domain::op::{ObjKind, ObjRef, Op};
-use crmctl::observed::{
-    AdminModeState, Group, Instance, InstanceStatus, Tenant, UpdatePhase, UpdateState, User,
-};
+use crmctl::observed::{Group, Instance, InstanceStatus, Tenant, UpdatePhase, UpdateState};
 use crmctl::provider::local::LocalProvider;
 use crmctl::provider::{Provider, ProviderError};
 
-fn r(id: &str) -> ObjRef {
-    ObjRef {
-        address: format!("ref.{id}").into(),
-        id: Some(id.to_string()),
-    }
-}
-
-fn user(id: &str, license: Option<LicensePlan>, mode: AccessMode) -> User {
-    User {
-        id: id.to_string(),
-        upn: format!("{id}@coho.com"),
-        name: id.to_string(),
-        license,
-        access_mode: mode,
-        roles: BTreeMap::new(),
-        admin_roles: BTreeSet::new(),
-    }
-}
-
-fn instance(id: &str, kind: InstanceType, status: InstanceStatus) -> Instance {
-    Instance {
-        id: id.to_string(),
-        name: id.to_string(),
-        url: id.to_string(),
-        kind,
-        slot: kind,
-        purpose: String::new(),
-        region: Region::NA,
-        currency: "USD".into(),
-        language: 1033,
-        security_group: None,
-        status,
-        version: "8.0.0".into(),
-        admin_mode: AdminModeState::default(),
-        notification_recipients: vec![],
-        update: None,
-    }
-}
+use crate::common::{by_id as r, instance, local_seeded as open_with, user};
 
 /// A tenant with every slot taken: 30 professional (included sandbox, T6) + 1 bought
 /// sandbox slot; `prod` (production), `sbx` (sandbox, 5 non-interactive users with roles),
@@ -120,13 +81,6 @@ fn base() -> Tenant {
         },
     );
     t
-}
-
-fn open_with(t: Tenant) -> (tempfile::TempDir, LocalProvider) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
-    p.admin_replace(t).unwrap();
-    (dir, p)
 }
 
 fn configure(url: &str, kind: InstanceType) -> Op {

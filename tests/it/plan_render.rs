@@ -6,6 +6,7 @@ use crate::common;
 
 use std::path::Path;
 
+use crate::support::{files_in, root};
 use common::*;
 
 fn snapshot(file: &Path) {
@@ -20,7 +21,7 @@ fn snapshot(file: &Path) {
         plan.diagnostics
     );
     let stem = file.file_stem().unwrap().to_string_lossy().to_string();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/plan");
+    let dir = root().join("tests/snapshots/plan");
     expect_test::expect_file![dir.join(format!("{stem}.human.txt"))]
         .assert_eq(&crmctl::render::render_human(&plan, false));
     let json = crmctl::render::render_json(&plan);
@@ -32,19 +33,9 @@ fn snapshot(file: &Path) {
     assert_eq!(json, crmctl::render::render_json(&again));
 }
 
-fn yaml_files(dir: &str) -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
-    files.sort();
-    files
-}
-
 #[test]
 fn fixtures_render_as_snapshotted() {
-    let files = yaml_files("tests/fixtures/plan");
+    let files = files_in("tests/fixtures/plan", &["yaml"]);
     assert!(!files.is_empty());
     for f in files {
         snapshot(&f);
@@ -53,7 +44,7 @@ fn fixtures_render_as_snapshotted() {
 
 #[test]
 fn examples_render_as_snapshotted() {
-    for f in yaml_files("examples") {
+    for f in files_in("examples", &["yaml"]) {
         snapshot(&f);
     }
 }

@@ -1,7 +1,7 @@
 //! Table-driven tests of the planner's semantics, one row per rule of domain.md that the
 //! plan must get right. Rows without expected errors are also applied to an in-memory
-//! simulator that enforces the rules (tests/common), and re-planned: the re-plan must be
-//! empty.
+//! tenant that enforces the rules with the local provider's code (`MemoryProvider`, see
+//! tests/it/common.rs), and re-planned: the re-plan must be empty.
 
 use crate::common;
 

@@ -7,9 +7,7 @@ use crmctl::domain::kinds::LicensePlan;
 use crmctl::domain::syntax;
 use serde_json::Value;
 
-fn root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::root;
 
 fn schema() -> Value {
     serde_json::from_str(&json_schema()).unwrap()

@@ -8,9 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{files_in, root};
 
 /// The ajv binary, or the reason it cannot run.
 fn ajv() -> Result<PathBuf, String> {
@@ -60,30 +58,20 @@ fn run(ajv: &Path, data: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn files(dir: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "json"))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn ajv_accepts_every_example_and_rejects_broken_files() {
     let ajv = match ajv() {
         Ok(a) => a,
         Err(reason) => return skip_or_fail(&reason),
     };
-    let examples = files("examples");
+    let examples = files_in("examples", &["yaml", "json"]);
     assert!(examples.len() >= 3);
     for f in &examples {
         let (ok, out) = run(&ajv, f);
         assert!(ok, "ajv rejects {}:\n{out}", f.display());
         assert!(out.contains("valid"), "{out}");
     }
-    let broken = files("tests/fixtures/schema");
+    let broken = files_in("tests/fixtures/schema", &["yaml", "json"]);
     assert!(!broken.is_empty());
     for f in &broken {
         let (ok, out) = run(&ajv, f);

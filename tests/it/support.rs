@@ -1,8 +1,47 @@
 //! Helpers for the tests that run the `crmctl` binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+
+use crmctl::observed::Tenant;
+use crmctl::provider::local::LocalProvider;
+use crmctl::provider::Provider;
+use crmctl::state::State;
+
+/// The repository's root (where `examples/`, `tests/fixtures/` and `schemas/` are).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The files of folder `dir` (relative to the root) ending in one of `exts`, sorted; none
+/// when the folder is missing.
+pub fn files_in(dir: &str, exts: &[&str]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| exts.iter().any(|x| e == *x)));
+    files.sort();
+    files
+}
+
+/// The local tenant `crmctl` uses in `dir` by default.
+pub fn tenant_db(dir: &Path) -> PathBuf {
+    dir.join(".crmctl/tenant.db")
+}
+
+/// The local tenant of `dir` as it is now.
+pub fn observe(dir: &Path) -> Tenant {
+    LocalProvider::open(&tenant_db(dir))
+        .unwrap()
+        .observe()
+        .unwrap()
+}
+
+/// The state file `crmctl` uses in `dir` by default.
+pub fn state_json(dir: &Path) -> State {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(".crmctl/state.json")).unwrap()).unwrap()
+}
 
 /// `crmctl` run in `dir`, without colours and without any setting or test-only fault
 /// injection inherited from the environment.

@@ -5,18 +5,13 @@
 //! The line of the expected diagnostic is the line of the fixture marked `# <-` (or given
 //! explicitly where the file cannot hold a comment).
 
-use std::path::PathBuf;
-
 use assert_cmd::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{self, root};
 
+/// `crmctl` run in the repository's root.
 fn crmctl() -> Command {
-    let mut c = Command::cargo_bin("crmctl").unwrap();
-    c.current_dir(root()).env("NO_COLOR", "1");
-    c
+    support::crmctl(&root())
 }
 
 /// Run `crmctl validate -f FILE`; (exit code, stderr).
