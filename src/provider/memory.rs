@@ -147,7 +147,7 @@ impl Provider for MemoryProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan, Region};
+    use crate::domain::kinds::{AccessMode, InstanceType, LicensePlan};
     use crate::domain::op::{ObjKind, ObjRef};
 
     const DOMAIN: &str = "coho.onmicrosoft.com";
@@ -251,40 +251,13 @@ mod tests {
     // domain.md): each op is refused on the tenant given, with the rule named.
     #[test]
     fn refusals_name_the_rule() {
-        let ready = |id: &str, url: &str, kind: InstanceType| crate::observed::Instance {
-            id: id.into(),
-            name: url.into(),
-            url: url.into(),
-            kind,
-            slot: kind,
-            purpose: String::new(),
-            region: Region::NA,
-            currency: "USD".into(),
-            language: 1033,
-            security_group: None,
-            status: crate::observed::InstanceStatus::Ready,
-            version: "8.1.0".into(),
-            admin_mode: Default::default(),
-            notification_recipients: vec![],
-            update: None,
-        };
-        let mut t = Tenant::fresh(DOMAIN);
-        t.instances.insert(
-            "org-1".into(),
-            ready("org-1", "prod", InstanceType::Production),
-        );
-        let admin = |id: &str| crate::observed::User {
-            id: id.into(),
-            upn: format!("{id}@coho.com"),
-            name: id.into(),
-            license: None,
-            access_mode: AccessMode::ReadWrite,
-            roles: Default::default(),
-            admin_roles: [AdminRole::GlobalAdmin].into(),
-        };
-        for id in ["ga1", "ga2"] {
-            t.users.insert(id.into(), admin(id));
-        }
+        // A production instance and two global admins (P6 floor), on a fresh tenant.
+        let t: Tenant = crate::desired::load::from_yaml(&format!(
+            "domain: {DOMAIN}\nversions: [7.0.0, 8.0.0, 8.1.0]\n\
+             instances:\n  org-1: {{id: org-1, name: prod, url: prod, type: production, slot: production, region: NA, currency: USD, language: 1033, status: ready, version: 8.1.0}}\n\
+             users:\n  ga1: {{id: ga1, upn: ga1@coho.com, access_mode: read-write, admin_roles: [global_admin]}}\n  ga2: {{id: ga2, upn: ga2@coho.com, access_mode: read-write, admin_roles: [global_admin]}}\n"
+        ))
+        .unwrap();
         let cases: Vec<(&str, Op)> = vec![
             (
                 "I8",

@@ -252,12 +252,11 @@ pub fn apply_on(
         .iter()
         .map(|id| {
             let a = &plan.actions[*id];
-            format!(
-                "action #{id} {} {}: {:?}",
-                a.kind.as_str(),
-                a.address,
-                report.outcomes[id]
-            )
+            let why = match &report.outcomes[id] {
+                crmctl::apply::ActionOutcome::Failed(e) => e.to_string(),
+                other => format!("{other:?}"),
+            };
+            format!("action #{id} {} {}: {why}", a.kind.as_str(), a.address)
         })
         .collect();
     if failed.is_empty() {

@@ -1721,3 +1721,71 @@ fn plan_errors_point_at_the_offending_field() {
         "{e:?}"
     );
 }
+
+// issue 11 item 6: `simulate` applies plans on the in-memory provider, i.e. with the local
+// provider's own rules; the test suite's former rule engine (`Sim`) accepted each of these
+// plans (it checked neither P6, nor I5 without regard to case, nor U2), so planner tests
+// could pass on plans the service refuses. A plan action that changes nothing is still
+// refused, as before.
+#[test]
+fn simulate_refuses_what_the_service_refuses() {
+    use crmctl::domain::kinds::LicensePlan;
+    use crmctl::domain::op::Op;
+    let tenant_yaml = format!(
+        "{}instances:\n{}{}",
+        admins(&[
+            ("u1", "a@coho.com", "global_admin"),
+            ("u2", "b@coho.com", "global_admin")
+        ]),
+        inst("i1", "sales", PROD),
+        inst("i2", "other", SANDBOX)
+    );
+    let cases: Vec<(&str, ActionKind, &str, Op)> = vec![
+        (
+            "(P6)",
+            ActionKind::DeleteUser,
+            "users.a@coho.com",
+            Op::DeleteUser { user: by_id("u1") },
+        ),
+        (
+            "(I5)",
+            ActionKind::UpdateInstance,
+            "instances.other",
+            Op::UpdateInstance {
+                instance: by_id("i2"),
+                name: None,
+                url: Some("SALES".into()),
+                purpose: None,
+                security_group: None,
+            },
+        ),
+        (
+            "(U2)",
+            ActionKind::ScheduleUpdate,
+            "instances.sales",
+            Op::ScheduleUpdate {
+                instance: by_id("i1"),
+                target_version: "8.1.0".into(),
+                preferred: "2030-01-01T00:00:00Z".into(),
+                alternate: "2030-01-02T00:00:00Z".into(),
+            },
+        ),
+        (
+            "changes nothing",
+            ActionKind::PurchaseLicenses,
+            "licenses.professional",
+            Op::PurchaseLicenses {
+                plan: LicensePlan::Professional,
+                to: 10,
+            },
+        ),
+    ];
+    let t = tenant(&tenant_yaml);
+    for (want, kind, address, op) in cases {
+        let plan = plan_of(vec![action(0, kind, address, &[], op)]);
+        let err = simulate(&plan, &t, &state(&[]))
+            .err()
+            .unwrap_or_else(|| panic!("{want}: the plan was accepted"));
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

@@ -1,4 +1,4 @@
-//! Every example and fixture plans without errors against a fresh tenant, applies in the
+//! Every example and fixture plans without errors against a fresh tenant, applies on
 //! the in-memory provider (the local provider's rules), and re-plans to no changes.
 
 use crate::common;
