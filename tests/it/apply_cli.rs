@@ -3,7 +3,7 @@
 use crate::common::{action, by_id as id};
 use crate::support;
 use support::{
-    assert_no_changes, crmctl, files_in, new_tenant, observe, root, state_json, tenant_db,
+    apply_ok, assert_no_changes, crmctl, files_in, new_tenant, observe, root, state_json, tenant_db,
 };
 
 use std::path::{Path, PathBuf};
@@ -308,11 +308,7 @@ fn i4_edit_of_a_provisioning_instance_is_refused_by_the_provider() {
 fn i3_currency_change_of_a_production_instance_is_a_plan_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("currency: EUR", "currency: USD");
@@ -382,11 +378,7 @@ fn destructive_actions_need_allow_destroy() {
     let file = dir.path().join("t.yaml");
     let full = "tenant: fabrikam.onmicrosoft.com\nlicenses:\n  professional: 5\nusers:\n  a@fabrikam.com:\n    name: A\n  b@fabrikam.com:\n    name: B\n";
     std::fs::write(&file, full).unwrap();
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     assert_eq!(observe(dir.path()).users.len(), 2);
     std::fs::write(&file, full.replace("  b@fabrikam.com:\n    name: B\n", "")).unwrap();
     crmctl(dir.path())
@@ -438,11 +430,7 @@ fn a_held_lock_stops_apply_and_force_unlock_removes_it() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Removed the lock"));
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
 }
 
 #[test]
@@ -490,11 +478,7 @@ fn injected_failure_midway_then_apply_again_finishes_the_job() {
         .arg(&file)
         .assert()
         .code(2);
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     assert_no_changes(dir.path(), &file);
 }
 
@@ -644,11 +628,7 @@ fn a_held_lock_also_stops_plan_and_plan_releases_its_own() {
 fn a_lost_state_is_rebuilt_by_adoption_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let before = LocalProvider::open(&tenant_db(dir.path()))
         .unwrap()
         .observe()
@@ -663,11 +643,7 @@ fn a_lost_state_is_rebuilt_by_adoption_without_duplicates() {
         .stdout(predicate::str::contains("0 to create"))
         .stdout(predicate::str::contains("to adopt."))
         .stdout(predicate::str::contains("+ adopt"));
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     assert_no_changes(dir.path(), &file);
     let after = LocalProvider::open(&tenant_db(dir.path()))
         .unwrap()
@@ -685,11 +661,7 @@ fn a_lost_state_is_rebuilt_by_adoption_without_duplicates() {
 fn a_missing_or_empty_tenant_is_not_an_empty_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let managed = state_json(dir.path()).resources.len();
     assert!(managed > 0);
     let zero = dir.path().join("zero.db");
@@ -772,11 +744,7 @@ fn a_missing_or_empty_tenant_is_not_an_empty_tenant() {
 fn a_state_is_refused_against_another_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let state = state_json(dir.path());
     let db = std::fs::canonicalize(tenant_db(dir.path())).unwrap();
     assert_eq!(state.backend, format!("local:{}", db.display()));
@@ -850,11 +818,7 @@ instances:
 fn gated_saved_plan(dir: &Path) -> (PathBuf, String) {
     let file = dir.join("t.yaml");
     std::fs::write(&file, GATED).unwrap();
-    crmctl(dir)
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir, &file);
     let next = GATED
         .replace("{name: A,", "{name: Ann,")
         .replace("  b@fabrikam.com: {name: B, license: professional}\n", "");
@@ -1046,11 +1010,7 @@ fn a_user_key_whose_case_changed_keeps_the_user() {
         .unwrap()
     };
     write("ana@coho.com");
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let before = observe(dir.path());
     let id = before.users.keys().next().unwrap().clone();
     write("Ana@coho.com");
@@ -1112,11 +1072,7 @@ fn an_unreadable_lock_is_removed_with_the_id_the_error_prints() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Removed the unreadable lock"));
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
 }
 
 /// issue 9 item 5: a damaged journal line is reported by plan (file:line, what heals by
@@ -1125,11 +1081,7 @@ fn an_unreadable_lock_is_removed_with_the_id_the_error_prints() {
 fn a_damaged_journal_line_is_reported_and_folded_by_the_next_apply() {
     let dir = tempfile::tempdir().unwrap();
     let file = minimal(dir.path());
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let state_path = dir.path().join(".crmctl/state.json");
     let state: crmctl::state::State =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
@@ -1185,11 +1137,7 @@ instances:
   main: {name: Fabrikam, url: fabrikam, type: production, region: EMEA, currency: EUR, language: 1033, security_group: sales}
 ";
     std::fs::write(&file, bound).unwrap();
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     std::fs::write(&file, bound.replace(", security_group: sales}", "}")).unwrap();
     crmctl(dir.path())
         .args(["plan", "--out", "p.json", "-f"])
@@ -1398,11 +1346,7 @@ fn a_lone_journal_is_reported_and_replayed_by_plan_and_apply() {
         "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com:\n    name: Ana\n",
     )
     .unwrap();
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let state_path = dir.path().join(".crmctl/state.json");
     let state: crmctl::state::State =
         serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
@@ -1462,11 +1406,7 @@ fn an_apply_that_lost_its_lock_stops_writing_the_state() {
             yaml.push_str(&users(""));
         }
         std::fs::write(&file, &yaml).unwrap();
-        crmctl(dir.path())
-            .args(["apply", "--auto-approve", "-f"])
-            .arg(&file)
-            .assert()
-            .success();
+        apply_ok(dir.path(), &file);
         if licensed {
             yaml = yaml.replace(&users(""), &users("    license: professional\n"));
             yaml.push_str("licenses:\n  professional: 3\n");
@@ -1540,11 +1480,7 @@ fn an_apply_that_lost_its_lock_stops_writing_the_state() {
             assert_eq!(now.id, l.info().id, "the other run's lock stays");
         }
         drop(other);
-        crmctl(dir.path())
-            .args(["apply", "--auto-approve", "-f"])
-            .arg(&file)
-            .assert()
-            .success();
+        apply_ok(dir.path(), &file);
         assert_no_changes(dir.path(), &file);
         assert_eq!(observe(dir.path()).users.len(), 4, "no user made twice");
     }
@@ -1557,11 +1493,7 @@ fn a_removed_protected_instance_is_reported_with_where_it_was_declared_protected
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.yaml");
     std::fs::write(&file, GATED).unwrap();
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let line = GATED
         .lines()
         .position(|l| l.contains("protect: true"))
@@ -1675,11 +1607,7 @@ fn a_copy_that_acted_is_not_reported_again_but_a_new_copy_from_is() {
     let file = dir.path().join("coho.yaml");
     let text = std::fs::read_to_string(root().join("examples/coho-winery.yaml")).unwrap();
     std::fs::write(&file, &text).unwrap();
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let state = state_json(dir.path());
     let copied: Vec<_> = state
         .resources

@@ -3,7 +3,7 @@
 //! `force-unlock`, plan + apply converge with no duplicate users, groups or instances.
 
 use crate::support;
-use support::{assert_no_changes, crmctl, observe, state_json};
+use support::{apply_ok, assert_no_changes, crmctl, observe, state_json};
 
 use predicates::prelude::*;
 
@@ -234,11 +234,7 @@ fn a_crash_right_after_a_delete_leaves_no_entry_behind() {
     let file = dir.path().join("t.yaml");
     let both = "tenant: coho.onmicrosoft.com\nusers:\n  ana@coho.com:\n    name: Ana\n  gus@coho.com:\n    name: Gus\n";
     std::fs::write(&file, both).unwrap();
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     std::fs::write(&file, both.replace("  gus@coho.com:\n    name: Gus\n", "")).unwrap();
     let out = crmctl(dir.path())
         .args(["apply", "--auto-approve", "--allow-destroy", "-f"])
@@ -321,11 +317,7 @@ fn crashes_while_deleting_then_converge_in_one_apply() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let (file, desired) = write_desired(dir.path(), 200);
-        crmctl(dir.path())
-            .args(["apply", "--auto-approve", "-f"])
-            .arg(&file)
-            .assert()
-            .success();
+        apply_ok(dir.path(), &file);
         let shrunk = shrink(&desired);
         std::fs::write(&file, crmctl::desired::load::to_yaml(&shrunk).unwrap()).unwrap();
         let out = crmctl(dir.path())
@@ -355,11 +347,7 @@ fn crashes_while_deleting_then_converge_in_one_apply() {
 fn kill_9_during_a_large_delete_then_converge() {
     let dir = tempfile::tempdir().unwrap();
     let (file, desired) = write_desired(dir.path(), 1500);
-    crmctl(dir.path())
-        .args(["apply", "--auto-approve", "-f"])
-        .arg(&file)
-        .assert()
-        .success();
+    apply_ok(dir.path(), &file);
     let shrunk = shrink(&desired);
     std::fs::write(&file, crmctl::desired::load::to_yaml(&shrunk).unwrap()).unwrap();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("crmctl"))

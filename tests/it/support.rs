@@ -59,6 +59,15 @@ pub fn crmctl(dir: &Path) -> Command {
     c
 }
 
+/// `crmctl apply --auto-approve -f FILE` in `dir` succeeds.
+pub fn apply_ok(dir: &Path, file: &Path) -> assert_cmd::assert::Assert {
+    crmctl(dir)
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(file)
+        .assert()
+        .success()
+}
+
 /// The tenant in `dir` matches `file`: `plan --detailed-exitcode` exits 0.
 pub fn assert_no_changes(dir: &Path, file: &Path) {
     crmctl(dir)
