@@ -10,6 +10,10 @@ use anyhow::{anyhow, bail, Context};
 use crate::cli::common;
 use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan, Region};
 use crate::observed::{Group, InstanceStatus, Tenant, UpdatePhase, UpdateState, User};
+use crate::ops::{
+    self,
+    backend::{open_local, open_local_existing},
+};
 use crate::provider::Provider;
 
 /// Output format of `show` and `local export`.
@@ -105,8 +109,7 @@ pub enum LocalCommand {
 
 /// `crmctl show`.
 pub fn run_show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
-    let backend = common::open_existing(Some(&args.backend))?;
-    let tenant = backend.observe().context("cannot read the tenant")?;
+    let tenant = ops::show(&common::backend_spec(Some(&args.backend))?)?;
     print_tenant(&tenant, args.format)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -220,14 +223,14 @@ fn parse_tenant(path: &str, text: &str) -> anyhow::Result<Tenant> {
 pub fn run_local(cmd: &LocalCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LocalCommand::Export { backend, format } => {
-            let p = common::open_existing(Some(&backend.backend))?;
-            print_tenant(&p.observe()?, *format)?;
+            let tenant = ops::show(&common::backend_spec(Some(&backend.backend))?)?;
+            print_tenant(&tenant, *format)?;
         }
         LocalCommand::Import { file, backend } => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let tenant = parse_tenant(&file.display().to_string(), &text)?;
-            let p = common::open_local(Some(&backend.backend))?;
+            let p = open_local(&common::backend_spec(Some(&backend.backend))?)?;
             p.admin_replace(tenant)
                 .with_context(|| format!("cannot import {}", file.display()))?;
             eprintln!("Imported {} into {}.", file.display(), p.path().display());
@@ -235,19 +238,19 @@ pub fn run_local(cmd: &LocalCommand) -> anyhow::Result<ExitCode> {
         LocalCommand::Edit { backend } => run_edit(&backend.backend)?,
         LocalCommand::Set { backend, words } => {
             // issue 9 item 4: a mistyped path is refused, not made a new tenant.
-            let p = common::open_existing(Some(&backend.backend))?;
+            let p = open_local_existing(&common::backend_spec(Some(&backend.backend))?)?;
             p.admin_update(|t| set(t, words))?;
             eprintln!("Set {}.", words.join(" "));
         }
         LocalCommand::Add { backend, words } => {
             // issue 9 item 4: a mistyped path is refused, not made a new tenant.
-            let p = common::open_existing(Some(&backend.backend))?;
+            let p = open_local_existing(&common::backend_spec(Some(&backend.backend))?)?;
             p.admin_update(|t| add(t, words))?;
             eprintln!("Added {}.", words.join(" "));
         }
         LocalCommand::Delete { backend, words } => {
             // issue 9 item 4: a mistyped path is refused, not made a new tenant.
-            let p = common::open_existing(Some(&backend.backend))?;
+            let p = open_local_existing(&common::backend_spec(Some(&backend.backend))?)?;
             p.admin_update(|t| delete(t, words))?;
             eprintln!("Deleted {}.", words.join(" "));
         }
@@ -257,7 +260,7 @@ pub fn run_local(cmd: &LocalCommand) -> anyhow::Result<ExitCode> {
 
 fn run_edit(backend: &str) -> anyhow::Result<()> {
     // issue 9 item 4: only `local import` (or apply) creates a tenant.
-    let p = common::open_existing(Some(backend))?;
+    let p = open_local_existing(&common::backend_spec(Some(backend))?)?;
     let before = p.observe()?;
     let mut file = tempfile::Builder::new()
         .prefix("crmctl-tenant-")
