@@ -264,7 +264,7 @@ impl Prepared {
             Ok(report) => {
                 folded.map_err(|source| OpsError::FoldState {
                     path: state_path.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
                 Ok(report)
             }

@@ -103,7 +103,7 @@ pub enum OpsError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: FoldError,
+        source: Box<FoldError>,
     },
     /// The backend refused to prepare for the changes.
     #[error(transparent)]

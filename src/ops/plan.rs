@@ -34,12 +34,8 @@ pub fn plan(
     warn: Warn<'_>,
 ) -> Result<Planned, OpsError> {
     let (session, observed) = Session::open(spec, state_path, operation, warn)?;
-    let mut plan = crate::plan::plan_resolved(
-        &loaded.desired,
-        &loaded.members,
-        &observed,
-        &session.state,
-    );
+    let mut plan =
+        crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &session.state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     Ok(Planned {
         session,

@@ -189,8 +189,9 @@ impl Digests {
     /// Digest every object of `tenant` (one pass).
     pub fn of(tenant: &Tenant) -> Digests {
         let mut outer = Sha256::new();
-        let mut entries =
-            Vec::with_capacity(4 + tenant.groups.len() + tenant.users.len() + tenant.instances.len());
+        let mut entries = Vec::with_capacity(
+            4 + tenant.groups.len() + tenant.users.len() + tenant.instances.len(),
+        );
         walk(tenant, |_, key, digest| {
             outer.update(digest);
             let head: [u8; 8] = digest[..8].try_into().expect("32 bytes");
@@ -286,7 +287,10 @@ impl Cells {
             });
             let Some(i) = pure else { break };
             let Cell {
-                count, keys, values, ..
+                count,
+                keys,
+                values,
+                ..
             } = self.0[i];
             out.push((keys, values, count));
             self.add(keys, values, -count);
@@ -331,10 +335,15 @@ impl Cells {
 
 impl Sketch {
     /// The objects that differ between the tenant of this sketch and `now` (the digests of
-    /// `tenant`), named by `tenant` (changed, added) or by `state` (removed objects that
-    /// the state manages; others by kind). `None` when too many differ to tell (or the
-    /// sketch is damaged).
-    pub fn changes(&self, now: &Digests, tenant: &Tenant, state: &State) -> Option<Vec<String>> {
+    /// `tenant`), by address: named by `tenant` (changed, added) or by `state` (removed
+    /// objects the state manages; others by kind). `None` when too many differ to tell (or
+    /// the sketch is damaged).
+    pub fn changes(
+        &self,
+        now: &Digests,
+        tenant: &Tenant,
+        state: &State,
+    ) -> Option<Vec<(String, Change)>> {
         let mut diff = Cells::from_hex(&self.cells)?;
         for &(k, v) in &now.entries {
             diff.add(k, v, -1);
@@ -357,20 +366,22 @@ impl Sketch {
                 names.insert(key, obj.address());
             }
         });
-        let mut out: Vec<String> = by_key
+        let mut out: Vec<(String, Change)> = by_key
             .iter()
             .map(|(k, (then, now))| match (then, now) {
-                (true, true) => names.get(k).cloned().unwrap_or_default(),
-                (false, _) => format!("+ {}", names.get(k).cloned().unwrap_or_default()),
+                (true, true) => (names.remove(k).unwrap_or_default(), Change::Changed),
+                (false, _) => (names.remove(k).unwrap_or_default(), Change::Added),
                 (true, false) => {
-                    let managed = state.resources.iter().find(|(_, r)| {
-                        key(Tag::of(r.kind), &r.id) == *k
-                    });
-                    match (managed, Tag::from_key(*k)) {
-                        (Some((address, _)), _) => format!("- {address}"),
-                        (None, Some(tag)) => format!("- {}", tag.noun()),
-                        (None, None) => "- an object".to_string(),
-                    }
+                    let managed = state
+                        .resources
+                        .iter()
+                        .find(|(_, r)| key(Tag::of(r.kind), &r.id) == *k);
+                    let name = match (managed, Tag::from_key(*k)) {
+                        (Some((address, _)), _) => address.clone(),
+                        (None, Some(tag)) => tag.noun().to_string(),
+                        (None, None) => "an object".to_string(),
+                    };
+                    (name, Change::Removed)
                 }
             })
             .collect();
@@ -379,17 +390,17 @@ impl Sketch {
     }
 
     /// [`Sketch::changes`] as the start of a stale plan's refusal: `users.a@x.com changed,
-    /// security_groups.Sales added; ` (empty when too many differ to tell).
+    /// security_groups.Sales added; `.
     pub fn describe_changes(&self, now: &Digests, tenant: &Tenant, state: &State) -> String {
         let Some(objects) = self.changes(now, tenant, state) else {
             return "more objects changed than the saved plan can name; ".to_string();
         };
         let mut out = String::new();
-        for o in &objects {
-            let (name, what) = match (o.strip_prefix("+ "), o.strip_prefix("- ")) {
-                (Some(n), _) => (n, "added"),
-                (_, Some(n)) => (n, "removed"),
-                _ => (o.as_str(), "changed"),
+        for (name, change) in &objects {
+            let what = match change {
+                Change::Changed => "changed",
+                Change::Added => "added",
+                Change::Removed => "removed",
             };
             let _ = write!(out, "{name} {what}, ");
         }
@@ -399,6 +410,17 @@ impl Sketch {
         }
         out
     }
+}
+
+/// How an object differs from when a [`Sketch`] was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Its managed fields changed.
+    Changed,
+    /// It is new.
+    Added,
+    /// It is gone.
+    Removed,
 }
 
 #[cfg(test)]
@@ -468,22 +490,20 @@ mod tests {
         let sketch = Digests::of(&before).sketch();
         let state = State::empty("l");
         type Edit = fn(&mut Tenant);
-        let cases: [(Edit, &[&str]); 5] = [
+        use Change::*;
+        let cases: [(Edit, &[(&str, Change)]); 5] = [
             (|_| {}, &[]),
             (
                 |t| t.users.get_mut("usr-000007").unwrap().name = "Seven".into(),
-                &["users.u7@coho.com"],
+                &[("users.u7@coho.com", Changed)],
             ),
-            (
-                |t| t.storage.additional_gb = 3,
-                &["storage"],
-            ),
+            (|t| t.storage.additional_gb = 3, &[("storage", Changed)]),
             (
                 |t| {
                     t.users.remove("usr-000010");
                     t.users.get_mut("usr-001999").unwrap().upn = "last@coho.com".into();
                 },
-                &["- a user", "users.last@coho.com"],
+                &[("a user", Removed), ("users.last@coho.com", Changed)],
             ),
             (
                 |t| {
@@ -492,7 +512,7 @@ mod tests {
                     u.upn = "new@coho.com".into();
                     t.users.insert(u.id.clone(), u);
                 },
-                &["+ users.new@coho.com"],
+                &[("users.new@coho.com", Added)],
             ),
         ];
         for (edit, want) in cases {
@@ -501,6 +521,8 @@ mod tests {
             let got = sketch
                 .changes(&Digests::of(&now), &now, &state)
                 .expect("few changes are recovered");
+            let want: Vec<(String, Change)> =
+                want.iter().map(|(a, c)| (a.to_string(), *c)).collect();
             assert_eq!(got, want);
         }
         // A removed object the state manages is named by its address there.
