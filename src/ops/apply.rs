@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport, ProgressEvent};
 use crate::desired::load::Loaded;
-use crate::ops::backend::{file_identity, BackendSpec};
+use crate::ops::backend::{file_identity, BackendSpec, OpenBackend};
 use crate::ops::session::{Operation, Session, StateSource, Warn};
 use crate::ops::{FoldError, OpsError};
 use crate::plan::saved::{Digests, SavedPlan};
@@ -41,15 +41,16 @@ pub struct RunOptions {
     pub allow_destroy: bool,
 }
 
-/// Plan the desired file `loaded` against the backend and the state, in a session that
-/// holds the state lock until the plan is applied.
+/// Plan the desired file `loaded` against the backend (a [`BackendSpec`] or a backend
+/// opened already) and the state, in a session that holds the state lock until the plan
+/// is applied.
 pub fn prepare_file(
     loaded: &Loaded,
-    spec: &BackendSpec,
+    backend: impl OpenBackend,
     state_path: &Path,
     warn: Warn<'_>,
 ) -> Result<Prepared, OpsError> {
-    let planned = crate::ops::plan::plan(loaded, spec, state_path, Operation::Apply, warn)?;
+    let planned = crate::ops::plan::plan(loaded, backend, state_path, Operation::Apply, warn)?;
     Ok(Prepared {
         session: planned.session,
         plan: planned.plan,

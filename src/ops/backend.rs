@@ -160,6 +160,26 @@ impl Backend for LocalProvider {
     }
 }
 
+/// What a workflow opens its backend from, once it holds the state lock: a
+/// [`BackendSpec`] (the CLI), or a backend opened already (a library user's or a test's
+/// provider, e.g. an in-memory one).
+pub trait OpenBackend {
+    /// Open the backend.
+    fn open(self) -> Result<Box<dyn Backend>, OpsError>;
+}
+
+impl OpenBackend for &BackendSpec {
+    fn open(self) -> Result<Box<dyn Backend>, OpsError> {
+        open_backend(self)
+    }
+}
+
+impl OpenBackend for Box<dyn Backend> {
+    fn open(self) -> Result<Box<dyn Backend>, OpsError> {
+        Ok(self)
+    }
+}
+
 /// Open the backend `spec` names: the one place that knows the kinds of backend. Opening
 /// never creates anything: a missing local file starts a fresh tenant, which
 /// [`check_state_fits_tenant`] allows only for an empty state, and [`open_existing`] never.
@@ -298,4 +318,49 @@ pub fn check_state_fits_tenant(
     }
     state.backend = id;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 11 item 3: `--backend` is parsed in one place; its errors say what to write.
+    #[test]
+    fn backend_specs_parse_or_say_what_to_write() {
+        for (given, want) in [
+            (None, Ok(DEFAULT_BACKEND)),
+            (Some("local:t.db"), Ok("local:t.db")),
+            (
+                Some("local:"),
+                Err("backend `local:`: missing path; use `local:PATH`"),
+            ),
+            (
+                Some("graph:x"),
+                Err("backend `graph:x`: unknown scheme `graph`; only `local:PATH` is supported"),
+            ),
+            (
+                Some("t.db"),
+                Err("backend `t.db`: expected `SCHEME:LOCATION`; only `local:PATH` is supported"),
+            ),
+        ] {
+            match (BackendSpec::parse(given), want) {
+                (Ok(spec), Ok(text)) => assert_eq!(spec.as_str(), text),
+                (Err(e), Err(start)) => assert!(e.to_string().starts_with(start), "{e}"),
+                (got, want) => panic!("{given:?}: {got:?}, want {want:?}"),
+            }
+        }
+        let a = BackendSpec::parse(Some("local:./t.db")).unwrap();
+        let b = BackendSpec::parse(Some("local:t.db")).unwrap();
+        assert!(a.same_tenant(&b), "two spellings of one file");
+        assert!(!a.same_tenant(&BackendSpec::parse(Some("local:u.db")).unwrap()));
+        let files: Vec<&str> = b.files().iter().map(|(what, _)| *what).collect();
+        assert_eq!(
+            files,
+            [
+                "the local tenant",
+                "the local tenant's WAL",
+                "the local tenant's WAL index"
+            ]
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::desired::load::{self, Loaded};
 use crate::observed::Tenant;
-use crate::ops::backend::{file_identity, BackendSpec};
+use crate::ops::backend::{file_identity, BackendSpec, OpenBackend};
 use crate::ops::session::{Operation, Session, Warn};
 use crate::ops::OpsError;
 use crate::plan::saved::{Digests, SavedPlan};
@@ -26,14 +26,15 @@ pub struct Planned {
 }
 
 /// Open a [`Session`] (lock, backend, state, observe, check) and plan `loaded` in it.
+/// `backend`: a [`BackendSpec`] or a backend opened already.
 pub fn plan(
     loaded: &Loaded,
-    spec: &BackendSpec,
+    backend: impl OpenBackend,
     state_path: &Path,
     operation: Operation,
     warn: Warn<'_>,
 ) -> Result<Planned, OpsError> {
-    let (session, observed) = Session::open(spec, state_path, operation, warn)?;
+    let (session, observed) = Session::open(backend, state_path, operation, warn)?;
     let mut plan =
         crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &session.state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);

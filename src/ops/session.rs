@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::observed::Tenant;
-use crate::ops::backend::{check_state_fits_tenant, open_backend, Backend, BackendSpec};
+use crate::ops::backend::{check_state_fits_tenant, Backend, OpenBackend};
 use crate::ops::OpsError;
 use crate::state::lock::StateLock;
 use crate::state::store::JournalWarning;
@@ -69,23 +69,23 @@ impl Session {
     /// reads a state that a concurrent apply is rewriting), open the backend, read the
     /// state, observe the tenant and check that the state belongs to it.
     pub fn open(
-        spec: &BackendSpec,
+        backend: impl OpenBackend,
         state_path: &Path,
         operation: Operation,
         warn: Warn<'_>,
     ) -> Result<(Session, Tenant), OpsError> {
-        Session::open_with(spec, state_path, operation, StateSource::FileOrNew, warn)
+        Session::open_with(backend, state_path, operation, StateSource::FileOrNew, warn)
     }
 
     pub(crate) fn open_with(
-        spec: &BackendSpec,
+        backend: impl OpenBackend,
         state_path: &Path,
         operation: Operation,
         source: StateSource<'_>,
         warn: Warn<'_>,
     ) -> Result<(Session, Tenant), OpsError> {
         let lock = StateLock::acquire(state_path, operation.as_str())?;
-        let backend = open_backend(spec)?;
+        let backend = backend.open()?;
         let (state, warnings) = crate::state::store::load_reporting(state_path)?;
         for w in &warnings {
             warn(w);
