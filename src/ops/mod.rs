@@ -16,11 +16,13 @@
 //! - [`apply`]: applying a desired file ([`apply::prepare_file`]) or a saved plan
 //!   ([`apply::prepare_saved`], with its staleness checks), the gate before approval
 //!   ([`apply::Prepared::check`]) and the run ([`apply::Prepared::run`]).
+//! - [`local`]: the `local` commands' changes to the embedded local tenant.
 //! - [`show`] and [`force_unlock`].
 
 pub mod apply;
 pub mod backend;
 mod error;
+pub mod local;
 pub mod plan;
 pub mod session;
 
