@@ -366,18 +366,25 @@ impl Sketch {
                 names.insert(key, obj.address());
             }
         });
+        // Removed objects the state manages are named by their address there (one pass
+        // over the state, only when something was removed).
+        let mut managed: std::collections::BTreeMap<u64, &str> = Default::default();
+        if by_key.values().any(|(then, now)| *then && !*now) {
+            for (address, r) in &state.resources {
+                let k = key(Tag::of(r.kind), &r.id);
+                if by_key.get(&k).is_some_and(|(then, now)| *then && !*now) {
+                    managed.insert(k, address);
+                }
+            }
+        }
         let mut out: Vec<(String, Change)> = by_key
             .iter()
             .map(|(k, (then, now))| match (then, now) {
                 (true, true) => (names.remove(k).unwrap_or_default(), Change::Changed),
                 (false, _) => (names.remove(k).unwrap_or_default(), Change::Added),
                 (true, false) => {
-                    let managed = state
-                        .resources
-                        .iter()
-                        .find(|(_, r)| key(Tag::of(r.kind), &r.id) == *k);
-                    let name = match (managed, Tag::from_key(*k)) {
-                        (Some((address, _)), _) => address.clone(),
+                    let name = match (managed.get(k), Tag::from_key(*k)) {
+                        (Some(address), _) => address.to_string(),
                         (None, Some(tag)) => tag.noun().to_string(),
                         (None, None) => "an object".to_string(),
                     };
