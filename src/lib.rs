@@ -10,6 +10,7 @@ pub mod desired;
 pub mod diag;
 pub mod domain;
 pub mod observed;
+pub mod ops;
 pub mod plan;
 pub mod provider;
 pub mod render;

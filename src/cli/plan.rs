@@ -4,13 +4,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::cli::common;
 use crate::desired::load::{self, Loaded};
-use crate::plan::saved::SavedPlan;
+use crate::observed::Tenant;
+use crate::ops::{self, session::Operation};
 use crate::plan::Plan;
-use crate::provider::Provider as _;
 use crate::state::State;
 
 /// Output format of `plan`.
@@ -62,15 +60,17 @@ pub struct GraphArgs {
     pub state: Option<PathBuf>,
 }
 
-/// What `plan` and `graph` share: the loaded file, the state and the plan.
+/// What `plan` and `graph` share: the loaded file, the state, the plan and the tenant
+/// it was made against.
 struct Planned {
     loaded: Loaded,
     state: State,
     plan: Plan,
+    observed: Tenant,
 }
 
-/// Load the file (printing its problems), observe the tenant, read the state, plan.
-/// `Ok(None)` means the file had errors (already printed).
+/// Load the file (printing its problems), then plan it ([`ops::plan::plan`]); the state
+/// lock is released once planned. `Ok(None)` means the file had errors (already printed).
 fn make_plan(
     file: &Path,
     backend: Option<&str>,
@@ -80,38 +80,34 @@ fn make_plan(
     let Some(loaded) = common::load_desired(file, color) else {
         return Ok(None);
     };
-    // Like Terraform, plan holds the state lock while it reads the state and the tenant,
-    // so that it never plans against a state that a concurrent apply is rewriting.
-    let _lock = common::lock_state(state_path, "plan")?;
-    let provider = common::open_local(backend)?;
-    let observed = provider.observe().context("cannot read the tenant")?;
-    let mut state = common::read_state(state_path)?;
-    common::check_state_fits_tenant(&provider, &observed, &mut state, state_path)?;
-    let mut plan = crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &state);
-    load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
+    let spec = common::backend_spec(backend)?;
+    let planned = ops::plan::plan(
+        &loaded,
+        &spec,
+        state_path,
+        Operation::Plan,
+        &mut common::warn,
+    )?;
     Ok(Some(Planned {
         loaded,
-        state,
-        plan,
+        state: planned.session.release(),
+        plan: planned.plan,
+        observed: planned.observed,
     }))
-}
-
-fn state_path(state: &Option<PathBuf>) -> PathBuf {
-    state
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(common::DEFAULT_STATE))
 }
 
 /// `crmctl plan`.
 pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let state_path = state_path(&args.state);
+    let state_path = common::state_path(args.state.as_deref());
     if let Some(out) = &args.out {
-        check_out(out, args, &state_path)?;
+        let spec = common::backend_spec(args.backend.as_deref())?;
+        ops::plan::check_out(out, &args.file, &spec, &state_path)?;
     }
     let Some(Planned {
         loaded,
         state,
         plan,
+        observed,
     }) = make_plan(&args.file, args.backend.as_deref(), &state_path, color)?
     else {
         return Ok(ExitCode::from(1));
@@ -139,69 +135,20 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
         eprintln!("The plan has errors: fix them and plan again.");
         return Ok(ExitCode::from(1));
     }
+    let changes = !plan.is_empty();
     if let Some(out) = &args.out {
-        let protect = loaded.desired.protect_flags();
-        let changes = !plan.is_empty();
-        // With the checksum of its content: `apply PLANFILE` refuses an edited file.
-        let saved = SavedPlan::new(
-            args.backend
-                .clone()
-                .unwrap_or_else(|| common::DEFAULT_BACKEND.to_string()),
-            state_path.display().to_string(),
-            state.lineage.clone(),
-            state.serial,
-            plan,
-            protect,
-        )
-        .with_protect_at(crate::cli::apply::protect_locations(&loaded));
-        write_atomically(out, &serde_json::to_vec_pretty(&saved)?)
-            .with_context(|| format!("cannot write the plan file {}", out.display()))?;
+        let spec = common::backend_spec(args.backend.as_deref())?;
+        let saved = ops::plan::save(out, &loaded, &spec, &state_path, &state, plan, &observed)?;
         eprintln!(
             "Saved the plan to {}; apply it with `crmctl apply {}`.",
             out.display(),
             out.display()
         );
-        common::free_at_exit((loaded, state, saved));
+        common::free_at_exit((loaded, state, saved, observed));
         return Ok(exit(args.detailed_exitcode, changes));
     }
-    let changes = !plan.is_empty();
-    common::free_at_exit((loaded, state, plan));
+    common::free_at_exit((loaded, state, plan, observed));
     Ok(exit(args.detailed_exitcode, changes))
-}
-
-/// Refuse a `--out` that names a file this run reads or manages: the desired file, the
-/// state (its journal, its lock) or the local tenant (its WAL files). A typo there used to
-/// replace the state, or the whole tenant database, by the plan (issue 9: no run may lose
-/// what it manages).
-fn check_out(out: &Path, args: &PlanArgs, state_path: &Path) -> anyhow::Result<()> {
-    use crate::state::{lock, store};
-    let tenant = common::local_path(args.backend.as_deref())?;
-    let with_suffix = |p: &Path, suffix: &str| {
-        let mut s = p.as_os_str().to_os_string();
-        s.push(suffix);
-        PathBuf::from(s)
-    };
-    let taken: [(&str, PathBuf); 7] = [
-        ("the desired file", args.file.clone()),
-        ("the state", state_path.to_path_buf()),
-        ("the state's journal", store::journal_path(state_path)),
-        ("the state's lock", lock::lock_path(state_path)),
-        ("the local tenant", tenant.clone()),
-        ("the local tenant's WAL", with_suffix(&tenant, "-wal")),
-        ("the local tenant's WAL index", with_suffix(&tenant, "-shm")),
-    ];
-    let target = common::file_identity(out);
-    if let Some((what, path)) = taken
-        .iter()
-        .find(|(_, p)| common::file_identity(p) == target)
-    {
-        anyhow::bail!(
-            "--out {} is {what} ({}): the plan would replace it; save the plan to a file of its own, e.g. --out plan.json",
-            out.display(),
-            path.display()
-        );
-    }
-    Ok(())
 }
 
 fn exit(detailed: bool, changes: bool) -> ExitCode {
@@ -212,22 +159,9 @@ fn exit(detailed: bool, changes: bool) -> ExitCode {
     }
 }
 
-/// Write to a temporary file next to `path`, flush it to disk, then rename it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)?;
-    Ok(())
-}
-
 /// `crmctl graph`.
 pub fn run_graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {
-    let state_path = state_path(&args.state);
+    let state_path = common::state_path(args.state.as_deref());
     let Some(Planned { loaded, plan, .. }) =
         make_plan(&args.file, args.backend.as_deref(), &state_path, false)?
     else {

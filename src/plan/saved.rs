@@ -11,6 +11,11 @@
 //! protected instances against the state (`apply::check_protected`), refuses a stale plan
 //! by the tenant's fingerprint and the state's serial, and the provider checks every rule
 //! of domain.md on each request.
+//!
+//! The fingerprint covers the tenant's managed fields only (a change of the storage in use
+//! does not make a plan stale), and the file carries a [`Sketch`] of the tenant's
+//! per-object digests (a few kilobytes whatever the tenant's size) so that a stale plan's
+//! refusal names the objects that changed (issue 11 item 4).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,10 +25,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::plan::action::Plan;
+pub use crate::plan::fingerprint::{Digests, Sketch};
 
-/// Format version of saved plan files. Version 2 added the checksum; a version 1 file is
-/// refused with a request to plan again.
-pub const SAVED_PLAN_VERSION: u32 = 2;
+/// Format version of saved plan files. Version 2 added the checksum; version 3 the
+/// fingerprint over managed fields only and the digests' [`Sketch`]. An older file is
+/// refused with a request to plan again (its fingerprint is not comparable any more).
+pub const SAVED_PLAN_VERSION: u32 = 3;
 
 /// The prefix of [`SavedPlan::checksum`].
 const CHECKSUM_PREFIX: &str = "sha256:";
@@ -56,6 +63,11 @@ pub struct SavedPlan {
     /// files written before it: the checksum of such a file is unchanged).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub protect_at: BTreeMap<String, String>,
+    /// The per-object digests of the tenant the plan was made against, to name what
+    /// changed when the plan is stale. Absent when not recorded (a plan written by a
+    /// program, not by `plan --out`): a stale plan then says only that the tenant changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digests: Option<Sketch>,
 }
 
 /// The fields the checksum covers, in a fixed order: every field but the checksum.
@@ -70,6 +82,8 @@ struct Content<'a> {
     protect: &'a BTreeMap<String, bool>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     protect_at: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digests: &'a Option<Sketch>,
 }
 
 /// Why a saved plan file cannot be used.
@@ -91,8 +105,9 @@ pub enum SavedPlanError {
         /// Its version.
         found: u32,
     },
-    /// Written by an older crmctl, without a checksum.
-    #[error("{file}: saved plan version {found} was written by an older crmctl, without a checksum; run `crmctl plan --out` again")]
+    /// Written by an older crmctl (without a checksum, or with a fingerprint of another
+    /// kind).
+    #[error("{file}: saved plan version {found} was written by an older crmctl; run `crmctl plan --out` again")]
     TooOld {
         /// The plan file.
         file: String,
@@ -127,16 +142,10 @@ impl SavedPlan {
             plan,
             protect,
             protect_at: BTreeMap::new(),
+            digests: None,
         };
         saved.seal();
         saved
-    }
-
-    /// The same saved plan with the places of the file's `protect: true` (sealed again).
-    pub fn with_protect_at(mut self, protect_at: BTreeMap<String, String>) -> SavedPlan {
-        self.protect_at = protect_at;
-        self.seal();
-        self
     }
 
     /// Set [`SavedPlan::checksum`] from the current content.
@@ -158,6 +167,7 @@ impl SavedPlan {
             plan: &self.plan,
             protect: &self.protect,
             protect_at: &self.protect_at,
+            digests: &self.digests,
         };
         let mut hasher = Sha256::new();
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut hasher);

@@ -446,25 +446,32 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
         path: path.to_path_buf(),
         source,
     };
+    let mut json = serde_json::to_vec_pretty(state).expect("state serializes");
+    json.push(b'\n');
+    write_atomically(path, &json).map_err(io)
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory, fsync,
+/// rename over `path`, fsync of the directory; a crash leaves the old file or the new one,
+/// never a part. Creates the parent directory when missing. When `path` is a symlink, the
+/// target is written (temporary file and rename in the target's directory) and the link
+/// stays. The one atomic write of crmctl (the state, saved plans).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let target = resolve_symlinks(path);
     let path = target.as_path();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let mut json = serde_json::to_vec_pretty(state).expect("state serializes");
-    json.push(b'\n');
+    std::fs::create_dir_all(&dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".state-")
         .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(io)?;
-    tmp.write_all(&json).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    sync_dir(&dir).map_err(io)?;
-    Ok(())
+        .tempfile_in(&dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(&dir)
 }
 
 /// Writes the state during an apply: a journal line per batch, compacted into the state

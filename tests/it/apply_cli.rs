@@ -1640,3 +1640,61 @@ fn a_copy_that_acted_is_not_reported_again_but_a_new_copy_from_is() {
             "`copy_from` acts only when the instance is created",
         ));
 }
+
+/// issue 11 item 4: the fingerprint of a saved plan covers the managed fields only. The
+/// storage in use changes by itself (T8) and no plan depends on it: a saved plan stays
+/// applicable when only it changed. A managed field changed out of band (a user's display
+/// name) makes the plan stale, and the refusal names the object (`users.<upn>`).
+#[test]
+fn a_saved_plan_is_stale_for_a_managed_change_only_and_names_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    let one = "tenant: fabrikam.onmicrosoft.com\nlicenses:\n  professional: 5\nusers:\n  a@fabrikam.com:\n    name: Ann\n";
+    std::fs::write(&file, one).unwrap();
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let two = format!("{one}  b@fabrikam.com:\n    name: Bob\n");
+    std::fs::write(&file, two).unwrap();
+    let plan_out = |name: &str| {
+        crmctl(dir.path())
+            .args(["plan", "--out", name, "-f"])
+            .arg(&file)
+            .assert()
+            .success();
+    };
+    plan_out("p1.json");
+    // A volatile field: the plan still applies.
+    crmctl(dir.path())
+        .args(["local", "set", "storage", "used-gb", "7.5"])
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["apply", "p1.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Apply complete!"));
+    assert_no_changes(dir.path(), &file);
+
+    // A managed field: the plan is stale, and says which object changed.
+    std::fs::write(&file, format!("{one}  b@fabrikam.com:\n    name: Bo\n")).unwrap();
+    plan_out("p2.json");
+    crmctl(dir.path())
+        .args(["local", "set", "user", "a@fabrikam.com", "name", "Anne"])
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["apply", "p2.json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is stale"))
+        .stderr(predicate::str::contains("users.a@fabrikam.com changed"))
+        .stderr(predicate::str::contains("users.b@fabrikam.com").not());
+    let t = observe(dir.path());
+    assert!(
+        t.users.values().any(|u| u.name == "Bob"),
+        "nothing was done"
+    );
+}

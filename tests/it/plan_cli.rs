@@ -272,3 +272,40 @@ fn out_never_replaces_the_state_the_tenant_or_the_file() {
         .assert()
         .success();
 }
+
+/// issue 11 item 4: `plan --out` records the digests of the tenant's objects (to name what
+/// changed when the plan is stale) in a sketch of a fixed size: a tenant of 400 users
+/// saves no larger a sketch than an empty one. The file is written atomically by the one
+/// atomic write of the library (a missing directory is created).
+#[test]
+fn out_saves_the_tenant_digests_in_a_fixed_size() {
+    let sketch_len = |users: usize| -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let mut yaml = String::from("tenant: coho.onmicrosoft.com\nusers:\n");
+        for i in 0..users {
+            yaml.push_str(&format!("  u{i}@coho.com: {{name: U{i}}}\n"));
+        }
+        if users > 0 {
+            write(dir.path(), "all.yaml", &yaml);
+            crmctl(dir.path())
+                .args(["apply", "--auto-approve", "-f", "all.yaml"])
+                .assert()
+                .success();
+        }
+        write(dir.path(), "t.yaml", CHANGES);
+        crmctl(dir.path())
+            .args(["plan", "-f", "t.yaml", "--out", "plans/p.json"])
+            .assert()
+            .success();
+        let saved: crmctl::plan::saved::SavedPlan = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("plans/p.json")).unwrap(),
+        )
+        .unwrap();
+        serde_json::to_string(&saved.digests.expect("digests recorded"))
+            .unwrap()
+            .len()
+    };
+    let empty = sketch_len(0);
+    assert!(empty < 8_000, "{empty} bytes");
+    assert_eq!(sketch_len(400), empty);
+}

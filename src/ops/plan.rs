@@ -1,0 +1,133 @@
+//! `plan` and `graph`: plan a loaded desired file against the tenant and the state, and
+//! save a plan for `apply PLANFILE`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::desired::load::{self, Loaded};
+use crate::observed::Tenant;
+use crate::ops::backend::{file_identity, BackendSpec, OpenBackend};
+use crate::ops::session::{Operation, Session, Warn};
+use crate::ops::OpsError;
+use crate::plan::saved::{Digests, SavedPlan};
+use crate::plan::Plan;
+use crate::state::State;
+
+/// A plan made in a [`Session`].
+#[derive(Debug)]
+pub struct Planned {
+    /// The session (it holds the state lock): `apply` runs the plan in it; `plan`
+    /// [`Session::release`]s it.
+    pub session: Session,
+    /// The plan, its diagnostics located in the desired file.
+    pub plan: Plan,
+    /// The tenant as observed for the plan ([`save`] records its digests).
+    pub observed: Tenant,
+}
+
+/// Open a [`Session`] (lock, backend, state, observe, check) and plan `loaded` in it.
+/// `backend`: a [`BackendSpec`] or a backend opened already.
+pub fn plan(
+    loaded: &Loaded,
+    backend: impl OpenBackend,
+    state_path: &Path,
+    operation: Operation,
+    warn: Warn<'_>,
+) -> Result<Planned, OpsError> {
+    let (session, observed) = Session::open(backend, state_path, operation, warn)?;
+    let mut plan =
+        crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &session.state);
+    load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
+    Ok(Planned {
+        session,
+        plan,
+        observed,
+    })
+}
+
+/// Refuse a `--out` that names a file the run reads or manages: the desired file, the
+/// state (its journal, its lock) or the backend's files (the local tenant, its WAL files).
+/// A typo there used to replace the state, or the whole tenant database, by the plan
+/// (issue 9: no run may lose what it manages).
+pub fn check_out(
+    out: &Path,
+    file: &Path,
+    spec: &BackendSpec,
+    state_path: &Path,
+) -> Result<(), OpsError> {
+    use crate::state::{lock, store};
+    let mut taken: Vec<(&'static str, PathBuf)> = vec![
+        ("the desired file", file.to_path_buf()),
+        ("the state", state_path.to_path_buf()),
+        ("the state's journal", store::journal_path(state_path)),
+        ("the state's lock", lock::lock_path(state_path)),
+    ];
+    taken.extend(spec.files());
+    let target = file_identity(out);
+    match taken.into_iter().find(|(_, p)| file_identity(p) == target) {
+        Some((what, path)) => Err(OpsError::OutIsTaken {
+            out: out.to_path_buf(),
+            what,
+            path,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Save `plan` (made by [`plan`] from `loaded` with `state` against `spec`, the tenant
+/// `observed`) to `out` atomically, with the checksum of its content (`apply PLANFILE`
+/// refuses an edited file; issue 9 item 3) and the digests of the tenant's objects (a
+/// stale plan says which object changed; issue 11 item 4). Returns what was written.
+// Each input is what the plan was made from; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub fn save(
+    out: &Path,
+    loaded: &Loaded,
+    spec: &BackendSpec,
+    state_path: &Path,
+    state: &State,
+    plan: Plan,
+    observed: &Tenant,
+) -> Result<SavedPlan, OpsError> {
+    let mut saved = SavedPlan {
+        version: crate::plan::saved::SAVED_PLAN_VERSION,
+        checksum: String::new(),
+        backend: spec.as_str().to_string(),
+        state_path: state_path.display().to_string(),
+        state_lineage: state.lineage.clone(),
+        state_serial: state.serial,
+        plan,
+        protect: loaded.desired.protect_flags(),
+        protect_at: protect_locations(loaded),
+        digests: Some(Digests::of(observed).sketch()),
+    };
+    // Once, over the whole content (a large plan is serialized for it).
+    saved.seal();
+    let json = serde_json::to_vec_pretty(&saved).expect("a plan always serializes");
+    crate::state::store::write_atomically(out, &json).map_err(|source| OpsError::WritePlan {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(saved)
+}
+
+/// Where the file declares `protect: true`, as `FILE:LINE` by instance address (recorded
+/// in the state so that the plan error of a protected instance's removal says where it
+/// was declared; issue 9 item 8). One pass over the text, only for protected instances.
+pub fn protect_locations(loaded: &Loaded) -> BTreeMap<String, String> {
+    let paths: Vec<String> = loaded
+        .desired
+        .protect_flags()
+        .iter()
+        .filter(|(_, p)| **p)
+        .map(|(a, _)| format!("{a}.protect"))
+        .collect();
+    load::Locator::new(&loaded.src)
+        .locate_many(paths)
+        .into_iter()
+        .map(|(path, l)| {
+            let address = path.strip_suffix(".protect").unwrap_or(&path).to_string();
+            (address, format!("{}:{}", l.file, l.line))
+        })
+        .collect()
+}

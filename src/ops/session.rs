@@ -1,0 +1,128 @@
+//! A run's hold on a state and its backend: lock -> open -> read state -> observe ->
+//! check that the state belongs to the tenant, written once for `plan`, `graph` and
+//! `apply`.
+
+use std::path::{Path, PathBuf};
+
+use crate::observed::Tenant;
+use crate::ops::backend::{check_state_fits_tenant, Backend, OpenBackend};
+use crate::ops::OpsError;
+use crate::state::lock::StateLock;
+use crate::state::store::JournalWarning;
+use crate::state::State;
+
+/// What a run is (recorded in the lock, shown to a run that finds it taken).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `plan` or `graph`.
+    Plan,
+    /// `apply`.
+    Apply,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Plan => "plan",
+            Operation::Apply => "apply",
+        }
+    }
+}
+
+/// Where journal warnings go (issue 9 item 5: a damaged line is reported, never skipped
+/// silently); the CLI prints them as `warning: ...`.
+pub type Warn<'a> = &'a mut dyn FnMut(&JournalWarning);
+
+/// A locked state and the backend it is used against. The lock is held until the
+/// session is dropped (or [`Session::release`]d).
+pub struct Session {
+    /// The backend.
+    pub backend: Box<dyn Backend>,
+    /// The state, bound to the backend ([`check_state_fits_tenant`]).
+    pub state: State,
+    /// The state file.
+    pub state_path: PathBuf,
+    pub(crate) lock: StateLock,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("backend", &self.backend.identity())
+            .field("state_path", &self.state_path)
+            .field("lock", &self.lock.info().id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to read the state a session starts from.
+pub(crate) enum StateSource<'a> {
+    /// The state file; a missing one is an empty state (new lineage, serial 0).
+    FileOrNew,
+    /// The state a saved plan was made with: the closure gets the state read (`None`:
+    /// missing) and returns the state to use or refuses it.
+    Checked(&'a mut dyn FnMut(Option<State>) -> Result<State, OpsError>),
+}
+
+impl Session {
+    /// Take the lock of `state_path` (like Terraform, for the whole run: a plan never
+    /// reads a state that a concurrent apply is rewriting), open the backend, read the
+    /// state, observe the tenant and check that the state belongs to it.
+    pub fn open(
+        backend: impl OpenBackend,
+        state_path: &Path,
+        operation: Operation,
+        warn: Warn<'_>,
+    ) -> Result<(Session, Tenant), OpsError> {
+        Session::open_with(backend, state_path, operation, StateSource::FileOrNew, warn)
+    }
+
+    pub(crate) fn open_with(
+        backend: impl OpenBackend,
+        state_path: &Path,
+        operation: Operation,
+        source: StateSource<'_>,
+        warn: Warn<'_>,
+    ) -> Result<(Session, Tenant), OpsError> {
+        let lock = StateLock::acquire(state_path, operation.as_str())?;
+        let backend = backend.open()?;
+        let (state, warnings) = crate::state::store::load_reporting(state_path)?;
+        for w in &warnings {
+            warn(w);
+        }
+        let mut state = match source {
+            StateSource::FileOrNew => {
+                state.unwrap_or_else(|| State::empty(crate::state::store::new_lineage()))
+            }
+            StateSource::Checked(check) => check(state)?,
+        };
+        let observed = observe(&*backend)?;
+        check_state_fits_tenant(&*backend, &observed, &mut state, state_path)?;
+        Ok((
+            Session {
+                backend,
+                state,
+                state_path: state_path.to_path_buf(),
+                lock,
+            },
+            observed,
+        ))
+    }
+
+    /// The lock held by this session.
+    pub fn lock(&self) -> &StateLock {
+        &self.lock
+    }
+
+    /// Release the lock (and the backend), keeping the state read.
+    pub fn release(self) -> State {
+        self.state
+    }
+}
+
+/// Observe the tenant: the one call of the workflows into `Provider::observe`.
+pub(crate) fn observe(backend: &dyn Backend) -> Result<Tenant, OpsError> {
+    // TODO(lead): scope (observe only the kinds and instances the file manages, issue 11
+    // item 4); the saved-plan fingerprint must then be computed over the same scope.
+    backend.observe().map_err(OpsError::Observe)
+}
