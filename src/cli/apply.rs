@@ -358,12 +358,13 @@ fn run(
         }
     };
     let check_lock = std::sync::Arc::new(check_lock);
-    let opts = ApplyOptions {
+    let mut opts = ApplyOptions {
         parallelism: args.parallelism,
         allow_destroy: args.allow_destroy,
         protect,
         protect_at,
         before_batch: Some(check_lock.clone()),
+        ..ApplyOptions::default()
     };
     let mut writer = store::StateWriter::new(state_path);
     let mut save = |s: &State, changes: &[store::StateChange]| {
@@ -382,6 +383,14 @@ fn run(
         );
         bar
     });
+    // Retries and long-running operations, in the log (issue 11 item 4).
+    opts.notice = Some(std::sync::Arc::new({
+        let bar = bar.clone();
+        move |n: &apply::Notice<'_>| match &bar {
+            Some(bar) => bar.println(n.line()),
+            None => errln!("{}", n.line()),
+        }
+    }));
     let progress = |e: &apply::ProgressEvent<'_>| match &bar {
         Some(bar) => {
             bar.set_position(e.finished as u64);

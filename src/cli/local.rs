@@ -10,7 +10,6 @@ use anyhow::{anyhow, bail, Context};
 use crate::cli::common;
 use crate::domain::kinds::{AccessMode, AdminRole, InstanceType, LicensePlan, Region};
 use crate::observed::{Group, InstanceStatus, Tenant, UpdatePhase, UpdateState, User};
-use crate::provider::Provider;
 
 /// Output format of `show` and `local export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -10,7 +10,6 @@ use crate::cli::common;
 use crate::desired::load::{self, Loaded};
 use crate::plan::saved::SavedPlan;
 use crate::plan::Plan;
-use crate::provider::Provider as _;
 use crate::state::State;
 
 /// Output format of `plan`.

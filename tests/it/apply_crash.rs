@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use crmctl::desired::model::Desired;
 use crmctl::provider::local::LocalProvider;
-use crmctl::provider::Provider;
 use crmctl::synth::{generate, instance_key, user_upn, SynthParams};
 
 fn write_desired(dir: &Path, users: usize) -> (PathBuf, Desired) {

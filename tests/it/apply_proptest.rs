@@ -10,7 +10,6 @@ use crmctl::apply::{self, ApplyOptions};
 use crmctl::desired::model::{AdminMode, Desired, Instance, SecurityGroup, User};
 use crmctl::domain::kinds::{AccessMode, InstanceType, LicensePlan, Region};
 use crmctl::provider::local::LocalProvider;
-use crmctl::provider::Provider;
 use crmctl::state::State;
 
 #[derive(Debug, Clone)]
@@ -436,6 +435,7 @@ fn plan_with_errors_buys_nothing() {
             protect: false,
             protected_at: None,
             copied_from: None,
+            ids: Default::default(),
         },
     );
     let plan = crmctl::plan::plan(&desired, &before, &state);
@@ -595,6 +595,7 @@ fn observed(g: &ObservedGen) -> (crmctl::observed::Tenant, State) {
                 protect: false,
                 protected_at: None,
                 copied_from: None,
+                ids: Default::default(),
             },
         );
     };

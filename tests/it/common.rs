@@ -58,6 +58,7 @@ pub fn state(entries: &[(&str, ObjKind, &str, bool)]) -> State {
                 protect: *p,
                 protected_at: None,
                 copied_from: None,
+                ids: Default::default(),
             },
         );
     }
@@ -189,6 +190,7 @@ impl Sim {
                 protect: false,
                 protected_at: None,
                 copied_from: None,
+                ids: Default::default(),
             },
         );
     }
@@ -735,7 +737,6 @@ pub fn map<T>(items: Vec<(String, T)>) -> BTreeMap<String, T> {
 /// without errors is accepted in one pass). `Ok(false)`: the tenant cannot be stored as
 /// is (e.g. roles in an instance that does not exist), nothing was checked.
 pub fn converge_local(d: &Desired, tenant: &Tenant, state: &State) -> Result<bool, String> {
-    use crmctl::provider::Provider;
     let plan = crmctl::plan::plan(d, tenant, state);
     if plan.has_errors() {
         return Err(format!("plan has errors: {:#?}", plan.diagnostics));

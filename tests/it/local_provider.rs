@@ -9,7 +9,7 @@ use crmctl::observed::{
     AdminModeState, Group, Instance, InstanceStatus, Tenant, UpdatePhase, UpdateState, User,
 };
 use crmctl::provider::local::LocalProvider;
-use crmctl::provider::{Provider, ProviderError};
+use crmctl::provider::ProviderError;
 
 fn r(id: &str) -> ObjRef {
     ObjRef {

@@ -17,6 +17,7 @@ fn sample() -> State {
             protect: true,
             protected_at: None,
             copied_from: None,
+            ids: Default::default(),
         },
     );
     s
@@ -151,6 +152,7 @@ fn the_writer_journals_batches_and_load_replays_them() {
                 protect: false,
                 protected_at: None,
                 copied_from: None,
+                ids: Default::default(),
             },
         };
         c.apply_to(state);
@@ -224,6 +226,7 @@ fn user_change(i: usize) -> crmctl::state::store::StateChange {
             protect: false,
             protected_at: None,
             copied_from: None,
+            ids: Default::default(),
         },
     }
 }

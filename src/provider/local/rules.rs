@@ -352,6 +352,7 @@ pub(crate) fn effect(
                 deltas: vec![meta_with(t, c, |_| {}), Delta::PutGroup(Box::new(g))],
                 outcome: Outcome {
                     created_id: Some(id),
+                    ..Outcome::default()
                 },
             })
         }
@@ -457,6 +458,7 @@ pub(crate) fn effect(
                 deltas: vec![meta_with(t, c, |_| {}), Delta::PutUser(Box::new(u))],
                 outcome: Outcome {
                     created_id: Some(id),
+                    ..Outcome::default()
                 },
             })
         }
@@ -729,6 +731,7 @@ pub(crate) fn effect(
                 deltas: vec![meta_with(t, c, |_| {}), Delta::PutInstance(Box::new(inst))],
                 outcome: Outcome {
                     created_id: Some(id),
+                    ..Outcome::default()
                 },
             })
         }
