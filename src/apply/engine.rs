@@ -185,6 +185,69 @@ async fn next_steps(lists: [&mut Vec<Fut<'_>>; 2]) -> Vec<Step> {
     .await
 }
 
+/// The walk of the action graph: what waits, what is ready, what ended.
+struct Walk<'p> {
+    plan: &'p Plan,
+    progress: &'p dyn Fn(&ProgressEvent<'_>),
+    dependents: Vec<Vec<usize>>,
+    waiting: Vec<usize>,
+    ready: BTreeSet<usize>,
+    report: ApplyReport,
+    finished: usize,
+}
+
+impl<'p> Walk<'p> {
+    fn new(plan: &'p Plan, progress: &'p dyn Fn(&ProgressEvent<'_>)) -> Walk<'p> {
+        let waiting: Vec<usize> = plan
+            .actions
+            .iter()
+            .map(|a| a.depends_on.iter().collect::<BTreeSet<_>>().len())
+            .collect();
+        Walk {
+            plan,
+            progress,
+            dependents: dependents(plan),
+            ready: (0..waiting.len()).filter(|i| waiting[*i] == 0).collect(),
+            waiting,
+            report: ApplyReport::default(),
+            finished: 0,
+        }
+    }
+
+    /// Action `id` ended: report it, release or skip its dependents.
+    fn end(&mut self, id: usize, outcome: ActionOutcome) {
+        self.finished += 1;
+        finish(
+            self.plan,
+            id,
+            outcome,
+            &self.dependents,
+            &mut self.waiting,
+            &mut self.ready,
+            &mut self.report,
+            &mut self.finished,
+            self.progress,
+        );
+    }
+
+    /// The ops of `ids` with their references' ids from the state; an action whose op
+    /// cannot be resolved fails at once.
+    fn resolved(
+        &mut self,
+        ids: impl IntoIterator<Item = usize>,
+        state: &State,
+    ) -> Vec<(usize, Op)> {
+        let mut batch = Vec::new();
+        for id in ids {
+            match resolve(&self.plan.actions[id].op, state) {
+                Ok(op) => batch.push((id, op)),
+                Err(e) => self.end(id, ActionOutcome::Failed(e)),
+            }
+        }
+        batch
+    }
+}
+
 /// Apply `plan` with `provider` (see [`super::apply`] for the arguments and the module
 /// docs for the behaviour). Needs a tokio runtime with time enabled.
 pub async fn apply_async(
@@ -198,14 +261,7 @@ pub async fn apply_async(
     preflight(plan, opts.allow_destroy)?;
     check_protected(plan, state, &opts.protect)?;
     let n = plan.actions.len();
-    let dependents = dependents(plan);
-    let mut waiting: Vec<usize> = plan
-        .actions
-        .iter()
-        .map(|a| a.depends_on.iter().collect::<BTreeSet<_>>().len())
-        .collect();
-    let mut ready: BTreeSet<usize> = (0..n).filter(|i| waiting[*i] == 0).collect();
-    let mut report = ApplyReport::default();
+    let mut walk = Walk::new(plan, progress);
     let mut pending: Vec<StateChange> = Vec::new();
     let mut save_error: Option<String> = None;
     let notice = |n: Notice<'_>| {
@@ -229,7 +285,7 @@ pub async fn apply_async(
             };
             change.apply_to(state);
             pending.push(change);
-            report.forgotten.push(f.address.clone());
+            walk.report.forgotten.push(f.address.clone());
         }
     }
 
@@ -261,7 +317,6 @@ pub async fn apply_async(
     let mut requests: Vec<Fut<'_>> = Vec::new();
     let mut polls: Vec<Fut<'_>> = Vec::new();
     let mut tracks: HashMap<usize, Track> = HashMap::new();
-    let mut finished = 0usize;
 
     // Operations an earlier run started: polled again, never started twice; those the
     // plan has no action of that kind for are dropped (the plan sees the tenant as it is).
@@ -276,8 +331,8 @@ pub async fn apply_async(
             match by_address.get(&(address.as_str(), op.kind)) {
                 Some(&id) => {
                     resumed[id] = true;
-                    ready.remove(&id);
-                    report.resumed.push(id);
+                    walk.ready.remove(&id);
+                    walk.report.resumed.push(id);
                     notice(Notice::Resumed {
                         action: &plan.actions[id],
                         handle: &op.handle,
@@ -300,14 +355,14 @@ pub async fn apply_async(
     loop {
         // Start what is ready (lowest id first, with the ready ops of its request family),
         // unless a state save failed.
-        while save_error.is_none() && requests.len() < workers && !ready.is_empty() {
+        while save_error.is_none() && requests.len() < workers && !walk.ready.is_empty() {
             if let Some(check) = &opts.before_batch {
                 if let Err(e) = check() {
                     save_error = Some(e);
                     break;
                 }
             }
-            let Some(first) = ready.pop_first() else {
+            let Some(first) = walk.ready.pop_first() else {
                 break;
             };
             if resumed[first] {
@@ -318,7 +373,8 @@ pub async fn apply_async(
             if family.max_ops > 1 {
                 // Look a bounded way ahead: O(max_ops) per request, however mixed the
                 // ready set is.
-                let more: Vec<usize> = ready
+                let more: Vec<usize> = walk
+                    .ready
                     .iter()
                     .copied()
                     .take(4 * family.max_ops)
@@ -326,30 +382,11 @@ pub async fn apply_async(
                     .take(family.max_ops - 1)
                     .collect();
                 for i in &more {
-                    ready.remove(i);
+                    walk.ready.remove(i);
                 }
                 ids.extend(more);
             }
-            let mut batch = Vec::with_capacity(ids.len());
-            for id in ids {
-                match resolve(&plan.actions[id].op, state) {
-                    Ok(op) => batch.push((id, op)),
-                    Err(e) => {
-                        finished += 1;
-                        finish(
-                            plan,
-                            id,
-                            ActionOutcome::Failed(e),
-                            &dependents,
-                            &mut waiting,
-                            &mut ready,
-                            &mut report,
-                            &mut finished,
-                            progress,
-                        );
-                    }
-                }
-            }
+            let batch = walk.resolved(ids, state);
             if !batch.is_empty() {
                 requests.push(request(provider, batch, Duration::ZERO));
             }
@@ -408,7 +445,7 @@ pub async fn apply_async(
                                 requests.push(reobserve(provider, plan, id, e, d));
                             }
                             (_, Some(d)) => {
-                                report.retries += 1;
+                                walk.report.retries += 1;
                                 notice(Notice::Retry {
                                     action,
                                     attempt: attempt_of(&tracks, id),
@@ -457,7 +494,7 @@ pub async fn apply_async(
                                 || op.creates().is_some()
                                 || op.deletes() =>
                         {
-                            report.retries += 1;
+                            walk.report.retries += 1;
                             notice(Notice::Retry {
                                 action,
                                 attempt: attempt_of(&tracks, id),
@@ -492,7 +529,7 @@ pub async fn apply_async(
                             ActionOutcome::Failed(e)
                         }
                     };
-                    match report.outcomes.get_mut(&id) {
+                    match walk.report.outcomes.get_mut(&id) {
                         // Skipped meanwhile (a dependency failed): the op ran anyway.
                         Some(skipped) => *skipped = outcome,
                         None => ended.push((id, outcome)),
@@ -501,46 +538,16 @@ pub async fn apply_async(
             }
         }
         for (id, outcome) in ended {
-            finished += 1;
-            finish(
-                plan,
-                id,
-                outcome,
-                &dependents,
-                &mut waiting,
-                &mut ready,
-                &mut report,
-                &mut finished,
-                progress,
-            );
+            walk.end(id, outcome);
         }
         // Retries of one step go out together, after the longest of their delays.
         if let Some(delay) = retry.iter().map(|(_, d)| *d).max() {
-            let mut batch = Vec::with_capacity(retry.len());
-            for (id, _) in retry {
-                match resolve(&plan.actions[id].op, state) {
-                    Ok(op) => batch.push((id, op)),
-                    Err(e) => {
-                        finished += 1;
-                        finish(
-                            plan,
-                            id,
-                            ActionOutcome::Failed(e),
-                            &dependents,
-                            &mut waiting,
-                            &mut ready,
-                            &mut report,
-                            &mut finished,
-                            progress,
-                        );
-                    }
-                }
-            }
+            let batch = walk.resolved(retry.into_iter().map(|(id, _)| id), state);
             if !batch.is_empty() {
                 requests.push(request(provider, batch, delay));
             }
         }
-        if let Err(e) = flush(state, &mut pending, &mut report) {
+        if let Err(e) = flush(state, &mut pending, &mut walk.report) {
             save_error.get_or_insert(e);
         }
         if save_error.is_none() {
@@ -555,35 +562,24 @@ pub async fn apply_async(
                     "accepted as operation {}, which the state could not record",
                     handle.id
                 ));
-                finished += 1;
-                finish(
-                    plan,
-                    id,
-                    ActionOutcome::Failed(e),
-                    &dependents,
-                    &mut waiting,
-                    &mut ready,
-                    &mut report,
-                    &mut finished,
-                    progress,
-                );
+                walk.end(id, ActionOutcome::Failed(e));
             }
         }
     }
 
     if save_error.is_none() {
         pending.extend(record_protect(state, opts));
-        if let Err(e) = flush(state, &mut pending, &mut report) {
+        if let Err(e) = flush(state, &mut pending, &mut walk.report) {
             save_error = Some(e);
         }
     }
     if let Some(message) = save_error {
         return Err(ApplyError::StateSave {
             message,
-            report: Box::new(report),
+            report: Box::new(walk.report),
         });
     }
-    Ok(report)
+    Ok(walk.report)
 }
 
 /// The attempt a retry of action `id` is about to make (2 = the first retry).

@@ -468,6 +468,15 @@ fn record_one(
         ids.extend(outcome.ids.clone());
         (prior.and_then(|r| r.copied_from.clone()), ids)
     };
+    // The entry at the action's address with its ids brought up to date.
+    let updated = |r: &Resource, copied_from: Option<String>| StateChange::Set {
+        address: action.address.clone(),
+        resource: Resource {
+            copied_from,
+            ids: kept(&r.id, None).1,
+            ..r.clone()
+        },
+    };
     let change = if let Op::Adopt { kind, id, from } = &*action.op {
         Some(set(
             action,
@@ -491,14 +500,7 @@ fn record_one(
         state
             .resources
             .get(&action.address)
-            .map(|r| StateChange::Set {
-                address: action.address.clone(),
-                resource: Resource {
-                    copied_from: Some(key.to_string()),
-                    ids: kept(&r.id, None).1,
-                    ..r.clone()
-                },
-            })
+            .map(|r| updated(r, Some(key.to_string())))
     } else if action.op.deletes() && state.resources.contains_key(&action.address) {
         Some(StateChange::Remove {
             address: action.address.clone(),
@@ -509,13 +511,7 @@ fn record_one(
         state
             .resources
             .get(&action.address)
-            .map(|r| StateChange::Set {
-                address: action.address.clone(),
-                resource: Resource {
-                    ids: kept(&r.id, None).1,
-                    ..r.clone()
-                },
-            })
+            .map(|r| updated(r, r.copied_from.clone()))
     } else {
         None
     };

@@ -14,8 +14,8 @@
 use rusqlite::Transaction;
 use serde::{Deserialize, Serialize};
 
-use super::delta::{self, Delta, Meta};
-use super::{faults, rules, store, Cache, Core, Inner};
+use super::delta::{self, Delta};
+use super::{faults, rules, store, Cache, Core};
 use crate::domain::op::Op;
 use crate::provider::{Executed, OperationHandle, Outcome, Polled, ProviderError};
 
@@ -121,15 +121,7 @@ impl Core {
         f: impl FnOnce(&Transaction<'_>, &Cache) -> Result<(Vec<Delta>, T), ProviderError>,
     ) -> Result<T, ProviderError> {
         let mut guard = self.lock()?;
-        let inner = &mut *guard;
-        if inner.conn.is_none() {
-            inner.conn = Some(store::connect(&self.path, true)?);
-            inner.cache.synced = None;
-        }
-        let Inner { conn, cache } = inner;
-        let conn = conn.as_mut().expect("connection opened above");
-        let tx = store::begin(conn, &self.path)?;
-        cache.sync(&tx, &self.path)?;
+        let (tx, cache) = self.begin_write(&mut guard)?;
         let (deltas, out) = f(&tx, cache)?;
         delta::apply_to_cache(
             &mut cache.tenant,
@@ -138,25 +130,8 @@ impl Core {
             &deltas,
         );
         let calls = [faults::next_write_call()];
-        let written: Result<(), ProviderError> = (|| {
-            store::write(&tx, &self.path, &deltas)?;
-            if cache.meta_dirty || !cache.stored {
-                let head = Delta::Meta(Box::new(Meta::of(&cache.tenant, cache.counters)));
-                store::write(&tx, &self.path, &[head])?;
-            }
-            faults::before_commit(&calls);
-            tx.commit().map_err(store::db_err(&self.path))?;
-            faults::after_commit(&calls);
-            Ok(())
-        })();
-        match written {
-            Ok(()) => {
-                cache.meta_dirty = false;
-                cache.stored = true;
-                self.transactions
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok(out)
-            }
+        match self.commit(tx, cache, &deltas, &calls) {
+            Ok(()) => Ok(out),
             Err(e) => {
                 cache.synced = None;
                 Err(e)

@@ -83,9 +83,25 @@
 //!
 //! Calls that change nothing (`adopt`, a set to the current value) do not count for the
 //! aborts and the pause, so that a crash point lands on a write however many adoptions come first.
+//!
+//! Long-running operations (issue 11 item 4; module `lro`): with `CRMCTL_LOCAL_LRO=1`,
+//! `configure_instance`, `copy_instance` and `reset_instance` answer *accepted* with an
+//! operation handle stored in the tenant file, and end on their Nth poll
+//! (`CRMCTL_LOCAL_LRO_POLLS=N`, default 2; `CRMCTL_LOCAL_LRO_DELAY_MS`, default 10, is the
+//! `retry_after` they give). Each accept and poll is a call that changes the tenant;
+//! `CRMCTL_LOCAL_EXIT_AT_POLL=N` aborts the process on the Nth poll. Without the knob,
+//! nothing changes.
+//!
+//! # Async
+//!
+//! The [`Provider`] methods are async; the SQLite work stays synchronous and runs on
+//! tokio's blocking pool (inline without a runtime), so that concurrent requests still
+//! meet in one group-commit transaction. [`LocalProvider::observe`] and
+//! [`LocalProvider::execute`] are the blocking forms (admin commands, tests).
 
 mod delta;
 mod faults;
+mod integrity;
 mod lro;
 mod rules;
 mod store;
@@ -106,6 +122,7 @@ use crate::provider::{
 };
 
 use delta::{Counters, Delta, Index, Meta};
+use integrity::{check_integrity, counters_covering};
 
 /// The embedded local tenant provider (`--backend local:PATH`).
 pub struct LocalProvider {
@@ -406,15 +423,7 @@ impl Core {
         f: impl FnOnce(&Tenant) -> Result<Tenant, ProviderError>,
     ) -> Result<(), ProviderError> {
         let mut guard = self.lock()?;
-        let inner = &mut *guard;
-        if inner.conn.is_none() {
-            inner.conn = Some(store::connect(&self.path, true)?);
-            inner.cache.synced = None;
-        }
-        let Inner { conn, cache } = inner;
-        let conn = conn.as_mut().expect("connection opened above");
-        let tx = store::begin(conn, &self.path)?;
-        cache.sync(&tx, &self.path)?;
+        let (tx, cache) = self.begin_write(&mut guard)?;
         let new = f(&cache.tenant)?;
         let counters = counters_covering(&new, cache.counters);
         let mut deltas = delta::diff(&cache.tenant, &new, cache.counters);
@@ -446,6 +455,47 @@ impl Core {
                 Err(e)
             }
         }
+    }
+
+    /// Begin a write transaction (IMMEDIATE; the file is created when missing) and bring
+    /// the cache up to date inside it.
+    fn begin_write<'g>(
+        &self,
+        inner: &'g mut Inner,
+    ) -> Result<(rusqlite::Transaction<'g>, &'g mut Cache), ProviderError> {
+        if inner.conn.is_none() {
+            inner.conn = Some(store::connect(&self.path, true)?);
+            inner.cache.synced = None;
+        }
+        let Inner { conn, cache } = inner;
+        let conn = conn.as_mut().expect("connection opened above");
+        let tx = store::begin(conn, &self.path)?;
+        cache.sync(&tx, &self.path)?;
+        Ok((tx, cache))
+    }
+
+    /// Write `deltas` (already in `cache`) and, when due, the tenant-level row from the
+    /// cache (the newest one: it holds the deltas' effects), then commit. `calls`: the
+    /// numbers of the tenant-changing calls inside, for fault injection.
+    fn commit(
+        &self,
+        tx: rusqlite::Transaction<'_>,
+        cache: &mut Cache,
+        deltas: &[Delta],
+        calls: &[u64],
+    ) -> Result<(), ProviderError> {
+        store::write(&tx, &self.path, deltas)?;
+        if cache.meta_dirty || !cache.stored {
+            let head = Delta::Meta(Box::new(Meta::of(&cache.tenant, cache.counters)));
+            store::write(&tx, &self.path, &[head])?;
+        }
+        faults::before_commit(calls);
+        tx.commit().map_err(store::db_err(&self.path))?;
+        faults::after_commit(calls);
+        cache.meta_dirty = false;
+        cache.stored = true;
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, ProviderError> {
@@ -558,36 +608,14 @@ impl Core {
         if deltas.is_empty() {
             return results; // the transaction ends without writing
         }
-        let written: Result<(), ProviderError> = (|| {
-            store::write(&tx, &self.path, &deltas)?;
-            // The tenant-level row from the cache goes last: the cache already holds the
-            // ops' effects, so it is the newest tenant-level row.
-            if cache.meta_dirty || !cache.stored {
-                let head = Delta::Meta(Box::new(Meta::of(&cache.tenant, cache.counters)));
-                store::write(&tx, &self.path, &[head])?;
+        if let Err(e) = self.commit(tx, cache, &deltas, &calls) {
+            // The cache holds effects that were not committed: read it again.
+            cache.synced = None;
+            if let Err(reload) = self.refresh(inner) {
+                eprintln!("crmctl: cannot reload the local tenant after a failed write: {reload}");
             }
-            faults::before_commit(&calls);
-            tx.commit().map_err(store::db_err(&self.path))?;
-            faults::after_commit(&calls);
-            Ok(())
-        })();
-        match written {
-            Ok(()) => {
-                cache.meta_dirty = false;
-                cache.stored = true;
-                self.transactions.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                // The cache holds effects that were not committed: read it again.
-                cache.synced = None;
-                if let Err(reload) = self.refresh(inner) {
-                    eprintln!(
-                        "crmctl: cannot reload the local tenant after a failed write: {reload}"
-                    );
-                }
-                for r in results.iter_mut().filter(|r| r.1.is_ok()) {
-                    r.1 = Err(e.clone());
-                }
+            for r in results.iter_mut().filter(|r| r.1.is_ok()) {
+                r.1 = Err(e.clone());
             }
         }
         results
@@ -753,69 +781,4 @@ impl Core {
             .map(|r| r.expect("every op has a result"))
             .collect()
     }
-}
-
-/// Counters at least as high as every id of the form `xxx-NNNNNN` in the tenant, so that a
-/// later creation never reuses an imported id.
-fn counters_covering(t: &Tenant, mut c: Counters) -> Counters {
-    fn num(id: &str, prefix: &str) -> u64 {
-        id.strip_prefix(prefix)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-    for id in t.users.keys() {
-        c.user = c.user.max(num(id, "usr-"));
-    }
-    for id in t.groups.keys() {
-        c.group = c.group.max(num(id, "grp-"));
-    }
-    for id in t.instances.keys() {
-        c.instance = c.instance.max(num(id, "org-"));
-    }
-    c
-}
-
-/// Referential integrity of an imported tenant (not the service's rules).
-fn check_integrity(t: &Tenant) -> Result<(), ProviderError> {
-    let bad = |m: String| Err(ProviderError::Invalid(m));
-    for (k, u) in &t.users {
-        if *k != u.id {
-            return bad(format!(
-                "users: key `{k}` differs from the user's id `{}`",
-                u.id
-            ));
-        }
-        for iid in u.roles.keys() {
-            if !t.instances.contains_key(iid) {
-                return bad(format!("users.{k}.roles: no instance with id `{iid}`"));
-            }
-        }
-    }
-    for (k, g) in &t.groups {
-        if *k != g.id {
-            return bad(format!(
-                "groups: key `{k}` differs from the group's id `{}`",
-                g.id
-            ));
-        }
-        if let Some(m) = g.members.iter().find(|m| !t.users.contains_key(*m)) {
-            return bad(format!("groups.{k}.members: no user with id `{m}`"));
-        }
-    }
-    for (k, i) in &t.instances {
-        if *k != i.id {
-            return bad(format!(
-                "instances: key `{k}` differs from the instance's id `{}`",
-                i.id
-            ));
-        }
-        if let Some(g) = &i.security_group {
-            if !t.groups.contains_key(g) {
-                return bad(format!(
-                    "instances.{k}.security_group: no group with id `{g}`"
-                ));
-            }
-        }
-    }
-    Ok(())
 }
