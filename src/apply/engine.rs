@@ -432,7 +432,11 @@ pub async fn apply_async(
                             Err(e) => e,
                         };
                         let class = e.class();
-                        let delay = (class.retryable() || class == ErrorClass::OutcomeUnknown)
+                        // A partly done op is sent again whole: only when that is harmless.
+                        let whole_again = !matches!(e, ProviderError::Partial { .. })
+                            || provider.replay_safe(&action.op);
+                        let delay = (class.retryable() && whole_again
+                            || class == ErrorClass::OutcomeUnknown)
                             .then(|| {
                                 tracks
                                     .entry(id)
