@@ -15,7 +15,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crmctl::apply::{self, ApplyOptions};
 use crmctl::provider::local::LocalProvider;
-use crmctl::provider::Provider;
 use crmctl::state::store::{StateChange, StateWriter};
 use crmctl::state::State;
 use crmctl::synth::{generate, SynthParams};

@@ -224,6 +224,7 @@ pub fn applied(d: &Desired) -> (Tenant, State) {
                 protect: false,
                 protected_at: None,
                 copied_from: None,
+                ids: Default::default(),
             },
         );
     };

@@ -1,14 +1,29 @@
 //! Apply: execute a [`Plan`] against a [`Provider`], keeping the state file up to date.
 //!
-//! The engine walks the action graph: an action starts only when every action it depends
-//! on succeeded; independent actions run concurrently on up to `parallelism` worker
-//! threads (requests in flight). When the provider takes batches
-//! ([`Provider::batch_size`] > 1), a request carries up to that many ready actions through
-//! [`Provider::execute_batch`]; each action still succeeds or fails on its own. Object references without a remote id are filled in from the state (objects
-//! created earlier in the same apply are recorded there as soon as they complete). After
-//! each batch of completed actions the state is updated (created and adopted ids recorded,
-//! deleted addresses removed, `protect` flags recorded, the entries the plan forgets dropped) and handed to the caller's `save`
-//! (an atomic write for the state file), so a crash never loses track of a created object.
+//! The engine ([`apply_async`], async on tokio) walks the action graph: an action starts
+//! only when every action it depends on succeeded; independent actions run concurrently,
+//! with up to `parallelism` requests in flight (futures, not threads). A request carries up
+//! to [`RequestFamily::max_ops`] ready actions of one request family
+//! ([`Provider::family`]) through [`Provider::execute_batch`]; each action still succeeds
+//! or fails on its own. Object references without a remote id are filled in from the state
+//! (objects created earlier in the same apply are recorded there as soon as they
+//! complete). After each batch of completed actions the state is updated (created and
+//! adopted ids recorded, with the further ids the provider reports, deleted addresses
+//! removed, `protect` flags recorded, the entries the plan forgets dropped) and handed to
+//! the caller's `save` (an atomic write for the state file), so a crash never loses track
+//! of a created object.
+//!
+//! Issue 11 item 4: errors the provider classes as conflict, throttled or transient are
+//! retried with backoff (backon's exponential policy, never sooner than the server's
+//! `Retry-After`), bounded by [`RetryPolicy`] (attempts and total time); each retry is
+//! reported ([`Notice`]). After an *outcome unknown*, apply re-observes the op's scope and
+//! decides with [`settle`] (pure) whether it took effect (a create whose natural key now
+//! exists is done, with its id); ops that are not safe to repeat are never replayed
+//! blindly. An op the service accepts as a long-running operation has its handle recorded
+//! in the state ([`crate::state::State::pending`]) *before* apply waits for it; apply then
+//! polls it, records the result and clears the entry. A run that finds a pending handle
+//! for an action of the same kind at the same address polls it instead of starting the
+//! op again (create, copy and reset are not idempotent).
 //!
 //! On a failure the engine finishes what is running, skips every action that depends on
 //! the failed one (transitively), continues with the rest, and reports done / failed /
@@ -19,15 +34,23 @@
 //!
 //! This module knows no CLI and no file: the caller provides the state sink and progress.
 
+mod engine;
+mod retry;
+mod settle;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::mpsc;
-use std::sync::Mutex;
 
 use crate::domain::op::{ObjKind, Op};
 use crate::plan::action::{Action, Plan};
+#[cfg(doc)]
+use crate::provider::RequestFamily;
 use crate::provider::{Outcome, Provider, ProviderError};
+
 use crate::state::store::StateChange;
 use crate::state::{Resource, State};
+pub use engine::apply_async;
+pub use retry::{Notice, NoticeHook, RetryPolicy};
+pub use settle::{settle, Settled};
 
 /// Default number of actions run at once.
 pub const DEFAULT_PARALLELISM: usize = 10;
@@ -51,6 +74,10 @@ pub struct ApplyOptions {
     pub protect_at: BTreeMap<String, String>,
     /// See [`BeforeBatch`]; none: nothing is checked.
     pub before_batch: Option<BeforeBatch>,
+    /// Retries and waits for long-running operations (issue 11 item 4).
+    pub retry: RetryPolicy,
+    /// Sees each retry, re-observation and long-running operation; none: not reported.
+    pub notice: Option<NoticeHook>,
 }
 
 impl std::fmt::Debug for ApplyOptions {
@@ -61,6 +88,8 @@ impl std::fmt::Debug for ApplyOptions {
             .field("protect", &self.protect)
             .field("protect_at", &self.protect_at)
             .field("before_batch", &self.before_batch.is_some())
+            .field("retry", &self.retry)
+            .field("notice", &self.notice.is_some())
             .finish()
     }
 }
@@ -73,6 +102,8 @@ impl Default for ApplyOptions {
             protect: BTreeMap::new(),
             protect_at: BTreeMap::new(),
             before_batch: None,
+            retry: RetryPolicy::default(),
+            notice: None,
         }
     }
 }
@@ -136,6 +167,11 @@ pub struct ApplyReport {
     pub state_saves: usize,
     /// State addresses dropped because their object no longer exists ([`Plan::forget`]).
     pub forgotten: Vec<String>,
+    /// Requests sent again after a retryable error or an unknown outcome.
+    pub retries: usize,
+    /// Long-running operations of an earlier run that this run polled instead of starting
+    /// the op again, by action id.
+    pub resumed: Vec<usize>,
 }
 
 impl ApplyReport {
@@ -198,6 +234,9 @@ pub enum ApplyError {
         .0.len(),
         .0.iter().map(|h| format!("  ! {} {} ({})", h.kind, h.address, h.reason)).collect::<Vec<_>>().join("\n"))]
     Protected(Vec<HeldBack>),
+    /// No async runtime could be started (blocking [`apply`]).
+    #[error("cannot start the async runtime: {0}; nothing was done")]
+    Runtime(String),
     /// The state could not be saved; the apply stopped after the running actions.
     #[error("cannot save the state: {message}; the apply stopped (objects created since the last save are adopted by natural key on the next plan)")]
     StateSave {
@@ -417,23 +456,41 @@ fn record_one(
 ) -> Option<StateChange> {
     let protect = opts.protect.get(&action.address).copied().unwrap_or(false);
     let at = protected_at(state, opts, &action.address, protect);
-    // What the object was copied from stays with it (also when it is re-keyed).
-    let copied = |id: &str, from: Option<&String>| {
-        [Some(&action.address), from]
+    // What the object was copied from, and its further ids, stay with it (also when it is
+    // re-keyed); the ids the provider reports now are added (issue 11 item 4).
+    let kept = |id: &str, from: Option<&String>| {
+        let prior = [Some(&action.address), from]
             .into_iter()
             .flatten()
             .filter_map(|a| state.resources.get(a))
-            .find(|r| r.id == id)
-            .and_then(|r| r.copied_from.clone())
+            .find(|r| r.id == id);
+        let mut ids = prior.map(|r| r.ids.clone()).unwrap_or_default();
+        ids.extend(outcome.ids.clone());
+        (prior.and_then(|r| r.copied_from.clone()), ids)
+    };
+    // The entry at the action's address with its ids brought up to date.
+    let updated = |r: &Resource, copied_from: Option<String>| StateChange::Set {
+        address: action.address.clone(),
+        resource: Resource {
+            copied_from,
+            ids: kept(&r.id, None).1,
+            ..r.clone()
+        },
     };
     let change = if let Op::Adopt { kind, id, from } = &*action.op {
-        let copied_from = copied(id, from.as_ref());
-        Some(set(action, *kind, id.clone(), protect, at, copied_from))
+        Some(set(
+            action,
+            *kind,
+            id.clone(),
+            protect,
+            at,
+            kept(id, from.as_ref()),
+        ))
     } else if let Some(kind) = action.op.creates() {
         outcome
             .created_id
             .as_ref()
-            .map(|id| set(action, kind, id.clone(), protect, at, copied(id, None)))
+            .map(|id| set(action, kind, id.clone(), protect, at, kept(id, None)))
     } else if let Op::CopyInstance { source, .. } = &*action.op {
         // I11: remember what the instance was copied from (the plan's `copy_from` has acted).
         let key = source
@@ -443,23 +500,26 @@ fn record_one(
         state
             .resources
             .get(&action.address)
-            .map(|r| StateChange::Set {
-                address: action.address.clone(),
-                resource: Resource {
-                    copied_from: Some(key.to_string()),
-                    ..r.clone()
-                },
-            })
+            .map(|r| updated(r, Some(key.to_string())))
     } else if action.op.deletes() && state.resources.contains_key(&action.address) {
         Some(StateChange::Remove {
             address: action.address.clone(),
         })
+    } else if !outcome.ids.is_empty() {
+        // An op on a managed object that reports further ids (e.g. the user's id inside
+        // an instance it was given roles in).
+        state
+            .resources
+            .get(&action.address)
+            .map(|r| updated(r, r.copied_from.clone()))
     } else {
         None
     };
     let change = change.filter(|c| match c {
         StateChange::Set { address, resource } => state.resources.get(address) != Some(resource),
-        StateChange::Remove { .. } => true,
+        StateChange::Remove { .. } | StateChange::Pending { .. } | StateChange::Settled { .. } => {
+            true
+        }
     })?;
     change.apply_to(state);
     Some(change)
@@ -471,7 +531,7 @@ fn set(
     id: String,
     protect: bool,
     protected_at: Option<String>,
-    copied_from: Option<String>,
+    (copied_from, ids): (Option<String>, BTreeMap<String, String>),
 ) -> StateChange {
     let protect = protect && kind == ObjKind::Instance;
     StateChange::Set {
@@ -482,6 +542,7 @@ fn set(
             protect,
             protected_at: protected_at.filter(|_| protect),
             copied_from,
+            ids,
         },
     }
 }
@@ -528,11 +589,12 @@ fn record_protect(state: &mut State, opts: &ApplyOptions) -> Vec<StateChange> {
     changes
 }
 
-/// Apply `plan` with `provider`. `state` is updated in place; `save` is called after each
-/// batch of completed actions that changed it, with the new state (serial already bumped
-/// by one) and the batch's changes, and must persist them (e.g.
-/// [`crate::state::store::StateWriter::write`]). `progress` sees every finished or skipped
-/// action.
+/// Apply `plan` with `provider`, blocking: [`apply_async`] on a current-thread tokio
+/// runtime of its own (for callers without one; must not be called from inside a runtime).
+/// `state` is updated in place; `save` is called after each batch of completed actions that
+/// changed it, with the new state (serial already bumped by one) and the batch's changes,
+/// and must persist them (e.g. [`crate::state::store::StateWriter::write`]). `progress`
+/// sees every finished or skipped action.
 pub fn apply(
     plan: &Plan,
     provider: &dyn Provider,
@@ -541,187 +603,8 @@ pub fn apply(
     opts: &ApplyOptions,
     progress: &dyn Fn(&ProgressEvent<'_>),
 ) -> Result<ApplyReport, ApplyError> {
-    preflight(plan, opts.allow_destroy)?;
-    check_protected(plan, state, &opts.protect)?;
-    let n = plan.actions.len();
-    let dependents = dependents(plan);
-    let mut waiting: Vec<usize> = plan
-        .actions
-        .iter()
-        .map(|a| a.depends_on.iter().collect::<BTreeSet<_>>().len())
-        .collect();
-    let mut ready: BTreeSet<usize> = (0..n).filter(|i| waiting[*i] == 0).collect();
-    let mut report = ApplyReport::default();
-    // Requests in flight.
-    let mut running = 0usize;
-    let mut pending: Vec<StateChange> = Vec::new();
-    let mut save_error: Option<String> = None;
-    if !plan.tenant.is_empty() && n > 0 {
-        state.tenant = plan.tenant.clone();
-    }
-    // Entries whose object is gone (issue 9 item 5), saved with the first batch; only
-    // while the state still holds the id the plan saw.
-    for f in &plan.forget {
-        if state
-            .resources
-            .get(&f.address)
-            .is_some_and(|r| r.id == f.id && r.kind == f.kind)
-        {
-            let change = StateChange::Remove {
-                address: f.address.clone(),
-            };
-            change.apply_to(state);
-            pending.push(change);
-            report.forgotten.push(f.address.clone());
-        }
-    }
-
-    let mut flush =
-        |state: &mut State, pending: &mut Vec<StateChange>, report: &mut ApplyReport| {
-            if pending.is_empty() {
-                return Ok(());
-            }
-            state.serial += 1;
-            match save(state, pending) {
-                Ok(()) => {
-                    report.state_saves += 1;
-                    pending.clear();
-                    Ok(())
-                }
-                Err(e) => {
-                    state.serial -= 1;
-                    Err(e)
-                }
-            }
-        };
-
-    let workers = opts.parallelism.clamp(1, n.max(1));
-    // A request carries up to `batch` independent actions when the provider takes batches
-    // (the local tenant writes a batch in one transaction); `parallelism` bounds the
-    // requests in flight.
-    let batch = provider.batch_size().max(1);
-    type Job = Vec<(usize, Op)>;
-    type Done = Vec<(usize, Result<Outcome, ProviderError>)>;
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
-    let job_rx = Mutex::new(job_rx);
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
-
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let done_tx = done_tx.clone();
-            let job_rx = &job_rx;
-            scope.spawn(move || loop {
-                let job = job_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok(job)) = job else { break };
-                let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    if let [(_, op)] = job.as_slice() {
-                        vec![provider.execute(op)]
-                    } else {
-                        let ops: Vec<Op> = job.iter().map(|(_, op)| op.clone()).collect();
-                        provider.execute_batch(&ops)
-                    }
-                }))
-                .unwrap_or_else(|_| {
-                    job.iter()
-                        .map(|_| Err(ProviderError::Backend("the provider panicked".to_string())))
-                        .collect()
-                });
-                let done: Done = job.iter().map(|(id, _)| *id).zip(results).collect();
-                if done_tx.send(done).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(done_tx);
-
-        let mut finished = 0usize;
-        loop {
-            // Start what is ready (lowest id first), unless a state save failed.
-            while save_error.is_none() && running < workers && !ready.is_empty() {
-                if let Some(check) = &opts.before_batch {
-                    if let Err(e) = check() {
-                        save_error = Some(e);
-                        break;
-                    }
-                }
-                let mut job = Vec::new();
-                while job.len() < batch {
-                    let Some(id) = ready.pop_first() else { break };
-                    match resolve(&plan.actions[id].op, state) {
-                        Ok(op) => job.push((id, op)),
-                        Err(e) => {
-                            finished += 1;
-                            finish(
-                                plan,
-                                id,
-                                ActionOutcome::Failed(e),
-                                &dependents,
-                                &mut waiting,
-                                &mut ready,
-                                &mut report,
-                                &mut finished,
-                                progress,
-                            );
-                        }
-                    }
-                }
-                if !job.is_empty() {
-                    job_tx.send(job).expect("workers alive");
-                    running += 1;
-                }
-            }
-            if running == 0 {
-                break;
-            }
-            // Wait for one request, then take every other one already back: one state write.
-            let mut results = done_rx.recv().expect("a worker is running");
-            running -= 1;
-            while let Ok(more) = done_rx.try_recv() {
-                results.extend(more);
-                running -= 1;
-            }
-            for (id, result) in results {
-                finished += 1;
-                let outcome = match result {
-                    Ok(out) => {
-                        pending.extend(record(state, &plan.actions[id], &out, opts));
-                        ActionOutcome::Done
-                    }
-                    Err(e) => ActionOutcome::Failed(e),
-                };
-                finish(
-                    plan,
-                    id,
-                    outcome,
-                    &dependents,
-                    &mut waiting,
-                    &mut ready,
-                    &mut report,
-                    &mut finished,
-                    progress,
-                );
-            }
-            if let Err(e) = flush(state, &mut pending, &mut report) {
-                save_error.get_or_insert(e);
-            }
-        }
-        drop(job_tx);
-    });
-
-    // Actions never started because a save failed.
-    if save_error.is_none() {
-        pending.extend(record_protect(state, opts));
-        if let Err(e) = flush(state, &mut pending, &mut report) {
-            save_error = Some(e);
-        }
-    }
-    if let Some(message) = save_error {
-        return Err(ApplyError::StateSave {
-            message,
-            report: Box::new(report),
-        });
-    }
-    Ok(report)
+    crate::provider::block_on(apply_async(plan, provider, state, save, opts, progress))
+        .map_err(|e| ApplyError::Runtime(e.to_string()))?
 }
 
 /// Record an action's outcome, release its dependents or skip them (transitively).

@@ -189,6 +189,14 @@ fn run(prepared: &mut Prepared, args: &ApplyArgs) -> anyhow::Result<ApplyReport>
         );
         bar
     });
+    // Retries and long-running operations, in the log (issue 11 item 4).
+    let notice: apply::NoticeHook = std::sync::Arc::new({
+        let bar = bar.clone();
+        move |n: &apply::Notice<'_>| match &bar {
+            Some(bar) => bar.println(n.line()),
+            None => errln!("{}", n.line()),
+        }
+    });
     let progress = |e: &apply::ProgressEvent<'_>| match &bar {
         Some(bar) => {
             bar.set_position(e.finished as u64);
@@ -206,6 +214,7 @@ fn run(prepared: &mut Prepared, args: &ApplyArgs) -> anyhow::Result<ApplyReport>
     let opts = RunOptions {
         parallelism: args.parallelism,
         allow_destroy: args.allow_destroy,
+        notice: Some(notice),
     };
     let result = prepared.run(opts, &progress);
     if let Some(bar) = &bar {

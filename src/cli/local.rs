@@ -13,7 +13,6 @@ use crate::ops::{
     self,
     backend::{open_local, open_local_existing},
 };
-use crate::provider::Provider;
 
 /// Output format of `show` and `local export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

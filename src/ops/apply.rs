@@ -33,12 +33,14 @@ pub struct Prepared {
 }
 
 /// How to run a prepared plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Actions run at once.
     pub parallelism: usize,
     /// Whether destructive actions may run.
     pub allow_destroy: bool,
+    /// Where retries and long-running operations are reported (issue 11 item 4).
+    pub notice: Option<crate::apply::NoticeHook>,
 }
 
 /// Plan the desired file `loaded` against the backend (a [`BackendSpec`] or a backend
@@ -237,6 +239,8 @@ impl Prepared {
             protect: self.protect.clone(),
             protect_at: self.protect_at.clone(),
             before_batch: Some(check_lock.clone()),
+            notice: opts.notice.clone(),
+            ..ApplyOptions::default()
         };
         let mut writer = store::StateWriter::new(state_path);
         let mut save = |s: &State, changes: &[store::StateChange]| {

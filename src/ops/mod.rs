@@ -77,6 +77,7 @@ mod tests {
         let opts = apply::RunOptions {
             parallelism: 4,
             allow_destroy: false,
+            notice: None,
         };
         let report = prepared.run(opts, &|_| {}).unwrap();
         assert!(report.success(), "{report:?}");

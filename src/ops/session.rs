@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::observed::Tenant;
 use crate::ops::backend::{check_state_fits_tenant, Backend, OpenBackend};
 use crate::ops::OpsError;
+use crate::provider::{ProviderError, Scope};
 use crate::state::lock::StateLock;
 use crate::state::store::JournalWarning;
 use crate::state::State;
@@ -122,7 +123,14 @@ impl Session {
 
 /// Observe the tenant: the one call of the workflows into `Provider::observe`.
 pub(crate) fn observe(backend: &dyn Backend) -> Result<Tenant, OpsError> {
-    // TODO(lead): scope (observe only the kinds and instances the file manages, issue 11
-    // item 4); the saved-plan fingerprint must then be computed over the same scope.
-    backend.observe().map_err(OpsError::Observe)
+    // The whole tenant: the planner adopts by natural key and checks capacity across every
+    // kind, so a plan needs all of them (apply's re-observes after an unknown outcome are
+    // the scoped reads, `Scope::for_op`).
+    crate::provider::block_on(backend.observe(&Scope::all()))
+        .map_err(|e| {
+            OpsError::Observe(ProviderError::Backend(format!(
+                "cannot start the runtime: {e}"
+            )))
+        })?
+        .map_err(OpsError::Observe)
 }

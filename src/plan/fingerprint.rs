@@ -544,6 +544,7 @@ mod tests {
                 protect: false,
                 protected_at: None,
                 copied_from: None,
+                ids: Default::default(),
             },
         );
         let d = Digests::of(&now);

@@ -18,10 +18,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::domain::op::Op;
 use crate::observed::Tenant;
-use crate::provider::local::counters_covering;
 use crate::provider::local::delta::{apply_to_cache, Counters, Index};
+use crate::provider::local::integrity::counters_covering;
 use crate::provider::local::rules;
-use crate::provider::{Outcome, Provider, ProviderError};
+use crate::provider::{
+    BoxFuture, Executed, Outcome, Provider, ProviderError, RequestFamily, Scope,
+};
 
 /// A tenant in memory that enforces domain.md like the local provider.
 #[derive(Debug)]
@@ -108,6 +110,19 @@ impl MemoryProvider {
         self.lock().map(|m| m.writes).unwrap_or(0)
     }
 
+    /// [`MemoryProvider::execute_now`] of one op.
+    pub fn execute_one(&self, op: &Op) -> Result<Executed, ProviderError> {
+        self.execute_now(std::slice::from_ref(op))
+            .pop()
+            .expect("one result per op")
+            .map(Executed::Done)
+    }
+
+    /// Ops one request carries (see [`MemoryProvider::with_batch_size`]).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     /// The tenant, giving the provider up.
     pub fn into_tenant(self) -> Tenant {
         match self.inner.into_inner() {
@@ -123,24 +138,34 @@ impl MemoryProvider {
     }
 }
 
-/// A thin delegation to the inherent core (re-pointed when the boundary changes).
+/// A thin delegation to the inherent core: every op is done at once (no long-running
+/// operations), one request family whose batches carry `batch_size` ops.
 impl Provider for MemoryProvider {
-    fn observe(&self) -> Result<Tenant, ProviderError> {
-        self.observe_now()
+    fn observe<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Tenant, ProviderError>> {
+        Box::pin(async move { self.observe_now().map(|t| scope.trim(&t)) })
     }
 
-    fn execute(&self, op: &Op) -> Result<Outcome, ProviderError> {
-        self.execute_now(std::slice::from_ref(op))
-            .pop()
-            .expect("one result per op")
+    fn execute<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Result<Executed, ProviderError>> {
+        Box::pin(async move { self.execute_one(op) })
     }
 
-    fn execute_batch(&self, ops: &[Op]) -> Vec<Result<Outcome, ProviderError>> {
-        self.execute_now(ops)
+    fn execute_batch<'a>(
+        &'a self,
+        ops: &'a [Op],
+    ) -> BoxFuture<'a, Vec<Result<Executed, ProviderError>>> {
+        Box::pin(async move {
+            self.execute_now(ops)
+                .into_iter()
+                .map(|r| r.map(Executed::Done))
+                .collect()
+        })
     }
 
-    fn batch_size(&self) -> usize {
-        self.batch_size
+    fn family(&self, _op: &Op) -> RequestFamily {
+        RequestFamily {
+            name: "memory",
+            max_ops: self.batch_size,
+        }
     }
 }
 
@@ -151,6 +176,12 @@ mod tests {
     use crate::domain::op::{ObjKind, ObjRef};
 
     const DOMAIN: &str = "coho.onmicrosoft.com";
+
+    fn exec(p: &MemoryProvider, op: &Op) -> Result<Outcome, ProviderError> {
+        p.execute_now(std::slice::from_ref(op))
+            .pop()
+            .expect("one result per op")
+    }
 
     fn at(address: &str, id: &str) -> ObjRef {
         ObjRef {
@@ -179,14 +210,14 @@ mod tests {
     fn creates_take_ids_above_the_tenants_own() {
         let mut t = Tenant::fresh(DOMAIN);
         let p0 = MemoryProvider::new(t.clone());
-        let id = p0.execute(&create_user("a@coho.com")).unwrap().created_id;
+        let id = exec(&p0, &create_user("a@coho.com")).unwrap().created_id;
         assert_eq!(id.as_deref(), Some("usr-000001"));
         t = p0.into_tenant();
         // A tenant that already holds usr-000001 (e.g. imported) gets usr-000002 next.
         let p = MemoryProvider::new(t);
-        let id = p.execute(&create_user("b@coho.com")).unwrap().created_id;
+        let id = exec(&p, &create_user("b@coho.com")).unwrap().created_id;
         assert_eq!(id.as_deref(), Some("usr-000002"));
-        let seen = p.observe().unwrap();
+        let seen = p.observe_now().unwrap();
         assert_eq!(seen.users.len(), 2);
         assert_eq!(seen.users["usr-000002"].upn, "b@coho.com");
     }
@@ -316,12 +347,12 @@ mod tests {
         ];
         let p = MemoryProvider::new(t.clone());
         for (want, op) in &cases {
-            let r = p.execute(op);
+            let r = exec(&p, op);
             assert_eq!(rule(&r), Some(*want), "{op:?}: {r:?}");
         }
         // Nothing refused changed anything.
         assert_eq!(p.writes(), 0);
-        assert_eq!(p.observe().unwrap(), t);
+        assert_eq!(p.observe_now().unwrap(), t);
     }
 
     // issue 11 item 4: a set to the current value is accepted and changes nothing (the
@@ -334,21 +365,18 @@ mod tests {
             to: 0,
         };
         let p = MemoryProvider::new(Tenant::fresh(DOMAIN));
-        assert_eq!(p.execute(&op), Ok(Outcome::default()));
+        assert_eq!(exec(&p, &op), Ok(Outcome::default()));
         assert_eq!(p.writes(), 0);
         let strict = MemoryProvider::new(Tenant::fresh(DOMAIN)).refusing_no_ops();
-        assert!(matches!(
-            strict.execute(&op),
-            Err(ProviderError::Invalid(_))
-        ));
-        let created = strict.execute(&create_user("a@coho.com")).unwrap();
+        assert!(matches!(exec(&strict, &op), Err(ProviderError::Invalid(_))));
+        let created = exec(&strict, &create_user("a@coho.com")).unwrap();
         let id = created.created_id.unwrap();
         let adopt = Op::Adopt {
             kind: ObjKind::User,
             id: id.clone(),
             from: None,
         };
-        assert_eq!(strict.execute(&adopt), Ok(Outcome::default()));
+        assert_eq!(exec(&strict, &adopt), Ok(Outcome::default()));
         assert_eq!(strict.writes(), 1);
         // Adopting what does not exist is refused by the rules, not by the no-op check.
         let missing = Op::Adopt {
@@ -357,7 +385,7 @@ mod tests {
             from: None,
         };
         assert!(matches!(
-            strict.execute(&missing),
+            exec(&strict, &missing),
             Err(ProviderError::NotFound(_))
         ));
     }

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::op::ObjKind;
+use crate::domain::op::{ActionKind, ObjKind};
+use crate::provider::OperationHandle;
 
 /// Version of the state file format.
 pub const STATE_VERSION: u32 = 1;
@@ -37,6 +38,21 @@ pub struct State {
     /// Managed objects by address (`users.ana@coho.com`, `instances.sales`, ...).
     #[serde(default)]
     pub resources: BTreeMap<String, Resource>,
+    /// Long-running operations started by apply and not known to have ended, by the
+    /// address of their action (issue 11 item 4): recorded before apply waits for one, so
+    /// that a later run polls it instead of starting it again. Absent in older states.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending: BTreeMap<String, PendingOperation>,
+}
+
+/// A long-running operation the service accepted for an action (see [`State::pending`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingOperation {
+    /// The kind of the action that started it (a plan that no longer has an action of this
+    /// kind at the address does not resume it).
+    pub kind: ActionKind,
+    /// The service's handle.
+    pub handle: OperationHandle,
 }
 
 /// One managed remote object.
@@ -60,6 +76,11 @@ pub struct Resource {
     /// instance. Absent for instances not created by a copy, and in older states.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copied_from: Option<String>,
+    /// Further remote ids of the object by name (a user's directory id, its id in each
+    /// instance, an environment's id and org URL), as the provider reported them
+    /// ([`crate::provider::Outcome::ids`]; issue 11 item 4). Absent in older states.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ids: BTreeMap<String, String>,
 }
 
 impl State {
@@ -72,6 +93,7 @@ impl State {
             tenant: String::new(),
             backend: String::new(),
             resources: BTreeMap::new(),
+            pending: BTreeMap::new(),
         }
     }
 

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Resource, State, STATE_VERSION};
+use crate::state::{PendingOperation, Resource, State, STATE_VERSION};
 
 /// One change of the state's resources, as recorded after a batch of completed actions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +54,19 @@ pub enum StateChange {
         /// Address.
         address: String,
     },
+    /// A long-running operation was accepted for the address's action: recorded before
+    /// apply waits for it (issue 11 item 4).
+    Pending {
+        /// Address of the action.
+        address: String,
+        /// The operation.
+        operation: PendingOperation,
+    },
+    /// The address's long-running operation ended (or is no longer wanted).
+    Settled {
+        /// Address of the action.
+        address: String,
+    },
 }
 
 impl StateChange {
@@ -65,6 +78,12 @@ impl StateChange {
             }
             StateChange::Remove { address } => {
                 state.resources.remove(address);
+            }
+            StateChange::Pending { address, operation } => {
+                state.pending.insert(address.clone(), operation.clone());
+            }
+            StateChange::Settled { address } => {
+                state.pending.remove(address);
             }
         }
     }

@@ -16,7 +16,6 @@ use crmctl::observed::Tenant;
 use crmctl::plan::action::{Action, Plan};
 use crmctl::plan::saved::SavedPlan;
 use crmctl::provider::local::LocalProvider;
-use crmctl::provider::Provider;
 use crmctl::state::lock::StateLock;
 
 #[test]

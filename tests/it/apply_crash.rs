@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crmctl::desired::model::Desired;
+use crmctl::provider::local::LocalProvider;
 use crmctl::synth::{generate, instance_key, user_upn, SynthParams};
 
 fn write_desired(dir: &Path, users: usize) -> (PathBuf, Desired) {
@@ -544,5 +545,79 @@ fn a_closed_output_pipe_does_not_stop_an_apply_halfway() {
         s.resources.len(),
         t.users.len() + t.groups.len() + t.instances.len()
     );
+    assert_no_changes(dir.path(), &file);
+}
+
+// issue 11 item 4: an accepted long-running operation (the local tenant's LRO mode)
+// survives a kill -9 of apply while it is polled: its handle is in the state before the
+// first poll, and the next run polls it to its end instead of configuring the instance
+// again (configure is not idempotent).
+#[test]
+fn an_accepted_long_running_operation_survives_a_crash_and_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "tenant: coho.onmicrosoft.com\ninstances:\n  main: {name: Coho, url: coho, type: production, region: EMEA, currency: EUR, language: 1033}\n",
+    )
+    .unwrap();
+    let out = crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .env("CRMCTL_LOCAL_LRO", "1")
+        .env("CRMCTL_LOCAL_LRO_POLLS", "3")
+        .env("CRMCTL_LOCAL_EXIT_AT_POLL", "2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the run was meant to crash: {stderr}"
+    );
+    assert!(stderr.contains("CRMCTL_LOCAL_EXIT_AT_POLL=2"), "{stderr}");
+    assert!(
+        stderr.contains("accepted: configure_instance instances.main runs as operation lro-000001"),
+        "{stderr}"
+    );
+    let state_path = dir.path().join(".crmctl/state.json");
+    let state = crmctl::state::store::load(&state_path).unwrap().unwrap();
+    assert_eq!(state.pending["instances.main"].handle.id, "lro-000001");
+    let tenant = dir.path().join(".crmctl/tenant.db");
+    assert!(LocalProvider::open(&tenant)
+        .unwrap()
+        .observe()
+        .unwrap()
+        .instances
+        .is_empty());
+
+    let info = crmctl::state::lock::read_lock(&state_path)
+        .unwrap()
+        .unwrap();
+    crmctl(dir.path())
+        .args(["force-unlock", &info.id])
+        .assert()
+        .success();
+    let out = crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .env("CRMCTL_LOCAL_LRO", "1")
+        .env("CRMCTL_LOCAL_LRO_POLLS", "3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "resuming: configure_instance instances.main polls operation lro-000001 started by an earlier run"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("accepted:"), "started again: {stderr}");
+    let t = LocalProvider::open(&tenant).unwrap().observe().unwrap();
+    assert_eq!(t.instances.len(), 1, "{:?}", t.instances);
+    let state = crmctl::state::store::load(&state_path).unwrap().unwrap();
+    assert!(state.pending.is_empty());
+    let id = state.id_of("instances.main").unwrap();
+    assert_eq!(t.instances[id].url, "coho");
     assert_no_changes(dir.path(), &file);
 }

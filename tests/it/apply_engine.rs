@@ -13,7 +13,9 @@ use crmctl::domain::op::{ActionKind, ObjKind, ObjRef, Op};
 use crmctl::observed::Tenant;
 use crmctl::plan::action::{Action, Plan};
 use crmctl::provider::local::LocalProvider;
-use crmctl::provider::{Outcome, Provider, ProviderError};
+use crmctl::provider::{
+    BoxFuture, Executed, Outcome, Provider, ProviderError, RequestFamily, Scope,
+};
 use crmctl::state::State;
 
 use crate::common::{
@@ -53,11 +55,9 @@ impl Recorder {
     }
 }
 
-impl Provider for Recorder {
-    fn observe(&self) -> Result<Tenant, ProviderError> {
-        Ok(Tenant::fresh("coho.onmicrosoft.com"))
-    }
-    fn execute(&self, op: &Op) -> Result<Outcome, ProviderError> {
+impl Recorder {
+    /// One op: sleeps 15 ms (async, as a request does), so that concurrent ones overlap.
+    async fn run_op(&self, op: &Op) -> Result<Executed, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let Op::Adopt { id, .. } = op else {
             panic!("unexpected op {op:?}")
@@ -65,7 +65,7 @@ impl Provider for Recorder {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
         let start = Instant::now();
-        std::thread::sleep(Duration::from_millis(15));
+        tokio::time::sleep(Duration::from_millis(15)).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         self.log
             .lock()
@@ -74,14 +74,35 @@ impl Provider for Recorder {
         if self.fail.as_deref() == Some(id.as_str()) {
             return Err(ProviderError::refused("T3", "injected"));
         }
-        Ok(Outcome::default())
+        Ok(Executed::Done(Outcome::default()))
     }
-    fn execute_batch(&self, ops: &[Op]) -> Vec<Result<Outcome, ProviderError>> {
+}
+
+impl Provider for Recorder {
+    fn observe<'a>(&'a self, _: &'a Scope) -> BoxFuture<'a, Result<Tenant, ProviderError>> {
+        Box::pin(async { Ok(Tenant::fresh("coho.onmicrosoft.com")) })
+    }
+    fn execute<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Result<Executed, ProviderError>> {
+        Box::pin(self.run_op(op))
+    }
+    fn execute_batch<'a>(
+        &'a self,
+        ops: &'a [Op],
+    ) -> BoxFuture<'a, Vec<Result<Executed, ProviderError>>> {
         self.batches.lock().unwrap().push(ops.len());
-        ops.iter().map(|op| self.execute(op)).collect()
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for op in ops {
+                out.push(self.run_op(op).await);
+            }
+            out
+        })
     }
-    fn batch_size(&self) -> usize {
-        self.batch
+    fn family(&self, _: &Op) -> RequestFamily {
+        RequestFamily {
+            name: "recorder",
+            max_ops: self.batch,
+        }
     }
 }
 
@@ -506,14 +527,16 @@ struct FailingCreates {
 }
 
 impl Provider for FailingCreates {
-    fn observe(&self) -> Result<Tenant, ProviderError> {
-        self.inner.observe()
+    fn observe<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Tenant, ProviderError>> {
+        Provider::observe(&self.inner, scope)
     }
-    fn execute(&self, op: &Op) -> Result<Outcome, ProviderError> {
+    fn execute<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Result<Executed, ProviderError>> {
         if matches!(op, Op::CreateGroup { .. }) {
-            return Err(ProviderError::Backend("injected: the create failed".into()));
+            return Box::pin(async {
+                Err(ProviderError::Backend("injected: the create failed".into()))
+            });
         }
-        self.inner.execute(op)
+        Provider::execute(&self.inner, op)
     }
 }
 
@@ -549,7 +572,7 @@ fn a_replaced_objects_delete_is_skipped_when_its_create_fails() {
     )
     .unwrap();
     let mut state = managing(&[("security_groups.old", ObjKind::Group, "g1")]);
-    let pl = crmctl::plan::plan(&desired, &p.observe().unwrap(), &state);
+    let pl = crmctl::plan::plan(&desired, &p.inner.observe().unwrap(), &state);
     let kinds: Vec<ActionKind> = pl.actions.iter().map(|a| a.kind).collect();
     assert_eq!(
         kinds,
@@ -566,7 +589,7 @@ fn a_replaced_objects_delete_is_skipped_when_its_create_fails() {
         ActionOutcome::Skipped { because_of: 0 },
         "the delete must wait for the create"
     );
-    assert!(p.observe().unwrap().groups.contains_key("g1"));
+    assert!(p.inner.observe().unwrap().groups.contains_key("g1"));
     assert_eq!(state.id_of("security_groups.old"), Some("g1"));
 }
 

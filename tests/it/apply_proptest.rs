@@ -10,7 +10,6 @@ use crmctl::apply::{self, ApplyOptions};
 use crmctl::desired::model::{AdminMode, Desired, Instance, SecurityGroup, User};
 use crmctl::domain::kinds::{AccessMode, InstanceType, LicensePlan, Region};
 use crmctl::provider::local::LocalProvider;
-use crmctl::provider::Provider;
 use crmctl::state::State;
 
 use crate::common::{apply_on, local_seeded};
@@ -404,6 +403,7 @@ fn plan_with_errors_buys_nothing() {
             protect: false,
             protected_at: None,
             copied_from: None,
+            ids: Default::default(),
         },
     );
     let plan = crmctl::plan::plan(&desired, &before, &state);
@@ -563,6 +563,7 @@ fn observed(g: &ObservedGen) -> (crmctl::observed::Tenant, State) {
                 protect: false,
                 protected_at: None,
                 copied_from: None,
+                ids: Default::default(),
             },
         );
     };

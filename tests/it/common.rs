@@ -55,6 +55,7 @@ pub fn state(entries: &[(&str, ObjKind, &str, bool)]) -> State {
                 protect: *p,
                 protected_at: None,
                 copied_from: None,
+                ids: Default::default(),
             },
         );
     }

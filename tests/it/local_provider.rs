@@ -7,7 +7,7 @@ use crmctl::domain::kinds::{AccessMode, AdminRole, CopyKind, InstanceType, Licen
 use crmctl::domain::op::{ObjKind, ObjRef, Op};
 use crmctl::observed::{Group, Instance, InstanceStatus, Tenant, UpdatePhase, UpdateState};
 use crmctl::provider::local::LocalProvider;
-use crmctl::provider::{Provider, ProviderError};
+use crmctl::provider::ProviderError;
 
 use crate::common::{by_id as r, instance, local_seeded as open_with, user};
 

@@ -8,6 +8,7 @@ mod support;
 mod apply_cli;
 mod apply_crash;
 mod apply_engine;
+mod apply_faults;
 mod apply_proptest;
 mod local_provider;
 mod plan_cli;

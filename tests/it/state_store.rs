@@ -17,6 +17,7 @@ fn sample() -> State {
             protect: true,
             protected_at: None,
             copied_from: None,
+            ids: Default::default(),
         },
     );
     s
@@ -151,6 +152,7 @@ fn the_writer_journals_batches_and_load_replays_them() {
                 protect: false,
                 protected_at: None,
                 copied_from: None,
+                ids: Default::default(),
             },
         };
         c.apply_to(state);
@@ -224,6 +226,7 @@ fn user_change(i: usize) -> crmctl::state::store::StateChange {
             protect: false,
             protected_at: None,
             copied_from: None,
+            ids: Default::default(),
         },
     }
 }
@@ -586,4 +589,82 @@ fn a_lock_notices_it_was_removed_or_replaced() {
     assert!(err.to_string().contains(&other.info().id), "{err}");
     drop(mine);
     other.check(&path).unwrap();
+}
+
+// issue 11 item 4: a state written before pending operations and further ids existed loads
+// (both empty), and one that has them is written without changing older entries' shape.
+#[test]
+fn older_states_load_and_pending_operations_and_ids_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let old = r#"{"version":1,"serial":2,"lineage":"l","tenant":"coho.onmicrosoft.com",
+        "resources":{"users.ana@coho.com":{"kind":"user","id":"usr-000001"}}}"#;
+    std::fs::write(&path, old).unwrap();
+    let s = store::load(&path).unwrap().unwrap();
+    assert!(s.pending.is_empty());
+    assert!(s.resources["users.ana@coho.com"].ids.is_empty());
+    // Written back, an entry without further ids has no `ids` key, a state without
+    // pending operations no `pending` key.
+    store::save(&path, &s).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("\"ids\"") && !text.contains("\"pending\""),
+        "{text}"
+    );
+
+    let mut s = sample();
+    s.resources
+        .get_mut("instances.sales")
+        .unwrap()
+        .ids
+        .insert("org_url".into(), "https://sales.crm.dynamics.com".into());
+    s.pending.insert(
+        "instances.test".into(),
+        crmctl::state::PendingOperation {
+            kind: crmctl::domain::op::ActionKind::ConfigureInstance,
+            handle: crmctl::provider::OperationHandle {
+                id: "lro-000001".into(),
+                retry_after: Some(std::time::Duration::from_secs(20)),
+            },
+        },
+    );
+    store::save(&path, &s).unwrap();
+    assert_eq!(store::load(&path).unwrap().unwrap(), s);
+}
+
+// issue 11 item 4: the journal carries a pending operation (recorded before apply waits
+// for it) and its end; replay restores both.
+#[test]
+fn the_journal_records_pending_operations_and_their_end() {
+    use crmctl::state::store::{StateChange, StateWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut s = sample();
+    let mut w = StateWriter::new(&path);
+    w.write(&s, &[]).unwrap();
+    let pending = StateChange::Pending {
+        address: "instances.test".into(),
+        operation: crmctl::state::PendingOperation {
+            kind: crmctl::domain::op::ActionKind::CopyInstance,
+            handle: crmctl::provider::OperationHandle {
+                id: "op-7".into(),
+                retry_after: None,
+            },
+        },
+    };
+    pending.apply_to(&mut s);
+    s.serial += 1;
+    w.write(&s, std::slice::from_ref(&pending)).unwrap();
+    // A crash now: the journal holds the handle.
+    let loaded = store::load(&path).unwrap().unwrap();
+    assert_eq!(loaded.pending["instances.test"].handle.id, "op-7");
+    let end = StateChange::Settled {
+        address: "instances.test".into(),
+    };
+    end.apply_to(&mut s);
+    s.serial += 1;
+    w.write(&s, std::slice::from_ref(&end)).unwrap();
+    let loaded = store::load(&path).unwrap().unwrap();
+    assert!(loaded.pending.is_empty());
+    assert_eq!(loaded, s);
 }

@@ -6,7 +6,7 @@ use assert_cmd::Command;
 
 use crmctl::observed::Tenant;
 use crmctl::provider::local::LocalProvider;
-use crmctl::provider::Provider;
+
 use crmctl::state::State;
 
 /// The repository's root (where `examples/`, `tests/fixtures/` and `schemas/` are).
@@ -55,6 +55,10 @@ pub fn crmctl(dir: &Path) -> Command {
         .env_remove("CRMCTL_LOCAL_EXIT_AFTER")
         .env_remove("CRMCTL_LOCAL_PAUSE_AFTER")
         .env_remove("CRMCTL_LOCAL_PAUSE_FILE")
+        .env_remove("CRMCTL_LOCAL_LRO")
+        .env_remove("CRMCTL_LOCAL_LRO_DELAY_MS")
+        .env_remove("CRMCTL_LOCAL_LRO_POLLS")
+        .env_remove("CRMCTL_LOCAL_EXIT_AT_POLL")
         .env("NO_COLOR", "1");
     c
 }

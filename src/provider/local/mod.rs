@@ -83,28 +83,57 @@
 //!
 //! Calls that change nothing (`adopt`, a set to the current value) do not count for the
 //! aborts and the pause, so that a crash point lands on a write however many adoptions come first.
+//!
+//! Long-running operations (issue 11 item 4; module `lro`): with `CRMCTL_LOCAL_LRO=1`,
+//! `configure_instance`, `copy_instance` and `reset_instance` answer *accepted* with an
+//! operation handle stored in the tenant file, and end on their Nth poll
+//! (`CRMCTL_LOCAL_LRO_POLLS=N`, default 2; `CRMCTL_LOCAL_LRO_DELAY_MS`, default 10, is the
+//! `retry_after` they give). Each accept and poll is a call that changes the tenant;
+//! `CRMCTL_LOCAL_EXIT_AT_POLL=N` aborts the process on the Nth poll. Without the knob,
+//! nothing changes.
+//!
+//! # Async
+//!
+//! The [`Provider`] methods are async; the SQLite work stays synchronous and runs on
+//! tokio's blocking pool (inline without a runtime), so that concurrent requests still
+//! meet in one group-commit transaction. [`LocalProvider::observe`] and
+//! [`LocalProvider::execute`] are the blocking forms (admin commands, tests).
 
 pub(crate) mod delta;
+mod faults;
+pub(crate) mod integrity;
+mod lro;
 pub(crate) mod rules;
 mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use rusqlite::Connection;
 
 use crate::domain::op::Op;
 use crate::observed::Tenant;
-use crate::provider::{Outcome, Provider, ProviderError};
+use crate::provider::{
+    BoxFuture, Executed, OperationHandle, Outcome, Polled, Provider, ProviderError, RequestFamily,
+    Scope,
+};
 
 use delta::{Counters, Delta, Index, Meta};
+use integrity::{check_integrity, counters_covering};
 
 /// The embedded local tenant provider (`--backend local:PATH`).
 pub struct LocalProvider {
-    path: PathBuf,
     file: TenantFile,
+    /// Shared with the blocking tasks that run requests (`spawn_blocking` needs `'static`).
+    core: Arc<Core>,
+}
+
+/// The connection, the cache and the group-commit queue of one open tenant file.
+struct Core {
+    path: PathBuf,
     inner: Mutex<Inner>,
     group: Mutex<Group>,
     group_done: Condvar,
@@ -215,45 +244,10 @@ impl Cache {
 impl std::fmt::Debug for LocalProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalProvider")
-            .field("path", &self.path)
+            .field("path", &self.core.path)
             .finish()
     }
 }
-
-struct FaultPlan {
-    fail_at: Option<u64>,
-    exit_at: Option<u64>,
-    exit_after: Option<u64>,
-    pause_after: Option<u64>,
-    pause_file: Option<std::path::PathBuf>,
-}
-
-fn faults() -> &'static FaultPlan {
-    static FAULTS: OnceLock<FaultPlan> = OnceLock::new();
-    FAULTS.get_or_init(|| {
-        let get = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse().ok());
-        FaultPlan {
-            fail_at: get("CRMCTL_LOCAL_FAIL_AT"),
-            exit_at: get("CRMCTL_LOCAL_EXIT_AT"),
-            exit_after: get("CRMCTL_LOCAL_EXIT_AFTER"),
-            pause_after: get("CRMCTL_LOCAL_PAUSE_AFTER"),
-            pause_file: std::env::var_os("CRMCTL_LOCAL_PAUSE_FILE").map(Into::into),
-        }
-    })
-}
-
-/// `CRMCTL_LOCAL_PAUSE_*`: create `file`, then wait until it is removed (60 s at most).
-fn pause(file: &Path) {
-    let _ = std::fs::write(file, b"paused\n");
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while file.exists() && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
-static EXECUTE_CALLS: AtomicU64 = AtomicU64::new(0);
-/// Calls that changed the tenant (numbering for `CRMCTL_LOCAL_EXIT_AT` / `_AFTER`).
-static WRITE_CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// The length of the file at `path`, `None` when there is none.
 fn file_len(path: &Path) -> Result<Option<u64>, ProviderError> {
@@ -288,18 +282,20 @@ impl LocalProvider {
             Some(_) => TenantFile::Empty,
         };
         Ok(LocalProvider {
-            path: path.to_path_buf(),
             file,
-            inner: Mutex::new(inner),
-            group: Mutex::new(Group::default()),
-            group_done: Condvar::new(),
-            transactions: AtomicU64::new(0),
+            core: Arc::new(Core {
+                path: path.to_path_buf(),
+                inner: Mutex::new(inner),
+                group: Mutex::new(Group::default()),
+                group_done: Condvar::new(),
+                transactions: AtomicU64::new(0),
+            }),
         })
     }
 
     /// The file holding the tenant.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.core.path
     }
 
     /// What the file held when it was opened.
@@ -310,17 +306,80 @@ impl LocalProvider {
     /// SQLite write transactions committed by `execute` so far (several concurrent ops share
     /// one transaction: group commit). For benchmarks.
     pub fn transactions(&self) -> u64 {
-        self.transactions.load(Ordering::Relaxed)
+        self.core.transactions.load(Ordering::Relaxed)
     }
 
     /// Whether the file exists (a tenant that was never changed has none).
     pub fn exists(&self) -> bool {
-        self.lock().map(|i| i.conn.is_some()).unwrap_or(false)
+        self.core.lock().map(|i| i.conn.is_some()).unwrap_or(false)
     }
 
     /// Give a tenant without a domain (a fresh one) its domain, e.g. the desired file's
     /// `tenant`. Nothing is written now; the domain is stored with the next change.
     pub fn set_domain_hint(&self, domain: &str) -> Result<(), ProviderError> {
+        self.core.set_domain_hint(domain)
+    }
+
+    /// Replace the whole tenant (the admin center's view of `crmctl local import`): no
+    /// service rule is checked, only that references point at existing objects. Only the
+    /// rows that differ from the file's current content are written, in one transaction.
+    pub fn admin_replace(&self, new: Tenant) -> Result<(), ProviderError> {
+        check_integrity(&new)?;
+        self.core.admin_write(|_| Ok(new))
+    }
+
+    /// [`LocalProvider::admin_replace`] for `crmctl local edit`: refused when the tenant
+    /// is no longer `before` (another run or command wrote to it during the edit), so that
+    /// an edit never reverts a change it did not see.
+    pub fn admin_replace_unchanged(
+        &self,
+        before: &Tenant,
+        new: Tenant,
+    ) -> Result<(), ProviderError> {
+        self.core.admin_replace_unchanged(before, new)
+    }
+
+    /// Change the tenant with a closure (for `crmctl local set`): no service rule is checked.
+    /// The closure sees the file's current content, inside the write transaction, so that
+    /// a concurrent apply's changes are neither lost nor reverted.
+    pub fn admin_update(
+        &self,
+        f: impl FnOnce(&mut Tenant) -> Result<(), String>,
+    ) -> Result<(), ProviderError> {
+        self.core.admin_update(f)
+    }
+
+    /// The whole tenant as the file holds it now (blocking; the admin commands' view). The
+    /// [`Provider::observe`] of the trait reads a [`Scope`] of it.
+    pub fn observe(&self) -> Result<Tenant, ProviderError> {
+        self.core.observe(&Scope::all())
+    }
+
+    /// Execute one op and wait until it is done (blocking; a long-running one, in the LRO
+    /// mode, is polled to its end). Apply uses the async [`Provider::execute`] instead.
+    pub fn execute(&self, op: &Op) -> Result<Outcome, ProviderError> {
+        let executed = self
+            .core
+            .execute_now(std::slice::from_ref(op))
+            .pop()
+            .expect("one result per op")?;
+        match executed {
+            Executed::Done(outcome) => Ok(outcome),
+            Executed::Accepted(handle) => loop {
+                match self.core.poll_operation(&handle.id)? {
+                    Polled::Done(outcome) => return Ok(outcome),
+                    Polled::Failed(e) => return Err(e),
+                    Polled::Running { retry_after } => {
+                        std::thread::sleep(retry_after.unwrap_or(Duration::from_millis(10)))
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl Core {
+    fn set_domain_hint(&self, domain: &str) -> Result<(), ProviderError> {
         let mut inner = self.lock()?;
         let cache = &mut inner.cache;
         if !domain.is_empty() {
@@ -333,22 +392,7 @@ impl LocalProvider {
         Ok(())
     }
 
-    /// Replace the whole tenant (the admin center's view of `crmctl local import`): no
-    /// service rule is checked, only that references point at existing objects. Only the
-    /// rows that differ from the file's current content are written, in one transaction.
-    pub fn admin_replace(&self, new: Tenant) -> Result<(), ProviderError> {
-        check_integrity(&new)?;
-        self.admin_write(|_| Ok(new))
-    }
-
-    /// [`LocalProvider::admin_replace`] for `crmctl local edit`: refused when the tenant
-    /// is no longer `before` (another run or command wrote to it during the edit), so that
-    /// an edit never reverts a change it did not see.
-    pub fn admin_replace_unchanged(
-        &self,
-        before: &Tenant,
-        new: Tenant,
-    ) -> Result<(), ProviderError> {
+    fn admin_replace_unchanged(&self, before: &Tenant, new: Tenant) -> Result<(), ProviderError> {
         check_integrity(&new)?;
         self.admin_write(|current| {
             if current != before {
@@ -360,10 +404,7 @@ impl LocalProvider {
         })
     }
 
-    /// Change the tenant with a closure (for `crmctl local set`): no service rule is checked.
-    /// The closure sees the file's current content, inside the write transaction, so that
-    /// a concurrent apply's changes are neither lost nor reverted.
-    pub fn admin_update(
+    fn admin_update(
         &self,
         f: impl FnOnce(&mut Tenant) -> Result<(), String>,
     ) -> Result<(), ProviderError> {
@@ -382,15 +423,7 @@ impl LocalProvider {
         f: impl FnOnce(&Tenant) -> Result<Tenant, ProviderError>,
     ) -> Result<(), ProviderError> {
         let mut guard = self.lock()?;
-        let inner = &mut *guard;
-        if inner.conn.is_none() {
-            inner.conn = Some(store::connect(&self.path, true)?);
-            inner.cache.synced = None;
-        }
-        let Inner { conn, cache } = inner;
-        let conn = conn.as_mut().expect("connection opened above");
-        let tx = store::begin(conn, &self.path)?;
-        cache.sync(&tx, &self.path)?;
+        let (tx, cache) = self.begin_write(&mut guard)?;
         let new = f(&cache.tenant)?;
         let counters = counters_covering(&new, cache.counters);
         let mut deltas = delta::diff(&cache.tenant, &new, cache.counters);
@@ -422,6 +455,47 @@ impl LocalProvider {
                 Err(e)
             }
         }
+    }
+
+    /// Begin a write transaction (IMMEDIATE; the file is created when missing) and bring
+    /// the cache up to date inside it.
+    fn begin_write<'g>(
+        &self,
+        inner: &'g mut Inner,
+    ) -> Result<(rusqlite::Transaction<'g>, &'g mut Cache), ProviderError> {
+        if inner.conn.is_none() {
+            inner.conn = Some(store::connect(&self.path, true)?);
+            inner.cache.synced = None;
+        }
+        let Inner { conn, cache } = inner;
+        let conn = conn.as_mut().expect("connection opened above");
+        let tx = store::begin(conn, &self.path)?;
+        cache.sync(&tx, &self.path)?;
+        Ok((tx, cache))
+    }
+
+    /// Write `deltas` (already in `cache`) and, when due, the tenant-level row from the
+    /// cache (the newest one: it holds the deltas' effects), then commit. `calls`: the
+    /// numbers of the tenant-changing calls inside, for fault injection.
+    fn commit(
+        &self,
+        tx: rusqlite::Transaction<'_>,
+        cache: &mut Cache,
+        deltas: &[Delta],
+        calls: &[u64],
+    ) -> Result<(), ProviderError> {
+        store::write(&tx, &self.path, deltas)?;
+        if cache.meta_dirty || !cache.stored {
+            let head = Delta::Meta(Box::new(Meta::of(&cache.tenant, cache.counters)));
+            store::write(&tx, &self.path, &[head])?;
+        }
+        faults::before_commit(calls);
+        tx.commit().map_err(store::db_err(&self.path))?;
+        faults::after_commit(calls);
+        cache.meta_dirty = false;
+        cache.stored = true;
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, ProviderError> {
@@ -471,7 +545,7 @@ impl LocalProvider {
                         &effect.deltas,
                     );
                     if count && !effect.deltas.is_empty() {
-                        calls.push(WRITE_CALLS.fetch_add(1, Ordering::SeqCst) + 1);
+                        calls.push(faults::next_write_call());
                     }
                     deltas.extend(effect.deltas);
                     results.push((q.ticket, Ok(effect.outcome)));
@@ -534,48 +608,14 @@ impl LocalProvider {
         if deltas.is_empty() {
             return results; // the transaction ends without writing
         }
-        let written: Result<(), ProviderError> = (|| {
-            store::write(&tx, &self.path, &deltas)?;
-            // The tenant-level row from the cache goes last: the cache already holds the
-            // ops' effects, so it is the newest tenant-level row.
-            if cache.meta_dirty || !cache.stored {
-                let head = Delta::Meta(Box::new(Meta::of(&cache.tenant, cache.counters)));
-                store::write(&tx, &self.path, &[head])?;
+        if let Err(e) = self.commit(tx, cache, &deltas, &calls) {
+            // The cache holds effects that were not committed: read it again.
+            cache.synced = None;
+            if let Err(reload) = self.refresh(inner) {
+                eprintln!("crmctl: cannot reload the local tenant after a failed write: {reload}");
             }
-            if let Some(n) = faults().exit_at.filter(|n| calls.contains(n)) {
-                eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AT={n}: aborting before commit");
-                std::process::abort();
-            }
-            tx.commit().map_err(store::db_err(&self.path))?;
-            if let Some(n) = faults().exit_after.filter(|n| calls.contains(n)) {
-                eprintln!("crmctl: CRMCTL_LOCAL_EXIT_AFTER={n}: aborting after commit");
-                std::process::abort();
-            }
-            if let (Some(_), Some(file)) = (
-                faults().pause_after.filter(|n| calls.contains(n)),
-                &faults().pause_file,
-            ) {
-                pause(file);
-            }
-            Ok(())
-        })();
-        match written {
-            Ok(()) => {
-                cache.meta_dirty = false;
-                cache.stored = true;
-                self.transactions.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                // The cache holds effects that were not committed: read it again.
-                cache.synced = None;
-                if let Err(reload) = self.refresh(inner) {
-                    eprintln!(
-                        "crmctl: cannot reload the local tenant after a failed write: {reload}"
-                    );
-                }
-                for r in results.iter_mut().filter(|r| r.1.is_ok()) {
-                    r.1 = Err(e.clone());
-                }
+            for r in results.iter_mut().filter(|r| r.1.is_ok()) {
+                r.1 = Err(e.clone());
             }
         }
         results
@@ -583,33 +623,106 @@ impl LocalProvider {
 }
 
 impl Provider for LocalProvider {
-    /// The tenant as the file holds it now: the cache, read again when another writer
-    /// changed the file since (a cheap check when nobody did).
-    fn observe(&self) -> Result<Tenant, ProviderError> {
-        let mut inner = self.lock()?;
-        self.refresh(&mut inner)?;
-        Ok(inner.cache.tenant.clone())
+    /// The part of the tenant in `scope`, as the file holds it now: the cache, read again
+    /// when another writer changed the file since (a cheap check when nobody did). Only the
+    /// maps in the scope are copied out of the cache.
+    fn observe<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Tenant, ProviderError>> {
+        Box::pin(async move { self.core.observe(scope) })
     }
 
-    fn execute(&self, op: &Op) -> Result<Outcome, ProviderError> {
-        self.submit(std::slice::from_ref(op))
-            .pop()
-            .expect("one result per op")
+    fn execute<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Result<Executed, ProviderError>> {
+        Box::pin(async move {
+            let mut results = self.execute_batch(std::slice::from_ref(op)).await;
+            results.pop().expect("one result per op")
+        })
     }
 
-    fn execute_batch(&self, ops: &[Op]) -> Vec<Result<Outcome, ProviderError>> {
-        self.submit(ops)
+    /// The ops go to the group commit on tokio's blocking pool (the SQLite work is
+    /// synchronous; concurrent requests share one transaction), or inline without a
+    /// runtime.
+    fn execute_batch<'a>(
+        &'a self,
+        ops: &'a [Op],
+    ) -> BoxFuture<'a, Vec<Result<Executed, ProviderError>>> {
+        let core = self.core.clone();
+        let ops = ops.to_vec();
+        Box::pin(blocking(move || core.execute_now(&ops)))
     }
 
-    fn batch_size(&self) -> usize {
-        BATCH_SIZE
+    /// Every op is one family: a batch of up to [`BATCH_SIZE`] ops is one transaction.
+    fn family(&self, _op: &Op) -> RequestFamily {
+        RequestFamily {
+            name: "local",
+            max_ops: BATCH_SIZE,
+        }
+    }
+
+    fn poll<'a>(
+        &'a self,
+        handle: &'a OperationHandle,
+    ) -> BoxFuture<'a, Result<Polled, ProviderError>> {
+        let core = self.core.clone();
+        let id = handle.id.clone();
+        Box::pin(blocking(move || core.poll_operation(&id)))
+    }
+}
+
+/// Run `f` on tokio's blocking pool when there is a runtime, else here. A panic in `f`
+/// goes on in the caller.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => match rt.spawn_blocking(f).await {
+            Ok(v) => v,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("the local tenant's blocking task was cancelled: {e}"),
+            },
+        },
+        Err(_) => f(),
     }
 }
 
 /// Ops per `execute_batch` that apply sends: one SQLite transaction serves them all.
 const BATCH_SIZE: usize = 64;
 
-impl LocalProvider {
+impl Core {
+    /// Observe: the part of the cache in `scope`.
+    fn observe(&self, scope: &Scope) -> Result<Tenant, ProviderError> {
+        let mut inner = self.lock()?;
+        self.refresh(&mut inner)?;
+        if *scope == Scope::all() {
+            return Ok(inner.cache.tenant.clone());
+        }
+        Ok(scope.trim(&inner.cache.tenant))
+    }
+
+    /// Execute ops now (blocking): long-running ones, in the LRO mode, are accepted as
+    /// operations ([`lro`]); the others go to the group commit.
+    fn execute_now(&self, ops: &[Op]) -> Vec<Result<Executed, ProviderError>> {
+        if !lro::enabled() || !ops.iter().any(lro::long_running) {
+            return self
+                .submit(ops)
+                .into_iter()
+                .map(|r| r.map(Executed::Done))
+                .collect();
+        }
+        ops.iter()
+            .map(|op| {
+                if lro::long_running(op) {
+                    if let Some(e) = faults::injected_failure() {
+                        return Err(e);
+                    }
+                    self.accept(op)
+                } else {
+                    self.submit(std::slice::from_ref(op))
+                        .pop()
+                        .expect("one result per op")
+                        .map(Executed::Done)
+                }
+            })
+            .collect()
+    }
+
     /// Queue ops for the next group commit and wait for their results.
     fn submit(&self, ops: &[Op]) -> Vec<Result<Outcome, ProviderError>> {
         let mut results: Vec<Option<Result<Outcome, ProviderError>>> = vec![None; ops.len()];
@@ -620,11 +733,8 @@ impl LocalProvider {
         };
         let mut tickets = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
-            let call = EXECUTE_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-            if faults().fail_at == Some(call) {
-                results[i] = Some(Err(ProviderError::Backend(format!(
-                    "injected failure (CRMCTL_LOCAL_FAIL_AT={call})"
-                ))));
+            if let Some(e) = faults::injected_failure() {
+                results[i] = Some(Err(e));
                 continue;
             }
             let ticket = g.next_ticket;
@@ -671,69 +781,4 @@ impl LocalProvider {
             .map(|r| r.expect("every op has a result"))
             .collect()
     }
-}
-
-/// Counters at least as high as every id of the form `xxx-NNNNNN` in the tenant, so that a
-/// later creation never reuses an imported id.
-pub(crate) fn counters_covering(t: &Tenant, mut c: Counters) -> Counters {
-    fn num(id: &str, prefix: &str) -> u64 {
-        id.strip_prefix(prefix)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-    for id in t.users.keys() {
-        c.user = c.user.max(num(id, "usr-"));
-    }
-    for id in t.groups.keys() {
-        c.group = c.group.max(num(id, "grp-"));
-    }
-    for id in t.instances.keys() {
-        c.instance = c.instance.max(num(id, "org-"));
-    }
-    c
-}
-
-/// Referential integrity of an imported tenant (not the service's rules).
-fn check_integrity(t: &Tenant) -> Result<(), ProviderError> {
-    let bad = |m: String| Err(ProviderError::Invalid(m));
-    for (k, u) in &t.users {
-        if *k != u.id {
-            return bad(format!(
-                "users: key `{k}` differs from the user's id `{}`",
-                u.id
-            ));
-        }
-        for iid in u.roles.keys() {
-            if !t.instances.contains_key(iid) {
-                return bad(format!("users.{k}.roles: no instance with id `{iid}`"));
-            }
-        }
-    }
-    for (k, g) in &t.groups {
-        if *k != g.id {
-            return bad(format!(
-                "groups: key `{k}` differs from the group's id `{}`",
-                g.id
-            ));
-        }
-        if let Some(m) = g.members.iter().find(|m| !t.users.contains_key(*m)) {
-            return bad(format!("groups.{k}.members: no user with id `{m}`"));
-        }
-    }
-    for (k, i) in &t.instances {
-        if *k != i.id {
-            return bad(format!(
-                "instances: key `{k}` differs from the instance's id `{}`",
-                i.id
-            ));
-        }
-        if let Some(g) = &i.security_group {
-            if !t.groups.contains_key(g) {
-                return bad(format!(
-                    "instances.{k}.security_group: no group with id `{g}`"
-                ));
-            }
-        }
-    }
-    Ok(())
 }

@@ -368,3 +368,31 @@ pub(crate) fn write(
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).expect("tenant rows serialize")
 }
+
+/// A `meta` row other than the tenant's (e.g. a long-running operation), inside a
+/// transaction.
+pub(crate) fn get_meta(
+    tx: &Transaction<'_>,
+    path: &Path,
+    key: &str,
+) -> Result<Option<String>, ProviderError> {
+    tx.prepare_cached("SELECT value FROM meta WHERE key = ?1")
+        .map_err(db_err(path))?
+        .query_row(params![key], |r| r.get(0))
+        .optional()
+        .map_err(db_err(path))
+}
+
+/// Insert or replace a `meta` row, inside a transaction.
+pub(crate) fn put_meta(
+    tx: &Transaction<'_>,
+    path: &Path,
+    key: &str,
+    value: &str,
+) -> Result<(), ProviderError> {
+    tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")
+        .map_err(db_err(path))?
+        .execute(params![key, value])
+        .map(|_| ())
+        .map_err(db_err(path))
+}

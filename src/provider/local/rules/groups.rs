@@ -31,6 +31,7 @@ pub(super) fn effect(t: &Tenant, counters: Counters, op: &Op) -> Result<Effect, 
                 deltas: vec![meta_with(t, c, |_| {}), Delta::PutGroup(Box::new(g))],
                 outcome: Outcome {
                     created_id: Some(id),
+                    ..Outcome::default()
                 },
             })
         }

@@ -71,6 +71,7 @@ pub(super) fn effect(t: &Tenant, counters: Counters, op: &Op) -> Result<Effect, 
                 deltas: vec![meta_with(t, c, |_| {}), Delta::PutInstance(Box::new(inst))],
                 outcome: Outcome {
                     created_id: Some(id),
+                    ..Outcome::default()
                 },
             })
         }

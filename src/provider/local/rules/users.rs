@@ -59,6 +59,7 @@ pub(super) fn effect(
                 deltas: vec![meta_with(t, c, |_| {}), Delta::PutUser(Box::new(u))],
                 outcome: Outcome {
                     created_id: Some(id),
+                    ..Outcome::default()
                 },
             })
         }

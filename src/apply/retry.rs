@@ -1,0 +1,201 @@
+//! Retries, their budget and their reports (issue 11 item 4).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tokio::time::Instant;
+
+use crate::plan::action::Action;
+use crate::provider::{OperationHandle, ProviderError};
+use crate::render::escape;
+
+/// How apply retries and how long it waits for long-running operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Requests per action at most, the first one included (1: no retry).
+    pub max_attempts: u32,
+    /// Time from an action's first failure after which it is not retried again.
+    pub max_total: Duration,
+    /// First backoff delay (doubled each retry, with jitter), when the server gives none.
+    pub min_delay: Duration,
+    /// Longest backoff delay (a server's `Retry-After` may be longer: it is honoured).
+    pub max_delay: Duration,
+    /// Randomize the backoff delays (spreads the retries of concurrent requests).
+    pub jitter: bool,
+    /// Delay between polls of a long-running operation when the service gives none.
+    pub poll_interval: Duration,
+    /// How long apply waits for one long-running operation; after that the action fails
+    /// and its handle stays in the state for the next run.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            max_total: Duration::from_secs(600),
+            min_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            jitter: true,
+            poll_interval: Duration::from_secs(5),
+            max_wait: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The backoff delays of one action: backon's exponential policy.
+    fn backoff(&self) -> ExponentialBackoff {
+        let b = ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize);
+        if self.jitter {
+            b.with_jitter().build()
+        } else {
+            b.build()
+        }
+    }
+}
+
+/// One action's retries so far.
+pub(super) struct Track {
+    since: Instant,
+    backoff: ExponentialBackoff,
+    attempts: u32,
+}
+
+impl Track {
+    pub(super) fn new(policy: &RetryPolicy) -> Track {
+        Track {
+            since: Instant::now(),
+            backoff: policy.backoff(),
+            attempts: 1,
+        }
+    }
+
+    /// Requests made or about to be made (2 after the first retry was granted).
+    pub(super) fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The delay before the next attempt after `error`: the backoff's, or the server's
+    /// when longer; `None` when the attempts or the total time are spent.
+    pub(super) fn next(&mut self, error: &ProviderError, policy: &RetryPolicy) -> Option<Duration> {
+        let delay = self
+            .backoff
+            .next()?
+            .max(error.retry_after().unwrap_or_default());
+        if self.since.elapsed() + delay > policy.max_total {
+            return None;
+        }
+        self.attempts += 1;
+        Some(delay)
+    }
+}
+
+/// Something apply reports besides finished actions (issue 11 item 4).
+#[derive(Debug, Clone)]
+pub enum Notice<'a> {
+    /// A request is sent again after `delay`.
+    Retry {
+        /// The action.
+        action: &'a Action,
+        /// The attempt about to be made (2 = first retry).
+        attempt: u32,
+        /// Wait before it.
+        delay: Duration,
+        /// Why.
+        error: &'a ProviderError,
+    },
+    /// After an unknown outcome the action's scope was observed again.
+    Reobserved {
+        /// The action.
+        action: &'a Action,
+        /// What was found: `done`, `replay` or `unknown`.
+        found: &'static str,
+    },
+    /// The service accepted the action as a long-running operation (recorded in the state).
+    Accepted {
+        /// The action.
+        action: &'a Action,
+        /// Its handle.
+        handle: &'a OperationHandle,
+    },
+    /// An operation an earlier run started is polled instead of starting the action again.
+    Resumed {
+        /// The action.
+        action: &'a Action,
+        /// Its handle.
+        handle: &'a OperationHandle,
+    },
+    /// A pending operation of the state whose address has no action of its kind in the
+    /// plan: dropped from the state (the plan sees the tenant as it is).
+    Dropped {
+        /// The state address.
+        address: &'a str,
+        /// Its handle.
+        handle: &'a OperationHandle,
+    },
+}
+
+impl Notice<'_> {
+    /// A plain line: `retry 2/6 of create_user users.ana@x.com in 1.2s: throttled ...`.
+    pub fn line(&self) -> String {
+        let what = |a: &Action| format!("{} {}", a.kind.as_str(), escape(&a.address));
+        match self {
+            Notice::Retry {
+                action,
+                attempt,
+                delay,
+                error,
+            } => format!(
+                "retry: attempt {attempt} of {} in {:.1}s after: {}",
+                what(action),
+                delay.as_secs_f64(),
+                escape(&error.to_string())
+            ),
+            Notice::Reobserved { action, found } => {
+                format!("outcome unknown: {} observed again: {found}", what(action))
+            }
+            Notice::Accepted { action, handle } => format!(
+                "accepted: {} runs as operation {} (recorded in the state)",
+                what(action),
+                escape(&handle.id)
+            ),
+            Notice::Resumed { action, handle } => format!(
+                "resuming: {} polls operation {} started by an earlier run",
+                what(action),
+                escape(&handle.id)
+            ),
+            Notice::Dropped { address, handle } => format!(
+                "state: dropped operation {} of {} (no such action in the plan)",
+                escape(&handle.id),
+                escape(address)
+            ),
+        }
+    }
+}
+
+/// Sees each [`Notice`].
+pub type NoticeHook = Arc<dyn Fn(&Notice<'_>) + Send + Sync>;
+
+/// Run `make()`'s future; `None` when making or polling it panicked (the provider's bug
+/// fails its actions, not the apply).
+pub(super) async fn caught<'a, T>(
+    make: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>,
+) -> Option<T> {
+    let mut fut = std::panic::catch_unwind(AssertUnwindSafe(make)).ok()?;
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Some(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
+        }
+    })
+    .await
+}
