@@ -3,8 +3,9 @@
 //! tenant); their updates (U-rules) in [`super::updates`], P3 in [`super::users`].
 
 use std::collections::HashMap;
+use std::fmt::Display;
 
-use super::{closest, err, some_of, updates, users, warn};
+use super::{err, reference_hint, some_of, updates, users, warn};
 use crate::desired::model::Desired;
 use crate::diag::Diagnostic;
 use crate::domain::iso4217;
@@ -99,14 +100,10 @@ pub(super) fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
         // I12: the bound security group must be declared.
         if let Some(sg) = &inst.security_group {
             if groups.is_none_or(|g| !g.contains_key(sg)) {
-                let known = groups.map(|g| g.keys().map(String::as_str));
-                let hint = match known.clone().and_then(|k| closest(sg, k)) {
-                    Some(c) => format!("did you mean `{c}`? the value is a key under `security_groups`"),
-                    None => format!(
-                        "declare it under `security_groups:` (declared: {}), or omit `security_group` for none",
-                        known.map(|k| some_of(k, 8)).unwrap_or_else(|| "none".into())
-                    ),
-                };
+                let why = "the value is a key under `security_groups`";
+                let hint = reference_hint(sg, groups, why, |declared| {
+                    format!("declare it under `security_groups:` (declared: {declared}), or omit `security_group` for none")
+                });
                 out.push(
                     err(
                         format!("{at}.security_group"),
@@ -187,41 +184,35 @@ pub(super) fn instances(d: &Desired, out: &mut Vec<Diagnostic>) {
                     }
                 }
                 // I3/I11: a copy brings the source's base currency and language.
+                let mut brought = |field: &str,
+                                   what: &str,
+                                   from: &dyn Display,
+                                   to: &dyn Display| {
+                    out.push(
+                        err(
+                            format!("{at}.{field}"),
+                            "I11",
+                            format!(
+                                "instance `{key}` is copied from `{}`, whose {what} is {from}, and a copy brings the source's {field} (I3), not {to}",
+                                cf.instance
+                            ),
+                        )
+                        .hint(format!("set `{field}: {from}`, or remove `{field}` from this instance")),
+                    );
+                };
                 if let (Some(from), Some(to)) = (&source.currency, &inst.currency) {
                     if from != to {
-                        out.push(
-                            err(
-                                format!("{at}.currency"),
-                                "I11",
-                                format!(
-                                    "instance `{key}` is copied from `{}`, whose base currency is {from}, and a copy brings the source's currency (I3), not {to}",
-                                    cf.instance
-                                ),
-                            )
-                            .hint(format!("set `currency: {from}`, or remove `currency` from this instance")),
-                        );
+                        brought("currency", "base currency", from, to);
                     }
                 }
                 if let (Some(from), Some(to)) = (source.language, inst.language) {
                     if from != to {
-                        out.push(
-                            err(
-                                format!("{at}.language"),
-                                "I11",
-                                format!(
-                                    "instance `{key}` is copied from `{}`, whose language is {from}, and a copy brings the source's language (I3), not {to}",
-                                    cf.instance
-                                ),
-                            )
-                            .hint(format!("set `language: {from}`, or remove `language` from this instance")),
-                        );
+                        brought("language", "language", &from, &to);
                     }
                 }
             } else {
-                let hint = match closest(&cf.instance, instances.keys().map(String::as_str)) {
-                    Some(c) => format!("did you mean `{c}`? the source is an instance key declared under `instances`"),
-                    None => "the source is an instance key declared under `instances`".to_string(),
-                };
+                let why = "the source is an instance key declared under `instances`";
+                let hint = reference_hint(&cf.instance, Some(instances), why, |_| why.to_string());
                 out.push(
                     err(
                         format!("{at}.copy_from.instance"),

@@ -24,6 +24,8 @@ mod text;
 mod updates;
 mod users;
 
+use std::collections::BTreeMap;
+
 use crate::desired::index::MemberPositions;
 use crate::desired::model::Desired;
 use crate::diag::Diagnostic;
@@ -75,6 +77,25 @@ fn some_of<'a>(names: impl Iterator<Item = &'a str>, n: usize) -> String {
         s.push_str("none");
     }
     s
+}
+
+/// The hint of a reference to a key that is not declared: "did you mean" the closest of the
+/// `declared` keys and `why`, else `listed` given the declared keys (up to 8, or "none").
+fn reference_hint<T>(
+    wanted: &str,
+    declared: Option<&BTreeMap<String, T>>,
+    why: &str,
+    listed: impl FnOnce(String) -> String,
+) -> String {
+    let keys = || {
+        declared
+            .into_iter()
+            .flat_map(|m| m.keys().map(String::as_str))
+    };
+    match closest(wanted, keys()) {
+        Some(c) => format!("did you mean `{c}`? {why}"),
+        None => listed(some_of(keys(), 8)),
+    }
 }
 
 /// The closest name to `wanted` among `names`, if close enough to be a likely typo (at most

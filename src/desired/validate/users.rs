@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{closest, err, some_of, warn};
+use super::{err, reference_hint, some_of, warn};
 use crate::desired::model::{Desired, Instance};
 use crate::diag::Diagnostic;
 use crate::domain::kinds::{AccessMode, AdminRole};
@@ -41,14 +41,10 @@ pub(super) fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
         if let Some(roles) = &u.roles {
             for inst in roles.keys() {
                 if instances.is_none_or(|m| !m.contains_key(inst)) {
-                    let known = instances.map(|m| m.keys().map(String::as_str));
-                    let hint = match known.clone().and_then(|k| closest(inst, k)) {
-                        Some(c) => format!("did you mean `{c}`? roles are keyed by instance keys declared under `instances`"),
-                        None => format!(
-                            "roles are keyed by instance keys declared under `instances` (declared: {})",
-                            known.map(|k| some_of(k, 8)).unwrap_or_else(|| "none".into())
-                        ),
-                    };
+                    let why = "roles are keyed by instance keys declared under `instances`";
+                    let hint = reference_hint(inst, instances, why, |declared| {
+                        format!("{why} (declared: {declared})")
+                    });
                     out.push(
                         err(
                             format!("{}.roles.{inst}", at()),
@@ -177,7 +173,7 @@ pub(super) fn duplicate_roles(d: &Desired, out: &mut Vec<Diagnostic>) {
 }
 
 /// Whether two names are the same without case (Unicode lower case; no allocation).
-pub(super) fn same_name(a: &str, b: &str) -> bool {
+fn same_name(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
         || (!(a.is_ascii() && b.is_ascii())
             && a.chars()

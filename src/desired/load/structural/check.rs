@@ -150,7 +150,7 @@ pub(super) fn json_ok(doc: &Json) -> bool {
 /// controls, DEL, U+FFFE, U+FFFF; serde_json escapes C0 already) can only be inside strings
 /// here, and are written as `\uXXXX` escapes (issue 9 item 8: a JSON `\uFFFF` lost every
 /// location).
-pub(super) fn yaml_safe(text: String) -> String {
+fn yaml_safe(text: String) -> String {
     let bad = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
     if !text.contains(bad) {
         return text;

@@ -10,7 +10,7 @@ use crate::desired::load::locate::join;
 use crate::diag::Diagnostic;
 
 /// The domain rule behind a closed set or a typed field, by the field's name.
-pub(super) fn rule_of(field: &str) -> Option<&'static str> {
+fn rule_of(field: &str) -> Option<&'static str> {
     Some(match field {
         "region" => "I6",
         "license" | "licenses" => "T2",
@@ -26,7 +26,7 @@ pub(super) fn rule_of(field: &str) -> Option<&'static str> {
     })
 }
 
-pub(super) fn suggestion<'a>(wanted: &str, expected: &[&'a str]) -> Option<&'a str> {
+fn suggestion<'a>(wanted: &str, expected: &[&'a str]) -> Option<&'a str> {
     expected
         .iter()
         .map(|n| {
@@ -199,7 +199,7 @@ pub(super) fn failure_diag(
 }
 
 /// The serde-saphyr wording of common type errors, in the words of the file's author.
-pub(super) fn plain_words(m: &str) -> String {
+fn plain_words(m: &str) -> String {
     let l = m.to_ascii_lowercase();
     let said = if l.starts_with("invalid u") || l.starts_with("invalid i") {
         "expected a whole number"
@@ -219,34 +219,10 @@ pub(super) fn plain_words(m: &str) -> String {
     said.to_string()
 }
 
-pub(super) fn value_at<'a>(tree: &'a Node, path: &str) -> Option<&'a Value> {
-    // Re-walk to get the node itself (find only returns positions).
-    fn walk<'a>(node: &'a Node, rest: &str) -> Option<&'a Value> {
-        if rest.is_empty() {
-            return Some(&node.value);
-        }
-        if let Some(after) = rest.strip_prefix('[') {
-            let e = after.find(']')?;
-            let i: usize = after[..e].parse().ok()?;
-            let Value::Seq(items) = &node.value else {
-                return None;
-            };
-            let r = &after[e + 1..];
-            return walk(items.get(i)?, r.strip_prefix('.').unwrap_or(r));
-        }
-        let mut ends: Vec<usize> = rest
-            .char_indices()
-            .filter(|&(_, c)| c == '.' || c == '[')
-            .map(|(i, _)| i)
-            .collect();
-        ends.push(rest.len());
-        ends.into_iter().rev().find_map(|end| {
-            let e = node.value.get(&rest[..end])?;
-            let r = &rest[end..];
-            walk(&e.value, r.strip_prefix('.').unwrap_or(r))
-        })
-    }
-    walk(tree, path)
+/// The value at `path` in `tree`, when the whole path resolves.
+fn value_at<'a>(tree: &'a Node, path: &str) -> Option<&'a Value> {
+    let (node, found) = tree.resolve(path)?;
+    found.complete.then_some(&node.value)
 }
 
 pub(super) fn describe(v: &Value) -> String {
@@ -265,7 +241,7 @@ pub(super) fn describe(v: &Value) -> String {
 }
 
 /// What a field expects, for type errors.
-pub(super) fn type_hint(field: &str) -> Option<&'static str> {
+fn type_hint(field: &str) -> Option<&'static str> {
     Some(match field {
         "language" => "write a Windows LCID number, e.g. `1033` for English",
         "additional_gb" => "write a whole number of gigabytes, e.g. `10`",

@@ -14,7 +14,7 @@ pub(super) fn yaml_message(e: &serde_saphyr::Error) -> String {
 }
 
 /// A hint for a YAML syntax error, from its message.
-pub(super) fn syntax_hint(message: &str) -> &'static str {
+fn syntax_hint(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
     if m.contains("unsupported tag") {
         "crmctl reads plain YAML data: remove the tag (`!name` or `!!name`) before the value"
@@ -42,7 +42,7 @@ pub(super) fn syntax_hint(message: &str) -> &'static str {
 
 /// A hint for a JSON syntax error, from serde_json's message (issue 9 item 8: every
 /// diagnostic says what to do).
-pub(super) fn json_hint(message: &str) -> &'static str {
+fn json_hint(message: &str) -> &'static str {
     if message.contains("trailing comma") {
         "remove the comma after the last entry"
     } else if message.contains("control character") {
@@ -92,7 +92,7 @@ pub(super) fn fast_error(src: &Source, fast: &FastError) -> Diagnostic {
 /// The YAML library reports some tabs at the end of the line before them: the position of
 /// the first tab at or after `p` on `p`'s line, else the first tab of the next line, else `p` (issue 9 item 8: a tab
 /// is reported on its own line).
-pub(super) fn tab_at_or_after(text: &str, p: Pos) -> Pos {
+fn tab_at_or_after(text: &str, p: Pos) -> Pos {
     let mut lines = super::super::source_lines(text).skip(p.line as usize - 1);
     let here: Vec<char> = lines.next().unwrap_or("").chars().collect();
     let col = p.column as usize;
@@ -117,7 +117,7 @@ pub(super) fn tab_at_or_after(text: &str, p: Pos) -> Pos {
 
 /// serde_json's position (lines ended by LF only, columns in bytes) as the loader counts
 /// positions (LF, CRLF or CR; columns in characters), clamped to the text.
-pub(super) fn json_pos(text: &str, line: usize, column: usize) -> Pos {
+fn json_pos(text: &str, line: usize, column: usize) -> Pos {
     let mut start = 0;
     for _ in 1..line {
         match text[start..].find('\n') {

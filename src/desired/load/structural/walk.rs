@@ -78,7 +78,7 @@ impl<'de> Visitor<'de> for RootSeed<'_, '_> {
 }
 
 /// A collection (`users`, ...): a map whose entries are checked one batch at a time.
-pub(super) struct CollSeed<'c, 's, 'k> {
+struct CollSeed<'c, 's, 'k> {
     ctx: &'c mut Ctx<'s>,
     key: &'k str,
     key_pos: Pos,
