@@ -2,7 +2,7 @@
 //! validation (as small matchers, so that the crate needs no regex engine at run time).
 //!
 //! Each `*_PATTERN` constant and its `is_*` function accept exactly the same strings; a test
-//! (`tests/validate_rules.rs`) checks them against each other with a real regex engine.
+//! (`tests/it/validate_rules.rs`, `patterns_match_their_rust_matchers`) checks them against each other with a real regex engine.
 
 /// URL name of an instance (I5): a DNS label, lower case: `https://<url>.crm<N>.dynamics.com`.
 pub const URL_NAME_PATTERN: &str = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$";
