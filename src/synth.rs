@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::desired::model::{Desired, Instance, SecurityGroup, User};
 use crate::domain::kinds::{AccessMode, InstanceType, LicensePlan, Region};
+use crate::domain::limits::{MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES};
 use crate::domain::op::ObjKind;
 use crate::observed::{self, AdminModeState, InstanceStatus, Tenant};
 use crate::state::{Resource, State};
@@ -37,7 +38,7 @@ impl SynthParams {
             users: 100_000,
             groups: 2_000,
             memberships: 1_000_000,
-            instances: 125,
+            instances: (MAX_PRODUCTION_INSTANCES + MAX_SANDBOX_INSTANCES) as usize,
             seed: 42,
         }
     }
@@ -98,8 +99,21 @@ pub fn user_upn(i: usize) -> String {
 
 /// The key of generated instance `i`.
 pub fn instance_key(i: usize) -> String {
-    let (kind, n) = if i < 50 { ("prod", i) } else { ("sbx", i - 50) };
-    format!("{kind}{n:03}")
+    let prod = MAX_PRODUCTION_INSTANCES as usize;
+    match instance_type(i) {
+        InstanceType::Production => format!("prod{i:03}"),
+        InstanceType::Sandbox => format!("sbx{:03}", i - prod),
+    }
+}
+
+/// The type of generated instance `i`: the first [`MAX_PRODUCTION_INSTANCES`] are
+/// production (T7), the rest sandboxes.
+fn instance_type(i: usize) -> InstanceType {
+    if i < MAX_PRODUCTION_INSTANCES as usize {
+        InstanceType::Production
+    } else {
+        InstanceType::Sandbox
+    }
 }
 
 /// Generate a desired tenant.
@@ -110,11 +124,7 @@ pub fn generate(p: &SynthParams) -> Desired {
 
     let mut instances = BTreeMap::new();
     for (i, key) in instance_keys.iter().enumerate() {
-        let kind = if i < 50 {
-            InstanceType::Production
-        } else {
-            InstanceType::Sandbox
-        };
+        let kind = instance_type(i);
         let region = REGIONS[i % REGIONS.len()];
         instances.insert(
             key.clone(),
@@ -350,6 +360,33 @@ mod tests {
             let m = g.members.as_ref().unwrap();
             let set: std::collections::BTreeSet<_> = m.iter().collect();
             assert_eq!(set.len(), m.len());
+        }
+    }
+
+    /// Issue 11 item 2: the reference tenant has the T7 maximum of each type (the limits
+    /// read from `domain::limits`), keyed `prodNNN` then `sbxNNN`, each key's type matching.
+    #[test]
+    fn reference_instances_fill_the_t7_limits() {
+        let mut p = SynthParams::small();
+        p.instances = SynthParams::reference().instances;
+        let d = generate(&p);
+        let instances = d.instances.as_ref().unwrap();
+        let count = |kind| instances.values().filter(|i| i.kind == kind).count();
+        assert_eq!(count(InstanceType::Production), 50);
+        assert_eq!(count(InstanceType::Sandbox), 75);
+        for (i, want) in [
+            (0, "prod000"),
+            (49, "prod049"),
+            (50, "sbx000"),
+            (124, "sbx074"),
+        ] {
+            assert_eq!(instance_key(i), want);
+            let kind = if want.starts_with("prod") {
+                InstanceType::Production
+            } else {
+                InstanceType::Sandbox
+            };
+            assert_eq!(instances[want].kind, kind);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! validation (as small matchers, so that the crate needs no regex engine at run time).
 //!
 //! Each `*_PATTERN` constant and its `is_*` function accept exactly the same strings; a test
-//! (`tests/validate_rules.rs`) checks them against each other with a real regex engine.
+//! (`tests/it/validate_rules.rs`, `patterns_match_their_rust_matchers`) checks them against each other with a real regex engine.
 
 /// URL name of an instance (I5): a DNS label, lower case: `https://<url>.crm<N>.dynamics.com`.
 pub const URL_NAME_PATTERN: &str = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$";
@@ -100,12 +100,17 @@ pub fn cmp_version(a: &str, b: &str) -> std::cmp::Ordering {
     version_parts(a).cmp(&version_parts(b))
 }
 
+/// The parts of a dotted version as numbers: digits only (`u64::MAX` when too large), any
+/// other part (empty, `x`, `+1`, ` 1`) is 0. The order of [`cmp_version`] and of
+/// [`version_key`].
 fn version_parts(s: &str) -> Vec<u64> {
     s.split('.')
-        .map(|p| match p.parse::<u64>() {
-            Ok(n) => n,
-            Err(_) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => u64::MAX,
-            Err(_) => 0,
+        .map(|p| {
+            if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) {
+                0 // `str::parse` would read `+1` as 1
+            } else {
+                p.parse::<u64>().unwrap_or(u64::MAX)
+            }
         })
         .collect()
 }
@@ -125,4 +130,68 @@ pub fn parse_date_time_utc(s: &str) -> Option<std::time::SystemTime> {
         return None;
     }
     humantime::parse_rfc3339(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering::{Equal, Greater, Less};
+
+    /// Issue 11 item 2: the one version comparison (U1, U2, U5) at its edges.
+    #[test]
+    fn cmp_version_edges() {
+        let u64_max = u64::MAX.to_string();
+        let too_large = format!("8.{u64_max}0.0"); // ten times u64::MAX
+        let cases: [(&str, &str, std::cmp::Ordering); 14] = [
+            // numerically, part by part, not as text
+            ("8.10.0", "8.9.0", Greater),
+            ("8.9.0", "8.10.0", Less),
+            ("9.0.0", "8.99.99", Greater),
+            ("8.1.0.123", "8.1.0.99", Greater),
+            // a missing part is less than a zero part
+            ("8.1", "8.1.0", Less),
+            ("8.1.0", "8.1.0.0", Less),
+            // equal, also with leading zeros
+            ("8.1.0", "8.1.0", Equal),
+            ("8.01.0", "8.1.0", Equal),
+            // a part too large for u64 saturates at u64::MAX
+            (&too_large, "8.18446744073709551615.0", Equal),
+            (&too_large, "8.18446744073709551614.0", Greater),
+            // a part that is not a number counts as 0
+            ("8.x.0", "8.0.0", Equal),
+            ("8.x.0", "8.1.0", Less),
+            ("8..0", "8.0.0", Equal),
+            ("8.+1.0", "8.0.0", Equal),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(cmp_version(a, b), want, "{a} vs {b}");
+            assert_eq!(cmp_version(b, a), want.reverse(), "{b} vs {a}");
+        }
+    }
+
+    /// Issue 11 item 2: `version_key` (U1/U5) takes only versions and orders them as
+    /// `cmp_version` does.
+    #[test]
+    fn version_key_orders_as_cmp_version() {
+        assert_eq!(version_key("8.1.0"), Some(vec![8, 1, 0]));
+        assert_eq!(
+            version_key("8.99999999999999999999.0"),
+            Some(vec![8, u64::MAX, 0])
+        );
+        for not_a_version in ["8.1", "8.x.0", "8..0", "8.+1.0", "8.1.0.0.0", "", "v8.1.0"] {
+            assert_eq!(version_key(not_a_version), None, "{not_a_version}");
+        }
+        let versions = [
+            "8.1.0", "8.1.0.0", "8.10.0", "8.9.0", "8.9.0.1", "9.0.0", "8.01.0",
+        ];
+        for a in versions {
+            for b in versions {
+                assert_eq!(
+                    version_key(a).cmp(&version_key(b)),
+                    cmp_version(a, b),
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
 }

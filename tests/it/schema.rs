@@ -175,3 +175,65 @@ fn examples_carry_the_schema_modeline() {
     }
     assert!(n >= 3);
 }
+
+/// Issue 11 item 5: the diagnostics crmctl prints link only inside the repository: for
+/// every fixture and example (all the kinds of invalid input the tests keep), no message or
+/// hint holds a `scheme://` link, and every repository file a hint names (`examples/...`,
+/// `docs/...`) exists.
+#[test]
+fn diagnostics_link_only_inside_the_repository() {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    files(&root().join("tests/fixtures"), &mut paths);
+    files(&root().join("examples"), &mut paths);
+    let mut failures = Vec::new();
+    let (mut hints, mut named_files) = (0, 0);
+    for path in paths {
+        let diagnostics = match crmctl::desired::load::load_file(&path) {
+            Ok(l) => l.diagnostics,
+            Err(f) => f.diagnostics,
+        };
+        for d in diagnostics {
+            hints += usize::from(d.hint.is_some());
+            for text in [Some(&d.message), d.hint.as_ref()].into_iter().flatten() {
+                let at = path.display();
+                if text.contains("://") {
+                    failures.push(format!("{at}: a link outside the repository: {text}"));
+                }
+                for prefix in ["examples/", "docs/"] {
+                    for (start, _) in text.match_indices(prefix) {
+                        let named: String = text[start..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
+                            .collect();
+                        let named = named.trim_end_matches('.');
+                        named_files += 1;
+                        if !root().join(named).is_file() {
+                            failures.push(format!(
+                                "{at}: names `{named}`, which is not in the repository: {text}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(hints > 40, "the fixtures give hints ({hints})");
+    assert!(
+        named_files > 0,
+        "a hint names a file (empty.yaml: examples/minimal.yaml)"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

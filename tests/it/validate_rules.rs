@@ -6,7 +6,7 @@
 use crmctl::desired::load::{load_str, locate, Source};
 use crmctl::desired::validate::validate;
 use crmctl::desired::Desired;
-use crmctl::diag::Severity;
+use crmctl::diag::{Diagnostic, Severity};
 use crmctl::domain::syntax;
 
 const BASE: &str = "\
@@ -76,6 +76,20 @@ fn parse(text: &str) -> Desired {
     crmctl::desired::load::from_yaml(text).unwrap()
 }
 
+/// BASE with `from` (which must be in it) replaced once by `to`.
+fn mutated(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "`{from}` not in BASE");
+    BASE.replacen(from, to, 1)
+}
+
+/// Every diagnostic of loading `text` as `t.yaml`, whether the load failed or not.
+fn load_diagnostics(text: &str) -> Vec<Diagnostic> {
+    match load_str("t.yaml", text.to_string()) {
+        Ok(l) => l.diagnostics,
+        Err(f) => f.diagnostics,
+    }
+}
+
 #[test]
 fn the_base_file_is_clean() {
     assert_eq!(validate(&parse(BASE)), vec![]);
@@ -87,13 +101,7 @@ fn the_base_file_is_clean() {
 fn each_rule_fires_where_it_should() {
     let mut failures = Vec::new();
     for c in CASES {
-        assert!(
-            BASE.contains(c.from),
-            "{}: `{}` not in BASE",
-            c.name,
-            c.from
-        );
-        let text = BASE.replacen(c.from, c.to, 1);
+        let text = mutated(c.from, c.to);
         let diags = validate(&parse(&text));
         let hits: Vec<_> = diags
             .iter()
@@ -110,10 +118,7 @@ fn each_rule_fires_where_it_should() {
             failures.push(format!("{}: got {d:#?}", c.name));
         }
         // Located on the right line, by load_str and by the public locate().
-        let via_load = match load_str("t.yaml", text.clone()) {
-            Ok(l) => l.diagnostics,
-            Err(f) => f.diagnostics,
-        };
+        let via_load = load_diagnostics(&text);
         let located = via_load
             .iter()
             .find(|x| x.rule.as_deref() == Some(c.rule))
@@ -323,17 +328,8 @@ const CLASHES: &[Clash] = &[
 fn identities_differing_only_in_case_are_an_error_at_each_entry() {
     let mut failures = Vec::new();
     for c in CLASHES {
-        assert!(
-            BASE.contains(c.from),
-            "{}: `{}` not in BASE",
-            c.name,
-            c.from
-        );
-        let text = BASE.replacen(c.from, c.to, 1);
-        let diags = match load_str("t.yaml", text.clone()) {
-            Ok(l) => l.diagnostics,
-            Err(f) => f.diagnostics,
-        };
+        let text = mutated(c.from, c.to);
+        let diags = load_diagnostics(&text);
         let mut got: Vec<(String, u32)> = diags
             .iter()
             .filter(|d| d.rule.as_deref() == Some(c.rule) && d.is_error())
@@ -739,10 +735,7 @@ fn issue9_refused_and_located() {
         message: &'static str,
         at: &'static [(u32, u32)],
     }
-    let base = |from: &str, to: &str| {
-        assert!(BASE.contains(from), "{from}");
-        BASE.replacen(from, to, 1)
-    };
+    let base = mutated;
     let long_local = format!("{}@coho.com", "a".repeat(65));
     let long_domain = format!("ana@{}.com", "d".repeat(250));
     let cases = vec![
@@ -925,6 +918,98 @@ fn issue9_syntax_errors_have_a_location_and_a_hint() {
                 }
             }
         }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Issue 11 item 1/3: the texts of the reference hints and of a copy's currency and language
+/// (now written once each in `desired::validate`) stay word for word what they were.
+#[test]
+fn reference_and_copy_texts_are_unchanged() {
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        // (from, to, address, message, hint)
+        (
+            "      sales: [Salesperson]\n",
+            "      sals: [Salesperson]\n",
+            "users.ana@coho.com.roles.sals",
+            "user `ana@coho.com` has roles in instance `sals`, which is not declared",
+            "did you mean `sales`? roles are keyed by instance keys declared under `instances`",
+        ),
+        (
+            "      sales: [Salesperson]\n",
+            "      zzzzzzzz: [Salesperson]\n",
+            "users.ana@coho.com.roles.zzzzzzzz",
+            "user `ana@coho.com` has roles in instance `zzzzzzzz`, which is not declared",
+            "roles are keyed by instance keys declared under `instances` (declared: `dev`, `sales`)",
+        ),
+        (
+            "    currency: USD\n",
+            "    currency: USD\n    security_group: sale\n",
+            "instances.sales.security_group",
+            "security group `sale` of instance `sales` is not declared",
+            "did you mean `sales`? the value is a key under `security_groups`",
+        ),
+        (
+            "    currency: USD\n",
+            "    currency: USD\n    security_group: marketing\n",
+            "instances.sales.security_group",
+            "security group `marketing` of instance `sales` is not declared",
+            "declare it under `security_groups:` (declared: `sales`), or omit `security_group` for none",
+        ),
+        (
+            "    type: sandbox\n",
+            "    type: sandbox\n    copy_from: {instance: sale, kind: full}\n",
+            "instances.dev.copy_from.instance",
+            "copy source `sale` is not a declared instance",
+            "did you mean `sales`? the source is an instance key declared under `instances`",
+        ),
+        (
+            "    type: sandbox\n",
+            "    type: sandbox\n    copy_from: {instance: zzzzzzzz, kind: full}\n",
+            "instances.dev.copy_from.instance",
+            "copy source `zzzzzzzz` is not a declared instance",
+            "the source is an instance key declared under `instances`",
+        ),
+        (
+            "    type: sandbox\n",
+            "    type: sandbox\n    currency: EUR\n    copy_from: {instance: sales, kind: full}\n",
+            "instances.dev.currency",
+            "instance `dev` is copied from `sales`, whose base currency is USD, and a copy brings the source's currency (I3), not EUR",
+            "set `currency: USD`, or remove `currency` from this instance",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for &(from, to, address, message, hint) in cases {
+        let diags = validate(&parse(&mutated(from, to)));
+        let found = diags.iter().any(|d| {
+            d.address.as_deref() == Some(address)
+                && d.message == message
+                && d.hint.as_deref() == Some(hint)
+        });
+        if !found {
+            failures.push(format!(
+                "{address}: want `{message}` / `{hint}`, got {diags:#?}"
+            ));
+        }
+    }
+    // The language of a copy, likewise (both instances declare one).
+    let text = mutated(
+        "    currency: USD\n",
+        "    currency: USD\n    language: 1033\n",
+    )
+    .replacen(
+        "    type: sandbox\n",
+        "    type: sandbox\n    language: 1036\n    copy_from: {instance: sales, kind: full}\n",
+        1,
+    );
+    let diags = validate(&parse(&text));
+    if !diags.iter().any(|d| {
+        d.address.as_deref() == Some("instances.dev.language")
+            && d.message
+                == "instance `dev` is copied from `sales`, whose language is 1033, and a copy brings the source's language (I3), not 1036"
+            && d.hint.as_deref() == Some("set `language: 1033`, or remove `language` from this instance")
+    }) {
+        failures.push(format!("language: got {diags:#?}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -199,6 +199,12 @@ impl Found {
 impl Node {
     /// Follow `path` from this node. `None` when not even its first segment resolves.
     pub fn find(&self, path: &str) -> Option<Found> {
+        self.resolve(path).map(|(_, found)| found)
+    }
+
+    /// [`Node::find`], and the node the path leads to (the end of its longest resolvable
+    /// prefix when the path resolves only in part).
+    pub fn resolve(&self, path: &str) -> Option<(&Node, Found)> {
         let mut node = self;
         let mut found = Found {
             key: None,
@@ -246,7 +252,7 @@ impl Node {
         if steps == 0 && !path.is_empty() {
             return None;
         }
-        Some(found)
+        Some((node, found))
     }
 }
 
