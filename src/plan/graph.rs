@@ -12,12 +12,25 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
 use crate::domain::op::ActionKind;
+use crate::plan::action::Action;
 
 /// What the graph needs to know of an action.
 pub(crate) trait Node {
     fn address(&self) -> &str;
     fn kind(&self) -> ActionKind;
     fn deps(&self) -> &[usize];
+}
+
+impl Node for Action {
+    fn address(&self) -> &str {
+        &self.address
+    }
+    fn kind(&self) -> ActionKind {
+        self.kind
+    }
+    fn deps(&self) -> &[usize] {
+        &self.depends_on
+    }
 }
 
 /// Build the petgraph graph of `nodes` (node index = position in `nodes`).
