@@ -43,21 +43,24 @@ impl<'a> Planner<'a> {
             &self.pro_enterprise_purchases(),
         );
         let mut url_release: HashMap<&'a str, usize> = HashMap::default();
+        // 1. Removed, 2. switched, 3. new instances, in an order that keeps a slot free
+        // for each (I2, I7, T6; the slot steps are in `slots.rs`).
         let lingering_uses = self.delete_gone_instances(desired, &mut pool, &mut url_release);
         self.switch_kept_instances(desired, &mut pool);
         self.configure_new_instances(desired, &mut pool);
         self.keep_sandboxes_in_slots(desired, &mut pool, lingering_uses);
 
-        // 4. Kept instances: reset, edits (instance_edits.rs).
+        // 4. Kept instances: reset, edits (`instance_edits.rs`).
         for (key, di) in desired {
             if let Some(o) = self.insts[key.as_str()].obs {
                 self.existing_instance(key, di, o);
             }
         }
 
+        // 5. Copies onto new sandboxes (I11).
         self.copies(desired);
 
-        // 6. Administration mode, notification recipients, update approval (settings.rs).
+        // 6. Administration mode, notification recipients, update approval (`settings.rs`).
         for (key, di) in desired {
             self.instance_settings(key, di);
         }
@@ -66,14 +69,14 @@ impl<'a> Planner<'a> {
         self.url_order(desired, url_release);
     }
 
+    /// Instances removed from the file: sandboxes first (they free slots), then production
+    /// ones, which are switched to sandbox first (I8).
     fn delete_gone_instances(
         &mut self,
         desired: &'a BTreeMap<String, m::Instance>,
         pool: &mut SlotPool,
         url_release: &mut HashMap<&'a str, usize>,
     ) -> Vec<usize> {
-        // 1. Instances removed from the file: sandboxes first (they free slots), then
-        //    production ones, which are switched to sandbox first (I8).
         let mut gone: Vec<(&'a str, &'a t::Instance, bool, Option<&'a str>)> = self
             .s
             .resources
@@ -178,12 +181,12 @@ impl<'a> Planner<'a> {
         lingering_uses
     }
 
+    /// Switches of kept instances (I7): to sandbox first (they free production slots).
     fn switch_kept_instances(
         &mut self,
         desired: &'a BTreeMap<String, m::Instance>,
         pool: &mut SlotPool,
     ) {
-        // 2. Switches of kept instances (I7): to sandbox first (they free production slots).
         let mut switching: Vec<(&str, &'a t::Instance, InstanceType)> = desired
             .iter()
             .filter_map(|(k, di)| {
@@ -238,12 +241,12 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// New instances: configure a free slot, bought when none is free (I2).
     fn configure_new_instances(
         &mut self,
         desired: &'a BTreeMap<String, m::Instance>,
         pool: &mut SlotPool,
     ) {
-        // 3. New instances: configure a free slot, bought when none is free (I2).
         for (key, di) in desired {
             if self.insts[key.as_str()].obs.is_some() {
                 continue;
@@ -296,17 +299,17 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// T6: a license reduction below 25 Professional + Enterprise loses the included sandbox
+    /// slot; sandboxes that keep occupying it need a bought slot, bought while the licenses are
+    /// still there (the reduction waits for every slot purchase, T5). An overcommit the tenant
+    /// already had (licenses lowered earlier) is left as is unless this plan lowers the
+    /// licenses again (then every sandbox must fit).
     fn keep_sandboxes_in_slots(
         &mut self,
         desired: &'a BTreeMap<String, m::Instance>,
         pool: &mut SlotPool,
         lingering_uses: Vec<usize>,
     ) {
-        // T6: a license reduction below 25 Professional + Enterprise loses the included
-        // sandbox slot; sandboxes that keep occupying it need a bought slot, bought while
-        // the licenses are still there (the reduction waits for every slot purchase, T5).
-        // An overcommit the tenant already had (licenses lowered earlier) is left as is
-        // unless this plan lowers the licenses again (then every sandbox must fit).
         let before = if pool.lingering(InstanceType::Sandbox) {
             0
         } else {
@@ -343,8 +346,8 @@ impl<'a> Planner<'a> {
         self.sandbox.debt_paid.extend(lingering_uses);
     }
 
+    /// Copies onto new sandboxes (I11).
     fn copies(&mut self, desired: &'a BTreeMap<String, m::Instance>) {
-        // 5. Copies onto new sandboxes (I11).
         for (key, di) in desired {
             let Some(cf) = &di.copy_from else { continue };
             let address = format!("instances.{key}");

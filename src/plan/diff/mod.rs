@@ -64,6 +64,7 @@ pub(crate) struct Diff {
     pub diags: Vec<Diagnostic>,
 }
 
+/// An attribute-level change, for display.
 fn ch(path: impl Into<Cow<'static, str>>, before: Value, after: Value) -> Change {
     Change {
         path: path.into(),
@@ -192,9 +193,11 @@ fn diff_with(
         unbinds: HashMap::default(),
         ga: GlobalAdmins::default(),
     };
+    // Resolution: state, then natural key (`adoption.rs`).
     p.resolve_groups();
     p.resolve_users();
     p.resolve_instances();
+    // Creates and changes, each phase after those whose actions it depends on.
     p.licenses();
     p.storage();
     p.groups();
@@ -202,6 +205,7 @@ fn diff_with(
     p.group_members();
     p.instances();
     p.roles_with(parallel.roles);
+    // Deletes, then the edges and checks that need every action above.
     p.delete_users();
     p.global_admins();
     p.delete_groups();
