@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::{ch, HashMap, Planner};
 use crate::desired::model as m;
 use crate::domain::kinds::{InstanceType, Region};
+use crate::domain::limits::LICENSES_FOR_INCLUDED_SANDBOX;
 use crate::domain::op::{ActionKind, ObjKind, ObjRef, Op};
 use crate::observed as t;
 use crate::plan::capacity::SlotPool;
@@ -329,13 +330,9 @@ impl<'a> Planner<'a> {
                     || "licenses.professional".to_string(),
                     |k| format!("instances.{k}"),
                 );
+            let why = format!("the included sandbox slot is lost when Professional + Enterprise licenses drop below {LICENSES_FOR_INCLUDED_SANDBOX} (T6), and this sandbox keeps its slot");
             while pool.debt(InstanceType::Sandbox) > before {
-                let Some(a) = self.buy_slot(
-                    pool,
-                    InstanceType::Sandbox,
-                    &address,
-                    "the included sandbox slot is lost when Professional + Enterprise licenses drop below 25 (T6), and this sandbox keeps its slot",
-                ) else {
+                let Some(a) = self.buy_slot(pool, InstanceType::Sandbox, &address, &why) else {
                     break;
                 };
                 pool.release(InstanceType::Sandbox, a);

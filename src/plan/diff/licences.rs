@@ -175,8 +175,8 @@ impl<'a> Planner<'a> {
         n
     }
 
-    /// Licenses of a plan assigned to users now ([`Tenant::assigned`], counted for every
-    /// plan in one pass over the users on first use).
+    /// Licenses of a plan assigned to users now ([`crate::observed::Tenant::assigned`],
+    /// counted for every plan in one pass over the users on first use).
     fn assigned(&mut self, plan: LicensePlan) -> u32 {
         let t = self.t;
         let counts = self.lic.assigned.get_or_insert_with(|| {

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::{ch, Planner};
 use crate::domain::kinds::InstanceType;
+use crate::domain::limits::{MAX_PRODUCTION_INSTANCES, MAX_SANDBOX_INSTANCES};
 use crate::domain::op::{ActionKind, ObjRef, Op};
 use crate::plan::capacity::SlotPool;
 
@@ -23,6 +24,8 @@ pub(super) struct Sandboxes {
 }
 
 impl<'a> Planner<'a> {
+    /// Buy one instance slot of `kind` for the instance at `address` (I2), a T5
+    /// prerequisite; an error when the tenant's limit is reached (T7).
     pub(super) fn buy_slot(
         &mut self,
         pool: &mut SlotPool,
@@ -34,7 +37,7 @@ impl<'a> Planner<'a> {
             self.error(
                 address,
                 format!(
-                    "another {} slot would exceed the tenant's limit of 50 production and 75 sandbox instances",
+                    "another {} slot would exceed the tenant's limit of {MAX_PRODUCTION_INSTANCES} production and {MAX_SANDBOX_INSTANCES} sandbox instances",
                     kind.as_str()
                 ),
                 "T7",
