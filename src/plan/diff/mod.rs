@@ -234,11 +234,15 @@ fn expected_actions(d: &Desired) -> usize {
     16 + 4 * users + 3 * groups + 8 * instances
 }
 
+/// No map: for `desired.x.as_ref().or(empty())`.
 const fn empty<'a, K, V>() -> Option<&'a BTreeMap<K, V>> {
     None
 }
 
+/// The helpers every phase uses: making actions and edges, reporting, references.
 impl<'a> Planner<'a> {
+    /// Add a draft action; returns its index (`deps`: the actions it waits for, `None`s
+    /// skipped).
     fn push(
         &mut self,
         kind: ActionKind,
@@ -248,8 +252,8 @@ impl<'a> Planner<'a> {
         reason: impl Into<Cow<'static, str>>,
         deps: impl IntoIterator<Item = Option<usize>>,
     ) -> usize {
-        // The planner copies only onto new sandboxes (I11), so the kind decides; apply
-        // derives the flag again (`Plan::destructive_flags`).
+        // The planner copies only onto new sandboxes (I11), so the kind decides (the
+        // table of action kinds); apply derives the flag again (`Plan::destructive_flags`).
         let destructive = kind.always_destructive();
         self.drafts.push(Action {
             id: self.drafts.len(),
@@ -264,6 +268,7 @@ impl<'a> Planner<'a> {
         self.drafts.len() - 1
     }
 
+    /// Make `action` wait for `on` (nothing for `None` or itself).
     fn dep(&mut self, action: usize, on: Option<usize>) {
         if let Some(on) = on {
             if on != action {
@@ -272,17 +277,20 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// An error diagnostic at `address`, citing `rule`.
     fn error(&mut self, address: &str, message: String, rule: &str, hint: Option<String>) {
         let mut d = Diagnostic::error(address, message).rule(rule);
         d.hint = hint;
         self.diags.push(d);
     }
 
+    /// A warning at `address`, citing `rule`.
     fn warn(&mut self, address: &str, message: String, rule: &str) {
         self.diags
             .push(Diagnostic::warning(address, message).rule(rule));
     }
 
+    /// The remote id the state records at `address` for an object of `kind`.
     fn state_id(&self, address: &str, kind: ObjKind) -> Option<&'a str> {
         self.s
             .resources
@@ -291,10 +299,12 @@ impl<'a> Planner<'a> {
             .map(|r| r.id.as_str())
     }
 
+    /// Whether the state manages the object with remote id `id`.
     fn managed(&self, id: &str) -> bool {
         self.addr_of_id.contains_key(id)
     }
 
+    /// A reference to the desired group `key` (its id once it exists).
     fn group_ref(&self, key: &str) -> ObjRef {
         ObjRef {
             address: format!("security_groups.{key}").into(),
@@ -302,6 +312,8 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// A reference to the user `upn`, with the address shared by every reference to a
+    /// desired user.
     fn user_ref(&self, upn: &str) -> ObjRef {
         match self.users.idx.get(upn) {
             Some(&i) => ObjRef {
@@ -315,6 +327,7 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// A reference to the desired instance `key` (its id once it exists).
     fn inst_ref(&self, key: &str) -> ObjRef {
         ObjRef {
             address: format!("instances.{key}").into(),
