@@ -282,21 +282,8 @@ pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
             )));
         }
     }
-    // Kahn's algorithm: every action must become ready eventually.
-    let mut indeg: Vec<usize> = plan.actions.iter().map(|a| a.depends_on.len()).collect();
-    let dependents = dependents(plan);
-    let mut queue: VecDeque<usize> = (0..n).filter(|i| indeg[*i] == 0).collect();
-    let mut seen = 0;
-    while let Some(i) = queue.pop_front() {
-        seen += 1;
-        for &d in &dependents[i] {
-            indeg[d] -= 1;
-            if indeg[d] == 0 {
-                queue.push_back(d);
-            }
-        }
-    }
-    if seen < n {
+    // Every action must become ready eventually (the planner's Kahn's algorithm).
+    if !crate::plan::graph::is_acyclic(&plan.actions) {
         return Err(ApplyError::InvalidPlan(
             "its dependencies form a cycle".into(),
         ));

@@ -41,52 +41,180 @@ pub enum ActionKind {
     Adopt,
 }
 
-impl ActionKind {
-    /// The snake_case name.
-    pub fn as_str(self) -> &'static str {
+/// What an action counts as in a plan's summary, and the symbol renderers print for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// A purchase (`$`).
+    Buy,
+    /// A new object (`+`).
+    Create,
+    /// A change in place (`~`).
+    Change,
+    /// A deletion (`-`).
+    Delete,
+    /// A replacement of content (`-/+`): resets and copies.
+    Replace,
+    /// An existing object taken under management (`+`): no remote change.
+    Adopt,
+}
+
+impl Category {
+    /// The symbol of the human and Markdown renderings.
+    #[inline]
+    pub const fn symbol(self) -> &'static str {
         match self {
-            ActionKind::PurchaseLicenses => "purchase_licenses",
-            ActionKind::ReduceLicenses => "reduce_licenses",
-            ActionKind::PurchaseStorage => "purchase_storage",
-            ActionKind::ReduceStorage => "reduce_storage",
-            ActionKind::PurchaseInstance => "purchase_instance",
-            ActionKind::CreateGroup => "create_group",
-            ActionKind::UpdateGroup => "update_group",
-            ActionKind::DeleteGroup => "delete_group",
-            ActionKind::AddGroupMembers => "add_group_members",
-            ActionKind::RemoveGroupMembers => "remove_group_members",
-            ActionKind::CreateUser => "create_user",
-            ActionKind::UpdateUser => "update_user",
-            ActionKind::DeleteUser => "delete_user",
-            ActionKind::AssignLicense => "assign_license",
-            ActionKind::RemoveLicense => "remove_license",
-            ActionKind::SetAccessMode => "set_access_mode",
-            ActionKind::AssignRoles => "assign_roles",
-            ActionKind::RemoveRoles => "remove_roles",
-            ActionKind::ConfigureInstance => "configure_instance",
-            ActionKind::UpdateInstance => "update_instance",
-            ActionKind::SwitchInstance => "switch_instance",
-            ActionKind::SetAdminMode => "set_admin_mode",
-            ActionKind::SetNotificationRecipients => "set_notification_recipients",
-            ActionKind::ScheduleUpdate => "schedule_update",
-            ActionKind::CopyInstance => "copy_instance",
-            ActionKind::ResetInstance => "reset_instance",
-            ActionKind::DeleteInstance => "delete_instance",
-            ActionKind::Adopt => "adopt",
+            Category::Buy => "$",
+            Category::Create | Category::Adopt => "+",
+            Category::Change => "~",
+            Category::Delete => "-",
+            Category::Replace => "-/+",
         }
+    }
+}
+
+/// The facts of one [`ActionKind`], from [`ActionKind::info`]: the one table that the
+/// summary, the renderers, destructiveness and apply's state bookkeeping all read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindInfo {
+    /// The snake_case name, as in the JSON plan.
+    pub name: &'static str,
+    /// What the summary counts it as.
+    pub category: Category,
+    /// The symbol the human and Markdown renderings print ([`Category::symbol`]).
+    pub symbol: &'static str,
+    /// Whether every action of the kind loses data or access (see
+    /// [`ActionKind::always_destructive`]).
+    pub always_destructive: bool,
+    /// The kind of object it creates, whose id apply records under the action's address.
+    pub creates: Option<ObjKind>,
+    /// The kind of object it deletes at the action's address (apply forgets it).
+    pub deletes: Option<ObjKind>,
+}
+
+/// One row of the table.
+const fn row(
+    name: &'static str,
+    category: Category,
+    always_destructive: bool,
+    creates: Option<ObjKind>,
+    deletes: Option<ObjKind>,
+) -> KindInfo {
+    KindInfo {
+        name,
+        category,
+        symbol: category.symbol(),
+        always_destructive,
+        creates,
+        deletes,
+    }
+}
+
+impl ActionKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ActionKind; 28] = {
+        use ActionKind as K;
+        [
+            K::PurchaseLicenses,
+            K::ReduceLicenses,
+            K::PurchaseStorage,
+            K::ReduceStorage,
+            K::PurchaseInstance,
+            K::CreateGroup,
+            K::UpdateGroup,
+            K::DeleteGroup,
+            K::AddGroupMembers,
+            K::RemoveGroupMembers,
+            K::CreateUser,
+            K::UpdateUser,
+            K::DeleteUser,
+            K::AssignLicense,
+            K::RemoveLicense,
+            K::SetAccessMode,
+            K::AssignRoles,
+            K::RemoveRoles,
+            K::ConfigureInstance,
+            K::UpdateInstance,
+            K::SwitchInstance,
+            K::SetAdminMode,
+            K::SetNotificationRecipients,
+            K::ScheduleUpdate,
+            K::CopyInstance,
+            K::ResetInstance,
+            K::DeleteInstance,
+            K::Adopt,
+        ]
+    };
+
+    /// The table of action kinds: one row per kind (the match makes the compiler check
+    /// that every kind has one).
+    ///
+    /// Destructive (I8, P5, I12, I9): deletes and resets. A copy (I11) is destructive only
+    /// onto an existing instance, which depends on the op: see `Plan::destructive_flags`.
+    #[inline]
+    pub const fn info(self) -> KindInfo {
+        use ActionKind as K;
+        use Category::{Adopt, Buy, Change, Create, Delete, Replace};
+        use ObjKind::{Group, Instance, User};
+        // kind => row(name, category, always destructive, creates, deletes)
+        match self {
+            K::PurchaseLicenses => row("purchase_licenses", Buy, false, None, None),
+            K::ReduceLicenses => row("reduce_licenses", Change, false, None, None),
+            K::PurchaseStorage => row("purchase_storage", Buy, false, None, None),
+            K::ReduceStorage => row("reduce_storage", Change, false, None, None),
+            K::PurchaseInstance => row("purchase_instance", Buy, false, None, None),
+            K::CreateGroup => row("create_group", Create, false, Some(Group), None),
+            K::UpdateGroup => row("update_group", Change, false, None, None),
+            K::DeleteGroup => row("delete_group", Delete, true, None, Some(Group)),
+            K::AddGroupMembers => row("add_group_members", Change, false, None, None),
+            K::RemoveGroupMembers => row("remove_group_members", Change, false, None, None),
+            K::CreateUser => row("create_user", Create, false, Some(User), None),
+            K::UpdateUser => row("update_user", Change, false, None, None),
+            K::DeleteUser => row("delete_user", Delete, true, None, Some(User)),
+            K::AssignLicense => row("assign_license", Change, false, None, None),
+            K::RemoveLicense => row("remove_license", Change, false, None, None),
+            K::SetAccessMode => row("set_access_mode", Change, false, None, None),
+            K::AssignRoles => row("assign_roles", Change, false, None, None),
+            K::RemoveRoles => row("remove_roles", Change, false, None, None),
+            K::ConfigureInstance => row("configure_instance", Create, false, Some(Instance), None),
+            K::UpdateInstance => row("update_instance", Change, false, None, None),
+            K::SwitchInstance => row("switch_instance", Change, false, None, None),
+            K::SetAdminMode => row("set_admin_mode", Change, false, None, None),
+            K::SetNotificationRecipients => {
+                row("set_notification_recipients", Change, false, None, None)
+            }
+            K::ScheduleUpdate => row("schedule_update", Change, false, None, None),
+            K::CopyInstance => row("copy_instance", Replace, false, None, None),
+            K::ResetInstance => row("reset_instance", Replace, true, None, None),
+            K::DeleteInstance => row("delete_instance", Delete, true, None, Some(Instance)),
+            K::Adopt => row("adopt", Adopt, false, None, None),
+        }
+    }
+
+    /// The snake_case name.
+    #[inline]
+    pub const fn as_str(self) -> &'static str {
+        self.info().name
+    }
+
+    /// The summary category.
+    #[inline]
+    pub const fn category(self) -> Category {
+        self.info().category
+    }
+
+    /// The symbol of the human and Markdown renderings: `$` purchase, `+` create or adopt,
+    /// `~` change, `-` delete, `-/+` replace (reset, copy).
+    #[inline]
+    pub const fn symbol(self) -> &'static str {
+        self.info().symbol
     }
 
     /// Whether every action of this kind loses data or access: deletes (I8, P5, I12) and
     /// resets (I9). A copy (I11) is destructive only onto an existing instance, which
-    /// depends on the op: see [`Plan::destructive_flags`].
-    pub fn always_destructive(self) -> bool {
-        matches!(
-            self,
-            ActionKind::DeleteInstance
-                | ActionKind::ResetInstance
-                | ActionKind::DeleteUser
-                | ActionKind::DeleteGroup
-        )
+    /// depends on the op: see `Plan::destructive_flags`.
+    #[inline]
+    pub const fn always_destructive(self) -> bool {
+        self.info().always_destructive
     }
 }
 
@@ -314,22 +442,15 @@ impl Op {
     }
 
     /// Whether the op creates an object whose id apply must record under the action's
-    /// address.
+    /// address ([`ActionKind::info`]).
     pub fn creates(&self) -> Option<ObjKind> {
-        match self {
-            Op::CreateGroup { .. } => Some(ObjKind::Group),
-            Op::CreateUser { .. } => Some(ObjKind::User),
-            Op::ConfigureInstance { .. } => Some(ObjKind::Instance),
-            _ => None,
-        }
+        self.kind().info().creates
     }
 
-    /// Whether the op deletes the object at the action's address (apply forgets it).
+    /// Whether the op deletes the object at the action's address (apply forgets it;
+    /// [`ActionKind::info`]).
     pub fn deletes(&self) -> bool {
-        matches!(
-            self,
-            Op::DeleteGroup { .. } | Op::DeleteUser { .. } | Op::DeleteInstance { .. }
-        )
+        self.kind().info().deletes.is_some()
     }
 
     /// Every object reference the op holds, for apply to resolve ids.
@@ -378,6 +499,108 @@ impl Op {
             | Op::CreateGroup { .. }
             | Op::CreateUser { .. }
             | Op::Adopt { .. } => vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 11 item 1: one table of action kinds. Every kind is listed in `ALL` (checked
+    // against the names serde knows), its table name is its JSON name, and the facts of a
+    // row agree with one another.
+    #[test]
+    fn every_action_kind_has_a_consistent_row_in_the_table() {
+        // serde lists every variant it accepts when it meets an unknown one.
+        let err = serde_json::from_str::<ActionKind>("\"?\"")
+            .unwrap_err()
+            .to_string();
+        let listed = err
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the variants");
+        let serde_names: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        let names: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names, serde_names,
+            "ALL lists every kind, in declaration order"
+        );
+        for (i, kind) in ActionKind::ALL.into_iter().enumerate() {
+            let info = kind.info();
+            assert_eq!(kind as usize, i, "{kind:?}: ALL is in declaration order");
+            // The JSON name round-trips.
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, serde_json::Value::from(info.name), "{kind:?}");
+            assert_eq!(serde_json::from_value::<ActionKind>(json).unwrap(), kind);
+            assert_eq!(info.symbol, info.category.symbol(), "{kind:?}");
+            // I8, P5, I12, I9: what is always destructive deletes or replaces.
+            if info.always_destructive {
+                assert!(
+                    matches!(info.category, Category::Delete | Category::Replace),
+                    "{kind:?} is destructive but counted as {:?}",
+                    info.category
+                );
+            }
+            // Deletes are exactly the kinds that remove an object, and always destructive.
+            assert_eq!(
+                info.deletes.is_some(),
+                info.category == Category::Delete,
+                "{kind:?}"
+            );
+            if info.deletes.is_some() {
+                assert!(info.always_destructive, "{kind:?}");
+            }
+            // Creations are exactly the kinds that make an object apply records.
+            assert_eq!(
+                info.creates.is_some(),
+                info.category == Category::Create,
+                "{kind:?}"
+            );
+        }
+    }
+
+    // The facts the table replaced (issue 11 item 1), spelled out once more: a changed
+    // row must be a decision, not an accident.
+    #[test]
+    fn the_table_keeps_the_categories_symbols_and_objects_of_each_kind() {
+        use ActionKind as K;
+        let row = |k: ActionKind| {
+            let i = k.info();
+            (
+                i.category,
+                i.symbol,
+                i.always_destructive,
+                i.creates,
+                i.deletes,
+            )
+        };
+        let cases = [
+            (K::PurchaseInstance, (Category::Buy, "$", false, None, None)),
+            (
+                K::ReduceLicenses,
+                (Category::Change, "~", false, None, None),
+            ),
+            (
+                K::ConfigureInstance,
+                (Category::Create, "+", false, Some(ObjKind::Instance), None),
+            ),
+            (K::Adopt, (Category::Adopt, "+", false, None, None)),
+            (
+                K::DeleteUser,
+                (Category::Delete, "-", true, None, Some(ObjKind::User)),
+            ),
+            (
+                K::ResetInstance,
+                (Category::Replace, "-/+", true, None, None),
+            ),
+            (
+                K::CopyInstance,
+                (Category::Replace, "-/+", false, None, None),
+            ),
+        ];
+        for (kind, want) in cases {
+            assert_eq!(row(kind), want, "{kind:?}");
         }
     }
 }

@@ -12,12 +12,25 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
 use crate::domain::op::ActionKind;
+use crate::plan::action::Action;
 
 /// What the graph needs to know of an action.
 pub(crate) trait Node {
     fn address(&self) -> &str;
     fn kind(&self) -> ActionKind;
     fn deps(&self) -> &[usize];
+}
+
+impl Node for Action {
+    fn address(&self) -> &str {
+        &self.address
+    }
+    fn kind(&self) -> ActionKind {
+        self.kind
+    }
+    fn deps(&self) -> &[usize] {
+        &self.depends_on
+    }
 }
 
 /// Build the petgraph graph of `nodes` (node index = position in `nodes`).
@@ -43,6 +56,74 @@ pub(crate) struct Cycle {
     pub path: Vec<usize>,
 }
 
+/// The nodes that are ready (every prerequisite done) and not yet taken, in the order
+/// Kahn's algorithm takes them.
+trait Ready {
+    fn push(&mut self, node: usize);
+    fn pop(&mut self) -> Option<usize>;
+}
+
+/// Any order: a stack.
+impl Ready for Vec<usize> {
+    fn push(&mut self, node: usize) {
+        Vec::push(self, node);
+    }
+    fn pop(&mut self) -> Option<usize> {
+        Vec::pop(self)
+    }
+}
+
+/// The smallest rank first: a min-heap of ranks (`by_key[rank]` is the node).
+struct ByRank {
+    heap: BinaryHeap<Reverse<u32>>,
+    rank: Vec<u32>,
+    by_key: Vec<u32>,
+}
+
+impl Ready for ByRank {
+    fn push(&mut self, node: usize) {
+        self.heap.push(Reverse(self.rank[node]));
+    }
+    fn pop(&mut self) -> Option<usize> {
+        self.heap
+            .pop()
+            .map(|Reverse(r)| self.by_key[r as usize] as usize)
+    }
+}
+
+/// Kahn's algorithm, the one in the crate: take a ready node from `ready`, `visit` it,
+/// and release the nodes that depend on it, until none is ready. `indeg` holds each node's
+/// number of prerequisites not yet visited; afterwards, the nodes left with `indeg > 0`
+/// are those on a cycle or after one.
+fn kahn(
+    g: &DiGraph<(), ()>,
+    indeg: &mut [usize],
+    ready: &mut impl Ready,
+    mut visit: impl FnMut(usize),
+) {
+    while let Some(i) = ready.pop() {
+        visit(i);
+        for next in g.neighbors_directed(NodeIndex::new(i), Direction::Outgoing) {
+            let j = next.index();
+            indeg[j] -= 1;
+            if indeg[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+}
+
+/// Whether every node becomes ready eventually: no dependency cycle. Every dependency
+/// must be the index of a node (apply's preflight checks a plan's ids first).
+pub(crate) fn is_acyclic<N: Node>(nodes: &[N]) -> bool {
+    let g = build(nodes);
+    let mut indeg: Vec<usize> = nodes.iter().map(|n| n.deps().len()).collect();
+    let mut ready: Vec<usize> = (0..nodes.len()).filter(|&i| indeg[i] == 0).collect();
+    let mut seen = 0;
+    kahn(&g, &mut indeg, &mut ready, |_| seen += 1);
+    seen == nodes.len()
+}
+
 /// A stable topological order of `nodes`, or a cycle.
 pub(crate) fn topo_order<N: Node + Sync>(nodes: &[N]) -> Result<Vec<usize>, Cycle> {
     let g = build(nodes);
@@ -63,22 +144,13 @@ pub(crate) fn topo_order<N: Node + Sync>(nodes: &[N]) -> Result<Vec<usize>, Cycl
     for (r, &i) in by_key.iter().enumerate() {
         rank[i as usize] = r as u32;
     }
-    let mut heap: BinaryHeap<Reverse<u32>> = (0..nodes.len())
+    let heap: BinaryHeap<Reverse<u32>> = (0..nodes.len())
         .filter(|&i| indeg[i] == 0)
         .map(|i| Reverse(rank[i]))
         .collect();
+    let mut ready = ByRank { heap, rank, by_key };
     let mut order = Vec::with_capacity(nodes.len());
-    while let Some(Reverse(r)) = heap.pop() {
-        let i = by_key[r as usize] as usize;
-        order.push(i);
-        for next in g.neighbors_directed(NodeIndex::new(i), Direction::Outgoing) {
-            let j = next.index();
-            indeg[j] -= 1;
-            if indeg[j] == 0 {
-                heap.push(Reverse(rank[j]));
-            }
-        }
-    }
+    kahn(&g, &mut indeg, &mut ready, |i| order.push(i));
     if order.len() == nodes.len() {
         return Ok(order);
     }
@@ -151,6 +223,46 @@ mod tests {
         // every consecutive pair is an edge a -> b (b depends on a)
         for w in c.windows(2) {
             assert!(nodes[w[1]].1.contains(&w[0]));
+        }
+    }
+
+    // Issue 11 item 1: the one Kahn's algorithm answers apply's "every action becomes
+    // ready eventually" as well as the planner's order.
+    #[test]
+    fn acyclic_exactly_when_an_order_exists() {
+        let cases: Vec<(&str, Vec<N>, bool)> = vec![
+            ("empty", vec![], true),
+            (
+                "chain",
+                vec![N("a", vec![]), N("b", vec![0]), N("c", vec![1])],
+                true,
+            ),
+            (
+                "diamond",
+                vec![
+                    N("a", vec![]),
+                    N("b", vec![0]),
+                    N("c", vec![0]),
+                    N("d", vec![1, 2]),
+                ],
+                true,
+            ),
+            (
+                "repeated dependency",
+                vec![N("a", vec![]), N("b", vec![0, 0])],
+                true,
+            ),
+            ("two-cycle", vec![N("a", vec![1]), N("b", vec![0])], false),
+            (
+                "cycle after a ready node",
+                vec![N("x", vec![]), N("a", vec![0, 2]), N("b", vec![1])],
+                false,
+            ),
+            ("self loop", vec![N("a", vec![0])], false),
+        ];
+        for (what, nodes, acyclic) in cases {
+            assert_eq!(is_acyclic(&nodes), acyclic, "{what}");
+            assert_eq!(topo_order(&nodes).is_ok(), acyclic, "{what}");
         }
     }
 }

@@ -274,16 +274,16 @@ fn storage_diagnostics(desired: &Desired, observed: &Tenant, diags: &mut Vec<Dia
     }
 }
 
-/// The summary category of an action kind.
+/// Count an action of `kind` in its summary category ([`ActionKind::category`]).
 fn count(s: &mut Summary, kind: ActionKind) {
-    use ActionKind as K;
-    match kind {
-        K::PurchaseLicenses | K::PurchaseStorage | K::PurchaseInstance => s.buy += 1,
-        K::CreateGroup | K::CreateUser | K::ConfigureInstance => s.create += 1,
-        K::Adopt => s.adopt += 1,
-        K::DeleteGroup | K::DeleteUser | K::DeleteInstance => s.delete += 1,
-        K::ResetInstance | K::CopyInstance => s.replace += 1,
-        _ => s.change += 1,
+    use crate::domain::op::Category;
+    match kind.category() {
+        Category::Buy => s.buy += 1,
+        Category::Create => s.create += 1,
+        Category::Change => s.change += 1,
+        Category::Delete => s.delete += 1,
+        Category::Replace => s.replace += 1,
+        Category::Adopt => s.adopt += 1,
     }
 }
 

@@ -21,7 +21,7 @@ pub fn render_dot(plan: &Plan) -> String {
             "  a{} [label=\"{}: {} {}\\n{}\"{style}];",
             a.id,
             a.id,
-            super::symbol(a.kind),
+            a.kind.symbol(),
             a.kind.as_str(),
             escape(&a.address)
         );

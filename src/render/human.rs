@@ -180,7 +180,7 @@ fn render_groups(out: &mut String, p: &Painter, order: &[&Action], first: bool) 
 }
 
 fn render_action(out: &mut String, p: &Painter, a: &Action) {
-    let sym = super::symbol(a.kind);
+    let sym = a.kind.symbol();
     out.push_str("  ");
     if p.0 {
         out.push_str(color_of(sym));

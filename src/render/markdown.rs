@@ -31,7 +31,7 @@ pub fn render_markdown(plan: &Plan) -> String {
                 out,
                 "| {} | `{}` | {}{bang} | `{}` | {} |",
                 a.id,
-                super::symbol(a.kind),
+                a.kind.symbol(),
                 a.kind.as_str(),
                 cell(&a.address),
                 cell(&super::changes_inline(a))

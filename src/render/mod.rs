@@ -14,21 +14,7 @@ pub use human::{render_human, write_human};
 pub use json::{render_json, write_json};
 pub use markdown::render_markdown;
 
-use crate::domain::op::ActionKind;
 use crate::plan::{Action, Summary};
-
-/// The symbol of an action in human and Markdown output: `$` purchase, `+` create or adopt,
-/// `~` change, `-` delete, `-/+` replace (reset, copy).
-pub fn symbol(kind: ActionKind) -> &'static str {
-    use ActionKind as K;
-    match kind {
-        K::PurchaseLicenses | K::PurchaseStorage | K::PurchaseInstance => "$",
-        K::CreateGroup | K::CreateUser | K::ConfigureInstance | K::Adopt => "+",
-        K::DeleteGroup | K::DeleteUser | K::DeleteInstance => "-",
-        K::ResetInstance | K::CopyInstance => "-/+",
-        _ => "~",
-    }
-}
 
 /// The summary line: `Plan: 3 to buy, 5 to create, 2 to change, 1 to delete.` (plus
 /// `, N to replace` when resets or copies are planned, `, N to adopt` when existing objects
