@@ -140,7 +140,7 @@ impl ProgressEvent<'_> {
     /// A plain progress line: `[12/340] create_user users.ana@x.com ... done`. Addresses and
     /// errors are escaped for the terminal (issue 9 item 6).
     pub fn line(&self) -> String {
-        use crate::render::escape;
+        use crate::domain::escape::escape;
         let end = match self.outcome {
             ActionOutcome::Done => "done".to_string(),
             ActionOutcome::Failed(e) => format!("FAILED: {}", escape(&e.to_string())),

@@ -9,9 +9,9 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::time::Instant;
 
+use crate::domain::escape::escape;
 use crate::plan::action::Action;
 use crate::provider::{OperationHandle, ProviderError};
-use crate::render::escape;
 
 /// How apply retries and how long it waits for long-running operations.
 #[derive(Debug, Clone, PartialEq, Eq)]

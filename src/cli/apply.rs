@@ -9,10 +9,10 @@ use anyhow::bail;
 use crate::apply::{self, ActionOutcome, ApplyError, ApplyReport};
 use crate::cli::common;
 use crate::desired::load::{self, Source};
+use crate::domain::escape::escape;
 use crate::ops::apply::{Prepared, RunOptions};
 use crate::ops::{self, OpsError};
 use crate::plan::Plan;
-use crate::render::escape;
 
 /// `println!` and `eprintln!` that never panic: once an apply has started, a closed
 /// standard output or error (`crmctl apply ... 2>&1 | head -1`, a log pipe that went away)

@@ -150,7 +150,7 @@ fn render_tenant(tenant: &Tenant, format: TenantFormat) -> anyhow::Result<String
 fn push_unicode_escaped(out: &mut String, s: &str) {
     use std::fmt::Write as _;
     for c in s.chars() {
-        if crate::render::escape::is_unsafe(c) && !matches!(c, '\t' | '\n') {
+        if crate::domain::escape::is_unsafe(c) && !matches!(c, '\t' | '\n') {
             let _ = write!(out, "\\u{:04X}", c as u32);
         } else {
             out.push(c);
@@ -163,7 +163,7 @@ fn push_unicode_escaped(out: &mut String, s: &str) {
 /// single-quoted value holding one is written double-quoted. A line of another shape is
 /// escaped for display only.
 fn yaml_safe_line(line: &str) -> std::borrow::Cow<'_, str> {
-    use crate::render::escape::{escape_keep_tabs, first_unsafe, is_unsafe};
+    use crate::domain::escape::{escape_keep_tabs, first_unsafe, is_unsafe};
     if first_unsafe(line).is_none_or(|_| !line.chars().any(|c| is_unsafe(c) && c != '\t')) {
         return std::borrow::Cow::Borrowed(line);
     }

@@ -40,7 +40,7 @@ fn summary(path: &str, diagnostics: &[Diagnostic]) -> String {
 pub(crate) fn omitted_line(f: &crate::desired::load::LoadFailure) -> String {
     format!(
         "{}: ... and {} more problem(s) not shown; fix these first",
-        crate::render::escape(&f.src.path),
+        crate::domain::escape::escape(&f.src.path),
         f.omitted
     )
 }

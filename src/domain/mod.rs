@@ -5,6 +5,7 @@
 //! nothing here imports the desired file, the observed tenant, the planner, the state or a
 //! provider.
 
+pub mod escape;
 pub mod ident;
 pub mod iso4217;
 pub mod kinds;

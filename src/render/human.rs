@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::escape::{escape, escape_keep_tabs};
+use crate::domain::escape::{escape, escape_keep_tabs};
 use crate::plan::{Action, Change, Plan};
 
 const RESET: &str = "\x1b[0m";

@@ -332,12 +332,12 @@ impl serde_json::ser::Formatter for Pretty {
         w: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
-        if super::escape::first_unsafe(fragment).is_none() {
+        if crate::domain::escape::first_unsafe(fragment).is_none() {
             return w.write_all(fragment.as_bytes());
         }
         let mut buf = [0u8; 4];
         for c in fragment.chars() {
-            if super::escape::is_unsafe(c) {
+            if crate::domain::escape::is_unsafe(c) {
                 write!(w, "\\u{:04X}", c as u32)?;
             } else {
                 w.write_all(c.encode_utf8(&mut buf).as_bytes())?;

@@ -3,13 +3,13 @@
 //! so the outputs always agree with one another and with what apply executes.
 
 mod dot;
-pub mod escape;
+
 mod human;
 mod json;
 mod markdown;
 
+use crate::domain::escape::escape;
 pub use dot::render_dot;
-pub use escape::escape;
 pub use human::{render_human, write_human};
 pub use json::{render_json, write_json};
 pub use markdown::render_markdown;
@@ -87,7 +87,8 @@ pub(crate) fn write_short_value(out: &mut String, v: &serde_json::Value) {
 fn write_compact(out: &mut String, v: &serde_json::Value) {
     use serde_json::Value;
     let plain = |s: &str| {
-        !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') && escape::first_unsafe(s).is_none()
+        !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+            && crate::domain::escape::first_unsafe(s).is_none()
     };
     match v {
         Value::String(s) if plain(s) => {

@@ -1572,7 +1572,7 @@ fn show_escapes_observed_names_and_imports_back_unchanged() {
         let text = String::from_utf8(out).unwrap();
         let raw: Vec<char> = text
             .chars()
-            .filter(|&c| crmctl::render::escape::is_unsafe(c) && c != '\n')
+            .filter(|&c| crmctl::domain::escape::is_unsafe(c) && c != '\n')
             .collect();
         assert!(raw.is_empty(), "{format}: raw {raw:?} in\n{text}");
         let file = dir.path().join(format!("shown.{format}"));

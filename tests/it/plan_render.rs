@@ -72,7 +72,7 @@ fn colors_only_when_asked_and_empty_plan_says_no_changes() {
 /// shows the characters as visible escapes.
 #[test]
 fn hostile_text_from_the_tenant_is_escaped_in_every_rendering() {
-    use crmctl::render::escape::is_unsafe;
+    use crmctl::domain::escape::is_unsafe;
     let hostile = "old\u{1b}]0;pwned\u{7}\nline\r two\u{202e}";
     let mut t = fresh();
     t.groups.insert(
@@ -143,7 +143,7 @@ fn diagnostics_escape_the_echoed_line_and_the_message() {
     let out = render_diagnostics(&f.diagnostics, &f.src, false);
     assert!(
         !out.chars()
-            .any(|c| crmctl::render::escape::is_unsafe(c) && c != '\n'),
+            .any(|c| crmctl::domain::escape::is_unsafe(c) && c != '\n'),
         "{out:?}"
     );
     assert!(out.contains("description: \\u{202e}y"), "{out}");

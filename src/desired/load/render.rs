@@ -87,7 +87,7 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
     let bold = Style::new().bold();
     let blue = Style::new().bold().fg_color(Some(AnsiColor::Blue.into()));
     let cyan = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
-    use crate::render::escape::{escape, escape_keep_tabs, is_unsafe};
+    use crate::domain::escape::{escape, escape_keep_tabs, is_unsafe};
     // Only the lines shown, found in one pass that stops at the last one (a large file is
     // not split into lines to show a few; issue 9 item 7).
     let wanted: std::collections::BTreeSet<usize> = diagnostics
@@ -172,7 +172,7 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic], source: &Source, color: bo
                 match c {
                     '\t' => lead.push('\t'),
                     c if is_unsafe(c) => {
-                        let w = crate::render::escape::escape_char(c).len();
+                        let w = crate::domain::escape::escape_char(c).len();
                         lead.extend(std::iter::repeat_n(' ', w));
                     }
                     _ => lead.push(' '),

@@ -11,9 +11,9 @@ const MULTI_LINE: [&str; 3] = ["description", "purpose", "message"];
 /// and no bidi override or isolate (U+202A-U+202E, U+2066-U+2069) in any name-like field,
 /// key or reference. `description`, `purpose` and `admin_mode.message` may hold line breaks
 /// and tabs (they are multi-line text, shown as a unified diff), nothing else. The same
-/// predicate as the printers' escaping ([`crate::render::escape::is_unsafe`]).
+/// predicate as the printers' escaping ([`crate::domain::escape::is_unsafe`]).
 pub(super) fn text_safety(d: &Desired, out: &mut Vec<Diagnostic>) {
-    use crate::render::escape::{escape_char, first_unsafe, is_unsafe};
+    use crate::domain::escape::{escape_char, first_unsafe, is_unsafe};
     let mut check = |address: &dyn Fn() -> String, field: &str, s: &str| {
         let multi = MULTI_LINE.contains(&field);
         let bad = if multi {
