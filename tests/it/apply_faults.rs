@@ -3,7 +3,7 @@
 //! conflicts wait, an unknown outcome is observed again and never duplicates a create,
 //! long-running operations are recorded before apply waits and resumed by a later run,
 //! several remote ids per object reach the state. The wrapper runs the real rules (the
-//! local tenant in a temporary file); time is tokio's paused clock, so the server's
+//! in-memory provider, the local provider's rules without a file); time is tokio's paused clock, so the server's
 //! delays (seconds) cost nothing.
 
 use std::collections::{HashMap, VecDeque};
@@ -15,7 +15,7 @@ use crmctl::apply::{self, ActionOutcome, ApplyOptions, ApplyReport, Notice, Retr
 use crmctl::domain::op::{ActionKind, ObjKind, Op};
 use crmctl::observed::Tenant;
 use crmctl::plan::action::Plan;
-use crmctl::provider::local::LocalProvider;
+use crmctl::provider::memory::MemoryProvider;
 use crmctl::provider::{
     BoxFuture, ErrorClass, Executed, ItemFailure, OperationHandle, Outcome, Polled, Provider,
     ProviderError, Scope,
@@ -36,7 +36,7 @@ enum Fault {
 
 /// Wraps the local tenant; injects the scripted faults per op kind, in order.
 struct Faulty {
-    inner: LocalProvider,
+    inner: MemoryProvider,
     script: Mutex<HashMap<ActionKind, VecDeque<Fault>>>,
     /// Every `execute` that reached the wrapper: kind and (virtual) time.
     executes: Mutex<Vec<(ActionKind, Instant)>>,
@@ -49,20 +49,16 @@ struct Faulty {
 }
 
 impl Faulty {
-    fn new(t: Tenant) -> (tempfile::TempDir, Faulty) {
-        let dir = tempfile::tempdir().unwrap();
-        let inner = LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
-        inner.admin_replace(t).unwrap();
-        let f = Faulty {
-            inner,
+    fn new(t: Tenant) -> Faulty {
+        Faulty {
+            inner: MemoryProvider::new(t),
             script: Mutex::new(HashMap::new()),
             executes: Mutex::new(Vec::new()),
             observes: Mutex::new(Vec::new()),
             operations: Mutex::new(HashMap::new()),
             polls: AtomicUsize::new(0),
             extra_ids: false,
-        };
-        (dir, f)
+        }
     }
 
     fn inject(&self, kind: ActionKind, faults: impl IntoIterator<Item = Fault>) {
@@ -185,7 +181,7 @@ fn plan_for(p: &Faulty, state: &State) -> Plan {
 
 fn plan_with(yaml: &str, p: &Faulty, state: &State) -> Plan {
     let desired = crmctl::desired::load::from_yaml(yaml).unwrap();
-    let plan = crmctl::plan::plan(&desired, &p.inner.observe().unwrap(), state);
+    let plan = crmctl::plan::plan(&desired, &p.inner.observe_now().unwrap(), state);
     assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
     plan
 }
@@ -237,7 +233,7 @@ async fn run(plan: &Plan, p: &Faulty, state: &mut State, opts: ApplyOptions) -> 
 }
 
 fn upns(p: &Faulty, upn: &str) -> usize {
-    let t = p.inner.observe().unwrap();
+    let t = p.inner.observe_now().unwrap();
     t.users.values().filter(|u| u.upn == upn).count()
 }
 
@@ -360,7 +356,7 @@ fn error_classes_say_what_apply_does() {
 // longer than the backoff), and succeeds; the retry is reported.
 #[tokio::test(start_paused = true)]
 async fn throttled_requests_are_retried_after_the_servers_delay() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
     p.inject(
@@ -398,7 +394,7 @@ async fn throttled_requests_are_retried_after_the_servers_delay() {
 // issue 11 item 4: transient failures are retried with backoff until the request succeeds.
 #[tokio::test(start_paused = true)]
 async fn transient_failures_are_retried_with_backoff() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
     let transient = || Fault::Before(ProviderError::Transient("502 Bad Gateway".into()));
@@ -417,7 +413,7 @@ async fn transient_failures_are_retried_with_backoff() {
 // issue 11 item 4: a conflict (another operation in progress) waits and retries.
 #[tokio::test(start_paused = true)]
 async fn a_conflict_waits_and_retries() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
     p.inject(
@@ -465,7 +461,7 @@ async fn retries_are_bounded_by_attempts_and_total_time() {
             1,
         ),
     ] {
-        let (_dir, p) = Faulty::new(fresh());
+        let p = Faulty::new(fresh());
         let mut state = State::empty("lin");
         let plan = plan_for(&p, &state);
         p.inject(ActionKind::CreateGroup, faults);
@@ -501,7 +497,7 @@ async fn retries_are_bounded_by_attempts_and_total_time() {
 // observes the users again, finds the UPN (P1) and records its id.
 #[tokio::test(start_paused = true)]
 async fn an_unknown_outcome_is_observed_again_and_the_create_not_duplicated() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
     p.inject(
@@ -521,7 +517,7 @@ async fn an_unknown_outcome_is_observed_again_and_the_create_not_duplicated() {
         *p.observes.lock().unwrap(),
         vec![Scope::kinds([ObjKind::User])]
     );
-    let t = p.inner.observe().unwrap();
+    let t = p.inner.observe_now().unwrap();
     for upn in ["ana@coho.com", "bob@coho.com"] {
         let id = state.id_of(&format!("users.{upn}")).unwrap();
         assert_eq!(t.users[id].upn, upn);
@@ -537,7 +533,7 @@ async fn an_unknown_outcome_is_observed_again_and_the_create_not_duplicated() {
 // the UPN is absent, the create is sent again and succeeds, once.
 #[tokio::test(start_paused = true)]
 async fn an_unknown_outcome_that_did_not_happen_is_replayed_after_looking() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
     p.inject(
@@ -565,7 +561,7 @@ async fn an_unknown_outcome_that_did_not_happen_is_replayed_after_looking() {
 #[tokio::test(start_paused = true)]
 async fn a_non_idempotent_start_with_an_unknown_outcome_is_not_replayed() {
     // A second production instance needs a purchased slot (I2, T6).
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let two = DESIRED.to_string()
         + "  second: {name: Second, url: coho2, type: production, region: EMEA, currency: EUR, language: 1033}\n";
@@ -577,10 +573,10 @@ async fn a_non_idempotent_start_with_an_unknown_outcome_is_not_replayed() {
             "timed out".into(),
         ))],
     );
-    let before = p.inner.observe().unwrap().slots.production;
+    let before = p.inner.observe_now().unwrap().slots.production;
     let r = run(&plan, &p, &mut state, opts()).await;
     assert_eq!(p.executed(ActionKind::PurchaseInstance).len(), 1);
-    assert_eq!(p.inner.observe().unwrap().slots.production, before + 1);
+    assert_eq!(p.inner.observe_now().unwrap().slots.production, before + 1);
     match &r.report.outcomes[&purchase] {
         ActionOutcome::Failed(ProviderError::OutcomeUnknown(m)) => {
             assert!(m.contains("not repeated"), "{m}")
@@ -593,7 +589,7 @@ async fn a_non_idempotent_start_with_an_unknown_outcome_is_not_replayed() {
 // polls it; its result is recorded and the pending entry cleared.
 #[tokio::test(start_paused = true)]
 async fn an_accepted_operation_is_recorded_before_it_is_polled() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
     p.inject(ActionKind::ConfigureInstance, [Fault::Accept { polls: 3 }]);
@@ -609,7 +605,7 @@ async fn an_accepted_operation_is_recorded_before_it_is_polled() {
     assert_eq!(first_pending.0.pending["instances.main"].handle.id, "op-1");
     assert!(state.pending.is_empty());
     let id = state.id_of("instances.main").unwrap();
-    assert_eq!(p.inner.observe().unwrap().instances[id].url, "coho");
+    assert_eq!(p.inner.observe_now().unwrap().instances[id].url, "coho");
     assert!(
         r.notices
             .iter()
@@ -623,7 +619,7 @@ async fn an_accepted_operation_is_recorded_before_it_is_polled() {
 // instead of starting the operation again (the first run stopped waiting: max_wait).
 #[tokio::test(start_paused = true)]
 async fn a_later_run_resumes_a_pending_operation_instead_of_starting_it_again() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
     p.inject(ActionKind::ConfigureInstance, [Fault::Accept { polls: 4 }]);
@@ -651,7 +647,7 @@ async fn a_later_run_resumes_a_pending_operation_instead_of_starting_it_again() 
     // One start in all: the second run only polled.
     assert_eq!(p.executed(ActionKind::ConfigureInstance).len(), 1);
     assert!(state.pending.is_empty());
-    let t = p.inner.observe().unwrap();
+    let t = p.inner.observe_now().unwrap();
     assert_eq!(t.instances.values().filter(|i| i.url == "coho").count(), 1);
     assert!(
         second.notices.iter().any(|l| l.starts_with("resuming:")),
@@ -664,7 +660,7 @@ async fn a_later_run_resumes_a_pending_operation_instead_of_starting_it_again() 
 // more is dropped from the state, not polled.
 #[tokio::test(start_paused = true)]
 async fn a_pending_operation_the_plan_no_longer_needs_is_dropped() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     state.pending.insert(
         "instances.gone".into(),
@@ -694,7 +690,7 @@ async fn a_pending_operation_the_plan_no_longer_needs_is_dropped() {
 // primary id is kept in the state entry.
 #[tokio::test(start_paused = true)]
 async fn further_remote_ids_are_recorded_in_the_state() {
-    let (_dir, mut p) = Faulty::new(fresh());
+    let mut p = Faulty::new(fresh());
     p.extra_ids = true;
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
@@ -714,7 +710,7 @@ async fn further_remote_ids_are_recorded_in_the_state() {
 // issue 11 item 4: a scoped observe of the local tenant returns the kinds asked for.
 #[tokio::test]
 async fn a_scoped_observe_reads_only_the_kinds_asked_for() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
     run(&plan, &p, &mut state, opts()).await;
@@ -724,7 +720,7 @@ async fn a_scoped_observe_reads_only_the_kinds_asked_for() {
     assert_eq!(users.users.len(), 2);
     assert!(users.groups.is_empty() && users.instances.is_empty());
     let all = Provider::observe(&p.inner, &Scope::all()).await.unwrap();
-    assert_eq!(all, p.inner.observe().unwrap());
+    assert_eq!(all, p.inner.observe_now().unwrap());
     assert_eq!(Scope::kinds([ObjKind::User]).trim(&all).users, all.users);
 }
 
@@ -732,7 +728,7 @@ async fn a_scoped_observe_reads_only_the_kinds_asked_for() {
 // expressible, and, being a set union, sent again whole until every member is in.
 #[tokio::test(start_paused = true)]
 async fn a_partly_done_list_op_is_retried_whole() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let mut state = State::empty("lin");
     let plan = plan_for(&p, &state);
     p.inject(
@@ -759,7 +755,7 @@ async fn a_partly_done_list_op_is_retried_whole() {
         "{:?}",
         r.notices
     );
-    let t = p.inner.observe().unwrap();
+    let t = p.inner.observe_now().unwrap();
     let team = &t.groups[state.id_of("security_groups.team").unwrap()];
     assert_eq!(team.members.len(), 2);
 }
@@ -780,7 +776,7 @@ impl Provider for Panicky {
 // async engine keeps the guarantee the threaded one had.
 #[tokio::test]
 async fn a_panicking_provider_fails_its_actions_not_the_apply() {
-    let (_dir, p) = Faulty::new(fresh());
+    let p = Faulty::new(fresh());
     let plan = plan_for(&p, &State::empty("lin"));
     let mut state = State::empty("lin");
     let mut save = |_: &State, _: &[crmctl::state::store::StateChange]| Ok(());
