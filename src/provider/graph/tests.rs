@@ -368,7 +368,16 @@ fn a_lost_create_is_looked_up_by_natural_key() {
 // issue 12 item 4: Graph error bodies and statuses map to the provider's error classes.
 #[test]
 fn graph_errors_map_to_classes() {
-    let cases: [(u16, &str, &str, Option<&str>, ErrorClass, Option<Duration>); 8] = [
+    // status, code, message, Retry-After, class, delay
+    type Case<'a> = (
+        u16,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        ErrorClass,
+        Option<Duration>,
+    );
+    let cases: [Case; 8] = [
         (
             429,
             "TooManyRequests",
