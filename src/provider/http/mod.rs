@@ -6,6 +6,10 @@
 
 use serde::de::DeserializeOwned;
 
+pub mod cloud;
+pub mod signin;
+pub mod transport;
+
 use crate::provider::{BoxFuture, ProviderError};
 
 /// Which service a request goes to: it decides the token's scope (one token per resource)
