@@ -122,3 +122,45 @@ pub trait Http: Send + Sync {
     /// Send `req` and wait for its response.
     fn send<'a>(&'a self, req: Request) -> BoxFuture<'a, Result<Response, ProviderError>>;
 }
+
+/// Setting up the transport of a cloud from the environment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// An endpoint override is not usable.
+    #[error(transparent)]
+    Endpoint(#[from] cloud::BadEndpoint),
+    /// No usable credentials.
+    #[error(transparent)]
+    Credential(#[from] signin::CredentialError),
+    /// The CA file or the HTTP client.
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+}
+
+/// The transport of `cloud` for `tenant` (a domain or id) as the environment `env`
+/// describes it (`|k| std::env::var(k).ok()` in the CLI): endpoint overrides
+/// ([`cloud::Endpoints::resolve`]), `CRMCTL_CA_FILE`, and the credentials
+/// ([`signin::Credential::from_env`]); tokens are cached one per scope.
+pub fn connect(
+    cloud: cloud::Cloud,
+    tenant: &str,
+    env: impl Fn(&str) -> Option<String>,
+    opts: Option<transport::TransportOptions>,
+) -> Result<transport::Transport, ConnectError> {
+    let endpoints = cloud::Endpoints::resolve(cloud, &env)?;
+    let credential = signin::Credential::from_env(&env)?;
+    let opts = opts.unwrap_or_else(|| transport::TransportOptions::from_env(&env));
+    let client = transport::build_client(&opts)?;
+    let source: std::sync::Arc<dyn signin::TokenSource> = match credential {
+        signin::Credential::ClientSecret { client_id, secret } => {
+            std::sync::Arc::new(signin::ClientSecret::new(
+                client.clone(),
+                endpoints.token_url(tenant),
+                client_id,
+                secret,
+            ))
+        }
+    };
+    let tokens = std::sync::Arc::new(signin::TokenCache::new(source));
+    Ok(transport::Transport::new(client, endpoints, tokens, opts))
+}
