@@ -571,3 +571,26 @@ async fn logs_and_errors_show_no_secret_and_no_token() {
         }
     }
 }
+
+// issue 12 item 3: `-v` is accepted by every command; a bad `CRMCTL_LOG` filter is a clear
+// error naming the variable (exit 1), not a silent default.
+#[test]
+fn cli_log_switches() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = crate::support::root().join("examples/minimal.yaml");
+    crate::support::crmctl(dir.path())
+        .args(["-v", "validate", "-f"])
+        .arg(&example)
+        .env_remove("CRMCTL_LOG")
+        .assert()
+        .success();
+    crate::support::crmctl(dir.path())
+        .args(["validate", "-f"])
+        .arg(&example)
+        .env("CRMCTL_LOG", "crmctl=[")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "CRMCTL_LOG=`crmctl=[` is not a log filter",
+        ));
+}
