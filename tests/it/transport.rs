@@ -177,7 +177,8 @@ async fn connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 
         let (status, headers, answer) = if path.ends_with("/oauth2/v2.0/token") {
             let n = script.tokens_issued.fetch_add(1, Ordering::SeqCst);
-            let ok = body.contains(&format!("client_secret={SECRET}&"));
+            let ok = body.contains(&format!("client_secret={SECRET}&"))
+                || body.contains("client_assertion=federated-jwt-XYZ");
             let text = if ok {
                 format!(
                     r#"{{"token_type":"Bearer","expires_in":{},"access_token":"{TOKEN_MARK}-{n}"}}"#,
@@ -593,4 +594,39 @@ fn cli_log_switches() {
         .stderr(predicates::str::contains(
             "CRMCTL_LOG=`crmctl=[` is not a log filter",
         ));
+}
+
+// issue 12 item 1: workload identity federation goes through azure_identity, yet to the
+// overridden authority and over crmctl's client (the CA file's root is trusted), and its
+// token is used as the bearer.
+#[tokio::test]
+async fn workload_identity_signs_in_through_azure_identity() {
+    let server = serve(vec![], ok(), 3600, Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("federated");
+    std::fs::write(&token_file, "federated-jwt-XYZ").unwrap();
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let file = token_file.display().to_string();
+    let t = connect(
+        Cloud::Public,
+        "contoso.onmicrosoft.com",
+        |k: &str| match k {
+            "AZURE_AUTHORITY_HOST" | "CRMCTL_GRAPH_URL" => Some(base.clone()),
+            "AZURE_CLIENT_ID" => Some("00000000-app".into()),
+            "AZURE_FEDERATED_TOKEN_FILE" => Some(file.clone()),
+            _ => None,
+        },
+        Some(options(&server)),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let r = t
+            .send(Request::get(Service::Graph, "/v1.0/users"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 1);
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen[0].authorization, format!("Bearer {TOKEN_MARK}-0"));
 }

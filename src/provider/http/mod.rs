@@ -6,6 +6,7 @@
 
 use serde::de::DeserializeOwned;
 
+pub mod azure;
 pub mod cloud;
 pub mod signin;
 pub mod transport;
@@ -160,6 +161,10 @@ pub fn connect(
                 secret,
             ))
         }
+        other => std::sync::Arc::new(azure::AzureCredential(
+            azure::credential(&other, tenant, &client, &endpoints.authority)
+                .map_err(|e| signin::CredentialError::Azure(e.to_string()))?,
+        )),
     };
     let tokens = std::sync::Arc::new(signin::TokenCache::new(source));
     Ok(transport::Transport::new(client, endpoints, tokens, opts))

@@ -226,48 +226,98 @@ impl TokenSource for ClientSecret {
 /// How crmctl signs in, chosen from the environment as the Azure SDK conventions say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    /// `AZURE_CLIENT_ID` + `AZURE_CLIENT_SECRET`.
+    /// `AZURE_CLIENT_ID` + `AZURE_CLIENT_SECRET` (crmctl's own flow, [`ClientSecret`]).
     ClientSecret {
         /// The application (client) id.
         client_id: String,
         /// The secret.
         secret: Secret,
     },
+    /// `AZURE_FEDERATED_TOKEN_FILE` + `AZURE_CLIENT_ID`: workload identity federation
+    /// (GitHub Actions, Azure DevOps, Kubernetes OIDC; no secret), through azure_identity.
+    WorkloadIdentity {
+        /// The application (client) id.
+        client_id: String,
+        /// The file holding the federated token.
+        token_file: String,
+    },
+    /// The managed identity of the Azure host (`IDENTITY_ENDPOINT` or `MSI_ENDPOINT` set, or
+    /// `CRMCTL_CREDENTIAL=managed-identity`); a user-assigned one by `AZURE_CLIENT_ID`.
+    ManagedIdentity {
+        /// The user-assigned identity's client id.
+        client_id: Option<String>,
+    },
+    /// The Azure CLI's sign-in (`az login`), for a person at a terminal: the default when
+    /// the environment names no other credential (or `CRMCTL_CREDENTIAL=azure-cli`).
+    AzureCli,
 }
 
 /// No usable credential in the environment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
-    /// Nothing to sign in with.
-    #[error("no credentials: set AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (an app registration's client secret){0}")]
-    Missing(&'static str),
-    /// A credential kind crmctl recognises but does not support yet.
-    #[error("{0} is set, but crmctl does not sign in with it yet: use AZURE_CLIENT_ID and AZURE_CLIENT_SECRET")]
+    /// Half a credential.
+    #[error("incomplete credentials: {0}")]
+    Incomplete(&'static str),
+    /// A credential kind crmctl recognises but does not support.
+    #[error("{0}")]
     Unsupported(&'static str),
+    /// `CRMCTL_CREDENTIAL` names no credential kind.
+    #[error("CRMCTL_CREDENTIAL=`{0}` is not a credential kind: use managed-identity or azure-cli (a client secret or a federated token is taken from the AZURE_* variables)")]
+    UnknownKind(String),
+    /// azure_identity refused to set the credential up.
+    #[error("cannot set up the sign-in: {0}")]
+    Azure(String),
 }
 
 impl Credential {
     /// The credential that `env` describes (`|k| std::env::var(k).ok()` in the CLI).
-    /// Follows the Azure SDK's environment credential order: a client secret first, then a
-    /// certificate, then workload identity federation.
+    /// Follows the Azure SDK's environment credential order: a client secret, then a
+    /// certificate, then workload identity federation; then managed identity where the
+    /// host offers one; else the Azure CLI.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Credential, CredentialError> {
-        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        match (get("AZURE_CLIENT_ID"), get("AZURE_CLIENT_SECRET")) {
-            (Some(client_id), Some(secret)) => Ok(Credential::ClientSecret {
-                client_id: client_id.trim().to_string(),
+        let get = |k: &str| {
+            env(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let client_id = get("AZURE_CLIENT_ID");
+        if let Some(secret) = env("AZURE_CLIENT_SECRET").filter(|v| !v.trim().is_empty()) {
+            let Some(client_id) = client_id else {
+                return Err(CredentialError::Incomplete(
+                    "AZURE_CLIENT_SECRET is set without AZURE_CLIENT_ID (the app registration's application id)",
+                ));
+            };
+            return Ok(Credential::ClientSecret {
+                client_id,
                 secret: Secret::new(secret),
-            }),
-            (None, Some(_)) => Err(CredentialError::Missing(
-                " (AZURE_CLIENT_SECRET is set without AZURE_CLIENT_ID)",
-            )),
-            _ if get("AZURE_CLIENT_CERTIFICATE_PATH").is_some() => Err(
-                CredentialError::Unsupported("AZURE_CLIENT_CERTIFICATE_PATH"),
-            ),
-            _ if get("AZURE_FEDERATED_TOKEN_FILE").is_some() => {
-                Err(CredentialError::Unsupported("AZURE_FEDERATED_TOKEN_FILE"))
-            }
-            _ => Err(CredentialError::Missing("")),
+            });
         }
+        if get("AZURE_CLIENT_CERTIFICATE_PATH").is_some() {
+            return Err(CredentialError::Unsupported(
+                "AZURE_CLIENT_CERTIFICATE_PATH is set, but crmctl does not sign in with a certificate (azure_identity needs OpenSSL for it; crmctl uses rustls only): use a client secret or workload identity federation",
+            ));
+        }
+        if let Some(token_file) = get("AZURE_FEDERATED_TOKEN_FILE") {
+            let Some(client_id) = client_id else {
+                return Err(CredentialError::Incomplete(
+                    "AZURE_FEDERATED_TOKEN_FILE is set without AZURE_CLIENT_ID",
+                ));
+            };
+            return Ok(Credential::WorkloadIdentity {
+                client_id,
+                token_file,
+            });
+        }
+        match get("CRMCTL_CREDENTIAL").as_deref() {
+            Some("managed-identity") => return Ok(Credential::ManagedIdentity { client_id }),
+            Some("azure-cli") => return Ok(Credential::AzureCli),
+            Some(other) => return Err(CredentialError::UnknownKind(other.to_string())),
+            None => {}
+        }
+        if get("IDENTITY_ENDPOINT").is_some() || get("MSI_ENDPOINT").is_some() {
+            return Ok(Credential::ManagedIdentity { client_id });
+        }
+        Ok(Credential::AzureCli)
     }
 }
 
@@ -327,12 +377,58 @@ mod tests {
             ])),
             Ok(Credential::ClientSecret { .. })
         ));
-        let e = Credential::from_env(env(&[])).unwrap_err().to_string();
-        assert!(e.contains("AZURE_CLIENT_SECRET"), "{e}");
-        let e = Credential::from_env(env(&[("AZURE_FEDERATED_TOKEN_FILE", "/t")]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("AZURE_FEDERATED_TOKEN_FILE"), "{e}");
+        let rows: [(
+            &'static [(&'static str, &'static str)],
+            Result<Credential, &str>,
+        ); 8] = [
+            (&[], Ok(Credential::AzureCli)),
+            (
+                &[("AZURE_CLIENT_SECRET", "s")],
+                Err("without AZURE_CLIENT_ID"),
+            ),
+            (
+                &[
+                    ("AZURE_CLIENT_ID", "a"),
+                    ("AZURE_FEDERATED_TOKEN_FILE", "/t"),
+                ],
+                Ok(Credential::WorkloadIdentity {
+                    client_id: "a".into(),
+                    token_file: "/t".into(),
+                }),
+            ),
+            (
+                &[("AZURE_FEDERATED_TOKEN_FILE", "/t")],
+                Err("without AZURE_CLIENT_ID"),
+            ),
+            (
+                &[("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem")],
+                Err("rustls only"),
+            ),
+            (
+                &[
+                    ("IDENTITY_ENDPOINT", "http://169.254.1.1"),
+                    ("AZURE_CLIENT_ID", "u"),
+                ],
+                Ok(Credential::ManagedIdentity {
+                    client_id: Some("u".into()),
+                }),
+            ),
+            (
+                &[("CRMCTL_CREDENTIAL", "managed-identity")],
+                Ok(Credential::ManagedIdentity { client_id: None }),
+            ),
+            (
+                &[("CRMCTL_CREDENTIAL", "kerberos")],
+                Err("not a credential kind"),
+            ),
+        ];
+        for (vars, expected) in rows {
+            match (Credential::from_env(env(vars)), expected) {
+                (Ok(c), Ok(e)) => assert_eq!(c, e, "{vars:?}"),
+                (Err(c), Err(e)) => assert!(c.to_string().contains(e), "{vars:?}: {c}"),
+                (got, _) => panic!("{vars:?}: {got:?}"),
+            }
+        }
     }
 
     struct Counting(AtomicUsize, Duration);
