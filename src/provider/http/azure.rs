@@ -74,12 +74,14 @@ impl HttpClient for AzureHttp {
 
 /// Client options for an azure_identity credential: crmctl's client and authority host.
 pub fn client_options(client: &reqwest::Client, authority: &str) -> ClientOptions {
+    // CustomConfiguration is non-exhaustive: set its field on the default.
     let mut custom = azure_core::cloud::CustomConfiguration::default();
     custom.authority_host = authority.to_string();
-    let mut o = ClientOptions::default();
-    o.transport = Some(AzTransport::new(Arc::new(AzureHttp(client.clone()))));
-    o.cloud = Some(Arc::new(custom.into()));
-    o
+    ClientOptions {
+        transport: Some(AzTransport::new(Arc::new(AzureHttp(client.clone())))),
+        cloud: Some(Arc::new(custom.into())),
+        ..Default::default()
+    }
 }
 
 /// An azure_identity credential as a [`TokenSource`].
@@ -117,27 +119,24 @@ pub fn credential(
         C::WorkloadIdentity {
             client_id,
             token_file,
-        } => {
-            let mut assertion = id::ClientAssertionCredentialOptions::default();
-            assertion.client_options = options;
-            let mut o = id::WorkloadIdentityCredentialOptions::default();
-            o.credential_options = assertion;
-            o.client_id = Some(client_id.clone());
-            o.tenant_id = Some(tenant.to_string());
-            o.token_file_path = Some(token_file.into());
-            id::WorkloadIdentityCredential::new(Some(o))?
-        }
+        } => id::WorkloadIdentityCredential::new(Some(id::WorkloadIdentityCredentialOptions {
+            credential_options: id::ClientAssertionCredentialOptions {
+                client_options: options,
+            },
+            client_id: Some(client_id.clone()),
+            tenant_id: Some(tenant.to_string()),
+            token_file_path: Some(token_file.into()),
+        }))?,
         C::ManagedIdentity { client_id } => {
-            let mut o = id::ManagedIdentityCredentialOptions::default();
-            o.client_options = options;
-            o.user_assigned_id = client_id.clone().map(id::UserAssignedId::ClientId);
-            id::ManagedIdentityCredential::new(Some(o))?
+            id::ManagedIdentityCredential::new(Some(id::ManagedIdentityCredentialOptions {
+                client_options: options,
+                user_assigned_id: client_id.clone().map(id::UserAssignedId::ClientId),
+            }))?
         }
-        C::AzureCli => {
-            let mut o = id::AzureCliCredentialOptions::default();
-            o.tenant_id = Some(tenant.to_string());
-            id::AzureCliCredential::new(Some(o))?
-        }
+        C::AzureCli => id::AzureCliCredential::new(Some(id::AzureCliCredentialOptions {
+            tenant_id: Some(tenant.to_string()),
+            ..Default::default()
+        }))?,
         C::ClientSecret { .. } => {
             return Err(azure_core::Error::with_message(
                 azure_core::error::ErrorKind::Credential,

@@ -354,7 +354,8 @@ mod tests {
     #[test]
     fn overrides_replace_one_endpoint_each() {
         let local = "https://127.0.0.1:8443";
-        let rows: [(&str, fn(&Endpoints) -> String); 5] = [
+        type Get = fn(&Endpoints) -> String;
+        let rows: [(&str, Get); 5] = [
             (ENV_AUTHORITY, |e| e.authority.clone()),
             (ENV_GRAPH, |e| e.graph.clone()),
             (ENV_BAP, |e| e.bap.clone()),

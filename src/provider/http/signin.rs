@@ -63,11 +63,14 @@ pub trait TokenSource: Send + Sync {
 /// Refresh a cached token this long before it expires.
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
+/// A cached token and when to refresh it, behind its scope's lock.
+type Slot = Arc<Mutex<Option<(Secret, Instant)>>>;
+
 /// One token per scope from an inner source, reused until [`REFRESH_BEFORE`] its expiry.
 pub struct TokenCache {
     inner: Arc<dyn TokenSource>,
     // One lock per scope: concurrent requests for one scope wait for one fetch.
-    slots: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<(Secret, Instant)>>>>>,
+    slots: std::sync::Mutex<HashMap<String, Slot>>,
 }
 
 impl TokenCache {
@@ -377,10 +380,8 @@ mod tests {
             ])),
             Ok(Credential::ClientSecret { .. })
         ));
-        let rows: [(
-            &'static [(&'static str, &'static str)],
-            Result<Credential, &str>,
-        ); 8] = [
+        type Vars = &'static [(&'static str, &'static str)];
+        let rows: [(Vars, Result<Credential, &str>); 8] = [
             (&[], Ok(Credential::AzureCli)),
             (
                 &[("AZURE_CLIENT_SECRET", "s")],
