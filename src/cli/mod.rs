@@ -21,6 +21,11 @@ pub struct Cli {
     /// Never use colors (also honoured: the NO_COLOR environment variable).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Log each HTTP request of the Microsoft backends to stderr (method, path, status,
+    /// duration, request id; never a secret). `-vv` logs more. `CRMCTL_LOG` takes a
+    /// tracing filter instead (e.g. `crmctl::http=debug`).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +57,10 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_exit(&e),
     };
+    if let Err(e) = init_logs(cli.verbose) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     let color = common::use_color(cli.no_color);
     let result = match &cli.command {
         Command::Validate(a) => validate::run_validate(a, common::use_color_stderr(cli.no_color)),
@@ -70,6 +79,30 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Debug logs on stderr (issue 12 item 3): `CRMCTL_LOG` (a tracing filter) wins over
+/// `-v` (crmctl's debug lines) and `-vv` (crmctl's trace lines and other crates' debug).
+fn init_logs(verbose: u8) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("CRMCTL_LOG") {
+        Ok(f) if !f.trim().is_empty() => EnvFilter::try_new(&f).map_err(|e| {
+            anyhow::anyhow!(
+                "CRMCTL_LOG=`{f}` is not a log filter ({e}); e.g. CRMCTL_LOG=crmctl=debug"
+            )
+        })?,
+        _ => match verbose {
+            0 => return Ok(()),
+            1 => EnvFilter::new("crmctl=debug"),
+            _ => EnvFilter::new("crmctl=trace,debug"),
+        },
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    Ok(())
 }
 
 /// The error and its causes, `: `-separated like `{:#}`, without a cause whose text the

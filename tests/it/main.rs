@@ -21,5 +21,6 @@ mod plan_storage;
 mod schema;
 mod schema_ajv;
 mod state_store;
+mod transport;
 mod validate_cli;
 mod validate_rules;

@@ -6,6 +6,11 @@
 
 use serde::de::DeserializeOwned;
 
+pub mod azure;
+pub mod cloud;
+pub mod signin;
+pub mod transport;
+
 use crate::provider::{BoxFuture, ProviderError};
 
 /// Which service a request goes to: it decides the token's scope (one token per resource)
@@ -117,4 +122,50 @@ impl Response {
 pub trait Http: Send + Sync {
     /// Send `req` and wait for its response.
     fn send<'a>(&'a self, req: Request) -> BoxFuture<'a, Result<Response, ProviderError>>;
+}
+
+/// Setting up the transport of a cloud from the environment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// An endpoint override is not usable.
+    #[error(transparent)]
+    Endpoint(#[from] cloud::BadEndpoint),
+    /// No usable credentials.
+    #[error(transparent)]
+    Credential(#[from] signin::CredentialError),
+    /// The CA file or the HTTP client.
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+}
+
+/// The transport of `cloud` for `tenant` (a domain or id) as the environment `env`
+/// describes it (`|k| std::env::var(k).ok()` in the CLI): endpoint overrides
+/// ([`cloud::Endpoints::resolve`]), `CRMCTL_CA_FILE`, and the credentials
+/// ([`signin::Credential::from_env`]); tokens are cached one per scope.
+pub fn connect(
+    cloud: cloud::Cloud,
+    tenant: &str,
+    env: impl Fn(&str) -> Option<String>,
+    opts: Option<transport::TransportOptions>,
+) -> Result<transport::Transport, ConnectError> {
+    let endpoints = cloud::Endpoints::resolve(cloud, &env)?;
+    let credential = signin::Credential::from_env(&env)?;
+    let opts = opts.unwrap_or_else(|| transport::TransportOptions::from_env(&env));
+    let client = transport::build_client(&opts)?;
+    let source: std::sync::Arc<dyn signin::TokenSource> = match credential {
+        signin::Credential::ClientSecret { client_id, secret } => {
+            std::sync::Arc::new(signin::ClientSecret::new(
+                client.clone(),
+                endpoints.token_url(tenant),
+                client_id,
+                secret,
+            ))
+        }
+        other => std::sync::Arc::new(azure::AzureCredential(
+            azure::credential(&other, tenant, &client, &endpoints.authority)
+                .map_err(|e| signin::CredentialError::Azure(e.to_string()))?,
+        )),
+    };
+    let tokens = std::sync::Arc::new(signin::TokenCache::new(source));
+    Ok(transport::Transport::new(client, endpoints, tokens, opts))
 }
