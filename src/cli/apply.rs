@@ -90,7 +90,7 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
     let Some(loaded) = common::load_desired(file, color) else {
         return Ok(ExitCode::from(1));
     };
-    let spec = common::backend_spec(args.backend.as_deref())?;
+    let spec = common::backend_for(args.backend.as_deref(), &loaded)?;
     let state_path = common::state_path(args.state.as_deref());
     let mut prepared = ops::apply::prepare_file(&loaded, &spec, &state_path, &mut common::warn)?;
     print_plan(&prepared.plan, &loaded.src, color);

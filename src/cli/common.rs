@@ -20,9 +20,23 @@ fn color_allowed(no_color_flag: bool) -> bool {
     !no_color_flag && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Parse `--backend` (`None`: [`DEFAULT_BACKEND`]).
+/// The cloud of `--cloud` / `CRMCTL_CLOUD`, set once by `cli::main`.
+pub static CLOUD: std::sync::OnceLock<crate::provider::http::cloud::Cloud> =
+    std::sync::OnceLock::new();
+
+/// Parse `--backend` (`None`: [`DEFAULT_BACKEND`]); a `microsoft` backend is in `--cloud`.
 pub fn backend_spec(spec: Option<&str>) -> anyhow::Result<BackendSpec> {
-    Ok(BackendSpec::parse(spec)?)
+    let cloud = CLOUD.get().copied().unwrap_or_default();
+    Ok(BackendSpec::parse_in(spec, cloud)?)
+}
+
+/// [`backend_spec`] for a command given a desired file: a `microsoft` backend without a
+/// tenant takes the file's `tenant:`.
+pub fn backend_for(
+    spec: Option<&str>,
+    loaded: &crate::desired::load::Loaded,
+) -> anyhow::Result<BackendSpec> {
+    Ok(backend_spec(spec)?.or_tenant(&loaded.desired.tenant))
 }
 
 /// `--state`, or [`DEFAULT_STATE`].

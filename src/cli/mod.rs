@@ -26,6 +26,9 @@ pub struct Cli {
     /// tracing filter instead (e.g. `crmctl::http=debug`).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The Microsoft cloud of `--backend microsoft`: public, usgov, usgovhigh, dod or china.
+    #[arg(long, global = true, env = "CRMCTL_CLOUD", value_name = "CLOUD")]
+    pub cloud: Option<crate::provider::http::cloud::Cloud>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +63,9 @@ pub fn main() -> ExitCode {
     if let Err(e) = init_logs(cli.verbose) {
         eprintln!("error: {e}");
         return ExitCode::from(1);
+    }
+    if let Some(cloud) = cli.cloud {
+        let _ = common::CLOUD.set(cloud);
     }
     let color = common::use_color(cli.no_color);
     let result = match &cli.command {

@@ -80,7 +80,7 @@ fn make_plan(
     let Some(loaded) = common::load_desired(file, color) else {
         return Ok(None);
     };
-    let spec = common::backend_spec(backend)?;
+    let spec = common::backend_for(backend, &loaded)?;
     let planned = ops::plan::plan(
         &loaded,
         &spec,
@@ -137,7 +137,7 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     }
     let changes = !plan.is_empty();
     if let Some(out) = &args.out {
-        let spec = common::backend_spec(args.backend.as_deref())?;
+        let spec = common::backend_for(args.backend.as_deref(), &loaded)?;
         let saved = ops::plan::save(out, &loaded, &spec, &state_path, &state, plan, &observed)?;
         eprintln!(
             "Saved the plan to {}; apply it with `crmctl apply {}`.",

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::observed::Tenant;
+use crate::ops::microsoft;
 use crate::ops::OpsError;
+use crate::provider::http::cloud::Cloud;
 use crate::provider::local::{LocalProvider, TenantFile};
 use crate::provider::{Provider, ProviderError};
 use crate::state::State;
@@ -26,37 +28,79 @@ pub enum BackendSpec {
         /// The tenant file.
         path: PathBuf,
     },
+    /// `microsoft[:TENANT]`: a real tenant through Microsoft's APIs (issue 12), in `cloud`.
+    /// The tenant (a domain or the directory id) comes from the spec, `AZURE_TENANT_ID`, or
+    /// the desired file's `tenant:` ([`BackendSpec::or_tenant`]).
+    Microsoft {
+        /// The tenant; `None` until the file names it.
+        tenant: Option<String>,
+        /// The cloud (`--cloud`, `CRMCTL_CLOUD`; public by default).
+        cloud: Cloud,
+    },
 }
 
 impl BackendSpec {
-    /// Parse `--backend`; `None` means [`DEFAULT_BACKEND`].
+    /// Parse `--backend`; `None` means [`DEFAULT_BACKEND`]. A `microsoft` backend is in the
+    /// public cloud; see [`BackendSpec::parse_in`].
     pub fn parse(spec: Option<&str>) -> Result<BackendSpec, OpsError> {
+        BackendSpec::parse_in(spec, Cloud::Public)
+    }
+
+    /// Parse `--backend`, a `microsoft` backend being in `cloud` (`--cloud`).
+    pub fn parse_in(spec: Option<&str>, cloud: Cloud) -> Result<BackendSpec, OpsError> {
         let spec = spec.unwrap_or(DEFAULT_BACKEND);
         let bad = |problem: String| OpsError::BadBackend {
             spec: spec.to_string(),
             problem,
         };
-        match spec.split_once(':') {
-            Some(("local", path)) if !path.is_empty() => Ok(BackendSpec::Local {
+        const KNOWN: &str = "`local:PATH` (e.g. `local:.crmctl/tenant.db`) or `microsoft[:TENANT]`";
+        match spec.split_once(':').unwrap_or((spec, "")) {
+            ("local", path) if !path.is_empty() => Ok(BackendSpec::Local {
                 text: spec.to_string(),
                 path: PathBuf::from(path),
             }),
-            Some(("local", _)) => Err(bad(format!(
+            ("local", _) => Err(bad(format!(
                 "missing path; use `local:PATH`, e.g. `{DEFAULT_BACKEND}`"
             ))),
-            Some((scheme, _)) => Err(bad(format!(
-                "unknown scheme `{scheme}`; only `local:PATH` is supported (e.g. `{DEFAULT_BACKEND}`)"
-            ))),
-            None => Err(bad(format!(
-                "expected `SCHEME:LOCATION`; only `local:PATH` is supported (e.g. `{DEFAULT_BACKEND}`)"
-            ))),
+            ("microsoft", tenant) => {
+                let tenant = match tenant.trim() {
+                    "" => std::env::var("AZURE_TENANT_ID")
+                        .ok()
+                        .filter(|t| !t.trim().is_empty()),
+                    t => Some(t.to_string()),
+                };
+                Ok(BackendSpec::Microsoft { tenant, cloud })
+            }
+            (scheme, _) if spec.contains(':') => {
+                Err(bad(format!("unknown scheme `{scheme}`; use {KNOWN}")))
+            }
+            _ => Err(bad(format!("expected {KNOWN}"))),
         }
     }
 
-    /// The spec as given.
-    pub fn as_str(&self) -> &str {
+    /// A `microsoft` backend without a tenant takes the desired file's `tenant:`.
+    pub fn or_tenant(self, tenant: &str) -> BackendSpec {
         match self {
-            BackendSpec::Local { text, .. } => text,
+            BackendSpec::Microsoft {
+                tenant: None,
+                cloud,
+            } if !tenant.is_empty() => BackendSpec::Microsoft {
+                tenant: Some(tenant.to_string()),
+                cloud,
+            },
+            other => other,
+        }
+    }
+
+    /// The spec as given (a `microsoft` one with its tenant once known), as saved plans
+    /// record it.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            BackendSpec::Local { text, .. } => text.into(),
+            BackendSpec::Microsoft { tenant, .. } => match tenant {
+                Some(t) => format!("microsoft:{t}").into(),
+                None => "microsoft".into(),
+            },
         }
     }
 
@@ -67,6 +111,14 @@ impl BackendSpec {
             (BackendSpec::Local { path: a, .. }, BackendSpec::Local { path: b, .. }) => {
                 file_identity(a) == file_identity(b)
             }
+            (
+                BackendSpec::Microsoft { tenant: a, .. },
+                BackendSpec::Microsoft { tenant: b, .. },
+            ) => match (a, b) {
+                (Some(a), Some(b)) => crate::domain::ident::same(a, b),
+                _ => false,
+            },
+            _ => false,
         }
     }
 
@@ -86,6 +138,7 @@ impl BackendSpec {
                     ("the local tenant's WAL index", with_suffix("-shm")),
                 ]
             }
+            BackendSpec::Microsoft { .. } => vec![],
         }
     }
 }
@@ -186,6 +239,15 @@ impl OpenBackend for Box<dyn Backend> {
 pub fn open_backend(spec: &BackendSpec) -> Result<Box<dyn Backend>, OpsError> {
     match spec {
         BackendSpec::Local { .. } => Ok(Box::new(open_local(spec)?)),
+        BackendSpec::Microsoft { tenant, cloud } => {
+            let Some(tenant) = tenant else {
+                return Err(OpsError::BadBackend {
+                    spec: "microsoft".into(),
+                    problem: "no tenant: write `microsoft:TENANT` (e.g. `microsoft:coho.onmicrosoft.com`), set AZURE_TENANT_ID, or give a desired file with `tenant:`".into(),
+                });
+            };
+            Ok(Box::new(microsoft::open(tenant, *cloud)?))
+        }
     }
 }
 
@@ -203,7 +265,12 @@ pub fn open_existing(spec: &BackendSpec) -> Result<Box<dyn Backend>, OpsError> {
 /// The local tenant itself, for the `local` commands that change it behind crmctl's back
 /// (they need its admin operations, which no service has).
 pub fn open_local(spec: &BackendSpec) -> Result<LocalProvider, OpsError> {
-    let BackendSpec::Local { path, .. } = spec;
+    let BackendSpec::Local { path, .. } = spec else {
+        return Err(OpsError::BadBackend {
+            spec: spec.as_str().into_owned(),
+            problem: "the `local` commands work on the embedded local tenant only: use `--backend local:PATH`".into(),
+        });
+    };
     LocalProvider::open(path).map_err(|source| OpsError::OpenLocal {
         path: path.clone(),
         source,
@@ -221,7 +288,10 @@ pub fn open_local_existing(spec: &BackendSpec) -> Result<LocalProvider, OpsError
 }
 
 fn no_tenant(spec: &BackendSpec, presence: Presence) -> OpsError {
-    let BackendSpec::Local { path, .. } = spec;
+    let path = match spec {
+        BackendSpec::Local { path, .. } => path.clone(),
+        BackendSpec::Microsoft { .. } => PathBuf::from(spec.as_str().into_owned()),
+    };
     OpsError::NoTenant {
         path: path.clone(),
         what: presence.describe(),
@@ -336,11 +406,13 @@ mod tests {
             ),
             (
                 Some("graph:x"),
-                Err("backend `graph:x`: unknown scheme `graph`; only `local:PATH` is supported"),
+                Err("backend `graph:x`: unknown scheme `graph`; use `local:PATH`"),
             ),
+            (Some("t.db"), Err("backend `t.db`: expected `local:PATH`")),
+            // issue 12 item 1: a real tenant, named or from the file.
             (
-                Some("t.db"),
-                Err("backend `t.db`: expected `SCHEME:LOCATION`; only `local:PATH` is supported"),
+                Some("microsoft:coho.onmicrosoft.com"),
+                Ok("microsoft:coho.onmicrosoft.com"),
             ),
         ] {
             match (BackendSpec::parse(given), want) {
@@ -349,6 +421,21 @@ mod tests {
                 (got, want) => panic!("{given:?}: {got:?}, want {want:?}"),
             }
         }
+        let m = BackendSpec::parse(Some("microsoft:Coho.onmicrosoft.com")).unwrap();
+        assert!(m.files().is_empty());
+        assert!(m.same_tenant(&BackendSpec::parse(Some("microsoft:coho.onmicrosoft.com")).unwrap()));
+        // A tenant the spec names wins over the file's; one it lacks comes from the file.
+        let named = m.clone().or_tenant("other.onmicrosoft.com");
+        assert_eq!(named.as_str(), "microsoft:Coho.onmicrosoft.com");
+        let unnamed = BackendSpec::Microsoft {
+            tenant: None,
+            cloud: Cloud::Public,
+        };
+        assert_eq!(unnamed.as_str(), "microsoft");
+        assert_eq!(
+            unnamed.or_tenant("coho.onmicrosoft.com").as_str(),
+            "microsoft:coho.onmicrosoft.com"
+        );
         let a = BackendSpec::parse(Some("local:./t.db")).unwrap();
         let b = BackendSpec::parse(Some("local:t.db")).unwrap();
         assert!(a.same_tenant(&b), "two spellings of one file");

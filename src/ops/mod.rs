@@ -23,6 +23,7 @@ pub mod apply;
 pub mod backend;
 mod error;
 pub mod local;
+pub mod microsoft;
 pub mod plan;
 pub mod session;
 

@@ -35,12 +35,26 @@ use serde::{Deserialize, Serialize};
 use crate::domain::op::{ObjKind, Op};
 use crate::observed::Tenant;
 
-/// Run `fut` to its end on a current-thread tokio runtime of its own, for callers without
-/// one (the CLI's workflows, tests). Must not be called from inside a runtime.
+/// Run `fut` to its end on the process's tokio runtime, for callers without one (the
+/// CLI's workflows, tests). One runtime serves the whole process (two worker threads,
+/// built on first use), so that an HTTP client's pooled connections outlive one call: a
+/// connection opened while observing is still good when apply sends its first write. Must
+/// not be called from inside a runtime.
 pub fn block_on<F: Future>(fut: F) -> std::io::Result<F::Output> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?;
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let runtime = match RUNTIME.get() {
+        Some(r) => r,
+        None => {
+            let built = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("crmctl-io")
+                .enable_all()
+                .build()?;
+            // Another thread may have won the race: its runtime is used, this one dropped.
+            let _ = RUNTIME.set(built);
+            RUNTIME.get().expect("set above")
+        }
+    };
     Ok(runtime.block_on(fut))
 }
 

@@ -586,7 +586,7 @@ fn show_and_local_edits_simulate_the_admin_center() {
         .args(["show", "--backend", "ftp:x"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("only `local:PATH` is supported"));
+        .stderr(predicate::str::contains("unknown scheme `ftp`; use `local:PATH`"));
 }
 
 #[test]
