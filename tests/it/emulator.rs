@@ -1,0 +1,455 @@
+//! The Graph emulator over real HTTPS on loopback (issue 12 item 5): a reqwest client that
+//! trusts only the emulator's generated root (no certificate checks turned off) against
+//! the token endpoint and the Graph subset, with the tenant's rules (P1, P6) and the
+//! fault knobs.
+
+use std::time::Duration;
+
+use crmctl::domain::kinds::{AccessMode, AdminRole};
+use crmctl::emulator::{Emulator, EmulatorConfig, EmulatorHandle, Faults};
+use crmctl::observed::Tenant;
+use serde_json::{json, Value};
+
+use crate::common::{fresh, user};
+
+const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+const SECRET: &str = "emulator-test-secret~value";
+
+/// A tenant with `n` users `u0000..` (`u0000` and `u0001` global admins).
+fn tenant_with(n: usize) -> Tenant {
+    let mut t = fresh();
+    for i in 0..n {
+        let mut u = user(&format!("u{i:04}"), None, AccessMode::ReadWrite);
+        if i < 2 {
+            u.admin_roles.insert(AdminRole::GlobalAdmin);
+        }
+        t.users.insert(u.id.clone(), u);
+    }
+    t
+}
+
+fn start(tenant: Tenant, faults: Faults) -> EmulatorHandle {
+    let mut cfg = EmulatorConfig::new(tenant, TENANT, CLIENT, SECRET);
+    cfg.faults = faults;
+    Emulator::start(cfg).expect("emulator starts")
+}
+
+/// A client that trusts the emulator's root only.
+fn client(emu: &EmulatorHandle) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(emu.ca_file()).expect("root PEM written");
+    let root = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+    reqwest::Client::builder()
+        .tls_certs_only([root])
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn token(emu: &EmulatorHandle, c: &reqwest::Client) -> String {
+    let r = c
+        .post(emu.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT),
+            ("client_secret", SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// Asserts Graph's error body shape and returns its code.
+fn graph_error_code(body: &Value) -> String {
+    let e = &body["error"];
+    assert!(e["message"].is_string(), "{body}");
+    for k in ["date", "request-id", "client-request-id"] {
+        assert!(e["innerError"][k].is_string(), "innerError.{k} missing: {body}");
+    }
+    e["code"].as_str().unwrap().to_string()
+}
+
+// issue 12 item 5: the token endpoint answers client credentials with a bearer token, a
+// wrong secret with 401 invalid_client / AADSTS7000215; Graph without a valid token is 401
+// with Graph's error body; every answer has a request-id.
+#[test]
+fn token_endpoint_and_unauthenticated_graph() {
+    let emu = start(tenant_with(1), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let r = c
+            .post(emu.token_url())
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLIENT),
+                ("client_secret", SECRET),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let ok: Value = r.json().await.unwrap();
+        assert_eq!(ok["token_type"], "Bearer");
+        assert!(ok["expires_in"].as_u64().unwrap() > 0);
+        let access = ok["access_token"].as_str().unwrap().to_string();
+
+        let r = c
+            .post(emu.token_url())
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLIENT),
+                ("client_secret", "wrong"),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let bad: Value = r.json().await.unwrap();
+        assert_eq!(bad["error"], "invalid_client");
+        let desc = bad["error_description"].as_str().unwrap();
+        assert!(desc.starts_with("AADSTS7000215:"), "{desc}");
+        assert!(!desc.contains(SECRET) && !bad.to_string().contains("wrong"));
+
+        let users = format!("{}/v1.0/users", emu.graph_url());
+        for auth in [None, Some("Bearer not-a-token")] {
+            let mut req = c.get(&users);
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401);
+            assert!(r.headers().contains_key("request-id"));
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(graph_error_code(&body), "InvalidAuthenticationToken");
+        }
+        let r = c.get(&users).bearer_auth(&access).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("request-id"));
+    });
+    assert!(emu.ca_file().exists());
+    assert!(emu.env_lines()[2].starts_with("CRMCTL_CA_FILE="));
+}
+
+// issue 12 item 5: paging with $top follows @odata.nextLink verbatim to the end; every
+// user once, $select honoured; $top above 999 is a 400.
+#[test]
+fn paging_follows_next_link_to_the_end() {
+    let emu = start(tenant_with(23), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let mut url = format!("{}/v1.0/users?$top=5&$select=id,userPrincipalName", emu.graph_url());
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let body: Value = c.get(&url).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+            pages += 1;
+            let value = body["value"].as_array().unwrap();
+            assert!(value.len() <= 5);
+            for u in value {
+                assert_eq!(u.as_object().unwrap().len(), 2, "only the selected properties: {u}");
+                seen.push(u["userPrincipalName"].as_str().unwrap().to_string());
+            }
+            match body["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 5);
+        let mut expected: Vec<String> = (0..23).map(|i| format!("u{i:04}@coho.com")).collect();
+        expected.sort();
+        assert_eq!(seen, expected);
+
+        let r = c
+            .get(format!("{}/v1.0/users?$top=1000", emu.graph_url()))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    });
+}
+
+fn new_user(upn: &str) -> Value {
+    json!({
+        "accountEnabled": true,
+        "displayName": "Ana",
+        "mailNickname": upn.split('@').next().unwrap(),
+        "userPrincipalName": upn,
+        "passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "x-Temp-123!"},
+    })
+}
+
+// issue 12 item 5, P1: POST /users creates (201 with the user); the same UPN again (in
+// another case) is Graph's 400 Request_BadRequest.
+#[test]
+fn post_user_and_duplicate_upn() {
+    let emu = start(tenant_with(1), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let url = format!("{}/v1.0/users", emu.graph_url());
+        let r = c.post(&url).bearer_auth(&tok).json(&new_user("ana@coho.com")).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        assert_eq!(created["userPrincipalName"], "ana@coho.com");
+        let id = created["id"].as_str().unwrap();
+        let got: Value = c
+            .get(format!("{url}/{id}"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(got["displayName"], "Ana");
+
+        let r = c.post(&url).bearer_auth(&tok).json(&new_user("ANA@coho.com")).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(graph_error_code(&body), "Request_BadRequest");
+        assert_eq!(
+            body["error"]["message"],
+            "Another object with the same value for property userPrincipalName already exists."
+        );
+    });
+}
+
+// issue 12 item 5: PATCH members@odata.bind takes at most 20 references, all or nothing
+// (21 change nothing; 20 with one unknown change nothing; 20 good ones all land).
+#[test]
+fn members_bind_limit_is_twenty_all_or_nothing() {
+    let emu = start(tenant_with(25), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let g = format!("{}/v1.0/groups", emu.graph_url());
+        let r = c
+            .post(&g)
+            .bearer_auth(&tok)
+            .json(&json!({"displayName": "Sales", "mailEnabled": false, "mailNickname": "sales", "securityEnabled": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let gid = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let refs = |ids: &mut dyn Iterator<Item = String>| -> Value {
+            json!({"members@odata.bind": ids
+                .map(|id| format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}"))
+                .collect::<Vec<_>>()})
+        };
+        let members = |c: reqwest::Client, tok: String, url: String| async move {
+            let body: Value = c.get(url).bearer_auth(tok).send().await.unwrap().json().await.unwrap();
+            body["value"].as_array().unwrap().len()
+        };
+        let murl = format!("{g}/{gid}/members?$top=999");
+
+        let r = c
+            .patch(format!("{g}/{gid}"))
+            .bearer_auth(&tok)
+            .json(&refs(&mut (0..21).map(|i| format!("u{i:04}"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(graph_error_code(&r.json().await.unwrap()), "Request_BadRequest");
+        assert_eq!(members(c.clone(), tok.clone(), murl.clone()).await, 0);
+
+        let mut with_unknown = (0..19).map(|i| format!("u{i:04}")).chain(["nobody".to_string()]);
+        let r = c.patch(format!("{g}/{gid}")).bearer_auth(&tok).json(&refs(&mut with_unknown)).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(members(c.clone(), tok.clone(), murl.clone()).await, 0, "all or nothing");
+
+        let r = c
+            .patch(format!("{g}/{gid}"))
+            .bearer_auth(&tok)
+            .json(&refs(&mut (0..20).map(|i| format!("u{i:04}"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(members(c.clone(), tok.clone(), murl.clone()).await, 20);
+
+        // Adding a member again through members/$ref is a 400; removing one is a 204.
+        let r = c
+            .post(format!("{g}/{gid}/members/$ref"))
+            .bearer_auth(&tok)
+            .json(&json!({"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/u0003"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = c.delete(format!("{g}/{gid}/members/u0003/$ref")).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(members(c.clone(), tok.clone(), murl.clone()).await, 19);
+    });
+}
+
+// issue 12 item 5: $batch serves dependsOn in order, answers 424 for a failed
+// dependency, correlates by id; more than 20 requests is a 400.
+#[test]
+fn batch_depends_on_and_424() {
+    let emu = start(tenant_with(1), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let url = format!("{}/v1.0/$batch", emu.graph_url());
+        let body = json!({"requests": [
+            {"id": "1", "method": "POST", "url": "/users", "body": new_user("bo@coho.com"), "headers": {"Content-Type": "application/json"}},
+            {"id": "2", "method": "POST", "url": "/users", "body": new_user("bo@coho.com"), "dependsOn": ["1"], "headers": {"Content-Type": "application/json"}},
+            {"id": "3", "method": "GET", "url": "/users?$top=1", "dependsOn": ["2"]},
+            {"id": "4", "method": "GET", "url": "/organization"},
+        ]});
+        let r = c.post(&url).bearer_auth(&tok).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let out: Value = r.json().await.unwrap();
+        let status = |id: &str| {
+            out["responses"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap()["status"].as_u64().unwrap()
+        };
+        assert_eq!(out["responses"].as_array().unwrap().len(), 4);
+        assert_eq!(status("1"), 201);
+        assert_eq!(status("2"), 400, "P1: the duplicate fails");
+        assert_eq!(status("3"), 424, "its dependent is not run");
+        assert_eq!(status("4"), 200);
+        let org = out["responses"].as_array().unwrap().iter().find(|r| r["id"] == "4").unwrap();
+        assert_eq!(org["body"]["value"][0]["countryLetterCode"], "US");
+
+        let many: Vec<Value> = (0..21).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"})).collect();
+        let r = c.post(&url).bearer_auth(&tok).json(&json!({"requests": many})).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        graph_error_code(&r.json().await.unwrap());
+    });
+}
+
+// issue 12 item 5: the throttle knob answers 429 with Retry-After in seconds and Graph's
+// error body, and changes nothing; deterministic from the seed.
+#[test]
+fn throttle_knob_answers_429_with_retry_after() {
+    let faults = Faults {
+        throttle_rate: 1.0,
+        retry_after_secs: 7,
+        ..Faults::default()
+    };
+    let emu = start(tenant_with(1), faults);
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let r = c
+            .post(format!("{}/v1.0/users", emu.graph_url()))
+            .bearer_auth(&tok)
+            .json(&new_user("cy@coho.com"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "7");
+        assert_eq!(graph_error_code(&r.json().await.unwrap()), "TooManyRequests");
+    });
+    drop(emu);
+}
+
+// issue 12 item 5: a dropped answer closes the connection without a response, yet the
+// change was made (the user exists when looked up afterwards).
+#[test]
+fn dropped_response_still_made_the_change() {
+    let faults = Faults {
+        drop_rate: 1.0,
+        ..Faults::default()
+    };
+    let emu = start(tenant_with(1), faults);
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let r = c
+            .post(format!("{}/v1.0/users", emu.graph_url()))
+            .bearer_auth(&tok)
+            .json(&new_user("dee@coho.com"))
+            .send()
+            .await;
+        assert!(r.is_err(), "no answer: {r:?}");
+        // GETs are never dropped: the user is there.
+        let body: Value = c
+            .get(format!("{}/v1.0/users?$top=999", emu.graph_url()))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let upns: Vec<&str> = body["value"].as_array().unwrap().iter().map(|u| u["userPrincipalName"].as_str().unwrap()).collect();
+        assert!(upns.contains(&"dee@coho.com"), "{upns:?}");
+    });
+}
+
+// issue 12 item 5: replication lag: a new user answers 404 Request_ResourceNotFound by id
+// for the lag, then 200.
+#[test]
+fn replication_lag_404_then_found() {
+    let faults = Faults {
+        replication_lag: Duration::from_millis(600),
+        ..Faults::default()
+    };
+    let emu = start(tenant_with(1), faults);
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let url = format!("{}/v1.0/users", emu.graph_url());
+        let created: Value = c.post(&url).bearer_auth(&tok).json(&new_user("eve@coho.com")).send().await.unwrap().json().await.unwrap();
+        let id = created["id"].as_str().unwrap();
+        let r = c.get(format!("{url}/{id}")).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(graph_error_code(&r.json().await.unwrap()), "Request_ResourceNotFound");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let r = c.get(format!("{url}/{id}")).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    });
+}
+
+// issue 12 item 5, P6: removing a global admin through the directory role goes through
+// the tenant's rule: with two global admins, the removal of one is refused (400).
+#[test]
+fn global_admin_removal_keeps_p6() {
+    let emu = start(tenant_with(3), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let base = format!(
+            "{}/v1.0/directoryRoles/roleTemplateId=62e90394-69f5-4237-9190-012177145e10",
+            emu.graph_url()
+        );
+        let body: Value = c.get(format!("{base}/members")).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+        assert_eq!(body["value"].as_array().unwrap().len(), 2);
+        let r = c.delete(format!("{base}/members/u0000/$ref")).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(graph_error_code(&body), "Request_BadRequest");
+        assert!(body["error"]["message"].as_str().unwrap().contains("(P6)"), "{body}");
+        // A third admin first, then the removal passes.
+        let r = c
+            .post(format!("{base}/members/$ref"))
+            .bearer_auth(&tok)
+            .json(&json!({"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/u0002"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let r = c.delete(format!("{base}/members/u0000/$ref")).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+    });
+}
