@@ -1,0 +1,389 @@
+//! Executing the directory's ops (issue 12 item 4); membership changes are in `members.rs`.
+//!
+//! Requests (Graph v1.0 reference):
+//! - user-post-users: `POST /users {accountEnabled, displayName, mailNickname,
+//!   userPrincipalName, passwordProfile{forceChangePasswordNextSignIn, password},
+//!   usageLocation}` -> 201 with the user; a duplicate UPN answers 400;
+//! - user-update: `PATCH /users/{id}` -> 204; user-delete: `DELETE /users/{id}` -> 204;
+//! - group-post-groups: `POST /groups {displayName, mailEnabled:false, mailNickname,
+//!   securityEnabled:true, description}` -> 201; group-update `PATCH /groups/{id}`;
+//!   group-delete `DELETE /groups/{id}` (security groups are deleted for good);
+//! - user-assignlicense: `POST /users/{id}/assignLicense {addLicenses:[{skuId,
+//!   disabledPlans}], removeLicenses:[skuId]}` -> 200 (needs the user's usageLocation);
+//! - directoryrole-post-members: `POST /directoryRoles/roleTemplateId={t}/members/$ref
+//!   {"@odata.id"}` -> 204; directoryrole-delete-member: `DELETE
+//!   /directoryRoles/roleTemplateId={t}/members/{id}/$ref` -> 204;
+//! - a lost answer to a create is looked up by natural key (`$filter=userPrincipalName eq`,
+//!   `$filter=displayName eq` among security groups) before anything is retried.
+//!
+//! Graph has no API that buys licences, storage or instances (subscriptions are read-only),
+//! and instances, security roles and access modes are the next issue's (Power Platform):
+//! those ops are refused with what to do instead.
+
+use serde_json::{json, Map, Value};
+
+use super::observe::{country, Assigned};
+use super::wire::{self, query_value, V1};
+use super::{id_of, GraphProvider, GLOBAL_ADMIN_TEMPLATE};
+use crate::domain::kinds::{AdminRole, LicensePlan};
+use crate::domain::op::{ObjKind, Op};
+use crate::provider::{Executed, Outcome, ProviderError};
+
+pub(super) async fn execute(p: &GraphProvider, op: &Op) -> Result<Executed, ProviderError> {
+    match op {
+        Op::CreateUser { upn, name, .. } => create_user(p, upn, name).await,
+        Op::UpdateUser {
+            user,
+            name,
+            admin_roles,
+            upn,
+        } => {
+            let id = id_of(user)?;
+            let mut body = Map::new();
+            if let Some(name) = name {
+                body.insert("displayName".into(), json!(name));
+            }
+            if let Some(upn) = upn {
+                body.insert("userPrincipalName".into(), json!(upn));
+            }
+            if let Some(roles) = admin_roles {
+                // Check before changing anything: an op is done whole or not at all.
+                if let Some(r) = roles.iter().find(|r| **r != AdminRole::GlobalAdmin) {
+                    return Err(ProviderError::Invalid(format!(
+                        "{}: the Microsoft backend manages the global administrator role only, not {r:?}: assign it in the Microsoft Entra admin center",
+                        user.address
+                    )));
+                }
+            }
+            if !body.is_empty() {
+                let req = wire::graph("PATCH", format!("{V1}/users/{id}"), Value::Object(body), true);
+                expect_ok(p.send_dep(req, &[id]).await?, &format!("updating user {id}"))?;
+            }
+            if let Some(roles) = admin_roles {
+                set_global_admin(p, id, roles.contains(&AdminRole::GlobalAdmin)).await?;
+            }
+            done()
+        }
+        Op::DeleteUser { user } => delete(p, format!("{V1}/users/{}", id_of(user)?), id_of(user)?).await,
+        Op::CreateGroup { name, description } => create_group(p, name, description).await,
+        Op::UpdateGroup {
+            group,
+            name,
+            description,
+        } => {
+            let id = id_of(group)?;
+            let mut body = Map::new();
+            if let Some(name) = name {
+                body.insert("displayName".into(), json!(name));
+            }
+            if let Some(d) = description {
+                // Graph refuses an empty description: clear it with null.
+                let d = if d.is_empty() { Value::Null } else { json!(d) };
+                body.insert("description".into(), d);
+            }
+            if !body.is_empty() {
+                let req = wire::graph("PATCH", format!("{V1}/groups/{id}"), Value::Object(body), true);
+                expect_ok(p.send_dep(req, &[id]).await?, &format!("updating group {id}"))?;
+            }
+            done()
+        }
+        Op::DeleteGroup { group } => delete(p, format!("{V1}/groups/{}", id_of(group)?), id_of(group)?).await,
+        Op::AssignLicense { user, plan } => set_license(p, id_of(user)?, Some(*plan)).await,
+        Op::RemoveLicense { user } => set_license(p, id_of(user)?, None).await,
+        Op::Adopt { kind, id, .. } => {
+            let path = match kind {
+                ObjKind::User => "users",
+                ObjKind::Group => "groups",
+                ObjKind::Instance => return Err(next_issue("adopting an instance")),
+            };
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(ProviderError::Invalid(format!("`{id}` is not a directory object id")));
+            }
+            let req = wire::graph_bare("GET", format!("{V1}/{path}/{id}?$select=id"));
+            let resp = p.send_dep(req, &[id]).await?;
+            if resp.status == 404 {
+                return Err(ProviderError::NotFound(format!("{kind:?} {id} (to adopt)")));
+            }
+            expect_ok(resp, &format!("reading {path}/{id}"))?;
+            done()
+        }
+        Op::PurchaseLicenses { plan, to } | Op::ReduceLicenses { plan, to } => {
+            Err(ProviderError::Invalid(format!(
+                "Microsoft Graph has no API to buy or cancel licences: in the Microsoft 365 admin center (Billing > Your products), set the subscription of {} (SKU {}) to {to} licences, then plan again",
+                plan.as_str(),
+                p.skus.part_number(*plan)
+            )))
+        }
+        Op::PurchaseStorage { to_gb } | Op::ReduceStorage { to_gb } => Err(ProviderError::Invalid(format!(
+            "no Microsoft API buys storage: in the Microsoft 365 admin center, set the storage add-on to {to_gb} GB, then plan again"
+        ))),
+        Op::PurchaseInstance { kind } => Err(ProviderError::Invalid(format!(
+            "no Microsoft API buys an instance slot: buy a {} instance add-on in the Microsoft 365 admin center, then plan again",
+            kind.as_str()
+        ))),
+        other => Err(next_issue(other.kind().as_str())),
+    }
+}
+
+fn next_issue(what: &str) -> ProviderError {
+    ProviderError::Invalid(format!(
+        "{what}: instances, security roles and access modes go through the Power Platform admin API and Dataverse, which the Microsoft backend does not reach yet; manage them in the Power Platform admin center"
+    ))
+}
+
+fn done() -> Result<Executed, ProviderError> {
+    Ok(Executed::Done(Outcome::default()))
+}
+
+fn expect_ok(resp: crate::provider::http::Response, what: &str) -> Result<(), ProviderError> {
+    if resp.ok() {
+        Ok(())
+    } else {
+        Err(wire::graph_error(&resp, what))
+    }
+}
+
+async fn delete(p: &GraphProvider, url: String, id: &str) -> Result<Executed, ProviderError> {
+    let resp = p.send_dep(wire::graph_bare("DELETE", url), &[id]).await?;
+    expect_ok(resp, &format!("deleting {id}"))?;
+    done()
+}
+
+/// `mailNickname` from the UPN's local part: ASCII letters, digits, `.`, `_`, `-`.
+pub(super) fn mail_nickname(s: &str) -> String {
+    let local = s.split('@').next().unwrap_or("");
+    let nick: String = local
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect();
+    let nick = nick.trim_matches('.').to_string();
+    if nick.is_empty() {
+        "crmctl".to_string()
+    } else {
+        nick
+    }
+}
+
+/// A temporary password: 20 characters from the OS's random source, with upper and lower
+/// case letters, digits and symbols (Graph's password policy needs 3 of the 4). It lives
+/// only in the request body: never in a message, log, outcome or state.
+pub(super) fn temporary_password() -> Result<String, ProviderError> {
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+    const DIGIT: &[u8] = b"23456789";
+    const SYMBOL: &[u8] = b"!#%+-=?_";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        ProviderError::Backend(format!("no random source for a temporary password: {e}"))
+    })?;
+    let all: Vec<u8> = [UPPER, LOWER, DIGIT, SYMBOL].concat();
+    let out: String = bytes
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let set = match i {
+                0 => UPPER,
+                1 => LOWER,
+                2 => DIGIT,
+                3 => SYMBOL,
+                _ => &all[..],
+            };
+            set[*b as usize % set.len()] as char
+        })
+        .collect();
+    Ok(out)
+}
+
+async fn create_user(p: &GraphProvider, upn: &str, name: &str) -> Result<Executed, ProviderError> {
+    let mut body = json!({
+        "accountEnabled": true,
+        "displayName": name,
+        "mailNickname": mail_nickname(upn),
+        "userPrincipalName": upn,
+        "passwordProfile": {
+            "forceChangePasswordNextSignIn": true,
+            "password": temporary_password()?,
+        },
+    });
+    // Licences need a usage location: the tenant's country when the op gives none.
+    if let Some(c) = country(p).await? {
+        body["usageLocation"] = json!(c);
+    }
+    let req = wire::graph("POST", format!("{V1}/users"), body, false);
+    match p.http.send(req).await {
+        Ok(resp) if resp.ok() => created(p, resp, &format!("creating user {upn}")),
+        Ok(resp) => Err(wire::graph_error(&resp, &format!("creating user {upn}"))),
+        Err(ProviderError::OutcomeUnknown(why)) => {
+            let url = format!(
+                "{V1}/users?$filter=userPrincipalName%20eq%20'{}'&$select=id",
+                query_value(upn)
+            );
+            lookup(p, url, why, &format!("looking up user {upn}")).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn create_group(
+    p: &GraphProvider,
+    name: &str,
+    description: &str,
+) -> Result<Executed, ProviderError> {
+    let mut body = json!({
+        "displayName": name,
+        "mailEnabled": false,
+        "mailNickname": mail_nickname(name),
+        "securityEnabled": true,
+    });
+    if !description.is_empty() {
+        body["description"] = json!(description);
+    }
+    let req = wire::graph("POST", format!("{V1}/groups"), body, false);
+    match p.http.send(req).await {
+        Ok(resp) if resp.ok() => created(p, resp, &format!("creating group {name}")),
+        Ok(resp) => Err(wire::graph_error(&resp, &format!("creating group {name}"))),
+        Err(ProviderError::OutcomeUnknown(why)) => {
+            let url = format!(
+                "{V1}/groups?$filter=displayName%20eq%20'{}'%20and%20securityEnabled%20eq%20true&$select=id",
+                query_value(name)
+            );
+            lookup(p, url, why, &format!("looking up group {name}")).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn created(
+    p: &GraphProvider,
+    resp: crate::provider::http::Response,
+    what: &str,
+) -> Result<Executed, ProviderError> {
+    let v: Value = resp.json()?;
+    let id = v
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProviderError::Backend(format!("{what}: the answer has no id")))?;
+    p.remember(id);
+    Ok(Executed::Done(Outcome::created(id)))
+}
+
+/// After a create whose answer was lost: found by its natural key = created (once);
+/// not found = still unknown (the directory may not show it yet), never a second create.
+async fn lookup(
+    p: &GraphProvider,
+    url: String,
+    why: String,
+    what: &str,
+) -> Result<Executed, ProviderError> {
+    let found = match wire::get_all(&*p.http, url, what).await {
+        Ok(found) => found,
+        Err(_) => return Err(ProviderError::OutcomeUnknown(why)),
+    };
+    match found.as_slice() {
+        [one] => match one.get("id").and_then(Value::as_str) {
+            Some(id) => {
+                p.remember(id);
+                Ok(Executed::Done(Outcome::created(id)))
+            }
+            None => Err(ProviderError::OutcomeUnknown(why)),
+        },
+        _ => Err(ProviderError::OutcomeUnknown(why)),
+    }
+}
+
+async fn set_global_admin(p: &GraphProvider, id: &str, admin: bool) -> Result<(), ProviderError> {
+    let base = format!("{V1}/directoryRoles/roleTemplateId={GLOBAL_ADMIN_TEMPLATE}/members");
+    if admin {
+        let req = wire::graph(
+            "POST",
+            format!("{base}/$ref"),
+            json!({"@odata.id": p.object_ref(id)}),
+            false,
+        );
+        let resp = p.send_dep(req, &[id]).await?;
+        if resp.ok() || wire::is_already_there(&resp) {
+            return Ok(());
+        }
+        Err(wire::graph_error(
+            &resp,
+            &format!("making {id} a global administrator"),
+        ))
+    } else {
+        let resp = p
+            .send_dep(wire::graph_bare("DELETE", format!("{base}/{id}/$ref")), &[])
+            .await?;
+        if resp.ok() || resp.status == 404 {
+            return Ok(());
+        }
+        Err(wire::graph_error(
+            &resp,
+            &format!("removing {id} from the global administrators"),
+        ))
+    }
+}
+
+/// Give user `id` the licence of `plan` (or none): read its `assignedLicenses`, then one
+/// `assignLicense` that adds the plan's SKU and removes crmctl's other SKUs (T3: one).
+async fn set_license(
+    p: &GraphProvider,
+    id: &str,
+    plan: Option<LicensePlan>,
+) -> Result<Executed, ProviderError> {
+    let req = wire::graph_bare(
+        "GET",
+        format!("{V1}/users/{id}?$select=id,assignedLicenses"),
+    );
+    let resp = p.send_dep(req, &[id]).await?;
+    if !resp.ok() {
+        return Err(wire::graph_error(
+            &resp,
+            &format!("reading the licences of {id}"),
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    struct Licensed {
+        #[serde(default, rename = "assignedLicenses")]
+        licenses: Vec<Assigned>,
+    }
+    let held: Licensed = resp.json()?;
+    let want = plan.map(|pl| p.skus.sku_id(pl).to_string());
+    let has_want = want.as_ref().is_some_and(|w| {
+        held.licenses
+            .iter()
+            .any(|a| a.sku_id.eq_ignore_ascii_case(w))
+    });
+    let remove: Vec<&str> = held
+        .licenses
+        .iter()
+        .filter(|a| p.skus.plan_of_sku_id(&a.sku_id).is_some())
+        .filter(|a| {
+            want.as_ref()
+                .is_none_or(|w| !a.sku_id.eq_ignore_ascii_case(w))
+        })
+        .map(|a| a.sku_id.as_str())
+        .collect();
+    let add: Vec<Value> = match &want {
+        Some(w) if !has_want => vec![json!({"skuId": w, "disabledPlans": []})],
+        _ => vec![],
+    };
+    if add.is_empty() && remove.is_empty() {
+        return done();
+    }
+    let body = json!({"addLicenses": add, "removeLicenses": remove});
+    let req = wire::graph("POST", format!("{V1}/users/{id}/assignLicense"), body, true);
+    let resp = p.send_dep(req, &[id]).await?;
+    if resp.ok() {
+        return done();
+    }
+    let (_, message) = wire::error_of(&resp);
+    if resp.status == 400 && message.to_ascii_lowercase().contains("usage location") {
+        return Err(ProviderError::Invalid(format!(
+            "assigning a licence to {id}: the user has no usage location (Graph needs one for licences): set `usageLocation` on the user, then apply again"
+        )));
+    }
+    Err(wire::graph_error(
+        &resp,
+        &format!("assigning licences to {id}"),
+    ))
+}

@@ -1,0 +1,211 @@
+//! The Microsoft Graph provider (issue 12 item 4): the directory half of a tenant (users,
+//! security groups and their members, licence counts and assignments, global admins)
+//! through Graph v1.0, over any [`Http`] (the real transport, the emulator over loopback,
+//! or a fake in tests). Instances, security roles, access modes, storage and slots are
+//! the Power Platform half (the next issue): observe leaves them empty and execute refuses
+//! their ops with what to do instead.
+//!
+//! Files: `skus.rs` (plan <-> SKU table), `wire.rs` (errors, paging, `$batch`),
+//! `observe.rs`, `execute.rs`, `members.rs` (membership changes, batched).
+
+pub mod skus;
+
+mod execute;
+mod members;
+mod observe;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::domain::op::Op;
+use crate::observed::Tenant;
+use crate::provider::http::{Http, Request, Response};
+use crate::provider::{BoxFuture, Executed, Provider, ProviderError, RequestFamily, Scope};
+
+use skus::SkuTable;
+
+/// The public cloud's Graph host: what `@odata.id` references name by default.
+pub const PUBLIC_GRAPH: &str = "https://graph.microsoft.com";
+
+/// Template id of the Global Administrator directory role (Graph: "Microsoft Entra
+/// built-in roles", and the role's `roleTemplateId`).
+pub const GLOBAL_ADMIN_TEMPLATE: &str = "62e90394-69f5-4237-9190-012177145e10";
+
+/// Membership changes: one `$batch` carries up to 20 of them (json-batching).
+pub const MEMBERSHIP: RequestFamily = RequestFamily {
+    name: "graph-membership",
+    max_ops: wire::BATCH_MAX,
+};
+
+/// How long a request naming an object this process just created retries a "not found"
+/// (the directory's eventual consistency), and its first delay (doubling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consistency {
+    /// How long after the create a 404 is retried.
+    pub window: Duration,
+    /// First wait; doubles each time.
+    pub first_delay: Duration,
+}
+
+impl Default for Consistency {
+    fn default() -> Self {
+        Consistency {
+            window: Duration::from_secs(30),
+            first_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The Graph provider. Build it with [`GraphProvider::new`] and the `with_*` methods.
+pub struct GraphProvider {
+    http: Arc<dyn Http>,
+    graph_base: String,
+    skus: SkuTable,
+    consistency: Consistency,
+    /// Objects this process created, and when (eventual consistency).
+    recent: Mutex<HashMap<String, Instant>>,
+    /// The tenant's `countryLetterCode`, read once (`GET /organization`).
+    country: std::sync::OnceLock<Option<String>>,
+}
+
+impl GraphProvider {
+    /// A provider sending through `http`: public cloud references, the built-in SKU
+    /// table, the default consistency window.
+    pub fn new(http: Arc<dyn Http>) -> GraphProvider {
+        GraphProvider {
+            http,
+            graph_base: PUBLIC_GRAPH.to_string(),
+            skus: SkuTable::builtin(),
+            consistency: Consistency::default(),
+            recent: Mutex::new(HashMap::new()),
+            country: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The Graph host of the cloud (`https://graph.microsoft.us`, the emulator's
+    /// `https://127.0.0.1:PORT`): the host of `@odata.id` references in member binds.
+    /// Requests themselves are relative paths; the transport adds its base URL.
+    pub fn with_graph_base(mut self, base: impl Into<String>) -> GraphProvider {
+        self.graph_base = base.into().trim_end_matches('/').to_string();
+        self
+    }
+
+    /// Another plan <-> SKU table (a tenant that bought other offers).
+    pub fn with_skus(mut self, skus: SkuTable) -> GraphProvider {
+        self.skus = skus;
+        self
+    }
+
+    /// Another eventual-consistency window.
+    pub fn with_consistency(mut self, consistency: Consistency) -> GraphProvider {
+        self.consistency = consistency;
+        self
+    }
+
+    /// `@odata.id` of a directory object.
+    fn object_ref(&self, id: &str) -> String {
+        format!("{}{}/directoryObjects/{id}", self.graph_base, wire::V1)
+    }
+
+    /// Remember that this process created `id` now.
+    fn remember(&self, id: &str) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= 4096 {
+            let window = self.consistency.window;
+            recent.retain(|_, t| t.elapsed() < window);
+        }
+        recent.insert(id.to_string(), Instant::now());
+    }
+
+    /// Until when a "not found" naming one of `ids` is retried: the latest create among
+    /// them plus the window.
+    fn retry_until(&self, ids: &[&str]) -> Option<Instant> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        ids.iter()
+            .filter_map(|id| recent.get(*id))
+            .max()
+            .map(|t| *t + self.consistency.window)
+    }
+
+    /// Send a request that names objects `ids`: a "not found" shortly after this process
+    /// created one of them is retried (doubling delays) until the window ends.
+    async fn send_dep(&self, req: Request, ids: &[&str]) -> Result<Response, ProviderError> {
+        let until = self.retry_until(ids);
+        let mut delay = self.consistency.first_delay;
+        loop {
+            let resp = self.http.send(req.clone()).await?;
+            if wire::is_not_found(&resp) {
+                if let Some(until) = until {
+                    if Instant::now() + delay <= until {
+                        tokio::time::sleep(delay).await;
+                        delay = delay.saturating_mul(2);
+                        continue;
+                    }
+                }
+            }
+            return Ok(resp);
+        }
+    }
+}
+
+impl Provider for GraphProvider {
+    fn observe<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Tenant, ProviderError>> {
+        Box::pin(observe::observe(self, scope))
+    }
+
+    fn execute<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Result<Executed, ProviderError>> {
+        Box::pin(async move {
+            if self.family(op) == MEMBERSHIP {
+                let mut out = members::membership(self, std::slice::from_ref(op)).await;
+                return out.pop().unwrap_or_else(|| {
+                    Err(ProviderError::Backend(
+                        "membership change without a result".into(),
+                    ))
+                });
+            }
+            execute::execute(self, op).await
+        })
+    }
+
+    fn execute_batch<'a>(
+        &'a self,
+        ops: &'a [Op],
+    ) -> BoxFuture<'a, Vec<Result<Executed, ProviderError>>> {
+        Box::pin(async move {
+            if !ops.is_empty() && ops.iter().all(|op| self.family(op) == MEMBERSHIP) {
+                return members::membership(self, ops).await;
+            }
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                out.push(self.execute(op).await);
+            }
+            out
+        })
+    }
+
+    fn family(&self, op: &Op) -> RequestFamily {
+        match op {
+            Op::AddGroupMembers { .. } | Op::RemoveGroupMembers { .. } => MEMBERSHIP,
+            _ => RequestFamily::SINGLE,
+        }
+    }
+}
+
+/// The remote id in `r`, checked to be a directory object id (no path characters).
+fn id_of(r: &crate::domain::op::ObjRef) -> Result<&str, ProviderError> {
+    let id =
+        r.id.as_deref()
+            .ok_or_else(|| ProviderError::Invalid(format!("{} has no remote id", r.address)))?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ProviderError::Invalid(format!(
+            "{}: `{id}` is not a directory object id",
+            r.address
+        )));
+    }
+    Ok(id)
+}

@@ -1,0 +1,241 @@
+//! Reading the directory half of a tenant (issue 12 item 4).
+//!
+//! Requests (Graph v1.0 reference):
+//! - `GET /organization?$select=id,countryLetterCode,verifiedDomains` (organization-get:
+//!   `verifiedDomains[].isInitial` names the `*.onmicrosoft.com` domain);
+//! - `GET /subscribedSkus` (subscribedsku-list: `skuId`, `skuPartNumber`,
+//!   `prepaidUnits.enabled`, `consumedUnits`);
+//! - `GET /users?$select=...&$top=999` (user-list: `assignedLicenses` only when selected;
+//!   `$top` 1..999), each `@odata.nextLink` followed verbatim;
+//! - `GET /groups?$filter=securityEnabled eq true and mailEnabled eq false&$select=...&$top=999`
+//!   (group-list; security groups are mail-disabled and security-enabled);
+//! - `GET /groups/{id}/members?$select=id&$top=999` for each group, 20 to a `$batch`
+//!   (group-list-members, json-batching);
+//! - `GET /directoryRoles/roleTemplateId=62e90394-.../members?$select=id` (directoryrole-list-members:
+//!   "You can use both the object ID and template ID of the directoryRole").
+//!
+//! Not read here (the next issue, Power Platform admin API and Dataverse): instances,
+//! security roles, access modes (every user is `read-write`), storage, slots, versions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::wire::{self, BatchItem, V1};
+use super::{GraphProvider, GLOBAL_ADMIN_TEMPLATE};
+use crate::domain::kinds::{AccessMode, AdminRole, LicensePlan};
+use crate::domain::op::ObjKind;
+use crate::observed::{Group, Tenant, User};
+use crate::provider::{ProviderError, Scope};
+
+/// What crmctl reads of a user (the fields it manages, and what decides whether it may).
+pub const USER_SELECT: &str =
+    "id,userPrincipalName,displayName,assignedLicenses,accountEnabled,usageLocation,onPremisesSyncEnabled";
+
+#[derive(Deserialize)]
+struct Organization {
+    #[serde(default, rename = "countryLetterCode")]
+    country: Option<String>,
+    #[serde(default, rename = "verifiedDomains")]
+    domains: Vec<Domain>,
+}
+
+#[derive(Deserialize)]
+struct Domain {
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "isInitial")]
+    initial: bool,
+}
+
+#[derive(Deserialize)]
+struct Sku {
+    #[serde(rename = "skuId")]
+    sku_id: String,
+    #[serde(default, rename = "prepaidUnits")]
+    prepaid: Prepaid,
+}
+
+#[derive(Deserialize, Default)]
+struct Prepaid {
+    #[serde(default)]
+    enabled: u32,
+}
+
+#[derive(Deserialize)]
+struct GraphUser {
+    id: String,
+    #[serde(default, rename = "userPrincipalName")]
+    upn: String,
+    #[serde(default, rename = "displayName")]
+    name: Option<String>,
+    #[serde(default, rename = "assignedLicenses")]
+    licenses: Vec<Assigned>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Assigned {
+    #[serde(rename = "skuId")]
+    pub(super) sku_id: String,
+}
+
+#[derive(Deserialize)]
+struct GraphGroup {
+    id: String,
+    #[serde(default, rename = "displayName")]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// `GET /organization`: the initial domain and the country (cached for creates).
+async fn organization(p: &GraphProvider) -> Result<(String, Option<String>), ProviderError> {
+    let url = format!("{V1}/organization?$select=id,countryLetterCode,verifiedDomains");
+    let orgs = wire::get_all(&*p.http, url, "reading the organization").await?;
+    let org: Organization = match orgs.into_iter().next() {
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| ProviderError::Backend(format!("unreadable organization: {e}")))?,
+        None => {
+            return Err(ProviderError::Backend(
+                "GET /organization listed no organization".into(),
+            ))
+        }
+    };
+    let domain = org
+        .domains
+        .iter()
+        .find(|d| d.initial)
+        .map(|d| d.name.clone())
+        .unwrap_or_default();
+    let country = org.country.filter(|c| !c.is_empty());
+    let _ = p.country.set(country.clone());
+    Ok((domain, country))
+}
+
+/// The tenant's country (`countryLetterCode`), read once: a new user's `usageLocation`.
+pub(super) async fn country(p: &GraphProvider) -> Result<Option<String>, ProviderError> {
+    if let Some(c) = p.country.get() {
+        return Ok(c.clone());
+    }
+    Ok(organization(p).await?.1)
+}
+
+pub(super) async fn observe(p: &GraphProvider, scope: &Scope) -> Result<Tenant, ProviderError> {
+    let http = &*p.http;
+    let (domain, _) = organization(p).await?;
+    let mut tenant = Tenant {
+        domain,
+        ..Tenant::default()
+    };
+
+    // Licence counts: prepaidUnits.enabled of each SKU the table maps to a plan.
+    let skus = wire::get_all(
+        http,
+        format!("{V1}/subscribedSkus"),
+        "reading subscribedSkus",
+    )
+    .await?;
+    for v in skus {
+        let Ok(sku) = serde_json::from_value::<Sku>(v) else {
+            continue;
+        };
+        if let Some(plan) = p.skus.plan_of_sku_id(&sku.sku_id) {
+            *tenant.licenses.entry(plan).or_insert(0) += sku.prepaid.enabled;
+        }
+    }
+
+    if scope.has_kind(ObjKind::User) {
+        let url = format!(
+            "{V1}/directoryRoles/roleTemplateId={GLOBAL_ADMIN_TEMPLATE}/members?$select=id"
+        );
+        let admins: BTreeSet<String> =
+            wire::get_all(http, url, "reading the global administrators")
+                .await?
+                .into_iter()
+                .filter_map(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+                .collect();
+        let url = format!("{V1}/users?$select={USER_SELECT}&$top=999");
+        for v in wire::get_all(http, url, "reading users").await? {
+            let u: GraphUser = serde_json::from_value(v)
+                .map_err(|e| ProviderError::Backend(format!("unreadable user: {e}")))?;
+            tenant.users.insert(u.id.clone(), user(p, u, &admins));
+        }
+    }
+
+    if scope.has_kind(ObjKind::Group) {
+        let url = format!(
+            "{V1}/groups?$filter=securityEnabled%20eq%20true%20and%20mailEnabled%20eq%20false&$select=id,displayName,description&$top=999"
+        );
+        let groups: Vec<GraphGroup> = wire::get_all(http, url, "reading groups")
+            .await?
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| ProviderError::Backend(format!("unreadable group: {e}")))?;
+        let items: Vec<BatchItem> = groups
+            .iter()
+            .map(|g| BatchItem {
+                method: "GET",
+                url: format!("/groups/{}/members?$select=id&$top=999", g.id),
+                body: None,
+            })
+            .collect();
+        let answers = wire::batch(http, &items).await;
+        for (g, answer) in groups.into_iter().zip(answers) {
+            let what = format!("reading the members of group {}", g.id);
+            let members = match answer {
+                Ok(resp) if resp.ok() => {
+                    let page: Value = resp.json()?;
+                    wire::rest_of(http, page, &what).await?
+                }
+                // An item the batch could not serve (throttled, failed): read it alone, the
+                // transport retries it.
+                _ => wire::get_all(http, format!("{V1}{}", items_url(&g.id)), &what).await?,
+            };
+            tenant.groups.insert(
+                g.id.clone(),
+                Group {
+                    id: g.id,
+                    name: g.name.unwrap_or_default(),
+                    description: g.description.unwrap_or_default(),
+                    members: members.iter().filter_map(user_member).collect(),
+                },
+            );
+        }
+    }
+    Ok(tenant)
+}
+
+fn items_url(gid: &str) -> String {
+    format!("/groups/{gid}/members?$select=id&$top=999")
+}
+
+/// A member that is a user (groups may also hold devices, groups, service principals).
+fn user_member(v: &Value) -> Option<String> {
+    let kind = v.get("@odata.type").and_then(Value::as_str);
+    if kind.is_some_and(|k| k != "#microsoft.graph.user") {
+        return None;
+    }
+    v.get("id").and_then(Value::as_str).map(str::to_string)
+}
+
+fn user(p: &GraphProvider, u: GraphUser, admins: &BTreeSet<String>) -> User {
+    let license: Option<LicensePlan> = u
+        .licenses
+        .iter()
+        .find_map(|a| p.skus.plan_of_sku_id(&a.sku_id));
+    let mut admin_roles = BTreeSet::new();
+    if admins.contains(&u.id) {
+        admin_roles.insert(AdminRole::GlobalAdmin);
+    }
+    User {
+        id: u.id,
+        upn: u.upn,
+        name: u.name.unwrap_or_default(),
+        license,
+        access_mode: AccessMode::ReadWrite,
+        roles: BTreeMap::new(),
+        admin_roles,
+    }
+}
