@@ -10,7 +10,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::groups;
+use super::{groups, licences};
 use super::server::{Answer, Reply, Shared, UserExtra};
 use crate::domain::kinds::AccessMode;
 use crate::domain::op::{ObjRef, Op};
@@ -200,6 +200,9 @@ pub(super) async fn route(
                 Err(a) => a,
             }
         }
+        ("POST", ["users", id, "assignLicense"]) if shared.lagging(id) => not_found(ctx, id),
+        ("POST", ["users", id, "assignLicense"]) => licences::assign_license(shared, ctx, id, body).await,
+        ("GET", ["subscribedSkus"]) => licences::subscribed_skus(shared, ctx).await,
         ("GET", ["organization"]) => organization(shared, ctx).await,
         _ => groups::route(shared, ctx, method, &segs, query, body).await,
     }
@@ -210,6 +213,10 @@ pub(super) struct ListQuery {
     pub select: Option<Vec<String>>,
     pub top: usize,
     pub after: Option<String>,
+    /// `$filter` clauses `property eq value`, joined by `and`.
+    pub filter: Vec<(String, Value)>,
+    /// The `$filter` as given, for the next link.
+    pub filter_text: Option<String>,
 }
 
 pub(super) fn list_query(shared: &Shared, ctx: &Ctx, query: &str) -> Result<ListQuery, Answer> {
@@ -218,6 +225,8 @@ pub(super) fn list_query(shared: &Shared, ctx: &Ctx, query: &str) -> Result<List
         select: None,
         top: shared.faults().page_size.clamp(1, MAX_TOP),
         after: None,
+        filter: vec![],
+        filter_text: None,
     };
     for (k, v) in pairs {
         match k.as_str() {
@@ -225,6 +234,13 @@ pub(super) fn list_query(shared: &Shared, ctx: &Ctx, query: &str) -> Result<List
             "$top" => match v.parse::<usize>() {
                 Ok(n) if (1..=MAX_TOP).contains(&n) => q.top = n,
                 _ => return Err(bad_request(ctx, &format!("Invalid page size specified: '{v}'. Must be between 1 and {MAX_TOP} inclusive."))),
+            },
+            "$filter" => match parse_filter(&v) {
+                Some(f) => {
+                    q.filter = f;
+                    q.filter_text = Some(v.clone());
+                }
+                None => return Err(bad_request(ctx, &format!("Unsupported query: $filter={v} (the emulator serves `property eq value` joined by `and`)."))),
             },
             "$skiptoken" => match decode_token(&v) {
                 Some(after) => q.after = Some(after),
@@ -234,6 +250,32 @@ pub(super) fn list_query(shared: &Shared, ctx: &Ctx, query: &str) -> Result<List
         }
     }
     Ok(q)
+}
+
+/// `a eq 'x' and b eq true` (learn.microsoft.com/graph/filter-query-parameter); string
+/// values compare without case, as the directory does for names and UPNs.
+fn parse_filter(f: &str) -> Option<Vec<(String, Value)>> {
+    f.split(" and ")
+        .map(|clause| {
+            let (prop, value) = clause.trim().split_once(" eq ")?;
+            let value = value.trim();
+            let v = match value {
+                "true" => json!(true),
+                "false" => json!(false),
+                "null" => Value::Null,
+                _ => json!(value.strip_prefix('\'')?.strip_suffix('\'')?.replace("''", "'")),
+            };
+            Some((prop.trim().to_string(), v))
+        })
+        .collect()
+}
+
+fn matches(v: &Value, filter: &[(String, Value)]) -> bool {
+    filter.iter().all(|(k, want)| match (v.get(k), want) {
+        (Some(Value::String(a)), Value::String(b)) => a.eq_ignore_ascii_case(b),
+        (Some(a), b) => a == b,
+        (None, b) => b.is_null(),
+    })
 }
 
 /// The opaque `$skiptoken`: the hex of the last id served (keyset paging, so that a page
@@ -269,11 +311,15 @@ pub(super) fn page<'a, T: 'a>(
     let mut last = None;
     let mut more = false;
     for (id, item) in items.filter(|(id, _)| q.after.as_ref().is_none_or(|a| *id > a)) {
+        let v = to_json(item);
+        if !matches(&v, &q.filter) {
+            continue;
+        }
         if value.len() == q.top {
             more = true;
             break;
         }
-        value.push(select(to_json(item), q.select.as_deref()));
+        value.push(select(v, q.select.as_deref()));
         last = Some(id.clone());
     }
     let mut body = Map::new();
@@ -282,6 +328,11 @@ pub(super) fn page<'a, T: 'a>(
         let mut link = format!("{}/v1.0{path}?$top={}", shared.base, q.top);
         if let Some(sel) = &q.select {
             link.push_str(&format!("&$select={}", sel.join(",")));
+        }
+        if let Some(f) = &q.filter_text {
+            let enc = serde_urlencoded::to_string([("$filter", f)]).unwrap_or_default();
+            link.push('&');
+            link.push_str(&enc);
         }
         link.push_str(&format!("&$skiptoken={}", encode_token(&last)));
         body.insert("@odata.nextLink".into(), json!(link));
@@ -315,7 +366,9 @@ pub(super) fn user_json(shared: &Shared, u: &User, selected: bool) -> Value {
         .unwrap_or_else(|| UserExtra {
             account_enabled: true,
             mail_nickname: u.upn.split('@').next().unwrap_or_default().to_string(),
-            usage_location: None,
+            // A user the emulator did not create (the tenant's own) is located in the
+            // tenant's country.
+            usage_location: Some(shared.config.country.clone()),
         });
     let mut v = json!({
         "id": u.id,
@@ -333,6 +386,7 @@ pub(super) fn user_json(shared: &Shared, u: &User, selected: bool) -> Value {
         m.insert("usageLocation".into(), json!(extra.usage_location));
         m.insert("mailNickname".into(), json!(extra.mail_nickname));
         m.insert("onPremisesSyncEnabled".into(), Value::Null);
+        m.insert("assignedLicenses".into(), licences::assigned(u.license));
     }
     v
 }
@@ -432,6 +486,7 @@ async fn update_user(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Answ
     let mut extra = shared.extra.lock().unwrap_or_else(|p| p.into_inner());
     let e = extra.entry(id.to_string()).or_insert_with(|| UserExtra {
         account_enabled: true,
+        usage_location: Some(shared.config.country.clone()),
         ..UserExtra::default()
     });
     if let Some(loc) = str_field(body, "usageLocation") {

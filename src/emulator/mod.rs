@@ -14,6 +14,7 @@
 mod batch;
 mod graph;
 mod groups;
+mod licences;
 mod server;
 mod tls;
 mod token;

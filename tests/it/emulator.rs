@@ -453,3 +453,96 @@ fn global_admin_removal_keeps_p6() {
         assert_eq!(r.status(), 204);
     });
 }
+
+// issue 12 item 5, T3: subscribedSkus shows the tenant's counts through the SKU table
+// (prepaidUnits.enabled = bought, consumedUnits = assigned); assignLicense needs a usage
+// location, takes a licence while one is free and refuses when all are assigned.
+#[test]
+fn subscribed_skus_and_assign_license_keep_t3() {
+    use crmctl::domain::kinds::LicensePlan;
+    use crmctl::provider::graph::skus;
+    let mut t = tenant_with(2);
+    t.licenses.insert(LicensePlan::Professional, 1);
+    let emu = start(t, Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let g = emu.graph_url().to_string();
+        let sku = skus::builtin_sku_id(LicensePlan::Professional);
+        let skus_now = |c: reqwest::Client, tok: String| {
+            let g = g.clone();
+            async move {
+                let body: Value = c.get(format!("{g}/v1.0/subscribedSkus")).bearer_auth(tok).send().await.unwrap().json().await.unwrap();
+                let s = body["value"].as_array().unwrap()[0].clone();
+                (s["skuPartNumber"].as_str().unwrap().to_string(), s["prepaidUnits"]["enabled"].as_u64().unwrap(), s["consumedUnits"].as_u64().unwrap())
+            }
+        };
+        assert_eq!(skus_now(c.clone(), tok.clone()).await, (skus::builtin_part_number(LicensePlan::Professional).to_string(), 1, 0));
+        let assign = json!({"addLicenses": [{"skuId": sku, "disabledPlans": []}], "removeLicenses": []});
+        let r = c.post(format!("{g}/v1.0/users/u0000/assignLicense")).bearer_auth(&tok).json(&assign).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(skus_now(c.clone(), tok.clone()).await.2, 1);
+        let got: Value = c.get(format!("{g}/v1.0/users/u0000?$select=id,assignedLicenses")).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+        assert_eq!(got["assignedLicenses"][0]["skuId"], sku);
+        // T3: the one licence is taken.
+        let r = c.post(format!("{g}/v1.0/users/u0001/assignLicense")).bearer_auth(&tok).json(&assign).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("(T3)"), "{body}");
+        // A user created without usageLocation cannot be given one.
+        let created: Value = c.post(format!("{g}/v1.0/users")).bearer_auth(&tok).json(&new_user("fay@coho.com")).send().await.unwrap().json().await.unwrap();
+        let id = created["id"].as_str().unwrap();
+        let r = c.post(format!("{g}/v1.0/users/{id}/assignLicense")).bearer_auth(&tok).json(&assign).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap().contains("usage location"), "{body}");
+        // Removing frees it.
+        let remove = json!({"addLicenses": [], "removeLicenses": [sku]});
+        let r = c.post(format!("{g}/v1.0/users/u0000/assignLicense")).bearer_auth(&tok).json(&remove).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(skus_now(c.clone(), tok.clone()).await.2, 0);
+    });
+}
+
+// issue 12 item 5: the $filter forms the Graph provider sends (a UPN without case, a
+// security group by name) select the right objects.
+#[test]
+fn filter_by_upn_and_group_name() {
+    let emu = start(tenant_with(3), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let g = emu.graph_url();
+        let body: Value = c
+            .get(format!("{g}/v1.0/users?$filter=userPrincipalName%20eq%20'U0001@COHO.com'&$select=id"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["value"], json!([{"id": "u0001"}]));
+        let r = c
+            .post(format!("{g}/v1.0/groups"))
+            .bearer_auth(&tok)
+            .json(&json!({"displayName": "Ops", "mailEnabled": false, "mailNickname": "ops", "securityEnabled": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = c
+            .get(format!("{g}/v1.0/groups?$filter=displayName%20eq%20'Ops'%20and%20securityEnabled%20eq%20true&$select=id,displayName"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["value"].as_array().unwrap().len(), 1);
+        assert_eq!(body["value"][0]["displayName"], "Ops");
+        let r = c.get(format!("{g}/v1.0/users?$filter=startswith(displayName,'a')")).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+    });
+}
