@@ -546,3 +546,76 @@ fn filter_by_upn_and_group_name() {
         assert_eq!(r.status(), 400);
     });
 }
+
+// issue 12 item 5: `crmctl emulate` prints the env lines (never the secret) and serves a
+// local tenant file until stopped; without AZURE_CLIENT_SECRET it says what to set.
+#[test]
+fn emulate_command_prints_env_lines_and_serves() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::crmctl(dir.path())
+        .args(["emulate"])
+        .env_remove("AZURE_CLIENT_SECRET")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("AZURE_CLIENT_SECRET is not set"));
+
+    #[allow(deprecated)]
+    let bin = assert_cmd::cargo::cargo_bin("crmctl");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .args(["emulate", "--tenant", "local:tenant.db", "--page-size", "2"])
+        .env("AZURE_CLIENT_SECRET", SECRET)
+        .env("AZURE_CLIENT_ID", CLIENT)
+        .env("AZURE_TENANT_ID", TENANT)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        let last = line.starts_with("CRMCTL_CA_FILE=");
+        printed.push(line);
+        if last {
+            break;
+        }
+    }
+    let env = |k: &str| {
+        printed
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} not printed: {printed:?}"))
+            .to_string()
+    };
+    let (graph, authority, ca) = (env("CRMCTL_GRAPH_URL"), env("AZURE_AUTHORITY_HOST"), env("CRMCTL_CA_FILE"));
+    assert_eq!(env("AZURE_TENANT_ID"), TENANT);
+    assert!(!printed.join("\n").contains(SECRET), "the secret is never printed");
+    rt().block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+        let c = reqwest::Client::builder().tls_certs_only([root]).build().unwrap();
+        let tok: Value = c
+            .post(format!("{authority}/{TENANT}/oauth2/v2.0/token"))
+            .form(&[("grant_type", "client_credentials"), ("client_id", CLIENT), ("client_secret", SECRET), ("scope", "https://graph.microsoft.com/.default")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tok = tok["access_token"].as_str().unwrap();
+        for upn in ["a@contoso.com", "b@contoso.com", "c@contoso.com"] {
+            let r = c.post(format!("{graph}/v1.0/users")).bearer_auth(tok).json(&new_user(upn)).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+        }
+        // The default page size is the flag's.
+        let body: Value = c.get(format!("{graph}/v1.0/users")).bearer_auth(tok).send().await.unwrap().json().await.unwrap();
+        assert_eq!(body["value"].as_array().unwrap().len(), 2);
+        assert!(body["@odata.nextLink"].is_string());
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The users were written to the local tenant file.
+    let local = crmctl::provider::local::LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    assert_eq!(local.observe().unwrap().users.len(), 3);
+}
