@@ -26,10 +26,18 @@ pub struct EmulateArgs {
     #[arg(long, default_value = "contoso.onmicrosoft.com")]
     domain: String,
     /// The tenant id the token endpoint accepts.
-    #[arg(long, env = "AZURE_TENANT_ID", default_value = "00000000-0000-0000-0000-00000000e3a1")]
+    #[arg(
+        long,
+        env = "AZURE_TENANT_ID",
+        default_value = "00000000-0000-0000-0000-00000000e3a1"
+    )]
     tenant_id: String,
     /// The application (client) id that may sign in.
-    #[arg(long, env = "AZURE_CLIENT_ID", default_value = "00000000-0000-0000-0000-0000000c11e7")]
+    #[arg(
+        long,
+        env = "AZURE_CLIENT_ID",
+        default_value = "00000000-0000-0000-0000-0000000c11e7"
+    )]
     client_id: String,
     /// `countryLetterCode` of the organization (new users' default usage location).
     #[arg(long, default_value = "US")]

@@ -38,8 +38,12 @@ fn parse<'a>(ctx: &Ctx, body: Option<&'a Value>) -> Result<Vec<Item<'a>>, Answer
     let mut items = Vec::with_capacity(requests.len());
     for r in requests {
         let field = |k: &str| r.get(k).and_then(Value::as_str);
-        let (Some(id), Some(method), Some(url)) = (field("id"), field("method"), field("url")) else {
-            return Err(bad_request(ctx, "Invalid batch payload format: every request needs id, method and url."));
+        let (Some(id), Some(method), Some(url)) = (field("id"), field("method"), field("url"))
+        else {
+            return Err(bad_request(
+                ctx,
+                "Invalid batch payload format: every request needs id, method and url.",
+            ));
         };
         let depends_on: Vec<&str> = r
             .get("dependsOn")
@@ -57,10 +61,21 @@ fn parse<'a>(ctx: &Ctx, body: Option<&'a Value>) -> Result<Vec<Item<'a>>, Answer
     let ids: Vec<&str> = items.iter().map(|i| i.id).collect();
     for (n, item) in items.iter().enumerate() {
         if ids[..n].contains(&item.id) {
-            return Err(bad_request(ctx, &format!("Invalid batch payload format: request id '{}' is repeated.", item.id)));
+            return Err(bad_request(
+                ctx,
+                &format!(
+                    "Invalid batch payload format: request id '{}' is repeated.",
+                    item.id
+                ),
+            ));
         }
         if let Some(d) = item.depends_on.iter().find(|d| !ids.contains(d)) {
-            return Err(bad_request(ctx, &format!("Invalid batch payload format: dependsOn names an unknown request id '{d}'.")));
+            return Err(bad_request(
+                ctx,
+                &format!(
+                    "Invalid batch payload format: dependsOn names an unknown request id '{d}'."
+                ),
+            ));
         }
     }
     Ok(items)
@@ -77,20 +92,34 @@ pub(super) async fn batch(shared: &Shared, ctx: &Ctx, body: Option<&Value>) -> A
     while status.len() < items.len() {
         let ready: Vec<&Item> = items
             .iter()
-            .filter(|i| !status.contains_key(i.id) && i.depends_on.iter().all(|d| status.contains_key(d)))
+            .filter(|i| {
+                !status.contains_key(i.id) && i.depends_on.iter().all(|d| status.contains_key(d))
+            })
             .collect();
         if ready.is_empty() {
             return bad_request(ctx, "Invalid batch payload format: dependsOn has a cycle.");
         }
         for item in ready {
-            let failed = item.depends_on.iter().any(|d| !(200..300).contains(&status[d]));
+            let failed = item
+                .depends_on
+                .iter()
+                .any(|d| !(200..300).contains(&status[d]));
             let answer = if failed {
-                error(ctx, 424, "FailedDependency", "The request depends on a request that failed.")
+                error(
+                    ctx,
+                    424,
+                    "FailedDependency",
+                    "The request depends on a request that failed.",
+                )
             } else if shared.draw_item_throttle() {
                 throttled(shared, ctx)
             } else {
                 let url = item.url.strip_prefix("/v1.0").unwrap_or(item.url);
-                let url = if url.starts_with('/') { url.to_string() } else { format!("/{url}") };
+                let url = if url.starts_with('/') {
+                    url.to_string()
+                } else {
+                    format!("/{url}")
+                };
                 let (path, query) = url.split_once('?').unwrap_or((&url, ""));
                 if path == "/$batch" {
                     bad_request(ctx, "A batch cannot contain a batch.")

@@ -10,8 +10,8 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{groups, licences};
 use super::server::{Answer, Reply, Shared, UserExtra};
+use super::{groups, licences};
 use crate::domain::kinds::AccessMode;
 use crate::domain::op::{ObjRef, Op};
 use crate::observed::{Tenant, User};
@@ -78,16 +78,26 @@ pub(super) fn throttled(shared: &Shared, ctx: &Ctx) -> Answer {
 pub(super) fn from_provider(ctx: &Ctx, e: &ProviderError, what: &str) -> Answer {
     match e {
         // P1: Graph's words for a duplicate userPrincipalName (user-post-users).
-        ProviderError::Refused { rule, message } if rule == "P1" && message.contains("already exists") => bad_request(
-            ctx,
-            "Another object with the same value for property userPrincipalName already exists.",
-        ),
-        ProviderError::Refused { rule, message } => bad_request(ctx, &format!("{message} ({rule})")),
+        ProviderError::Refused { rule, message }
+            if rule == "P1" && message.contains("already exists") =>
+        {
+            bad_request(
+                ctx,
+                "Another object with the same value for property userPrincipalName already exists.",
+            )
+        }
+        ProviderError::Refused { rule, message } => {
+            bad_request(ctx, &format!("{message} ({rule})"))
+        }
         ProviderError::NotFound(_) => not_found(ctx, what),
         ProviderError::Invalid(m) => bad_request(ctx, m),
-        ProviderError::Conflict { message, .. } => error(ctx, 409, "Request_MultipleObjectsWithSameKeyValue", message),
+        ProviderError::Conflict { message, .. } => {
+            error(ctx, 409, "Request_MultipleObjectsWithSameKeyValue", message)
+        }
         ProviderError::Throttled { message, .. } => error(ctx, 429, "TooManyRequests", message),
-        ProviderError::Transient(m) | ProviderError::OutcomeUnknown(m) => error(ctx, 503, "serviceNotAvailable", m),
+        ProviderError::Transient(m) | ProviderError::OutcomeUnknown(m) => {
+            error(ctx, 503, "serviceNotAvailable", m)
+        }
         other => error(ctx, 500, "generalException", &other.to_string()),
     }
 }
@@ -103,7 +113,12 @@ pub(super) async fn tenant(shared: &Shared, ctx: &Ctx) -> Result<Tenant, Answer>
 }
 
 /// Execute one op; the created id, if any.
-pub(super) async fn exec(shared: &Shared, ctx: &Ctx, op: &Op, what: &str) -> Result<Option<String>, Answer> {
+pub(super) async fn exec(
+    shared: &Shared,
+    ctx: &Ctx,
+    op: &Op,
+    what: &str,
+) -> Result<Option<String>, Answer> {
     match shared.provider.execute(op).await {
         Ok(Executed::Done(out)) => Ok(out.created_id),
         Ok(Executed::Accepted(_)) => Ok(None),
@@ -130,7 +145,11 @@ pub(super) async fn serve(
 ) -> Reply {
     let token = auth.strip_prefix("Bearer ").unwrap_or("");
     let known = !token.is_empty()
-        && shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).contains(token);
+        && shared
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(token);
     if !known {
         let message = if token.is_empty() {
             "Access token is empty."
@@ -144,10 +163,20 @@ pub(super) async fn serve(
     match shared.draw_before() {
         super::server::Draw::Throttle => return Reply::Answer(throttled(shared, ctx)),
         super::server::Draw::ServerError(500) => {
-            return Reply::Answer(error(ctx, 500, "generalException", "An internal server error occurred."))
+            return Reply::Answer(error(
+                ctx,
+                500,
+                "generalException",
+                "An internal server error occurred.",
+            ))
         }
         super::server::Draw::ServerError(s) => {
-            let mut a = error(ctx, s, "serviceNotAvailable", "The service is temporarily unavailable.");
+            let mut a = error(
+                ctx,
+                s,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable.",
+            );
             a.headers.push(("Retry-After".into(), "1".into()));
             return Reply::Answer(a);
         }
@@ -161,7 +190,12 @@ pub(super) async fn serve(
     } else {
         match serde_json::from_slice::<Value>(body) {
             Ok(v) => Some(v),
-            Err(e) => return Reply::Answer(bad_request(ctx, &format!("Unable to read JSON request payload: {e}"))),
+            Err(e) => {
+                return Reply::Answer(bad_request(
+                    ctx,
+                    &format!("Unable to read JSON request payload: {e}"),
+                ))
+            }
         }
     };
     let answer = if rest == "/$batch" && method == "POST" {
@@ -201,7 +235,9 @@ pub(super) async fn route(
             }
         }
         ("POST", ["users", id, "assignLicense"]) if shared.lagging(id) => not_found(ctx, id),
-        ("POST", ["users", id, "assignLicense"]) => licences::assign_license(shared, ctx, id, body).await,
+        ("POST", ["users", id, "assignLicense"]) => {
+            licences::assign_license(shared, ctx, id, body).await
+        }
         ("GET", ["subscribedSkus"]) => licences::subscribed_skus(shared, ctx).await,
         ("GET", ["organization"]) => organization(shared, ctx).await,
         _ => groups::route(shared, ctx, method, &segs, query, body).await,
@@ -263,7 +299,10 @@ fn parse_filter(f: &str) -> Option<Vec<(String, Value)>> {
                 "true" => json!(true),
                 "false" => json!(false),
                 "null" => Value::Null,
-                _ => json!(value.strip_prefix('\'')?.strip_suffix('\'')?.replace("''", "'")),
+                _ => json!(value
+                    .strip_prefix('\'')?
+                    .strip_suffix('\'')?
+                    .replace("''", "'")),
             };
             Some((prop.trim().to_string(), v))
         })
@@ -292,7 +331,10 @@ fn decode_token(token: &str) -> Option<String> {
     let hex = token.strip_prefix("RU1V")?;
     let bytes: Option<Vec<u8>> = (0..hex.len())
         .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect();
     String::from_utf8(bytes?).ok()
 }
@@ -323,7 +365,10 @@ pub(super) fn page<'a, T: 'a>(
         last = Some(id.clone());
     }
     let mut body = Map::new();
-    body.insert("@odata.context".into(), json!(format!("{}/v1.0/$metadata#{context}", shared.base)));
+    body.insert(
+        "@odata.context".into(),
+        json!(format!("{}/v1.0/$metadata#{context}", shared.base)),
+    );
     if let (true, Some(last)) = (more, last) {
         let mut link = format!("{}/v1.0{path}?$top={}", shared.base, q.top);
         if let Some(sel) = &q.select {
@@ -401,7 +446,9 @@ async fn list_users(shared: &Shared, ctx: &Ctx, query: &str) -> Answer {
         Err(a) => return a,
     };
     let selected = q.select.is_some();
-    page(shared, "/users", "users", &q, t.users.iter(), |u| user_json(shared, u, selected))
+    page(shared, "/users", "users", &q, t.users.iter(), |u| {
+        user_json(shared, u, selected)
+    })
 }
 
 async fn get_user(shared: &Shared, ctx: &Ctx, id: &str, query: &str) -> Answer {
@@ -414,7 +461,13 @@ async fn get_user(shared: &Shared, ctx: &Ctx, id: &str, query: &str) -> Answer {
         Err(a) => return a,
     };
     match t.users.get(id) {
-        Some(u) => Answer::json(200, select(user_json(shared, u, q.select.is_some()), q.select.as_deref())),
+        Some(u) => Answer::json(
+            200,
+            select(
+                user_json(shared, u, q.select.is_some()),
+                q.select.as_deref(),
+            ),
+        ),
         None => not_found(ctx, id),
     }
 }
@@ -427,13 +480,26 @@ fn str_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
 /// displayName, mailNickname, userPrincipalName and passwordProfile are required; 201
 /// with the user; a UPN already taken answers 400 (P1).
 async fn create_user(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
-    for key in ["accountEnabled", "displayName", "mailNickname", "userPrincipalName", "passwordProfile"] {
+    for key in [
+        "accountEnabled",
+        "displayName",
+        "mailNickname",
+        "userPrincipalName",
+        "passwordProfile",
+    ] {
         if body.get(key).is_none_or(Value::is_null) {
-            return bad_request(ctx, &format!("Property '{key}' is required when creating the resource 'User'."));
+            return bad_request(
+                ctx,
+                &format!("Property '{key}' is required when creating the resource 'User'."),
+            );
         }
     }
-    let upn = str_field(body, "userPrincipalName").unwrap_or_default().to_string();
-    let name = str_field(body, "displayName").unwrap_or_default().to_string();
+    let upn = str_field(body, "userPrincipalName")
+        .unwrap_or_default()
+        .to_string();
+    let name = str_field(body, "displayName")
+        .unwrap_or_default()
+        .to_string();
     let op = Op::CreateUser {
         upn,
         name,
@@ -445,14 +511,23 @@ async fn create_user(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
         Ok(None) => return error(ctx, 500, "generalException", "the tenant returned no id"),
         Err(a) => return a,
     };
-    shared.extra.lock().unwrap_or_else(|p| p.into_inner()).insert(
-        id.clone(),
-        UserExtra {
-            usage_location: str_field(body, "usageLocation").map(str::to_string),
-            mail_nickname: str_field(body, "mailNickname").unwrap_or_default().to_string(),
-            account_enabled: body.get("accountEnabled").and_then(Value::as_bool).unwrap_or(true),
-        },
-    );
+    shared
+        .extra
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            id.clone(),
+            UserExtra {
+                usage_location: str_field(body, "usageLocation").map(str::to_string),
+                mail_nickname: str_field(body, "mailNickname")
+                    .unwrap_or_default()
+                    .to_string(),
+                account_enabled: body
+                    .get("accountEnabled")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            },
+        );
     shared.record_birth(&id);
     let t = match tenant(shared, ctx).await {
         Ok(t) => t,

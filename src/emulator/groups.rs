@@ -9,9 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::graph::{
-    bad_request, exec, list_query, not_found, obj, page, tenant, user_json, Ctx,
-};
+use super::graph::{bad_request, exec, list_query, not_found, obj, page, tenant, user_json, Ctx};
 use super::server::{Answer, Shared};
 use crate::domain::kinds::AdminRole;
 use crate::domain::op::Op;
@@ -42,7 +40,10 @@ fn group_json(shared: &Shared, g: &Group) -> Value {
 /// or `.../users/{id}`).
 fn ref_id(url: &str) -> Option<&str> {
     let id = url.trim_end_matches('/').rsplit('/').next()?;
-    let id = id.strip_prefix("directoryObjects('").map(|s| s.trim_end_matches("')")).unwrap_or(id);
+    let id = id
+        .strip_prefix("directoryObjects('")
+        .map(|s| s.trim_end_matches("')"))
+        .unwrap_or(id);
     (!id.is_empty()).then_some(id)
 }
 
@@ -50,21 +51,36 @@ fn bind_ids<'a>(ctx: &Ctx, body: &'a Value) -> Result<Vec<&'a str>, Answer> {
     let Some(refs) = body.get("members@odata.bind") else {
         return Ok(vec![]);
     };
-    let refs = refs.as_array().ok_or_else(|| bad_request(ctx, "members@odata.bind must be an array of URLs."))?;
+    let refs = refs
+        .as_array()
+        .ok_or_else(|| bad_request(ctx, "members@odata.bind must be an array of URLs."))?;
     if refs.len() > MAX_BIND {
         return Err(bad_request(
             ctx,
-            &format!("Cannot add more than {MAX_BIND} references in one request ({} given).", refs.len()),
+            &format!(
+                "Cannot add more than {MAX_BIND} references in one request ({} given).",
+                refs.len()
+            ),
         ));
     }
     refs.iter()
-        .map(|r| r.as_str().and_then(ref_id).ok_or_else(|| bad_request(ctx, "Invalid object identifier in members@odata.bind.")))
+        .map(|r| {
+            r.as_str()
+                .and_then(ref_id)
+                .ok_or_else(|| bad_request(ctx, "Invalid object identifier in members@odata.bind."))
+        })
         .collect()
 }
 
 /// Every referenced user exists (and is past its replication lag) and none is already a
 /// member: checked before anything changes (all or nothing).
-fn check_new_members(shared: &Shared, ctx: &Ctx, t: &Tenant, group: Option<&Group>, ids: &[&str]) -> Result<(), Answer> {
+fn check_new_members(
+    shared: &Shared,
+    ctx: &Ctx,
+    t: &Tenant,
+    group: Option<&Group>,
+    ids: &[&str],
+) -> Result<(), Answer> {
     let mut seen = BTreeSet::new();
     for id in ids {
         if !t.users.contains_key(*id) || shared.lagging(id) {
@@ -87,19 +103,31 @@ fn add_members(group: &str, ids: &[&str]) -> Op {
     }
 }
 
-pub(super) async fn route(shared: &Shared, ctx: &Ctx, method: &str, segs: &[&str], query: &str, body: &Value) -> Answer {
+pub(super) async fn route(
+    shared: &Shared,
+    ctx: &Ctx,
+    method: &str,
+    segs: &[&str],
+    query: &str,
+    body: &Value,
+) -> Answer {
     match (method, segs) {
         ("GET", ["groups"]) => {
             let (q, t) = match (list_query(shared, ctx, query), tenant(shared, ctx).await) {
                 (Ok(q), Ok(t)) => (q, t),
                 (Err(a), _) | (_, Err(a)) => return a,
             };
-            page(shared, "/groups", "groups", &q, t.groups.iter(), |g| group_json(shared, g))
+            page(shared, "/groups", "groups", &q, t.groups.iter(), |g| {
+                group_json(shared, g)
+            })
         }
         ("POST", ["groups"]) => create_group(shared, ctx, body).await,
         (_, ["groups", id, ..]) if shared.lagging(id) => not_found(ctx, id),
         ("GET", ["groups", id]) => match tenant(shared, ctx).await {
-            Ok(t) => t.groups.get(*id).map_or_else(|| not_found(ctx, id), |g| Answer::json(200, group_json(shared, g))),
+            Ok(t) => t.groups.get(*id).map_or_else(
+                || not_found(ctx, id),
+                |g| Answer::json(200, group_json(shared, g)),
+            ),
             Err(a) => a,
         },
         ("PATCH", ["groups", id]) => update_group(shared, ctx, id, body).await,
@@ -118,13 +146,25 @@ pub(super) async fn route(shared: &Shared, ctx: &Ctx, method: &str, segs: &[&str
             let Some(g) = t.groups.get(*id) else {
                 return not_found(ctx, id);
             };
-            let members = g.members.iter().filter_map(|m| t.users.get(m).map(|u| (m, u)));
-            page(shared, &format!("/groups/{id}/members"), "directoryObjects", &q, members, |u| {
-                member_json(shared, u)
-            })
+            let members = g
+                .members
+                .iter()
+                .filter_map(|m| t.users.get(m).map(|u| (m, u)));
+            page(
+                shared,
+                &format!("/groups/{id}/members"),
+                "directoryObjects",
+                &q,
+                members,
+                |u| member_json(shared, u),
+            )
         }
         ("POST", ["groups", id, "members", "$ref"]) => {
-            let Some(uid) = body.get("@odata.id").and_then(Value::as_str).and_then(ref_id) else {
+            let Some(uid) = body
+                .get("@odata.id")
+                .and_then(Value::as_str)
+                .and_then(ref_id)
+            else {
                 return bad_request(ctx, "Invalid object identifier in @odata.id.");
             };
             let _w = shared.write_lock.lock().await;
@@ -176,13 +216,26 @@ fn member_json(shared: &Shared, u: &crate::observed::User) -> Value {
 /// POST /groups: a security group (mailEnabled false, securityEnabled true), with
 /// optional `members@odata.bind`; 201 with the group.
 async fn create_group(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
-    for key in ["displayName", "mailEnabled", "mailNickname", "securityEnabled"] {
+    for key in [
+        "displayName",
+        "mailEnabled",
+        "mailNickname",
+        "securityEnabled",
+    ] {
         if body.get(key).is_none_or(Value::is_null) {
-            return bad_request(ctx, &format!("Property '{key}' is required when creating the resource 'Group'."));
+            return bad_request(
+                ctx,
+                &format!("Property '{key}' is required when creating the resource 'Group'."),
+            );
         }
     }
-    if body.get("mailEnabled") != Some(&json!(false)) || body.get("securityEnabled") != Some(&json!(true)) {
-        return bad_request(ctx, "Only security groups (mailEnabled false, securityEnabled true) are served.");
+    if body.get("mailEnabled") != Some(&json!(false))
+        || body.get("securityEnabled") != Some(&json!(true))
+    {
+        return bad_request(
+            ctx,
+            "Only security groups (mailEnabled false, securityEnabled true) are served.",
+        );
     }
     let ids = match bind_ids(ctx, body) {
         Ok(ids) => ids,
@@ -198,11 +251,17 @@ async fn create_group(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
     }
     let op = Op::CreateGroup {
         name: body["displayName"].as_str().unwrap_or_default().to_string(),
-        description: body.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
+        description: body
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
     };
     let id = match exec(shared, ctx, &op, "").await {
         Ok(Some(id)) => id,
-        Ok(None) => return super::graph::error(ctx, 500, "generalException", "the tenant returned no id"),
+        Ok(None) => {
+            return super::graph::error(ctx, 500, "generalException", "the tenant returned no id")
+        }
         Err(a) => return a,
     };
     if !ids.is_empty() {
@@ -216,7 +275,8 @@ async fn create_group(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
             || not_found(ctx, &id),
             |g| {
                 let mut v = group_json(shared, g);
-                v["@odata.context"] = json!(format!("{}/v1.0/$metadata#groups/$entity", shared.base));
+                v["@odata.context"] =
+                    json!(format!("{}/v1.0/$metadata#groups/$entity", shared.base));
                 Answer::json(201, v)
             },
         ),
@@ -242,8 +302,14 @@ async fn update_group(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Ans
     if let Err(a) = check_new_members(shared, ctx, &t, Some(g), &ids) {
         return a;
     }
-    let name = body.get("displayName").and_then(Value::as_str).map(str::to_string);
-    let description = body.get("description").and_then(Value::as_str).map(str::to_string);
+    let name = body
+        .get("displayName")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let description = body
+        .get("description")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if name.is_some() || description.is_some() {
         let op = Op::UpdateGroup {
             group: obj(id),
@@ -269,7 +335,14 @@ fn is_global_admin_role(seg: &str) -> bool {
 /// The Global Administrator role (only that one: the others crmctl manages are not served
 /// yet): list, members, add and remove a member. P6 (the last global admins) is the
 /// tenant's rule and refuses like any other.
-async fn roles(shared: &Shared, ctx: &Ctx, method: &str, segs: &[&str], query: &str, body: &Value) -> Answer {
+async fn roles(
+    shared: &Shared,
+    ctx: &Ctx,
+    method: &str,
+    segs: &[&str],
+    query: &str,
+    body: &Value,
+) -> Answer {
     let role = json!({
         "id": GLOBAL_ADMIN_ROLE_ID,
         "displayName": "Global Administrator",
@@ -287,13 +360,25 @@ async fn roles(shared: &Shared, ctx: &Ctx, method: &str, segs: &[&str], query: &
                 (Ok(q), Ok(t)) => (q, t),
                 (Err(a), _) | (_, Err(a)) => return a,
             };
-            let admins = t.users.iter().filter(|(_, u)| u.admin_roles.contains(&AdminRole::GlobalAdmin));
-            page(shared, &format!("/directoryRoles/{r}/members"), "directoryObjects", &q, admins, |u| {
-                member_json(shared, u)
-            })
+            let admins = t
+                .users
+                .iter()
+                .filter(|(_, u)| u.admin_roles.contains(&AdminRole::GlobalAdmin));
+            page(
+                shared,
+                &format!("/directoryRoles/{r}/members"),
+                "directoryObjects",
+                &q,
+                admins,
+                |u| member_json(shared, u),
+            )
         }
         ("POST", ["directoryRoles", r, "members", "$ref"]) if is_global_admin_role(r) => {
-            let Some(uid) = body.get("@odata.id").and_then(Value::as_str).and_then(ref_id) else {
+            let Some(uid) = body
+                .get("@odata.id")
+                .and_then(Value::as_str)
+                .and_then(ref_id)
+            else {
                 return bad_request(ctx, "Invalid object identifier in @odata.id.");
             };
             set_global_admin(shared, ctx, uid, true).await
@@ -305,7 +390,10 @@ async fn roles(shared: &Shared, ctx: &Ctx, method: &str, segs: &[&str], query: &
             ctx,
             400,
             "BadRequest",
-            &format!("Resource not found for the segment '{}'.", segs.first().copied().unwrap_or_default()),
+            &format!(
+                "Resource not found for the segment '{}'.",
+                segs.first().copied().unwrap_or_default()
+            ),
         ),
     }
 }
@@ -320,7 +408,11 @@ async fn set_global_admin(shared: &Shared, ctx: &Ctx, uid: &str, on: bool) -> An
         return not_found(ctx, uid);
     };
     let mut roles = u.admin_roles.clone();
-    let changed = if on { roles.insert(AdminRole::GlobalAdmin) } else { roles.remove(&AdminRole::GlobalAdmin) };
+    let changed = if on {
+        roles.insert(AdminRole::GlobalAdmin)
+    } else {
+        roles.remove(&AdminRole::GlobalAdmin)
+    };
     if !changed {
         return if on {
             bad_request(ctx, "One or more added object references already exist for the following modified properties: 'members'.")

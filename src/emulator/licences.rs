@@ -70,7 +70,10 @@ fn invalid_sku(ctx: &Ctx, sku: &str) -> Answer {
 pub(super) async fn assign_license(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Answer {
     let list = |k: &str| body.get(k).and_then(Value::as_array).cloned();
     let (Some(add), Some(remove)) = (list("addLicenses"), list("removeLicenses")) else {
-        return bad_request(ctx, "addLicenses and removeLicenses are required (either may be empty).");
+        return bad_request(
+            ctx,
+            "addLicenses and removeLicenses are required (either may be empty).",
+        );
     };
     let mut add_plans = Vec::new();
     for a in &add {
@@ -89,7 +92,10 @@ pub(super) async fn assign_license(shared: &Shared, ctx: &Ctx, id: &str, body: &
         }
     }
     if add_plans.len() > 1 {
-        return bad_request(ctx, "The emulated tenant holds one licence per user (T3): add one SKU at a time.");
+        return bad_request(
+            ctx,
+            "The emulated tenant holds one licence per user (T3): add one SKU at a time.",
+        );
     }
     let _w = shared.write_lock.lock().await;
     let t = match tenant(shared, ctx).await {
@@ -106,13 +112,21 @@ pub(super) async fn assign_license(shared: &Shared, ctx: &Ctx, id: &str, body: &
         .get(id)
         // The tenant's own users (not created through the emulator) are located in the
         // tenant's country, as `user_json` shows them.
-        .map_or(true, |e| e.usage_location.is_some());
+        .is_none_or(|e| e.usage_location.is_some());
     if !add_plans.is_empty() && !located {
-        return bad_request(ctx, "License assignment cannot be done for user with invalid usage location.");
+        return bad_request(
+            ctx,
+            "License assignment cannot be done for user with invalid usage location.",
+        );
     }
     let op = match (add_plans.first(), u.license) {
-        (Some(&plan), _) => Some(Op::AssignLicense { user: obj(id), plan }),
-        (None, Some(held)) if remove_plans.contains(&held) => Some(Op::RemoveLicense { user: obj(id) }),
+        (Some(&plan), _) => Some(Op::AssignLicense {
+            user: obj(id),
+            plan,
+        }),
+        (None, Some(held)) if remove_plans.contains(&held) => {
+            Some(Op::RemoveLicense { user: obj(id) })
+        }
         (None, _) => None,
     };
     if let Some(op) = op {
@@ -121,10 +135,10 @@ pub(super) async fn assign_license(shared: &Shared, ctx: &Ctx, id: &str, body: &
         }
     }
     match tenant(shared, ctx).await {
-        Ok(t) => t
-            .users
-            .get(id)
-            .map_or_else(|| not_found(ctx, id), |u| Answer::json(200, user_json(shared, u, false))),
+        Ok(t) => t.users.get(id).map_or_else(
+            || not_found(ctx, id),
+            |u| Answer::json(200, user_json(shared, u, false)),
+        ),
         Err(a) => a,
     }
 }

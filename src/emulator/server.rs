@@ -115,13 +115,25 @@ impl Shared {
     /// Whether a throttle hits one `$batch` item.
     pub fn draw_item_throttle(&self) -> bool {
         let rate = self.config.faults.throttle_rate;
-        rate > 0.0 && self.faults_rng.lock().unwrap_or_else(|p| p.into_inner()).f64() < rate
+        rate > 0.0
+            && self
+                .faults_rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .f64()
+                < rate
     }
 
     /// Whether the answer to a request already carried out is dropped.
     pub fn draw_drop(&self) -> bool {
         let rate = self.config.faults.drop_rate;
-        rate > 0.0 && self.faults_rng.lock().unwrap_or_else(|p| p.into_inner()).f64() < rate
+        rate > 0.0
+            && self
+                .faults_rng
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .f64()
+                < rate
     }
 
     /// A fresh GUID-shaped id (request ids, tokens); not from the fault generator, so that
@@ -318,7 +330,11 @@ async fn serve(
     }
 }
 
-fn to_response(a: Answer, request_id: &str, client_request_id: &str) -> hyper::Response<Full<Bytes>> {
+fn to_response(
+    a: Answer,
+    request_id: &str,
+    client_request_id: &str,
+) -> hyper::Response<Full<Bytes>> {
     let mut b = hyper::Response::builder()
         .status(a.status)
         .header("request-id", request_id)

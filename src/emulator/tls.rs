@@ -36,7 +36,9 @@ pub(super) fn generate() -> Result<Certs, EmulatorError> {
         .map_err(|e| tls("leaf", e))?;
     leaf.distinguished_name
         .push(DnType::CommonName, "crmctl emulator");
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(|e| tls("leaf", e))?;
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &issuer)
+        .map_err(|e| tls("leaf", e))?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)

@@ -39,7 +39,13 @@ pub(super) fn token(shared: &Shared, method: &str, path: &str, body: &[u8]) -> A
         .next()
         .unwrap_or_default();
     if method != "POST" {
-        return error(shared, 405, "invalid_request", 900561, "The endpoint only accepts POST requests.");
+        return error(
+            shared,
+            405,
+            "invalid_request",
+            900561,
+            "The endpoint only accepts POST requests.",
+        );
     }
     let cfg = &shared.config;
     if !tenant.eq_ignore_ascii_case(&cfg.tenant_id) {
@@ -86,7 +92,11 @@ pub(super) fn token(shared: &Shared, method: &str, path: &str, body: &[u8]) -> A
     let authenticated = if let Some(secret) = form.get("client_secret") {
         *secret == cfg.client_secret
     } else if get("client_assertion_type") == JWT_BEARER {
-        get("client_assertion").split('.').filter(|p| !p.is_empty()).count() == 3
+        get("client_assertion")
+            .split('.')
+            .filter(|p| !p.is_empty())
+            .count()
+            == 3
     } else {
         return error(
             shared,

@@ -76,7 +76,10 @@ fn graph_error_code(body: &Value) -> String {
     let e = &body["error"];
     assert!(e["message"].is_string(), "{body}");
     for k in ["date", "request-id", "client-request-id"] {
-        assert!(e["innerError"][k].is_string(), "innerError.{k} missing: {body}");
+        assert!(
+            e["innerError"][k].is_string(),
+            "innerError.{k} missing: {body}"
+        );
     }
     e["code"].as_str().unwrap().to_string()
 }
@@ -152,16 +155,31 @@ fn paging_follows_next_link_to_the_end() {
     rt().block_on(async {
         let c = client(&emu);
         let tok = token(&emu, &c).await;
-        let mut url = format!("{}/v1.0/users?$top=5&$select=id,userPrincipalName", emu.graph_url());
+        let mut url = format!(
+            "{}/v1.0/users?$top=5&$select=id,userPrincipalName",
+            emu.graph_url()
+        );
         let mut seen = Vec::new();
         let mut pages = 0;
         loop {
-            let body: Value = c.get(&url).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+            let body: Value = c
+                .get(&url)
+                .bearer_auth(&tok)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             pages += 1;
             let value = body["value"].as_array().unwrap();
             assert!(value.len() <= 5);
             for u in value {
-                assert_eq!(u.as_object().unwrap().len(), 2, "only the selected properties: {u}");
+                assert_eq!(
+                    u.as_object().unwrap().len(),
+                    2,
+                    "only the selected properties: {u}"
+                );
                 seen.push(u["userPrincipalName"].as_str().unwrap().to_string());
             }
             match body["@odata.nextLink"].as_str() {
@@ -203,7 +221,13 @@ fn post_user_and_duplicate_upn() {
         let c = client(&emu);
         let tok = token(&emu, &c).await;
         let url = format!("{}/v1.0/users", emu.graph_url());
-        let r = c.post(&url).bearer_auth(&tok).json(&new_user("ana@coho.com")).send().await.unwrap();
+        let r = c
+            .post(&url)
+            .bearer_auth(&tok)
+            .json(&new_user("ana@coho.com"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
         let created: Value = r.json().await.unwrap();
         assert_eq!(created["userPrincipalName"], "ana@coho.com");
@@ -219,7 +243,13 @@ fn post_user_and_duplicate_upn() {
             .unwrap();
         assert_eq!(got["displayName"], "Ana");
 
-        let r = c.post(&url).bearer_auth(&tok).json(&new_user("ANA@coho.com")).send().await.unwrap();
+        let r = c
+            .post(&url)
+            .bearer_auth(&tok)
+            .json(&new_user("ANA@coho.com"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
         let body: Value = r.json().await.unwrap();
         assert_eq!(graph_error_code(&body), "Request_BadRequest");
@@ -358,7 +388,10 @@ fn throttle_knob_answers_429_with_retry_after() {
             .unwrap();
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()["retry-after"], "7");
-        assert_eq!(graph_error_code(&r.json().await.unwrap()), "TooManyRequests");
+        assert_eq!(
+            graph_error_code(&r.json().await.unwrap()),
+            "TooManyRequests"
+        );
     });
     drop(emu);
 }
@@ -392,7 +425,12 @@ fn dropped_response_still_made_the_change() {
             .json()
             .await
             .unwrap();
-        let upns: Vec<&str> = body["value"].as_array().unwrap().iter().map(|u| u["userPrincipalName"].as_str().unwrap()).collect();
+        let upns: Vec<&str> = body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userPrincipalName"].as_str().unwrap())
+            .collect();
         assert!(upns.contains(&"dee@coho.com"), "{upns:?}");
     });
 }
@@ -410,13 +448,35 @@ fn replication_lag_404_then_found() {
         let c = client(&emu);
         let tok = token(&emu, &c).await;
         let url = format!("{}/v1.0/users", emu.graph_url());
-        let created: Value = c.post(&url).bearer_auth(&tok).json(&new_user("eve@coho.com")).send().await.unwrap().json().await.unwrap();
+        let created: Value = c
+            .post(&url)
+            .bearer_auth(&tok)
+            .json(&new_user("eve@coho.com"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let id = created["id"].as_str().unwrap();
-        let r = c.get(format!("{url}/{id}")).bearer_auth(&tok).send().await.unwrap();
+        let r = c
+            .get(format!("{url}/{id}"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404);
-        assert_eq!(graph_error_code(&r.json().await.unwrap()), "Request_ResourceNotFound");
+        assert_eq!(
+            graph_error_code(&r.json().await.unwrap()),
+            "Request_ResourceNotFound"
+        );
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let r = c.get(format!("{url}/{id}")).bearer_auth(&tok).send().await.unwrap();
+        let r = c
+            .get(format!("{url}/{id}"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     });
 }
@@ -433,13 +493,29 @@ fn global_admin_removal_keeps_p6() {
             "{}/v1.0/directoryRoles/roleTemplateId=62e90394-69f5-4237-9190-012177145e10",
             emu.graph_url()
         );
-        let body: Value = c.get(format!("{base}/members")).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+        let body: Value = c
+            .get(format!("{base}/members"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(body["value"].as_array().unwrap().len(), 2);
-        let r = c.delete(format!("{base}/members/u0000/$ref")).bearer_auth(&tok).send().await.unwrap();
+        let r = c
+            .delete(format!("{base}/members/u0000/$ref"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
         let body: Value = r.json().await.unwrap();
         assert_eq!(graph_error_code(&body), "Request_BadRequest");
-        assert!(body["error"]["message"].as_str().unwrap().contains("(P6)"), "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("(P6)"),
+            "{body}"
+        );
         // A third admin first, then the removal passes.
         let r = c
             .post(format!("{base}/members/$ref"))
@@ -449,7 +525,12 @@ fn global_admin_removal_keeps_p6() {
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
-        let r = c.delete(format!("{base}/members/u0000/$ref")).bearer_auth(&tok).send().await.unwrap();
+        let r = c
+            .delete(format!("{base}/members/u0000/$ref"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 204);
     });
 }
@@ -472,33 +553,103 @@ fn subscribed_skus_and_assign_license_keep_t3() {
         let skus_now = |c: reqwest::Client, tok: String| {
             let g = g.clone();
             async move {
-                let body: Value = c.get(format!("{g}/v1.0/subscribedSkus")).bearer_auth(tok).send().await.unwrap().json().await.unwrap();
+                let body: Value = c
+                    .get(format!("{g}/v1.0/subscribedSkus"))
+                    .bearer_auth(tok)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
                 let s = body["value"].as_array().unwrap()[0].clone();
-                (s["skuPartNumber"].as_str().unwrap().to_string(), s["prepaidUnits"]["enabled"].as_u64().unwrap(), s["consumedUnits"].as_u64().unwrap())
+                (
+                    s["skuPartNumber"].as_str().unwrap().to_string(),
+                    s["prepaidUnits"]["enabled"].as_u64().unwrap(),
+                    s["consumedUnits"].as_u64().unwrap(),
+                )
             }
         };
-        assert_eq!(skus_now(c.clone(), tok.clone()).await, (skus::builtin_part_number(LicensePlan::Professional).to_string(), 1, 0));
-        let assign = json!({"addLicenses": [{"skuId": sku, "disabledPlans": []}], "removeLicenses": []});
-        let r = c.post(format!("{g}/v1.0/users/u0000/assignLicense")).bearer_auth(&tok).json(&assign).send().await.unwrap();
+        assert_eq!(
+            skus_now(c.clone(), tok.clone()).await,
+            (
+                skus::builtin_part_number(LicensePlan::Professional).to_string(),
+                1,
+                0
+            )
+        );
+        let assign =
+            json!({"addLicenses": [{"skuId": sku, "disabledPlans": []}], "removeLicenses": []});
+        let r = c
+            .post(format!("{g}/v1.0/users/u0000/assignLicense"))
+            .bearer_auth(&tok)
+            .json(&assign)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(skus_now(c.clone(), tok.clone()).await.2, 1);
-        let got: Value = c.get(format!("{g}/v1.0/users/u0000?$select=id,assignedLicenses")).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+        let got: Value = c
+            .get(format!("{g}/v1.0/users/u0000?$select=id,assignedLicenses"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(got["assignedLicenses"][0]["skuId"], sku);
         // T3: the one licence is taken.
-        let r = c.post(format!("{g}/v1.0/users/u0001/assignLicense")).bearer_auth(&tok).json(&assign).send().await.unwrap();
+        let r = c
+            .post(format!("{g}/v1.0/users/u0001/assignLicense"))
+            .bearer_auth(&tok)
+            .json(&assign)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
         let body: Value = r.json().await.unwrap();
-        assert!(body["error"]["message"].as_str().unwrap().contains("(T3)"), "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("(T3)"),
+            "{body}"
+        );
         // A user created without usageLocation cannot be given one.
-        let created: Value = c.post(format!("{g}/v1.0/users")).bearer_auth(&tok).json(&new_user("fay@coho.com")).send().await.unwrap().json().await.unwrap();
+        let created: Value = c
+            .post(format!("{g}/v1.0/users"))
+            .bearer_auth(&tok)
+            .json(&new_user("fay@coho.com"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let id = created["id"].as_str().unwrap();
-        let r = c.post(format!("{g}/v1.0/users/{id}/assignLicense")).bearer_auth(&tok).json(&assign).send().await.unwrap();
+        let r = c
+            .post(format!("{g}/v1.0/users/{id}/assignLicense"))
+            .bearer_auth(&tok)
+            .json(&assign)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400);
         let body: Value = r.json().await.unwrap();
-        assert!(body["error"]["message"].as_str().unwrap().contains("usage location"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("usage location"),
+            "{body}"
+        );
         // Removing frees it.
         let remove = json!({"addLicenses": [], "removeLicenses": [sku]});
-        let r = c.post(format!("{g}/v1.0/users/u0000/assignLicense")).bearer_auth(&tok).json(&remove).send().await.unwrap();
+        let r = c
+            .post(format!("{g}/v1.0/users/u0000/assignLicense"))
+            .bearer_auth(&tok)
+            .json(&remove)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(skus_now(c.clone(), tok.clone()).await.2, 0);
     });
@@ -587,16 +738,31 @@ fn emulate_command_prints_env_lines_and_serves() {
             .unwrap_or_else(|| panic!("{k} not printed: {printed:?}"))
             .to_string()
     };
-    let (graph, authority, ca) = (env("CRMCTL_GRAPH_URL"), env("AZURE_AUTHORITY_HOST"), env("CRMCTL_CA_FILE"));
+    let (graph, authority, ca) = (
+        env("CRMCTL_GRAPH_URL"),
+        env("AZURE_AUTHORITY_HOST"),
+        env("CRMCTL_CA_FILE"),
+    );
     assert_eq!(env("AZURE_TENANT_ID"), TENANT);
-    assert!(!printed.join("\n").contains(SECRET), "the secret is never printed");
+    assert!(
+        !printed.join("\n").contains(SECRET),
+        "the secret is never printed"
+    );
     rt().block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let root = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
-        let c = reqwest::Client::builder().tls_certs_only([root]).build().unwrap();
+        let c = reqwest::Client::builder()
+            .tls_certs_only([root])
+            .build()
+            .unwrap();
         let tok: Value = c
             .post(format!("{authority}/{TENANT}/oauth2/v2.0/token"))
-            .form(&[("grant_type", "client_credentials"), ("client_id", CLIENT), ("client_secret", SECRET), ("scope", "https://graph.microsoft.com/.default")])
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLIENT),
+                ("client_secret", SECRET),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ])
             .send()
             .await
             .unwrap()
@@ -605,18 +771,33 @@ fn emulate_command_prints_env_lines_and_serves() {
             .unwrap();
         let tok = tok["access_token"].as_str().unwrap();
         for upn in ["a@contoso.com", "b@contoso.com", "c@contoso.com"] {
-            let r = c.post(format!("{graph}/v1.0/users")).bearer_auth(tok).json(&new_user(upn)).send().await.unwrap();
+            let r = c
+                .post(format!("{graph}/v1.0/users"))
+                .bearer_auth(tok)
+                .json(&new_user(upn))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 201);
         }
         // The default page size is the flag's.
-        let body: Value = c.get(format!("{graph}/v1.0/users")).bearer_auth(tok).send().await.unwrap().json().await.unwrap();
+        let body: Value = c
+            .get(format!("{graph}/v1.0/users"))
+            .bearer_auth(tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(body["value"].as_array().unwrap().len(), 2);
         assert!(body["@odata.nextLink"].is_string());
     });
     child.kill().unwrap();
     child.wait().unwrap();
     // The users were written to the local tenant file.
-    let local = crmctl::provider::local::LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    let local =
+        crmctl::provider::local::LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
     assert_eq!(local.observe().unwrap().users.len(), 3);
 }
 
@@ -632,7 +813,11 @@ struct TestHttp {
 
 impl TestHttp {
     fn new(emu: &EmulatorHandle) -> TestHttp {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let client = client(emu);
         let token = rt.block_on(token(emu, &client));
         TestHttp {
@@ -648,12 +833,22 @@ impl crmctl::provider::http::Http for TestHttp {
     fn send<'a>(
         &'a self,
         req: crmctl::provider::http::Request,
-    ) -> crmctl::provider::BoxFuture<'a, Result<crmctl::provider::http::Response, crmctl::provider::ProviderError>> {
+    ) -> crmctl::provider::BoxFuture<
+        'a,
+        Result<crmctl::provider::http::Response, crmctl::provider::ProviderError>,
+    > {
         use crmctl::provider::ProviderError;
-        let url = if req.url.starts_with("https://") { req.url.clone() } else { format!("{}{}", self.base, req.url) };
+        let url = if req.url.starts_with("https://") {
+            req.url.clone()
+        } else {
+            format!("{}{}", self.base, req.url)
+        };
         let mut rb = self
             .client
-            .request(reqwest::Method::from_bytes(req.method.as_bytes()).unwrap(), url)
+            .request(
+                reqwest::Method::from_bytes(req.method.as_bytes()).unwrap(),
+                url,
+            )
             .bearer_auth(&self.token);
         for (k, v) in &req.headers {
             rb = rb.header(k, v);
@@ -671,9 +866,21 @@ impl crmctl::provider::http::Http for TestHttp {
                 }
             })?;
             let status = r.status().as_u16();
-            let headers = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
-            let body = r.bytes().await.map_err(|e| ProviderError::OutcomeUnknown(e.to_string()))?.to_vec();
-            Ok(crmctl::provider::http::Response { status, headers, body })
+            let headers = r
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect();
+            let body = r
+                .bytes()
+                .await
+                .map_err(|e| ProviderError::OutcomeUnknown(e.to_string()))?
+                .to_vec();
+            Ok(crmctl::provider::http::Response {
+                status,
+                headers,
+                body,
+            })
         });
         Box::pin(async move { h.await.unwrap() })
     }
@@ -710,7 +917,8 @@ fn converge_directory_file(faults: Faults) {
     use std::sync::Arc;
     let mut t = tenant_with(2);
     t.domain = crate::common::DOMAIN.to_string();
-    t.licenses.insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    t.licenses
+        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
     let emu = start(t, faults);
     let graph = GraphProvider::new(Arc::new(TestHttp::new(&emu))).with_graph_base(emu.graph_url());
     let d = crate::common::desired(
@@ -722,7 +930,11 @@ fn converge_directory_file(faults: Faults) {
     // Observe until a read passes the injected faults (the real transport retries them).
     let observe = |g: &GraphProvider| {
         (0..50)
-            .find_map(|_| crmctl::provider::block_on(g.observe(&crmctl::provider::Scope::all())).unwrap().ok())
+            .find_map(|_| {
+                crmctl::provider::block_on(g.observe(&crmctl::provider::Scope::all()))
+                    .unwrap()
+                    .ok()
+            })
             .expect("an observe passes the faults")
     };
     let state = crmctl::state::State::empty("emulator-test");
@@ -732,12 +944,31 @@ fn converge_directory_file(faults: Faults) {
     let state = crate::common::apply_on(&plan, &graph, &state, 4).unwrap();
     let after = observe(&graph);
     let again = crmctl::plan::plan(&d, &after, &state);
-    assert!(again.actions.is_empty(), "re-plan not empty: {:#?}", crate::common::steps(&again));
-    let ana = after.users.values().find(|u| u.upn == "ana@coho.com").unwrap();
-    assert_eq!(ana.license, Some(crmctl::domain::kinds::LicensePlan::Professional));
+    assert!(
+        again.actions.is_empty(),
+        "re-plan not empty: {:#?}",
+        crate::common::steps(&again)
+    );
+    let ana = after
+        .users
+        .values()
+        .find(|u| u.upn == "ana@coho.com")
+        .unwrap();
+    assert_eq!(
+        ana.license,
+        Some(crmctl::domain::kinds::LicensePlan::Professional)
+    );
     assert_eq!(after.users.len(), 4, "no duplicates");
-    let sales = after.groups.values().find(|g| g.name == "Sales_SG").unwrap();
+    let sales = after
+        .groups
+        .values()
+        .find(|g| g.name == "Sales_SG")
+        .unwrap();
     assert_eq!(sales.members.len(), 3);
-    eprintln!("{} actions, {} Graph requests", plan.actions.len(), emu.graph_requests());
+    eprintln!(
+        "{} actions, {} Graph requests",
+        plan.actions.len(),
+        emu.graph_requests()
+    );
     assert!(emu.graph_requests() > plan.actions.len() as u64);
 }
