@@ -210,19 +210,11 @@ async fn create_user(p: &GraphProvider, upn: &str, name: &str) -> Result<Execute
     if let Some(c) = country(p).await? {
         body["usageLocation"] = json!(c);
     }
-    let req = wire::graph("POST", format!("{V1}/users"), body, false);
-    match p.http.send(req).await {
-        Ok(resp) if resp.ok() => created(p, resp, &format!("creating user {upn}")),
-        Ok(resp) => Err(wire::graph_error(&resp, &format!("creating user {upn}"))),
-        Err(ProviderError::OutcomeUnknown(why)) => {
-            let url = format!(
-                "{V1}/users?$filter=userPrincipalName%20eq%20'{}'&$select=id",
-                query_value(upn)
-            );
-            lookup(p, url, why, &format!("looking up user {upn}")).await
-        }
-        Err(e) => Err(e),
-    }
+    let lookup_url = format!(
+        "{V1}/users?$filter=userPrincipalName%20eq%20'{}'&$select=id",
+        query_value(upn)
+    );
+    create(p, "users", body, format!("creating user {upn}"), lookup_url).await
 }
 
 async fn create_group(
@@ -239,17 +231,34 @@ async fn create_group(
     if !description.is_empty() {
         body["description"] = json!(description);
     }
-    let req = wire::graph("POST", format!("{V1}/groups"), body, false);
+    let lookup_url = format!(
+        "{V1}/groups?$filter=displayName%20eq%20'{}'%20and%20securityEnabled%20eq%20true&$select=id",
+        query_value(name)
+    );
+    create(
+        p,
+        "groups",
+        body,
+        format!("creating group {name}"),
+        lookup_url,
+    )
+    .await
+}
+
+/// `POST /{collection}` a new object; a lost answer is looked up at `lookup_url` (its
+/// natural key) before anything else.
+async fn create(
+    p: &GraphProvider,
+    collection: &str,
+    body: Value,
+    what: String,
+    lookup_url: String,
+) -> Result<Executed, ProviderError> {
+    let req = wire::graph("POST", format!("{V1}/{collection}"), body, false);
     match p.http.send(req).await {
-        Ok(resp) if resp.ok() => created(p, resp, &format!("creating group {name}")),
-        Ok(resp) => Err(wire::graph_error(&resp, &format!("creating group {name}"))),
-        Err(ProviderError::OutcomeUnknown(why)) => {
-            let url = format!(
-                "{V1}/groups?$filter=displayName%20eq%20'{}'%20and%20securityEnabled%20eq%20true&$select=id",
-                query_value(name)
-            );
-            lookup(p, url, why, &format!("looking up group {name}")).await
-        }
+        Ok(resp) if resp.ok() => created(p, resp, &what),
+        Ok(resp) => Err(wire::graph_error(&resp, &what)),
+        Err(ProviderError::OutcomeUnknown(why)) => lookup(p, lookup_url, why, &what).await,
         Err(e) => Err(e),
     }
 }

@@ -331,7 +331,8 @@ mod tests {
             builtin_sku_id(LicensePlan::Basic)
         );
 
-        let cases: [(&str, &str, fn(&SkuError) -> bool); 3] = [
+        type Want = fn(&SkuError) -> bool;
+        let cases: [(&str, &str, Want); 3] = [
             ("X", "not-a-guid", |e| matches!(e, SkuError::NotAGuid(..))),
             ("", "1e1a282c-9c54-43a2-9310-98ef728faace", |e| {
                 matches!(e, SkuError::BadPartNumber(..))

@@ -126,9 +126,10 @@ fn observe_reads_the_directory_with_the_documented_requests() {
             // answers out of order, one of them throttled: that group is read alone.
             answer(200, json!({"responses": [
                 {"id": "2", "status": 429, "headers": {"Retry-After": "1"}, "body": {"error": {"code": "TooManyRequests", "message": "slow"}}},
-                {"id": "1", "status": 200, "body": {"value": [{"@odata.type": "#microsoft.graph.user", "id": "u1"}, {"@odata.type": "#microsoft.graph.device", "id": "d1"}]}}]}))
+                {"id": "1", "status": 200, "body": {"value": [{"@odata.type": "#microsoft.graph.user", "id": "u1"}, {"@odata.type": "#microsoft.graph.device", "id": "d1"}], "@odata.nextLink": "https://graph.microsoft.com/v1.0/groups/g1/members?$skiptoken=Z"}}]}))
         }
         "/v1.0/groups/g2/members?$select=id&$top=999" => answer(200, json!({"value": [{"id": "u2"}]})),
+        "https://graph.microsoft.com/v1.0/groups/g1/members?$skiptoken=Z" => answer(200, json!({"value": [{"@odata.type": "#microsoft.graph.user", "id": "u3"}]})),
         other => panic!("unexpected request {other}"),
     }
     });
@@ -143,7 +144,10 @@ fn observe_reads_the_directory_with_the_documented_requests() {
     assert!(t.users["u1"].admin_roles.is_empty());
     assert_eq!(t.users["u2"].admin_roles, [AdminRole::GlobalAdmin].into());
     assert_eq!(t.users["u2"].name, "");
-    assert_eq!(t.groups["g1"].members, ["u1".to_string()].into());
+    assert_eq!(
+        t.groups["g1"].members,
+        ["u1".to_string(), "u3".to_string()].into()
+    );
     assert_eq!(t.groups["g2"].members, ["u2".to_string()].into());
     assert_eq!(t.groups["g2"].description, "d");
     assert!(t.instances.is_empty() && t.slots == Default::default());
@@ -368,7 +372,16 @@ fn a_lost_create_is_looked_up_by_natural_key() {
 // issue 12 item 4: Graph error bodies and statuses map to the provider's error classes.
 #[test]
 fn graph_errors_map_to_classes() {
-    let cases: [(u16, &str, &str, Option<&str>, ErrorClass, Option<Duration>); 8] = [
+    // status, code, message, Retry-After, class, delay
+    type Case<'a> = (
+        u16,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        ErrorClass,
+        Option<Duration>,
+    );
+    let cases: [Case; 8] = [
         (
             429,
             "TooManyRequests",
