@@ -82,10 +82,7 @@ fn parse<'a>(ctx: &Ctx, body: Option<&'a Value>) -> Result<Vec<Item<'a>>, Answer
 }
 
 pub(super) async fn batch(shared: &Shared, ctx: &Ctx, body: Option<&Value>) -> Answer {
-    let items = match parse(ctx, body) {
-        Ok(items) => items,
-        Err(a) => return a,
-    };
+    let items = or_answer!(parse(ctx, body));
     // Serve in dependency order: repeatedly every item whose dependencies are answered.
     let mut status: HashMap<&str, u16> = HashMap::new();
     let mut responses = Vec::with_capacity(items.len());

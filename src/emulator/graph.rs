@@ -126,6 +126,11 @@ pub(super) async fn exec(
     }
 }
 
+/// The id a create returned (a 500 when the tenant gave none).
+pub(super) fn created(ctx: &Ctx, r: Result<Option<String>, Answer>) -> Result<String, Answer> {
+    r?.ok_or_else(|| error(ctx, 500, "generalException", "the tenant returned no id"))
+}
+
 pub(super) fn obj(id: &str) -> ObjRef {
     ObjRef {
         address: id.into(),
@@ -437,14 +442,8 @@ pub(super) fn user_json(shared: &Shared, u: &User, selected: bool) -> Value {
 }
 
 async fn list_users(shared: &Shared, ctx: &Ctx, query: &str) -> Answer {
-    let q = match list_query(shared, ctx, query) {
-        Ok(q) => q,
-        Err(a) => return a,
-    };
-    let t = match tenant(shared, ctx).await {
-        Ok(t) => t,
-        Err(a) => return a,
-    };
+    let q = or_answer!(list_query(shared, ctx, query));
+    let t = or_answer!(tenant(shared, ctx).await);
     let selected = q.select.is_some();
     page(shared, "/users", "users", &q, t.users.iter(), |u| {
         user_json(shared, u, selected)
@@ -452,14 +451,8 @@ async fn list_users(shared: &Shared, ctx: &Ctx, query: &str) -> Answer {
 }
 
 async fn get_user(shared: &Shared, ctx: &Ctx, id: &str, query: &str) -> Answer {
-    let q = match list_query(shared, ctx, query) {
-        Ok(q) => q,
-        Err(a) => return a,
-    };
-    let t = match tenant(shared, ctx).await {
-        Ok(t) => t,
-        Err(a) => return a,
-    };
+    let q = or_answer!(list_query(shared, ctx, query));
+    let t = or_answer!(tenant(shared, ctx).await);
     match t.users.get(id) {
         Some(u) => Answer::json(
             200,
@@ -506,11 +499,7 @@ async fn create_user(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
         access_mode: AccessMode::ReadWrite,
     };
     let _w = shared.write_lock.lock().await;
-    let id = match exec(shared, ctx, &op, "").await {
-        Ok(Some(id)) => id,
-        Ok(None) => return error(ctx, 500, "generalException", "the tenant returned no id"),
-        Err(a) => return a,
-    };
+    let id = or_answer!(created(ctx, exec(shared, ctx, &op, "").await));
     shared
         .extra
         .lock()
@@ -529,10 +518,7 @@ async fn create_user(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
             },
         );
     shared.record_birth(&id);
-    let t = match tenant(shared, ctx).await {
-        Ok(t) => t,
-        Err(a) => return a,
-    };
+    let t = or_answer!(tenant(shared, ctx).await);
     match t.users.get(&id) {
         Some(u) => {
             let mut v = user_json(shared, u, false);
@@ -575,10 +561,7 @@ async fn update_user(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Answ
 
 /// GET /organization (organization-list): one organization with `countryLetterCode`.
 async fn organization(shared: &Shared, ctx: &Ctx) -> Answer {
-    let t = match tenant(shared, ctx).await {
-        Ok(t) => t,
-        Err(a) => return a,
-    };
+    let t = or_answer!(tenant(shared, ctx).await);
     Answer::json(
         200,
         json!({

@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::graph::{bad_request, exec, list_query, not_found, obj, page, tenant, user_json, Ctx};
+use super::graph::{
+    bad_request, created, exec, list_query, not_found, obj, page, tenant, user_json, Ctx,
+};
 use super::server::{Answer, Shared};
 use crate::domain::kinds::AdminRole;
 use crate::domain::op::Op;
@@ -113,10 +115,8 @@ pub(super) async fn route(
 ) -> Answer {
     match (method, segs) {
         ("GET", ["groups"]) => {
-            let (q, t) = match (list_query(shared, ctx, query), tenant(shared, ctx).await) {
-                (Ok(q), Ok(t)) => (q, t),
-                (Err(a), _) | (_, Err(a)) => return a,
-            };
+            let q = or_answer!(list_query(shared, ctx, query));
+            let t = or_answer!(tenant(shared, ctx).await);
             page(shared, "/groups", "groups", &q, t.groups.iter(), |g| {
                 group_json(shared, g)
             })
@@ -139,10 +139,8 @@ pub(super) async fn route(
             }
         }
         ("GET", ["groups", id, "members"]) => {
-            let (q, t) = match (list_query(shared, ctx, query), tenant(shared, ctx).await) {
-                (Ok(q), Ok(t)) => (q, t),
-                (Err(a), _) | (_, Err(a)) => return a,
-            };
+            let q = or_answer!(list_query(shared, ctx, query));
+            let t = or_answer!(tenant(shared, ctx).await);
             let Some(g) = t.groups.get(*id) else {
                 return not_found(ctx, id);
             };
@@ -168,10 +166,7 @@ pub(super) async fn route(
                 return bad_request(ctx, "Invalid object identifier in @odata.id.");
             };
             let _w = shared.write_lock.lock().await;
-            let t = match tenant(shared, ctx).await {
-                Ok(t) => t,
-                Err(a) => return a,
-            };
+            let t = or_answer!(tenant(shared, ctx).await);
             let Some(g) = t.groups.get(*id) else {
                 return not_found(ctx, id);
             };
@@ -185,10 +180,7 @@ pub(super) async fn route(
         }
         ("DELETE", ["groups", gid, "members", oid, "$ref"]) => {
             let _w = shared.write_lock.lock().await;
-            let t = match tenant(shared, ctx).await {
-                Ok(t) => t,
-                Err(a) => return a,
-            };
+            let t = or_answer!(tenant(shared, ctx).await);
             match t.groups.get(*gid) {
                 None => return not_found(ctx, gid),
                 Some(g) if !g.members.contains(*oid) => return not_found(ctx, oid),
@@ -237,15 +229,9 @@ async fn create_group(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
             "Only security groups (mailEnabled false, securityEnabled true) are served.",
         );
     }
-    let ids = match bind_ids(ctx, body) {
-        Ok(ids) => ids,
-        Err(a) => return a,
-    };
+    let ids = or_answer!(bind_ids(ctx, body));
     let _w = shared.write_lock.lock().await;
-    let t = match tenant(shared, ctx).await {
-        Ok(t) => t,
-        Err(a) => return a,
-    };
+    let t = or_answer!(tenant(shared, ctx).await);
     if let Err(a) = check_new_members(shared, ctx, &t, None, &ids) {
         return a;
     }
@@ -257,13 +243,7 @@ async fn create_group(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
             .unwrap_or_default()
             .to_string(),
     };
-    let id = match exec(shared, ctx, &op, "").await {
-        Ok(Some(id)) => id,
-        Ok(None) => {
-            return super::graph::error(ctx, 500, "generalException", "the tenant returned no id")
-        }
-        Err(a) => return a,
-    };
+    let id = or_answer!(created(ctx, exec(shared, ctx, &op, "").await));
     if !ids.is_empty() {
         if let Err(a) = exec(shared, ctx, &add_members(&id, &ids), &id).await {
             return a;
@@ -287,15 +267,9 @@ async fn create_group(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
 /// PATCH /groups/{id}: displayName, description, `members@odata.bind` (at most 20, all
 /// or nothing); 204.
 async fn update_group(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Answer {
-    let ids = match bind_ids(ctx, body) {
-        Ok(ids) => ids,
-        Err(a) => return a,
-    };
+    let ids = or_answer!(bind_ids(ctx, body));
     let _w = shared.write_lock.lock().await;
-    let t = match tenant(shared, ctx).await {
-        Ok(t) => t,
-        Err(a) => return a,
-    };
+    let t = or_answer!(tenant(shared, ctx).await);
     let Some(g) = t.groups.get(id) else {
         return not_found(ctx, id);
     };
@@ -356,10 +330,8 @@ async fn roles(
         ),
         ("GET", ["directoryRoles", r]) if is_global_admin_role(r) => Answer::json(200, role),
         ("GET", ["directoryRoles", r, "members"]) if is_global_admin_role(r) => {
-            let (q, t) = match (list_query(shared, ctx, query), tenant(shared, ctx).await) {
-                (Ok(q), Ok(t)) => (q, t),
-                (Err(a), _) | (_, Err(a)) => return a,
-            };
+            let q = or_answer!(list_query(shared, ctx, query));
+            let t = or_answer!(tenant(shared, ctx).await);
             let admins = t
                 .users
                 .iter()
@@ -400,10 +372,7 @@ async fn roles(
 
 async fn set_global_admin(shared: &Shared, ctx: &Ctx, uid: &str, on: bool) -> Answer {
     let _w = shared.write_lock.lock().await;
-    let t = match tenant(shared, ctx).await {
-        Ok(t) => t,
-        Err(a) => return a,
-    };
+    let t = or_answer!(tenant(shared, ctx).await);
     let Some(u) = t.users.get(uid).filter(|_| !shared.lagging(uid)) else {
         return not_found(ctx, uid);
     };

@@ -26,10 +26,7 @@ pub(super) fn assigned(plan: Option<LicensePlan>) -> Value {
 /// `GET /subscribedSkus`: one SKU per plan the tenant bought or assigned
 /// (prepaidUnits.enabled = purchased, consumedUnits = assigned).
 pub(super) async fn subscribed_skus(shared: &Shared, ctx: &Ctx) -> Answer {
-    let t = match tenant(shared, ctx).await {
-        Ok(t) => t,
-        Err(a) => return a,
-    };
+    let t = or_answer!(tenant(shared, ctx).await);
     let mut value = Vec::new();
     for plan in LicensePlan::ALL {
         let bought = t.licenses.get(&plan).copied().unwrap_or(0);
@@ -98,10 +95,7 @@ pub(super) async fn assign_license(shared: &Shared, ctx: &Ctx, id: &str, body: &
         );
     }
     let _w = shared.write_lock.lock().await;
-    let t = match tenant(shared, ctx).await {
-        Ok(t) => t,
-        Err(a) => return a,
-    };
+    let t = or_answer!(tenant(shared, ctx).await);
     let Some(u) = t.users.get(id) else {
         return not_found(ctx, id);
     };

@@ -11,6 +11,16 @@
 //!
 //! [`Op`]: crate::domain::op::Op
 
+/// The value of a `Result<T, Answer>`, or return the answer (an error reply).
+macro_rules! or_answer {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(answer) => return answer,
+        }
+    };
+}
+
 mod batch;
 mod graph;
 mod groups;
