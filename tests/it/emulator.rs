@@ -54,18 +54,22 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn token(emu: &EmulatorHandle, c: &reqwest::Client) -> String {
-    let r = c
-        .post(emu.token_url())
+/// A client-credentials token request to `url` with `secret`.
+async fn token_request(c: &reqwest::Client, url: &str, secret: &str) -> reqwest::Response {
+    c.post(url)
         .form(&[
             ("grant_type", "client_credentials"),
             ("client_id", CLIENT),
-            ("client_secret", SECRET),
+            ("client_secret", secret),
             ("scope", "https://graph.microsoft.com/.default"),
         ])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn token(emu: &EmulatorHandle, c: &reqwest::Client) -> String {
+    let r = token_request(c, &emu.token_url(), SECRET).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     body["access_token"].as_str().unwrap().to_string()
@@ -125,34 +129,14 @@ fn token_endpoint_and_unauthenticated_graph() {
     let emu = start(tenant_with(1), Faults::default());
     rt().block_on(async {
         let c = client(&emu);
-        let r = c
-            .post(emu.token_url())
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", CLIENT),
-                ("client_secret", SECRET),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let r = token_request(&c, &emu.token_url(), SECRET).await;
         assert_eq!(r.status(), 200);
         let ok: Value = r.json().await.unwrap();
         assert_eq!(ok["token_type"], "Bearer");
         assert!(ok["expires_in"].as_u64().unwrap() > 0);
         let access = ok["access_token"].as_str().unwrap().to_string();
 
-        let r = c
-            .post(emu.token_url())
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", CLIENT),
-                ("client_secret", "wrong"),
-                ("scope", "https://graph.microsoft.com/.default"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let r = token_request(&c, &emu.token_url(), "wrong").await;
         assert_eq!(r.status(), 401);
         let bad: Value = r.json().await.unwrap();
         assert_eq!(bad["error"], "invalid_client");
@@ -402,6 +386,46 @@ fn throttle_knob_answers_429_with_retry_after() {
         );
     });
     drop(emu);
+}
+
+// issue 12 item 5: the 5xx knob answers 500/503 with Graph's error body before anything
+// is done, and the latency knob delays every answer.
+#[test]
+fn server_error_and_latency_knobs() {
+    let faults = Faults {
+        server_error_rate: 1.0,
+        latency: Duration::from_millis(150),
+        ..Faults::default()
+    };
+    let emu = start(tenant_with(1), faults);
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let url = format!("{}/v1.0/users", emu.graph_url());
+        for _ in 0..4 {
+            let started = std::time::Instant::now();
+            let r = send(
+                &c,
+                &tok,
+                reqwest::Method::POST,
+                &url,
+                &new_user("gil@coho.com"),
+            )
+            .await;
+            assert!(started.elapsed() >= Duration::from_millis(150));
+            let status = r.status().as_u16();
+            assert!(matches!(status, 500 | 503), "{status}");
+            let code = graph_error_code(&r.json().await.unwrap());
+            assert_eq!(
+                code,
+                if status == 500 {
+                    "generalException"
+                } else {
+                    "serviceNotAvailable"
+                }
+            );
+        }
+    });
 }
 
 // issue 12 item 5: a dropped answer closes the connection without a response, yet the
