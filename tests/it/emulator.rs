@@ -754,7 +754,7 @@ fn emulate_command_prints_env_lines_and_serves() {
         for upn in ["a@contoso.com", "b@contoso.com", "c@contoso.com"] {
             let r = send(
                 &c,
-                &tok,
+                tok,
                 reqwest::Method::POST,
                 format!("{graph}/v1.0/users"),
                 &new_user(upn),
@@ -763,7 +763,7 @@ fn emulate_command_prints_env_lines_and_serves() {
             assert_eq!(r.status(), 201);
         }
         // The default page size is the flag's.
-        let body: Value = get_json(&c, &tok, format!("{graph}/v1.0/users")).await;
+        let body: Value = get_json(&c, tok, format!("{graph}/v1.0/users")).await;
         assert_eq!(body["value"].as_array().unwrap().len(), 2);
         assert!(body["@odata.nextLink"].is_string());
     });
