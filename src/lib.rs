@@ -9,6 +9,7 @@ pub mod cli;
 pub mod desired;
 pub mod diag;
 pub mod domain;
+pub mod emulator;
 pub mod observed;
 pub mod ops;
 pub mod plan;

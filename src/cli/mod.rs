@@ -6,6 +6,7 @@
 
 mod apply;
 mod common;
+mod emulate;
 mod local;
 mod plan;
 mod validate;
@@ -52,6 +53,8 @@ enum Command {
     Local(local::LocalCommand),
     /// Remove a stale lock from the state file.
     ForceUnlock(apply::ForceUnlockArgs),
+    /// Serve the token endpoint and Microsoft Graph on loopback HTTPS (an emulator).
+    Emulate(emulate::EmulateArgs),
 }
 
 /// Parse the command line, run, and map the outcome to an exit code.
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Show(a) => local::run_show(a),
         Command::Local(c) => local::run_local(c),
         Command::ForceUnlock(a) => apply::run_force_unlock(a),
+        Command::Emulate(a) => emulate::run_emulate(a),
     };
     match result {
         Ok(code) => code,

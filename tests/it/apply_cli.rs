@@ -586,7 +586,9 @@ fn show_and_local_edits_simulate_the_admin_center() {
         .args(["show", "--backend", "ftp:x"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("unknown scheme `ftp`; use `local:PATH`"));
+        .stderr(predicate::str::contains(
+            "unknown scheme `ftp`; use `local:PATH`",
+        ));
 }
 
 #[test]

@@ -1,0 +1,960 @@
+//! The Graph emulator over real HTTPS on loopback (issue 12 item 5): a reqwest client that
+//! trusts only the emulator's generated root (no certificate checks turned off) against
+//! the token endpoint and the Graph subset, with the tenant's rules (P1, P6) and the
+//! fault knobs.
+
+use std::time::Duration;
+
+use crmctl::domain::kinds::{AccessMode, AdminRole};
+use crmctl::emulator::{Emulator, EmulatorConfig, EmulatorHandle, Faults};
+use crmctl::observed::Tenant;
+use serde_json::{json, Value};
+
+use crate::common::{fresh, user};
+
+const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+const SECRET: &str = "emulator-test-secret~value";
+
+/// A tenant with `n` users `u0000..` (`u0000` and `u0001` global admins).
+fn tenant_with(n: usize) -> Tenant {
+    let mut t = fresh();
+    for i in 0..n {
+        let mut u = user(&format!("u{i:04}"), None, AccessMode::ReadWrite);
+        if i < 2 {
+            u.admin_roles.insert(AdminRole::GlobalAdmin);
+        }
+        t.users.insert(u.id.clone(), u);
+    }
+    t
+}
+
+fn start(tenant: Tenant, faults: Faults) -> EmulatorHandle {
+    let mut cfg = EmulatorConfig::new(tenant, TENANT, CLIENT, SECRET);
+    cfg.faults = faults;
+    Emulator::start(cfg).expect("emulator starts")
+}
+
+/// A client that trusts the emulator's root only.
+fn client(emu: &EmulatorHandle) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(emu.ca_file()).expect("root PEM written");
+    let root = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+    reqwest::Client::builder()
+        .tls_certs_only([root])
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client-credentials token request to `url` with `secret`.
+async fn token_request(c: &reqwest::Client, url: &str, secret: &str) -> reqwest::Response {
+    c.post(url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT),
+            ("client_secret", secret),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn token(emu: &EmulatorHandle, c: &reqwest::Client) -> String {
+    let r = token_request(c, &emu.token_url(), SECRET).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// `GET url` with the token: the JSON body.
+async fn get_json(c: &reqwest::Client, tok: &str, url: impl reqwest::IntoUrl) -> Value {
+    c.get(url)
+        .bearer_auth(tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `method url` with the token and a JSON body.
+async fn send(
+    c: &reqwest::Client,
+    tok: &str,
+    method: reqwest::Method,
+    url: impl reqwest::IntoUrl,
+    body: &Value,
+) -> reqwest::Response {
+    c.request(method, url)
+        .bearer_auth(tok)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `DELETE url` with the token.
+async fn delete(c: &reqwest::Client, tok: &str, url: impl reqwest::IntoUrl) -> reqwest::Response {
+    c.delete(url).bearer_auth(tok).send().await.unwrap()
+}
+
+/// Asserts Graph's error body shape and returns its code.
+fn graph_error_code(body: &Value) -> String {
+    let e = &body["error"];
+    assert!(e["message"].is_string(), "{body}");
+    for k in ["date", "request-id", "client-request-id"] {
+        assert!(
+            e["innerError"][k].is_string(),
+            "innerError.{k} missing: {body}"
+        );
+    }
+    e["code"].as_str().unwrap().to_string()
+}
+
+// issue 12 item 5: the token endpoint answers client credentials with a bearer token, a
+// wrong secret with 401 invalid_client / AADSTS7000215; Graph without a valid token is 401
+// with Graph's error body; every answer has a request-id.
+#[test]
+fn token_endpoint_and_unauthenticated_graph() {
+    let emu = start(tenant_with(1), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let r = token_request(&c, &emu.token_url(), SECRET).await;
+        assert_eq!(r.status(), 200);
+        let ok: Value = r.json().await.unwrap();
+        assert_eq!(ok["token_type"], "Bearer");
+        assert!(ok["expires_in"].as_u64().unwrap() > 0);
+        let access = ok["access_token"].as_str().unwrap().to_string();
+
+        let r = token_request(&c, &emu.token_url(), "wrong").await;
+        assert_eq!(r.status(), 401);
+        let bad: Value = r.json().await.unwrap();
+        assert_eq!(bad["error"], "invalid_client");
+        let desc = bad["error_description"].as_str().unwrap();
+        assert!(desc.starts_with("AADSTS7000215:"), "{desc}");
+        assert!(!desc.contains(SECRET) && !bad.to_string().contains("wrong"));
+
+        let users = format!("{}/v1.0/users", emu.graph_url());
+        for auth in [None, Some("Bearer not-a-token")] {
+            let mut req = c.get(&users);
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401);
+            assert!(r.headers().contains_key("request-id"));
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(graph_error_code(&body), "InvalidAuthenticationToken");
+        }
+        let r = c.get(&users).bearer_auth(&access).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("request-id"));
+    });
+    assert!(emu.ca_file().exists());
+    assert!(emu.env_lines()[2].starts_with("CRMCTL_CA_FILE="));
+}
+
+// issue 12 item 5: paging with $top follows @odata.nextLink verbatim to the end; every
+// user once, $select honoured; $top above 999 is a 400.
+#[test]
+fn paging_follows_next_link_to_the_end() {
+    let emu = start(tenant_with(23), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let mut url = format!(
+            "{}/v1.0/users?$top=5&$select=id,userPrincipalName",
+            emu.graph_url()
+        );
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let body: Value = get_json(&c, &tok, &url).await;
+            pages += 1;
+            let value = body["value"].as_array().unwrap();
+            assert!(value.len() <= 5);
+            for u in value {
+                assert_eq!(
+                    u.as_object().unwrap().len(),
+                    2,
+                    "only the selected properties: {u}"
+                );
+                seen.push(u["userPrincipalName"].as_str().unwrap().to_string());
+            }
+            match body["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 5);
+        let mut expected: Vec<String> = (0..23).map(|i| format!("u{i:04}@coho.com")).collect();
+        expected.sort();
+        assert_eq!(seen, expected);
+
+        let r = c
+            .get(format!("{}/v1.0/users?$top=1000", emu.graph_url()))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    });
+}
+
+fn new_user(upn: &str) -> Value {
+    json!({
+        "accountEnabled": true,
+        "displayName": "Ana",
+        "mailNickname": upn.split('@').next().unwrap(),
+        "userPrincipalName": upn,
+        "passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "x-Temp-123!"},
+    })
+}
+
+// issue 12 item 5, P1: POST /users creates (201 with the user); the same UPN again (in
+// another case) is Graph's 400 Request_BadRequest.
+#[test]
+fn post_user_and_duplicate_upn() {
+    let emu = start(tenant_with(1), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let url = format!("{}/v1.0/users", emu.graph_url());
+        let r = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            &url,
+            &new_user("ana@coho.com"),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        assert_eq!(created["userPrincipalName"], "ana@coho.com");
+        let id = created["id"].as_str().unwrap();
+        let got: Value = get_json(&c, &tok, format!("{url}/{id}")).await;
+        assert_eq!(got["displayName"], "Ana");
+
+        let r = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            &url,
+            &new_user("ANA@coho.com"),
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(graph_error_code(&body), "Request_BadRequest");
+        assert_eq!(
+            body["error"]["message"],
+            "Another object with the same value for property userPrincipalName already exists."
+        );
+    });
+}
+
+// issue 12 item 5: PATCH members@odata.bind takes at most 20 references, all or nothing
+// (21 change nothing; 20 with one unknown change nothing; 20 good ones all land).
+#[test]
+fn members_bind_limit_is_twenty_all_or_nothing() {
+    let emu = start(tenant_with(25), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let g = format!("{}/v1.0/groups", emu.graph_url());
+        let r = send(&c, &tok, reqwest::Method::POST, &g, &json!({"displayName": "Sales", "mailEnabled": false, "mailNickname": "sales", "securityEnabled": true})).await;
+        assert_eq!(r.status(), 201);
+        let gid = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let refs = |ids: &mut dyn Iterator<Item = String>| -> Value {
+            json!({"members@odata.bind": ids
+                .map(|id| format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}"))
+                .collect::<Vec<_>>()})
+        };
+        let members = |c: reqwest::Client, tok: String, url: String| async move {
+            let body: Value = get_json(&c, &tok, url).await;
+            body["value"].as_array().unwrap().len()
+        };
+        let murl = format!("{g}/{gid}/members?$top=999");
+
+        let r = c
+            .patch(format!("{g}/{gid}"))
+            .bearer_auth(&tok)
+            .json(&refs(&mut (0..21).map(|i| format!("u{i:04}"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(graph_error_code(&r.json().await.unwrap()), "Request_BadRequest");
+        assert_eq!(members(c.clone(), tok.clone(), murl.clone()).await, 0);
+
+        let mut with_unknown = (0..19).map(|i| format!("u{i:04}")).chain(["nobody".to_string()]);
+        let r = send(&c, &tok, reqwest::Method::PATCH, format!("{g}/{gid}"), &refs(&mut with_unknown)).await;
+        assert_eq!(r.status(), 404);
+        assert_eq!(members(c.clone(), tok.clone(), murl.clone()).await, 0, "all or nothing");
+
+        let r = c
+            .patch(format!("{g}/{gid}"))
+            .bearer_auth(&tok)
+            .json(&refs(&mut (0..20).map(|i| format!("u{i:04}"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(members(c.clone(), tok.clone(), murl.clone()).await, 20);
+
+        // Adding a member again through members/$ref is a 400; removing one is a 204.
+        let r = send(&c, &tok, reqwest::Method::POST, format!("{g}/{gid}/members/$ref"), &json!({"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/u0003"})).await;
+        assert_eq!(r.status(), 400);
+        let r = delete(&c, &tok, format!("{g}/{gid}/members/u0003/$ref")).await;
+        assert_eq!(r.status(), 204);
+        assert_eq!(members(c.clone(), tok.clone(), murl.clone()).await, 19);
+    });
+}
+
+// issue 12 item 5: $batch serves dependsOn in order, answers 424 for a failed
+// dependency, correlates by id; more than 20 requests is a 400.
+#[test]
+fn batch_depends_on_and_424() {
+    let emu = start(tenant_with(1), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let url = format!("{}/v1.0/$batch", emu.graph_url());
+        let body = json!({"requests": [
+            {"id": "1", "method": "POST", "url": "/users", "body": new_user("bo@coho.com"), "headers": {"Content-Type": "application/json"}},
+            {"id": "2", "method": "POST", "url": "/users", "body": new_user("bo@coho.com"), "dependsOn": ["1"], "headers": {"Content-Type": "application/json"}},
+            {"id": "3", "method": "GET", "url": "/users?$top=1", "dependsOn": ["2"]},
+            {"id": "4", "method": "GET", "url": "/organization"},
+        ]});
+        let r = send(&c, &tok, reqwest::Method::POST, &url, &body).await;
+        assert_eq!(r.status(), 200);
+        let out: Value = r.json().await.unwrap();
+        let status = |id: &str| {
+            out["responses"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap()["status"].as_u64().unwrap()
+        };
+        assert_eq!(out["responses"].as_array().unwrap().len(), 4);
+        assert_eq!(status("1"), 201);
+        assert_eq!(status("2"), 400, "P1: the duplicate fails");
+        assert_eq!(status("3"), 424, "its dependent is not run");
+        assert_eq!(status("4"), 200);
+        let org = out["responses"].as_array().unwrap().iter().find(|r| r["id"] == "4").unwrap();
+        assert_eq!(org["body"]["value"][0]["countryLetterCode"], "US");
+
+        let many: Vec<Value> = (0..21).map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users"})).collect();
+        let r = send(&c, &tok, reqwest::Method::POST, &url, &json!({"requests": many})).await;
+        assert_eq!(r.status(), 400);
+        graph_error_code(&r.json().await.unwrap());
+    });
+}
+
+// issue 12 item 5: the throttle knob answers 429 with Retry-After in seconds and Graph's
+// error body, and changes nothing; deterministic from the seed.
+#[test]
+fn throttle_knob_answers_429_with_retry_after() {
+    let faults = Faults {
+        throttle_rate: 1.0,
+        retry_after_secs: 7,
+        ..Faults::default()
+    };
+    let emu = start(tenant_with(1), faults);
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let r = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            format!("{}/v1.0/users", emu.graph_url()),
+            &new_user("cy@coho.com"),
+        )
+        .await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "7");
+        assert_eq!(
+            graph_error_code(&r.json().await.unwrap()),
+            "TooManyRequests"
+        );
+    });
+    drop(emu);
+}
+
+// issue 12 item 5: the 5xx knob answers 500/503 with Graph's error body before anything
+// is done, and the latency knob delays every answer.
+#[test]
+fn server_error_and_latency_knobs() {
+    let faults = Faults {
+        server_error_rate: 1.0,
+        latency: Duration::from_millis(150),
+        ..Faults::default()
+    };
+    let emu = start(tenant_with(1), faults);
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let url = format!("{}/v1.0/users", emu.graph_url());
+        for _ in 0..4 {
+            let started = std::time::Instant::now();
+            let r = send(
+                &c,
+                &tok,
+                reqwest::Method::POST,
+                &url,
+                &new_user("gil@coho.com"),
+            )
+            .await;
+            assert!(started.elapsed() >= Duration::from_millis(150));
+            let status = r.status().as_u16();
+            assert!(matches!(status, 500 | 503), "{status}");
+            let code = graph_error_code(&r.json().await.unwrap());
+            assert_eq!(
+                code,
+                if status == 500 {
+                    "generalException"
+                } else {
+                    "serviceNotAvailable"
+                }
+            );
+        }
+    });
+}
+
+// issue 12 item 5: a dropped answer closes the connection without a response, yet the
+// change was made (the user exists when looked up afterwards).
+#[test]
+fn dropped_response_still_made_the_change() {
+    let faults = Faults {
+        drop_rate: 1.0,
+        ..Faults::default()
+    };
+    let emu = start(tenant_with(1), faults);
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let r = c
+            .post(format!("{}/v1.0/users", emu.graph_url()))
+            .bearer_auth(&tok)
+            .json(&new_user("dee@coho.com"))
+            .send()
+            .await;
+        assert!(r.is_err(), "no answer: {r:?}");
+        // GETs are never dropped: the user is there.
+        let body: Value =
+            get_json(&c, &tok, format!("{}/v1.0/users?$top=999", emu.graph_url())).await;
+        let upns: Vec<&str> = body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userPrincipalName"].as_str().unwrap())
+            .collect();
+        assert!(upns.contains(&"dee@coho.com"), "{upns:?}");
+    });
+}
+
+// issue 12 item 5: replication lag: a new user answers 404 Request_ResourceNotFound by id
+// for the lag, then 200.
+#[test]
+fn replication_lag_404_then_found() {
+    let faults = Faults {
+        replication_lag: Duration::from_millis(600),
+        ..Faults::default()
+    };
+    let emu = start(tenant_with(1), faults);
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let url = format!("{}/v1.0/users", emu.graph_url());
+        let created: Value = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            &url,
+            &new_user("eve@coho.com"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let id = created["id"].as_str().unwrap();
+        let r = c
+            .get(format!("{url}/{id}"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(
+            graph_error_code(&r.json().await.unwrap()),
+            "Request_ResourceNotFound"
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let r = c
+            .get(format!("{url}/{id}"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+}
+
+// issue 12 item 5, P6: removing a global admin through the directory role goes through
+// the tenant's rule: with two global admins, the removal of one is refused (400).
+#[test]
+fn global_admin_removal_keeps_p6() {
+    let emu = start(tenant_with(3), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let base = format!(
+            "{}/v1.0/directoryRoles/roleTemplateId=62e90394-69f5-4237-9190-012177145e10",
+            emu.graph_url()
+        );
+        let body: Value = get_json(&c, &tok, format!("{base}/members")).await;
+        assert_eq!(body["value"].as_array().unwrap().len(), 2);
+        let r = delete(&c, &tok, format!("{base}/members/u0000/$ref")).await;
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(graph_error_code(&body), "Request_BadRequest");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("(P6)"),
+            "{body}"
+        );
+        // A third admin first, then the removal passes.
+        let r = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            format!("{base}/members/$ref"),
+            &json!({"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/u0002"}),
+        )
+        .await;
+        assert_eq!(r.status(), 204);
+        let r = delete(&c, &tok, format!("{base}/members/u0000/$ref")).await;
+        assert_eq!(r.status(), 204);
+    });
+}
+
+// issue 12 item 5, T3: subscribedSkus shows the tenant's counts through the SKU table
+// (prepaidUnits.enabled = bought, consumedUnits = assigned); assignLicense needs a usage
+// location, takes a licence while one is free and refuses when all are assigned.
+#[test]
+fn subscribed_skus_and_assign_license_keep_t3() {
+    use crmctl::domain::kinds::LicensePlan;
+    use crmctl::provider::graph::skus;
+    let mut t = tenant_with(2);
+    t.licenses.insert(LicensePlan::Professional, 1);
+    let emu = start(t, Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let g = emu.graph_url().to_string();
+        let sku = skus::builtin_sku_id(LicensePlan::Professional);
+        let skus_now = |c: reqwest::Client, tok: String| {
+            let g = g.clone();
+            async move {
+                let body: Value = get_json(&c, &tok, format!("{g}/v1.0/subscribedSkus")).await;
+                let s = body["value"].as_array().unwrap()[0].clone();
+                (
+                    s["skuPartNumber"].as_str().unwrap().to_string(),
+                    s["prepaidUnits"]["enabled"].as_u64().unwrap(),
+                    s["consumedUnits"].as_u64().unwrap(),
+                )
+            }
+        };
+        assert_eq!(
+            skus_now(c.clone(), tok.clone()).await,
+            (
+                skus::builtin_part_number(LicensePlan::Professional).to_string(),
+                1,
+                0
+            )
+        );
+        let assign =
+            json!({"addLicenses": [{"skuId": sku, "disabledPlans": []}], "removeLicenses": []});
+        let r = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            format!("{g}/v1.0/users/u0000/assignLicense"),
+            &assign,
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(skus_now(c.clone(), tok.clone()).await.2, 1);
+        let got: Value = get_json(
+            &c,
+            &tok,
+            format!("{g}/v1.0/users/u0000?$select=id,assignedLicenses"),
+        )
+        .await;
+        assert_eq!(got["assignedLicenses"][0]["skuId"], sku);
+        // T3: the one licence is taken.
+        let r = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            format!("{g}/v1.0/users/u0001/assignLicense"),
+            &assign,
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("(T3)"),
+            "{body}"
+        );
+        // A user created without usageLocation cannot be given one.
+        let created: Value = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            format!("{g}/v1.0/users"),
+            &new_user("fay@coho.com"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let id = created["id"].as_str().unwrap();
+        let r = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            format!("{g}/v1.0/users/{id}/assignLicense"),
+            &assign,
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("usage location"),
+            "{body}"
+        );
+        // Removing frees it.
+        let remove = json!({"addLicenses": [], "removeLicenses": [sku]});
+        let r = send(
+            &c,
+            &tok,
+            reqwest::Method::POST,
+            format!("{g}/v1.0/users/u0000/assignLicense"),
+            &remove,
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(skus_now(c.clone(), tok.clone()).await.2, 0);
+    });
+}
+
+// issue 12 item 5: the $filter forms the Graph provider sends (a UPN without case, a
+// security group by name) select the right objects.
+#[test]
+fn filter_by_upn_and_group_name() {
+    let emu = start(tenant_with(3), Faults::default());
+    rt().block_on(async {
+        let c = client(&emu);
+        let tok = token(&emu, &c).await;
+        let g = emu.graph_url();
+        let body: Value = get_json(&c, &tok, format!("{g}/v1.0/users?$filter=userPrincipalName%20eq%20'U0001@COHO.com'&$select=id")).await;
+        assert_eq!(body["value"], json!([{"id": "u0001"}]));
+        let r = send(&c, &tok, reqwest::Method::POST, format!("{g}/v1.0/groups"), &json!({"displayName": "Ops", "mailEnabled": false, "mailNickname": "ops", "securityEnabled": true})).await;
+        assert_eq!(r.status(), 201);
+        let body: Value = get_json(&c, &tok, format!("{g}/v1.0/groups?$filter=displayName%20eq%20'Ops'%20and%20securityEnabled%20eq%20true&$select=id,displayName")).await;
+        assert_eq!(body["value"].as_array().unwrap().len(), 1);
+        assert_eq!(body["value"][0]["displayName"], "Ops");
+        let r = c.get(format!("{g}/v1.0/users?$filter=startswith(displayName,'a')")).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+    });
+}
+
+// issue 12 item 5: `crmctl emulate` prints the env lines (never the secret) and serves a
+// local tenant file until stopped; without AZURE_CLIENT_SECRET it says what to set.
+#[test]
+fn emulate_command_prints_env_lines_and_serves() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::crmctl(dir.path())
+        .args(["emulate"])
+        .env_remove("AZURE_CLIENT_SECRET")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("AZURE_CLIENT_SECRET is not set"));
+
+    #[allow(deprecated)]
+    let bin = assert_cmd::cargo::cargo_bin("crmctl");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .args(["emulate", "--tenant", "local:tenant.db", "--page-size", "2"])
+        .env("AZURE_CLIENT_SECRET", SECRET)
+        .env("AZURE_CLIENT_ID", CLIENT)
+        .env("AZURE_TENANT_ID", TENANT)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        let last = line.starts_with("CRMCTL_CA_FILE=");
+        printed.push(line);
+        if last {
+            break;
+        }
+    }
+    let env = |k: &str| {
+        printed
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} not printed: {printed:?}"))
+            .to_string()
+    };
+    let (graph, authority, ca) = (
+        env("CRMCTL_GRAPH_URL"),
+        env("AZURE_AUTHORITY_HOST"),
+        env("CRMCTL_CA_FILE"),
+    );
+    assert_eq!(env("AZURE_TENANT_ID"), TENANT);
+    assert!(
+        !printed.join("\n").contains(SECRET),
+        "the secret is never printed"
+    );
+    rt().block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+        let c = reqwest::Client::builder()
+            .tls_certs_only([root])
+            .build()
+            .unwrap();
+        let tok: Value = c
+            .post(format!("{authority}/{TENANT}/oauth2/v2.0/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLIENT),
+                ("client_secret", SECRET),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tok = tok["access_token"].as_str().unwrap();
+        for upn in ["a@contoso.com", "b@contoso.com", "c@contoso.com"] {
+            let r = send(
+                &c,
+                tok,
+                reqwest::Method::POST,
+                format!("{graph}/v1.0/users"),
+                &new_user(upn),
+            )
+            .await;
+            assert_eq!(r.status(), 201);
+        }
+        // The default page size is the flag's.
+        let body: Value = get_json(&c, tok, format!("{graph}/v1.0/users")).await;
+        assert_eq!(body["value"].as_array().unwrap().len(), 2);
+        assert!(body["@odata.nextLink"].is_string());
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The users were written to the local tenant file.
+    let local =
+        crmctl::provider::local::LocalProvider::open(&dir.path().join("tenant.db")).unwrap();
+    assert_eq!(local.observe().unwrap().users.len(), 3);
+}
+
+/// A test-only [`Http`] over reqwest (the real transport is another module's): relative
+/// URLs against the emulator, a bearer token fetched once, requests run on a runtime of
+/// its own (callers use `provider::block_on`, which has no I/O driver).
+struct TestHttp {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl TestHttp {
+    fn new(emu: &EmulatorHandle) -> TestHttp {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = client(emu);
+        let token = rt.block_on(token(emu, &client));
+        TestHttp {
+            rt,
+            client,
+            base: emu.graph_url().to_string(),
+            token,
+        }
+    }
+}
+
+impl crmctl::provider::http::Http for TestHttp {
+    fn send<'a>(
+        &'a self,
+        req: crmctl::provider::http::Request,
+    ) -> crmctl::provider::BoxFuture<
+        'a,
+        Result<crmctl::provider::http::Response, crmctl::provider::ProviderError>,
+    > {
+        use crmctl::provider::ProviderError;
+        let url = if req.url.starts_with("https://") {
+            req.url.clone()
+        } else {
+            format!("{}{}", self.base, req.url)
+        };
+        let mut rb = self
+            .client
+            .request(
+                reqwest::Method::from_bytes(req.method.as_bytes()).unwrap(),
+                url,
+            )
+            .bearer_auth(&self.token);
+        for (k, v) in &req.headers {
+            rb = rb.header(k, v);
+        }
+        if let Some(b) = &req.body {
+            rb = rb.json(b);
+        }
+        let idempotent = req.idempotent;
+        // Like the real transport (item 3), 429/500/503 (and dropped connections of
+        // idempotent requests) are retried a bounded number of times; a dropped
+        // non-idempotent request is an unknown outcome.
+        let h = self.rt.spawn(async move {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let last = attempt == 8;
+                let r = match rb.try_clone().unwrap().send().await {
+                    Ok(r) => r,
+                    Err(_) if idempotent && !last => continue,
+                    Err(e) if idempotent => return Err(ProviderError::Transient(e.to_string())),
+                    Err(e) => return Err(ProviderError::OutcomeUnknown(e.to_string())),
+                };
+                let status = r.status().as_u16();
+                if matches!(status, 429 | 500 | 503) && !last {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                let headers = r
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                    .collect();
+                let body = r
+                    .bytes()
+                    .await
+                    .map_err(|e| ProviderError::OutcomeUnknown(e.to_string()))?
+                    .to_vec();
+                return Ok(crmctl::provider::http::Response {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+        });
+        Box::pin(async move { h.await.unwrap() })
+    }
+}
+
+// issue 12 item 5 (done-when, directory part): the Graph provider applies a directory
+// file (users, a group with members, licences, a global admin) against the emulator and
+// the next plan has no changes; the emulator's tenant holds exactly what was asked.
+#[test]
+fn graph_provider_converges_against_the_emulator() {
+    converge_directory_file(Faults::default());
+}
+
+// issue 12 item 5 (done-when, directory part, with faults): 10% 429/5xx (absorbed by a
+// retrying transport, as the real one does), 5% dropped
+// answers and replication lag: still converges, no duplicates.
+#[test]
+fn graph_provider_converges_against_a_faulty_emulator() {
+    for seed in [1, 2, 3] {
+        converge_directory_file(Faults {
+            seed,
+            throttle_rate: 0.05,
+            retry_after_secs: 0,
+            server_error_rate: 0.05,
+            drop_rate: 0.05,
+            replication_lag: Duration::from_millis(300),
+            ..Faults::default()
+        });
+    }
+}
+
+fn converge_directory_file(faults: Faults) {
+    use crmctl::provider::graph::GraphProvider;
+    use crmctl::provider::Provider as _;
+    use std::sync::Arc;
+    let mut t = tenant_with(2);
+    t.domain = crate::common::DOMAIN.to_string();
+    t.licenses
+        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    let emu = start(t, faults);
+    let graph = GraphProvider::new(Arc::new(TestHttp::new(&emu))).with_graph_base(emu.graph_url());
+    let d = crate::common::desired(
+        "licenses: {professional: 5}\n\
+         users:\n  u0000@coho.com: {name: u0000, admin_roles: [global_admin]}\n  u0001@coho.com: {name: u0001, admin_roles: [global_admin]}\n\
+         \x20 ana@coho.com: {name: Ana, license: professional, admin_roles: [global_admin]}\n  bo@coho.com: {name: Bo, license: professional}\n\
+         security_groups:\n  sales: {name: Sales_SG, description: Sales team, members: [ana@coho.com, bo@coho.com, u0000@coho.com]}\n",
+    );
+    // Observe until a read passes the injected faults (the real transport retries them).
+    let observe = |g: &GraphProvider| {
+        (0..50)
+            .find_map(|_| {
+                crmctl::provider::block_on(g.observe(&crmctl::provider::Scope::all()))
+                    .unwrap()
+                    .ok()
+            })
+            .expect("an observe passes the faults")
+    };
+    let state = crmctl::state::State::empty("emulator-test");
+    let plan = crmctl::plan::plan(&d, &observe(&graph), &state);
+    assert!(!plan.has_errors(), "{:#?}", plan.diagnostics);
+    assert!(!plan.actions.is_empty());
+    let state = crate::common::apply_on(&plan, &graph, &state, 4).unwrap();
+    let after = observe(&graph);
+    let again = crmctl::plan::plan(&d, &after, &state);
+    assert!(
+        again.actions.is_empty(),
+        "re-plan not empty: {:#?}",
+        crate::common::steps(&again)
+    );
+    let ana = after
+        .users
+        .values()
+        .find(|u| u.upn == "ana@coho.com")
+        .unwrap();
+    assert_eq!(
+        ana.license,
+        Some(crmctl::domain::kinds::LicensePlan::Professional)
+    );
+    assert_eq!(after.users.len(), 4, "no duplicates");
+    let sales = after
+        .groups
+        .values()
+        .find(|g| g.name == "Sales_SG")
+        .unwrap();
+    assert_eq!(sales.members.len(), 3);
+    eprintln!(
+        "{} actions, {} Graph requests",
+        plan.actions.len(),
+        emu.graph_requests()
+    );
+    assert!(emu.graph_requests() > plan.actions.len() as u64);
+}
