@@ -958,3 +958,99 @@ fn converge_directory_file(faults: Faults) {
     );
     assert!(emu.graph_requests() > plan.actions.len() as u64);
 }
+
+/// `crmctl` pointed at the emulator as at a real tenant: endpoints, the emulator's root and
+/// the client credentials from the environment (issue 12 items 1, 2 and 5).
+fn crmctl_on(emu: &EmulatorHandle, dir: &std::path::Path) -> assert_cmd::Command {
+    let mut c = crate::support::crmctl(dir);
+    for line in emu.env_lines() {
+        let (k, v) = line.split_once('=').expect("KEY=VALUE");
+        c.env(k, v);
+    }
+    c.env_remove("AZURE_TENANT_ID")
+        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+        .env_remove("AZURE_CLIENT_CERTIFICATE_PATH")
+        .env_remove("CRMCTL_CLOUD")
+        .env("AZURE_CLIENT_ID", CLIENT)
+        .env("AZURE_CLIENT_SECRET", SECRET);
+    c
+}
+
+// issue 12 done-when (directory part, through the command line): `crmctl apply --backend
+// microsoft` signs in at the emulator's token endpoint, applies a directory-only file over
+// HTTPS (trusting the emulator's root through CRMCTL_CA_FILE), and the next plan shows no
+// changes (`--detailed-exitcode` 0). The client secret appears in no output, no state and
+// no saved plan; the state records the Microsoft backend, not a local file.
+#[test]
+fn crmctl_applies_a_directory_file_to_the_emulator_and_replans_empty() {
+    use predicates::prelude::*;
+    let mut t = tenant_with(2);
+    t.domain = crate::common::DOMAIN.to_string();
+    t.licenses
+        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    // The token endpoint knows the tenant by its domain, as Entra ID does.
+    let emu = Emulator::start(EmulatorConfig::new(
+        t,
+        crate::common::DOMAIN,
+        CLIENT,
+        SECRET,
+    ))
+    .expect("emulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("directory.yaml"),
+        format!(
+            "tenant: {}\nlicenses: {{professional: 5}}\nusers:\n  \
+             u0000@coho.com: {{name: u0000, admin_roles: [global_admin]}}\n  \
+             u0001@coho.com: {{name: u0001, admin_roles: [global_admin]}}\n  \
+             ana@coho.com: {{name: Ana, license: professional}}\n  \
+             bo@coho.com: {{name: Bo, license: professional}}\n\
+             security_groups:\n  sales: {{name: Sales_SG, description: Sales team, members: [ana@coho.com, bo@coho.com]}}\n",
+            crate::common::DOMAIN
+        ),
+    )
+    .unwrap();
+    let apply = crmctl_on(&emu, dir.path())
+        .args([
+            "apply",
+            "--auto-approve",
+            "--backend",
+            "microsoft",
+            "-f",
+            "directory.yaml",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("create_user"));
+    let out = apply.get_output();
+    let replan = crmctl_on(&emu, dir.path())
+        .args([
+            "plan",
+            "--detailed-exitcode",
+            "--backend",
+            "microsoft",
+            "-f",
+            "directory.yaml",
+            "--out",
+            "plan.json",
+        ])
+        .assert()
+        .code(0);
+    let state = std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap();
+    assert!(
+        state.contains("microsoft:coho.onmicrosoft.com"),
+        "the state records the backend: {state}"
+    );
+    let plan = std::fs::read_to_string(dir.path().join("plan.json")).unwrap();
+    for text in [
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        String::from_utf8_lossy(&replan.get_output().stdout).to_string(),
+        String::from_utf8_lossy(&replan.get_output().stderr).to_string(),
+        state,
+        plan,
+    ] {
+        assert!(!text.contains(SECRET), "the secret leaked: {text}");
+    }
+    assert!(emu.graph_requests() > 0);
+}

@@ -8,8 +8,8 @@ use std::path::Path;
 /// Bottom to top. `alloc` and `synth` stand apart (the binary's allocator; generated
 /// tenants for benches and tests).
 const LAYERS: &[&str] = &[
-    "domain", "diag", "observed", "desired", "provider", "state", "plan", "render", "apply", "ops",
-    "cli",
+    "domain", "diag", "observed", "desired", "provider", "emulator", "state", "plan", "render",
+    "apply", "ops", "cli",
 ];
 
 /// Every `crate::X` that the module `top` (a file or a folder at `path`) uses, with one
