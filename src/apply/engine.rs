@@ -72,19 +72,32 @@ fn request<'a>(provider: &'a dyn Provider, batch: Vec<(usize, Op)>, delay: Durat
     })
 }
 
-/// Observe the scope of action `id`'s op again after `error` (an unknown outcome).
+/// Observe the scope of action `id`'s op again after `error` (an unknown outcome). A
+/// throttled, conflicting or transient answer to that read is retried as a request is
+/// (bounded by `policy`): a busy service must not turn a settleable op into a failure.
 fn reobserve<'a>(
     provider: &'a dyn Provider,
     plan: &'a Plan,
+    policy: &'a super::RetryPolicy,
     id: usize,
     error: ProviderError,
     delay: Duration,
 ) -> Fut<'a> {
     Box::pin(async move {
         let scope = Scope::for_op(&plan.actions[id].op);
-        let observed = caught(|| provider.observe(&scope))
-            .await
-            .unwrap_or_else(|| Err(ProviderError::Backend(PANICKED.into())));
+        let mut track = Track::new(policy);
+        let observed = loop {
+            let read = caught(|| provider.observe(&scope))
+                .await
+                .unwrap_or_else(|| Err(ProviderError::Backend(PANICKED.into())));
+            match read {
+                Err(e) if e.class().retryable() => match track.next(&e, policy) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => break Err(e),
+                },
+                other => break other,
+            }
+        };
         Step::Observed {
             id,
             error,
@@ -446,7 +459,7 @@ pub async fn apply_async(
                             .flatten();
                         match (class, delay) {
                             (ErrorClass::OutcomeUnknown, Some(d)) => {
-                                requests.push(reobserve(provider, plan, id, e, d));
+                                requests.push(reobserve(provider, plan, &opts.retry, id, e, d));
                             }
                             (_, Some(d)) => {
                                 walk.report.retries += 1;

@@ -41,6 +41,8 @@ struct Faulty {
     /// Every `execute` that reached the wrapper: kind and (virtual) time.
     executes: Mutex<Vec<(ActionKind, Instant)>>,
     observes: Mutex<Vec<Scope>>,
+    /// Errors the next observes answer, in order (then the tenant).
+    observe_faults: Mutex<VecDeque<ProviderError>>,
     /// Accepted operations: handle id -> (op, polls left).
     operations: Mutex<HashMap<String, (Op, u32)>>,
     polls: AtomicUsize,
@@ -55,6 +57,7 @@ impl Faulty {
             script: Mutex::new(HashMap::new()),
             executes: Mutex::new(Vec::new()),
             observes: Mutex::new(Vec::new()),
+            observe_faults: Mutex::new(VecDeque::new()),
             operations: Mutex::new(HashMap::new()),
             polls: AtomicUsize::new(0),
             extra_ids: false,
@@ -92,6 +95,9 @@ impl Faulty {
 impl Provider for Faulty {
     fn observe<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Tenant, ProviderError>> {
         self.observes.lock().unwrap().push(scope.clone());
+        if let Some(e) = self.observe_faults.lock().unwrap().pop_front() {
+            return Box::pin(async move { Err(e) });
+        }
         Provider::observe(&self.inner, scope)
     }
 
@@ -526,6 +532,41 @@ async fn an_unknown_outcome_is_observed_again_and_the_create_not_duplicated() {
         r.notices.iter().any(|l| l.contains("observed again: done")),
         "{:?}",
         r.notices
+    );
+}
+
+// issue 11 item 4 (found against the Graph emulator): the read that settles an unknown
+// outcome is itself throttled, then fails transiently: it is retried after the server's
+// delay, the create is found and recorded, and nothing is sent twice.
+#[tokio::test(start_paused = true)]
+async fn a_busy_service_while_observing_again_still_settles_the_op() {
+    let p = Faulty::new(fresh());
+    let mut state = State::empty("lin");
+    let plan = plan_for(&p, &state);
+    p.inject(
+        ActionKind::CreateUser,
+        [Fault::After(ProviderError::OutcomeUnknown(
+            "connection dropped after the request was sent".into(),
+        ))],
+    );
+    p.observe_faults.lock().unwrap().extend([
+        ProviderError::Throttled {
+            message: "429".into(),
+            retry_after: Some(Duration::from_secs(7)),
+        },
+        ProviderError::Transient("503".into()),
+    ]);
+    let start = Instant::now();
+    let r = run(&plan, &p, &mut state, opts()).await;
+    assert!(r.report.success(), "{:?}", r.report);
+    assert_eq!(p.executed(ActionKind::CreateUser).len(), 2);
+    assert_eq!(upns(&p, "ana@coho.com"), 1);
+    assert_eq!(upns(&p, "bob@coho.com"), 1);
+    // Three reads: throttled, transient, then the one that settles it.
+    assert_eq!(p.observes.lock().unwrap().len(), 3);
+    assert!(
+        start.elapsed() >= Duration::from_secs(7),
+        "the server's delay was honoured"
     );
 }
 
