@@ -439,6 +439,36 @@ async fn token_refreshed_when_expiring() {
     assert_ne!(seen[0].authorization, seen[1].authorization);
 }
 
+// issue 12 item 1: a 401 to a cached token (revoked) signs in again once and resends the
+// request, also a POST (a 401 was not served); a second 401 is the answer.
+#[tokio::test]
+async fn unauthorized_signs_in_again_once() {
+    let unauthorized = || {
+        Step::Answer(
+            401,
+            vec![],
+            r#"{"error":{"code":"InvalidAuthenticationToken","message":"Access token has expired or is not yet valid."}}"#,
+        )
+    };
+    let server = serve(vec![unauthorized()], ok(), 3600, Duration::ZERO).await;
+    let t = transport(&server, options(&server));
+    assert_eq!(t.send(post()).await.unwrap().status, 200);
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 2);
+    {
+        let seen = server.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_ne!(seen[0].authorization, seen[1].authorization);
+    }
+    let server = serve(vec![], unauthorized(), 3600, Duration::ZERO).await;
+    let t = transport(&server, options(&server));
+    assert_eq!(t.send(post()).await.unwrap().status, 401);
+    assert_eq!(
+        server.seen.lock().unwrap().len(),
+        2,
+        "one new sign-in, not a loop"
+    );
+}
+
 // issue 12 item 3: at most `per_host` requests in flight to one host.
 #[tokio::test]
 async fn concurrency_is_limited_per_host() {
@@ -502,14 +532,25 @@ impl std::io::Write for Capture {
 // request-id) and shows no secret, no token and no query value; nor do the errors.
 #[tokio::test]
 async fn logs_and_errors_show_no_secret_and_no_token() {
-    let capture = Capture::default();
-    let sink = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The process-wide subscriber, not a thread's (`set_default`): tracing caches each
+    // callsite's interest across threads, so a thread-scoped subscriber misses events whose
+    // callsite another test's thread registered first. It captures every test's logs, so
+    // the absence checks below cover them all.
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    let capture = CAPTURE
+        .get_or_init(|| {
+            let capture = Capture::default();
+            let sink = capture.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other test sets a global subscriber");
+            capture
+        })
+        .clone();
 
     let server = serve(
         vec![

@@ -100,6 +100,22 @@ impl TokenCache {
         *slot = Some((fresh.token.clone(), refresh_at));
         Ok(fresh.token)
     }
+
+    /// Forget `token` for `scope` (the service answered 401 to it: revoked, or signed by a
+    /// key it no longer trusts); the next [`TokenCache::bearer`] fetches a new one. A newer
+    /// token another request fetched meanwhile is kept.
+    pub async fn invalidate(&self, scope: &str, token: &Secret) {
+        let slot = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.get(scope).cloned()
+        };
+        if let Some(slot) = slot {
+            let mut slot = slot.lock().await;
+            if slot.as_ref().is_some_and(|(cached, _)| cached == token) {
+                *slot = None;
+            }
+        }
+    }
 }
 
 /// The client-credentials flow with a client secret (`AZURE_CLIENT_ID` +

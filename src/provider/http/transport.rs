@@ -332,6 +332,7 @@ impl Transport {
             .with_jitter()
             .build();
         let mut n = 0;
+        let mut signed_in_again = false;
         loop {
             n += 1;
             let token = self.tokens.bearer(&scope).await?;
@@ -341,6 +342,13 @@ impl Transport {
                 })?;
             bearer.set_sensitive(true);
             let outcome = self.attempt(&req, &url, &bearer, &path, n).await?;
+            // A 401 to a cached token (revoked, or expired early): the request was not
+            // served, so it is sent once more with a new token, whatever its method.
+            if matches!(&outcome, Attempt::Answered(r) if r.status == 401) && !signed_in_again {
+                signed_in_again = true;
+                self.tokens.invalidate(&scope, &token).await;
+                continue;
+            }
             // What to do: return now, or wait this long (the server's delay, else backoff).
             let wait = match &outcome {
                 Attempt::Answered(r) => {
