@@ -671,3 +671,42 @@ async fn workload_identity_signs_in_through_azure_identity() {
     let seen = server.seen.lock().unwrap();
     assert_eq!(seen[0].authorization, format!("Bearer {TOKEN_MARK}-0"));
 }
+
+// issue 12 item 1: with no credentials in the environment and no Azure CLI, the error says
+// what failed and every way crmctl signs in, and links only inside the repository.
+#[test]
+fn no_credentials_says_how_to_sign_in() {
+    use predicates::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let empty_path = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("d.yaml"),
+        "tenant: contoso.onmicrosoft.com\nusers:\n  a@contoso.com: {name: A}\n",
+    )
+    .unwrap();
+    let mut c = crate::support::crmctl(dir.path());
+    for k in [
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "AZURE_CLIENT_CERTIFICATE_PATH",
+        "AZURE_TENANT_ID",
+        "IDENTITY_ENDPOINT",
+        "MSI_ENDPOINT",
+        "CRMCTL_CREDENTIAL",
+        "CRMCTL_CLOUD",
+    ] {
+        c.env_remove(k);
+    }
+    c.env("PATH", empty_path.path())
+        .args(["plan", "--backend", "microsoft", "-f", "d.yaml"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("sign-in failed")
+                .and(predicate::str::contains("AZURE_CLIENT_SECRET"))
+                .and(predicate::str::contains("az login"))
+                .and(predicate::str::contains("README.md"))
+                .and(predicate::str::contains("https://").not()),
+        );
+}

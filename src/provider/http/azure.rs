@@ -92,8 +92,13 @@ impl TokenSource for AzureCredential {
         Box::pin(async move {
             let t = self.0.get_token(&[scope], None).await.map_err(|e| {
                 // azure_identity's errors name the credential and the service's answer
-                // (AADSTS code), never the secret or token.
-                ProviderError::Backend(format!("sign-in failed: {e}"))
+                // (AADSTS code), never the secret or token. Its first line says what
+                // failed; the rest points outside the repository, so it is left out.
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default().trim();
+                ProviderError::Backend(format!(
+                    "sign-in failed: {first}. crmctl signs in with, first match: AZURE_CLIENT_ID + AZURE_CLIENT_SECRET; AZURE_FEDERATED_TOKEN_FILE + AZURE_CLIENT_ID (workload identity); a managed identity; the Azure CLI (`az login`). See README.md, \"Real tenants\""
+                ))
             })?;
             let left = t.expires_on - azure_core::time::OffsetDateTime::now_utc();
             Ok(AccessToken {
