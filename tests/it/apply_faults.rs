@@ -499,25 +499,34 @@ async fn retries_are_bounded_by_attempts_and_total_time() {
     }
 }
 
+/// A fresh tenant, an empty state and the plan that creates ana and bob; the first
+/// `create_user` request fails with `fault` (an unknown outcome, issue 11 item 4).
+fn create_failing(fault: Fault) -> (Faulty, State, Plan) {
+    let p = Faulty::new(fresh());
+    let state = State::empty("lin");
+    let plan = plan_for(&p, &state);
+    p.inject(ActionKind::CreateUser, [fault]);
+    (p, state, plan)
+}
+
+/// `creates` create requests reached the tenant, and ana and bob exist once each.
+fn assert_each_user_once(p: &Faulty, creates: usize) {
+    assert_eq!(p.executed(ActionKind::CreateUser).len(), creates);
+    assert_eq!(upns(p, "ana@coho.com"), 1);
+    assert_eq!(upns(p, "bob@coho.com"), 1);
+}
+
 // issue 11 item 4: a create whose answer was lost (outcome unknown) is not sent again: apply
 // observes the users again, finds the UPN (P1) and records its id.
 #[tokio::test(start_paused = true)]
 async fn an_unknown_outcome_is_observed_again_and_the_create_not_duplicated() {
-    let p = Faulty::new(fresh());
-    let mut state = State::empty("lin");
-    let plan = plan_for(&p, &state);
-    p.inject(
-        ActionKind::CreateUser,
-        [Fault::After(ProviderError::OutcomeUnknown(
-            "timed out waiting for the response".into(),
-        ))],
-    );
+    let (p, mut state, plan) = create_failing(Fault::After(ProviderError::OutcomeUnknown(
+        "timed out waiting for the response".into(),
+    )));
     let r = run(&plan, &p, &mut state, opts()).await;
     assert!(r.report.success(), "{:?}", r.report);
     // Two users, two creates: the lost one was not replayed.
-    assert_eq!(p.executed(ActionKind::CreateUser).len(), 2);
-    assert_eq!(upns(&p, "ana@coho.com"), 1);
-    assert_eq!(upns(&p, "bob@coho.com"), 1);
+    assert_each_user_once(&p, 2);
     // Scoped: only the users were read again.
     assert_eq!(
         *p.observes.lock().unwrap(),
@@ -540,15 +549,9 @@ async fn an_unknown_outcome_is_observed_again_and_the_create_not_duplicated() {
 // delay, the create is found and recorded, and nothing is sent twice.
 #[tokio::test(start_paused = true)]
 async fn a_busy_service_while_observing_again_still_settles_the_op() {
-    let p = Faulty::new(fresh());
-    let mut state = State::empty("lin");
-    let plan = plan_for(&p, &state);
-    p.inject(
-        ActionKind::CreateUser,
-        [Fault::After(ProviderError::OutcomeUnknown(
-            "connection dropped after the request was sent".into(),
-        ))],
-    );
+    let (p, mut state, plan) = create_failing(Fault::After(ProviderError::OutcomeUnknown(
+        "connection dropped after the request was sent".into(),
+    )));
     p.observe_faults.lock().unwrap().extend([
         ProviderError::Throttled {
             message: "429".into(),
@@ -559,9 +562,7 @@ async fn a_busy_service_while_observing_again_still_settles_the_op() {
     let start = Instant::now();
     let r = run(&plan, &p, &mut state, opts()).await;
     assert!(r.report.success(), "{:?}", r.report);
-    assert_eq!(p.executed(ActionKind::CreateUser).len(), 2);
-    assert_eq!(upns(&p, "ana@coho.com"), 1);
-    assert_eq!(upns(&p, "bob@coho.com"), 1);
+    assert_each_user_once(&p, 2);
     // Three reads: throttled, transient, then the one that settles it.
     assert_eq!(p.observes.lock().unwrap().len(), 3);
     assert!(
@@ -574,20 +575,12 @@ async fn a_busy_service_while_observing_again_still_settles_the_op() {
 // the UPN is absent, the create is sent again and succeeds, once.
 #[tokio::test(start_paused = true)]
 async fn an_unknown_outcome_that_did_not_happen_is_replayed_after_looking() {
-    let p = Faulty::new(fresh());
-    let mut state = State::empty("lin");
-    let plan = plan_for(&p, &state);
-    p.inject(
-        ActionKind::CreateUser,
-        [Fault::Before(ProviderError::OutcomeUnknown(
-            "connection reset".into(),
-        ))],
-    );
+    let (p, mut state, plan) = create_failing(Fault::Before(ProviderError::OutcomeUnknown(
+        "connection reset".into(),
+    )));
     let r = run(&plan, &p, &mut state, opts()).await;
     assert!(r.report.success(), "{:?}", r.report);
-    assert_eq!(p.executed(ActionKind::CreateUser).len(), 3);
-    assert_eq!(upns(&p, "ana@coho.com"), 1);
-    assert_eq!(upns(&p, "bob@coho.com"), 1);
+    assert_each_user_once(&p, 3);
     assert!(
         r.notices
             .iter()
