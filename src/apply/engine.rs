@@ -37,6 +37,11 @@ enum Step {
     },
     /// A long-running operation ended, or apply stopped waiting for it.
     Polled(usize, PollEnd),
+    /// The tenant was observed for the manual step of action `id` (issue 13 item 4).
+    Manual {
+        id: usize,
+        observed: Result<Tenant, ProviderError>,
+    },
 }
 
 enum PollEnd {
@@ -104,6 +109,25 @@ fn reobserve<'a>(
             delay,
             observed,
         }
+    })
+}
+
+/// Observe the scope of the manual step of action `id` after `delay` (issue 13 item 4).
+fn manual_check<'a>(
+    provider: &'a dyn Provider,
+    plan: &'a Plan,
+    id: usize,
+    delay: Duration,
+) -> Fut<'a> {
+    Box::pin(async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let scope = Scope::for_op(&plan.actions[id].op);
+        let observed = caught(|| provider.observe(&scope))
+            .await
+            .unwrap_or_else(|| Err(ProviderError::Backend(PANICKED.into())));
+        Step::Manual { id, observed }
     })
 }
 
@@ -330,6 +354,15 @@ pub async fn apply_async(
     let mut requests: Vec<Fut<'_>> = Vec::new();
     let mut polls: Vec<Fut<'_>> = Vec::new();
     let mut tracks: HashMap<usize, Track> = HashMap::new();
+    // Manual steps (issue 13 item 4): never executed; the tenant is observed until each
+    // shows done, for at most `wait_manual` from when the step became ready.
+    let manual: HashMap<usize, &crate::plan::manual::ManualStep> = opts
+        .manual
+        .iter()
+        .filter(|m| m.action < n)
+        .map(|m| (m.action, m))
+        .collect();
+    let mut manual_since: HashMap<usize, tokio::time::Instant> = HashMap::new();
 
     // Operations an earlier run started: polled again, never started twice; those the
     // plan has no action of that kind for are dropped (the plan sees the tenant as it is).
@@ -379,6 +412,16 @@ pub async fn apply_async(
                 break;
             };
             if resumed[first] {
+                continue;
+            }
+            if let Some(m) = manual.get(&first) {
+                notice(Notice::Manual {
+                    action: &plan.actions[first],
+                    instructions: &m.instructions,
+                    wait: opts.wait_manual,
+                });
+                manual_since.insert(first, tokio::time::Instant::now());
+                polls.push(manual_check(provider, plan, first, Duration::ZERO));
                 continue;
             }
             let family = families[first];
@@ -530,6 +573,30 @@ pub async fn apply_async(
                             ));
                             ended.push((id, ActionOutcome::Failed(e)));
                         }
+                    }
+                }
+                Step::Manual { id, observed } => {
+                    let step = manual[&id];
+                    let done = observed
+                        .as_ref()
+                        .is_ok_and(|t| step.done_when.met(t, state));
+                    let waited = manual_since[&id].elapsed();
+                    if done {
+                        ended.push((id, ActionOutcome::Done));
+                    } else if waited + opts.retry.poll_interval > opts.wait_manual {
+                        ended.push((
+                            id,
+                            ActionOutcome::Manual {
+                                instructions: format!(
+                                    "{}; then run apply again (it goes on once {})",
+                                    step.instructions,
+                                    step.done_when.describe()
+                                ),
+                            },
+                        ));
+                    } else {
+                        // A failed read is only a missed look: the next one may succeed.
+                        polls.push(manual_check(provider, plan, id, opts.retry.poll_interval));
                     }
                 }
                 Step::Polled(id, end) => {

@@ -78,6 +78,14 @@ pub struct ApplyOptions {
     pub retry: RetryPolicy,
     /// Sees each retry, re-observation and long-running operation; none: not reported.
     pub notice: Option<NoticeHook>,
+    /// The plan's manual steps (issue 13 item 4), computed from the tenant by `ops`, never
+    /// read from a saved plan: these actions are never executed; apply observes the tenant
+    /// until each shows done.
+    pub manual: Vec<crate::plan::manual::ManualStep>,
+    /// How long apply waits for a manual step to show done (0: it stops before it at once,
+    /// after doing everything that does not depend on it). Checked every
+    /// [`RetryPolicy::poll_interval`].
+    pub wait_manual: std::time::Duration,
 }
 
 impl std::fmt::Debug for ApplyOptions {
@@ -90,6 +98,8 @@ impl std::fmt::Debug for ApplyOptions {
             .field("before_batch", &self.before_batch.is_some())
             .field("retry", &self.retry)
             .field("notice", &self.notice.is_some())
+            .field("manual", &self.manual.len())
+            .field("wait_manual", &self.wait_manual)
             .finish()
     }
 }
@@ -104,6 +114,8 @@ impl Default for ApplyOptions {
             before_batch: None,
             retry: RetryPolicy::default(),
             notice: None,
+            manual: Vec::new(),
+            wait_manual: std::time::Duration::ZERO,
         }
     }
 }
@@ -115,6 +127,12 @@ pub enum ActionOutcome {
     Done,
     /// Refused or failed.
     Failed(ProviderError),
+    /// A manual step the tenant did not show done within the wait (issue 13 item 4):
+    /// nothing was sent; the next apply checks it again.
+    Manual {
+        /// What a person must do, where.
+        instructions: String,
+    },
     /// Not started because an action it depends on (directly or not) failed: the id of
     /// that failed action.
     Skipped {
@@ -144,6 +162,9 @@ impl ProgressEvent<'_> {
         let end = match self.outcome {
             ActionOutcome::Done => "done".to_string(),
             ActionOutcome::Failed(e) => format!("FAILED: {}", escape(&e.to_string())),
+            ActionOutcome::Manual { instructions } => {
+                format!("WAITING for a manual step: {}", escape(instructions))
+            }
             ActionOutcome::Skipped { because_of } => {
                 format!("skipped (depends on failed action {because_of})")
             }
@@ -182,6 +203,10 @@ impl ApplyReport {
     /// Ids of the actions that failed.
     pub fn failed(&self) -> Vec<usize> {
         self.ids(|o| matches!(o, ActionOutcome::Failed(_)))
+    }
+    /// Ids of the manual steps not done (issue 13 item 4).
+    pub fn manual(&self) -> Vec<usize> {
+        self.ids(|o| matches!(o, ActionOutcome::Manual { .. }))
     }
     /// Ids of the actions skipped.
     pub fn skipped(&self) -> Vec<usize> {

@@ -133,6 +133,16 @@ pub enum Notice<'a> {
         /// Its handle.
         handle: &'a OperationHandle,
     },
+    /// A person must do the action (the backend has no API for it; issue 13 item 4): apply
+    /// waits up to `wait` for the tenant to show it done, then stops before it.
+    Manual {
+        /// The action.
+        action: &'a Action,
+        /// What to do, where.
+        instructions: &'a str,
+        /// How long apply waits for it.
+        wait: Duration,
+    },
     /// A pending operation of the state whose address has no action of its kind in the
     /// plan: dropped from the state (the plan sees the tenant as it is).
     Dropped {
@@ -172,6 +182,25 @@ impl Notice<'_> {
                 what(action),
                 escape(&handle.id)
             ),
+            Notice::Manual {
+                action,
+                instructions,
+                wait,
+            } => {
+                let waits = if wait.is_zero() {
+                    "not waited for (--wait-manual)".to_string()
+                } else {
+                    format!(
+                        "waiting up to {}s for the tenant to show it",
+                        wait.as_secs()
+                    )
+                };
+                format!(
+                    "manual step: {} has no API; {}; {waits}",
+                    what(action),
+                    escape(instructions)
+                )
+            }
             Notice::Dropped { address, handle } => format!(
                 "state: dropped operation {} of {} (no such action in the plan)",
                 escape(&handle.id),

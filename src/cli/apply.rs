@@ -58,6 +58,17 @@ pub struct ApplyArgs {
     /// Actions run at once.
     #[arg(long, default_value_t = apply::DEFAULT_PARALLELISM, value_parser = parse_parallelism)]
     pub parallelism: usize,
+    /// How long to wait for each manual step (an action the backend has no API for, e.g.
+    /// buying licences on a Microsoft tenant) to show done in the tenant, e.g. `30m`, `2h`.
+    /// Default 0: apply does everything that does not depend on it, prints what to do and
+    /// stops (exit code 3); the next apply goes on from there.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_wait)]
+    pub wait_manual: std::time::Duration,
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}): write e.g. `90s`, `30m` or `2h`"))
 }
 
 fn parse_parallelism(s: &str) -> Result<usize, String> {
@@ -215,6 +226,7 @@ fn run(prepared: &mut Prepared, args: &ApplyArgs) -> anyhow::Result<ApplyReport>
         parallelism: args.parallelism,
         allow_destroy: args.allow_destroy,
         notice: Some(notice),
+        wait_manual: args.wait_manual,
     };
     let result = prepared.run(opts, &progress);
     if let Some(bar) = &bar {
@@ -252,7 +264,27 @@ fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let not_started = plan.actions.len() - report.outcomes.len();
+    let manual = report.manual();
     errln!();
+    if failed.is_empty() && !manual.is_empty() {
+        // Issue 13 item 4: not a failure; a person has something to do first.
+        for id in &manual {
+            let a = &plan.actions[*id];
+            if let Some(ActionOutcome::Manual { instructions }) = report.outcomes.get(id) {
+                errln!(
+                    "manual step: {} {}: {}",
+                    a.kind.as_str(),
+                    escape(&a.address),
+                    escape(instructions)
+                );
+            }
+        }
+        errln!(
+            "Apply stopped at {} manual step(s): {done} done, {skipped} waiting on them. Do the steps above, then run apply again (or wait for them with --wait-manual DURATION).",
+            manual.len()
+        );
+        return ExitCode::from(3);
+    }
     for id in &failed {
         let a = &plan.actions[*id];
         if let Some(ActionOutcome::Failed(e)) = report.outcomes.get(id) {

@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success (and, for `plan --detailed-exitcode`, no changes); 1 error,
 //! usage errors included (a bad flag or value must never read as "changes present");
-//! 2 changes present (`plan --detailed-exitcode` only).
+//! 2 changes present (`plan --detailed-exitcode` only); 3 `apply` stopped at a manual
+//! step (everything else done; a person must act, then apply again).
 
 mod apply;
 mod common;

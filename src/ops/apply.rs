@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub allow_destroy: bool,
     /// Where retries and long-running operations are reported (issue 11 item 4).
     pub notice: Option<crate::apply::NoticeHook>,
+    /// How long to wait for each manual step to show done (issue 13 item 4); zero: stop
+    /// before it once everything else is done.
+    pub wait_manual: std::time::Duration,
 }
 
 /// Plan the desired file `loaded` against the backend (a [`BackendSpec`] or a backend
@@ -163,6 +166,8 @@ pub fn prepare_saved(
             short(now.fingerprint())
         ));
     }
+    // Never read from the file: what a person must do is decided by this backend, now.
+    let manual = crate::ops::plan::manual_steps(&saved.plan, &observed, &*session.backend);
     drop(observed);
     let SavedPlan {
         mut plan,
@@ -170,6 +175,7 @@ pub fn prepare_saved(
         protect_at,
         ..
     } = saved;
+    plan.manual = manual;
     // What the plan shows as destructive is derived from its ops, like the gate.
     let destructive = plan.destructive_flags();
     for (a, d) in plan.actions.iter_mut().zip(destructive) {
@@ -240,6 +246,8 @@ impl Prepared {
             protect_at: self.protect_at.clone(),
             before_batch: Some(check_lock.clone()),
             notice: opts.notice.clone(),
+            manual: self.plan.manual.clone(),
+            wait_manual: opts.wait_manual,
             ..ApplyOptions::default()
         };
         let mut writer = store::StateWriter::new(state_path);

@@ -66,6 +66,9 @@ impl Provider for MicrosoftBackend {
     fn replay_safe(&self, op: &Op) -> bool {
         self.graph.replay_safe(op)
     }
+    fn manual(&self, op: &Op) -> Option<String> {
+        self.graph.manual(op)
+    }
 }
 
 impl Backend for MicrosoftBackend {

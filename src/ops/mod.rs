@@ -79,6 +79,7 @@ mod tests {
             parallelism: 4,
             allow_destroy: false,
             notice: None,
+            wait_manual: std::time::Duration::ZERO,
         };
         let report = prepared.run(opts, &|_| {}).unwrap();
         assert!(report.success(), "{report:?}");

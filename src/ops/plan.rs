@@ -38,11 +38,21 @@ pub fn plan(
     let mut plan =
         crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &session.state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
+    plan.manual = manual_steps(&plan, &observed, &*session.backend);
     Ok(Planned {
         session,
         plan,
         observed,
     })
+}
+
+/// The manual steps of `plan` on `backend` (issue 13 item 4): what it cannot do itself.
+pub fn manual_steps<P: crate::provider::Provider + ?Sized>(
+    plan: &Plan,
+    observed: &Tenant,
+    backend: &P,
+) -> Vec<crate::plan::manual::ManualStep> {
+    crate::plan::manual::manual_steps(plan, observed, &|op| backend.manual(op))
 }
 
 /// Refuse a `--out` that names a file the run reads or manages: the desired file, the

@@ -36,6 +36,12 @@ pub struct Plan {
     /// Apply removes them from the state and reports them; each is also a warning.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forget: Vec<Forget>,
+    /// Actions a person does because the backend has no API for them (issue 13 item 4),
+    /// with instructions and the check that tells them done. Set by `ops` from the backend
+    /// (the planner itself knows no backend); apply computes them again, never reads them
+    /// from a saved plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manual: Vec<crate::plan::manual::ManualStep>,
 }
 
 /// A state entry the plan drops (see [`Plan::forget`]).

@@ -31,6 +31,7 @@ mod capacity;
 pub(crate) mod diff;
 mod fingerprint;
 pub(crate) mod graph;
+pub mod manual;
 pub mod saved;
 
 pub use action::{Action, Change, Forget, Plan, Summary};
@@ -168,6 +169,7 @@ fn plan_actions(
         actions,
         diagnostics: diags,
         forget,
+        manual: Vec::new(),
     }
 }
 

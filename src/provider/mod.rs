@@ -458,4 +458,16 @@ pub trait Provider: Send + Sync {
     fn replay_safe(&self, op: &Op) -> bool {
         replay_safe(op)
     }
+
+    /// Where a person does `op` when this backend cannot (no public API: buying licences,
+    /// slots or storage, approving updates, notification recipients; issue 13 item 4): the
+    /// place and the path to the setting, e.g. "Microsoft 365 admin center > Billing > ...".
+    /// `None` (the default): the backend executes `op` itself. Contract: only the kinds
+    /// `plan::manual` can check on the observed tenant (purchases and reductions of
+    /// licences, storage and slots; update approvals; notification recipients) may be
+    /// manual, and apply never calls [`Provider::execute`] with a manual op.
+    fn manual(&self, op: &Op) -> Option<String> {
+        let _ = op;
+        None
+    }
 }

@@ -106,6 +106,14 @@ fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
         }
         out.push('\n');
     }
+    if !plan.manual.is_empty() {
+        let _ = writeln!(out, "{}", p.paint(BOLD, super::MANUAL_HEADING));
+        for m in &plan.manual {
+            let (what, done) = super::manual_lines(m);
+            let _ = writeln!(out, "  {what}\n      {done}");
+        }
+        out.push('\n');
+    }
     // Issue 9 item 2: dropped state entries change the state; they are part of the plan.
     if !plan.forget.is_empty() {
         for f in &plan.forget {

@@ -1,10 +1,11 @@
 //! The JSON plan: `{"format_version","tenant","fingerprint","summary","actions",
-//! "forget" (only when the plan drops state entries),"diagnostics"}`, actions in execution order. Byte-identical for identical plans.
+//! "forget" (only when the plan drops state entries),"manual" (only when a person does some actions),"diagnostics"}`, actions in execution order. Byte-identical for identical plans.
 
 use serde::Serialize;
 
 use crate::diag::{Diagnostic, Severity};
 use crate::domain::op::ActionKind;
+use crate::plan::manual::ManualStep;
 use crate::plan::{Action, Change, Forget, Plan, Summary};
 
 #[derive(Serialize)]
@@ -17,6 +18,9 @@ struct JsonPlan<'a> {
     /// State entries the plan drops (issue 9 item 2); absent when none.
     #[serde(skip_serializing_if = "<[Forget]>::is_empty")]
     forget: &'a [Forget],
+    /// Manual steps (issue 13 item 4); absent when none.
+    #[serde(skip_serializing_if = "<[ManualStep]>::is_empty")]
+    manual: &'a [ManualStep],
     diagnostics: Vec<JsonDiag<'a>>,
 }
 
@@ -149,6 +153,9 @@ fn write_json_chunked<W: std::io::Write>(
     if !head.forget.is_empty() {
         field(w, false, "forget", &head.forget)?;
     }
+    if !head.manual.is_empty() {
+        field(w, false, "manual", &head.manual)?;
+    }
     field(w, false, "diagnostics", &head.diagnostics)?;
     w.write_all(b"\n}\n")
 }
@@ -162,6 +169,7 @@ fn document<'a>(plan: &'a Plan, actions: &'a [Action]) -> JsonPlan<'a> {
         summary: &plan.summary,
         actions: Actions(actions),
         forget: &plan.forget,
+        manual: &plan.manual,
         diagnostics: plan.diagnostics.iter().map(JsonDiag::from).collect(),
     }
 }

@@ -52,6 +52,13 @@ pub fn render_markdown(plan: &Plan) -> String {
             );
         }
     }
+    if !plan.manual.is_empty() {
+        let _ = writeln!(out, "\n**{}**\n", super::MANUAL_HEADING);
+        for m in &plan.manual {
+            let (what, done) = super::manual_lines(m);
+            let _ = writeln!(out, "- {} ({})", cell(&what), cell(&done));
+        }
+    }
     if !plan.forget.is_empty() {
         // Issue 9 item 2.
         out.push('\n');

@@ -122,6 +122,23 @@ pub(crate) fn forget_line(f: &crate::plan::Forget) -> String {
     )
 }
 
+/// The heading of the manual steps (issue 13 item 4).
+pub(crate) const MANUAL_HEADING: &str =
+    "Manual steps (no API: a person does them; apply waits for the tenant to show each done, or stops before it):";
+
+/// A manual step in two lines: `[id] address: instructions` and when it counts as done.
+pub(crate) fn manual_lines(m: &crate::plan::manual::ManualStep) -> (String, String) {
+    (
+        format!(
+            "[{}] {}: {}",
+            m.action,
+            escape(&m.address),
+            escape(&m.instructions)
+        ),
+        format!("done when {}", escape(&m.done_when.describe())),
+    )
+}
+
 /// One-line description of an action's changes (Markdown table cell).
 pub(crate) fn changes_inline(a: &Action) -> String {
     a.changes

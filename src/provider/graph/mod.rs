@@ -11,6 +11,7 @@
 pub mod skus;
 
 mod execute;
+mod manual;
 mod members;
 mod observe;
 mod wire;
@@ -186,6 +187,10 @@ impl Provider for GraphProvider {
             }
             out
         })
+    }
+
+    fn manual(&self, op: &Op) -> Option<String> {
+        manual::place(&self.skus, op)
     }
 
     fn family(&self, op: &Op) -> RequestFamily {
