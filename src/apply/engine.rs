@@ -463,7 +463,11 @@ pub async fn apply_async(
                         let action = &plan.actions[id];
                         let e = match result {
                             Ok(Executed::Done(out)) => {
-                                pending.extend(record(state, action, &out, opts));
+                                pending.extend(noted(
+                                    &mut walk.report,
+                                    id,
+                                    record(state, action, &out, opts),
+                                ));
                                 ended.push((id, ActionOutcome::Done));
                                 continue;
                             }
@@ -546,7 +550,11 @@ pub async fn apply_async(
                     });
                     match settled {
                         Settled::Done(out) => {
-                            pending.extend(record(state, action, &out, opts));
+                            pending.extend(noted(
+                                &mut walk.report,
+                                id,
+                                record(state, action, &out, opts),
+                            ));
                             ended.push((id, ActionOutcome::Done));
                         }
                         Settled::Replay
@@ -605,7 +613,11 @@ pub async fn apply_async(
                         PollEnd::StillRunning(e) => ActionOutcome::Failed(e),
                         PollEnd::Done(out) => {
                             pending.extend(settled(state, &action.address));
-                            pending.extend(record(state, action, &out, opts));
+                            pending.extend(noted(
+                                &mut walk.report,
+                                id,
+                                record(state, action, &out, opts),
+                            ));
                             ActionOutcome::Done
                         }
                         PollEnd::Failed(e) => {
@@ -664,6 +676,17 @@ pub async fn apply_async(
         });
     }
     Ok(walk.report)
+}
+
+/// `changes` of action `id`, with the backups among them noted in `report` (issue 13
+/// item 3: the summary names each backup's id).
+fn noted(report: &mut ApplyReport, id: usize, changes: Vec<StateChange>) -> Vec<StateChange> {
+    for c in &changes {
+        if let StateChange::Backup(b) = c {
+            report.backups.push((id, b.id.clone()));
+        }
+    }
+    changes
 }
 
 /// The attempt a retry of action `id` is about to make (2 = the first retry).

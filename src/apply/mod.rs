@@ -193,6 +193,8 @@ pub struct ApplyReport {
     /// Long-running operations of an earlier run that this run polled instead of starting
     /// the op again, by action id.
     pub resumed: Vec<usize>,
+    /// Backups taken (action id, backup id; issue 13 item 3), also recorded in the state.
+    pub backups: Vec<(usize, String)>,
 }
 
 impl ApplyReport {
@@ -489,7 +491,21 @@ fn record_one(
             ..r.clone()
         },
     };
-    let change = if let Op::Adopt { kind, id, from } = &*action.op {
+    let change = if let Op::BackupInstance { instance, label } = &*action.op {
+        // Issue 13 item 3: where to restore from, kept after the instance is gone.
+        outcome.ids.get("backup").map(|id| {
+            StateChange::Backup(crate::state::Backup {
+                address: action.address.clone(),
+                instance: instance
+                    .id
+                    .clone()
+                    .or_else(|| state.resources.get(&action.address).map(|r| r.id.clone()))
+                    .unwrap_or_default(),
+                id: id.clone(),
+                label: label.clone(),
+            })
+        })
+    } else if let Op::Adopt { kind, id, from } = &*action.op {
         Some(set(
             action,
             *kind,
@@ -529,9 +545,10 @@ fn record_one(
     };
     let change = change.filter(|c| match c {
         StateChange::Set { address, resource } => state.resources.get(address) != Some(resource),
-        StateChange::Remove { .. } | StateChange::Pending { .. } | StateChange::Settled { .. } => {
-            true
-        }
+        StateChange::Remove { .. }
+        | StateChange::Pending { .. }
+        | StateChange::Settled { .. }
+        | StateChange::Backup(_) => true,
     })?;
     change.apply_to(state);
     Some(change)

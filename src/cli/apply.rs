@@ -64,6 +64,10 @@ pub struct ApplyArgs {
     /// stops (exit code 3); the next apply goes on from there.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_wait)]
     pub wait_manual: std::time::Duration,
+    /// Take no backup before deleting, resetting or copying onto an instance (a saved plan
+    /// says itself whether it takes them: plan it with --no-backup).
+    #[arg(long, conflicts_with = "planfile")]
+    pub no_backup: bool,
 }
 
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
@@ -103,7 +107,15 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
     };
     let spec = common::backend_for(args.backend.as_deref(), &loaded)?;
     let state_path = common::state_path(args.state.as_deref());
-    let mut prepared = ops::apply::prepare_file(&loaded, &spec, &state_path, &mut common::warn)?;
+    let mut prepared = ops::apply::prepare_file(
+        &loaded,
+        &spec,
+        &state_path,
+        ops::plan::PlanOptions {
+            backups: !args.no_backup,
+        },
+        &mut common::warn,
+    )?;
     print_plan(&prepared.plan, &loaded.src, color);
     if !passes_checks(&prepared, args) {
         return Ok(ExitCode::from(1));
@@ -259,6 +271,14 @@ fn run(prepared: &mut Prepared, args: &ApplyArgs) -> anyhow::Result<ApplyReport>
 
 fn summarize(plan: &Plan, report: &ApplyReport) -> ExitCode {
     let (done, failed, skipped) = (report.done().len(), report.failed(), report.skipped().len());
+    // Issue 13 item 3: where to restore from (also in the state's `backups`).
+    for (id, backup) in &report.backups {
+        outln!(
+            "backup: {} taken before the next action, id {} (recorded in the state)",
+            escape(&plan.actions[*id].address),
+            escape(backup)
+        );
+    }
     if report.success() && report.outcomes.len() == plan.actions.len() {
         outln!("Apply complete! {done} done.");
         return ExitCode::SUCCESS;

@@ -44,6 +44,9 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Plan no backup before deleting, resetting or copying onto an instance.
+    #[arg(long)]
+    pub no_backup: bool,
 }
 
 /// Arguments of `graph`.
@@ -75,6 +78,7 @@ fn make_plan(
     file: &Path,
     backend: Option<&str>,
     state_path: &Path,
+    options: ops::plan::PlanOptions,
     color: bool,
 ) -> anyhow::Result<Option<Planned>> {
     let Some(loaded) = common::load_desired(file, color) else {
@@ -86,6 +90,7 @@ fn make_plan(
         &spec,
         state_path,
         Operation::Plan,
+        options,
         &mut common::warn,
     )?;
     Ok(Some(Planned {
@@ -108,7 +113,15 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
         state,
         plan,
         observed,
-    }) = make_plan(&args.file, args.backend.as_deref(), &state_path, color)?
+    }) = make_plan(
+        &args.file,
+        args.backend.as_deref(),
+        &state_path,
+        ops::plan::PlanOptions {
+            backups: !args.no_backup,
+        },
+        color,
+    )?
     else {
         return Ok(ExitCode::from(1));
     };
@@ -162,8 +175,13 @@ fn exit(detailed: bool, changes: bool) -> ExitCode {
 /// `crmctl graph`.
 pub fn run_graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {
     let state_path = common::state_path(args.state.as_deref());
-    let Some(Planned { loaded, plan, .. }) =
-        make_plan(&args.file, args.backend.as_deref(), &state_path, false)?
+    let Some(Planned { loaded, plan, .. }) = make_plan(
+        &args.file,
+        args.backend.as_deref(),
+        &state_path,
+        ops::plan::PlanOptions::default(),
+        false,
+    )?
     else {
         return Ok(ExitCode::from(1));
     };

@@ -38,6 +38,7 @@ pub enum ActionKind {
     CopyInstance,
     ResetInstance,
     DeleteInstance,
+    BackupInstance,
     Adopt,
 }
 
@@ -111,7 +112,7 @@ const fn row(
 
 impl ActionKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ActionKind; 28] = {
+    pub const ALL: [ActionKind; 29] = {
         use ActionKind as K;
         [
             K::PurchaseLicenses,
@@ -141,6 +142,7 @@ impl ActionKind {
             K::CopyInstance,
             K::ResetInstance,
             K::DeleteInstance,
+            K::BackupInstance,
             K::Adopt,
         ]
     };
@@ -186,6 +188,7 @@ impl ActionKind {
             K::CopyInstance => row("copy_instance", Replace, false, None, None),
             K::ResetInstance => row("reset_instance", Replace, true, None, None),
             K::DeleteInstance => row("delete_instance", Delete, true, None, Some(Instance)),
+            K::BackupInstance => row("backup_instance", Change, false, None, None),
             K::Adopt => row("adopt", Adopt, false, None, None),
         }
     }
@@ -374,6 +377,10 @@ pub enum Op {
     },
     /// Delete a sandbox instance (I8).
     DeleteInstance { instance: ObjRef },
+    /// Take an on-demand backup of an instance, labelled `label`, before an action that
+    /// deletes or overwrites its data (issue 13 item 3). Outcome: the backup's id under
+    /// the name `backup`.
+    BackupInstance { instance: ObjRef, label: String },
     /// Take an existing object under management: no remote change, apply records the id.
     /// With `from`, the object is managed already, under the state address `from`, and is
     /// re-keyed: apply records it under the action's address and drops `from` (issue 9
@@ -427,6 +434,7 @@ impl Op {
             Op::CopyInstance { .. } => ActionKind::CopyInstance,
             Op::ResetInstance { .. } => ActionKind::ResetInstance,
             Op::DeleteInstance { .. } => ActionKind::DeleteInstance,
+            Op::BackupInstance { .. } => ActionKind::BackupInstance,
             Op::Adopt { .. } => ActionKind::Adopt,
         }
     }
@@ -489,7 +497,8 @@ impl Op {
             | Op::SetNotificationRecipients { instance, .. }
             | Op::ScheduleUpdate { instance, .. }
             | Op::ResetInstance { instance, .. }
-            | Op::DeleteInstance { instance } => vec![instance],
+            | Op::DeleteInstance { instance }
+            | Op::BackupInstance { instance, .. } => vec![instance],
             Op::CopyInstance { source, target, .. } => vec![source, target],
             Op::PurchaseLicenses { .. }
             | Op::ReduceLicenses { .. }

@@ -53,9 +53,11 @@ pub fn prepare_file(
     loaded: &Loaded,
     backend: impl OpenBackend,
     state_path: &Path,
+    options: crate::ops::plan::PlanOptions,
     warn: Warn<'_>,
 ) -> Result<Prepared, OpsError> {
-    let planned = crate::ops::plan::plan(loaded, backend, state_path, Operation::Apply, warn)?;
+    let planned =
+        crate::ops::plan::plan(loaded, backend, state_path, Operation::Apply, options, warn)?;
     Ok(Prepared {
         session: planned.session,
         plan: planned.plan,

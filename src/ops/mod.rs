@@ -71,8 +71,14 @@ mod tests {
         let state_path = dir.path().join("s.json");
         let backend: Box<dyn Backend> = Box::new(LocalProvider::open(&db).unwrap());
         let mut warnings = 0;
-        let mut prepared =
-            apply::prepare_file(&loaded, backend, &state_path, &mut |_| warnings += 1).unwrap();
+        let mut prepared = apply::prepare_file(
+            &loaded,
+            backend,
+            &state_path,
+            plan::PlanOptions::default(),
+            &mut |_| warnings += 1,
+        )
+        .unwrap();
         assert!(!prepared.plan.actions.is_empty());
         prepared.check(false).unwrap();
         let opts = apply::RunOptions {
@@ -100,6 +106,7 @@ mod tests {
             &spec,
             &state_path,
             session::Operation::Plan,
+            plan::PlanOptions::default(),
             &mut |_| {},
         )
         .unwrap();

@@ -25,6 +25,20 @@ pub struct Planned {
     pub observed: Tenant,
 }
 
+/// What a plan includes besides the file's changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// A backup of each instance before an action destroys its data (issue 13 item 3;
+    /// `--no-backup` turns it off).
+    pub backups: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { backups: true }
+    }
+}
+
 /// Open a [`Session`] (lock, backend, state, observe, check) and plan `loaded` in it.
 /// `backend`: a [`BackendSpec`] or a backend opened already.
 pub fn plan(
@@ -32,12 +46,16 @@ pub fn plan(
     backend: impl OpenBackend,
     state_path: &Path,
     operation: Operation,
+    options: PlanOptions,
     warn: Warn<'_>,
 ) -> Result<Planned, OpsError> {
     let (session, observed) = Session::open(backend, state_path, operation, warn)?;
     let mut plan =
         crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &session.state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
+    if options.backups {
+        plan = crate::plan::backups::with_backups(plan);
+    }
     plan.manual = manual_steps(&plan, &observed, &*session.backend);
     Ok(Planned {
         session,

@@ -27,6 +27,7 @@
 //! - a reset (I9) is assumed to wipe the instance's security roles and administration mode.
 
 pub mod action;
+pub mod backups;
 mod capacity;
 pub(crate) mod diff;
 mod fingerprint;

@@ -43,6 +43,27 @@ pub struct State {
     /// that a later run polls it instead of starting it again. Absent in older states.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, PendingOperation>,
+    /// On-demand backups apply took before destroying an instance's data (issue 13 item
+    /// 3), oldest first, the last [`MAX_BACKUPS`] kept: where to restore from. Absent in
+    /// older states.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<Backup>,
+}
+
+/// How many backups [`State::backups`] remembers.
+pub const MAX_BACKUPS: usize = 100;
+
+/// A backup apply took (see [`State::backups`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    /// The instance's address when it was taken.
+    pub address: String,
+    /// The instance's remote id.
+    pub instance: String,
+    /// The backup's id in the service.
+    pub id: String,
+    /// Its label (names the plan and the action it preceded).
+    pub label: String,
 }
 
 /// A long-running operation the service accepted for an action (see [`State::pending`]).
@@ -94,6 +115,7 @@ impl State {
             backend: String::new(),
             resources: BTreeMap::new(),
             pending: BTreeMap::new(),
+            backups: Vec::new(),
         }
     }
 

@@ -67,6 +67,8 @@ pub enum StateChange {
         /// Address of the action.
         address: String,
     },
+    /// A backup was taken (issue 13 item 3).
+    Backup(crate::state::Backup),
 }
 
 impl StateChange {
@@ -84,6 +86,14 @@ impl StateChange {
             }
             StateChange::Settled { address } => {
                 state.pending.remove(address);
+            }
+            StateChange::Backup(b) => {
+                state.backups.push(b.clone());
+                let over = state
+                    .backups
+                    .len()
+                    .saturating_sub(crate::state::MAX_BACKUPS);
+                state.backups.drain(..over);
             }
         }
     }

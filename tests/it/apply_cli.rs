@@ -1699,3 +1699,57 @@ fn a_saved_plan_is_stale_for_a_managed_change_only_and_names_the_object() {
         "nothing was done"
     );
 }
+
+// issue 13 item 3: before a delete (or reset, or copy onto an existing instance) the plan
+// takes a backup of the instance, shown in the plan; apply prints the backup's id and the
+// state records it; `--no-backup` plans none.
+#[test]
+fn a_delete_is_preceded_by_a_backup_whose_id_is_printed_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    let base = std::fs::read_to_string(&file).unwrap();
+    let with_sandbox = format!(
+        "{base}  sbx:\n    name: Sandbox\n    url: fabrikam-sbx\n    type: sandbox\n    region: EMEA\n    currency: EUR\n    language: 1033\n"
+    );
+    std::fs::write(&file, &with_sandbox).unwrap();
+    apply_ok(dir.path(), &file);
+    std::fs::write(&file, &base).unwrap();
+    let plan = crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&plan.get_output().stdout).to_string();
+    let backup = text.find("backup_instance").expect("a backup is planned");
+    let delete = text.find("delete_instance").expect("the delete");
+    assert!(backup < delete, "{text}");
+    crmctl(dir.path())
+        .args(["plan", "--no-backup", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("backup_instance").not());
+    crmctl(dir.path())
+        .args(["apply", "--auto-approve", "--allow-destroy", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "backup: instances.sbx taken before the next action, id bak-000001",
+        ));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".crmctl/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["backups"][0]["id"], "bak-000001");
+    assert_eq!(state["backups"][0]["address"], "instances.sbx");
+    assert!(state["backups"][0]["label"]
+        .as_str()
+        .unwrap()
+        .contains("before delete_instance of instances.sbx"));
+    assert!(observe(dir.path())
+        .instances
+        .values()
+        .all(|i| i.url != "fabrikam-sbx"));
+    assert_no_changes(dir.path(), &file);
+}

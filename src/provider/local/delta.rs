@@ -18,6 +18,9 @@ pub(crate) struct Counters {
     pub user: u64,
     pub group: u64,
     pub instance: u64,
+    /// On-demand backups taken (issue 13 item 3); absent in older tenant files.
+    #[serde(default)]
+    pub backup: u64,
 }
 
 /// Tenant-level fields, stored as one row.
@@ -69,6 +72,9 @@ pub(crate) enum Delta {
     PutInstance(Box<Instance>),
     /// Delete an instance and every role held in it.
     DelInstance(String),
+    /// Record an on-demand backup of an instance (backup id, instance id, label; issue 13
+    /// item 3). The observed tenant does not show backups: only the file keeps them.
+    PutBackup(String, String, String),
 }
 
 /// Lookups the rules need in O(1) instead of a scan of every user (a 100,000-user apply
@@ -176,6 +182,7 @@ pub(crate) fn apply_to_cache(
                     u.roles.remove(id);
                 }
             }
+            Delta::PutBackup(..) => {}
         }
     }
 }

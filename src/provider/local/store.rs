@@ -349,6 +349,14 @@ pub(crate) fn write(
                     .execute(params![i.id, to_json(&**i)])
                     .map_err(&err)?;
             }
+            Delta::PutBackup(id, instance, label) => {
+                // Kept in `meta` (no table of its own: older tenant files open unchanged).
+                let value = serde_json::json!({"instance": instance, "label": label});
+                tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")
+                    .map_err(&err)?
+                    .execute(params![format!("backup:{id}"), value.to_string()])
+                    .map_err(&err)?;
+            }
             Delta::DelInstance(id) => {
                 for sql in [
                     "DELETE FROM instances WHERE id = ?1",

@@ -190,6 +190,33 @@ pub(super) fn effect(t: &Tenant, counters: Counters, op: &Op) -> Result<Effect, 
             }
             Ok(Effect::of(deltas))
         }
+        Op::BackupInstance { instance: r, label } => {
+            // Issue 13 item 3: a backup of a ready (or disabled) instance; none while it
+            // is provisioning (I4: nothing to back up yet).
+            let i = instance(t, r)?;
+            if i.status == InstanceStatus::Provisioning {
+                return Err(refused(
+                    "I4",
+                    format!(
+                        "`{}` is still provisioning; it cannot be backed up yet",
+                        i.url
+                    ),
+                ));
+            }
+            if label.trim().is_empty() {
+                return Err(ProviderError::Invalid("a backup needs a label".into()));
+            }
+            let mut c = counters;
+            c.backup += 1;
+            let id = format!("bak-{:06}", c.backup);
+            Ok(Effect {
+                deltas: vec![
+                    meta_with(t, c, |_| {}),
+                    Delta::PutBackup(id.clone(), i.id.clone(), label.clone()),
+                ],
+                outcome: Outcome::default().with_id("backup", id),
+            })
+        }
         Op::DeleteInstance { instance: r } => {
             let i = instance(t, r)?;
             if i.kind != InstanceType::Sandbox {

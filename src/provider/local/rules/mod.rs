@@ -150,6 +150,7 @@ pub(crate) fn effect(
         | Op::SwitchInstance { .. }
         | Op::ResetInstance { .. }
         | Op::DeleteInstance { .. }
+        | Op::BackupInstance { .. }
         | Op::CopyInstance { .. } => instances::effect(t, counters, op),
         Op::SetAdminMode { .. }
         | Op::SetNotificationRecipients { .. }

@@ -1,0 +1,214 @@
+//! Backups before destruction (issue 13 item 3): before an action that deletes, resets or
+//! copies onto an existing instance, the plan takes an on-demand backup of that instance
+//! (`backup_instance`, labelled with the plan and the action) and the destructive action
+//! waits for it. A pass over a finished plan, pure and deterministic; `ops` runs it unless
+//! `--no-backup`, so the plan shows the backups that apply will take.
+
+use std::borrow::Cow;
+
+use crate::domain::op::{ActionKind, Op};
+use crate::plan::action::{Action, Plan};
+
+/// Longest label crmctl writes (the admin API takes short free-text labels).
+const MAX_LABEL: usize = 100;
+
+/// `plan` with a `backup_instance` before each action that destroys an existing
+/// instance's data ([`Plan::destructive_flags`] and [`Op::destroyed_instance`]); the
+/// destructive action depends on its backup, the backup on what the action depended on.
+/// Ids are renumbered in execution order. A plan with errors is returned unchanged.
+pub fn with_backups(plan: Plan) -> Plan {
+    if plan.has_errors() {
+        return plan;
+    }
+    let destructive = plan.destructive_flags();
+    let needs = |a: &Action| {
+        destructive[a.id]
+            && a.op
+                .destroyed_instance()
+                .is_some_and(|r| r.id.is_some() && a.kind != ActionKind::BackupInstance)
+    };
+    let extra = plan.actions.iter().filter(|a| needs(a)).count();
+    if extra == 0 {
+        return plan;
+    }
+    let fp = plan.fingerprint[..plan.fingerprint.len().min(8)].to_string();
+    let mut plan = plan;
+    let old = std::mem::take(&mut plan.actions);
+    // New id of each old action.
+    let mut new_id = Vec::with_capacity(old.len());
+    let mut next = 0;
+    for a in &old {
+        if needs(a) {
+            next += 1;
+        }
+        new_id.push(next);
+        next += 1;
+    }
+    let mut actions = Vec::with_capacity(old.len() + extra);
+    for mut a in old {
+        let id = new_id[a.id];
+        a.depends_on = a.depends_on.iter().map(|d| new_id[*d]).collect();
+        if needs(&a) {
+            let target = a.op.destroyed_instance().expect("checked").clone();
+            let mut label = format!(
+                "crmctl plan {fp}: before {} of {}",
+                a.kind.as_str(),
+                target.address
+            );
+            if label.len() > MAX_LABEL {
+                let mut cut = MAX_LABEL;
+                while !label.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                label.truncate(cut);
+            }
+            actions.push(Action {
+                id: id - 1,
+                kind: ActionKind::BackupInstance,
+                address: target.address.to_string(),
+                depends_on: a.depends_on.clone(),
+                destructive: false,
+                changes: vec![],
+                reason: Cow::Owned(format!(
+                    "back up {} before {} (skip with --no-backup)",
+                    target.address,
+                    a.kind.as_str()
+                )),
+                op: Box::new(Op::BackupInstance {
+                    instance: target,
+                    label,
+                }),
+            });
+            a.depends_on.push(id - 1);
+            plan.summary.change += 1;
+        }
+        a.id = id;
+        actions.push(a);
+    }
+    plan.actions = actions;
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::kinds::InstanceType;
+    use crate::domain::op::ObjRef;
+
+    fn r(address: &str, id: Option<&str>) -> ObjRef {
+        ObjRef {
+            address: address.into(),
+            id: id.map(str::to_string),
+        }
+    }
+
+    fn action(id: usize, address: &str, deps: &[usize], op: Op) -> Action {
+        Action {
+            id,
+            kind: op.kind(),
+            address: address.into(),
+            depends_on: deps.to_vec(),
+            destructive: false,
+            changes: vec![],
+            reason: "".into(),
+            op: Box::new(op),
+        }
+    }
+
+    // Issue 13 item 3: a reset and a delete each get a backup of their instance before
+    // them; the action waits for its backup, and the backup for what the action waited
+    // for; ids stay the execution order; other actions are untouched.
+    #[test]
+    fn destructive_instance_actions_get_a_backup_first() {
+        let plan = Plan {
+            fingerprint: "0123456789abcdef".into(),
+            actions: vec![
+                action(
+                    0,
+                    "instances.a",
+                    &[],
+                    Op::SwitchInstance {
+                        instance: r("instances.a", Some("i1")),
+                        to: InstanceType::Sandbox,
+                    },
+                ),
+                action(
+                    1,
+                    "instances.a",
+                    &[0],
+                    Op::DeleteInstance {
+                        instance: r("instances.a", Some("i1")),
+                    },
+                ),
+                action(
+                    2,
+                    "instances.b",
+                    &[],
+                    Op::ResetInstance {
+                        instance: r("instances.b", Some("i2")),
+                        currency: "USD".into(),
+                        language: 1033,
+                    },
+                ),
+                action(
+                    3,
+                    "instances.c",
+                    &[2],
+                    Op::CreateGroup {
+                        name: "g".into(),
+                        description: String::new(),
+                    },
+                ),
+            ],
+            ..Plan::default()
+        };
+        let out = with_backups(plan);
+        let kinds: Vec<(usize, &str, &str, Vec<usize>)> = out
+            .actions
+            .iter()
+            .map(|a| {
+                (
+                    a.id,
+                    a.kind.as_str(),
+                    a.address.as_str(),
+                    a.depends_on.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (0, "switch_instance", "instances.a", vec![]),
+                (1, "backup_instance", "instances.a", vec![0]),
+                (2, "delete_instance", "instances.a", vec![0, 1]),
+                (3, "backup_instance", "instances.b", vec![]),
+                (4, "reset_instance", "instances.b", vec![3]),
+                (5, "create_group", "instances.c", vec![4]),
+            ]
+        );
+        let Op::BackupInstance { label, instance } = &*out.actions[1].op else {
+            panic!("a backup")
+        };
+        assert_eq!(
+            label,
+            "crmctl plan 01234567: before delete_instance of instances.a"
+        );
+        assert_eq!(instance.id.as_deref(), Some("i1"));
+        assert_eq!(out.summary.change, 2);
+        // A copy onto an instance this plan creates destroys nothing: no backup.
+        let fresh = Plan {
+            actions: vec![action(
+                0,
+                "instances.t",
+                &[],
+                Op::CopyInstance {
+                    source: r("instances.s", Some("i1")),
+                    target: r("instances.t", None),
+                    kind: crate::domain::kinds::CopyKind::Full,
+                },
+            )],
+            ..Plan::default()
+        };
+        assert_eq!(with_backups(fresh.clone()), fresh);
+    }
+}
