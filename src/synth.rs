@@ -216,6 +216,7 @@ pub fn generate(p: &SynthParams) -> Desired {
         security_groups: Some(security_groups),
         users: Some(users),
         instances: Some(instances),
+        ..Desired::default()
     }
 }
 

@@ -10,6 +10,7 @@ mod common;
 mod emulate;
 mod local;
 mod plan;
+mod state;
 mod validate;
 
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Command {
     Local(local::LocalCommand),
     /// Remove a stale lock from the state file.
     ForceUnlock(apply::ForceUnlockArgs),
+    /// Read or edit the state: list, show, mv (a renamed key), rm (stop managing).
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Serve the token endpoint and Microsoft Graph on loopback HTTPS (an emulator).
     Emulate(emulate::EmulateArgs),
 }
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Show(a) => local::run_show(a),
         Command::Local(c) => local::run_local(c),
         Command::ForceUnlock(a) => apply::run_force_unlock(a),
+        Command::State(c) => state::run_state(c),
         Command::Emulate(a) => emulate::run_emulate(a),
     };
     match result {

@@ -61,6 +61,23 @@ pub struct Desired {
         deserialize_with = "unique_keys::option_map"
     )]
     pub instances: Option<BTreeMap<String, Instance>>,
+    /// Keys renamed in this file (issue 14 item 3): the object the state manages at `from`
+    /// is the one the file now declares at `to`, so the rename is planned as no change,
+    /// never as a delete and a create. An entry whose `from` the state no longer holds is
+    /// ignored, so entries may stay in the file after they took effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved: Option<Vec<Moved>>,
+}
+
+/// One renamed key (see [`Desired::moved`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Moved {
+    /// The old address, e.g. `instances.prod` (`users.<upn>`, `security_groups.<key>`,
+    /// `instances.<key>`).
+    pub from: String,
+    /// The new address, declared in this file, of the same kind, e.g. `instances.main`.
+    pub to: String,
 }
 
 impl Desired {

@@ -46,6 +46,9 @@ pub enum OpsError {
     /// The state could not be read.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A `state` command was refused (the message says why and what to do).
+    #[error("{0}")]
+    StateEdit(String),
     /// The state does not belong to this backend or tenant, or would overwrite it (issue 9
     /// items 1 and 4); the message says which and what to do.
     #[error("{0}")]

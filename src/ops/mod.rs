@@ -17,6 +17,7 @@
 //!   ([`apply::prepare_saved`], with its staleness checks), the gate before approval
 //!   ([`apply::Prepared::check`]) and the run ([`apply::Prepared::run`]).
 //! - [`local`]: the `local` commands' changes to the embedded local tenant.
+//! - [`state`]: `state list | show | mv | rm` (edits under the lock, with a backup).
 //! - [`show`] and [`force_unlock`].
 
 pub mod apply;
@@ -26,6 +27,7 @@ pub mod local;
 pub mod microsoft;
 pub mod plan;
 pub mod session;
+pub mod state;
 
 pub use backend::{
     check_state_fits_tenant, open_backend, open_existing, Backend, BackendSpec, OpenBackend,

@@ -1753,3 +1753,107 @@ fn a_delete_is_preceded_by_a_backup_whose_id_is_printed_and_recorded() {
         .all(|i| i.url != "fabrikam-sbx"));
     assert_no_changes(dir.path(), &file);
 }
+
+// issue 14 item 3 done-when: a key renamed with a `moved` entry plans nothing destructive
+// (the object is re-keyed, with its URL change as an edit), and after apply the plan is
+// empty; a rename made without `moved` is fixed by `crmctl state mv` (plan empty at once),
+// which keeps the previous state as a backup; `state rm` stops managing an object without
+// touching it, and the next plan adopts it again by its natural key.
+#[test]
+fn renamed_keys_with_moved_or_state_mv_are_never_destroyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = minimal(dir.path());
+    let base = std::fs::read_to_string(&file).unwrap();
+    let v1 = format!("{base}security_groups:\n  sales:\n    name: Sales team\n");
+    std::fs::write(&file, &v1).unwrap();
+    apply_ok(dir.path(), &file);
+    let ids = |dir: &Path| {
+        let t = observe(dir);
+        let mut v: Vec<String> = t.instances.keys().chain(t.groups.keys()).cloned().collect();
+        v.sort();
+        v
+    };
+    let before = ids(dir.path());
+
+    // The instance key and its URL name change, with `moved`.
+    let v2 = v1
+        .replace("  main:\n", "  primary:\n")
+        .replace("url: fabrikam\n", "url: fabrikam-crm\n")
+        .replace("      main: [System", "      primary: [System")
+        + "moved:\n  - {from: instances.main, to: instances.primary}\n";
+    std::fs::write(&file, &v2).unwrap();
+    let plan = crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&plan.get_output().stdout).to_string();
+    assert!(
+        text.contains("adopt") && text.contains("update_instance"),
+        "{text}"
+    );
+    for destructive in ["delete_instance", "configure_instance", "reset_instance"] {
+        assert!(!text.contains(destructive), "{text}");
+    }
+    apply_ok(dir.path(), &file);
+    assert_no_changes(dir.path(), &file);
+    assert_eq!(ids(dir.path()), before, "the same objects");
+
+    // The group key changes without `moved`: a delete and a create, until `state mv`.
+    let v3 = v2.replace(
+        "  sales:\n    name: Sales team",
+        "  sales_team:\n    name: Sales team",
+    );
+    std::fs::write(&file, &v3).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("delete_group"));
+    crmctl(dir.path())
+        .args([
+            "state",
+            "mv",
+            "security_groups.sales",
+            "security_groups.sales_team",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Moved security_groups.sales"));
+    assert_no_changes(dir.path(), &file);
+    let backup = std::fs::read_to_string(dir.path().join(".crmctl/state.json.backup")).unwrap();
+    assert!(backup.contains("security_groups.sales\""), "{backup}");
+    crmctl(dir.path())
+        .args(["state", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "security_groups.sales_team\tgroup\t",
+        ));
+    crmctl(dir.path())
+        .args(["state", "show", "instances.primary"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"kind\": \"instance\""));
+    // Refusals name the problem and change nothing.
+    crmctl(dir.path())
+        .args(["state", "mv", "security_groups.nope", "security_groups.x"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "manages nothing at `security_groups.nope`",
+        ));
+    crmctl(dir.path())
+        .args(["state", "rm", "security_groups.sales_team"])
+        .assert()
+        .success();
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("adopt"))
+        .stdout(predicate::str::contains("create_group").not());
+    assert_eq!(ids(dir.path()), before, "nothing was touched");
+}

@@ -234,6 +234,7 @@ fn build(g: &TenantGen) -> Desired {
         security_groups: Some(groups),
         users: Some(users),
         instances: Some(instances),
+        ..Desired::default()
     }
 }
 

@@ -1013,3 +1013,39 @@ fn reference_and_copy_texts_are_unchanged() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// issue 14 item 3: `moved` entries are checked with their location: an address of a known
+// kind, one kind per entry, the new key declared, the old key gone, nothing moved twice.
+#[test]
+fn moved_entries_are_checked_where_they_are() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("moved: [{from: instances.old, to: instances.dev}]\n", "", ""),
+        ("moved: [{from: old, to: instances.dev}]\n", "moved[0].from", "is not an address"),
+        ("moved: [{from: instances.old, to: dev}]\n", "moved[0].to", "is not an address"),
+        ("moved: [{from: security_groups.old, to: instances.dev}]\n", "moved[0].to", "different kinds"),
+        ("moved: [{from: instances.old, to: instances.nope}]\n", "moved[0].to", "not declared"),
+        ("moved: [{from: instances.sales, to: instances.dev}]\n", "moved[0].from", "still declared"),
+        ("moved: [{from: instances.dev, to: instances.dev}]\n", "moved[0].to", "to itself"),
+        (
+            "moved:\n  - {from: instances.a, to: instances.dev}\n  - {from: instances.b, to: instances.dev}\n",
+            "moved[1].to",
+            "two entries move to",
+        ),
+    ];
+    for (extra, address, message) in cases {
+        let text = format!("{BASE}{extra}");
+        let diags = load_diagnostics(&text);
+        if address.is_empty() {
+            assert!(diags.is_empty(), "{extra}: {diags:#?}");
+            continue;
+        }
+        let d = diags
+            .iter()
+            .find(|d| d.address.as_deref() == Some(*address))
+            .unwrap_or_else(|| panic!("{extra}: {diags:#?}"));
+        assert!(d.message.contains(message) && d.hint.is_some(), "{d:#?}");
+        assert_eq!(d.severity, Severity::Error);
+        let line = d.location.as_ref().map(|l| l.line).unwrap_or(0);
+        assert!(line > 20, "{extra}: located at line {line}");
+    }
+}

@@ -19,6 +19,7 @@
 mod groups;
 mod identities;
 mod instances;
+pub(crate) mod moved;
 mod tenant;
 mod text;
 mod updates;
@@ -46,6 +47,7 @@ pub fn validate_with(d: &Desired, members: &MemberPositions) -> Vec<Diagnostic> 
     tenant::licenses(d, &mut out);
     users::admins(d, &mut out);
     identities::identities(d, &mut out);
+    moved::moved(d, &mut out);
 
     text::text_safety(d, &mut out);
     users::duplicate_roles(d, &mut out);

@@ -60,6 +60,48 @@ impl<'a> Planner<'a> {
         )
     }
 
+    /// The file's `moved` entries (issue 14 item 3): an object the state manages at `from`
+    /// that still exists is re-keyed to `to` (an adopt with `from`), and `to` resolves to
+    /// it. Entries whose `from` the state no longer holds (they took effect), whose `to`
+    /// it already holds, or whose kinds differ (a validation error) are ignored.
+    pub(super) fn resolve_moves(&mut self) {
+        let Some(moves) = &self.d.moved else {
+            return;
+        };
+        for m in moves {
+            let kind = match crate::desired::validate::moved::split(&m.to) {
+                Some(("users", _)) => ObjKind::User,
+                Some(("security_groups", _)) => ObjKind::Group,
+                Some(("instances", _)) => ObjKind::Instance,
+                _ => continue,
+            };
+            let Some((from, r)) = self.s.resources.get_key_value(m.from.as_str()) else {
+                continue;
+            };
+            let exists = match kind {
+                ObjKind::User => self.t.users.contains_key(&r.id),
+                ObjKind::Group => self.t.groups.contains_key(&r.id),
+                ObjKind::Instance => self.t.instances.contains_key(&r.id),
+            };
+            if r.kind != kind
+                || !exists
+                || self.s.resources.contains_key(m.to.as_str())
+                || self.moves.contains_key(m.to.as_str())
+                || self.adopted.contains(r.id.as_str())
+            {
+                continue;
+            }
+            self.rekey(
+                kind,
+                from,
+                m.to.clone(),
+                &r.id,
+                format!("the file's `moved` renames `{from}` to `{}`: the same object, re-keyed, not deleted and created again", m.to),
+            );
+            self.moves.insert(&m.to, &r.id);
+        }
+    }
+
     #[inline(never)] // a phase: shows in profiles
     pub(super) fn resolve_groups(&mut self) {
         let Some(groups) = &self.d.security_groups else {

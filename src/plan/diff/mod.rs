@@ -139,6 +139,9 @@ struct Planner<'a> {
     /// case changed, or an instance's URL name under a new key): re-keyed by an `adopt`
     /// with `from`, never deleted (issue 9 item 2).
     moved: HashSet<&'a str>,
+    /// Addresses the file's `moved` entries rename to, with the remote id the state holds
+    /// at their `from` (issue 14 item 3): resolved as that object, re-keyed by an adopt.
+    moves: HashMap<&'a str, &'a str>,
     /// Licenses and capacity purchases (T2-T6).
     lic: Licences,
     /// Sandbox slot order (I2, I7, T6).
@@ -187,13 +190,15 @@ fn diff_with(
             .collect(),
         adopted: HashSet::default(),
         moved: HashSet::default(),
+        moves: HashMap::default(),
         lic: Licences::default(),
         sandbox: Sandboxes::default(),
         mem: Memberships::default(),
         unbinds: HashMap::default(),
         ga: GlobalAdmins::default(),
     };
-    // Resolution: state, then natural key (`adoption.rs`).
+    // Resolution: the file's `moved`, the state, then natural key (`adoption.rs`).
+    p.resolve_moves();
     p.resolve_groups();
     p.resolve_users();
     p.resolve_instances();
@@ -292,11 +297,11 @@ impl<'a> Planner<'a> {
 
     /// The remote id the state records at `address` for an object of `kind`.
     fn state_id(&self, address: &str, kind: ObjKind) -> Option<&'a str> {
-        self.s
-            .resources
-            .get(address)
-            .filter(|r| r.kind == kind)
-            .map(|r| r.id.as_str())
+        match self.s.resources.get(address) {
+            Some(r) => (r.kind == kind).then_some(r.id.as_str()),
+            // Issue 14 item 3: the new address of a `moved` entry names the old one's object.
+            None => self.moves.get(address).copied(),
+        }
     }
 
     /// Whether the state manages the object with remote id `id`.
