@@ -261,6 +261,10 @@ pub enum ApplyError {
         .0.len(),
         .0.iter().map(|h| format!("  ! {} {} ({})", h.kind, h.address, h.reason)).collect::<Vec<_>>().join("\n"))]
     Protected(Vec<HeldBack>),
+    /// A plan that deletes or changes a large share of the managed objects of a kind,
+    /// without `--force` (issue 14 item 5).
+    #[error("{}; nothing was done. Check that the desired file is complete; run again with --force to apply it anyway (or raise `safety` in the file)", .0.join("; "))]
+    LargePlan(Vec<String>),
     /// No async runtime could be started (blocking [`apply`]).
     #[error("cannot start the async runtime: {0}; nothing was done")]
     Runtime(String),

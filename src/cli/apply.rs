@@ -68,6 +68,10 @@ pub struct ApplyArgs {
     /// says itself whether it takes them: plan it with --no-backup).
     #[arg(long, conflicts_with = "planfile")]
     pub no_backup: bool,
+    /// Apply a plan that deletes or changes more than the file's `safety` share (default
+    /// 30%) of the managed objects of a kind.
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
@@ -162,7 +166,7 @@ fn passes_checks(prepared: &Prepared, args: &ApplyArgs) -> bool {
         eprintln!("The plan has errors; nothing was done.");
         return false;
     }
-    match prepared.check(args.allow_destroy) {
+    match prepared.check(args.allow_destroy, args.force) {
         Ok(()) => true,
         Err(e @ ApplyError::Protected(_)) => {
             eprintln!("error: {e}");

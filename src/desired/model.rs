@@ -67,6 +67,42 @@ pub struct Desired {
     /// ignored, so entries may stay in the file after they took effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved: Option<Vec<Moved>>,
+    /// Large-plan safety (issue 14 item 5): a plan that deletes or changes more than this
+    /// share (percent) of the objects of one kind that crmctl manages is applied only with
+    /// `--force`. Default 30 for each kind; kinds with fewer than 10 managed objects are
+    /// never held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<Safety>,
+}
+
+/// Thresholds of large-plan safety, in percent per kind (see [`Desired::safety`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Safety {
+    /// Share of managed users (0-100; 100 turns the check off for users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub users: Option<u32>,
+    /// Share of managed security groups (0-100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub security_groups: Option<u32>,
+    /// Share of managed instances (0-100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub instances: Option<u32>,
+}
+
+impl Safety {
+    /// The threshold of a collection (`users`, `security_groups`, `instances`).
+    pub fn percent(&self, collection: &str) -> Option<u32> {
+        match collection {
+            "users" => self.users,
+            "security_groups" => self.security_groups,
+            "instances" => self.instances,
+            _ => None,
+        }
+    }
 }
 
 /// One renamed key (see [`Desired::moved`]).

@@ -27,6 +27,8 @@ pub struct Prepared {
     pub protect: BTreeMap<String, bool>,
     /// Where the desired file declares `protect: true` (`FILE:LINE`), by address.
     pub protect_at: BTreeMap<String, String>,
+    /// The file's large-plan thresholds (issue 14 item 5).
+    pub safety: Option<crate::desired::model::Safety>,
     /// The tenant domain the plan is for (a fresh tenant takes it; see
     /// [`crate::ops::Backend::expect_domain`]).
     pub domain: String,
@@ -63,6 +65,7 @@ pub fn prepare_file(
         plan: planned.plan,
         protect: loaded.desired.protect_flags(),
         protect_at: crate::ops::plan::protect_locations(loaded),
+        safety: loaded.desired.safety.clone(),
         domain: loaded.desired.tenant.clone(),
     })
 }
@@ -175,6 +178,7 @@ pub fn prepare_saved(
         mut plan,
         protect,
         protect_at,
+        safety,
         ..
     } = saved;
     plan.manual = manual;
@@ -189,6 +193,7 @@ pub fn prepare_saved(
         plan,
         protect,
         protect_at,
+        safety,
         domain,
     })
 }
@@ -201,9 +206,21 @@ impl Prepared {
     /// The checks before approval: no plan errors, a well-formed plan, no destructive
     /// action without `allow_destroy`, nothing that deletes, resets or overwrites a
     /// protected instance (I8, I9, I11). [`Prepared::run`] checks them again.
-    pub fn check(&self, allow_destroy: bool) -> Result<(), ApplyError> {
+    pub fn check(&self, allow_destroy: bool, force: bool) -> Result<(), ApplyError> {
         apply::preflight(&self.plan, allow_destroy)?;
-        apply::check_protected(&self.plan, &self.session.state, &self.protect)
+        apply::check_protected(&self.plan, &self.session.state, &self.protect)?;
+        // Issue 14 item 5: computed again here, never read from the plan's warnings.
+        let over = crate::plan::safety::over_threshold(
+            &self.plan,
+            &self.session.state,
+            self.safety.as_ref(),
+        );
+        if !over.is_empty() && !force {
+            return Err(ApplyError::LargePlan(
+                over.iter().map(ToString::to_string).collect(),
+            ));
+        }
+        Ok(())
     }
 
     /// Apply the plan, writing the state after each batch (journal) and folding the

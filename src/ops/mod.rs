@@ -82,7 +82,7 @@ mod tests {
         )
         .unwrap();
         assert!(!prepared.plan.actions.is_empty());
-        prepared.check(false).unwrap();
+        prepared.check(false, false).unwrap();
         let opts = apply::RunOptions {
             parallelism: 4,
             allow_destroy: false,

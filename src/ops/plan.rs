@@ -56,6 +56,15 @@ pub fn plan(
     if options.backups {
         plan = crate::plan::backups::with_backups(plan);
     }
+    // Issue 14 item 5: said in the plan; enforced by `apply::Prepared::check`.
+    for over in
+        crate::plan::safety::over_threshold(&plan, &session.state, loaded.desired.safety.as_ref())
+    {
+        plan.diagnostics.push(
+            crate::diag::Diagnostic::warning(over.collection.to_string(), over.to_string())
+                .hint("apply needs --force besides --allow-destroy; check that the file is complete, or raise `safety` in the file"),
+        );
+    }
     plan.manual = manual_steps(&plan, &observed, &*session.backend);
     Ok(Planned {
         session,
@@ -128,6 +137,7 @@ pub fn save(
         protect: loaded.desired.protect_flags(),
         protect_at: protect_locations(loaded),
         digests: Some(Digests::of(observed).sketch()),
+        safety: loaded.desired.safety.clone(),
     };
     // Once, over the whole content (a large plan is serialized for it).
     saved.seal();

@@ -33,6 +33,7 @@ pub(crate) mod diff;
 mod fingerprint;
 pub(crate) mod graph;
 pub mod manual;
+pub mod safety;
 pub mod saved;
 
 pub use action::{Action, Change, Forget, Plan, Summary};

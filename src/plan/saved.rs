@@ -68,6 +68,9 @@ pub struct SavedPlan {
     /// program, not by `plan --out`): a stale plan then says only that the tenant changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digests: Option<Sketch>,
+    /// The file's large-plan thresholds (issue 14 item 5), checked again by apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<crate::desired::model::Safety>,
 }
 
 /// The fields the checksum covers, in a fixed order: every field but the checksum.
@@ -84,6 +87,8 @@ struct Content<'a> {
     protect_at: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     digests: &'a Option<Sketch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    safety: &'a Option<crate::desired::model::Safety>,
 }
 
 /// Why a saved plan file cannot be used.
@@ -143,6 +148,7 @@ impl SavedPlan {
             protect,
             protect_at: BTreeMap::new(),
             digests: None,
+            safety: None,
         };
         saved.seal();
         saved
@@ -168,6 +174,7 @@ impl SavedPlan {
             protect: &self.protect,
             protect_at: &self.protect_at,
             digests: &self.digests,
+            safety: &self.safety,
         };
         let mut hasher = Sha256::new();
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut hasher);

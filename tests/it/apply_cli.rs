@@ -1857,3 +1857,71 @@ fn renamed_keys_with_moved_or_state_mv_are_never_destroyed() {
         .stdout(predicate::str::contains("create_group").not());
     assert_eq!(ids(dir.path()), before, "nothing was touched");
 }
+
+// issue 14 item 5: a plan that deletes more than 30% of at least 10 managed users warns in
+// the plan and is held back without --force (also with --allow-destroy), for a file and
+// for a saved plan; --force applies it; a higher `safety` threshold in the file lets it
+// through; a threshold that is not a percentage is a located error.
+#[test]
+fn a_plan_that_deletes_a_large_share_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    let users: String = (0..12)
+        .map(|i| format!("  u{i}@fabrikam.com: {{name: U{i}}}\n"))
+        .collect();
+    let head = "tenant: fabrikam.onmicrosoft.com\nusers:\n";
+    std::fs::write(&file, format!("{head}{users}")).unwrap();
+    apply_ok(dir.path(), &file);
+    let kept: String = (0..8)
+        .map(|i| format!("  u{i}@fabrikam.com: {{name: U{i}}}\n"))
+        .collect();
+    std::fs::write(&file, format!("{head}{kept}")).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "--out", "p.json", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "deletes or changes 4 of the 12 users crmctl manages (33%, over the 30% threshold)",
+        ));
+    for args in [
+        vec!["apply", "--auto-approve", "--allow-destroy", "-f", "t.yaml"],
+        vec!["apply", "--allow-destroy", "p.json"],
+    ] {
+        crmctl(dir.path())
+            .args(&args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("--force"));
+        assert_eq!(observe(dir.path()).users.len(), 12, "nothing was done");
+    }
+    // A threshold the file raises lets the same plan through.
+    std::fs::write(&file, format!("{head}{kept}safety: {{users: 40}}\n")).unwrap();
+    crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("threshold").not());
+    std::fs::write(&file, format!("{head}{kept}safety: {{users: 140}}\n")).unwrap();
+    crmctl(dir.path())
+        .args(["validate", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is not a percentage"))
+        .stderr(predicate::str::contains("t.yaml:11"));
+    std::fs::write(&file, format!("{head}{kept}")).unwrap();
+    crmctl(dir.path())
+        .args([
+            "apply",
+            "--auto-approve",
+            "--allow-destroy",
+            "--force",
+            "-f",
+        ])
+        .arg(&file)
+        .assert()
+        .success();
+    assert_eq!(observe(dir.path()).users.len(), 8);
+}

@@ -48,6 +48,7 @@ pub fn validate_with(d: &Desired, members: &MemberPositions) -> Vec<Diagnostic> 
     users::admins(d, &mut out);
     identities::identities(d, &mut out);
     moved::moved(d, &mut out);
+    moved::safety(d, &mut out);
 
     text::text_safety(d, &mut out);
     users::duplicate_roles(d, &mut out);

@@ -1,4 +1,4 @@
-//! `moved` entries (issue 14 item 3): each names an old and a new address of one kind; the
+//! `moved` entries (issue 14 item 3) and `safety` thresholds (item 5): each names an old and a new address of one kind; the
 //! new one is declared in the file, the old one is not; no address is moved twice.
 
 use std::collections::HashSet;
@@ -98,6 +98,28 @@ pub(super) fn moved(d: &Desired, out: &mut Vec<Diagnostic>) {
                 format!("two entries move to `{}`", m.to),
                 "keep one entry per new address",
             ));
+        }
+    }
+}
+
+/// `safety` thresholds (issue 14 item 5) are percentages.
+pub(super) fn safety(d: &Desired, out: &mut Vec<Diagnostic>) {
+    let Some(s) = &d.safety else {
+        return;
+    };
+    for (name, v) in [
+        ("users", s.users),
+        ("security_groups", s.security_groups),
+        ("instances", s.instances),
+    ] {
+        if let Some(v) = v.filter(|v| *v > 100) {
+            out.push(
+                Diagnostic::error(
+                    format!("safety.{name}"),
+                    format!("`{v}` is not a percentage"),
+                )
+                .hint("write a number from 0 to 100 (100: never hold a plan back)".to_string()),
+            );
         }
     }
 }
