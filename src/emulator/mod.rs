@@ -22,6 +22,7 @@ macro_rules! or_answer {
 }
 
 mod batch;
+mod dataverse;
 mod graph;
 mod groups;
 mod licences;
@@ -212,7 +213,19 @@ impl EmulatorHandle {
             format!("AZURE_AUTHORITY_HOST={}", self.authority_host()),
             format!("CRMCTL_GRAPH_URL={}", self.graph_url()),
             format!("CRMCTL_CA_FILE={}", self.ca_file.display()),
+            format!("CRMCTL_DATAVERSE_URL={}", self.dataverse_template()),
         ]
+    }
+
+    /// `https://127.0.0.1:PORT/dataverse/{url}`: the Dataverse URL template
+    /// (`CRMCTL_DATAVERSE_URL`) of the emulated instances (issue 13 item 5).
+    pub fn dataverse_template(&self) -> String {
+        format!("{}{}{{url}}", self.base, dataverse::PREFIX)
+    }
+
+    /// Dataverse Web API requests received so far.
+    pub fn dataverse_requests(&self) -> u64 {
+        self.stats.dataverse_requests()
     }
 
     /// Graph requests received so far (token requests not counted).
