@@ -261,7 +261,9 @@ pub(super) async fn serve(
     }
     let rest = path.strip_prefix(PREFIX).unwrap_or(path);
     let (url_name, rest) = rest.split_once('/').unwrap_or((rest, ""));
-    let Some(resource) = format!("/{rest}").strip_prefix(&format!("{API}/")).map(str::to_string)
+    let Some(resource) = format!("/{rest}")
+        .strip_prefix(&format!("{API}/"))
+        .map(str::to_string)
     else {
         return Reply::Answer(not_found(&format!("no Web API at /{rest} (use {API}/)")));
     };
@@ -287,12 +289,7 @@ pub(super) async fn serve(
         root,
     };
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    let param = |k: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let page = prefer
         .and_then(|p| {
             p.split(',')
@@ -323,7 +320,9 @@ pub(super) async fn serve(
             .filter(|r| filter.as_ref().is_none_or(|f| matches(f, r)))
             .map(|r| select(r, param("$select"), param("$expand")))
             .collect();
-        let skip: usize = param("$skiptoken").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let skip: usize = param("$skiptoken")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let end = (skip + page).min(rows.len());
         let mut out = json!({
             "@odata.context": format!("{}{API}/$metadata#{set}", org.base),
@@ -353,7 +352,10 @@ pub(super) async fn serve(
         }
         ("GET", "systemusers", Some(id), None) => {
             let u = or_answer!(org.user_by_key(id).map_err(Reply::Answer));
-            Reply::Answer(Answer::json(200, select(org.user_row(u), param("$select"), param("$expand"))))
+            Reply::Answer(Answer::json(
+                200,
+                select(org.user_row(u), param("$select"), param("$expand")),
+            ))
         }
         ("GET", "systemusers", Some(id), Some("systemuserroles_association")) => {
             let u = or_answer!(org.user_by_key(id).map_err(Reply::Answer));
@@ -383,7 +385,8 @@ pub(super) async fn serve(
             roles(&org, id, removed.unwrap_or_default(), false).await
         }
         ("GET", "roles", None, None) => {
-            let mut names: BTreeSet<String> = STANDARD_ROLES.iter().map(|s| s.to_string()).collect();
+            let mut names: BTreeSet<String> =
+                STANDARD_ROLES.iter().map(|s| s.to_string()).collect();
             for u in org.tenant.users.values() {
                 names.extend(u.roles.get(&org.inst.id).into_iter().flatten().cloned());
             }
@@ -401,7 +404,9 @@ pub(super) async fn serve(
             list(rows, "roles")
         }
         ("GET", "businessunits", None, None) => list(
-            vec![json!({"businessunitid": org.root, "name": org.inst.url, "_parentbusinessunitid_value": null})],
+            vec![
+                json!({"businessunitid": org.root, "name": org.inst.url, "_parentbusinessunitid_value": null}),
+            ],
             "businessunits",
         ),
         ("GET", "organizations", None, None) => {
@@ -504,12 +509,13 @@ fn split_outside_quotes<'a>(s: &'a str, sep: &str) -> Vec<&'a str> {
 
 fn matches(f: &Filter, row: &Value) -> bool {
     f.iter().all(|any| {
-        any.iter().any(|(field, want)| match (&row[field.as_str()], want) {
-            (Value::Null, None) => true,
-            (Value::String(v), Some(w)) => v.eq_ignore_ascii_case(w),
-            (Value::Number(n), Some(w)) => n.to_string() == *w,
-            _ => false,
-        })
+        any.iter()
+            .any(|(field, want)| match (&row[field.as_str()], want) {
+                (Value::Null, None) => true,
+                (Value::String(v), Some(w)) => v.eq_ignore_ascii_case(w),
+                (Value::Number(n), Some(w)) => n.to_string() == *w,
+                _ => false,
+            })
     })
 }
 
@@ -549,9 +555,7 @@ fn select(row: Value, sel: Option<&str>, expand: Option<&str>) -> Value {
 async fn set_access_mode(org: &Org<'_>, id: &str, body: Option<Value>) -> Reply {
     let u = or_answer!(org.user_by_key(id).map_err(Reply::Answer));
     let Some(code) = body.as_ref().and_then(|b| b.get("accessmode")) else {
-        return Reply::Answer(bad(
-            "The emulator changes only accessmode of a systemuser",
-        ));
+        return Reply::Answer(bad("The emulator changes only accessmode of a systemuser"));
     };
     let mode = match code.as_i64() {
         Some(0) => AccessMode::ReadWrite,
@@ -577,10 +581,7 @@ async fn roles(org: &Org<'_>, id: &str, rid: &str, assign: bool) -> Reply {
     let Some(Named::Role(name)) = org.shared.dataverse.get(rid) else {
         return Reply::Answer(not_found(&format!("role With Id = {rid} Does Not Exist")));
     };
-    let held = u
-        .roles
-        .get(&org.inst.id)
-        .is_some_and(|r| r.contains(&name));
+    let held = u.roles.get(&org.inst.id).is_some_and(|r| r.contains(&name));
     if assign && held {
         return Reply::Answer(error(400, "0x80040237", "Cannot insert duplicate key."));
     }

@@ -326,7 +326,14 @@ async fn serve(
         let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
         let auth = header("authorization").unwrap_or("");
         dataverse::serve(
-            &shared, &ctx, auth, &method, &path, &query, header("prefer"), &body,
+            &shared,
+            &ctx,
+            auth,
+            &method,
+            &path,
+            &query,
+            header("prefer"),
+            &body,
         )
         .await
     } else {

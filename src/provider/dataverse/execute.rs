@@ -145,7 +145,9 @@ impl DataverseClient {
                 wire::write(
                     base,
                     "DELETE",
-                    format!("{base}{API}/systemusers({sid})/systemuserroles_association({rid})/$ref"),
+                    format!(
+                        "{base}{API}/systemusers({sid})/systemuserroles_association({rid})/$ref"
+                    ),
                     None,
                 )
             };
@@ -236,7 +238,14 @@ impl DataverseClient {
             "{base}{API}/roles?$select=roleid,name&$filter=_businessunitid_value%20eq%20{root}%20and%20({})",
             any.join("%20or%20")
         );
-        let rows = get_all(&*self.http, base, url, self.page, "looking up security roles").await?;
+        let rows = get_all(
+            &*self.http,
+            base,
+            url,
+            self.page,
+            "looking up security roles",
+        )
+        .await?;
         Ok(by_name(rows, root))
     }
 }

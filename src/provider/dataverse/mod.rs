@@ -345,7 +345,9 @@ impl DataverseClient {
             access_mode: raw.accessmode.unwrap_or(0),
             application_id: raw.applicationid.filter(|a| !a.is_empty()),
             disabled: raw.isdisabled.unwrap_or(false),
-            roles: root_roles(roles, root).map(|r| (r.name, r.roleid)).collect(),
+            roles: root_roles(roles, root)
+                .map(|r| (r.name, r.roleid))
+                .collect(),
         }))
     }
 
@@ -378,7 +380,10 @@ impl DataverseClient {
     }
 
     /// The organisation's base language and base currency code.
-    async fn organisation(&self, base: &str) -> Result<(Option<u32>, Option<String>), ProviderError> {
+    async fn organisation(
+        &self,
+        base: &str,
+    ) -> Result<(Option<u32>, Option<String>), ProviderError> {
         let rows = get_all(
             &*self.http,
             base,
@@ -390,7 +395,9 @@ impl DataverseClient {
         let Some(org) = rows.first() else {
             return Ok((None, None));
         };
-        let language = org["languagecode"].as_u64().and_then(|l| u32::try_from(l).ok());
+        let language = org["languagecode"]
+            .as_u64()
+            .and_then(|l| u32::try_from(l).ok());
         let Some(cur) = org["_basecurrencyid_value"].as_str() else {
             return Ok((language, None));
         };

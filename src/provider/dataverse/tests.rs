@@ -51,7 +51,10 @@ impl Http for Script {
         let (status, body) = match hit {
             Some((_, _, replies)) if replies.len() > 1 => replies.remove(0),
             Some((_, _, replies)) => replies[0].clone(),
-            None => (404, json!({"error": {"code": "0x80060888", "message": "no route"}})),
+            None => (
+                404,
+                json!({"error": {"code": "0x80060888", "message": "no route"}}),
+            ),
         };
         let resp = Response {
             status,
@@ -166,12 +169,19 @@ fn observe_reads_users_roles_currency_and_language() {
         BTreeMap::from([("Salesperson".to_string(), "r1".to_string())])
     );
     assert_eq!(a.mode(), Some(AccessMode::ReadWrite));
-    assert_eq!(found.users["app-sp-1"].mode(), Some(AccessMode::Application));
+    assert_eq!(
+        found.users["app-sp-1"].mode(),
+        Some(AccessMode::Application)
+    );
     let seen = s.seen();
     assert_eq!(seen.len(), 4, "four requests for one page of users");
     for r in &seen {
         assert_eq!(r.method, "GET");
-        assert!(r.url.starts_with(&format!("{BASE}/api/data/v9.2/")), "{}", r.url);
+        assert!(
+            r.url.starts_with(&format!("{BASE}/api/data/v9.2/")),
+            "{}",
+            r.url
+        );
         assert_eq!(
             r.service,
             crate::provider::http::Service::Dataverse("contoso.crm4.dynamics.com".into())
@@ -180,11 +190,16 @@ fn observe_reads_users_roles_currency_and_language() {
         assert_eq!(header(r, "OData-MaxVersion"), Some("4.0"));
         assert_eq!(header(r, "Accept"), Some("application/json"));
     }
-    let users = seen.iter().find(|r| r.url.contains("/systemusers?")).unwrap();
+    let users = seen
+        .iter()
+        .find(|r| r.url.contains("/systemusers?"))
+        .unwrap();
     assert_eq!(header(users, "Prefer"), Some("odata.maxpagesize=5000"));
     assert!(users.url.contains(&format!("$select={USER_SELECT}")));
     assert!(users.url.contains(&format!("$expand={ROLES_EXPAND}")));
-    assert!(seen[0].url.contains("_parentbusinessunitid_value%20eq%20null"));
+    assert!(seen[0]
+        .url
+        .contains("_parentbusinessunitid_value%20eq%20null"));
 }
 
 // issue 13 item 2: a next link is followed verbatim, and a client's page size is asked.
@@ -236,7 +251,10 @@ fn assign_roles_associates_only_missing_roles() {
     let Executed::Done(out) = out else {
         panic!("{out:?}")
     };
-    assert_eq!(out.ids.get("instance:env-1").map(String::as_str), Some("s1"));
+    assert_eq!(
+        out.ids.get("instance:env-1").map(String::as_str),
+        Some("s1")
+    );
     let seen = s.seen();
     let lookup = seen.iter().find(|r| r.url.contains("/roles?")).unwrap();
     assert!(
@@ -273,12 +291,18 @@ fn assign_roles_outcomes() {
     let cases: Vec<(&str, (u16, Value), Option<&str>)> = vec![
         (
             "duplicate",
-            (400, json!({"error": {"code": "0x80040237", "message": "Cannot insert duplicate key."}})),
+            (
+                400,
+                json!({"error": {"code": "0x80040237", "message": "Cannot insert duplicate key."}}),
+            ),
             None,
         ),
         (
             "refused",
-            (400, json!({"error": {"code": "0x80040265", "message": "`alice` needs a license before it gets security roles (P2)"}})),
+            (
+                400,
+                json!({"error": {"code": "0x80040265", "message": "`alice` needs a license before it gets security roles (P2)"}}),
+            ),
             Some("refused"),
         ),
     ];
@@ -299,7 +323,10 @@ fn assign_roles_outcomes() {
             Some(class) => {
                 let e = got.unwrap_err();
                 assert_eq!(variant(&e), class, "{name}: {e}");
-                assert!(matches!(&e, ProviderError::Refused { rule, .. } if rule == "P2"), "{e:?}");
+                assert!(
+                    matches!(&e, ProviderError::Refused { rule, .. } if rule == "P2"),
+                    "{e:?}"
+                );
             }
         }
     }
@@ -310,7 +337,9 @@ fn assign_roles_outcomes() {
         instance: inst_ref(),
         roles: vec!["Nope".into()],
     };
-    let e = block_on(client(&s).execute(&op, BASE)).unwrap().unwrap_err();
+    let e = block_on(client(&s).execute(&op, BASE))
+        .unwrap()
+        .unwrap_err();
     assert!(e.to_string().contains("no security role `Nope`"), "{e}");
     assert!(s.seen().iter().all(|r| r.method == "GET"));
 }
@@ -319,7 +348,14 @@ fn assign_roles_outcomes() {
 // (never a DELETE of the role itself) for held roles only; a 404 is already gone.
 #[test]
 fn remove_roles_disassociates_by_ref() {
-    let s = Arc::new(instance_script().on("DELETE", "/$ref", vec![(404, json!({"error": {"code": "0x80040217", "message": "gone"}}))]));
+    let s = Arc::new(instance_script().on(
+        "DELETE",
+        "/$ref",
+        vec![(
+            404,
+            json!({"error": {"code": "0x80040217", "message": "gone"}}),
+        )],
+    ));
     let op = Op::RemoveRoles {
         user: alice(),
         instance: inst_ref(),
@@ -346,21 +382,31 @@ fn remove_roles_disassociates_by_ref() {
 fn set_access_mode_patches_accessmode() {
     let s = Arc::new(instance_script().on("PATCH", "/systemusers(s1)", vec![(204, Value::Null)]));
     let c = client(&s);
-    let op = |mode| Op::SetAccessMode { user: alice(), mode };
+    let op = |mode| Op::SetAccessMode {
+        user: alice(),
+        mode,
+    };
     block_on(c.execute(&op(AccessMode::Administrative), BASE))
         .unwrap()
         .unwrap();
     block_on(c.execute(&op(AccessMode::ReadWrite), BASE))
         .unwrap()
         .unwrap();
-    let patches: Vec<Request> = s.seen().into_iter().filter(|r| r.method == "PATCH").collect();
+    let patches: Vec<Request> = s
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
     assert_eq!(patches.len(), 1, "read-write is what alice has");
     assert_eq!(patches[0].body, Some(json!({"accessmode": 1})));
     assert_eq!(header(&patches[0], "If-Match"), Some("*"));
     let e = block_on(c.execute(&op(AccessMode::Application), BASE))
         .unwrap()
         .unwrap_err();
-    assert!(matches!(&e, ProviderError::Refused { rule, .. } if rule == "P3"), "{e:?}");
+    assert!(
+        matches!(&e, ProviderError::Refused { rule, .. } if rule == "P3"),
+        "{e:?}"
+    );
 }
 
 // issue 13 item 2: a user the instance has not synchronised yet is looked for again
@@ -373,7 +419,11 @@ fn unsynchronised_user_is_waited_for_then_reported() {
             .on(
                 "GET",
                 "azureactivedirectoryobjectid%20eq%20",
-                vec![(200, json!({"value": []})), (200, json!({"value": []})), (200, alice_row)],
+                vec![
+                    (200, json!({"value": []})),
+                    (200, json!({"value": []})),
+                    (200, alice_row),
+                ],
             )
             .on("PATCH", "/systemusers(s1)", vec![(204, Value::Null)]),
     );
@@ -391,10 +441,18 @@ fn unsynchronised_user_is_waited_for_then_reported() {
         .count();
     assert_eq!(lookups, 3);
 
-    let s = Arc::new(Script::default()
-        .on("GET", "/businessunits?", vec![(200, json!({"value": [{"businessunitid": ROOT}]}))])
-        .on("GET", "/systemusers?", vec![(200, json!({"value": []}))]));
-    let e = block_on(client(&s).execute(&op, BASE)).unwrap().unwrap_err();
+    let s = Arc::new(
+        Script::default()
+            .on(
+                "GET",
+                "/businessunits?",
+                vec![(200, json!({"value": [{"businessunitid": ROOT}]}))],
+            )
+            .on("GET", "/systemusers?", vec![(200, json!({"value": []}))]),
+    );
+    let e = block_on(client(&s).execute(&op, BASE))
+        .unwrap()
+        .unwrap_err();
     assert_eq!(variant(&e), "not found");
     assert!(e.to_string().contains("is not in the instance"), "{e}");
     assert!(e.to_string().contains("apply again"), "{e}");
@@ -436,7 +494,10 @@ fn errors_map_to_classes() {
 
 fn tenant_with_instance() -> Tenant {
     let mut t = Tenant::default();
-    for (id, mode) in [(ALICE, AccessMode::ReadWrite), ("bob", AccessMode::ReadWrite)] {
+    for (id, mode) in [
+        (ALICE, AccessMode::ReadWrite),
+        ("bob", AccessMode::ReadWrite),
+    ] {
         t.users.insert(
             id.into(),
             User {
@@ -498,7 +559,10 @@ fn merge_puts_roles_modes_and_currency_into_the_tenant() {
         root_business_unit: ROOT.into(),
         currency: Some("EUR".into()),
         language: Some(1036),
-        users: users.into_iter().map(|u| (u.object_id.clone(), u)).collect(),
+        users: users
+            .into_iter()
+            .map(|u| (u.object_id.clone(), u))
+            .collect(),
     };
     let mut t = tenant_with_instance();
     let report = merge(
@@ -516,10 +580,16 @@ fn merge_puts_roles_modes_and_currency_into_the_tenant() {
         BTreeSet::from(["Basic User".to_string(), "Salesperson".to_string()])
     );
     assert_eq!(t.users[ALICE].access_mode, AccessMode::Administrative);
-    assert!(!t.users["bob"].roles.contains_key("env-1"), "no roles: no entry");
+    assert!(
+        !t.users["bob"].roles.contains_key("env-1"),
+        "no roles: no entry"
+    );
     assert_eq!(t.instances["env-1"].currency, "EUR");
     assert_eq!(t.instances["env-1"].language, 1036);
-    assert_eq!(report.unknown, vec!["stranger".to_string(), "support".to_string()]);
+    assert_eq!(
+        report.unknown,
+        vec!["stranger".to_string(), "support".to_string()]
+    );
     // A second instance where alice is read-write does not lower her mode; one where she
     // is non-interactive raises it (order-independent).
     merge(&mut t, "env-2", &found(vec![su(ALICE, 0, false, &[])]));
