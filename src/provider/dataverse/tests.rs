@@ -19,11 +19,14 @@ const BASE: &str = "https://contoso.crm4.dynamics.com";
 const ROOT: &str = "bu000000-0000-0000-0000-000000000001";
 const ALICE: &str = "aaaaaaaa-0000-0000-0000-000000000001";
 
+/// A route: method, URL fragment, replies in turn.
+type Route = (&'static str, String, Vec<(u16, Value)>);
+
 /// Answers by the first route whose method and URL fragment match; each route answers
 /// its list of replies in turn (the last one again when used up). Logs every request.
 #[derive(Default)]
 struct Script {
-    routes: Mutex<Vec<(&'static str, String, Vec<(u16, Value)>)>>,
+    routes: Mutex<Vec<Route>>,
     seen: Mutex<Vec<Request>>,
 }
 
