@@ -227,14 +227,7 @@ pub(super) async fn serve(
     prefer: Option<&str>,
     body: &[u8],
 ) -> Reply {
-    let token = auth.strip_prefix("Bearer ").unwrap_or("");
-    let known = !token.is_empty()
-        && shared
-            .tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(token);
-    if !known {
+    if !shared.knows(auth) {
         let mut a = Answer::empty(401);
         a.headers.push(("WWW-Authenticate".into(), "Bearer".into()));
         return Reply::Answer(a);

@@ -158,6 +158,17 @@ impl Shared {
         )
     }
 
+    /// Whether `auth` (an `Authorization` header) carries a token the token endpoint issued.
+    pub fn knows(&self, auth: &str) -> bool {
+        let token = auth.strip_prefix("Bearer ").unwrap_or("");
+        !token.is_empty()
+            && self
+                .tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(token)
+    }
+
     /// Whether `id` was created less than the replication lag ago.
     pub fn lagging(&self, id: &str) -> bool {
         let lag = self.config.faults.replication_lag;

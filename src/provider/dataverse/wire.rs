@@ -30,25 +30,9 @@ pub const MAX_PAGE: u32 = 5000;
 /// "Cannot insert duplicate key": an association that is already there.
 pub const DUPLICATE_KEY: &str = "0x80040237";
 
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    error: ErrorInner,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorInner {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
-/// `error.code` and `error.message` of an error body (empty when absent).
-pub fn error_of(resp: &Response) -> (String, String) {
-    let body: ErrorBody = serde_json::from_slice(&resp.body).unwrap_or_default();
-    (body.error.code, body.error.message)
-}
+/// `error.code` and `error.message` of an error body (empty when absent): the same
+/// OData error shape as Graph's.
+pub use crate::provider::graph::wire::error_of;
 
 /// The rule id a refusal's message ends with, `... (P2)`: how the emulator (and crmctl's
 /// own providers) name the domain.md rule that refused.

@@ -13,7 +13,7 @@ pub mod skus;
 mod execute;
 mod members;
 mod observe;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;
