@@ -385,3 +385,93 @@ fn throttling_and_server_errors_are_retried() {
         "faults were met"
     );
 }
+
+// issue 13 item 5: the emulator's wire details: `Preference-Applied` and a next link
+// with `$skiptoken`; an association made twice answers "duplicate key" (0x80040237); a
+// DELETE of the navigation without `/$ref` (which would delete the role itself) changes
+// nothing; an access mode crmctl does not manage is a 400; no token is a 401.
+#[test]
+fn emulator_wire_details() {
+    use crmctl::provider::http::{Request, Response, Service};
+    let s = setup(tenant(0), Faults::default());
+    let base = s.base("europe");
+    let service = Service::Dataverse(base.trim_start_matches("https://").to_string());
+    let send = |method: &'static str, url: String, body: Option<serde_json::Value>| -> Response {
+        let req = Request {
+            method,
+            service: service.clone(),
+            url,
+            headers: vec![("Prefer".into(), "odata.maxpagesize=2".into())],
+            body,
+            idempotent: true,
+        };
+        block_on(s.http.send(req)).unwrap().unwrap()
+    };
+    let json = |r: &Response| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap();
+    let api = format!("{base}/api/data/v9.2");
+    let r = send(
+        "GET",
+        format!("{api}/systemusers?$select=systemuserid"),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("preference-applied"), Some("odata.maxpagesize=2"));
+    let page = json(&r);
+    assert_eq!(page["value"].as_array().unwrap().len(), 2);
+    assert!(page["@odata.nextLink"]
+        .as_str()
+        .unwrap()
+        .contains("skiptoken"));
+    assert!(
+        page["value"][0].get("domainname").is_none(),
+        "$select honoured"
+    );
+
+    let r = send(
+        "GET",
+        format!("{api}/systemusers?$filter=azureactivedirectoryobjectid%20eq%20ana&$expand=systemuserroles_association($select=roleid,name)"),
+        None,
+    );
+    let ana = json(&r)["value"][0].clone();
+    let sid = ana["systemuserid"].as_str().unwrap().to_string();
+    let role = ana["systemuserroles_association"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "Sales Manager")
+        .unwrap()["roleid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = send(
+        "POST",
+        format!("{api}/systemusers({sid})/systemuserroles_association/$ref"),
+        Some(serde_json::json!({"@odata.id": format!("{api}/roles({role})")})),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(json(&r)["error"]["code"], "0x80040237");
+    let r = send(
+        "DELETE",
+        format!("{api}/systemusers({sid})/systemuserroles_association({role})"),
+        None,
+    );
+    assert_eq!(r.status, 404);
+    let r = send(
+        "PATCH",
+        format!("{api}/systemusers({sid})"),
+        Some(serde_json::json!({"accessmode": 2})),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(s.tenant(), tenant(0), "nothing changed");
+
+    let mut anonymous = crmctl::provider::http::transport::build_client(&TransportOptions {
+        ca_file: Some(s.emu.ca_file().to_path_buf()),
+        ..TransportOptions::default()
+    })
+    .map(|c| c.get(format!("{api}/roles")))
+    .unwrap();
+    anonymous = anonymous.header("Accept", "application/json");
+    let status =
+        block_on(async move { anonymous.send().await.unwrap().status().as_u16() }).unwrap();
+    assert_eq!(status, 401);
+}
