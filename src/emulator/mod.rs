@@ -4,6 +4,11 @@
 //! tenant file) so that every rule of domain.md holds: each write is an [`Op`] executed by
 //! the provider, its refusals translated into Graph's status codes and error bodies.
 //!
+//! The Dataverse Web API of each instance (issue 13 item 5: system users, roles, `$ref`
+//! associations, access mode, the organisation's currency) is served at
+//! `/dataverse/{url name}/api/data/v9.2/...` from the same tenant, with the same fault
+//! knobs ([`EmulatorHandle::dataverse_template`]).
+//!
 //! Tests start it in-process ([`Emulator::start`]) on a free port; `crmctl emulate` runs
 //! it until Ctrl-C. Fault knobs ([`Faults`], deterministic from a seed): throttling with
 //! `Retry-After`, 5xx, latency, responses dropped after the change was made (the

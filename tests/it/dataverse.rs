@@ -211,7 +211,13 @@ fn observed_users_and_roles_equal_the_tenant() {
 fn roles_and_access_mode_round_trip() {
     let s = setup(tenant(0), Faults::default());
     let c = s.client();
-    let assign = roles_op(true, "cy", "europe", &["Salesperson", "Custom Role"]);
+    // A name with quotes and an `and` in it goes through `$filter` intact.
+    let assign = roles_op(
+        true,
+        "cy",
+        "europe",
+        &["Salesperson", "Custom Role", "O'Neil's and Co's Role"],
+    );
     s.run(&c, &assign, "europe").unwrap();
     s.run(&c, &assign, "europe").unwrap();
     s.run(
@@ -228,7 +234,12 @@ fn roles_and_access_mode_round_trip() {
     let t = s.tenant();
     assert_eq!(
         t.users["cy"].roles["europe"],
-        ["Custom Role".to_string(), "Salesperson".to_string()].into()
+        [
+            "Custom Role".to_string(),
+            "O'Neil's and Co's Role".to_string(),
+            "Salesperson".to_string()
+        ]
+        .into()
     );
     assert_eq!(
         t.users["ana"].roles["europe"],
@@ -239,7 +250,12 @@ fn roles_and_access_mode_round_trip() {
     // Removing every role removes the instance's entry.
     s.run(
         &c,
-        &roles_op(false, "cy", "europe", &["Custom Role", "Salesperson"]),
+        &roles_op(
+            false,
+            "cy",
+            "europe",
+            &["Custom Role", "Salesperson", "O'Neil's and Co's Role"],
+        ),
         "europe",
     )
     .unwrap();
