@@ -148,15 +148,8 @@ pub(super) async fn serve(
     query: &str,
     body: &[u8],
 ) -> Reply {
-    let token = auth.strip_prefix("Bearer ").unwrap_or("");
-    let known = !token.is_empty()
-        && shared
-            .tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(token);
-    if !known {
-        let message = if token.is_empty() {
+    if !shared.knows(auth) {
+        let message = if auth.strip_prefix("Bearer ").unwrap_or("").is_empty() {
             "Access token is empty."
         } else {
             "Access token validation failure. Invalid audience."

@@ -4,6 +4,11 @@
 //! tenant file) so that every rule of domain.md holds: each write is an [`Op`] executed by
 //! the provider, its refusals translated into Graph's status codes and error bodies.
 //!
+//! The Dataverse Web API of each instance (issue 13 item 5: system users, roles, `$ref`
+//! associations, access mode, the organisation's currency) is served at
+//! `/dataverse/{url name}/api/data/v9.2/...` from the same tenant, with the same fault
+//! knobs ([`EmulatorHandle::dataverse_template`]).
+//!
 //! Tests start it in-process ([`Emulator::start`]) on a free port; `crmctl emulate` runs
 //! it until Ctrl-C. Fault knobs ([`Faults`], deterministic from a seed): throttling with
 //! `Retry-After`, 5xx, latency, responses dropped after the change was made (the
@@ -22,6 +27,7 @@ macro_rules! or_answer {
 }
 
 mod batch;
+mod dataverse;
 mod graph;
 mod groups;
 mod licences;
@@ -212,7 +218,19 @@ impl EmulatorHandle {
             format!("AZURE_AUTHORITY_HOST={}", self.authority_host()),
             format!("CRMCTL_GRAPH_URL={}", self.graph_url()),
             format!("CRMCTL_CA_FILE={}", self.ca_file.display()),
+            format!("CRMCTL_DATAVERSE_URL={}", self.dataverse_template()),
         ]
+    }
+
+    /// `https://127.0.0.1:PORT/dataverse/{url}`: the Dataverse URL template
+    /// (`CRMCTL_DATAVERSE_URL`) of the emulated instances (issue 13 item 5).
+    pub fn dataverse_template(&self) -> String {
+        format!("{}{}{{url}}", self.base, dataverse::PREFIX)
+    }
+
+    /// Dataverse Web API requests received so far.
+    pub fn dataverse_requests(&self) -> u64 {
+        self.stats.dataverse_requests()
     }
 
     /// Graph requests received so far (token requests not counted).

@@ -13,7 +13,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 
-use super::{graph, tls, token, EmulatorConfig, EmulatorError, EmulatorHandle, Faults};
+use super::{dataverse, graph, tls, token, EmulatorConfig, EmulatorError, EmulatorHandle, Faults};
 use crate::provider::Provider;
 
 /// An answer, or none (the connection is closed after the request was carried out).
@@ -51,11 +51,16 @@ impl Answer {
 #[derive(Default)]
 pub(super) struct Stats {
     graph: AtomicU64,
+    dataverse: AtomicU64,
 }
 
 impl Stats {
     pub fn graph_requests(&self) -> u64 {
         self.graph.load(Ordering::Relaxed)
+    }
+
+    pub fn dataverse_requests(&self) -> u64 {
+        self.dataverse.load(Ordering::Relaxed)
     }
 }
 
@@ -81,6 +86,8 @@ pub(super) struct Shared {
     /// Serializes writes: a check and the op that follows it see the same tenant.
     pub write_lock: tokio::sync::Mutex<()>,
     pub stats: Arc<Stats>,
+    /// The ids the Dataverse Web API handed out (issue 13 item 5).
+    pub dataverse: dataverse::Ids,
 }
 
 /// What a fault draw decided for one request.
@@ -151,6 +158,17 @@ impl Shared {
         )
     }
 
+    /// Whether `auth` (an `Authorization` header) carries a token the token endpoint issued.
+    pub fn knows(&self, auth: &str) -> bool {
+        let token = auth.strip_prefix("Bearer ").unwrap_or("");
+        !token.is_empty()
+            && self
+                .tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(token)
+    }
+
     /// Whether `id` was created less than the replication lag ago.
     pub fn lagging(&self, id: &str) -> bool {
         let lag = self.config.faults.replication_lag;
@@ -219,6 +237,7 @@ pub(super) fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorEr
         extra: Mutex::new(HashMap::new()),
         write_lock: tokio::sync::Mutex::new(()),
         stats: stats.clone(),
+        dataverse: dataverse::Ids::default(),
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(certs.server);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -313,6 +332,21 @@ async fn serve(
     };
     let reply = if path.ends_with("/oauth2/v2.0/token") {
         Reply::Answer(token::token(&shared, &method, &path, &body))
+    } else if path.starts_with(dataverse::PREFIX) {
+        shared.stats.dataverse.fetch_add(1, Ordering::Relaxed);
+        let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+        let auth = header("authorization").unwrap_or("");
+        dataverse::serve(
+            &shared,
+            &ctx,
+            auth,
+            &method,
+            &path,
+            &query,
+            header("prefer"),
+            &body,
+        )
+        .await
     } else {
         shared.stats.graph.fetch_add(1, Ordering::Relaxed);
         let auth = headers

@@ -20,6 +20,7 @@
 //! - **several remote ids per object** ([`Outcome::ids`]);
 //! - **observe with a [`Scope`]**: the kinds and instances the caller needs.
 
+pub mod dataverse;
 pub mod graph;
 pub mod http;
 pub mod local;

@@ -14,7 +14,7 @@ mod execute;
 mod manual;
 mod members;
 mod observe;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;
