@@ -22,6 +22,7 @@ macro_rules! or_answer {
 }
 
 mod batch;
+mod delta;
 mod graph;
 mod groups;
 mod licences;

@@ -81,6 +81,11 @@ pub(super) struct Shared {
     /// Serializes writes: a check and the op that follows it see the same tenant.
     pub write_lock: tokio::sync::Mutex<()>,
     pub stats: Arc<Stats>,
+    /// The observed tenant, shared by requests until a write changes it (issue 12 item 5:
+    /// listing 100k users in pages observes the tenant once, not once a page).
+    pub cache: Mutex<Option<Arc<crate::observed::Tenant>>>,
+    /// Delta rounds and the snapshots behind issued delta tokens.
+    pub delta: Mutex<super::delta::DeltaState>,
 }
 
 /// What a fault draw decided for one request.
@@ -219,6 +224,8 @@ pub(super) fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorEr
         extra: Mutex::new(HashMap::new()),
         write_lock: tokio::sync::Mutex::new(()),
         stats: stats.clone(),
+        cache: Mutex::new(None),
+        delta: Mutex::new(super::delta::DeltaState::default()),
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(certs.server);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
