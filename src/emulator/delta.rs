@@ -166,7 +166,11 @@ async fn serve(shared: &Shared, ctx: &Ctx, query: &str, kind: Kind) -> Answer {
     };
     let items = match (&since, old, kind) {
         (Since::Latest, _, _) => vec![],
-        (_, None, Kind::Users) => t.users.values().map(|u| user_item(shared, u, sel)).collect(),
+        (_, None, Kind::Users) => t
+            .users
+            .values()
+            .map(|u| user_item(shared, u, sel))
+            .collect(),
         (_, None, Kind::Groups) => {
             let mut out = vec![];
             for g in t.groups.values() {
@@ -231,7 +235,10 @@ fn page(shared: &Shared, ctx: &Ctx, kind: Kind, round: u64, offset: usize) -> An
     if end < items.len() {
         body.insert(
             "@odata.nextLink".into(),
-            json!(format!("{base}?$skiptoken={}", encode('S', round, end as u64))),
+            json!(format!(
+                "{base}?$skiptoken={}",
+                encode('S', round, end as u64)
+            )),
         );
     } else {
         body.insert(

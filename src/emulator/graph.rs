@@ -107,7 +107,12 @@ pub(super) fn from_provider(ctx: &Ctx, e: &ProviderError, what: &str) -> Answer 
 /// The tenant as last observed: the cached copy, or a fresh read from the provider (the
 /// one source of truth) when a write changed it since ([`exec`] keeps the cache right).
 pub(super) async fn tenant(shared: &Shared, ctx: &Ctx) -> Result<Arc<Tenant>, Answer> {
-    if let Some(t) = shared.cache.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+    if let Some(t) = shared
+        .cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    {
         return Ok(t);
     }
     tenant_fresh(shared, ctx).await
