@@ -174,6 +174,8 @@ pub(super) async fn route(
             if let Err(a) = check_new_members(shared, ctx, &t, Some(g), &[uid]) {
                 return a;
             }
+            // The cached tenant is not held across the write (it is then changed in place).
+            drop(t);
             match exec(shared, ctx, &add_members(id, &[uid]), id).await {
                 Ok(_) => Answer::empty(204),
                 Err(a) => a,
@@ -187,6 +189,7 @@ pub(super) async fn route(
                 Some(g) if !g.members.contains(*oid) => return not_found(ctx, oid),
                 Some(_) => {}
             }
+            drop(t);
             let op = Op::RemoveGroupMembers {
                 group: obj(gid),
                 users: vec![obj(oid)],
@@ -277,6 +280,7 @@ async fn update_group(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Ans
     if let Err(a) = check_new_members(shared, ctx, &t, Some(g), &ids) {
         return a;
     }
+    drop(t);
     let name = body
         .get("displayName")
         .and_then(Value::as_str)
