@@ -120,7 +120,11 @@ fn main() {
     let graph = GraphProvider::new(Arc::new(transport)).with_graph_base(emu.graph_url());
     let mut rows = vec![];
 
-    let observe_plan = |cursor: Option<ObserveCursor>, d: &crmctl::desired::model::Desired| {
+    // Observe (with the cursor when given) and plan: one row of the table.
+    let observe_plan = |rows: &mut Vec<Row>,
+                        step: &'static str,
+                        cursor: Option<ObserveCursor>,
+                        d: &crmctl::desired::model::Desired| {
         let before = emu.graph_requests();
         let t = Instant::now();
         let (observed, cursor) = block_on(graph.observe_since(&Scope::all(), cursor))
@@ -128,30 +132,21 @@ fn main() {
             .expect("observe");
         let plan = crmctl::plan::plan(d, &observed, &state);
         assert!(!plan.has_errors(), "{:?}", plan.diagnostics.first());
-        (
-            plan,
-            cursor,
-            emu.graph_requests() - before,
-            t.elapsed().as_secs_f64(),
-        )
+        rows.push(Row {
+            step,
+            requests: emu.graph_requests() - before,
+            secs: t.elapsed().as_secs_f64(),
+            note: format!(
+                "{} actions, cursor {:.1} MB",
+                plan.actions.len(),
+                cursor.as_ref().map_or(0, |c| c.0.len()) as f64 / 1e6
+            ),
+        });
+        (plan, cursor)
     };
 
-    // (a) first plan.
-    let (plan, cursor, requests, secs) = observe_plan(None, &desired);
-    rows.push(Row {
-        step: "(a) first plan",
-        requests,
-        secs,
-        note: format!("{} actions", plan.actions.len()),
-    });
-    // (b) no-change plan with the cursor.
-    let (plan, cursor, requests, secs) = observe_plan(cursor, &desired);
-    rows.push(Row {
-        step: "(b) no-change plan, cursor",
-        requests,
-        secs,
-        note: format!("{} actions", plan.actions.len()),
-    });
+    let (_, cursor) = observe_plan(&mut rows, "(a) first plan", None, &desired);
+    let (_, cursor) = observe_plan(&mut rows, "(b) no-change plan, cursor", cursor, &desired);
 
     // (c) 1% drift of the memberships: in each group, 2 or 3 (2.5 on average, 0.5% of 500)
     // members dropped at the start of its window and as many users past its end added.
@@ -187,16 +182,10 @@ fn main() {
         }
         changes += 2 * k;
     }
-    let (plan, cursor, requests, secs) = observe_plan(cursor, &drifted);
-    rows.push(Row {
-        step: "(c) plan of the drift",
-        requests,
-        secs,
-        note: format!(
-            "{} actions, {changes} membership changes",
-            plan.actions.len()
-        ),
-    });
+    let (plan, cursor) = observe_plan(&mut rows, "(c) plan of the drift", cursor, &drifted);
+    if let Some(r) = rows.last_mut() {
+        r.note.push_str(&format!(", {changes} membership changes"));
+    }
     let before = emu.graph_requests();
     let t = Instant::now();
     let mut st = state.clone();
@@ -227,14 +216,13 @@ fn main() {
         ),
     });
 
-    let (after, _, requests, secs) = observe_plan(cursor, &drifted);
+    let (after, _) = observe_plan(
+        &mut rows,
+        "(d) plan after the apply, cursor",
+        cursor,
+        &drifted,
+    );
     assert!(after.actions.is_empty(), "the drift applied converges");
-    rows.push(Row {
-        step: "(d) plan after the apply, cursor",
-        requests,
-        secs,
-        note: format!("{} actions", after.actions.len()),
-    });
 
     println!("\n| step | Graph requests | seconds | |\n| --- | ---: | ---: | --- |");
     for r in rows {

@@ -236,14 +236,22 @@ async fn incremental(p: &GraphProvider, mut c: Cursor) -> Result<Option<Cursor>,
     Ok(Some(c))
 }
 
+/// An item's id and properties (items without an id are skipped).
+fn with_id(item: Value) -> Option<(String, Map<String, Value>)> {
+    let Value::Object(item) = item else {
+        return None;
+    };
+    let id = item.get("id").and_then(Value::as_str)?.to_string();
+    Some((id, item))
+}
+
 fn removed(item: &Map<String, Value>) -> bool {
     item.contains_key("@removed")
 }
 
 /// A user item: removed, or its properties over the copy's.
 fn apply_user(users: &mut BTreeMap<String, Map<String, Value>>, item: Value) {
-    let Value::Object(item) = item else { return };
-    let Some(id) = item.get("id").and_then(Value::as_str).map(str::to_string) else {
+    let Some((id, item)) = with_id(item) else {
         return;
     };
     if removed(&item) {
@@ -265,8 +273,7 @@ fn apply_group(
     not_security: &mut BTreeSet<String>,
     item: Value,
 ) {
-    let Value::Object(item) = item else { return };
-    let Some(id) = item.get("id").and_then(Value::as_str).map(str::to_string) else {
+    let Some((id, item)) = with_id(item) else {
         return;
     };
     if removed(&item) {
