@@ -19,12 +19,19 @@ use crate::emulator::{client, get_json, tenant_with, token, CLIENT, SECRET};
 
 /// An emulator of `t` (its tenant kept for out-of-band edits) with `page_size` pages.
 fn start(t: Tenant, page_size: usize) -> (EmulatorHandle, Arc<MemoryProvider>) {
+    start_with(
+        t,
+        Faults {
+            page_size,
+            ..Faults::default()
+        },
+    )
+}
+
+fn start_with(t: Tenant, faults: Faults) -> (EmulatorHandle, Arc<MemoryProvider>) {
     let memory = Arc::new(MemoryProvider::new(t));
     let mut cfg = EmulatorConfig::with_provider(memory.clone(), DOMAIN, CLIENT, SECRET);
-    cfg.faults = Faults {
-        page_size,
-        ..Faults::default()
-    };
+    cfg.faults = faults;
     (Emulator::start(cfg).expect("emulator starts"), memory)
 }
 
@@ -141,11 +148,22 @@ fn edit(memory: &MemoryProvider, rng: &mut fastrand::Rng, round: usize) {
 
 // issue 12 item 4: the tenant read through delta links equals a full read after each of
 // several rounds of random out-of-band edits (users created, renamed, deleted; members
-// added and removed; groups created and deleted), with small pages (several delta pages).
+// added and removed; groups created and deleted), with small pages (several delta pages),
+// also with throttling and server errors.
 #[test]
 fn delta_reads_equal_full_reads_after_random_edits() {
     for seed in [1u64, 2, 3] {
-        let (emu, memory) = start(directory(12), 3);
+        // Seed 3 also meets 10% throttling and 10% 5xx on every request, delta ones
+        // included (the transport retries them).
+        let faults = Faults {
+            seed,
+            page_size: 3,
+            throttle_rate: if seed == 3 { 0.1 } else { 0.0 },
+            server_error_rate: if seed == 3 { 0.1 } else { 0.0 },
+            retry_after_secs: 0,
+            ..Faults::default()
+        };
+        let (emu, memory) = start_with(directory(12), faults);
         let g = graph_on(&emu);
         let (first, mut cursor) = since(&g, None);
         assert_eq!(first, full(&g), "seed {seed}: first read");
