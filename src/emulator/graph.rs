@@ -627,8 +627,10 @@ async fn update_user(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Answ
 }
 
 /// GET /organization (organization-list): one organization with `countryLetterCode`.
+/// Every observe begins here, so the tenant is read afresh: licence counts and global
+/// admins read next (from the cached copy) see a change made behind the emulator's back.
 async fn organization(shared: &Shared, ctx: &Ctx) -> Answer {
-    let t = or_answer!(tenant(shared, ctx).await);
+    let t = or_answer!(tenant_fresh(shared, ctx).await);
     Answer::json(
         200,
         json!({

@@ -217,11 +217,23 @@ fn an_expired_or_foreign_cursor_means_a_correct_full_read() {
             upn: None,
         })
         .unwrap();
+    // Out of band too: licences bought (read on every observe, not through delta).
+    memory
+        .execute_one(&Op::PurchaseLicenses {
+            plan: crmctl::domain::kinds::LicensePlan::Professional,
+            to: 7,
+        })
+        .unwrap();
     let before = emu.graph_requests();
     let (t, fresh) = since(&g, Some(old));
     let requests = emu.graph_requests() - before;
     assert_eq!(t, full(&g));
     assert_eq!(t.users["u0003"].name, "Changed");
+    assert_eq!(
+        t.licenses,
+        memory.observe_now().unwrap().licenses,
+        "licence counts are read every time"
+    );
     assert!(requests > 5, "a full read followed: {requests} requests");
     // The cursor given back works.
     let before = emu.graph_requests();
