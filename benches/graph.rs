@@ -146,6 +146,25 @@ fn main() {
     };
 
     let (_, cursor) = observe_plan(&mut rows, "(a) first plan", None, &desired);
+    // The cursor through the cache file beside the state, as `crmctl plan` keeps it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state_path = dir.path().join("state.json");
+    let key = crmctl::state::cache::CacheKey {
+        backend: "bench".into(),
+        lineage: state.lineage.clone(),
+        domain: domain.clone(),
+    };
+    let t = Instant::now();
+    if let Some(c) = &cursor {
+        crmctl::state::cache::write(&state_path, &key, c).expect("cache written");
+    }
+    let cursor = crmctl::state::cache::read(&state_path, &key);
+    rows.push(Row {
+        step: "cursor file written and read",
+        requests: 0,
+        secs: t.elapsed().as_secs_f64(),
+        note: String::new(),
+    });
     let (_, cursor) = observe_plan(&mut rows, "(b) no-change plan, cursor", cursor, &desired);
 
     // (c) 1% drift of the memberships: in each group, 2 or 3 (2.5 on average, 0.5% of 500)
