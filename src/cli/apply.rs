@@ -68,8 +68,8 @@ pub struct ApplyArgs {
     /// says itself whether it takes them: plan it with --no-backup).
     #[arg(long, conflicts_with = "planfile")]
     pub no_backup: bool,
-    /// Apply a plan that deletes or changes more than the file's `safety` share (default
-    /// 30%) of the managed objects of a kind.
+    /// Apply a plan that deletes or strips (licences, roles, members) more than the file's
+    /// `safety` share (default 30%) of the managed objects of a kind.
     #[arg(long)]
     pub force: bool,
 }

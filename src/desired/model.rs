@@ -67,9 +67,9 @@ pub struct Desired {
     /// ignored, so entries may stay in the file after they took effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved: Option<Vec<Moved>>,
-    /// Large-plan safety (issue 14 item 5): a plan that deletes or changes more than this
-    /// share (percent) of the objects of one kind that crmctl manages is applied only with
-    /// `--force`. Default 30 for each kind; kinds with fewer than 10 managed objects are
+    /// Large-plan safety (issue 14 item 5): a plan that deletes more than this share
+    /// (percent) of the objects of one kind that crmctl manages, or replaces them or
+    /// removes their licences, roles or members, is applied only with `--force`. Default 30 for each kind; kinds with fewer than 10 managed objects are
     /// never held back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<Safety>,

@@ -137,7 +137,7 @@ fn from_provider(e: &ProviderError) -> Answer {
 /// The instance behind a request and the tenant it was read from.
 struct Org<'a> {
     shared: &'a Shared,
-    tenant: Tenant,
+    tenant: std::sync::Arc<Tenant>,
     inst: Instance,
     /// `https://127.0.0.1:PORT/dataverse/{url}`.
     base: String,
@@ -636,7 +636,10 @@ async fn write(org: &Org<'_>, op: &Op) -> Reply {
     let shared = org.shared;
     let result = {
         let _w = shared.write_lock.lock().await;
-        shared.provider.execute(op).await
+        let result = shared.provider.execute(op).await;
+        // The cached tenant of the Graph endpoints is stale after any write.
+        graph::after_write(shared, op, result.is_ok());
+        result
     };
     if let Err(e) = result {
         return Reply::Answer(from_provider(&e));

@@ -8,6 +8,8 @@
 //! an opaque `$skiptoken`, followed verbatim; `$top` 1..=999 for users, groups and
 //! members (learn.microsoft.com/graph/api/user-list).
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
 use super::server::{Answer, Reply, Shared, UserExtra};
@@ -102,14 +104,62 @@ pub(super) fn from_provider(ctx: &Ctx, e: &ProviderError, what: &str) -> Answer 
     }
 }
 
-/// The tenant now (re-read from the provider for every request: the provider is the one
-/// source of truth).
-pub(super) async fn tenant(shared: &Shared, ctx: &Ctx) -> Result<Tenant, Answer> {
-    shared
-        .provider
-        .observe(&Scope::all())
-        .await
-        .map_err(|e| from_provider(ctx, &e, ""))
+/// The tenant as last observed: the cached copy, or a fresh read from the provider (the
+/// one source of truth) when a write changed it since ([`exec`] keeps the cache right).
+pub(super) async fn tenant(shared: &Shared, ctx: &Ctx) -> Result<Arc<Tenant>, Answer> {
+    if let Some(t) = shared
+        .cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    {
+        return Ok(t);
+    }
+    tenant_fresh(shared, ctx).await
+}
+
+/// The tenant read again from the provider (the start of a listing or a delta round: a
+/// change made behind the emulator's back, e.g. to its local tenant file, is seen there).
+pub(super) async fn tenant_fresh(shared: &Shared, ctx: &Ctx) -> Result<Arc<Tenant>, Answer> {
+    let t = Arc::new(
+        shared
+            .provider
+            .observe(&Scope::all())
+            .await
+            .map_err(|e| from_provider(ctx, &e, ""))?,
+    );
+    *shared.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(t.clone());
+    Ok(t)
+}
+
+/// Keep the cached tenant right after `op` was executed: a membership change the tenant
+/// accepted is the same set change on the copy (so that 1% drift of a million
+/// memberships does not observe the tenant once per request); any other write, or a
+/// failure, drops the copy.
+pub(super) fn after_write(shared: &Shared, op: &Op, ok: bool) {
+    let mut cache = shared.cache.lock().unwrap_or_else(|p| p.into_inner());
+    let (true, Some(t)) = (ok, cache.as_mut()) else {
+        *cache = None;
+        return;
+    };
+    match op {
+        Op::AddGroupMembers { group, users } | Op::RemoveGroupMembers { group, users } => {
+            let add = matches!(op, Op::AddGroupMembers { .. });
+            let gid = group.id.as_deref().unwrap_or_default();
+            let Some(g) = Arc::make_mut(t).groups.get_mut(gid) else {
+                *cache = None;
+                return;
+            };
+            for uid in users.iter().filter_map(|u| u.id.as_deref()) {
+                if add {
+                    g.members.insert(uid.to_string());
+                } else {
+                    g.members.remove(uid);
+                }
+            }
+        }
+        _ => *cache = None,
+    }
 }
 
 /// Execute one op; the created id, if any.
@@ -119,7 +169,9 @@ pub(super) async fn exec(
     op: &Op,
     what: &str,
 ) -> Result<Option<String>, Answer> {
-    match shared.provider.execute(op).await {
+    let r = shared.provider.execute(op).await;
+    after_write(shared, op, r.is_ok());
+    match r {
         Ok(Executed::Done(out)) => Ok(out.created_id),
         Ok(Executed::Accepted(_)) => Ok(None),
         Err(e) => Err(from_provider(ctx, &e, what)),
@@ -221,6 +273,7 @@ pub(super) async fn route(
     let body = body.unwrap_or(&empty);
     match (method, segs.as_slice()) {
         ("GET", ["users"]) => list_users(shared, ctx, query).await,
+        ("GET", ["users", "delta"]) => super::delta::users(shared, ctx, query).await,
         ("POST", ["users"]) => create_user(shared, ctx, body).await,
         (_, ["users", id]) if shared.lagging(id) => not_found(ctx, id),
         ("GET", ["users", id]) => get_user(shared, ctx, id, query).await,
@@ -239,6 +292,20 @@ pub(super) async fn route(
         ("GET", ["subscribedSkus"]) => licences::subscribed_skus(shared, ctx).await,
         ("GET", ["organization"]) => organization(shared, ctx).await,
         _ => groups::route(shared, ctx, method, &segs, query, body).await,
+    }
+}
+
+/// The tenant for one page of a listing: read afresh for the first page, the cached copy
+/// for the pages that follow.
+pub(super) async fn tenant_for_list(
+    shared: &Shared,
+    ctx: &Ctx,
+    q: &ListQuery,
+) -> Result<Arc<Tenant>, Answer> {
+    if q.after.is_none() {
+        tenant_fresh(shared, ctx).await
+    } else {
+        tenant(shared, ctx).await
     }
 }
 
@@ -436,7 +503,7 @@ pub(super) fn user_json(shared: &Shared, u: &User, selected: bool) -> Value {
 
 async fn list_users(shared: &Shared, ctx: &Ctx, query: &str) -> Answer {
     let q = or_answer!(list_query(shared, ctx, query));
-    let t = or_answer!(tenant(shared, ctx).await);
+    let t = or_answer!(tenant_for_list(shared, ctx, &q).await);
     let selected = q.select.is_some();
     page(shared, "/users", "users", &q, t.users.iter(), |u| {
         user_json(shared, u, selected)
@@ -553,8 +620,10 @@ async fn update_user(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Answ
 }
 
 /// GET /organization (organization-list): one organization with `countryLetterCode`.
+/// Every observe begins here, so the tenant is read afresh: licence counts and global
+/// admins read next (from the cached copy) see a change made behind the emulator's back.
 async fn organization(shared: &Shared, ctx: &Ctx) -> Answer {
-    let t = or_answer!(tenant(shared, ctx).await);
+    let t = or_answer!(tenant_fresh(shared, ctx).await);
     Answer::json(
         200,
         json!({

@@ -25,7 +25,7 @@ const GLOBAL_ADMIN_ROLE_ID: &str = "role-62e90394";
 /// At most 20 references in one `members@odata.bind` (group-update).
 pub const MAX_BIND: usize = 20;
 
-fn group_json(shared: &Shared, g: &Group) -> Value {
+pub(super) fn group_json(shared: &Shared, g: &Group) -> Value {
     let _ = shared;
     json!({
         "id": g.id,
@@ -116,11 +116,12 @@ pub(super) async fn route(
     match (method, segs) {
         ("GET", ["groups"]) => {
             let q = or_answer!(list_query(shared, ctx, query));
-            let t = or_answer!(tenant(shared, ctx).await);
+            let t = or_answer!(super::graph::tenant_for_list(shared, ctx, &q).await);
             page(shared, "/groups", "groups", &q, t.groups.iter(), |g| {
                 group_json(shared, g)
             })
         }
+        ("GET", ["groups", "delta"]) => super::delta::groups(shared, ctx, query).await,
         ("POST", ["groups"]) => create_group(shared, ctx, body).await,
         (_, ["groups", id, ..]) if shared.lagging(id) => not_found(ctx, id),
         ("GET", ["groups", id]) => match tenant(shared, ctx).await {
@@ -173,6 +174,8 @@ pub(super) async fn route(
             if let Err(a) = check_new_members(shared, ctx, &t, Some(g), &[uid]) {
                 return a;
             }
+            // The cached tenant is not held across the write (it is then changed in place).
+            drop(t);
             match exec(shared, ctx, &add_members(id, &[uid]), id).await {
                 Ok(_) => Answer::empty(204),
                 Err(a) => a,
@@ -186,6 +189,7 @@ pub(super) async fn route(
                 Some(g) if !g.members.contains(*oid) => return not_found(ctx, oid),
                 Some(_) => {}
             }
+            drop(t);
             let op = Op::RemoveGroupMembers {
                 group: obj(gid),
                 users: vec![obj(oid)],
@@ -276,6 +280,7 @@ async fn update_group(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Ans
     if let Err(a) = check_new_members(shared, ctx, &t, Some(g), &ids) {
         return a;
     }
+    drop(t);
     let name = body
         .get("displayName")
         .and_then(Value::as_str)

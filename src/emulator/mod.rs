@@ -28,6 +28,7 @@ macro_rules! or_answer {
 
 mod batch;
 mod dataverse;
+mod delta;
 mod graph;
 mod groups;
 mod licences;

@@ -88,6 +88,11 @@ pub(super) struct Shared {
     pub stats: Arc<Stats>,
     /// The ids the Dataverse Web API handed out (issue 13 item 5).
     pub dataverse: dataverse::Ids,
+    /// The observed tenant, shared by requests until a write changes it (issue 12 item 5:
+    /// listing 100k users in pages observes the tenant once, not once a page).
+    pub cache: Mutex<Option<Arc<crate::observed::Tenant>>>,
+    /// Delta rounds and the snapshots behind issued delta tokens.
+    pub delta: Mutex<super::delta::DeltaState>,
 }
 
 /// What a fault draw decided for one request.
@@ -238,6 +243,8 @@ pub(super) fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorEr
         write_lock: tokio::sync::Mutex::new(()),
         stats: stats.clone(),
         dataverse: dataverse::Ids::default(),
+        cache: Mutex::new(None),
+        delta: Mutex::new(super::delta::DeltaState::default()),
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(certs.server);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

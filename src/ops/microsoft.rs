@@ -45,6 +45,14 @@ impl Provider for MicrosoftBackend {
     fn observe<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Tenant, ProviderError>> {
         self.graph.observe(scope)
     }
+    fn observe_since<'a>(
+        &'a self,
+        scope: &'a Scope,
+        cursor: Option<crate::provider::ObserveCursor>,
+    ) -> BoxFuture<'a, Result<(Tenant, Option<crate::provider::ObserveCursor>), ProviderError>>
+    {
+        self.graph.observe_since(scope, cursor)
+    }
     fn execute<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Result<Executed, ProviderError>> {
         self.graph.execute(op)
     }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::observed::Tenant;
 use crate::ops::backend::{check_state_fits_tenant, Backend, OpenBackend};
 use crate::ops::OpsError;
-use crate::provider::{ProviderError, Scope};
+use crate::provider::{ObserveCursor, ProviderError, Scope};
+use crate::state::cache::{self, CacheKey};
 use crate::state::lock::StateLock;
 use crate::state::store::JournalWarning;
 use crate::state::State;
@@ -91,14 +92,34 @@ impl Session {
         for w in &warnings {
             warn(w);
         }
+        let existed = state.is_some();
         let mut state = match source {
             StateSource::FileOrNew => {
                 state.unwrap_or_else(|| State::empty(crate::state::store::new_lineage()))
             }
             StateSource::Checked(check) => check(state)?,
         };
-        let observed = observe(&*backend)?;
+        // issue 12 item 4: the backend reads only what changed since the cursor cached
+        // beside this state (for this backend, state and tenant), and gives the next one.
+        let mut key = CacheKey {
+            backend: backend.identity(),
+            lineage: if existed {
+                state.lineage.clone()
+            } else {
+                String::new()
+            },
+            domain: state.tenant.clone(),
+        };
+        let cursor = cache::read(state_path, &key);
+        let (observed, next) = observe_since(&*backend, cursor)?;
         check_state_fits_tenant(&*backend, &observed, &mut state, state_path)?;
+        if let Some(next) = next {
+            key.domain = observed.domain.clone();
+            // A cache that cannot be written costs the next run a full read, nothing more.
+            if let Err(e) = cache::write(state_path, &key, &next) {
+                tracing::debug!("observe cache not written: {e}");
+            }
+        }
         Ok((
             Session {
                 backend,
@@ -119,6 +140,21 @@ impl Session {
     pub fn release(self) -> State {
         self.state
     }
+}
+
+/// Observe the whole tenant, reading only what changed since `cursor` where the backend
+/// can (`Provider::observe_since`); the cursor for the next run.
+fn observe_since(
+    backend: &dyn Backend,
+    cursor: Option<ObserveCursor>,
+) -> Result<(Tenant, Option<ObserveCursor>), OpsError> {
+    crate::provider::block_on(backend.observe_since(&Scope::all(), cursor))
+        .map_err(|e| {
+            OpsError::Observe(ProviderError::Backend(format!(
+                "cannot start the runtime: {e}"
+            )))
+        })?
+        .map_err(OpsError::Observe)
 }
 
 /// Observe the tenant: the one call of the workflows into `Provider::observe`.

@@ -1,8 +1,9 @@
-//! Large-plan safety (issue 14 item 5): a plan that deletes or changes more than a share
-//! of what crmctl manages of one kind (default 30 %, for kinds with at least 10 managed
+//! Large-plan safety (issue 14 item 5): a plan that deletes or strips (a replace, a
+//! licence, roles or members removed) more than a share of what crmctl manages of one kind (default 30 %, for kinds with at least 10 managed
 //! objects, as octoDNS does) is held back unless apply is given `--force` besides
 //! `--allow-destroy`. A typo that empties a group list or a file cut in half must not reach
-//! the tenant unnoticed. Pure: the plan, the state and the file's thresholds.
+//! the tenant unnoticed. Additions and renames do not count: finishing an interrupted apply
+//! of a whole file must not need `--force`. Pure: the plan, the state and the file's thresholds.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +22,7 @@ pub const MIN_MANAGED: usize = 10;
 pub struct Over {
     /// The collection (`users`, `security_groups`, `instances`).
     pub collection: &'static str,
-    /// Managed objects of the kind touched by a delete or a change.
+    /// Managed objects of the kind deleted or stripped.
     pub touched: usize,
     /// Managed objects of the kind.
     pub managed: usize,
@@ -33,7 +34,7 @@ impl std::fmt::Display for Over {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "this plan deletes or changes {} of the {} {} crmctl manages ({}%, over the {}% threshold)",
+            "this plan deletes or strips (licences, roles, members) {} of the {} {} crmctl manages ({}%, over the {}% threshold)",
             self.touched,
             self.managed,
             self.collection,
@@ -59,10 +60,13 @@ pub fn over_threshold(plan: &Plan, state: &State, safety: Option<&Safety>) -> Ve
     }
     let mut touched: BTreeMap<ObjKind, BTreeSet<&str>> = BTreeMap::new();
     for a in &plan.actions {
-        let counts = matches!(
-            a.kind.category(),
-            Category::Delete | Category::Change | Category::Replace
-        ) && a.kind != ActionKind::BackupInstance;
+        let counts = matches!(a.kind.category(), Category::Delete | Category::Replace)
+            || matches!(
+                a.kind,
+                ActionKind::RemoveLicense
+                    | ActionKind::RemoveRoles
+                    | ActionKind::RemoveGroupMembers
+            );
         if !counts {
             continue;
         }
@@ -170,7 +174,7 @@ mod tests {
         let got = over_threshold(&deletes(4), &state(10), None);
         assert_eq!(
             got[0].to_string(),
-            "this plan deletes or changes 4 of the 10 users crmctl manages (40%, over the 30% threshold)"
+            "this plan deletes or strips (licences, roles, members) 4 of the 10 users crmctl manages (40%, over the 30% threshold)"
         );
     }
 }

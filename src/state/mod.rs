@@ -4,6 +4,7 @@
 //! "resources":{address:{...}}}`.
 //! Written atomically (temp file, fsync, rename) and locked while in use.
 
+pub mod cache;
 pub mod lock;
 pub mod store;
 

@@ -1882,7 +1882,7 @@ fn a_plan_that_deletes_a_large_share_needs_force() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "deletes or changes 4 of the 12 users crmctl manages (33%, over the 30% threshold)",
+            "deletes or strips (licences, roles, members) 4 of the 12 users crmctl manages (33%, over the 30% threshold)",
         ));
     for args in [
         vec!["apply", "--auto-approve", "--allow-destroy", "-f", "t.yaml"],

@@ -238,7 +238,13 @@ fn a_crash_right_after_a_delete_leaves_no_entry_behind() {
     apply_ok(dir.path(), &file);
     std::fs::write(&file, both.replace("  gus@coho.com:\n    name: Gus\n", "")).unwrap();
     let out = crmctl(dir.path())
-        .args(["apply", "--auto-approve", "--allow-destroy", "-f"])
+        .args([
+            "apply",
+            "--auto-approve",
+            "--allow-destroy",
+            "--force",
+            "-f",
+        ])
         .arg(&file)
         .env("CRMCTL_LOCAL_EXIT_AFTER", "1")
         .output()
@@ -322,7 +328,13 @@ fn crashes_while_deleting_then_converge_in_one_apply() {
         let shrunk = shrink(&desired);
         std::fs::write(&file, crmctl::desired::load::to_yaml(&shrunk).unwrap()).unwrap();
         let out = crmctl(dir.path())
-            .args(["apply", "--auto-approve", "--allow-destroy", "-f"])
+            .args([
+                "apply",
+                "--auto-approve",
+                "--allow-destroy",
+                "--force",
+                "-f",
+            ])
             .arg(&file)
             .env(knob, at)
             .output()
@@ -333,7 +345,7 @@ fn crashes_while_deleting_then_converge_in_one_apply() {
             String::from_utf8_lossy(&out.stderr)
         );
         forgot += dangling(dir.path());
-        recover_and_converge_with(dir.path(), &file, &shrunk, &["--allow-destroy"]);
+        recover_and_converge_with(dir.path(), &file, &shrunk, &["--allow-destroy", "--force"]);
         assert_eq!(dangling(dir.path()), 0, "{knob}={at}");
     }
     assert!(
@@ -353,7 +365,13 @@ fn kill_9_during_a_large_delete_then_converge() {
     std::fs::write(&file, crmctl::desired::load::to_yaml(&shrunk).unwrap()).unwrap();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("crmctl"))
         .current_dir(dir.path())
-        .args(["apply", "--auto-approve", "--allow-destroy", "-f"])
+        .args([
+            "apply",
+            "--auto-approve",
+            "--allow-destroy",
+            "--force",
+            "-f",
+        ])
         .arg(&file)
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::null())
@@ -376,7 +394,7 @@ fn kill_9_during_a_large_delete_then_converge() {
         }
     }
     let killed = !child.wait().unwrap().success();
-    recover_and_converge_with(dir.path(), &file, &shrunk, &["--allow-destroy"]);
+    recover_and_converge_with(dir.path(), &file, &shrunk, &["--allow-destroy", "--force"]);
     if !killed {
         eprintln!("note: the apply finished before the kill");
     }

@@ -12,12 +12,12 @@ use serde_json::{json, Value};
 
 use crate::common::{fresh, user};
 
-const TENANT: &str = "11111111-2222-3333-4444-555555555555";
-const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
-const SECRET: &str = "emulator-test-secret~value";
+pub(crate) const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+pub(crate) const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+pub(crate) const SECRET: &str = "emulator-test-secret~value";
 
 /// A tenant with `n` users `u0000..` (`u0000` and `u0001` global admins).
-fn tenant_with(n: usize) -> Tenant {
+pub(crate) fn tenant_with(n: usize) -> Tenant {
     let mut t = fresh();
     for i in 0..n {
         let mut u = user(&format!("u{i:04}"), None, AccessMode::ReadWrite);
@@ -36,7 +36,7 @@ fn start(tenant: Tenant, faults: Faults) -> EmulatorHandle {
 }
 
 /// A client that trusts the emulator's root only.
-fn client(emu: &EmulatorHandle) -> reqwest::Client {
+pub(crate) fn client(emu: &EmulatorHandle) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pem = std::fs::read(emu.ca_file()).expect("root PEM written");
     let root = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
@@ -68,7 +68,7 @@ async fn token_request(c: &reqwest::Client, url: &str, secret: &str) -> reqwest:
         .unwrap()
 }
 
-async fn token(emu: &EmulatorHandle, c: &reqwest::Client) -> String {
+pub(crate) async fn token(emu: &EmulatorHandle, c: &reqwest::Client) -> String {
     let r = token_request(c, &emu.token_url(), SECRET).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
@@ -76,7 +76,7 @@ async fn token(emu: &EmulatorHandle, c: &reqwest::Client) -> String {
 }
 
 /// `GET url` with the token: the JSON body.
-async fn get_json(c: &reqwest::Client, tok: &str, url: impl reqwest::IntoUrl) -> Value {
+pub(crate) async fn get_json(c: &reqwest::Client, tok: &str, url: impl reqwest::IntoUrl) -> Value {
     c.get(url)
         .bearer_auth(tok)
         .send()
@@ -961,7 +961,7 @@ fn converge_directory_file(faults: Faults) {
 
 /// `crmctl` pointed at the emulator as at a real tenant: endpoints, the emulator's root and
 /// the client credentials from the environment (issue 12 items 1, 2 and 5).
-fn crmctl_on(emu: &EmulatorHandle, dir: &std::path::Path) -> assert_cmd::Command {
+pub(crate) fn crmctl_on(emu: &EmulatorHandle, dir: &std::path::Path) -> assert_cmd::Command {
     let mut c = crate::support::crmctl(dir);
     for (k, v) in emulator_env(emu) {
         c.env(k, v);
@@ -981,7 +981,7 @@ const NOT_INHERITED: [&str; 4] = [
 ];
 
 /// The emulator's endpoints and root, and the client credentials it accepts.
-fn emulator_env(emu: &EmulatorHandle) -> Vec<(String, String)> {
+pub(crate) fn emulator_env(emu: &EmulatorHandle) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = emu
         .env_lines()
         .iter()

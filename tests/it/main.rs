@@ -11,6 +11,7 @@ mod apply_engine;
 mod apply_faults;
 mod apply_proptest;
 mod dataverse;
+mod delta;
 mod emulator;
 mod layers;
 mod local_provider;

@@ -10,6 +10,7 @@
 
 pub mod skus;
 
+mod delta;
 mod execute;
 mod manual;
 mod members;
@@ -26,7 +27,9 @@ use std::time::{Duration, Instant};
 use crate::domain::op::Op;
 use crate::observed::Tenant;
 use crate::provider::http::{Http, Request, Response};
-use crate::provider::{BoxFuture, Executed, Provider, ProviderError, RequestFamily, Scope};
+use crate::provider::{
+    BoxFuture, Executed, ObserveCursor, Provider, ProviderError, RequestFamily, Scope,
+};
 
 use skus::SkuTable;
 
@@ -157,6 +160,14 @@ impl GraphProvider {
 impl Provider for GraphProvider {
     fn observe<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Tenant, ProviderError>> {
         Box::pin(observe::observe(self, scope))
+    }
+
+    fn observe_since<'a>(
+        &'a self,
+        scope: &'a Scope,
+        cursor: Option<ObserveCursor>,
+    ) -> BoxFuture<'a, Result<(Tenant, Option<ObserveCursor>), ProviderError>> {
+        Box::pin(delta::observe_since(self, scope, cursor))
     }
 
     fn execute<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Result<Executed, ProviderError>> {

@@ -122,6 +122,25 @@ pub(super) async fn country(p: &GraphProvider) -> Result<Option<String>, Provide
 }
 
 pub(super) async fn observe(p: &GraphProvider, scope: &Scope) -> Result<Tenant, ProviderError> {
+    let mut tenant = tenant_level(p).await?;
+    if scope.has_kind(ObjKind::User) {
+        let admins = global_admins(p).await?;
+        for v in user_values(p).await? {
+            let u = user_from(p, &v, &admins)?;
+            tenant.users.insert(u.id.clone(), u);
+        }
+    }
+    if scope.has_kind(ObjKind::Group) {
+        for g in security_groups(p).await? {
+            tenant.groups.insert(g.id.clone(), g);
+        }
+    }
+    Ok(tenant)
+}
+
+/// The tenant without users and groups: its domain and licence counts (read on every
+/// observe, also an incremental one).
+pub(super) async fn tenant_level(p: &GraphProvider) -> Result<Tenant, ProviderError> {
     let http = &*p.http;
     let (domain, _) = organization(p).await?;
     let mut tenant = Tenant {
@@ -144,67 +163,80 @@ pub(super) async fn observe(p: &GraphProvider, scope: &Scope) -> Result<Tenant, 
             *tenant.licenses.entry(plan).or_insert(0) += sku.prepaid.enabled;
         }
     }
+    Ok(tenant)
+}
 
-    if scope.has_kind(ObjKind::User) {
-        let url = format!(
-            "{V1}/directoryRoles/roleTemplateId={GLOBAL_ADMIN_TEMPLATE}/members?$select=id"
-        );
-        let admins: BTreeSet<String> =
-            wire::get_all(http, url, "reading the global administrators")
-                .await?
-                .into_iter()
-                .filter_map(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
-                .collect();
-        let url = format!("{V1}/users?$select={USER_SELECT}&$top=999");
-        for v in wire::get_all(http, url, "reading users").await? {
-            let u: GraphUser = serde_json::from_value(v)
-                .map_err(|e| ProviderError::Backend(format!("unreadable user: {e}")))?;
-            tenant.users.insert(u.id.clone(), user(p, u, &admins));
-        }
-    }
-
-    if scope.has_kind(ObjKind::Group) {
-        let url = format!(
-            "{V1}/groups?$filter=securityEnabled%20eq%20true%20and%20mailEnabled%20eq%20false&$select=id,displayName,description&$top=999"
-        );
-        let groups: Vec<GraphGroup> = wire::get_all(http, url, "reading groups")
+/// The ids of the global administrators (one small request; also on incremental reads).
+pub(super) async fn global_admins(p: &GraphProvider) -> Result<BTreeSet<String>, ProviderError> {
+    let url =
+        format!("{V1}/directoryRoles/roleTemplateId={GLOBAL_ADMIN_TEMPLATE}/members?$select=id");
+    Ok(
+        wire::get_all(&*p.http, url, "reading the global administrators")
             .await?
             .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| ProviderError::Backend(format!("unreadable group: {e}")))?;
-        let items: Vec<BatchItem> = groups
-            .iter()
-            .map(|g| BatchItem {
-                method: "GET",
-                url: format!("/groups/{}/members?$select=id&$top=999", g.id),
-                body: None,
-            })
-            .collect();
-        let answers = wire::batch(http, &items).await;
-        for (g, answer) in groups.into_iter().zip(answers) {
-            let what = format!("reading the members of group {}", g.id);
-            let members = match answer {
-                Ok(resp) if resp.ok() => {
-                    let page: Value = resp.json()?;
-                    wire::rest_of(http, page, &what).await?
-                }
-                // An item the batch could not serve (throttled, failed): read it alone, the
-                // transport retries it.
-                _ => wire::get_all(http, format!("{V1}{}", items_url(&g.id)), &what).await?,
-            };
-            tenant.groups.insert(
-                g.id.clone(),
-                Group {
-                    id: g.id,
-                    name: g.name.unwrap_or_default(),
-                    description: g.description.unwrap_or_default(),
-                    members: members.iter().filter_map(user_member).collect(),
-                },
-            );
-        }
+            .filter_map(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+            .collect(),
+    )
+}
+
+/// Every user as Graph gives it (the `$select`ed properties).
+pub(super) async fn user_values(p: &GraphProvider) -> Result<Vec<Value>, ProviderError> {
+    let url = format!("{V1}/users?$select={USER_SELECT}&$top=999");
+    wire::get_all(&*p.http, url, "reading users").await
+}
+
+/// A user of the observed tenant from its Graph JSON.
+pub(super) fn user_from(
+    p: &GraphProvider,
+    v: &Value,
+    admins: &BTreeSet<String>,
+) -> Result<User, ProviderError> {
+    let u = GraphUser::deserialize(v)
+        .map_err(|e| ProviderError::Backend(format!("unreadable user: {e}")))?;
+    Ok(user(p, u, admins))
+}
+
+/// Every security group with its direct user members.
+pub(super) async fn security_groups(p: &GraphProvider) -> Result<Vec<Group>, ProviderError> {
+    let http = &*p.http;
+    let url = format!(
+        "{V1}/groups?$filter=securityEnabled%20eq%20true%20and%20mailEnabled%20eq%20false&$select=id,displayName,description&$top=999"
+    );
+    let groups: Vec<GraphGroup> = wire::get_all(http, url, "reading groups")
+        .await?
+        .into_iter()
+        .map(serde_json::from_value)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ProviderError::Backend(format!("unreadable group: {e}")))?;
+    let items: Vec<BatchItem> = groups
+        .iter()
+        .map(|g| BatchItem {
+            method: "GET",
+            url: format!("/groups/{}/members?$select=id&$top=999", g.id),
+            body: None,
+        })
+        .collect();
+    let answers = wire::batch(http, &items).await;
+    let mut out = Vec::with_capacity(groups.len());
+    for (g, answer) in groups.into_iter().zip(answers) {
+        let what = format!("reading the members of group {}", g.id);
+        let members = match answer {
+            Ok(resp) if resp.ok() => {
+                let page: Value = resp.json()?;
+                wire::rest_of(http, page, &what).await?
+            }
+            // An item the batch could not serve (throttled, failed): read it alone, the
+            // transport retries it.
+            _ => wire::get_all(http, format!("{V1}{}", items_url(&g.id)), &what).await?,
+        };
+        out.push(Group {
+            id: g.id,
+            name: g.name.unwrap_or_default(),
+            description: g.description.unwrap_or_default(),
+            members: members.iter().filter_map(user_member).collect(),
+        });
     }
-    Ok(tenant)
+    Ok(out)
 }
 
 fn items_url(gid: &str) -> String {
@@ -212,7 +244,7 @@ fn items_url(gid: &str) -> String {
 }
 
 /// A member that is a user (groups may also hold devices, groups, service principals).
-fn user_member(v: &Value) -> Option<String> {
+pub(super) fn user_member(v: &Value) -> Option<String> {
     let kind = v.get("@odata.type").and_then(Value::as_str);
     if kind.is_some_and(|k| k != "#microsoft.graph.user") {
         return None;
