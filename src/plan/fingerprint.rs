@@ -482,7 +482,7 @@ mod tests {
                     license: None,
                     access_mode: crate::domain::kinds::AccessMode::ReadWrite,
                     roles: Default::default(),
-                    admin_roles: Default::default(),
+                    admin_roles: Default::default(), synced: false, usage_location: None,
                 },
             );
         }

@@ -194,7 +194,7 @@ mod tests {
         Op::CreateUser {
             upn: upn.into(),
             name: upn.into(),
-            access_mode: AccessMode::ReadWrite,
+            access_mode: AccessMode::ReadWrite, usage_location: None,
         }
     }
 

@@ -150,7 +150,7 @@ fn refusal_tenant(dir: &Path) -> Tenant {
             .execute(&Op::CreateUser {
                 upn: format!("ni{n}@coho.com"),
                 name: String::new(),
-                access_mode: AccessMode::ReadWrite,
+                access_mode: AccessMode::ReadWrite, usage_location: None,
             })
             .unwrap()
             .created_id

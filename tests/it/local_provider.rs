@@ -444,7 +444,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             op: Op::CreateUser {
                 upn: "svc@coho.com".into(),
                 name: "svc".into(),
-                access_mode: AccessMode::NonInteractive,
+                access_mode: AccessMode::NonInteractive, usage_location: None,
             },
         },
         Case {
@@ -454,7 +454,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             op: Op::CreateUser {
                 upn: "ANA@coho.com".into(),
                 name: "Ana again".into(),
-                access_mode: AccessMode::ReadWrite,
+                access_mode: AccessMode::ReadWrite, usage_location: None,
             },
         },
         Case {
@@ -467,7 +467,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
                 user: r("bob"),
                 name: None,
                 admin_roles: None,
-                upn: Some("ANA@coho.com".into()),
+                upn: Some("ANA@coho.com".into()), usage_location: None,
             },
         },
         Case {
@@ -478,7 +478,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
                 user: r("ga1"),
                 name: None,
                 admin_roles: Some(vec![]),
-                upn: None,
+                upn: None, usage_location: None,
             },
         },
         Case {
@@ -581,7 +581,7 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
         .execute(&Op::CreateUser {
             upn: "ana@coho.com".into(),
             name: "Ana".into(),
-            access_mode: AccessMode::ReadWrite,
+            access_mode: AccessMode::ReadWrite, usage_location: None,
         })
         .unwrap();
     assert_eq!(u1.created_id.as_deref(), Some("usr-000001"));
@@ -609,7 +609,7 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
         .execute(&Op::CreateUser {
             upn: "bob@coho.com".into(),
             name: "Bob".into(),
-            access_mode: AccessMode::ReadWrite,
+            access_mode: AccessMode::ReadWrite, usage_location: None,
         })
         .unwrap();
     assert_eq!(u2.created_id.as_deref(), Some("usr-000002"));
@@ -679,14 +679,14 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
             user: r("ana"),
             name: Some("Ana Trujillo".into()),
             admin_roles: Some(vec![AdminRole::BillingAdmin]),
-            upn: None,
+            upn: None, usage_location: None,
         },
         // issue 9 item 2 (P1): the user's own UPN in another case is accepted and stored.
         Op::UpdateUser {
             user: r("ana"),
             name: None,
             admin_roles: None,
-            upn: Some("Ana@coho.com".into()),
+            upn: Some("Ana@coho.com".into()), usage_location: None,
         },
         Op::SetAccessMode {
             user: r("ana"),
@@ -957,7 +957,7 @@ fn create_user(p: &LocalProvider, upn: &str) -> Result<String, ProviderError> {
     p.execute(&Op::CreateUser {
         upn: upn.into(),
         name: upn.into(),
-        access_mode: AccessMode::ReadWrite,
+        access_mode: AccessMode::ReadWrite, usage_location: None,
     })
     .map(|o| o.created_id.expect("a created id"))
 }
@@ -1122,7 +1122,7 @@ fn p6_license_free_admin_roles_and_i7_switch_back_into_own_slot() {
         user: r("bob"),
         name: None,
         upn: None,
-        admin_roles: Some(vec![AdminRole::ServiceAdmin]),
+        admin_roles: Some(vec![AdminRole::ServiceAdmin]), usage_location: None,
     })
     .unwrap();
     p.execute(&roles("bob")).unwrap();

@@ -288,7 +288,7 @@ fn create_user_sends_a_secret_password_that_never_leaks() {
         let op = Op::CreateUser {
             upn: "jo.doe@contoso.com".into(),
             name: "Jo Doe".into(),
-            access_mode: AccessMode::ReadWrite,
+            access_mode: AccessMode::ReadWrite, usage_location: None,
         };
         let out = block_on(provider(&f).execute(&op)).unwrap();
         let log = f.log.lock().unwrap();
@@ -593,7 +593,7 @@ fn global_admin_is_added_and_removed_by_ref() {
             user: r("users.a", "u1"),
             name: None,
             admin_roles: Some(roles),
-            upn: None,
+            upn: None, usage_location: None,
         };
         assert_eq!(
             block_on(p.execute(&op)).unwrap(),
@@ -604,7 +604,7 @@ fn global_admin_is_added_and_removed_by_ref() {
         user: r("users.a", "u1"),
         name: None,
         admin_roles: Some(vec![AdminRole::BillingAdmin]),
-        upn: None,
+        upn: None, usage_location: None,
     };
     assert!(matches!(
         block_on(p.execute(&op)).unwrap(),
