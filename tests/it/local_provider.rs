@@ -471,6 +471,26 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             },
         },
         Case {
+            // issue 12 item 4: the on-premises directory masters a synced user's name.
+            name: "P1 rename a user synchronised from on-premises",
+            rule: "P1",
+            tweak: |t| t.users.get_mut("bob").unwrap().synced = true,
+            op: Op::UpdateUser {
+                user: r("bob"),
+                name: Some("Robert".into()),
+                admin_roles: None,
+                upn: None,
+                usage_location: None,
+            },
+        },
+        Case {
+            // issue 12 item 4: ... and whether it exists.
+            name: "P1 delete a user synchronised from on-premises",
+            rule: "P1",
+            tweak: |t| t.users.get_mut("bob").unwrap().synced = true,
+            op: Op::DeleteUser { user: r("bob") },
+        },
+        Case {
             name: "P6 keep two global admins",
             rule: "P6",
             tweak: no_tweak,
@@ -679,7 +699,9 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
             user: r("ana"),
             name: Some("Ana Trujillo".into()),
             admin_roles: Some(vec![AdminRole::BillingAdmin]),
-            upn: None, usage_location: None,
+            upn: None,
+            // issue 12 item 4: stored in the file.
+            usage_location: Some("DE".into()),
         },
         // issue 9 item 2 (P1): the user's own UPN in another case is accepted and stored.
         Op::UpdateUser {
@@ -1139,4 +1161,73 @@ fn p6_license_free_admin_roles_and_i7_switch_back_into_own_slot() {
         to: InstanceType::Production,
     })
     .unwrap();
+}
+
+// issue 12 item 4: a tenant file written before users had a usage location or a synced flag
+// still opens (users are JSON rows; both fields default), a user without them is stored
+// exactly as before, and the new fields are stored and read back once set.
+#[test]
+fn a_tenant_file_from_before_usage_location_opens_and_stores_it() {
+    let (dir, p) = open_with(base());
+    drop(p);
+    let path = dir.path().join("tenant.db");
+    let old_row = r#"{"id":"bob","upn":"bob@coho.com","name":"Bob","license":null,"access_mode":"read-write","admin_roles":[]}"#;
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute("UPDATE users SET data = ?1 WHERE id = 'bob'", [old_row])
+            .unwrap();
+    }
+    let p = LocalProvider::open(&path).unwrap();
+    let bob = p.observe().unwrap().users["bob"].clone();
+    assert_eq!((bob.usage_location, bob.synced), (None, false));
+    // Unchanged users keep the old row format (no new keys): older crmctl reads them.
+    p.execute(&Op::UpdateUser {
+        user: r("bob"),
+        name: Some("Bob B".into()),
+        admin_roles: None,
+        upn: None,
+        usage_location: None,
+    })
+    .unwrap();
+    let row: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT data FROM users WHERE id = 'bob'", [], |r| r.get(0))
+        .unwrap();
+    assert!(!row.contains("usage_location") && !row.contains("synced"), "{row}");
+    p.execute(&Op::UpdateUser {
+        user: r("bob"),
+        name: None,
+        admin_roles: None,
+        upn: None,
+        usage_location: Some("JP".into()),
+    })
+    .unwrap();
+    let id = p
+        .execute(&Op::CreateUser {
+            upn: "new@coho.com".into(),
+            name: "New".into(),
+            access_mode: AccessMode::ReadWrite,
+            usage_location: Some("GB".into()),
+        })
+        .unwrap()
+        .created_id
+        .unwrap();
+    drop(p);
+    let t = LocalProvider::open(&path).unwrap().observe().unwrap();
+    assert_eq!(t.users["bob"].usage_location.as_deref(), Some("JP"));
+    assert_eq!(t.users[&id].usage_location.as_deref(), Some("GB"));
+    // A code that is not a country is refused, as Graph answers 400.
+    let p = LocalProvider::open(&path).unwrap();
+    for bad in ["UK", "us", "USA"] {
+        let e = p
+            .execute(&Op::UpdateUser {
+                user: r("bob"),
+                name: None,
+                admin_roles: None,
+                upn: None,
+                usage_location: Some(bad.into()),
+            })
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::Invalid(ref m) if m.contains("ISO 3166-1")), "{bad}: {e:?}");
+    }
 }
