@@ -113,12 +113,12 @@ pub struct User {
     #[serde(default)]
     pub admin_roles: BTreeSet<AdminRole>,
     /// Usage location, an ISO 3166-1 alpha-2 code (Graph `usageLocation`; a licence needs
-    /// one). Left out of the JSON when unknown, so older tenant files and digests read the same.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// one). Defaults when absent: a tenant file from before the field still reads.
+    #[serde(default)]
     pub usage_location: Option<String>,
     /// Synchronised from an on-premises directory (Graph `onPremisesSyncEnabled`): its name,
     /// principal name and existence are managed there, not in the cloud (P1).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub synced: bool,
 }
 

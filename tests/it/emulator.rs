@@ -1149,6 +1149,69 @@ fn crmctl_applies_a_directory_file_to_the_emulator_and_replans_empty() {
     assert!(emu.graph_requests() > 0);
 }
 
+// issue 12 item 4, through the command line: usage locations from the file are sent on
+// create and update (the emulator keeps them in the tenant), a user synchronised from
+// on-premises keeps its name with a warning (P1) while its usage location and licence are
+// applied, and the next plan shows no changes.
+#[test]
+fn crmctl_applies_usage_locations_and_leaves_synced_names() {
+    use predicates::prelude::*;
+    let mut t = tenant_with(2);
+    t.domain = crate::common::DOMAIN.to_string();
+    t.licenses
+        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    t.users.get_mut("u0001").unwrap().synced = true;
+    let cfg = EmulatorConfig::new(t, crate::common::DOMAIN, CLIENT, SECRET);
+    let provider = cfg.provider.clone();
+    let emu = Emulator::start(cfg).expect("emulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("directory.yaml"),
+        format!(
+            "tenant: {}\nlicenses: {{professional: 5}}\nusers:\n  \
+             u0000@coho.com: {{name: u0000, usage_location: FR}}\n  \
+             u0001@coho.com: {{name: Renamed, usage_location: CA, license: professional}}\n  \
+             ana@coho.com: {{name: Ana, usage_location: JP, license: professional}}\n",
+            crate::common::DOMAIN
+        ),
+    )
+    .unwrap();
+    let args = |cmd: &'static str| {
+        let last = if cmd == "apply" { "--auto-approve" } else { "--detailed-exitcode" };
+        [cmd, "--backend", "microsoft", "-f", "directory.yaml", last]
+    };
+    let applied = crmctl_on(&emu, dir.path())
+        .args(args("apply"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(r#"usage_location = "US" -> "FR""#));
+    let out = applied.get_output();
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("users.u0001@coho.com is synchronised from an on-premises directory: its name is managed there"),
+        "{shown}"
+    );
+    crmctl_on(&emu, dir.path())
+        .args(args("plan"))
+        .assert()
+        .code(0);
+    let t = crmctl::provider::block_on(provider.observe(&crmctl::provider::Scope::all()))
+        .unwrap()
+        .unwrap();
+    let by_upn = |upn: &str| t.users.values().find(|u| u.upn == upn).unwrap().clone();
+    assert_eq!(by_upn("u0000@coho.com").usage_location.as_deref(), Some("FR"));
+    let synced = by_upn("u0001@coho.com");
+    assert_eq!(
+        (synced.name.as_str(), synced.usage_location.as_deref(), synced.license),
+        ("u0001", Some("CA"), Some(crmctl::domain::kinds::LicensePlan::Professional))
+    );
+    assert_eq!(by_upn("ana@coho.com").usage_location.as_deref(), Some("JP"));
+}
+
 // issue 12 done-when: kill -9 during a large apply against the emulator, then apply again:
 // it converges (the next plan is empty) and nothing exists twice. Users created by the
 // killed run but not yet in the state are adopted by their UPN, the group by its name.

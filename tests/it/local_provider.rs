@@ -1164,8 +1164,8 @@ fn p6_license_free_admin_roles_and_i7_switch_back_into_own_slot() {
 }
 
 // issue 12 item 4: a tenant file written before users had a usage location or a synced flag
-// still opens (users are JSON rows; both fields default), a user without them is stored
-// exactly as before, and the new fields are stored and read back once set.
+// still opens (users are JSON rows; both fields default; no schema change), a changed user
+// is written with them, and they are read back.
 #[test]
 fn a_tenant_file_from_before_usage_location_opens_and_stores_it() {
     let (dir, p) = open_with(base());
@@ -1180,7 +1180,6 @@ fn a_tenant_file_from_before_usage_location_opens_and_stores_it() {
     let p = LocalProvider::open(&path).unwrap();
     let bob = p.observe().unwrap().users["bob"].clone();
     assert_eq!((bob.usage_location, bob.synced), (None, false));
-    // Unchanged users keep the old row format (no new keys): older crmctl reads them.
     p.execute(&Op::UpdateUser {
         user: r("bob"),
         name: Some("Bob B".into()),
@@ -1193,7 +1192,7 @@ fn a_tenant_file_from_before_usage_location_opens_and_stores_it() {
         .unwrap()
         .query_row("SELECT data FROM users WHERE id = 'bob'", [], |r| r.get(0))
         .unwrap();
-    assert!(!row.contains("usage_location") && !row.contains("synced"), "{row}");
+    assert!(row.contains(r#""usage_location":null"#) && row.contains(r#""synced":false"#), "{row}");
     p.execute(&Op::UpdateUser {
         user: r("bob"),
         name: None,
