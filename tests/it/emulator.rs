@@ -1192,7 +1192,7 @@ fn crmctl_applies_usage_locations_and_leaves_synced_names() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        shown.contains("users.u0001@coho.com is synchronised from an on-premises directory: its name is managed there"),
+        shown.contains("user `u0001@coho.com` is synchronised from an on-premises directory: its name is managed there"),
         "{shown}"
     );
     crmctl_on(&emu, dir.path())

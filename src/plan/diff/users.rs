@@ -451,7 +451,7 @@ impl<'a> Planner<'a> {
                 self.error(
                     address,
                     format!(
-                        "`{}` is synchronised from an on-premises directory: it can only be deleted there, and crmctl would delete it",
+                        "`{}` is no longer in the file, so crmctl would delete it, but it is synchronised from an on-premises directory: only that directory deletes it",
                         obs.upn
                     ),
                     "P1",
@@ -492,7 +492,7 @@ impl<'a> Planner<'a> {
     fn synced_warning(&mut self, at: String, upn: &str, what: &str, field: &str) {
         let mut d = crate::diag::Diagnostic::warning(
             at,
-            format!("users.{upn} is synchronised from an on-premises directory: its {what} is managed there; crmctl leaves it"),
+            format!("user `{upn}` is synchronised from an on-premises directory: its {what} is managed there; crmctl leaves it"),
         )
         .rule("P1");
         d.hint = Some(format!(
