@@ -434,7 +434,10 @@ pub(super) fn user_json(shared: &Shared, u: &User, selected: bool) -> Value {
         m.insert("usageLocation".into(), json!(location));
         m.insert("mailNickname".into(), json!(extra.mail_nickname));
         // user resource: `true` when synced from on-premises, else null.
-        m.insert("onPremisesSyncEnabled".into(), json!(u.synced.then_some(true)));
+        m.insert(
+            "onPremisesSyncEnabled".into(),
+            json!(u.synced.then_some(true)),
+        );
         m.insert("assignedLicenses".into(), licences::assigned(u.license));
     }
     v

@@ -482,7 +482,9 @@ mod tests {
                     license: None,
                     access_mode: crate::domain::kinds::AccessMode::ReadWrite,
                     roles: Default::default(),
-                    admin_roles: Default::default(), synced: false, usage_location: None,
+                    admin_roles: Default::default(),
+                    synced: false,
+                    usage_location: None,
                 },
             );
         }

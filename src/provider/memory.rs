@@ -194,7 +194,8 @@ mod tests {
         Op::CreateUser {
             upn: upn.into(),
             name: upn.into(),
-            access_mode: AccessMode::ReadWrite, usage_location: None,
+            access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         }
     }
 

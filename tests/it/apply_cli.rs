@@ -150,7 +150,8 @@ fn refusal_tenant(dir: &Path) -> Tenant {
             .execute(&Op::CreateUser {
                 upn: format!("ni{n}@coho.com"),
                 name: String::new(),
-                access_mode: AccessMode::ReadWrite, usage_location: None,
+                access_mode: AccessMode::ReadWrite,
+                usage_location: None,
             })
             .unwrap()
             .created_id
@@ -1709,13 +1710,24 @@ fn a_user_marked_synced_keeps_its_name_and_is_never_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.yaml");
     let write = |users: &str| {
-        std::fs::write(&file, format!("tenant: coho.onmicrosoft.com\nusers:\n{users}")).unwrap()
+        std::fs::write(
+            &file,
+            format!("tenant: coho.onmicrosoft.com\nusers:\n{users}"),
+        )
+        .unwrap()
     };
     write("  ana@coho.com: {name: Ana}\n  bo@coho.com: {name: Bo}\n");
     apply_ok(dir.path(), &file);
     for args in [
         ["local", "set", "user", "ana@coho.com", "synced", "on"],
-        ["local", "set", "user", "ana@coho.com", "usage-location", "DE"],
+        [
+            "local",
+            "set",
+            "user",
+            "ana@coho.com",
+            "usage-location",
+            "DE",
+        ],
         ["local", "set", "user", "bo@coho.com", "synced", "on"],
     ] {
         crmctl(dir.path()).args(args).assert().success();

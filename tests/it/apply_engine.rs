@@ -388,7 +388,8 @@ fn user_plan(n: usize, failing_license: Option<usize>) -> Plan {
             Op::CreateUser {
                 upn: format!("u{i}@coho.com"),
                 name: format!("U{i}"),
-                access_mode: AccessMode::ReadWrite, usage_location: None,
+                access_mode: AccessMode::ReadWrite,
+                usage_location: None,
             },
         ));
         let plan_kind = if Some(i) == failing_license {
@@ -608,7 +609,9 @@ fn a_key_case_change_re_keys_the_state_and_keeps_the_user() {
             license: None,
             access_mode: AccessMode::ReadWrite,
             roles: Default::default(),
-            admin_roles: Default::default(), synced: false, usage_location: None,
+            admin_roles: Default::default(),
+            synced: false,
+            usage_location: None,
         },
     );
     let (_dir, p) = seeded(t);

@@ -199,7 +199,8 @@ fn build(g: &TenantGen) -> Desired {
                 license,
                 access_mode: Some(mode),
                 roles: Some(roles),
-                admin_roles: None, usage_location: None,
+                admin_roles: None,
+                usage_location: None,
             },
         );
     }
@@ -680,7 +681,9 @@ fn observed(g: &ObservedGen) -> (crmctl::observed::Tenant, State) {
                     std::collections::BTreeSet::from([AdminRole::GlobalAdmin])
                 } else {
                     Default::default()
-                }, synced: false, usage_location: None,
+                },
+                synced: false,
+                usage_location: None,
             },
         );
         if ug.managed {

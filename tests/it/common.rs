@@ -71,7 +71,9 @@ pub fn user(id: &str, license: Option<LicensePlan>, mode: AccessMode) -> User {
         license,
         access_mode: mode,
         roles: Default::default(),
-        admin_roles: Default::default(), synced: false, usage_location: None,
+        admin_roles: Default::default(),
+        synced: false,
+        usage_location: None,
     }
 }
 

@@ -1177,7 +1177,11 @@ fn crmctl_applies_usage_locations_and_leaves_synced_names() {
     )
     .unwrap();
     let args = |cmd: &'static str| {
-        let last = if cmd == "apply" { "--auto-approve" } else { "--detailed-exitcode" };
+        let last = if cmd == "apply" {
+            "--auto-approve"
+        } else {
+            "--detailed-exitcode"
+        };
         [cmd, "--backend", "microsoft", "-f", "directory.yaml", last]
     };
     let applied = crmctl_on(&emu, dir.path())
@@ -1203,11 +1207,22 @@ fn crmctl_applies_usage_locations_and_leaves_synced_names() {
         .unwrap()
         .unwrap();
     let by_upn = |upn: &str| t.users.values().find(|u| u.upn == upn).unwrap().clone();
-    assert_eq!(by_upn("u0000@coho.com").usage_location.as_deref(), Some("FR"));
+    assert_eq!(
+        by_upn("u0000@coho.com").usage_location.as_deref(),
+        Some("FR")
+    );
     let synced = by_upn("u0001@coho.com");
     assert_eq!(
-        (synced.name.as_str(), synced.usage_location.as_deref(), synced.license),
-        ("u0001", Some("CA"), Some(crmctl::domain::kinds::LicensePlan::Professional))
+        (
+            synced.name.as_str(),
+            synced.usage_location.as_deref(),
+            synced.license
+        ),
+        (
+            "u0001",
+            Some("CA"),
+            Some(crmctl::domain::kinds::LicensePlan::Professional)
+        )
     );
     assert_eq!(by_upn("ana@coho.com").usage_location.as_deref(), Some("JP"));
 }

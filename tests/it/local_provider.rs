@@ -107,7 +107,8 @@ fn no_tweak(_: &mut Tenant) {}
 
 #[test]
 fn every_refusal_names_its_rule_and_changes_nothing() {
-    let cases = vec![
+    let cases =
+        vec![
         Case {
             name: "I8 delete a production instance",
             rule: "I8",
@@ -601,7 +602,8 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
         .execute(&Op::CreateUser {
             upn: "ana@coho.com".into(),
             name: "Ana".into(),
-            access_mode: AccessMode::ReadWrite, usage_location: None,
+            access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         })
         .unwrap();
     assert_eq!(u1.created_id.as_deref(), Some("usr-000001"));
@@ -629,7 +631,8 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
         .execute(&Op::CreateUser {
             upn: "bob@coho.com".into(),
             name: "Bob".into(),
-            access_mode: AccessMode::ReadWrite, usage_location: None,
+            access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         })
         .unwrap();
     assert_eq!(u2.created_id.as_deref(), Some("usr-000002"));
@@ -708,7 +711,8 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
             user: r("ana"),
             name: None,
             admin_roles: None,
-            upn: Some("Ana@coho.com".into()), usage_location: None,
+            upn: Some("Ana@coho.com".into()),
+            usage_location: None,
         },
         Op::SetAccessMode {
             user: r("ana"),
@@ -979,7 +983,8 @@ fn create_user(p: &LocalProvider, upn: &str) -> Result<String, ProviderError> {
     p.execute(&Op::CreateUser {
         upn: upn.into(),
         name: upn.into(),
-        access_mode: AccessMode::ReadWrite, usage_location: None,
+        access_mode: AccessMode::ReadWrite,
+        usage_location: None,
     })
     .map(|o| o.created_id.expect("a created id"))
 }
@@ -1144,7 +1149,8 @@ fn p6_license_free_admin_roles_and_i7_switch_back_into_own_slot() {
         user: r("bob"),
         name: None,
         upn: None,
-        admin_roles: Some(vec![AdminRole::ServiceAdmin]), usage_location: None,
+        admin_roles: Some(vec![AdminRole::ServiceAdmin]),
+        usage_location: None,
     })
     .unwrap();
     p.execute(&roles("bob")).unwrap();
@@ -1192,7 +1198,10 @@ fn a_tenant_file_from_before_usage_location_opens_and_stores_it() {
         .unwrap()
         .query_row("SELECT data FROM users WHERE id = 'bob'", [], |r| r.get(0))
         .unwrap();
-    assert!(row.contains(r#""usage_location":null"#) && row.contains(r#""synced":false"#), "{row}");
+    assert!(
+        row.contains(r#""usage_location":null"#) && row.contains(r#""synced":false"#),
+        "{row}"
+    );
     p.execute(&Op::UpdateUser {
         user: r("bob"),
         name: None,
@@ -1227,6 +1236,9 @@ fn a_tenant_file_from_before_usage_location_opens_and_stores_it() {
                 usage_location: Some(bad.into()),
             })
             .unwrap_err();
-        assert!(matches!(e, ProviderError::Invalid(ref m) if m.contains("ISO 3166-1")), "{bad}: {e:?}");
+        assert!(
+            matches!(e, ProviderError::Invalid(ref m) if m.contains("ISO 3166-1")),
+            "{bad}: {e:?}"
+        );
     }
 }

@@ -167,11 +167,19 @@ fn diagnostics_escape_the_echoed_line_and_the_message() {
 fn usage_location_update_and_synced_warning_in_every_rendering() {
     let t = tenant("users:\n  u1: {id: u1, upn: a@coho.com, name: A, access_mode: read-write, usage_location: US, synced: true}\n");
     let d = desired("users:\n  a@coho.com: {name: Ana, usage_location: DE}\n");
-    let s = state(&[("users.a@coho.com", crmctl::domain::op::ObjKind::User, "u1", false)]);
+    let s = state(&[(
+        "users.a@coho.com",
+        crmctl::domain::op::ObjKind::User,
+        "u1",
+        false,
+    )]);
     let plan = crmctl::plan::plan(&d, &t, &s);
     assert!(!plan.has_errors(), "{:#?}", plan.diagnostics);
     let human = crmctl::render::render_human(&plan, false);
-    assert!(human.contains(r#"usage_location = "US" -> "DE""#), "{human}");
+    assert!(
+        human.contains(r#"usage_location = "US" -> "DE""#),
+        "{human}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&crmctl::render::render_json(&plan)).unwrap();
     let changes = &json["actions"][0]["changes"][0];

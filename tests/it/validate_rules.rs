@@ -178,7 +178,10 @@ fn usage_location_codes_and_hints() {
                 let d = hit.unwrap_or_else(|| panic!("{code}: no diagnostic in {diags:#?}"));
                 assert_eq!(d.severity, Severity::Error, "{code}");
                 assert_eq!(d.location.as_ref().map(|l| l.line), Some(10), "{code}");
-                assert!(d.hint.as_deref().is_some_and(|x| x.contains(h)), "{code}: {d:#?}");
+                assert!(
+                    d.hint.as_deref().is_some_and(|x| x.contains(h)),
+                    "{code}: {d:#?}"
+                );
             }
         }
     }

@@ -30,7 +30,11 @@ pub(super) fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
             );
         }
         // Issue 12 item 4: Graph's `usageLocation`, an ISO 3166-1 alpha-2 code.
-        if let Some(loc) = u.usage_location.as_deref().filter(|l| !iso3166::is_country(l)) {
+        if let Some(loc) = u
+            .usage_location
+            .as_deref()
+            .filter(|l| !iso3166::is_country(l))
+        {
             let hint = match iso3166::suggest(loc) {
                 Some(s) => format!("did you mean `{s}`? usage locations are ISO 3166-1 alpha-2 country codes in upper case"),
                 None => "use an ISO 3166-1 alpha-2 country code in upper case, e.g. US, DE, GB, JP".into(),

@@ -148,7 +148,10 @@ fn observe_reads_the_directory_with_the_documented_requests() {
     // issue 12 item 4: usageLocation and onPremisesSyncEnabled (null: a cloud user).
     assert_eq!(t.users["u1"].usage_location.as_deref(), Some("US"));
     assert!(t.users["u1"].synced);
-    assert_eq!((t.users["u2"].usage_location.as_ref(), t.users["u2"].synced), (None, false));
+    assert_eq!(
+        (t.users["u2"].usage_location.as_ref(), t.users["u2"].synced),
+        (None, false)
+    );
     assert_eq!(
         t.groups["g1"].members,
         ["u1".to_string(), "u3".to_string()].into()
@@ -293,7 +296,8 @@ fn create_user_sends_a_secret_password_that_never_leaks() {
         let op = Op::CreateUser {
             upn: "jo.doe@contoso.com".into(),
             name: "Jo Doe".into(),
-            access_mode: AccessMode::ReadWrite, usage_location: None,
+            access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         };
         let out = block_on(provider(&f).execute(&op)).unwrap();
         let log = f.log.lock().unwrap();
@@ -598,7 +602,8 @@ fn global_admin_is_added_and_removed_by_ref() {
             user: r("users.a", "u1"),
             name: None,
             admin_roles: Some(roles),
-            upn: None, usage_location: None,
+            upn: None,
+            usage_location: None,
         };
         assert_eq!(
             block_on(p.execute(&op)).unwrap(),
@@ -609,7 +614,8 @@ fn global_admin_is_added_and_removed_by_ref() {
         user: r("users.a", "u1"),
         name: None,
         admin_roles: Some(vec![AdminRole::BillingAdmin]),
-        upn: None, usage_location: None,
+        upn: None,
+        usage_location: None,
     };
     assert!(matches!(
         block_on(p.execute(&op)).unwrap(),
@@ -667,7 +673,10 @@ fn usage_location_is_sent_on_create_and_update() {
     };
     match block_on(p.execute(&assign)).unwrap() {
         Err(ProviderError::Invalid(m)) => {
-            assert!(m.contains("users.a@contoso.com") && m.contains("`usage_location`"), "{m}")
+            assert!(
+                m.contains("users.a@contoso.com") && m.contains("`usage_location`"),
+                "{m}"
+            )
         }
         other => panic!("{other:?}"),
     }
