@@ -34,8 +34,11 @@ pub fn is_country(code: &str) -> bool {
 }
 
 /// What to write instead of `code`, for a hint: its upper case when that is a code, `GB`
-/// for the common `UK`, else `None`.
+/// for the common `UK`, else (or when `code` is fine) `None`.
 pub fn suggest(code: &str) -> Option<String> {
+    if is_country(code) {
+        return None;
+    }
     let upper = code.to_ascii_uppercase();
     if upper == "UK" {
         return Some("GB".into());
