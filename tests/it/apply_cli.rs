@@ -1747,12 +1747,7 @@ fn a_user_marked_synced_keeps_its_name_and_is_never_deleted() {
         .arg(&file)
         .assert()
         .code(1);
-    let out = out.get_output();
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = crate::support::all_output(out.get_output());
     assert!(
         shown.contains("users.yaml:2:1: error: `bo@coho.com` is no longer in the file, so crmctl would delete it, but it is synchronised from an on-premises directory: only that directory deletes it [P1]")
             && shown.contains("hint: delete the user in the on-premises directory, or keep it in the file"),

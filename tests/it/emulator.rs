@@ -901,10 +901,7 @@ fn converge_directory_file(faults: Faults) {
     use crmctl::provider::graph::GraphProvider;
     use crmctl::provider::Provider as _;
     use std::sync::Arc;
-    let mut t = tenant_with(2);
-    t.domain = crate::common::DOMAIN.to_string();
-    t.licenses
-        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    let t = cli_tenant();
     let emu = start(t, faults);
     let graph = GraphProvider::new(Arc::new(TestHttp::new(&emu))).with_graph_base(emu.graph_url());
     let d = crate::common::desired(
@@ -959,6 +956,27 @@ fn converge_directory_file(faults: Faults) {
     assert!(emu.graph_requests() > plan.actions.len() as u64);
 }
 
+/// `tenant_with(2)` in the test domain with 5 professional licences: the tests that apply
+/// a directory file.
+fn cli_tenant() -> Tenant {
+    let mut t = tenant_with(2);
+    t.domain = crate::common::DOMAIN.to_string();
+    t.licenses
+        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    t
+}
+
+/// `crmctl CMD --backend microsoft -f directory.yaml`, approved (apply) or with
+/// `--detailed-exitcode` (plan).
+fn cli_args(cmd: &'static str) -> [&'static str; 6] {
+    let last = if cmd == "apply" {
+        "--auto-approve"
+    } else {
+        "--detailed-exitcode"
+    };
+    [cmd, "--backend", "microsoft", "-f", "directory.yaml", last]
+}
+
 /// `crmctl` pointed at the emulator as at a real tenant: endpoints, the emulator's root and
 /// the client credentials from the environment (issue 12 items 1, 2 and 5).
 fn crmctl_on(emu: &EmulatorHandle, dir: &std::path::Path) -> assert_cmd::Command {
@@ -1002,10 +1020,7 @@ fn emulator_env(emu: &EmulatorHandle) -> Vec<(String, String)> {
 // user and the group exist once.
 #[test]
 fn crmctl_converges_on_a_faulty_emulator_without_duplicates() {
-    let mut t = tenant_with(2);
-    t.domain = crate::common::DOMAIN.to_string();
-    t.licenses
-        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    let t = cli_tenant();
     let mut cfg = EmulatorConfig::new(t, crate::common::DOMAIN, CLIENT, SECRET);
     cfg.faults = Faults {
         seed: 7,
@@ -1035,21 +1050,12 @@ fn crmctl_converges_on_a_faulty_emulator_without_duplicates() {
         names.join(", ")
     ));
     std::fs::write(dir.path().join("directory.yaml"), yaml).unwrap();
-    let args = |cmd: &'static str| -> Vec<&'static str> {
-        let mut a = vec![cmd, "--backend", "microsoft", "-f", "directory.yaml"];
-        a.push(if cmd == "apply" {
-            "--auto-approve"
-        } else {
-            "--detailed-exitcode"
-        });
-        a
-    };
     crmctl_on(&emu, dir.path())
-        .args(args("apply"))
+        .args(cli_args("apply"))
         .assert()
         .success();
     crmctl_on(&emu, dir.path())
-        .args(args("plan"))
+        .args(cli_args("plan"))
         .assert()
         .code(0);
     let t = crmctl::provider::block_on(provider.observe(&crmctl::provider::Scope::all()))
@@ -1078,10 +1084,7 @@ fn crmctl_converges_on_a_faulty_emulator_without_duplicates() {
 #[test]
 fn crmctl_applies_a_directory_file_to_the_emulator_and_replans_empty() {
     use predicates::prelude::*;
-    let mut t = tenant_with(2);
-    t.domain = crate::common::DOMAIN.to_string();
-    t.licenses
-        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    let t = cli_tenant();
     // The token endpoint knows the tenant by its domain, as Entra ID does.
     let emu = Emulator::start(EmulatorConfig::new(
         t,
@@ -1156,10 +1159,7 @@ fn crmctl_applies_a_directory_file_to_the_emulator_and_replans_empty() {
 #[test]
 fn crmctl_applies_usage_locations_and_leaves_synced_names() {
     use predicates::prelude::*;
-    let mut t = tenant_with(2);
-    t.domain = crate::common::DOMAIN.to_string();
-    t.licenses
-        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    let mut t = cli_tenant();
     t.users.get_mut("u0001").unwrap().synced = true;
     let cfg = EmulatorConfig::new(t, crate::common::DOMAIN, CLIENT, SECRET);
     let provider = cfg.provider.clone();
@@ -1176,31 +1176,18 @@ fn crmctl_applies_usage_locations_and_leaves_synced_names() {
         ),
     )
     .unwrap();
-    let args = |cmd: &'static str| {
-        let last = if cmd == "apply" {
-            "--auto-approve"
-        } else {
-            "--detailed-exitcode"
-        };
-        [cmd, "--backend", "microsoft", "-f", "directory.yaml", last]
-    };
     let applied = crmctl_on(&emu, dir.path())
-        .args(args("apply"))
+        .args(cli_args("apply"))
         .assert()
         .success()
         .stdout(predicate::str::contains(r#"usage_location = "US" -> "FR""#));
-    let out = applied.get_output();
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = crate::support::all_output(applied.get_output());
     assert!(
         shown.contains("user `u0001@coho.com` is synchronised from an on-premises directory: its name is managed there"),
         "{shown}"
     );
     crmctl_on(&emu, dir.path())
-        .args(args("plan"))
+        .args(cli_args("plan"))
         .assert()
         .code(0);
     let t = crmctl::provider::block_on(provider.observe(&crmctl::provider::Scope::all()))
