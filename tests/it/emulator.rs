@@ -977,6 +977,18 @@ fn cli_args(cmd: &'static str) -> [&'static str; 6] {
     [cmd, "--backend", "microsoft", "-f", "directory.yaml", last]
 }
 
+/// The next plan shows no changes (`--detailed-exitcode` 0); the tenant behind the emulator.
+fn no_changes_then_tenant(
+    emu: &EmulatorHandle,
+    dir: &std::path::Path,
+    provider: &dyn crmctl::provider::Provider,
+) -> Tenant {
+    crmctl_on(emu, dir).args(cli_args("plan")).assert().code(0);
+    crmctl::provider::block_on(provider.observe(&crmctl::provider::Scope::all()))
+        .unwrap()
+        .unwrap()
+}
+
 /// `crmctl` pointed at the emulator as at a real tenant: endpoints, the emulator's root and
 /// the client credentials from the environment (issue 12 items 1, 2 and 5).
 fn crmctl_on(emu: &EmulatorHandle, dir: &std::path::Path) -> assert_cmd::Command {
@@ -1054,13 +1066,7 @@ fn crmctl_converges_on_a_faulty_emulator_without_duplicates() {
         .args(cli_args("apply"))
         .assert()
         .success();
-    crmctl_on(&emu, dir.path())
-        .args(cli_args("plan"))
-        .assert()
-        .code(0);
-    let t = crmctl::provider::block_on(provider.observe(&crmctl::provider::Scope::all()))
-        .unwrap()
-        .unwrap();
+    let t = no_changes_then_tenant(&emu, dir.path(), &*provider);
     for upn in &names {
         assert_eq!(
             t.users
@@ -1186,13 +1192,7 @@ fn crmctl_applies_usage_locations_and_leaves_synced_names() {
         shown.contains("user `u0001@coho.com` is synchronised from an on-premises directory: its name is managed there"),
         "{shown}"
     );
-    crmctl_on(&emu, dir.path())
-        .args(cli_args("plan"))
-        .assert()
-        .code(0);
-    let t = crmctl::provider::block_on(provider.observe(&crmctl::provider::Scope::all()))
-        .unwrap()
-        .unwrap();
+    let t = no_changes_then_tenant(&emu, dir.path(), &*provider);
     let by_upn = |upn: &str| t.users.values().find(|u| u.upn == upn).unwrap().clone();
     assert_eq!(
         by_upn("u0000@coho.com").usage_location.as_deref(),
