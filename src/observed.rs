@@ -112,6 +112,14 @@ pub struct User {
     /// Tenant administrator roles (P6).
     #[serde(default)]
     pub admin_roles: BTreeSet<AdminRole>,
+    /// Usage location, an ISO 3166-1 alpha-2 code (Graph `usageLocation`; a licence needs
+    /// one). Defaults when absent: a tenant file from before the field still reads.
+    #[serde(default)]
+    pub usage_location: Option<String>,
+    /// Synchronised from an on-premises directory (Graph `onPremisesSyncEnabled`): its name,
+    /// principal name and existence are managed there, not in the cloud (P1).
+    #[serde(default)]
+    pub synced: bool,
 }
 
 /// Lifecycle status of an instance (I4).

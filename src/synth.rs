@@ -176,6 +176,7 @@ pub fn generate(p: &SynthParams) -> Desired {
                 access_mode: Some(AccessMode::ReadWrite),
                 roles: Some(roles),
                 admin_roles: None,
+                usage_location: None,
             },
         );
     }
@@ -306,6 +307,8 @@ pub fn applied(d: &Desired) -> (Tenant, State) {
                     .map(|(k, r)| (inst_id[k].clone(), r.iter().cloned().collect()))
                     .collect(),
                 admin_roles: u.admin_roles.iter().flatten().copied().collect(),
+                usage_location: u.usage_location.clone(),
+                synced: false,
             },
         );
         record(&mut s, format!("users.{upn}"), ObjKind::User, &id);

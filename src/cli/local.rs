@@ -72,7 +72,7 @@ pub enum LocalCommand {
     ///                               type production|sandbox, region, currency, language,
     ///                               version, update available|scheduled|approved|in_progress|updated|none,
     ///                               admin-mode on|off, background-operations on|off)
-    ///   user UPN FIELD VALUE       (license PLAN|none, access-mode MODE, name, admin-roles R1,R2|none)
+    ///   user UPN FIELD VALUE       (license PLAN|none, access-mode MODE, name, admin-roles R1,R2|none, usage-location CC|none, synced on|off)
     ///   group NAME FIELD VALUE     (name, description, members UPN1,UPN2|none)
     ///   licenses PLAN COUNT        (purchased count)
     ///   storage additional-gb|used-gb N

@@ -172,6 +172,12 @@ pub struct User {
     /// Access mode (P3). Omit to leave as is (`read-write` for a new user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_mode: Option<AccessMode>,
+    /// Usage location: the country where the user uses the services, as an ISO 3166-1
+    /// alpha-2 code such as `US`, `DE`, `GB` (Graph `usageLocation`; a licence needs one).
+    /// Omit to leave as is (a new user gets the tenant's country).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::domain::iso3166::PATTERN))]
+    pub usage_location: Option<String>,
     /// Security roles per instance key (P2). Exact when given: instances not listed get no
     /// roles. Omit to leave roles as they are.
     #[serde(

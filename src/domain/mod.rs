@@ -7,6 +7,7 @@
 
 pub mod escape;
 pub mod ident;
+pub mod iso3166;
 pub mod iso4217;
 pub mod kinds;
 pub mod limits;

@@ -284,6 +284,10 @@ pub enum Op {
         upn: String,
         name: String,
         access_mode: AccessMode,
+        /// Usage location (ISO 3166-1 alpha-2); `None`: the backend's default (on Microsoft,
+        /// the tenant's country).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage_location: Option<String>,
     },
     /// Change a user's profile or tenant admin roles (None = unchanged). `upn` changes how
     /// the user principal name is spelled (its case: the file's key; P1 compares UPNs
@@ -294,6 +298,9 @@ pub enum Op {
         admin_roles: Option<Vec<AdminRole>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         upn: Option<String>,
+        /// A new usage location (ISO 3166-1 alpha-2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage_location: Option<String>,
     },
     /// Delete a user (frees the license, P5).
     DeleteUser { user: ObjRef },

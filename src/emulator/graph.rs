@@ -476,10 +476,8 @@ pub(super) fn user_json(shared: &Shared, u: &User, selected: bool) -> Value {
         .unwrap_or_else(|| UserExtra {
             account_enabled: true,
             mail_nickname: u.upn.split('@').next().unwrap_or_default().to_string(),
-            // A user the emulator did not create (the tenant's own) is located in the
-            // tenant's country.
-            usage_location: Some(shared.config.country.clone()),
         });
+    let location = usage_location(shared, u);
     let mut v = json!({
         "id": u.id,
         "displayName": u.name,
@@ -493,12 +491,29 @@ pub(super) fn user_json(shared: &Shared, u: &User, selected: bool) -> Value {
     if selected {
         let m = v.as_object_mut().expect("object");
         m.insert("accountEnabled".into(), json!(extra.account_enabled));
-        m.insert("usageLocation".into(), json!(extra.usage_location));
+        m.insert("usageLocation".into(), json!(location));
         m.insert("mailNickname".into(), json!(extra.mail_nickname));
-        m.insert("onPremisesSyncEnabled".into(), Value::Null);
+        // user resource: `true` when synced from on-premises, else null.
+        m.insert(
+            "onPremisesSyncEnabled".into(),
+            json!(u.synced.then_some(true)),
+        );
         m.insert("assignedLicenses".into(), licences::assigned(u.license));
     }
     v
+}
+
+/// A user's `usageLocation`: the tenant's own field; a user the emulator did not create (the
+/// tenant's own) without one is located in the tenant's country.
+pub(super) fn usage_location(shared: &Shared, u: &User) -> Option<String> {
+    u.usage_location.clone().or_else(|| {
+        let created_here = shared
+            .extra
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&u.id);
+        (!created_here).then(|| shared.config.country.clone())
+    })
 }
 
 async fn list_users(shared: &Shared, ctx: &Ctx, query: &str) -> Answer {
@@ -557,6 +572,7 @@ async fn create_user(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
         upn,
         name,
         access_mode: AccessMode::ReadWrite,
+        usage_location: str_field(body, "usageLocation").map(str::to_string),
     };
     let _w = shared.write_lock.lock().await;
     let id = or_answer!(created(ctx, exec(shared, ctx, &op, "").await));
@@ -567,7 +583,6 @@ async fn create_user(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
         .insert(
             id.clone(),
             UserExtra {
-                usage_location: str_field(body, "usageLocation").map(str::to_string),
                 mail_nickname: str_field(body, "mailNickname")
                     .unwrap_or_default()
                     .to_string(),
@@ -600,20 +615,17 @@ async fn update_user(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Answ
         name,
         admin_roles: None,
         upn,
+        usage_location: str_field(body, "usageLocation").map(str::to_string),
     };
     if let Err(a) = exec(shared, ctx, &op, id).await {
         return a;
     }
     let mut extra = shared.extra.lock().unwrap_or_else(|p| p.into_inner());
-    let e = extra.entry(id.to_string()).or_insert_with(|| UserExtra {
-        account_enabled: true,
-        usage_location: Some(shared.config.country.clone()),
-        ..UserExtra::default()
-    });
-    if let Some(loc) = str_field(body, "usageLocation") {
-        e.usage_location = Some(loc.to_string());
-    }
     if let Some(b) = body.get("accountEnabled").and_then(Value::as_bool) {
+        let e = extra.entry(id.to_string()).or_insert_with(|| UserExtra {
+            account_enabled: true,
+            ..UserExtra::default()
+        });
         e.account_enabled = b;
     }
     Answer::empty(204)

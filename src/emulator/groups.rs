@@ -399,6 +399,7 @@ async fn set_global_admin(shared: &Shared, ctx: &Ctx, uid: &str, on: bool) -> An
         name: None,
         admin_roles: Some(roles.into_iter().collect()),
         upn: None,
+        usage_location: None,
     };
     match exec(shared, ctx, &op, uid).await {
         Ok(_) => Answer::empty(204),

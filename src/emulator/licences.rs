@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::graph::{bad_request, exec, not_found, obj, tenant, user_json, Ctx};
+use super::graph::{bad_request, exec, not_found, obj, tenant, usage_location, user_json, Ctx};
 use super::server::{Answer, Shared};
 use crate::domain::kinds::LicensePlan;
 use crate::domain::op::Op;
@@ -99,14 +99,8 @@ pub(super) async fn assign_license(shared: &Shared, ctx: &Ctx, id: &str, body: &
     let Some(u) = t.users.get(id) else {
         return not_found(ctx, id);
     };
-    let located = shared
-        .extra
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(id)
-        // The tenant's own users (not created through the emulator) are located in the
-        // tenant's country, as `user_json` shows them.
-        .is_none_or(|e| e.usage_location.is_some());
+    // As `user_json` shows it (the tenant's own users are located in its country).
+    let located = usage_location(shared, u).is_some();
     if !add_plans.is_empty() && !located {
         return bad_request(
             ctx,

@@ -67,7 +67,6 @@ impl Stats {
 /// Per user, what Graph has and the observed tenant does not.
 #[derive(Debug, Clone, Default)]
 pub(super) struct UserExtra {
-    pub usage_location: Option<String>,
     pub mail_nickname: String,
     pub account_enabled: bool,
 }

@@ -177,6 +177,12 @@ pub fn set(t: &mut Tenant, words: &[String]) -> Result<(), String> {
                 "access-mode" => u.access_mode = parse_enum::<AccessMode>("access mode", value)?,
                 "name" => u.name = value.to_string(),
                 "upn" => u.upn = value.to_string(),
+                // Issue 12 item 4: a user synchronised from on-premises (P1), and its
+                // usage location (`none` clears it).
+                "synced" => u.synced = on_off(value)?,
+                "usage-location" => {
+                    u.usage_location = (*value != "none").then(|| value.to_string())
+                }
                 "admin-roles" => {
                     u.admin_roles = list(value)
                         .iter()
@@ -259,6 +265,8 @@ pub fn add(t: &mut Tenant, words: &[String]) -> Result<(), String> {
                     access_mode: AccessMode::ReadWrite,
                     roles: Default::default(),
                     admin_roles: Default::default(),
+                    usage_location: None,
+                    synced: false,
                 },
             );
         }

@@ -483,6 +483,8 @@ mod tests {
                     access_mode: crate::domain::kinds::AccessMode::ReadWrite,
                     roles: Default::default(),
                     admin_roles: Default::default(),
+                    synced: false,
+                    usage_location: None,
                 },
             );
         }
@@ -498,8 +500,17 @@ mod tests {
         let state = State::empty("l");
         type Edit = fn(&mut Tenant);
         use Change::*;
-        let cases: [(Edit, &[(&str, Change)]); 5] = [
+        let cases: [(Edit, &[(&str, Change)]); 7] = [
             (|_| {}, &[]),
+            // issue 12 item 4: the usage location and the on-premises flag are managed.
+            (
+                |t| t.users.get_mut("usr-000008").unwrap().usage_location = Some("DE".into()),
+                &[("users.u8@coho.com", Changed)],
+            ),
+            (
+                |t| t.users.get_mut("usr-000009").unwrap().synced = true,
+                &[("users.u9@coho.com", Changed)],
+            ),
             (
                 |t| t.users.get_mut("usr-000007").unwrap().name = "Seven".into(),
                 &[("users.u7@coho.com", Changed)],

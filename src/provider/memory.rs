@@ -195,6 +195,7 @@ mod tests {
             upn: upn.into(),
             name: upn.into(),
             access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         }
     }
 

@@ -151,6 +151,7 @@ fn refusal_tenant(dir: &Path) -> Tenant {
                 upn: format!("ni{n}@coho.com"),
                 name: String::new(),
                 access_mode: AccessMode::ReadWrite,
+                usage_location: None,
             })
             .unwrap()
             .created_id
@@ -1924,4 +1925,61 @@ fn a_plan_that_deletes_a_large_share_needs_force() {
         .assert()
         .success();
     assert_eq!(observe(dir.path()).users.len(), 8);
+}
+
+// issue 12 item 4, end to end on the local tenant: `crmctl local set user UPN synced on`
+// marks a user synchronised from on-premises (P1). A name the file changes is a warning and
+// stays; removing the user from the file is a plan error (exit 1) that says what to do; the
+// usage location set with `local set ... usage-location` matches the file: no changes.
+#[test]
+fn a_user_marked_synced_keeps_its_name_and_is_never_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.yaml");
+    let write = |users: &str| {
+        std::fs::write(
+            &file,
+            format!("tenant: coho.onmicrosoft.com\nusers:\n{users}"),
+        )
+        .unwrap()
+    };
+    write("  ana@coho.com: {name: Ana}\n  bo@coho.com: {name: Bo}\n");
+    apply_ok(dir.path(), &file);
+    for args in [
+        ["local", "set", "user", "ana@coho.com", "synced", "on"],
+        [
+            "local",
+            "set",
+            "user",
+            "ana@coho.com",
+            "usage-location",
+            "DE",
+        ],
+        ["local", "set", "user", "bo@coho.com", "synced", "on"],
+    ] {
+        crmctl(dir.path()).args(args).assert().success();
+    }
+    write("  ana@coho.com: {name: Ana Maria, usage_location: DE}\n  bo@coho.com: {name: Bo}\n");
+    crmctl(dir.path())
+        .args(["plan", "--detailed-exitcode", "-f"])
+        .arg(&file)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "Warning: [P1] users.ana@coho.com.name: user `ana@coho.com` is synchronised from an on-premises directory: its name is managed there; crmctl leaves it",
+        ));
+    write("  ana@coho.com: {name: Ana}\n");
+    let out = crmctl(dir.path())
+        .args(["plan", "-f"])
+        .arg(&file)
+        .assert()
+        .code(1);
+    let shown = crate::support::all_output(out.get_output());
+    assert!(
+        shown.contains("users.yaml:2:1: error: `bo@coho.com` is no longer in the file, so crmctl would delete it, but it is synchronised from an on-premises directory: only that directory deletes it [P1]")
+            && shown.contains("hint: delete the user in the on-premises directory, or keep it in the file"),
+        "{shown}"
+    );
+    let t = observe(dir.path());
+    assert_eq!(t.users.len(), 2);
+    assert!(t.users.values().any(|u| u.name == "Ana" && u.synced));
 }

@@ -389,6 +389,7 @@ fn user_plan(n: usize, failing_license: Option<usize>) -> Plan {
                 upn: format!("u{i}@coho.com"),
                 name: format!("U{i}"),
                 access_mode: AccessMode::ReadWrite,
+                usage_location: None,
             },
         ));
         let plan_kind = if Some(i) == failing_license {
@@ -609,6 +610,8 @@ fn a_key_case_change_re_keys_the_state_and_keeps_the_user() {
             access_mode: AccessMode::ReadWrite,
             roles: Default::default(),
             admin_roles: Default::default(),
+            synced: false,
+            usage_location: None,
         },
     );
     let (_dir, p) = seeded(t);

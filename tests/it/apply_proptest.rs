@@ -200,6 +200,7 @@ fn build(g: &TenantGen) -> Desired {
                 access_mode: Some(mode),
                 roles: Some(roles),
                 admin_roles: None,
+                usage_location: None,
             },
         );
     }
@@ -682,6 +683,8 @@ fn observed(g: &ObservedGen) -> (crmctl::observed::Tenant, State) {
                 } else {
                     Default::default()
                 },
+                synced: false,
+                usage_location: None,
             },
         );
         if ug.managed {

@@ -72,6 +72,8 @@ pub fn user(id: &str, license: Option<LicensePlan>, mode: AccessMode) -> User {
         access_mode: mode,
         roles: Default::default(),
         admin_roles: Default::default(),
+        synced: false,
+        usage_location: None,
     }
 }
 

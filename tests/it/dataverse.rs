@@ -332,6 +332,7 @@ fn unsynchronised_user_is_waited_for() {
             upn: upn.into(),
             name: "New".into(),
             access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         };
         let out = block_on(graph.execute(&op)).unwrap().unwrap();
         let crmctl::provider::Executed::Done(out) = out else {

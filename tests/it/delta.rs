@@ -101,6 +101,7 @@ fn edit(memory: &MemoryProvider, rng: &mut fastrand::Rng, round: usize) {
             upn: format!("new{round}x{i}@coho.com"),
             name: format!("New {round} {i}"),
             access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         });
     }
     if let Some(u) = users.get(rng.usize(..users.len().max(1))) {
@@ -109,6 +110,7 @@ fn edit(memory: &MemoryProvider, rng: &mut fastrand::Rng, round: usize) {
             name: Some(format!("Renamed {round}")),
             admin_roles: None,
             upn: None,
+            usage_location: None,
         });
     }
     if let Some(g) = groups.get(rng.usize(..groups.len().max(1))) {
@@ -215,6 +217,7 @@ fn an_expired_or_foreign_cursor_means_a_correct_full_read() {
             name: Some("Changed".into()),
             admin_roles: None,
             upn: None,
+            usage_location: None,
         })
         .unwrap();
     // Out of band too: licences bought (read on every observe, not through delta).
@@ -433,6 +436,7 @@ fn crmctl_plans_twice_the_second_reads_only_changes() {
             name: Some("Anna".into()),
             admin_roles: None,
             upn: None,
+            usage_location: None,
         })
         .unwrap();
     let (third, out) = run("plan", 2);

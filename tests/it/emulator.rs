@@ -901,10 +901,7 @@ fn converge_directory_file(faults: Faults) {
     use crmctl::provider::graph::GraphProvider;
     use crmctl::provider::Provider as _;
     use std::sync::Arc;
-    let mut t = tenant_with(2);
-    t.domain = crate::common::DOMAIN.to_string();
-    t.licenses
-        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    let t = cli_tenant();
     let emu = start(t, faults);
     let graph = GraphProvider::new(Arc::new(TestHttp::new(&emu))).with_graph_base(emu.graph_url());
     let d = crate::common::desired(
@@ -959,6 +956,39 @@ fn converge_directory_file(faults: Faults) {
     assert!(emu.graph_requests() > plan.actions.len() as u64);
 }
 
+/// `tenant_with(2)` in the test domain with 5 professional licences: the tests that apply
+/// a directory file.
+fn cli_tenant() -> Tenant {
+    let mut t = tenant_with(2);
+    t.domain = crate::common::DOMAIN.to_string();
+    t.licenses
+        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    t
+}
+
+/// `crmctl CMD --backend microsoft -f directory.yaml`, approved (apply) or with
+/// `--detailed-exitcode` (plan).
+fn cli_args(cmd: &'static str) -> [&'static str; 6] {
+    let last = if cmd == "apply" {
+        "--auto-approve"
+    } else {
+        "--detailed-exitcode"
+    };
+    [cmd, "--backend", "microsoft", "-f", "directory.yaml", last]
+}
+
+/// The next plan shows no changes (`--detailed-exitcode` 0); the tenant behind the emulator.
+fn no_changes_then_tenant(
+    emu: &EmulatorHandle,
+    dir: &std::path::Path,
+    provider: &dyn crmctl::provider::Provider,
+) -> Tenant {
+    crmctl_on(emu, dir).args(cli_args("plan")).assert().code(0);
+    crmctl::provider::block_on(provider.observe(&crmctl::provider::Scope::all()))
+        .unwrap()
+        .unwrap()
+}
+
 /// `crmctl` pointed at the emulator as at a real tenant: endpoints, the emulator's root and
 /// the client credentials from the environment (issue 12 items 1, 2 and 5).
 pub(crate) fn crmctl_on(emu: &EmulatorHandle, dir: &std::path::Path) -> assert_cmd::Command {
@@ -1002,10 +1032,7 @@ pub(crate) fn emulator_env(emu: &EmulatorHandle) -> Vec<(String, String)> {
 // user and the group exist once.
 #[test]
 fn crmctl_converges_on_a_faulty_emulator_without_duplicates() {
-    let mut t = tenant_with(2);
-    t.domain = crate::common::DOMAIN.to_string();
-    t.licenses
-        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    let t = cli_tenant();
     let mut cfg = EmulatorConfig::new(t, crate::common::DOMAIN, CLIENT, SECRET);
     cfg.faults = Faults {
         seed: 7,
@@ -1035,26 +1062,11 @@ fn crmctl_converges_on_a_faulty_emulator_without_duplicates() {
         names.join(", ")
     ));
     std::fs::write(dir.path().join("directory.yaml"), yaml).unwrap();
-    let args = |cmd: &'static str| -> Vec<&'static str> {
-        let mut a = vec![cmd, "--backend", "microsoft", "-f", "directory.yaml"];
-        a.push(if cmd == "apply" {
-            "--auto-approve"
-        } else {
-            "--detailed-exitcode"
-        });
-        a
-    };
     crmctl_on(&emu, dir.path())
-        .args(args("apply"))
+        .args(cli_args("apply"))
         .assert()
         .success();
-    crmctl_on(&emu, dir.path())
-        .args(args("plan"))
-        .assert()
-        .code(0);
-    let t = crmctl::provider::block_on(provider.observe(&crmctl::provider::Scope::all()))
-        .unwrap()
-        .unwrap();
+    let t = no_changes_then_tenant(&emu, dir.path(), &*provider);
     for upn in &names {
         assert_eq!(
             t.users
@@ -1078,10 +1090,7 @@ fn crmctl_converges_on_a_faulty_emulator_without_duplicates() {
 #[test]
 fn crmctl_applies_a_directory_file_to_the_emulator_and_replans_empty() {
     use predicates::prelude::*;
-    let mut t = tenant_with(2);
-    t.domain = crate::common::DOMAIN.to_string();
-    t.licenses
-        .insert(crmctl::domain::kinds::LicensePlan::Professional, 5);
+    let t = cli_tenant();
     // The token endpoint knows the tenant by its domain, as Entra ID does.
     let emu = Emulator::start(EmulatorConfig::new(
         t,
@@ -1147,6 +1156,62 @@ fn crmctl_applies_a_directory_file_to_the_emulator_and_replans_empty() {
         assert!(!text.contains(SECRET), "the secret leaked: {text}");
     }
     assert!(emu.graph_requests() > 0);
+}
+
+// issue 12 item 4, through the command line: usage locations from the file are sent on
+// create and update (the emulator keeps them in the tenant), a user synchronised from
+// on-premises keeps its name with a warning (P1) while its usage location and licence are
+// applied, and the next plan shows no changes.
+#[test]
+fn crmctl_applies_usage_locations_and_leaves_synced_names() {
+    use predicates::prelude::*;
+    let mut t = cli_tenant();
+    t.users.get_mut("u0001").unwrap().synced = true;
+    let cfg = EmulatorConfig::new(t, crate::common::DOMAIN, CLIENT, SECRET);
+    let provider = cfg.provider.clone();
+    let emu = Emulator::start(cfg).expect("emulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("directory.yaml"),
+        format!(
+            "tenant: {}\nlicenses: {{professional: 5}}\nusers:\n  \
+             u0000@coho.com: {{name: u0000, usage_location: FR}}\n  \
+             u0001@coho.com: {{name: Renamed, usage_location: CA, license: professional}}\n  \
+             ana@coho.com: {{name: Ana, usage_location: JP, license: professional}}\n",
+            crate::common::DOMAIN
+        ),
+    )
+    .unwrap();
+    let applied = crmctl_on(&emu, dir.path())
+        .args(cli_args("apply"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(r#"usage_location = "US" -> "FR""#));
+    let shown = crate::support::all_output(applied.get_output());
+    assert!(
+        shown.contains("user `u0001@coho.com` is synchronised from an on-premises directory: its name is managed there"),
+        "{shown}"
+    );
+    let t = no_changes_then_tenant(&emu, dir.path(), &*provider);
+    let by_upn = |upn: &str| t.users.values().find(|u| u.upn == upn).unwrap().clone();
+    assert_eq!(
+        by_upn("u0000@coho.com").usage_location.as_deref(),
+        Some("FR")
+    );
+    let synced = by_upn("u0001@coho.com");
+    assert_eq!(
+        (
+            synced.name.as_str(),
+            synced.usage_location.as_deref(),
+            synced.license
+        ),
+        (
+            "u0001",
+            Some("CA"),
+            Some(crmctl::domain::kinds::LicensePlan::Professional)
+        )
+    );
+    assert_eq!(by_upn("ana@coho.com").usage_location.as_deref(), Some("JP"));
 }
 
 // issue 12 done-when: kill -9 during a large apply against the emulator, then apply again:

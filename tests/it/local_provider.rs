@@ -107,7 +107,8 @@ fn no_tweak(_: &mut Tenant) {}
 
 #[test]
 fn every_refusal_names_its_rule_and_changes_nothing() {
-    let cases = vec![
+    let cases =
+        vec![
         Case {
             name: "I8 delete a production instance",
             rule: "I8",
@@ -444,7 +445,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             op: Op::CreateUser {
                 upn: "svc@coho.com".into(),
                 name: "svc".into(),
-                access_mode: AccessMode::NonInteractive,
+                access_mode: AccessMode::NonInteractive, usage_location: None,
             },
         },
         Case {
@@ -454,7 +455,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
             op: Op::CreateUser {
                 upn: "ANA@coho.com".into(),
                 name: "Ana again".into(),
-                access_mode: AccessMode::ReadWrite,
+                access_mode: AccessMode::ReadWrite, usage_location: None,
             },
         },
         Case {
@@ -467,8 +468,28 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
                 user: r("bob"),
                 name: None,
                 admin_roles: None,
-                upn: Some("ANA@coho.com".into()),
+                upn: Some("ANA@coho.com".into()), usage_location: None,
             },
+        },
+        Case {
+            // issue 12 item 4: the on-premises directory masters a synced user's name.
+            name: "P1 rename a user synchronised from on-premises",
+            rule: "P1",
+            tweak: |t| t.users.get_mut("bob").unwrap().synced = true,
+            op: Op::UpdateUser {
+                user: r("bob"),
+                name: Some("Robert".into()),
+                admin_roles: None,
+                upn: None,
+                usage_location: None,
+            },
+        },
+        Case {
+            // issue 12 item 4: ... and whether it exists.
+            name: "P1 delete a user synchronised from on-premises",
+            rule: "P1",
+            tweak: |t| t.users.get_mut("bob").unwrap().synced = true,
+            op: Op::DeleteUser { user: r("bob") },
         },
         Case {
             name: "P6 keep two global admins",
@@ -478,7 +499,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
                 user: r("ga1"),
                 name: None,
                 admin_roles: Some(vec![]),
-                upn: None,
+                upn: None, usage_location: None,
             },
         },
         Case {
@@ -582,6 +603,7 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
             upn: "ana@coho.com".into(),
             name: "Ana".into(),
             access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         })
         .unwrap();
     assert_eq!(u1.created_id.as_deref(), Some("usr-000001"));
@@ -610,6 +632,7 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
             upn: "bob@coho.com".into(),
             name: "Bob".into(),
             access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         })
         .unwrap();
     assert_eq!(u2.created_id.as_deref(), Some("usr-000002"));
@@ -680,6 +703,8 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
             name: Some("Ana Trujillo".into()),
             admin_roles: Some(vec![AdminRole::BillingAdmin]),
             upn: None,
+            // issue 12 item 4: stored in the file.
+            usage_location: Some("DE".into()),
         },
         // issue 9 item 2 (P1): the user's own UPN in another case is accepted and stored.
         Op::UpdateUser {
@@ -687,6 +712,7 @@ fn the_file_matches_the_cache_after_every_kind_of_op() {
             name: None,
             admin_roles: None,
             upn: Some("Ana@coho.com".into()),
+            usage_location: None,
         },
         Op::SetAccessMode {
             user: r("ana"),
@@ -958,6 +984,7 @@ fn create_user(p: &LocalProvider, upn: &str) -> Result<String, ProviderError> {
         upn: upn.into(),
         name: upn.into(),
         access_mode: AccessMode::ReadWrite,
+        usage_location: None,
     })
     .map(|o| o.created_id.expect("a created id"))
 }
@@ -1123,6 +1150,7 @@ fn p6_license_free_admin_roles_and_i7_switch_back_into_own_slot() {
         name: None,
         upn: None,
         admin_roles: Some(vec![AdminRole::ServiceAdmin]),
+        usage_location: None,
     })
     .unwrap();
     p.execute(&roles("bob")).unwrap();
@@ -1139,4 +1167,78 @@ fn p6_license_free_admin_roles_and_i7_switch_back_into_own_slot() {
         to: InstanceType::Production,
     })
     .unwrap();
+}
+
+// issue 12 item 4: a tenant file written before users had a usage location or a synced flag
+// still opens (users are JSON rows; both fields default; no schema change), a changed user
+// is written with them, and they are read back.
+#[test]
+fn a_tenant_file_from_before_usage_location_opens_and_stores_it() {
+    let (dir, p) = open_with(base());
+    drop(p);
+    let path = dir.path().join("tenant.db");
+    let old_row = r#"{"id":"bob","upn":"bob@coho.com","name":"Bob","license":null,"access_mode":"read-write","admin_roles":[]}"#;
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute("UPDATE users SET data = ?1 WHERE id = 'bob'", [old_row])
+            .unwrap();
+    }
+    let p = LocalProvider::open(&path).unwrap();
+    let bob = p.observe().unwrap().users["bob"].clone();
+    assert_eq!((bob.usage_location, bob.synced), (None, false));
+    p.execute(&Op::UpdateUser {
+        user: r("bob"),
+        name: Some("Bob B".into()),
+        admin_roles: None,
+        upn: None,
+        usage_location: None,
+    })
+    .unwrap();
+    let row: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT data FROM users WHERE id = 'bob'", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        row.contains(r#""usage_location":null"#) && row.contains(r#""synced":false"#),
+        "{row}"
+    );
+    p.execute(&Op::UpdateUser {
+        user: r("bob"),
+        name: None,
+        admin_roles: None,
+        upn: None,
+        usage_location: Some("JP".into()),
+    })
+    .unwrap();
+    let id = p
+        .execute(&Op::CreateUser {
+            upn: "new@coho.com".into(),
+            name: "New".into(),
+            access_mode: AccessMode::ReadWrite,
+            usage_location: Some("GB".into()),
+        })
+        .unwrap()
+        .created_id
+        .unwrap();
+    drop(p);
+    let t = LocalProvider::open(&path).unwrap().observe().unwrap();
+    assert_eq!(t.users["bob"].usage_location.as_deref(), Some("JP"));
+    assert_eq!(t.users[&id].usage_location.as_deref(), Some("GB"));
+    // A code that is not a country is refused, as Graph answers 400.
+    let p = LocalProvider::open(&path).unwrap();
+    for bad in ["UK", "us", "USA"] {
+        let e = p
+            .execute(&Op::UpdateUser {
+                user: r("bob"),
+                name: None,
+                admin_roles: None,
+                upn: None,
+                usage_location: Some(bad.into()),
+            })
+            .unwrap_err();
+        assert!(
+            matches!(e, ProviderError::Invalid(ref m) if m.contains("ISO 3166-1")),
+            "{bad}: {e:?}"
+        );
+    }
 }

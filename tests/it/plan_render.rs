@@ -160,3 +160,37 @@ fn diagnostics_escape_the_echoed_line_and_the_message() {
         "{out}"
     );
 }
+
+// issue 12 item 4: an update of the usage location shows its before and after in every
+// rendering, and a synchronised user's kept name is a warning in each.
+#[test]
+fn usage_location_update_and_synced_warning_in_every_rendering() {
+    let t = tenant("users:\n  u1: {id: u1, upn: a@coho.com, name: A, access_mode: read-write, usage_location: US, synced: true}\n");
+    let d = desired("users:\n  a@coho.com: {name: Ana, usage_location: DE}\n");
+    let s = state(&[(
+        "users.a@coho.com",
+        crmctl::domain::op::ObjKind::User,
+        "u1",
+        false,
+    )]);
+    let plan = crmctl::plan::plan(&d, &t, &s);
+    assert!(!plan.has_errors(), "{:#?}", plan.diagnostics);
+    let human = crmctl::render::render_human(&plan, false);
+    assert!(
+        human.contains(r#"usage_location = "US" -> "DE""#),
+        "{human}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&crmctl::render::render_json(&plan)).unwrap();
+    let changes = &json["actions"][0]["changes"][0];
+    assert_eq!(
+        (&changes["path"], &changes["before"], &changes["after"]),
+        (&"usage_location".into(), &"US".into(), &"DE".into()),
+        "{json:#}"
+    );
+    let md = crmctl::render::render_markdown(&plan);
+    assert!(md.contains("usage_location") && md.contains("DE"), "{md}");
+    for text in [&human, &md, &json.to_string()] {
+        assert!(text.contains("its name is managed there"), "{text}");
+    }
+}

@@ -1789,3 +1789,136 @@ fn simulate_refuses_what_the_service_refuses() {
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+/// A tenant with user u1 (`a@coho.com`, named A, located in the US), synchronised from
+/// on-premises when `synced`, and 2 professional licences.
+fn located(synced: bool) -> String {
+    format!("licenses: {{professional: 2}}\nusers:\n  u1: {{id: u1, upn: a@coho.com, name: A, access_mode: read-write, usage_location: US, synced: {synced}}}\n")
+}
+
+fn user_op(p: &Plan, step: &str) -> crmctl::domain::op::Op {
+    (*p.actions[pos(p, step)].op).clone()
+}
+
+/// issue 12 item 4: `usage_location` (Graph `usageLocation`) is created, updated when the
+/// file gives another, and left alone when the file gives none; on a user synchronised
+/// from on-premises (P1) name and principal name changes are warnings at the file's line and
+/// a delete is an error, while usage location, licences and memberships are still planned.
+#[test]
+fn usage_location_and_synced_users() {
+    use crmctl::domain::op::Op;
+    let a = || vec![("users.a@coho.com", ObjKind::User, "u1", false)];
+    run(vec![
+        Case {
+            name: "issue 12 item 4: a new user is created in the file's usage location",
+            desired: "users:\n  b@coho.com: {usage_location: DE}\n".into(),
+            tenant: String::new(),
+            state: vec![],
+            valid: true,
+            check: |p| {
+                assert!(matches!(user_op(p, "create_user users.b@coho.com"), Op::CreateUser { usage_location: Some(l), .. } if l == "DE"));
+                let c = &p.actions[0].changes;
+                assert!(c.iter().any(|c| c.path == "usage_location" && c.after == "DE"), "{c:?}");
+            },
+        },
+        Case {
+            name: "issue 12 item 4: a new user without the field gets the backend's default",
+            desired: "users:\n  b@coho.com: {}\n".into(),
+            tenant: String::new(),
+            state: vec![],
+            valid: true,
+            check: |p| assert!(matches!(user_op(p, "create_user users.b@coho.com"), Op::CreateUser { usage_location: None, .. })),
+        },
+        Case {
+            name: "issue 12 item 4: another usage location is an update of that field only",
+            desired: "users:\n  a@coho.com: {name: A, usage_location: DE}\n".into(),
+            tenant: located(false),
+            state: a(),
+            valid: true,
+            check: |p| {
+                assert_eq!(steps(p), vec!["update_user users.a@coho.com"]);
+                assert!(matches!(user_op(p, "update_user users.a@coho.com"), Op::UpdateUser { usage_location: Some(l), name: None, upn: None, admin_roles: None, .. } if l == "DE"));
+                let c = &p.actions[0].changes;
+                assert_eq!((c[0].path.as_ref(), &c[0].before, &c[0].after), ("usage_location", &serde_json::json!("US"), &serde_json::json!("DE")));
+            },
+        },
+        Case {
+            name: "issue 12 item 4: the same usage location is no change",
+            desired: "users:\n  a@coho.com: {usage_location: US}\n".into(),
+            tenant: located(false),
+            state: a(),
+            valid: true,
+            check: |p| assert!(steps(p).is_empty() && p.diagnostics.is_empty()),
+        },
+        Case {
+            name: "issue 12 item 4: a file without the field manages nothing there",
+            desired: "users:\n  a@coho.com: {name: A}\n".into(),
+            tenant: located(false),
+            state: a(),
+            valid: true,
+            check: |p| assert!(steps(p).is_empty()),
+        },
+        Case {
+            name: "P1 synced: another name is a warning at `name`, nothing planned",
+            desired: "users:\n  a@coho.com: {name: Ana}\n".into(),
+            tenant: located(true),
+            state: a(),
+            valid: true,
+            check: |p| {
+                assert!(steps(p).is_empty(), "{:?}", steps(p));
+                assert!(diag_at(p, "users.a@coho.com.name", "P1", false));
+                let d = &p.diagnostics[0];
+                assert!(d.message.contains("synchronised from an on-premises directory: its name is managed there; crmctl leaves it"), "{d:?}");
+                assert!(d.hint.is_some());
+            },
+        },
+        Case {
+            name: "P1 synced: the principal name spelled otherwise is a warning at the key, re-keyed only",
+            desired: "users:\n  A@coho.com: {name: A}\n".into(),
+            tenant: located(true),
+            state: a(),
+            valid: true,
+            check: |p| {
+                assert_eq!(steps(p), vec!["adopt users.A@coho.com"]);
+                assert!(diag_at(p, "users.A@coho.com", "P1", false));
+            },
+        },
+        Case {
+            name: "P1 synced: usage location, licence and membership are cloud-managed: planned",
+            desired: "licenses: {professional: 2}\nsecurity_groups:\n  sales: {members: [a@coho.com]}\nusers:\n  a@coho.com: {name: Ana, usage_location: DE, license: professional}\n".into(),
+            tenant: located(true),
+            state: a(),
+            valid: true,
+            check: |p| {
+                assert!(matches!(user_op(p, "update_user users.a@coho.com"), Op::UpdateUser { usage_location: Some(l), name: None, .. } if l == "DE"));
+                pos(p, "assign_license users.a@coho.com");
+                pos(p, "add_group_members security_groups.sales");
+                assert_eq!(warning_rules(p), vec!["P1"]);
+            },
+        },
+        Case {
+            name: "P1 synced: removing the user from the file is an error, no delete",
+            desired: "users: {}\n".into(),
+            tenant: located(true),
+            state: a(),
+            valid: false,
+            check: |p| {
+                assert_eq!(count(p, ActionKind::DeleteUser), 0);
+                assert!(diag_at(p, "users.a@coho.com", "P1", true));
+                let d = p.diagnostics.iter().find(|d| d.is_error()).unwrap();
+                assert!(d.hint.as_deref().unwrap().contains("on-premises directory, or keep it in the file"), "{d:?}");
+            },
+        },
+        Case {
+            name: "P1 not synced: the same edits and the delete are planned",
+            desired: "users:\n  A@coho.com: {name: Ana}\n".into(),
+            tenant: located(false),
+            state: a(),
+            valid: true,
+            check: |p| {
+                assert!(matches!(user_op(p, "update_user users.A@coho.com"), Op::UpdateUser { name: Some(_), upn: Some(_), .. }));
+                assert!(p.diagnostics.is_empty());
+            },
+        },
+    ]);
+}

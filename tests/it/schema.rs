@@ -145,6 +145,12 @@ fn patterns_are_the_validators_own() {
         s["$defs"]["SecurityGroup"]["properties"]["members"]["items"]["pattern"],
         syntax::EMAIL_PATTERN
     );
+    // issue 12 item 4: a usage location is two upper-case letters (the list is checked by
+    // validation).
+    assert_eq!(
+        s["$defs"]["User"]["properties"]["usage_location"]["pattern"],
+        crmctl::domain::iso3166::PATTERN
+    );
     let update = &s["$defs"]["UpdateApproval"]["properties"];
     assert_eq!(update["target_version"]["pattern"], syntax::VERSION_PATTERN);
     assert_eq!(

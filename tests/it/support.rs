@@ -95,3 +95,12 @@ pub fn new_tenant(dir: &Path, domain: &str) {
         .success();
     std::fs::remove_file(file).unwrap();
 }
+
+/// What a command printed: its standard output, then its standard error.
+pub fn all_output(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

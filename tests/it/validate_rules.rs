@@ -53,6 +53,8 @@ const CASES: &[Case] = &[
     Case { name: "P2 roles in an undeclared instance", from: "sales: [Salesperson]", to: "sale: [Salesperson]", rule: "P2", severity: Severity::Error, address: "users.ana@coho.com.roles.sale", line: 11 },
     Case { name: "P2 roles without license", from: "    license: professional\n", to: "", rule: "P2", severity: Severity::Warning, address: "users.ana@coho.com.roles", line: 9 },
     Case { name: "P3 licensed application user", from: "    license: professional\n", to: "    license: professional\n    access_mode: application\n", rule: "P3", severity: Severity::Error, address: "users.ana@coho.com.license", line: 9 },
+    // issue 12 item 4: a usage location is an ISO 3166-1 alpha-2 code.
+    Case { name: "P1 usage location", from: "    license: professional\n", to: "    license: professional\n    usage_location: UK\n", rule: "P1", severity: Severity::Error, address: "users.ana@coho.com.usage_location", line: 10 },
     Case { name: "P6 one global admin", from: "    license: professional\n", to: "    license: professional\n    admin_roles: [global_admin]\n", rule: "P6", severity: Severity::Warning, address: "users", line: 7 },
     Case { name: "I3 ISO 4217", from: "currency: USD", to: "currency: DOLLAR", rule: "I3", severity: Severity::Error, address: "instances.sales.currency", line: 17 },
     Case { name: "I5 URL syntax", from: "url: cohodev", to: "url: coho.dev", rule: "I5", severity: Severity::Error, address: "instances.dev.url", line: 20 },
@@ -146,6 +148,43 @@ fn each_rule_fires_where_it_should() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// issue 12 item 4: usage locations (Graph `usageLocation`, ISO 3166-1 alpha-2): each bad
+// code is an error at its line with a hint that names the fix.
+#[test]
+fn usage_location_codes_and_hints() {
+    for (code, hint) in [
+        ("US", None),
+        ("JP", None),
+        ("us", Some("did you mean `US`?")),
+        ("UK", Some("did you mean `GB`?")),
+        ("De", Some("did you mean `DE`?")),
+        ("USA", Some("e.g. US, DE, GB")),
+        ("ZZ", Some("e.g. US, DE, GB")),
+        ("''", Some("e.g. US, DE, GB")),
+    ] {
+        let text = mutated(
+            "    license: professional\n",
+            &format!("    license: professional\n    usage_location: {code}\n"),
+        );
+        let diags = load_diagnostics(&text);
+        let hit = diags
+            .iter()
+            .find(|d| d.address.as_deref() == Some("users.ana@coho.com.usage_location"));
+        match hint {
+            None => assert!(hit.is_none(), "{code}: {diags:#?}"),
+            Some(h) => {
+                let d = hit.unwrap_or_else(|| panic!("{code}: no diagnostic in {diags:#?}"));
+                assert_eq!(d.severity, Severity::Error, "{code}");
+                assert_eq!(d.location.as_ref().map(|l| l.line), Some(10), "{code}");
+                assert!(
+                    d.hint.as_deref().is_some_and(|x| x.contains(h)),
+                    "{code}: {d:#?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::{err, reference_hint, some_of, warn};
 use crate::desired::model::{Desired, Instance};
 use crate::diag::Diagnostic;
+use crate::domain::iso3166;
 use crate::domain::kinds::{AccessMode, AdminRole};
 use crate::domain::limits::{MAX_NON_INTERACTIVE_PER_INSTANCE, MAX_UPN, MAX_UPN_LOCAL};
 use crate::domain::syntax;
@@ -26,6 +27,25 @@ pub(super) fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
                     format!("user key `{upn}` is not a user principal name"),
                 )
                 .hint("users are keyed by their UPN, `user@domain`, e.g. `ana@cohowinery.com`"),
+            );
+        }
+        // Issue 12 item 4: Graph's `usageLocation`, an ISO 3166-1 alpha-2 code.
+        if let Some(loc) = u
+            .usage_location
+            .as_deref()
+            .filter(|l| !iso3166::is_country(l))
+        {
+            let hint = match iso3166::suggest(loc) {
+                Some(s) => format!("did you mean `{s}`? usage locations are ISO 3166-1 alpha-2 country codes in upper case"),
+                None => "use an ISO 3166-1 alpha-2 country code in upper case, e.g. US, DE, GB, JP".into(),
+            };
+            out.push(
+                err(
+                    format!("{}.usage_location", at()),
+                    "P1",
+                    format!("usage location `{loc}` of `{upn}` is not an ISO 3166-1 alpha-2 country code"),
+                )
+                .hint(hint),
             );
         }
         if u.access_mode == Some(AccessMode::Application) && u.license.is_some() {

@@ -178,6 +178,10 @@ impl<'a> Planner<'a> {
             changes.push(ch("name", Value::Null, json!(name)));
         }
         changes.push(ch("access_mode", Value::Null, json!(create_mode.as_str())));
+        // Issue 12 item 4: the file's usage location (none: the backend's default).
+        if let Some(loc) = &u.usage_location {
+            changes.push(ch("usage_location", Value::Null, json!(loc)));
+        }
         let c = self.push(
             ActionKind::CreateUser,
             address.to_string(),
@@ -185,6 +189,7 @@ impl<'a> Planner<'a> {
                 upn: upn.to_string(),
                 name,
                 access_mode: create_mode,
+                usage_location: u.usage_location.clone(),
             },
             changes,
             "the user is in the file but not in the tenant",
@@ -238,6 +243,7 @@ impl<'a> Planner<'a> {
                     name: None,
                     admin_roles: Some(roles.clone()),
                     upn: None,
+                    usage_location: None,
                 },
                 vec![ch("admin_roles", Value::Null, json!(roles))],
                 "tenant admin roles from the file (P6)",
@@ -270,13 +276,33 @@ impl<'a> Planner<'a> {
         let mut changes = Vec::new();
         // Issue 9 item 2: the same user (P1 compares UPNs without regard to case) spelled
         // another way in the file: the file's spelling is shown in the directory.
-        let new_upn = (o.upn != upn && ident::same(&o.upn, upn)).then(|| upn.to_string());
+        let mut new_upn = (o.upn != upn && ident::same(&o.upn, upn)).then(|| upn.to_string());
+        let mut new_name = u.name.as_ref().filter(|n| **n != o.name).cloned();
+        if o.synced {
+            // Issue 12 item 4, P1: the on-premises directory masters a synchronised user's
+            // name and principal name (Graph refuses a cloud change): said, not planned.
+            if new_upn.take().is_some() {
+                self.synced_warning(address.to_string(), upn, "user principal name", "the key");
+            }
+            if new_name.take().is_some() {
+                self.synced_warning(format!("{address}.name"), upn, "name", "`name`");
+            }
+        }
         if let Some(n) = &new_upn {
             changes.push(ch("upn", json!(o.upn), json!(n)));
         }
-        let new_name = u.name.as_ref().filter(|n| **n != o.name).cloned();
         if let Some(n) = &new_name {
             changes.push(ch("name", json!(o.name), json!(n)));
+        }
+        // Issue 12 item 4: managed only when the file gives it; cloud-managed also for a
+        // synchronised user (it is what licences need).
+        let new_location = u
+            .usage_location
+            .as_ref()
+            .filter(|l| o.usage_location.as_ref() != Some(*l))
+            .cloned();
+        if let Some(l) = &new_location {
+            changes.push(ch("usage_location", json!(o.usage_location), json!(l)));
         }
         let new_roles = u.admin_roles.as_ref().and_then(|r| {
             let want: BTreeSet<_> = r.iter().copied().collect();
@@ -299,6 +325,7 @@ impl<'a> Planner<'a> {
                     name: new_name,
                     admin_roles: new_roles,
                     upn: new_upn,
+                    usage_location: new_location,
                 },
                 changes,
                 "the user's profile differs from the file (P1, P6)",
@@ -419,6 +446,19 @@ impl<'a> Planner<'a> {
             let Some(obs) = self.t.users.get(id) else {
                 continue;
             };
+            if obs.synced {
+                // Issue 12 item 4, P1: only the on-premises directory deletes it.
+                self.error(
+                    address,
+                    format!(
+                        "`{}` is no longer in the file, so crmctl would delete it, but it is synchronised from an on-premises directory: only that directory deletes it",
+                        obs.upn
+                    ),
+                    "P1",
+                    Some("delete the user in the on-premises directory, or keep it in the file".into()),
+                );
+                continue;
+            }
             let deps: Vec<Option<usize>> = self
                 .mem
                 .removals
@@ -445,6 +485,20 @@ impl<'a> Planner<'a> {
                 self.ga.demotions.push((a, address.to_string()));
             }
         }
+    }
+
+    /// Issue 12 item 4, P1: a change the file asks of what the on-premises directory
+    /// masters on a synchronised user: a warning at the file's line, nothing planned.
+    fn synced_warning(&mut self, at: String, upn: &str, what: &str, field: &str) {
+        let mut d = crate::diag::Diagnostic::warning(
+            at,
+            format!("user `{upn}` is synchronised from an on-premises directory: its {what} is managed there; crmctl leaves it"),
+        )
+        .rule("P1");
+        d.hint = Some(format!(
+            "change it in the on-premises directory, or make {field} match what the directory has"
+        ));
+        self.diags.push(d);
     }
 
     /// P6: keep at least two global admins. Every promotion runs before every demotion
@@ -506,6 +560,9 @@ impl<'a> Planner<'a> {
 fn unchanged_user(u: &m::User, o: &t::User) -> Option<UserSteps> {
     let final_mode = u.access_mode.unwrap_or(o.access_mode);
     (u.name.as_ref().is_none_or(|n| *n == o.name)
+        && u.usage_location
+            .as_ref()
+            .is_none_or(|l| o.usage_location.as_ref() == Some(l))
         && u.admin_roles.as_ref().is_none_or(|r| {
             r.iter().all(|x| o.admin_roles.contains(x))
                 && o.admin_roles.iter().all(|x| r.contains(x))

@@ -511,6 +511,8 @@ fn tenant_with_instance() -> Tenant {
                 access_mode: mode,
                 roles: BTreeMap::from([("env-1".to_string(), BTreeSet::from(["Old".to_string()]))]),
                 admin_roles: BTreeSet::new(),
+                usage_location: None,
+                synced: false,
             },
         );
     }

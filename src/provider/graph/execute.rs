@@ -26,17 +26,23 @@ use super::observe::{country, Assigned};
 use super::wire::{self, query_value, V1};
 use super::{id_of, GraphProvider, GLOBAL_ADMIN_TEMPLATE};
 use crate::domain::kinds::{AdminRole, LicensePlan};
-use crate::domain::op::{ObjKind, Op};
+use crate::domain::op::{ObjKind, ObjRef, Op};
 use crate::provider::{Executed, Outcome, ProviderError};
 
 pub(super) async fn execute(p: &GraphProvider, op: &Op) -> Result<Executed, ProviderError> {
     match op {
-        Op::CreateUser { upn, name, .. } => create_user(p, upn, name).await,
+        Op::CreateUser {
+            upn,
+            name,
+            usage_location,
+            ..
+        } => create_user(p, upn, name, usage_location.as_deref()).await,
         Op::UpdateUser {
             user,
             name,
             admin_roles,
             upn,
+            usage_location,
         } => {
             let id = id_of(user)?;
             let mut body = Map::new();
@@ -45,6 +51,10 @@ pub(super) async fn execute(p: &GraphProvider, op: &Op) -> Result<Executed, Prov
             }
             if let Some(upn) = upn {
                 body.insert("userPrincipalName".into(), json!(upn));
+            }
+            // user-update: `usageLocation` is writable (learn.microsoft.com/graph/api/user-update).
+            if let Some(loc) = usage_location {
+                body.insert("usageLocation".into(), json!(loc));
             }
             if let Some(roles) = admin_roles {
                 // Check before changing anything: an op is done whole or not at all.
@@ -88,8 +98,8 @@ pub(super) async fn execute(p: &GraphProvider, op: &Op) -> Result<Executed, Prov
             done()
         }
         Op::DeleteGroup { group } => delete(p, format!("{V1}/groups/{}", id_of(group)?), id_of(group)?).await,
-        Op::AssignLicense { user, plan } => set_license(p, id_of(user)?, Some(*plan)).await,
-        Op::RemoveLicense { user } => set_license(p, id_of(user)?, None).await,
+        Op::AssignLicense { user, plan } => set_license(p, user, Some(*plan)).await,
+        Op::RemoveLicense { user } => set_license(p, user, None).await,
         Op::Adopt { kind, id, .. } => {
             let path = match kind {
                 ObjKind::User => "users",
@@ -195,7 +205,12 @@ pub(super) fn temporary_password() -> Result<String, ProviderError> {
     Ok(out)
 }
 
-async fn create_user(p: &GraphProvider, upn: &str, name: &str) -> Result<Executed, ProviderError> {
+async fn create_user(
+    p: &GraphProvider,
+    upn: &str,
+    name: &str,
+    usage_location: Option<&str>,
+) -> Result<Executed, ProviderError> {
     let mut body = json!({
         "accountEnabled": true,
         "displayName": name,
@@ -206,8 +221,13 @@ async fn create_user(p: &GraphProvider, upn: &str, name: &str) -> Result<Execute
             "password": temporary_password()?,
         },
     });
-    // Licences need a usage location: the tenant's country when the op gives none.
-    if let Some(c) = country(p).await? {
+    // Licences need a usage location (user resource: `usageLocation`, "required for users
+    // who will be assigned licenses"): the file's, else the tenant's country.
+    let location = match usage_location {
+        Some(l) => Some(l.to_string()),
+        None => country(p).await?,
+    };
+    if let Some(c) = location {
         body["usageLocation"] = json!(c);
     }
     let lookup_url = format!(
@@ -336,9 +356,10 @@ async fn set_global_admin(p: &GraphProvider, id: &str, admin: bool) -> Result<()
 /// `assignLicense` that adds the plan's SKU and removes crmctl's other SKUs (T3: one).
 async fn set_license(
     p: &GraphProvider,
-    id: &str,
+    user: &ObjRef,
     plan: Option<LicensePlan>,
 ) -> Result<Executed, ProviderError> {
+    let id = id_of(user)?;
     let req = wire::graph_bare(
         "GET",
         format!("{V1}/users/{id}?$select=id,assignedLicenses"),
@@ -388,7 +409,8 @@ async fn set_license(
     let (_, message) = wire::error_of(&resp);
     if resp.status == 400 && message.to_ascii_lowercase().contains("usage location") {
         return Err(ProviderError::Invalid(format!(
-            "assigning a licence to {id}: the user has no usage location (Graph needs one for licences): set `usageLocation` on the user, then apply again"
+            "assigning a licence to {} ({id}): the user has no usage location and the tenant has no country to default to (Graph needs one for licences): give the user `usage_location` in the file (e.g. `usage_location: US`), then apply again",
+            user.address
         )));
     }
     Err(wire::graph_error(

@@ -72,6 +72,13 @@ struct GraphUser {
     name: Option<String>,
     #[serde(default, rename = "assignedLicenses")]
     licenses: Vec<Assigned>,
+    #[serde(default, rename = "usageLocation")]
+    usage_location: Option<String>,
+    /// user resource: "true if this user object is currently being synced from an
+    /// on-premises Active Directory (AD); otherwise the user isn't being synced and can be
+    /// managed in Microsoft Entra ID" (null for cloud users).
+    #[serde(default, rename = "onPremisesSyncEnabled")]
+    synced: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -269,5 +276,7 @@ fn user(p: &GraphProvider, u: GraphUser, admins: &BTreeSet<String>) -> User {
         access_mode: AccessMode::ReadWrite,
         roles: BTreeMap::new(),
         admin_roles,
+        usage_location: u.usage_location.filter(|l| !l.is_empty()),
+        synced: u.synced == Some(true),
     }
 }

@@ -111,6 +111,7 @@ fn observe_reads_the_directory_with_the_documented_requests() {
         }
         "/v1.0/users?$select=id,userPrincipalName,displayName,assignedLicenses,accountEnabled,usageLocation,onPremisesSyncEnabled&$top=999" => {
             answer(200, json!({"value": [{"id": "u1", "userPrincipalName": "a@contoso.com", "displayName": "A",
+                "usageLocation": "US", "onPremisesSyncEnabled": true,
                 "assignedLicenses": [{"skuId": "d17b27af-3f49-4822-99f9-56a661538792", "disabledPlans": []}]}],
                 "@odata.nextLink": next}))
         }
@@ -144,6 +145,13 @@ fn observe_reads_the_directory_with_the_documented_requests() {
     assert!(t.users["u1"].admin_roles.is_empty());
     assert_eq!(t.users["u2"].admin_roles, [AdminRole::GlobalAdmin].into());
     assert_eq!(t.users["u2"].name, "");
+    // issue 12 item 4: usageLocation and onPremisesSyncEnabled (null: a cloud user).
+    assert_eq!(t.users["u1"].usage_location.as_deref(), Some("US"));
+    assert!(t.users["u1"].synced);
+    assert_eq!(
+        (t.users["u2"].usage_location.as_ref(), t.users["u2"].synced),
+        (None, false)
+    );
     assert_eq!(
         t.groups["g1"].members,
         ["u1".to_string(), "u3".to_string()].into()
@@ -289,6 +297,7 @@ fn create_user_sends_a_secret_password_that_never_leaks() {
             upn: "jo.doe@contoso.com".into(),
             name: "Jo Doe".into(),
             access_mode: AccessMode::ReadWrite,
+            usage_location: None,
         };
         let out = block_on(provider(&f).execute(&op)).unwrap();
         let log = f.log.lock().unwrap();
@@ -594,6 +603,7 @@ fn global_admin_is_added_and_removed_by_ref() {
             name: None,
             admin_roles: Some(roles),
             upn: None,
+            usage_location: None,
         };
         assert_eq!(
             block_on(p.execute(&op)).unwrap(),
@@ -605,10 +615,69 @@ fn global_admin_is_added_and_removed_by_ref() {
         name: None,
         admin_roles: Some(vec![AdminRole::BillingAdmin]),
         upn: None,
+        usage_location: None,
     };
     assert!(matches!(
         block_on(p.execute(&op)).unwrap(),
         Err(ProviderError::Invalid(_))
     ));
     assert_eq!(f.log.lock().unwrap().len(), 2, "a refused op sends nothing");
+}
+
+// issue 12 item 4: the file's usage location goes into POST /users (no GET /organization
+// needed) and PATCH /users/{id} (user-post-users, user-update: `usageLocation`); a licence
+// refused for want of one says which file field to set.
+#[test]
+fn usage_location_is_sent_on_create_and_update() {
+    let f = fake(|req, _| match (req.method, req.url.as_str()) {
+        ("POST", "/v1.0/users") => answer(201, json!({"id": "new-user"})),
+        ("PATCH", "/v1.0/users/u1") => answer(204, Value::Null),
+        ("GET", "/v1.0/users/u1?$select=id,assignedLicenses") => {
+            answer(200, json!({"id": "u1", "assignedLicenses": []}))
+        }
+        ("POST", "/v1.0/users/u1/assignLicense") => graph_err(
+            400,
+            "Request_BadRequest",
+            "License assignment cannot be done for user with invalid usage location.",
+        ),
+        (m, u) => panic!("unexpected {m} {u}"),
+    });
+    let p = provider(&f);
+    let create = Op::CreateUser {
+        upn: "jo@contoso.com".into(),
+        name: "Jo".into(),
+        access_mode: AccessMode::ReadWrite,
+        usage_location: Some("JP".into()),
+    };
+    block_on(p.execute(&create)).unwrap().unwrap();
+    let update = Op::UpdateUser {
+        user: r("users.a@contoso.com", "u1"),
+        name: None,
+        admin_roles: None,
+        upn: None,
+        usage_location: Some("GB".into()),
+    };
+    block_on(p.execute(&update)).unwrap().unwrap();
+    {
+        let log = f.log.lock().unwrap();
+        assert_eq!(log.len(), 2, "no GET /organization: {:?}", urls(&f));
+        assert_eq!(log[0].body.as_ref().unwrap()["usageLocation"], "JP");
+        assert_eq!(
+            log[1].body.as_ref().unwrap(),
+            &json!({"usageLocation": "GB"})
+        );
+    }
+    let assign = Op::AssignLicense {
+        user: r("users.a@contoso.com", "u1"),
+        plan: LicensePlan::Professional,
+    };
+    match block_on(p.execute(&assign)).unwrap() {
+        Err(ProviderError::Invalid(m)) => {
+            assert!(
+                m.contains("users.a@contoso.com") && m.contains("`usage_location`"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -217,6 +217,8 @@ pub(crate) fn diff(old: &Tenant, new: &Tenant, counters: Counters) -> Vec<Delta>
                     || o.license != u.license
                     || o.access_mode != u.access_mode
                     || o.admin_roles != u.admin_roles
+                    || o.usage_location != u.usage_location
+                    || o.synced != u.synced
             }
         };
         if changed {

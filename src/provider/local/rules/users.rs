@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::domain::iso3166;
 use crate::domain::kinds::{AccessMode, AdminRole};
 use crate::domain::limits::MAX_NON_INTERACTIVE_PER_INSTANCE;
 use crate::domain::op::Op;
@@ -23,8 +24,10 @@ pub(super) fn effect(
             upn,
             name,
             access_mode,
+            usage_location,
         } => {
             check_upn(upn)?;
+            check_usage_location(usage_location.as_deref())?;
             if let Some(other) = idx.upns.get(&upn.to_lowercase()) {
                 return Err(refused(
                     "P1",
@@ -54,6 +57,8 @@ pub(super) fn effect(
                 access_mode: *access_mode,
                 roles: Default::default(),
                 admin_roles: BTreeSet::new(),
+                usage_location: usage_location.clone(),
+                synced: false,
             };
             Ok(Effect {
                 deltas: vec![meta_with(t, c, |_| {}), Delta::PutUser(Box::new(u))],
@@ -68,11 +73,16 @@ pub(super) fn effect(
             name,
             admin_roles,
             upn,
+            usage_location,
         } => {
             let u = user(t, r)?;
             let mut nu = u.clone();
             if let Some(n) = name {
                 nu.name = n.clone();
+            }
+            check_usage_location(usage_location.as_deref())?;
+            if let Some(loc) = usage_location {
+                nu.usage_location = Some(loc.clone());
             }
             if let Some(new_upn) = upn.as_ref().filter(|n| **n != u.upn) {
                 // P1: a UPN names one user, compared without regard to case (issue 9
@@ -98,6 +108,9 @@ pub(super) fn effect(
                     check_p6(t, u)?;
                 }
             }
+            if u.synced && (nu.name != u.name || nu.upn != u.upn) {
+                return Err(on_premises(u, "its name and principal name are"));
+            }
             if &nu == u {
                 return Ok(Effect::none());
             }
@@ -105,6 +118,9 @@ pub(super) fn effect(
         }
         Op::DeleteUser { user: r } => {
             let u = user(t, r)?;
+            if u.synced {
+                return Err(on_premises(u, "its existence is"));
+            }
             check_p6(t, u)?;
             // P5: deleting frees the license; memberships and roles go with the user.
             Ok(Effect::of(vec![Delta::DelUser(u.id.clone())]))
@@ -316,4 +332,26 @@ fn check_p6(t: &Tenant, u: &User) -> Result<(), ProviderError> {
         ));
     }
     Ok(())
+}
+
+/// A usage location is an ISO 3166-1 alpha-2 code (Graph `usageLocation`, issue 12 item 4).
+fn check_usage_location(loc: Option<&str>) -> Result<(), ProviderError> {
+    match loc {
+        Some(l) if !iso3166::is_country(l) => Err(ProviderError::Invalid(format!(
+            "usage location `{l}` is not an ISO 3166-1 alpha-2 country code (e.g. US, DE, GB)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// P1: a user synchronised from an on-premises directory is edited there (Graph answers
+/// 400 to a cloud change of what the directory masters, issue 12 item 4).
+fn on_premises(u: &User, what: &str) -> ProviderError {
+    refused(
+        "P1",
+        format!(
+            "`{}` is synchronised from an on-premises directory: {what} managed there; change it on-premises",
+            u.upn
+        ),
+    )
 }
