@@ -132,7 +132,8 @@ fn manual_check<'a>(
 }
 
 /// Poll the long-running operation of action `id` until it ends, retrying retryable poll
-/// errors, for at most [`super::RetryPolicy::max_wait`].
+/// errors, for at most [`super::RetryPolicy::wait_for`] its kind; a [`Notice::Running`]
+/// after each poll that finds it still running.
 fn poller<'a>(
     provider: &'a dyn Provider,
     plan: &'a Plan,
@@ -146,14 +147,19 @@ fn poller<'a>(
         let mut wait = handle.retry_after.unwrap_or(policy.poll_interval);
         let mut track: Option<Track> = None;
         let mut attempt = 1;
+        let action = &plan.actions[id];
+        let limit = policy.wait_for(action.kind);
         loop {
-            if start.elapsed() + wait > policy.max_wait {
+            if start.elapsed() + wait > limit {
                 return Step::Polled(
                     id,
                     PollEnd::StillRunning(ProviderError::OutcomeUnknown(format!(
-                        "operation {} still running after {}s; its handle stays in the state and the next apply polls it",
+                        "operation {} still running after {} (the wait for {} is {}; `apply --timeout {}=DURATION` sets it); its handle stays in the state and the next apply polls it",
                         handle.id,
-                        start.elapsed().as_secs()
+                        super::retry::short_duration(start.elapsed()),
+                        action.kind.as_str(),
+                        super::retry::short_duration(limit),
+                        action.kind.as_str(),
                     ))),
                 );
             }
@@ -165,6 +171,14 @@ fn poller<'a>(
                 Ok(Polled::Running { retry_after }) => {
                     track = None;
                     wait = retry_after.unwrap_or(policy.poll_interval);
+                    if let Some(hook) = &opts.notice {
+                        hook(&Notice::Running {
+                            action,
+                            handle: &handle,
+                            elapsed: start.elapsed(),
+                            limit,
+                        });
+                    }
                     continue;
                 }
                 Ok(Polled::Done(o)) => return Step::Polled(id, PollEnd::Done(o)),
@@ -183,7 +197,7 @@ fn poller<'a>(
                     attempt += 1;
                     if let Some(hook) = &opts.notice {
                         hook(&Notice::Retry {
-                            action: &plan.actions[id],
+                            action,
                             attempt,
                             delay: d,
                             error: &e,

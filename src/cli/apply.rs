@@ -10,6 +10,7 @@ use crate::apply::{self, ActionOutcome, ApplyError, ApplyReport};
 use crate::cli::common;
 use crate::desired::load::{self, Source};
 use crate::domain::escape::escape;
+use crate::domain::op::ActionKind;
 use crate::ops::apply::{Prepared, RunOptions};
 use crate::ops::{self, OpsError};
 use crate::plan::Plan;
@@ -72,6 +73,33 @@ pub struct ApplyArgs {
     /// `safety` share (default 30%) of the managed objects of a kind.
     #[arg(long)]
     pub force: bool,
+    /// How long to wait for a long-running operation (create, copy, reset, delete, switch,
+    /// backup, update of an instance) before leaving it running: `DURATION` for every kind,
+    /// `KIND=DURATION` for one (`copy_instance=12h`); repeatable, later ones win. Defaults:
+    /// configure/reset 3h, copy 8h, backup/delete/switch 2h, other instance changes 1h. An
+    /// operation still running then stays in the state; the next apply polls it again.
+    #[arg(long, value_name = "[KIND=]DURATION", value_parser = parse_timeout)]
+    pub timeout: Vec<(Option<ActionKind>, std::time::Duration)>,
+}
+
+/// `DURATION` or `KIND=DURATION` of `apply --timeout` (issue 13 item 1).
+fn parse_timeout(s: &str) -> Result<(Option<ActionKind>, std::time::Duration), String> {
+    match s.split_once('=') {
+        None => Ok((None, parse_wait(s)?)),
+        Some((kind, wait)) => {
+            let k = ActionKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == kind.trim())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+                    format!(
+                        "`{kind}` is not an action kind; write one of the plan's kinds, e.g. `copy_instance=12h` (kinds: {})",
+                        names.join(", ")
+                    )
+                })?;
+            Ok((Some(k), parse_wait(wait)?))
+        }
+    }
 }
 
 fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
@@ -217,11 +245,28 @@ fn run(prepared: &mut Prepared, args: &ApplyArgs) -> anyhow::Result<ApplyReport>
         bar
     });
     // Retries and long-running operations, in the log (issue 11 item 4).
+    // A running operation is progress: on a terminal the bar's message, in a log one line
+    // per operation every minute at most (issue 13 item 1).
+    let last_running = std::sync::Mutex::new(std::collections::HashMap::<String, u64>::new());
     let notice: apply::NoticeHook = std::sync::Arc::new({
         let bar = bar.clone();
-        move |n: &apply::Notice<'_>| match &bar {
-            Some(bar) => bar.println(n.line()),
-            None => errln!("{}", n.line()),
+        move |n: &apply::Notice<'_>| match (&bar, n) {
+            (Some(bar), apply::Notice::Running { .. }) => bar.set_message(n.line()),
+            (
+                None,
+                apply::Notice::Running {
+                    handle, elapsed, ..
+                },
+            ) => {
+                let minute = elapsed.as_secs() / 60;
+                let mut last = last_running.lock().unwrap_or_else(|e| e.into_inner());
+                if last.get(&handle.id) != Some(&minute) {
+                    last.insert(handle.id.clone(), minute);
+                    errln!("{}", n.line());
+                }
+            }
+            (Some(bar), _) => bar.println(n.line()),
+            (None, _) => errln!("{}", n.line()),
         }
     });
     let progress = |e: &apply::ProgressEvent<'_>| match &bar {
@@ -243,6 +288,7 @@ fn run(prepared: &mut Prepared, args: &ApplyArgs) -> anyhow::Result<ApplyReport>
         allow_destroy: args.allow_destroy,
         notice: Some(notice),
         wait_manual: args.wait_manual,
+        timeouts: args.timeout.clone(),
     };
     let result = prepared.run(opts, &progress);
     if let Some(bar) = &bar {

@@ -46,6 +46,10 @@ pub struct RunOptions {
     /// How long to wait for each manual step to show done (issue 13 item 4); zero: stop
     /// before it once everything else is done.
     pub wait_manual: std::time::Duration,
+    /// How long to wait for long-running operations (issue 13 item 1): `(None, d)` sets
+    /// every kind, `(Some(kind), d)` one kind; later entries win. Empty: the defaults of
+    /// [`crate::apply::RetryPolicy`].
+    pub timeouts: Vec<(Option<crate::domain::op::ActionKind>, std::time::Duration)>,
 }
 
 /// Plan the desired file `loaded` against the backend (a [`BackendSpec`] or a backend
@@ -267,7 +271,13 @@ impl Prepared {
             notice: opts.notice.clone(),
             manual: self.plan.manual.clone(),
             wait_manual: opts.wait_manual,
-            ..ApplyOptions::default()
+            retry: {
+                let mut retry = crate::apply::RetryPolicy::default();
+                for (kind, wait) in &opts.timeouts {
+                    retry.set_wait(*kind, *wait);
+                }
+                retry
+            },
         };
         let mut writer = store::StateWriter::new(state_path);
         let mut save = |s: &State, changes: &[store::StateChange]| {

@@ -88,6 +88,7 @@ mod tests {
             allow_destroy: false,
             notice: None,
             wait_manual: std::time::Duration::ZERO,
+            timeouts: Vec::new(),
         };
         let report = prepared.run(opts, &|_| {}).unwrap();
         assert!(report.success(), "{report:?}");

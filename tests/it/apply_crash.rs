@@ -639,3 +639,75 @@ fn an_accepted_long_running_operation_survives_a_crash_and_is_resumed() {
     assert_eq!(t.instances[id].url, "coho");
     assert_no_changes(dir.path(), &file);
 }
+
+// issue 13 item 1: the wait for a long-running operation is per kind and configurable
+// (`apply --timeout KIND=DURATION`); a run whose wait runs out leaves the operation in the
+// state with a message naming the flag, reports its progress while it waits, and the next
+// run polls it to its end instead of starting it again.
+#[test]
+fn apply_timeout_per_kind_leaves_the_operation_to_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "tenant: coho.onmicrosoft.com\ninstances:\n  main: {name: Coho, url: coho, type: production, region: EMEA, currency: EUR, language: 1033}\n",
+    )
+    .unwrap();
+    let out = crmctl(dir.path())
+        .args(["apply", "--auto-approve", "--timeout", "2h"])
+        .args(["--timeout", "configure_instance=1s", "-f"])
+        .arg(&file)
+        .env("CRMCTL_LOCAL_LRO", "1")
+        .env("CRMCTL_LOCAL_LRO_POLLS", "40")
+        .env("CRMCTL_LOCAL_LRO_DELAY_MS", "100")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the wait for configure_instance is 1s; `apply --timeout configure_instance=DURATION` sets it"),
+        "{stderr}"
+    );
+    // Progress while it ran (a plain line: stderr is not a terminal).
+    assert!(
+        stderr.contains("running: configure_instance instances.main (operation lro-000001) for"),
+        "{stderr}"
+    );
+    let state_path = dir.path().join(".crmctl/state.json");
+    let state = crmctl::state::store::load(&state_path).unwrap().unwrap();
+    assert_eq!(state.pending["instances.main"].handle.id, "lro-000001");
+
+    let out = crmctl(dir.path())
+        .args(["apply", "--auto-approve", "-f"])
+        .arg(&file)
+        .env("CRMCTL_LOCAL_LRO", "1")
+        .env("CRMCTL_LOCAL_LRO_DELAY_MS", "5")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming: configure_instance"), "{stderr}");
+    assert!(!stderr.contains("accepted:"), "started again: {stderr}");
+    let tenant = dir.path().join(".crmctl/tenant.db");
+    let t = LocalProvider::open(&tenant).unwrap().observe().unwrap();
+    assert_eq!(t.instances.len(), 1, "{:?}", t.instances);
+    assert_no_changes(dir.path(), &file);
+}
+
+// issue 13 item 1, issue 9 item 9: a bad --timeout is a usage error (exit 1) that lists
+// the kinds.
+#[test]
+fn apply_timeout_with_an_unknown_kind_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    crmctl(dir.path())
+        .args(["apply", "-f", "x.yaml", "--timeout", "copy=1h"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("`copy` is not an action kind"))
+        .stderr(predicate::str::contains("copy_instance"));
+    crmctl(dir.path())
+        .args(["apply", "-f", "x.yaml", "--timeout", "copy_instance=soon"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("`soon` is not a duration"));
+}
