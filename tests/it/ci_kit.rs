@@ -250,7 +250,7 @@ fn pipelines_run_the_script_with_workload_identity_and_a_remote_state() {
     assert!(gha["jobs"]["apply"]["environment"].is_string());
     let (text, ado) = pipeline("azure-pipelines.yml");
     assert!(ado["schedules"][0]["cron"].is_string());
-    assert_eq!(text.matches("addSpnToEnvironment: true").count(), 4);
+    assert_eq!(text.matches("addSpnToEnvironment: true\n").count(), 4);
     let stages: Vec<&str> = ado["stages"]
         .as_array()
         .unwrap()

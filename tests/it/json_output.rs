@@ -138,21 +138,23 @@ fn plan_json_and_markdown_carry_the_file_warnings_and_failures() {
     assert!(!v["actions"].as_array().unwrap().is_empty());
 
     // The file's warnings are in the JSON and the Markdown plans, with their place.
-    let warn = fixture("warnings/p2_no_license.yaml");
+    let warn = fixture("warnings/i13_duplicate_recipient.yaml");
     let out = run(dir.path(), &["plan", "--format", "json", "-f", &warn]);
     assert!(out.status.success(), "{}", all_output(&out));
     let v = c.check("schemas/plan.schema.json", &out.stdout);
-    let p2 = v["diagnostics"]
+    let i13 = v["diagnostics"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| d["rule"] == "P2")
-        .unwrap_or_else(|| panic!("no P2 warning in {v:#}"));
-    assert_eq!(p2["file"], warn.as_str());
+        .find(|d| d["rule"] == "I13")
+        .unwrap_or_else(|| panic!("no I13 warning in {v:#}"));
+    assert_eq!(i13["severity"], "warning");
+    assert_eq!(i13["file"], warn.as_str());
+    assert!(i13["line"].as_u64().unwrap() > 1);
     let out = run(dir.path(), &["plan", "--format", "markdown", "-f", &warn]);
     assert!(out.status.success());
     let md = String::from_utf8(out.stdout).unwrap();
-    assert!(md.contains("> **Warning** (P2)"), "{md}");
+    assert!(md.contains("> **Warning** (I13)"), "{md}");
 
     // A file with errors: exit 1 and one document with the errors.
     let bad = fixture("invalid/bad_region.yaml");
