@@ -22,9 +22,17 @@ use crate::plan::Plan;
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        } else {
+            let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        }
     }};
 }
+
+/// `apply --format json`: standard output holds only the summary document, so what apply
+/// prints for people (the plan, "Apply complete!", backups) goes to standard error.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 macro_rules! errln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -80,6 +88,52 @@ pub struct ApplyArgs {
     /// operation still running then stays in the state; the next apply polls it again.
     #[arg(long, value_name = "[KIND=]DURATION", value_parser = parse_timeout)]
     pub timeout: Vec<(Option<ActionKind>, std::time::Duration)>,
+    /// Output: `human`, or `json`: the summary (done, failed, skipped with reasons) as one
+    /// document on stdout, also when nothing could run (schemas/apply.schema.json); the plan
+    /// and the progress go to stderr.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: ApplyFormat,
+}
+
+/// Output format of `apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApplyFormat {
+    /// Messages for people.
+    Human,
+    /// The summary as JSON on stdout (issue 15 item 2).
+    Json,
+}
+
+/// The JSON summary of this run, once known (`apply --format json`).
+#[derive(Default)]
+struct Doc(Option<String>);
+
+impl Doc {
+    fn set(&mut self, text: String) {
+        if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+            self.0 = Some(text);
+        }
+    }
+    fn refused(&mut self, error: &str, diagnostics: &[crate::diag::Diagnostic]) {
+        self.set(ops::json::to_pretty(&ops::json::apply_refused(
+            error,
+            diagnostics,
+        )));
+    }
+    fn report(
+        &mut self,
+        plan: &Plan,
+        report: &ApplyReport,
+        error: Option<&str>,
+        file_diagnostics: &[crate::diag::Diagnostic],
+    ) {
+        self.set(ops::json::to_pretty(&ops::json::apply_doc(
+            plan,
+            report,
+            error,
+            file_diagnostics,
+        )));
+    }
 }
 
 /// `DURATION` or `KIND=DURATION` of `apply --timeout` (issue 13 item 1).
@@ -126,16 +180,42 @@ pub struct ForceUnlockArgs {
 
 /// `crmctl apply`.
 pub fn run_apply(args: &ApplyArgs, color: bool) -> anyhow::Result<ExitCode> {
-    match (&args.planfile, &args.file) {
-        (Some(planfile), _) => apply_saved(args, planfile, color),
-        (None, Some(file)) => apply_file(args, file, color),
-        (None, None) => bail!("give a desired-state file with -f FILE, or a saved PLANFILE"),
+    let json = args.format == ApplyFormat::Json;
+    JSON.store(json, std::sync::atomic::Ordering::Relaxed);
+    // Colours never go into the JSON mode's stderr copy of the plan.
+    let color = color && !json;
+    let mut doc = Doc::default();
+    let result = match (&args.planfile, &args.file) {
+        (Some(planfile), _) => apply_saved(args, planfile, color, &mut doc),
+        (None, Some(file)) => apply_file(args, file, color, &mut doc),
+        (None, None) => Err(anyhow::anyhow!(
+            "give a desired-state file with -f FILE, or a saved PLANFILE"
+        )),
+    };
+    if json {
+        if let (Err(e), None) = (&result, &doc.0) {
+            doc.refused(&crate::cli::describe(e), &[]);
+        }
+        if let Some(text) = &doc.0 {
+            // Like every line of apply: a closed stdout must not turn the run into a failure.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        }
     }
+    result
 }
 
-fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<ExitCode> {
-    let Some(loaded) = common::load_desired(file, color) else {
-        return Ok(ExitCode::from(1));
+fn apply_file(
+    args: &ApplyArgs,
+    file: &Path,
+    color: bool,
+    doc: &mut Doc,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match common::load_desired_or_failure(file, color) {
+        Ok(l) => l,
+        Err(f) => {
+            doc.refused(&f.to_string(), &f.diagnostics);
+            return Ok(ExitCode::from(1));
+        }
     };
     let spec = common::backend_for(args.backend.as_deref(), &loaded)?;
     let state_path = common::state_path(args.state.as_deref());
@@ -149,25 +229,36 @@ fn apply_file(args: &ApplyArgs, file: &Path, color: bool) -> anyhow::Result<Exit
         &mut common::warn,
     )?;
     print_plan(&prepared.plan, &loaded.src, color);
-    if !passes_checks(&prepared, args) {
+    if let Err(why) = passes_checks(&prepared, args) {
+        let mut diags = loaded.diagnostics.clone();
+        diags.extend(prepared.plan.diagnostics.iter().cloned());
+        doc.refused(&why, &diags);
         return Ok(ExitCode::from(1));
     }
     if prepared.plan.actions.is_empty() {
         // Still record changed protect flags (a real state change), without a serial bump
         // when nothing changes.
-        run(&mut prepared, args)?;
+        let report = run(&mut prepared, args, doc, &loaded.diagnostics)?;
         outln!("No changes. The tenant matches {}.", file.display());
+        doc.report(&prepared.plan, &report, None, &loaded.diagnostics);
         return Ok(ExitCode::SUCCESS);
     }
     if !args.auto_approve && !approve()? {
         eprintln!("Apply cancelled; nothing was done.");
+        doc.refused("apply cancelled; nothing was done", &[]);
         return Ok(ExitCode::from(1));
     }
-    let report = run(&mut prepared, args)?;
+    let report = run(&mut prepared, args, doc, &loaded.diagnostics)?;
+    doc.report(&prepared.plan, &report, None, &loaded.diagnostics);
     Ok(summarize(&prepared.plan, &report))
 }
 
-fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result<ExitCode> {
+fn apply_saved(
+    args: &ApplyArgs,
+    planfile: &Path,
+    color: bool,
+    doc: &mut Doc,
+) -> anyhow::Result<ExitCode> {
     // Refused when it is not a saved plan, of another version, edited since it was written
     // (checksum; issue 9 item 3), made for another backend or state, or stale.
     let mut prepared = ops::apply::prepare_saved(
@@ -181,31 +272,35 @@ fn apply_saved(args: &ApplyArgs, planfile: &Path, color: bool) -> anyhow::Result
         text: String::new(),
     };
     print_plan(&prepared.plan, &src, color);
-    if !passes_checks(&prepared, args) {
+    if let Err(why) = passes_checks(&prepared, args) {
+        doc.refused(&why, &prepared.plan.diagnostics);
         return Ok(ExitCode::from(1));
     }
-    let report = run(&mut prepared, args)?;
+    let report = run(&mut prepared, args, doc, &[])?;
+    doc.report(&prepared.plan, &report, None, &[]);
     Ok(summarize(&prepared.plan, &report))
 }
 
-/// The checks before approval ([`Prepared::check`]), their refusal printed.
-fn passes_checks(prepared: &Prepared, args: &ApplyArgs) -> bool {
+/// The checks before approval ([`Prepared::check`]), their refusal printed and returned.
+fn passes_checks(prepared: &Prepared, args: &ApplyArgs) -> Result<(), String> {
     if prepared.plan.has_errors() {
         eprintln!("The plan has errors; nothing was done.");
-        return false;
+        return Err("the plan has errors; nothing was done".into());
     }
     match prepared.check(args.allow_destroy, args.force) {
-        Ok(()) => true,
+        Ok(()) => Ok(()),
         Err(e @ ApplyError::Protected(_)) => {
             eprintln!("error: {e}");
-            false
+            Err(e.to_string())
         }
         Err(e) => {
             eprintln!("error: {}", escape_lines(&e.to_string()));
+            let mut why = e.to_string();
             if matches!(e, ApplyError::DestroyNotAllowed(_)) {
                 eprintln!("Run again with --allow-destroy to allow them.");
+                why.push_str("\nRun again with --allow-destroy to allow them.");
             }
-            false
+            Err(why)
         }
     }
 }
@@ -233,7 +328,12 @@ fn approve() -> anyhow::Result<bool> {
 
 /// Run the plan ([`Prepared::run`]) with a progress bar on a terminal (failures printed
 /// above it), plain lines otherwise, so that logs of pipelines show every action.
-fn run(prepared: &mut Prepared, args: &ApplyArgs) -> anyhow::Result<ApplyReport> {
+fn run(
+    prepared: &mut Prepared,
+    args: &ApplyArgs,
+    doc: &mut Doc,
+    file_diagnostics: &[crate::diag::Diagnostic],
+) -> anyhow::Result<ApplyReport> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(prepared.plan.actions.len() as u64);
         bar.set_style(
@@ -304,6 +404,7 @@ fn run(prepared: &mut Prepared, args: &ApplyArgs) -> anyhow::Result<ApplyReport>
         Err(e) => {
             if let OpsError::StateSave { report, .. } = &e {
                 let plan = &prepared.plan;
+                doc.report(plan, report, Some(&e.to_string()), file_diagnostics);
                 if report.success() && report.outcomes.len() == plan.actions.len() {
                     // Not "Apply complete!": the state does not record the last batch.
                     errln!(
@@ -387,13 +488,15 @@ fn print_plan(plan: &Plan, src: &Source, color: bool) {
         );
         return;
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // A closed standard output (`| head`) is not an apply failure: the plan was shown as
-    // far as anyone reads it.
-    let _ = crate::render::write_human(plan, color, &mut out).and_then(|()| {
-        use std::io::Write as _;
-        out.flush()
-    });
+    // far as anyone reads it. With --format json it goes to stderr.
+    let mut out: std::io::BufWriter<Box<dyn Write>> =
+        std::io::BufWriter::new(if JSON.load(std::sync::atomic::Ordering::Relaxed) {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
+        });
+    let _ = crate::render::write_human(plan, color, &mut out).and_then(|()| out.flush());
 }
 
 /// `crmctl force-unlock ID`.

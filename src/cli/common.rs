@@ -51,8 +51,12 @@ pub fn warn(w: &crate::state::store::JournalWarning) {
 }
 
 /// Load and validate a desired-state file, printing its problems (and warnings) to stderr.
-/// `None` means the file had errors, already printed.
-pub fn load_desired(file: &Path, color: bool) -> Option<crate::desired::load::Loaded> {
+/// `Err` means the file had errors, already printed (returned for a machine-readable
+/// document of them).
+pub fn load_desired_or_failure(
+    file: &Path,
+    color: bool,
+) -> Result<crate::desired::load::Loaded, crate::desired::load::LoadFailure> {
     use crate::desired::load;
     match load::load_file(file) {
         Ok(loaded) => {
@@ -62,7 +66,7 @@ pub fn load_desired(file: &Path, color: bool) -> Option<crate::desired::load::Lo
                     load::render_diagnostics(&loaded.diagnostics, &loaded.src, color)
                 );
             }
-            Some(loaded)
+            Ok(loaded)
         }
         Err(f) => {
             eprint!(
@@ -72,7 +76,7 @@ pub fn load_desired(file: &Path, color: bool) -> Option<crate::desired::load::Lo
             if f.omitted > 0 {
                 eprintln!("{}", crate::cli::validate::omitted_line(&f));
             }
-            None
+            Err(f)
         }
     }
 }

@@ -10,6 +10,7 @@ mod common;
 mod emulate;
 mod local;
 mod plan;
+mod setup;
 mod state;
 mod validate;
 
@@ -60,6 +61,12 @@ enum Command {
     State(state::StateCommand),
     /// Serve the token endpoint and Microsoft Graph on loopback HTTPS (an emulator).
     Emulate(emulate::EmulateArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(setup::CompletionsArgs),
+    /// Print the manual page (roff), or write every command's page into a folder.
+    Man(setup::ManArgs),
+    /// Write a starter desired-state file with the schema modeline.
+    Init(setup::InitArgs),
 }
 
 /// Parse the command line, run, and map the outcome to an exit code.
@@ -87,6 +94,9 @@ pub fn main() -> ExitCode {
         Command::ForceUnlock(a) => apply::run_force_unlock(a),
         Command::State(c) => state::run_state(c),
         Command::Emulate(a) => emulate::run_emulate(a),
+        Command::Completions(a) => setup::run_completions(a),
+        Command::Man(a) => setup::run_man(a),
+        Command::Init(a) => setup::run_init(a),
     };
     match result {
         Ok(code) => code,
@@ -124,7 +134,7 @@ fn init_logs(verbose: u8) -> anyhow::Result<()> {
 /// The error and its causes, `: `-separated like `{:#}`, without a cause whose text the
 /// message before it already shows (library errors such as `{path}: {source}` include
 /// their source, which anyhow would print a second time).
-fn describe(err: &anyhow::Error) -> String {
+pub(crate) fn describe(err: &anyhow::Error) -> String {
     let mut out = err.to_string();
     for cause in err.chain().skip(1) {
         let text = cause.to_string();

@@ -73,16 +73,17 @@ struct Planned {
 }
 
 /// Load the file (printing its problems), then plan it ([`ops::plan::plan`]); the state
-/// lock is released once planned. `Ok(None)` means the file had errors (already printed).
+/// lock is released once planned. `Ok(Err(_))` means the file had errors (already printed).
 fn make_plan(
     file: &Path,
     backend: Option<&str>,
     state_path: &Path,
     options: ops::plan::PlanOptions,
     color: bool,
-) -> anyhow::Result<Option<Planned>> {
-    let Some(loaded) = common::load_desired(file, color) else {
-        return Ok(None);
+) -> anyhow::Result<Result<Planned, load::LoadFailure>> {
+    let loaded = match common::load_desired_or_failure(file, color) {
+        Ok(l) => l,
+        Err(f) => return Ok(Err(f)),
     };
     let spec = common::backend_for(backend, &loaded)?;
     let planned = ops::plan::plan(
@@ -93,7 +94,7 @@ fn make_plan(
         options,
         &mut common::warn,
     )?;
-    Ok(Some(Planned {
+    Ok(Ok(Planned {
         loaded,
         state: planned.session.release(),
         plan: planned.plan,
@@ -101,19 +102,50 @@ fn make_plan(
     }))
 }
 
-/// `crmctl plan`.
+/// `crmctl plan`. With `--format json` or `markdown`, standard output always gets one
+/// document, also when no plan could be made (issue 15 item 2): the errors, as
+/// [`crate::ops::json::failure_doc`] or [`crate::render::render_markdown_failure`].
 pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
+    let mut written = false;
+    let result = plan_inner(args, color, &mut written);
+    match (&result, args.format) {
+        (Err(e), PlanFormat::Json | PlanFormat::Markdown) if !written => {
+            write_failure(args.format, &crate::cli::describe(e), &[])?;
+        }
+        _ => {}
+    }
+    result
+}
+
+/// The document of a plan that could not be made, on standard output.
+fn write_failure(
+    format: PlanFormat,
+    error: &str,
+    diagnostics: &[crate::diag::Diagnostic],
+) -> anyhow::Result<()> {
+    let text = match format {
+        PlanFormat::Human => return Ok(()),
+        PlanFormat::Json => {
+            crate::ops::json::to_pretty(&crate::ops::json::failure_doc("plan", error, diagnostics))
+        }
+        PlanFormat::Markdown => crate::render::render_markdown_failure(error, diagnostics),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn plan_inner(args: &PlanArgs, color: bool, written: &mut bool) -> anyhow::Result<ExitCode> {
     let state_path = common::state_path(args.state.as_deref());
     if let Some(out) = &args.out {
         let spec = common::backend_spec(args.backend.as_deref())?;
         ops::plan::check_out(out, &args.file, &spec, &state_path)?;
     }
-    let Some(Planned {
+    let Planned {
         loaded,
         state,
         plan,
         observed,
-    }) = make_plan(
+    } = match make_plan(
         &args.file,
         args.backend.as_deref(),
         &state_path,
@@ -121,9 +153,17 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
             backups: !args.no_backup,
         },
         color,
-    )?
-    else {
-        return Ok(ExitCode::from(1));
+    )? {
+        Ok(p) => p,
+        Err(failure) => {
+            let mut error = failure.to_string();
+            if failure.omitted > 0 {
+                error.push_str(&format!(" (and {} more not shown)", failure.omitted));
+            }
+            *written = true;
+            write_failure(args.format, &error, &failure.diagnostics)?;
+            return Ok(ExitCode::from(1));
+        }
     };
     let errors = plan.has_errors();
     if errors {
@@ -133,13 +173,16 @@ pub fn run_plan(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    // The machine-readable formats carry the file's warnings too (issue 15 item 2).
+    let file_diags = &loaded.diagnostics;
+    *written = args.format != PlanFormat::Human;
     match args.format {
         PlanFormat::Human if errors => {}
         // Streamed: the text of a large plan is never held whole.
         PlanFormat::Human => crate::render::write_human(&plan, color, &mut stdout)?,
-        PlanFormat::Json => crate::render::write_json(&plan, &mut stdout)?,
+        PlanFormat::Json => crate::render::write_json_with(&plan, file_diags, &mut stdout)?,
         PlanFormat::Markdown => {
-            stdout.write_all(crate::render::render_markdown(&plan).as_bytes())?
+            stdout.write_all(crate::render::render_markdown_with(&plan, file_diags).as_bytes())?
         }
     }
     stdout.flush()?;
@@ -175,7 +218,7 @@ fn exit(detailed: bool, changes: bool) -> ExitCode {
 /// `crmctl graph`.
 pub fn run_graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {
     let state_path = common::state_path(args.state.as_deref());
-    let Some(Planned { loaded, plan, .. }) = make_plan(
+    let Ok(Planned { loaded, plan, .. }) = make_plan(
         &args.file,
         args.backend.as_deref(),
         &state_path,

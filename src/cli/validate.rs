@@ -13,6 +13,19 @@ pub struct ValidateArgs {
     /// Desired-state file (YAML, or JSON by its `.json` extension).
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
+    /// Output format: `human` (diagnostics on stderr) or `json` (one document on stdout,
+    /// format_version 1, schemas/validate.schema.json).
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: ValidateFormat,
+}
+
+/// Output format of `validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateFormat {
+    /// Diagnostics like rustc's, on stderr.
+    Human,
+    /// One JSON document on stdout (issue 15 item 2).
+    Json,
 }
 
 /// Arguments of `schema`.
@@ -47,6 +60,9 @@ pub(crate) fn omitted_line(f: &crate::desired::load::LoadFailure) -> String {
 
 /// Check a file: exit 0 when valid (warnings go to stderr), 1 with every problem otherwise.
 pub fn run_validate(args: &ValidateArgs, color: bool) -> anyhow::Result<ExitCode> {
+    if args.format == ValidateFormat::Json {
+        return validate_json(args);
+    }
     let mut stderr = std::io::stderr().lock();
     match load_file(&args.file) {
         Ok(loaded) => {
@@ -84,4 +100,25 @@ pub fn run_schema(_args: &SchemaArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(crate::desired::schema::json_schema().as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `validate --format json`: the document on stdout (also for a file with errors, exit 1).
+fn validate_json(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    use crate::ops::json::{to_pretty, validate_doc};
+    let (text, ok) = match load_file(&args.file) {
+        Ok(l) => (
+            to_pretty(&validate_doc(&l.src.path, &l.diagnostics, 0)),
+            true,
+        ),
+        Err(f) => (
+            to_pretty(&validate_doc(&f.src.path, &f.diagnostics, f.omitted)),
+            false,
+        ),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

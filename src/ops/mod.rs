@@ -19,10 +19,14 @@
 //! - [`local`]: the `local` commands' changes to the embedded local tenant.
 //! - [`state`]: `state list | show | mv | rm` (edits under the lock, with a backup).
 //! - [`show`] and [`force_unlock`].
+//! - [`json`]: the JSON documents of validate, a failed plan and apply (issue 15 item 2).
+//! - [`init`]: `crmctl init`, a starter desired file with the schema modeline.
 
 pub mod apply;
 pub mod backend;
 mod error;
+pub mod init;
+pub mod json;
 pub mod local;
 pub mod microsoft;
 pub mod plan;

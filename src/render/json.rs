@@ -44,12 +44,19 @@ struct JsonAction<'a> {
     reason: &'a str,
 }
 
-#[derive(Serialize)]
-struct JsonDiag<'a> {
+/// A diagnostic in every JSON document crmctl writes (plans, `validate --format json`,
+/// failures, apply summaries; issue 15 item 2): the location flattened into `file`, `line`
+/// and `column`, `null` when unknown.
+#[derive(Debug, Serialize)]
+pub struct JsonDiag<'a> {
     severity: Severity,
     message: &'a str,
     address: Option<&'a str>,
     rule: Option<&'a str>,
+    hint: Option<&'a str>,
+    file: Option<&'a str>,
+    line: Option<u32>,
+    column: Option<u32>,
 }
 
 impl<'a> From<&'a Action> for JsonAction<'a> {
@@ -68,11 +75,16 @@ impl<'a> From<&'a Action> for JsonAction<'a> {
 
 impl<'a> From<&'a Diagnostic> for JsonDiag<'a> {
     fn from(d: &'a Diagnostic) -> Self {
+        let at = d.location.as_ref();
         JsonDiag {
             severity: d.severity,
             message: &d.message,
             address: d.address.as_deref(),
             rule: d.rule.as_deref(),
+            hint: d.hint.as_deref(),
+            file: at.map(|l| l.file.as_str()),
+            line: at.map(|l| l.line),
+            column: at.map(|l| l.column),
         }
     }
 }
@@ -91,7 +103,17 @@ pub fn render_json(plan: &Plan) -> String {
 /// A large plan is rendered in chunks of actions on two threads, written in order; the
 /// bytes are those of serializing the whole document at once (a test checks).
 pub fn write_json<W: std::io::Write>(plan: &Plan, w: &mut W) -> std::io::Result<()> {
-    write_json_chunked(plan, w, CHUNK)
+    write_json_chunked(plan, &[], w, CHUNK)
+}
+
+/// [`write_json`] with the desired file's own diagnostics (its warnings) listed before the
+/// plan's (issue 15 item 2: the JSON plan carries every problem a pipeline must see).
+pub fn write_json_with<W: std::io::Write>(
+    plan: &Plan,
+    file_diagnostics: &[Diagnostic],
+    w: &mut W,
+) -> std::io::Result<()> {
+    write_json_chunked(plan, file_diagnostics, w, CHUNK)
 }
 
 /// Actions per chunk of the two-thread rendering (about 0.3 MB of JSON each).
@@ -100,19 +122,20 @@ const CHUNK: usize = 512;
 /// [`write_json`] with chunks of `chunk` actions (two threads from two chunks on).
 fn write_json_chunked<W: std::io::Write>(
     plan: &Plan,
+    extra: &[Diagnostic],
     w: &mut W,
     chunk: usize,
 ) -> std::io::Result<()> {
     if plan.actions.len() < 2 * chunk {
         let mut ser = serde_json::Serializer::with_formatter(&mut *w, Pretty::default());
-        document(plan, &plan.actions)
+        document(plan, &plan.actions, extra)
             .serialize(&mut ser)
             .map_err(std::io::Error::from)?;
         return w.write_all(b"\n");
     }
     // The document is written field by field, in the order of `JsonPlan`, each value
     // with the indentation of its depth; the action list in between, chunk by chunk.
-    let head = document(plan, &[]);
+    let head = document(plan, &[], extra);
     w.write_all(b"{")?;
     field(w, true, "format_version", &head.format_version)?;
     field(w, false, "tenant", &head.tenant)?;
@@ -160,8 +183,8 @@ fn write_json_chunked<W: std::io::Write>(
     w.write_all(b"\n}\n")
 }
 
-/// The document of `plan` with `actions` as its action list.
-fn document<'a>(plan: &'a Plan, actions: &'a [Action]) -> JsonPlan<'a> {
+/// The document of `plan` with `actions` as its action list, `extra` diagnostics first.
+fn document<'a>(plan: &'a Plan, actions: &'a [Action], extra: &'a [Diagnostic]) -> JsonPlan<'a> {
     JsonPlan {
         format_version: &plan.format_version,
         tenant: &plan.tenant,
@@ -170,7 +193,11 @@ fn document<'a>(plan: &'a Plan, actions: &'a [Action]) -> JsonPlan<'a> {
         actions: Actions(actions),
         forget: &plan.forget,
         manual: &plan.manual,
-        diagnostics: plan.diagnostics.iter().map(JsonDiag::from).collect(),
+        diagnostics: extra
+            .iter()
+            .chain(&plan.diagnostics)
+            .map(JsonDiag::from)
+            .collect(),
     }
 }
 
@@ -444,7 +471,7 @@ mod tests {
     /// The reference bytes: the whole document serialized at once by serde_json's own
     /// pretty printer.
     fn reference(plan: &Plan) -> String {
-        serde_json::to_string_pretty(&document(plan, &plan.actions)).unwrap() + "\n"
+        serde_json::to_string_pretty(&document(plan, &plan.actions, &[])).unwrap() + "\n"
     }
 
     #[test]
@@ -459,7 +486,7 @@ mod tests {
             // Chunk sizes that split the list evenly, unevenly, and not at all.
             for chunk in [1, 2, 7, 100, plan.actions.len() / 2, plan.actions.len()] {
                 let mut out = Vec::new();
-                write_json_chunked(&plan, &mut out, chunk).unwrap();
+                write_json_chunked(&plan, &[], &mut out, chunk).unwrap();
                 assert!(
                     String::from_utf8(out).unwrap() == want,
                     "chunk {chunk}, diagnostics {diagnostics}"
@@ -470,7 +497,7 @@ mod tests {
         // Fewer actions than two chunks, and none at all.
         plan.actions.truncate(3);
         let mut out = Vec::new();
-        write_json_chunked(&plan, &mut out, 2).unwrap();
+        write_json_chunked(&plan, &[], &mut out, 2).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), reference(&plan));
         plan.actions.clear();
         assert_eq!(render_json(&plan), reference(&plan));
@@ -507,7 +534,7 @@ mod tests {
         let size = reference(&plan).len();
         // In the head, in an even (own) chunk, in an odd (helper's) chunk, at the end.
         for left in [10, size / 3, size / 2, size - 5] {
-            let err = write_json_chunked(&plan, &mut Failing { left }, 5).unwrap_err();
+            let err = write_json_chunked(&plan, &[], &mut Failing { left }, 5).unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "left {left}");
         }
     }

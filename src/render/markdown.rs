@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::diag::Diagnostic;
 use crate::plan::Plan;
 
 /// At most this many rows in the table (GitHub comments are limited in size).
@@ -16,6 +17,12 @@ fn cell(s: &str) -> String {
 /// The plan as Markdown: a heading, the summary line, a table of actions in execution
 /// order (cut after 200 rows) and the diagnostics.
 pub fn render_markdown(plan: &Plan) -> String {
+    render_markdown_with(plan, &[])
+}
+
+/// [`render_markdown`] with the desired file's own diagnostics (its warnings) before the
+/// plan's (issue 15 item 2: the pull-request comment shows every problem).
+pub fn render_markdown_with(plan: &Plan, file_diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -66,22 +73,52 @@ pub fn render_markdown(plan: &Plan) -> String {
             let _ = writeln!(out, "- {}", cell(&super::forget_line(f)));
         }
     }
-    if !plan.diagnostics.is_empty() {
+    if !plan.diagnostics.is_empty() || !file_diagnostics.is_empty() {
         out.push('\n');
-        for d in &plan.diagnostics {
-            let sev = if d.is_error() { "Error" } else { "Warning" };
-            let rule = d
-                .rule
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default();
-            let addr = d
-                .address
-                .as_deref()
-                .map(|a| format!(" `{}`:", cell(a)))
-                .unwrap_or_default();
-            let _ = writeln!(out, "> **{sev}**{rule}{addr} {}", cell(&d.message));
+        for d in file_diagnostics.iter().chain(&plan.diagnostics) {
+            diagnostic_line(&mut out, d);
         }
     }
     out
+}
+
+/// A plan that could not be made, for the pull-request comment: a heading, what stopped it,
+/// and every diagnostic (issue 15 item 2).
+pub fn render_markdown_failure(error: &str, diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::from("### crmctl plan failed\n\n");
+    let _ = writeln!(out, "**{}**", cell(error));
+    if !diagnostics.is_empty() {
+        out.push('\n');
+        for d in diagnostics {
+            diagnostic_line(&mut out, d);
+        }
+    }
+    out
+}
+
+/// `> **Error** (RULE) `ADDRESS`: MESSAGE (FILE:LINE:COL; HINT)`.
+fn diagnostic_line(out: &mut String, d: &Diagnostic) {
+    let sev = if d.is_error() { "Error" } else { "Warning" };
+    let rule = d
+        .rule
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    let addr = d
+        .address
+        .as_deref()
+        .map(|a| format!(" `{}`:", cell(a)))
+        .unwrap_or_default();
+    let _ = write!(out, "> **{sev}**{rule}{addr} {}", cell(&d.message));
+    let mut after = Vec::new();
+    if let Some(l) = &d.location {
+        after.push(format!("`{}:{}:{}`", cell(&l.file), l.line, l.column));
+    }
+    if let Some(h) = &d.hint {
+        after.push(format!("hint: {}", cell(h)));
+    }
+    if !after.is_empty() {
+        let _ = write!(out, " ({})", after.join("; "));
+    }
+    out.push('\n');
 }

@@ -11,8 +11,8 @@ mod markdown;
 use crate::domain::escape::escape;
 pub use dot::render_dot;
 pub use human::{render_human, write_human};
-pub use json::{render_json, write_json};
-pub use markdown::render_markdown;
+pub use json::{render_json, write_json, write_json_with, JsonDiag};
+pub use markdown::{render_markdown, render_markdown_failure, render_markdown_with};
 
 use crate::plan::{Action, Summary};
 

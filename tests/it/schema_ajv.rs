@@ -11,7 +11,7 @@ use std::process::Command;
 use crate::support::{files_in, root};
 
 /// The ajv binary, or the reason it cannot run.
-fn ajv() -> Result<PathBuf, String> {
+pub(crate) fn ajv() -> Result<PathBuf, String> {
     let node = Command::new("node").arg("--version").output();
     if !node.is_ok_and(|o| o.status.success()) {
         return Err("Node.js (`node`) is not installed".into());
@@ -26,7 +26,7 @@ fn ajv() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-fn skip_or_fail(reason: &str) {
+pub(crate) fn skip_or_fail(reason: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("the real-validator test cannot run under CI: {reason}");
     }
@@ -34,6 +34,11 @@ fn skip_or_fail(reason: &str) {
 }
 
 fn run(ajv: &Path, data: &Path) -> (bool, String) {
+    run_schema(ajv, "schemas/crmctl.schema.json", data)
+}
+
+/// ajv's verdict on `data` against `schema` (relative to the root), and its text.
+pub(crate) fn run_schema(ajv: &Path, schema: &str, data: &Path) -> (bool, String) {
     let out = Command::new(ajv)
         .current_dir(root())
         .args([
@@ -44,7 +49,7 @@ fn run(ajv: &Path, data: &Path) -> (bool, String) {
             "-c",
             "./tests/js/formats.js",
             "-s",
-            "schemas/crmctl.schema.json",
+            schema,
             "-d",
         ])
         .arg(data)
