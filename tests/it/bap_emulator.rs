@@ -563,3 +563,130 @@ fn backup_client_against_the_emulator() {
         assert_eq!((g.status, code(&g)), (400, "ValidationError"));
     });
 }
+
+// issue 13 item 5: `crmctl emulate` prints CRMCTL_BAP_URL and CRMCTL_POWERPLATFORM_URL and
+// its `--operation-ms` knob makes a create run that long (Running, then Succeeded) on the
+// local tenant file it serves.
+#[test]
+fn emulate_command_serves_the_admin_api_with_its_knobs() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    #[allow(deprecated)]
+    let bin = assert_cmd::cargo::cargo_bin("crmctl");
+    let mut child = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .args([
+            "emulate",
+            "--tenant",
+            "local:tenant.db",
+            "--operation-ms",
+            "800",
+        ])
+        .env("AZURE_CLIENT_SECRET", SECRET)
+        .env("AZURE_CLIENT_ID", CLIENT)
+        .env("AZURE_TENANT_ID", TENANT)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        let last = line.starts_with("CRMCTL_POWERPLATFORM_URL=");
+        printed.push(line);
+        if last {
+            break;
+        }
+    }
+    let env = |k: &str| {
+        printed
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} not printed: {printed:?}"))
+            .to_string()
+    };
+    let (bap, authority, ca) = (
+        env("CRMCTL_BAP_URL"),
+        env("AZURE_AUTHORITY_HOST"),
+        env("CRMCTL_CA_FILE"),
+    );
+    assert!(env("CRMCTL_POWERPLATFORM_URL").ends_with("/powerplatform"));
+    let result = std::panic::catch_unwind(|| {
+        rt().block_on(async {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let root = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+            let c = reqwest::Client::builder()
+                .tls_certs_only([root])
+                .build()
+                .unwrap();
+            let tok: Value = c
+                .post(format!("{authority}/{TENANT}/oauth2/v2.0/token"))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", CLIENT),
+                    ("client_secret", SECRET),
+                    ("scope", "https://service.powerapps.com/.default"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let tok = tok["access_token"].as_str().unwrap();
+            let create = json!({"location": "europe", "properties": {"displayName": "Main",
+                "environmentSku": "Production", "linkedEnvironmentMetadata": {
+                    "domainName": "main", "baseLanguage": 1033, "currency": {"code": "EUR"}}}});
+            let r = c
+                .post(format!("{bap}{RP}/environments?{V}"))
+                .bearer_auth(tok)
+                .json(&create)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            let location = r.headers()["location"].to_str().unwrap().to_string();
+            let t0 = Instant::now();
+            let mut seen: Vec<String> = vec![];
+            loop {
+                let op: Value = c
+                    .get(&location)
+                    .bearer_auth(tok)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let st = op["state"]["id"].as_str().unwrap().to_string();
+                if seen.last() != Some(&st) {
+                    seen.push(st.clone());
+                }
+                if st != "Running" {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(seen, ["Running", "Succeeded"]);
+            assert!(t0.elapsed() >= Duration::from_millis(600));
+            let list: Value = c
+                .get(format!("{bap}{RP}/scopes/admin/environments?{V}"))
+                .bearer_auth(tok)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(list["value"][0]["location"], "europe");
+            assert_eq!(
+                list["value"][0]["properties"]["linkedEnvironmentMetadata"]["domainName"],
+                "main"
+            );
+        });
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
