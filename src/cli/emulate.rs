@@ -1,4 +1,5 @@
-//! `crmctl emulate`: run the Graph emulator (issue 12 item 5) on loopback until Ctrl-C,
+//! `crmctl emulate`: run the Graph, Dataverse and Power Platform emulator (issues 12 and
+//! 13, item 5) on loopback until Ctrl-C,
 //! and print what points crmctl at it. The client secret it accepts is read from
 //! `AZURE_CLIENT_SECRET` (the variable crmctl itself reads), never printed.
 
@@ -66,6 +67,21 @@ pub struct EmulateArgs {
     /// Seed of the fault draws.
     #[arg(long, env = "CRMCTL_EMULATOR_SEED", default_value_t = 0)]
     seed: u64,
+    /// How long an admin API lifecycle operation (create, update, switch, delete, reset)
+    /// runs, in milliseconds: its environment is not Ready and other changes to it answer
+    /// 409 meanwhile.
+    #[arg(long, env = "CRMCTL_EMULATOR_OPERATION_MS", default_value_t = 0)]
+    operation_ms: u64,
+    /// How long a copy runs, in milliseconds (slow operations); 0: as --operation-ms.
+    #[arg(long, env = "CRMCTL_EMULATOR_COPY_MS", default_value_t = 0)]
+    copy_ms: u64,
+    /// Page size of the admin API's environment list (1 or more).
+    #[arg(
+        long,
+        env = "CRMCTL_EMULATOR_ENVIRONMENT_PAGE_SIZE",
+        default_value_t = 100
+    )]
+    environment_page_size: usize,
 }
 
 fn rate(name: &str, v: f64) -> anyhow::Result<f64> {
@@ -82,6 +98,9 @@ pub fn run_emulate(a: &EmulateArgs) -> anyhow::Result<ExitCode> {
     };
     if !(1..=999).contains(&a.page_size) {
         bail!("--page-size {} is out of range: give 1 to 999", a.page_size);
+    }
+    if a.environment_page_size == 0 {
+        bail!("--environment-page-size 0 is out of range: give 1 or more");
     }
     let mut cfg = match &a.tenant {
         Some(spec) => {
@@ -101,12 +120,17 @@ pub fn run_emulate(a: &EmulateArgs) -> anyhow::Result<ExitCode> {
         drop_rate: rate("drop-rate", a.drop_rate)?,
         replication_lag: Duration::from_millis(a.replication_lag_ms),
         page_size: a.page_size,
+        lifecycle_duration: Duration::from_millis(a.operation_ms),
+        copy_duration: Duration::from_millis(a.copy_ms),
+        environment_page_size: a.environment_page_size,
     };
     let emu = Emulator::start(cfg).context("starting the emulator")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "crmctl emulator listening (Ctrl-C stops it)")?;
     writeln!(out, "  token endpoint: {}", emu.token_url())?;
     writeln!(out, "  Graph:          {}/v1.0", emu.graph_url())?;
+    writeln!(out, "  admin API:      {}", emu.bap_url())?;
+    writeln!(out, "  Power Platform: {}", emu.powerplatform_url())?;
     writeln!(out, "  root CA:        {}", emu.ca_file().display())?;
     writeln!(out, "Use it with:")?;
     writeln!(out, "AZURE_TENANT_ID={}", a.tenant_id)?;

@@ -9,6 +9,13 @@
 //! `/dataverse/{url name}/api/data/v9.2/...` from the same tenant, with the same fault
 //! knobs ([`EmulatorHandle::dataverse_template`]).
 //!
+//! The Power Platform admin API (BAP) of environments (list, get, validate, create,
+//! update, switch type, delete, copy, reset, lifecycle operations) is served at
+//! `/bap/providers/Microsoft.BusinessAppPlatform/...` ([`EmulatorHandle::bap_url`]) and the
+//! Power Platform API's on-demand backups at `/powerplatform/...`
+//! ([`EmulatorHandle::powerplatform_url`]), from the same tenant with the same knobs plus
+//! slow lifecycle operations (issue 13 items 3 and 5).
+//!
 //! Tests start it in-process ([`Emulator::start`]) on a free port; `crmctl emulate` runs
 //! it until Ctrl-C. Fault knobs ([`Faults`], deterministic from a seed): throttling with
 //! `Retry-After`, 5xx, latency, responses dropped after the change was made (the
@@ -26,12 +33,14 @@ macro_rules! or_answer {
     };
 }
 
+mod bap;
 mod batch;
 mod dataverse;
 mod delta;
 mod graph;
 mod groups;
 mod licences;
+mod powerplatform;
 mod server;
 mod tls;
 mod token;
@@ -136,6 +145,14 @@ pub struct Faults {
     pub replication_lag: Duration,
     /// Page size of lists when the request gives no `$top` (Graph's default: 100).
     pub page_size: usize,
+    /// How long an admin API lifecycle operation (create, update, switch, delete, reset,
+    /// copy) reports `Running`, holding its environment (409 `OperationNotStartable` to
+    /// other mutations, `states.management` not `Ready`).
+    pub lifecycle_duration: Duration,
+    /// How long a copy runs ("slow operations"); zero: [`Faults::lifecycle_duration`].
+    pub copy_duration: Duration,
+    /// Page size of the admin API's environment list (`nextLink` beyond it).
+    pub environment_page_size: usize,
 }
 
 impl Default for Faults {
@@ -149,6 +166,9 @@ impl Default for Faults {
             drop_rate: 0.0,
             replication_lag: Duration::ZERO,
             page_size: graph::DEFAULT_PAGE,
+            lifecycle_duration: Duration::ZERO,
+            copy_duration: Duration::ZERO,
+            environment_page_size: 100,
         }
     }
 }
@@ -220,7 +240,28 @@ impl EmulatorHandle {
             format!("CRMCTL_GRAPH_URL={}", self.graph_url()),
             format!("CRMCTL_CA_FILE={}", self.ca_file.display()),
             format!("CRMCTL_DATAVERSE_URL={}", self.dataverse_template()),
+            format!("CRMCTL_BAP_URL={}", self.bap_url()),
+            format!("CRMCTL_POWERPLATFORM_URL={}", self.powerplatform_url()),
         ]
+    }
+
+    /// `https://127.0.0.1:PORT/bap`: the admin API's base URL (`CRMCTL_BAP_URL`; requests go
+    /// to `{bap_url}/providers/Microsoft.BusinessAppPlatform/...`; token scope
+    /// `https://service.powerapps.com/.default`).
+    pub fn bap_url(&self) -> String {
+        format!("{}{}", self.base, bap::PREFIX)
+    }
+
+    /// `https://127.0.0.1:PORT/powerplatform`: the Power Platform API's base URL
+    /// (`CRMCTL_POWERPLATFORM_URL`; backups at
+    /// `{url}/environmentmanagement/environments/{id}/backups`).
+    pub fn powerplatform_url(&self) -> String {
+        format!("{}{}", self.base, powerplatform::PREFIX)
+    }
+
+    /// Admin API and Power Platform API requests received so far.
+    pub fn bap_requests(&self) -> u64 {
+        self.stats.bap_requests()
     }
 
     /// `https://127.0.0.1:PORT/dataverse/{url}`: the Dataverse URL template

@@ -13,7 +13,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 
-use super::{dataverse, graph, tls, token, EmulatorConfig, EmulatorError, EmulatorHandle, Faults};
+use super::{
+    bap, dataverse, graph, powerplatform, tls, token, EmulatorConfig, EmulatorError,
+    EmulatorHandle, Faults,
+};
 use crate::provider::Provider;
 
 /// An answer, or none (the connection is closed after the request was carried out).
@@ -52,6 +55,8 @@ impl Answer {
 pub(super) struct Stats {
     graph: AtomicU64,
     dataverse: AtomicU64,
+    /// Admin API (BAP) and Power Platform API requests (issue 13 item 5).
+    bap: AtomicU64,
 }
 
 impl Stats {
@@ -61,6 +66,10 @@ impl Stats {
 
     pub fn dataverse_requests(&self) -> u64 {
         self.dataverse.load(Ordering::Relaxed)
+    }
+
+    pub fn bap_requests(&self) -> u64 {
+        self.bap.load(Ordering::Relaxed)
     }
 }
 
@@ -92,6 +101,8 @@ pub(super) struct Shared {
     pub cache: Mutex<Option<Arc<crate::observed::Tenant>>>,
     /// Delta rounds and the snapshots behind issued delta tokens.
     pub delta: Mutex<super::delta::DeltaState>,
+    /// The admin API's lifecycle operations (issue 13 item 5).
+    pub bap: bap::Lifecycle,
 }
 
 /// What a fault draw decided for one request.
@@ -244,6 +255,7 @@ pub(super) fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorEr
         dataverse: dataverse::Ids::default(),
         cache: Mutex::new(None),
         delta: Mutex::new(super::delta::DeltaState::default()),
+        bap: bap::Lifecycle::default(),
     });
     let acceptor = tokio_rustls::TlsAcceptor::from(certs.server);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -353,6 +365,19 @@ async fn serve(
             &body,
         )
         .await
+    } else if path.starts_with(&format!("{}/", bap::PREFIX))
+        || path.starts_with(&format!("{}/", powerplatform::PREFIX))
+    {
+        shared.stats.bap.fetch_add(1, Ordering::Relaxed);
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if path.starts_with(bap::PREFIX) {
+            bap::serve(&shared, &ctx, auth, &method, &path, &query, &body).await
+        } else {
+            powerplatform::serve(&shared, auth, &method, &path, &query, &body).await
+        }
     } else {
         shared.stats.graph.fetch_add(1, Ordering::Relaxed);
         let auth = headers

@@ -25,6 +25,7 @@ pub mod graph;
 pub mod http;
 pub mod local;
 pub mod memory;
+pub mod powerplatform;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

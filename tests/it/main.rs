@@ -10,6 +10,7 @@ mod apply_crash;
 mod apply_engine;
 mod apply_faults;
 mod apply_proptest;
+mod bap_emulator;
 mod ci_kit;
 mod dataverse;
 mod delta;
