@@ -11,8 +11,23 @@ use crate::ops::state::{self, Edit};
 /// tenant.
 #[derive(Debug, clap::Subcommand)]
 pub enum StateCommand {
-    /// List every managed address with its kind and remote id.
-    List(StateArgs),
+    /// List every managed address with its kind and remote id; with --history, the
+    /// serials of the past states a remote state keeps.
+    List {
+        /// List the kept past states (remote states: azblob://, s3://, gs://) instead.
+        #[arg(long)]
+        history: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Put back the past state SERIAL of a remote state (see `state list --history`),
+    /// under the lock, as a new serial.
+    Restore {
+        /// The serial to restore.
+        serial: u64,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Print what the state holds for one address (JSON).
     Show {
         /// The address, e.g. `instances.sales`.
@@ -43,7 +58,8 @@ pub enum StateCommand {
 /// Where the state is.
 #[derive(Debug, clap::Args)]
 pub struct StateArgs {
-    /// State file. Default: `.crmctl/state.json`.
+    /// State file, or a remote state (azblob://ACCOUNT/CONTAINER/KEY, s3://BUCKET/KEY,
+    /// gs://BUCKET/KEY). Default: `.crmctl/state.json`.
     #[arg(long, env = "CRMCTL_STATE")]
     pub state: Option<PathBuf>,
 }
@@ -51,7 +67,24 @@ pub struct StateArgs {
 /// `crmctl state ...`.
 pub fn run_state(cmd: &StateCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        StateCommand::List(a) => {
+        StateCommand::List {
+            history: true,
+            state: a,
+        } => {
+            let path = common::state_path(a.state.as_deref());
+            for serial in state::history(&path)? {
+                println!("{serial}");
+            }
+        }
+        StateCommand::Restore { serial, state: a } => {
+            let path = common::state_path(a.state.as_deref());
+            let new = state::restore(&path, *serial, &mut common::warn)?;
+            println!("Restored the state of serial {serial} as serial {new}.");
+        }
+        StateCommand::List {
+            history: false,
+            state: a,
+        } => {
             let path = common::state_path(a.state.as_deref());
             for (address, r) in state::list(&path, &mut common::warn)? {
                 println!(

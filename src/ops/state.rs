@@ -103,11 +103,66 @@ pub fn edit(state_path: &Path, edit: &Edit, warn: Warn<'_>) -> Result<u64, OpsEr
     let mut state = before.clone();
     apply_edit(&mut state, edit)?;
     // The previous state first: the edit is undone by putting it back.
-    store::save(&backup_path(state_path), &before)?;
+    // (A remote state keeps its history instead: `KEY.history/SERIAL`.)
+    if !crate::state::remote::is_remote(state_path) {
+        store::save(&backup_path(state_path), &before)?;
+    }
     state.serial += 1;
     // Also folds (and removes) a journal left by a crashed apply: it is in `state` now.
     StateWriter::new(state_path).compact(&state)?;
     Ok(state.serial)
+}
+
+/// The serials of the states kept in the history of a remote state, oldest first
+/// (`KEY.history/SERIAL`, issue 15 item 1). A local state keeps no history (its previous
+/// version is `STATE.backup`).
+pub fn history(state_path: &Path) -> Result<Vec<u64>, OpsError> {
+    if !crate::state::remote::is_remote(state_path) {
+        return Err(OpsError::StateEdit(format!(
+            "{} is a local state: only a remote state (azblob://, s3://, gs://) keeps a history; the previous local state is {}",
+            state_path.display(),
+            backup_path(state_path).display()
+        )));
+    }
+    let url = crate::state::remote::url_of(state_path);
+    crate::state::remote::history(url).map_err(|e| OpsError::from(store::StateError::from(e)))
+}
+
+/// Put back the state of `serial` from the history of a remote state, under the lock, as a
+/// new serial (a plan saved before it is stale after it); returns the new serial. Refused
+/// when the kept state is of another lineage than the current one.
+pub fn restore(state_path: &Path, serial: u64, warn: Warn<'_>) -> Result<u64, OpsError> {
+    let kept = history(state_path)?;
+    if !kept.contains(&serial) {
+        return Err(OpsError::StateEdit(format!(
+            "the history of {} has no state of serial {serial}; it keeps {}: see `crmctl state list --history`",
+            state_path.display(),
+            if kept.is_empty() {
+                "none".to_string()
+            } else {
+                kept.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            }
+        )));
+    }
+    let _lock = StateLock::acquire(state_path, "state restore")?;
+    let current = read(state_path, warn)?;
+    let url = crate::state::remote::history_url(crate::state::remote::url_of(state_path), serial);
+    let bytes = crate::state::remote::get(&url)
+        .map_err(|e| OpsError::from(store::StateError::from(e)))?
+        .ok_or_else(|| OpsError::StateEdit(format!("{url} disappeared while restoring it; retry")))?
+        .bytes;
+    let mut old: State = serde_json::from_slice(&bytes)
+        .map_err(|e| OpsError::StateEdit(format!("{url} is not a state: {e}")))?;
+    if old.lineage != current.lineage {
+        return Err(OpsError::StateEdit(format!(
+            "{url} belongs to another state (lineage {}, the current one is {}); nothing restored",
+            old.lineage, current.lineage
+        )));
+    }
+    old.serial = current.serial + 1;
+    // Conditional on the state read above; also folds a journal left by a crashed apply.
+    StateWriter::new(state_path).compact(&old)?;
+    Ok(old.serial)
 }
 
 /// The edit on a state in memory (pure): refused when it would lose or misbind anything.

@@ -46,6 +46,11 @@ pub fn cache_path(state: &Path) -> PathBuf {
 
 /// The cursor cached for `key`, if any.
 pub fn read(state: &Path, key: &CacheKey) -> Option<ObserveCursor> {
+    // A remote state keeps no observe cache (it would be one more object to keep
+    // consistent with the state for every reader): the backend reads everything.
+    if crate::state::remote::is_remote(state) {
+        return None;
+    }
     let bytes = std::fs::read(cache_path(state)).ok()?;
     let split = bytes.iter().position(|b| *b == b'\n')?;
     let header: Header = serde_json::from_slice(&bytes[..split]).ok()?;
@@ -58,6 +63,9 @@ pub fn read(state: &Path, key: &CacheKey) -> Option<ObserveCursor> {
 
 /// Cache `cursor` for `key` (atomically).
 pub fn write(state: &Path, key: &CacheKey, cursor: &ObserveCursor) -> std::io::Result<()> {
+    if crate::state::remote::is_remote(state) {
+        return Ok(());
+    }
     let header = Header {
         format: FORMAT,
         key: key.clone(),

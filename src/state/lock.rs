@@ -20,6 +20,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::remote;
+
 /// What the lock file says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -87,6 +89,9 @@ pub enum LockError {
         /// The lock there now, if any (an unreadable one counts as none).
         now: Option<Box<LockInfo>>,
     },
+    /// The lock object of a remote state could not be read or written (issue 15 item 1).
+    #[error("lock of the state: {0}")]
+    Remote(crate::state::remote::RemoteError),
     /// I/O failure.
     #[error("lock file {path}: {source}")]
     Io {
@@ -149,6 +154,12 @@ fn owner() -> String {
 /// Read the lock of `state`, if any.
 pub fn read_lock(state: &Path) -> Result<Option<LockInfo>, LockError> {
     let path = lock_path(state);
+    if remote::is_remote(&path) {
+        return match remote::get(remote::url_of(&path)).map_err(LockError::Remote)? {
+            Some(f) => parse_lock(state, &path, &f.bytes).map(Some),
+            None => Ok(None),
+        };
+    }
     match std::fs::read(&path) {
         Ok(bytes) => parse_lock(state, &path, &bytes).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -192,7 +203,10 @@ impl StateLock {
             path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(dir) = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && !remote::is_remote(&path))
+        {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let info = LockInfo {
@@ -203,6 +217,20 @@ impl StateLock {
             operation: operation.to_string(),
         };
         let json = serde_json::to_vec_pretty(&info).expect("lock info serializes");
+        if remote::is_remote(&path) {
+            // An object created only if absent (If-None-Match: *): of two runs, one wins.
+            return match remote::put(remote::url_of(&path), json, remote::Expect::Absent) {
+                Ok(_) => Ok(StateLock { path, info }),
+                Err(remote::RemoteError::Conflict { .. }) => Err(match read_lock(state)? {
+                    Some(info) => LockError::Held {
+                        state: state.to_path_buf(),
+                        info,
+                    },
+                    None => LockError::Busy(state.to_path_buf()),
+                }),
+                Err(e) => Err(LockError::Remote(e)),
+            };
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -275,7 +303,15 @@ impl StateLock {
 /// [`StateLock::check`] for the lock file `lock` and the id `id` (for a check that runs
 /// where the [`StateLock`] is not: the apply engine's threads).
 pub fn check_held(lock: &Path, id: &str, state: &Path) -> Result<(), LockError> {
-    let now = match std::fs::read(lock) {
+    let read = if remote::is_remote(lock) {
+        match remote::get(remote::url_of(lock)).map_err(LockError::Remote)? {
+            Some(f) => Ok(f.bytes),
+            None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        }
+    } else {
+        std::fs::read(lock)
+    };
+    let now = match read {
         Ok(bytes) => serde_json::from_slice::<LockInfo>(&bytes)
             .ok()
             .map(Box::new),
@@ -300,6 +336,18 @@ pub fn check_held(lock: &Path, id: &str, state: &Path) -> Result<(), LockError> 
 impl Drop for StateLock {
     fn drop(&mut self) {
         // Remove only our own lock (a force-unlock may have replaced it meanwhile).
+        if remote::is_remote(&self.path) {
+            let url = remote::url_of(&self.path);
+            let ours = remote::get(url)
+                .ok()
+                .flatten()
+                .and_then(|f| serde_json::from_slice::<LockInfo>(&f.bytes).ok())
+                .is_some_and(|i| i.id == self.info.id);
+            if ours {
+                let _ = remote::delete(url);
+            }
+            return;
+        }
         let ours = std::fs::read_to_string(&self.path)
             .ok()
             .and_then(|t| serde_json::from_str::<LockInfo>(&t).ok())
@@ -316,7 +364,15 @@ impl Drop for StateLock {
 /// `unknown (unreadable lock file)`, pid 0 and created 0.
 pub fn force_unlock(state: &Path, id: &str) -> Result<LockInfo, LockError> {
     let path = lock_path(state);
-    let bytes = match std::fs::read(&path) {
+    let read = if remote::is_remote(&path) {
+        match remote::get(remote::url_of(&path)).map_err(LockError::Remote)? {
+            Some(f) => Ok(f.bytes),
+            None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        }
+    } else {
+        std::fs::read(&path)
+    };
+    let bytes = match read {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(LockError::NotLocked(state.to_path_buf()))
@@ -341,6 +397,12 @@ pub fn force_unlock(state: &Path, id: &str) -> Result<LockInfo, LockError> {
             actual: info.id,
             owner: info.owner,
         });
+    }
+    if remote::is_remote(&path) {
+        // Read, compare, delete: a store has no conditional delete here; the window is
+        // the time between the two requests of a command run by hand.
+        remote::delete(remote::url_of(&path)).map_err(LockError::Remote)?;
+        return Ok(info);
     }
     std::fs::remove_file(&path).map_err(|source| LockError::Io { path, source })?;
     Ok(info)

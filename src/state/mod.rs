@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod lock;
+pub mod remote;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::remote;
 use crate::state::{PendingOperation, Resource, State, STATE_VERSION};
 
 /// One change of the state's resources, as recorded after a batch of completed actions.
@@ -267,6 +268,25 @@ pub enum StateError {
         /// Version this build writes.
         supported: u32,
     },
+    /// A remote state could not be read or written (issue 15 item 1).
+    #[error("remote state {0}")]
+    Remote(crate::state::remote::RemoteError),
+    /// A conditional write of a remote state lost: another writer changed it since this
+    /// run read it. Nothing was overwritten.
+    #[error("the state {url} was changed by another writer since this run read it, so this run did not write it (conditional write, ETag If-Match): nothing of the other writer's was overwritten, and this run's last changes are not in the state. Check who else writes this state (a run without the lock, or a hand edit), then run `crmctl plan`: objects this run made are found by natural key and adopted")]
+    Conflict {
+        /// The state URL.
+        url: String,
+    },
+}
+
+impl From<crate::state::remote::RemoteError> for StateError {
+    fn from(e: crate::state::remote::RemoteError) -> StateError {
+        match e {
+            crate::state::remote::RemoteError::Conflict { url } => StateError::Conflict { url },
+            e => StateError::Remote(e),
+        }
+    }
 }
 
 /// A new lineage: a random-ish 128-bit id in UUID form, fixed when a state is first created.
@@ -292,6 +312,9 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
 /// Load the state at `path` (a missing file is `None`), with the problems found while
 /// replaying its journal.
 pub fn load_reporting(path: &Path) -> Result<(Option<State>, Vec<JournalWarning>), StateError> {
+    if remote::is_remote(path) {
+        return load_remote(path);
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return lone_journal(path),
@@ -318,6 +341,45 @@ pub fn load_reporting(path: &Path) -> Result<(Option<State>, Vec<JournalWarning>
     Ok((Some(state), warnings))
 }
 
+/// [`load_reporting`] of a remote state: the state object (its version remembered for the
+/// conditional write), then its journal objects, replayed by the same rule as a local
+/// journal.
+fn load_remote(path: &Path) -> Result<(Option<State>, Vec<JournalWarning>), StateError> {
+    let url = remote::url_of(path);
+    let fetched = remote::get(url)?;
+    remote::remember_version(url, fetched.as_ref().map(|f| f.version.clone()));
+    let journal = remote::read_journal(url)?;
+    let jpath = remote::as_path(&remote::journal_dir(url));
+    let Some(fetched) = fetched else {
+        return match journal {
+            None => Ok((None, Vec::new())),
+            Some(bytes) => lone_journal_bytes(path, jpath, &bytes),
+        };
+    };
+    let state = parse_state(path, &fetched.bytes)?;
+    let mut state = state;
+    let warnings = match journal {
+        Some(bytes) => replay_bytes(jpath, &bytes, &mut state),
+        None => Vec::new(),
+    };
+    Ok((Some(state), warnings))
+}
+
+fn parse_state(path: &Path, bytes: &[u8]) -> Result<State, StateError> {
+    let state: State = serde_json::from_slice(bytes).map_err(|e| StateError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if state.version > STATE_VERSION {
+        return Err(StateError::TooNew {
+            path: path.to_path_buf(),
+            found: state.version,
+            supported: STATE_VERSION,
+        });
+    }
+    Ok(state)
+}
+
 /// No state file at `path`: a journal beside it (the state file moved or deleted, the
 /// journal left behind) is replayed into a state of its lineage, starting just below its
 /// first line's serial, and reported (issue 9 item 3: it used to be ignored and then
@@ -334,6 +396,14 @@ fn lone_journal(path: &Path) -> Result<(Option<State>, Vec<JournalWarning>), Sta
             })
         }
     };
+    lone_journal_bytes(path, jpath, &bytes)
+}
+
+fn lone_journal_bytes(
+    path: &Path,
+    jpath: PathBuf,
+    bytes: &[u8],
+) -> Result<(Option<State>, Vec<JournalWarning>), StateError> {
     let first = bytes.split(|b| *b == b'\n').find_map(|raw| {
         let line = std::str::from_utf8(raw).ok()?;
         serde_json::from_str::<JournalLine>(line).ok()
@@ -360,7 +430,11 @@ fn lone_journal(path: &Path) -> Result<(Option<State>, Vec<JournalWarning>), Sta
             from_serial: first.serial,
         },
     }];
-    warnings.extend(replay_journal(path, &mut state)?);
+    warnings.extend(replay_bytes(
+        jpath_for_replay(path, &warnings),
+        bytes,
+        &mut state,
+    ));
     Ok((Some(state), warnings))
 }
 
@@ -378,6 +452,19 @@ fn replay_journal(path: &Path, state: &mut State) -> Result<Vec<JournalWarning>,
             })
         }
     };
+    Ok(replay_bytes(jpath, &bytes, state))
+}
+
+fn jpath_for_replay(path: &Path, warnings: &[JournalWarning]) -> PathBuf {
+    warnings
+        .first()
+        .map(|w| w.journal.clone())
+        .unwrap_or_else(|| journal_path(path))
+}
+
+/// Apply the journal `bytes` (the lines of `jpath`) to `state` by the rule of the module
+/// docs; returns what was skipped or missing.
+fn replay_bytes(jpath: PathBuf, bytes: &[u8], state: &mut State) -> Vec<JournalWarning> {
     let mut warnings = Vec::new();
     let mut warn = |line: usize, problem: JournalProblem| {
         warnings.push(JournalWarning {
@@ -457,7 +544,7 @@ fn replay_journal(path: &Path, state: &mut State) -> Result<Vec<JournalWarning>,
         last = Some(entry.serial);
         damaged_since_last = false;
     }
-    Ok(warnings)
+    warnings
 }
 
 /// Load the state at `path`, or a new empty state (fresh lineage, serial 0) when the file
@@ -477,6 +564,14 @@ pub fn save(path: &Path, state: &State) -> Result<(), StateError> {
     };
     let mut json = serde_json::to_vec_pretty(state).expect("state serializes");
     json.push(b'\n');
+    if remote::is_remote(path) {
+        // Conditional (If-Match the version read, If-None-Match for a new state).
+        return Ok(remote::write_state(
+            remote::url_of(path),
+            state.serial,
+            json,
+        )?);
+    }
     write_atomically(path, &json).map_err(io)
 }
 
@@ -526,7 +621,13 @@ impl StateWriter {
             journal_bytes: 0,
             state_bytes: 0,
             saved_once: false,
-            leftover: journal_path(path).exists(),
+            leftover: if remote::is_remote(path) {
+                remote::list(&remote::journal_dir(remote::url_of(path)))
+                    .map(|j| !j.is_empty())
+                    .unwrap_or(true)
+            } else {
+                journal_path(path).exists()
+            },
         }
     }
 
@@ -537,6 +638,22 @@ impl StateWriter {
         // journal is as large as the state.
         if !self.saved_once || self.journal_bytes >= self.state_bytes.max(64 * 1024) {
             return self.compact(state);
+        }
+        let line = JournalLine {
+            lineage: state.lineage.clone(),
+            serial: state.serial,
+            tenant: state.tenant.clone(),
+            changes: changes.to_vec(),
+        };
+        if remote::is_remote(&self.path) {
+            // One object per batch, created only if absent (remote module docs).
+            let mut bytes = serde_json::to_vec(&line).expect("journal lines serialize");
+            bytes.push(b'\n');
+            let len = bytes.len() as u64;
+            let url = remote::journal_url(remote::url_of(&self.path), state.serial);
+            remote::put(&url, bytes, remote::Expect::Absent)?;
+            self.journal_bytes += len;
+            return Ok(());
         }
         let io = |source| StateError::Io {
             path: journal_path(&self.path),
@@ -550,12 +667,6 @@ impl StateWriter {
                 .map_err(io)?;
             self.journal = Some(f);
         }
-        let line = JournalLine {
-            lineage: state.lineage.clone(),
-            serial: state.serial,
-            tenant: state.tenant.clone(),
-            changes: changes.to_vec(),
-        };
         let mut bytes = serde_json::to_vec(&line).expect("journal lines serialize");
         bytes.push(b'\n');
         self.journal
@@ -570,10 +681,14 @@ impl StateWriter {
     /// Write the whole state atomically and drop the journal.
     pub fn compact(&mut self, state: &State) -> Result<(), StateError> {
         save(&self.path, state)?;
-        self.state_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         self.saved_once = true;
         self.journal = None;
         self.journal_bytes = 0;
+        if remote::is_remote(&self.path) {
+            self.state_bytes = serde_json::to_vec_pretty(state).map_or(0, |v| v.len() as u64);
+            return Ok(remote::clear_journal(remote::url_of(&self.path))?);
+        }
+        self.state_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         match std::fs::remove_file(journal_path(&self.path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -24,6 +24,7 @@ mod plan_render;
 mod plan_semantics;
 mod plan_smoke;
 mod plan_storage;
+mod remote_state;
 mod schema;
 mod schema_ajv;
 mod setup_cli;
