@@ -32,6 +32,10 @@ pub struct ShowArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "yaml")]
     pub format: TenantFormat,
+    /// Print the observed tenant keyed by remote ids (the format of `local import`)
+    /// instead of the desired-file format.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// The local backend to change.
@@ -108,8 +112,48 @@ pub enum LocalCommand {
 /// `crmctl show`.
 pub fn run_show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let tenant = ops::show(&common::backend_spec(Some(&args.backend))?)?;
-    print_tenant(&tenant, args.format)?;
+    if args.raw {
+        print_tenant(&tenant, args.format)?;
+    } else {
+        // issue 14 item 1: the tenant in the desired file's format, as `import` writes it.
+        let imported = ops::import::to_desired(&tenant, &ops::import::Selection::default())?;
+        let text = render_desired(&imported, args.format).map_err(|e| anyhow!(e))?;
+        std::io::stdout().lock().write_all(text.as_bytes())?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An imported tenant as the desired file's text, escaped like `show --raw` (issue 9
+/// item 6).
+pub(crate) fn render_desired(
+    imported: &ops::import::Imported,
+    format: TenantFormat,
+) -> Result<String, String> {
+    Ok(match format {
+        TenantFormat::Yaml => {
+            let yaml = ops::import::to_yaml(imported)?;
+            escape_yaml(&yaml)
+        }
+        TenantFormat::Json => {
+            let s = ops::import::to_json(imported);
+            let mut out = String::with_capacity(s.len());
+            push_unicode_escaped(&mut out, &s);
+            out
+        }
+    })
+}
+
+fn escape_yaml(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        out.push_str(&yaml_safe_line(body));
+        out.push_str(end);
+    }
+    out
 }
 
 fn render_tenant(tenant: &Tenant, format: TenantFormat) -> anyhow::Result<String> {
@@ -119,16 +163,7 @@ fn render_tenant(tenant: &Tenant, format: TenantFormat) -> anyhow::Result<String
             // observed tenant are shown escaped too (issue 9 item 6), as YAML escapes in a
             // double-quoted scalar, so that what `show` prints imports back unchanged.
             let yaml = crate::desired::load::to_yaml(tenant).map_err(|e| anyhow!(e))?;
-            let mut out = String::with_capacity(yaml.len());
-            for line in yaml.split_inclusive('\n') {
-                let (body, end) = match line.strip_suffix('\n') {
-                    Some(b) => (b, "\n"),
-                    None => (line, ""),
-                };
-                out.push_str(&yaml_safe_line(body));
-                out.push_str(end);
-            }
-            out
+            escape_yaml(&yaml)
         }
         TenantFormat::Json => {
             // serde_json escapes C0 controls; bidi, DEL and C1 characters are written as

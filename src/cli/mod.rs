@@ -8,6 +8,7 @@
 mod apply;
 mod common;
 mod emulate;
+mod import;
 mod local;
 mod plan;
 mod setup;
@@ -49,8 +50,11 @@ enum Command {
     Graph(plan::GraphArgs),
     /// Apply a plan (computed now from -f FILE, or saved with `plan --out`).
     Apply(apply::ApplyArgs),
-    /// Print the observed tenant as YAML or JSON.
+    /// Print the observed tenant as a desired file (YAML or JSON); `--raw`: keyed by ids.
     Show(local::ShowArgs),
+    /// Write the tenant as a desired file and a state that manages it (bring an existing
+    /// tenant under management).
+    Import(import::ImportArgs),
     /// Change the embedded local tenant behind crmctl's back (simulates the admin center).
     #[command(subcommand)]
     Local(local::LocalCommand),
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Graph(a) => plan::run_graph(a),
         Command::Apply(a) => apply::run_apply(a, color),
         Command::Show(a) => local::run_show(a),
+        Command::Import(a) => import::run_import(a),
         Command::Local(c) => local::run_local(c),
         Command::ForceUnlock(a) => apply::run_force_unlock(a),
         Command::State(c) => state::run_state(c),

@@ -49,6 +49,10 @@ pub enum OpsError {
     /// A `state` command was refused (the message says why and what to do).
     #[error("{0}")]
     StateEdit(String),
+    /// `import` was refused or could not write its file (the message says why and what
+    /// to do).
+    #[error("{0}")]
+    Import(String),
     /// The state does not belong to this backend or tenant, or would overwrite it (issue 9
     /// items 1 and 4); the message says which and what to do.
     #[error("{0}")]

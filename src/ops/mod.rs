@@ -18,6 +18,7 @@
 //!   ([`apply::Prepared::check`]) and the run ([`apply::Prepared::run`]).
 //! - [`local`]: the `local` commands' changes to the embedded local tenant.
 //! - [`state`]: `state list | show | mv | rm` (edits under the lock, with a backup).
+//! - [`import`]: `crmctl import` and the desired-format `show` (issue 14 item 1).
 //! - [`show`] and [`force_unlock`].
 //! - [`json`]: the JSON documents of validate, a failed plan and apply (issue 15 item 2).
 //! - [`init`]: `crmctl init`, a starter desired file with the schema modeline.
@@ -25,6 +26,7 @@
 pub mod apply;
 pub mod backend;
 mod error;
+pub mod import;
 pub mod init;
 pub mod json;
 pub mod local;

@@ -20,6 +20,8 @@ pub enum Operation {
     Plan,
     /// `apply`.
     Apply,
+    /// `import` (issue 14 item 1).
+    Import,
 }
 
 impl Operation {
@@ -27,6 +29,7 @@ impl Operation {
         match self {
             Operation::Plan => "plan",
             Operation::Apply => "apply",
+            Operation::Import => "import",
         }
     }
 }

@@ -530,8 +530,9 @@ fn show_and_local_edits_simulate_the_admin_center() {
         .args(["local", "set", "domain", "coho.onmicrosoft.com"])
         .assert()
         .success();
+    // `--raw`: the id-keyed dump (issue 14 item 1), with the versions offered.
     crmctl(dir.path())
-        .args(["show", "--format", "json"])
+        .args(["show", "--raw", "--format", "json"])
         .assert()
         .success()
         .stdout(predicate::str::contains("\"8.1.0\""));
@@ -1566,7 +1567,7 @@ fn show_escapes_observed_names_and_imports_back_unchanged() {
     let before = observe(dir.path());
     for format in ["yaml", "json"] {
         let out = crmctl(dir.path())
-            .args(["show", "--format", format])
+            .args(["show", "--raw", "--format", format])
             .assert()
             .success()
             .get_output()
