@@ -11,8 +11,9 @@
 #                        the state changed since) or, without one, a plan made now;
 #                        OUT/apply.json is the summary. Exit 0 done, 1 failed or refused,
 #                        3 stopped at a manual step.
-#   crmctl-ci.sh drift   plan --detailed-exitcode: OUT/drift.md; exit 0 no drift, 2 drift,
-#                        1 error.
+#   crmctl-ci.sh drift   plan --detailed-exitcode: OUT/drift.md; exit 0 no drift, 4 changed
+#                        outside crmctl since the last apply, 2 the file has changes not
+#                        applied yet (with or without drift), 1 error.
 #
 # Settings (environment):
 #   CRMCTL            the crmctl binary (default: crmctl on PATH)
@@ -94,7 +95,7 @@ cmd_pr() {
     >"$OUT/plan.md" || rc=$?
   summary "$OUT/plan.md"
   case "$rc" in
-    0 | 2) ;;
+    0 | 2 | 4) ;;
     *)
       say "no plan: see $OUT/plan.md"
       publish changes error
@@ -102,7 +103,8 @@ cmd_pr() {
       ;;
   esac
   local changes=false
-  [ "$rc" -eq 2 ] && changes=true
+  # 4: only drift, which the plan puts back: still something to apply.
+  [ "$rc" -eq 2 ] || [ "$rc" -eq 4 ] && changes=true
   echo "$changes" >"$OUT/changes"
   publish changes "$changes"
   say "plan: $(head -n 3 "$OUT/plan.md" | tail -n 1)"
@@ -133,6 +135,10 @@ cmd_drift() {
   "$CRMCTL" plan --format markdown --detailed-exitcode -f "$FILE" >"$OUT/drift.md" || rc=$?
   case "$rc" in
     0) say "no drift: the tenant matches $FILE" ;;
+    4)
+      say "drift: the tenant changed outside crmctl since the last apply (see $OUT/drift.md)"
+      summary "$OUT/drift.md"
+      ;;
     2)
       say "drift: the tenant differs from $FILE (see $OUT/drift.md)"
       summary "$OUT/drift.md"

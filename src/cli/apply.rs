@@ -93,6 +93,10 @@ pub struct ApplyArgs {
     /// and the progress go to stderr.
     #[arg(long, value_enum, default_value = "human")]
     pub format: ApplyFormat,
+    /// Accept what changed outside crmctl since the last apply (the drift of `plan
+    /// --refresh-only`) into the state, without changing the tenant.
+    #[arg(long, conflicts_with = "planfile")]
+    pub refresh_only: bool,
 }
 
 /// Output format of `apply`.
@@ -219,6 +223,9 @@ fn apply_file(
     };
     let spec = common::backend_for(args.backend.as_deref(), &loaded)?;
     let state_path = common::state_path(args.state.as_deref());
+    if args.refresh_only {
+        return apply_refresh_only(args, &loaded, &spec, &state_path, color, doc);
+    }
     let mut prepared = ops::apply::prepare_file(
         &loaded,
         &spec,
@@ -251,6 +258,47 @@ fn apply_file(
     let report = run(&mut prepared, args, doc, &loaded.diagnostics)?;
     doc.report(&prepared.plan, &report, None, &loaded.diagnostics);
     Ok(summarize(&prepared.plan, &report))
+}
+
+/// `apply --refresh-only` (issue 14 item 2): show the drift, approve, record it in the
+/// state; no request reaches the tenant.
+fn apply_refresh_only(
+    args: &ApplyArgs,
+    loaded: &load::Loaded,
+    spec: &ops::backend::BackendSpec,
+    state_path: &Path,
+    color: bool,
+    doc: &mut Doc,
+) -> anyhow::Result<ExitCode> {
+    let (mut prepared, observed) =
+        ops::apply::prepare_refresh_only(loaded, spec, state_path, &mut common::warn)?;
+    print_plan(&prepared.plan, &loaded.src, color);
+    if prepared.plan.has_errors() {
+        doc.refused("the plan has errors", &prepared.plan.diagnostics);
+        return Ok(ExitCode::from(1));
+    }
+    if prepared.plan.drift.is_empty() {
+        outln!("No changes outside crmctl since the last apply; the state is up to date.");
+    } else if !args.auto_approve && !approve()? {
+        eprintln!("Apply cancelled; nothing was done.");
+        doc.refused("apply cancelled; nothing was done", &[]);
+        return Ok(ExitCode::from(1));
+    }
+    let dropped = prepared.accept_drift(&observed)?;
+    if !prepared.plan.drift.is_empty() {
+        outln!(
+            "Refresh complete! The state accepts {} change(s) made outside crmctl ({} object(s) gone from the tenant forgotten); the tenant was not changed.",
+            prepared.plan.drift.len(),
+            dropped
+        );
+    }
+    doc.report(
+        &prepared.plan,
+        &ApplyReport::default(),
+        None,
+        &loaded.diagnostics,
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn apply_saved(

@@ -41,9 +41,15 @@ pub struct PlanArgs {
     /// `crmctl apply PLANFILE`.
     #[arg(long, value_name = "PLANFILE")]
     pub out: Option<PathBuf>,
-    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    /// Exit 0 when there are no changes, 2 when the file has changes (whatever the drift),
+    /// 4 when the only changes were made outside crmctl since the last apply (drift), 1 on
+    /// error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Show only what changed outside crmctl since the last apply (the drift), nothing to
+    /// do in the tenant; `crmctl apply --refresh-only` accepts it into the state.
+    #[arg(long, conflicts_with = "out")]
+    pub refresh_only: bool,
     /// Plan no backup before deleting, resetting or copying onto an instance.
     #[arg(long)]
     pub no_backup: bool,
@@ -143,7 +149,7 @@ fn plan_inner(args: &PlanArgs, color: bool, written: &mut bool) -> anyhow::Resul
     let Planned {
         loaded,
         state,
-        plan,
+        mut plan,
         observed,
     } = match make_plan(
         &args.file,
@@ -165,6 +171,9 @@ fn plan_inner(args: &PlanArgs, color: bool, written: &mut bool) -> anyhow::Resul
             return Ok(ExitCode::from(1));
         }
     };
+    if args.refresh_only {
+        plan = crate::plan::drift::refresh_only(plan);
+    }
     let errors = plan.has_errors();
     if errors {
         eprint!(
@@ -191,7 +200,7 @@ fn plan_inner(args: &PlanArgs, color: bool, written: &mut bool) -> anyhow::Resul
         eprintln!("The plan has errors: fix them and plan again.");
         return Ok(ExitCode::from(1));
     }
-    let changes = !plan.is_empty();
+    let changes = Changes::of(&plan);
     if let Some(out) = &args.out {
         let spec = common::backend_for(args.backend.as_deref(), &loaded)?;
         let saved = ops::plan::save(out, &loaded, &spec, &state_path, &state, plan, &observed)?;
@@ -207,11 +216,33 @@ fn plan_inner(args: &PlanArgs, color: bool, written: &mut bool) -> anyhow::Resul
     Ok(exit(args.detailed_exitcode, changes))
 }
 
-fn exit(detailed: bool, changes: bool) -> ExitCode {
-    if detailed && changes {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
+/// What `plan --detailed-exitcode` tells apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Changes {
+    None,
+    /// Changes of the file (its actions, state entries to forget): exit 2.
+    File,
+    /// Only changes made outside crmctl (drift, and actions that put it back): exit 4.
+    DriftOnly,
+}
+
+impl Changes {
+    fn of(plan: &Plan) -> Changes {
+        if plan.has_file_changes() {
+            Changes::File
+        } else if !plan.drift.is_empty() {
+            Changes::DriftOnly
+        } else {
+            Changes::None
+        }
+    }
+}
+
+fn exit(detailed: bool, changes: Changes) -> ExitCode {
+    match (detailed, changes) {
+        (true, Changes::File) => ExitCode::from(2),
+        (true, Changes::DriftOnly) => ExitCode::from(4),
+        _ => ExitCode::SUCCESS,
     }
 }
 

@@ -74,6 +74,36 @@ pub fn prepare_file(
     })
 }
 
+/// [`prepare_file`] for `apply --refresh-only` (issue 14 item 2): the plan is its drift
+/// only ([`crate::plan::drift::refresh_only`]); the tenant observed for it is returned for
+/// [`Prepared::accept_drift`].
+pub fn prepare_refresh_only(
+    loaded: &Loaded,
+    backend: impl OpenBackend,
+    state_path: &Path,
+    warn: Warn<'_>,
+) -> Result<(Prepared, crate::observed::Tenant), OpsError> {
+    let planned = crate::ops::plan::plan(
+        loaded,
+        backend,
+        state_path,
+        Operation::Apply,
+        crate::ops::plan::PlanOptions { backups: false },
+        warn,
+    )?;
+    Ok((
+        Prepared {
+            session: planned.session,
+            plan: crate::plan::drift::refresh_only(planned.plan),
+            protect: loaded.desired.protect_flags(),
+            protect_at: crate::ops::plan::protect_locations(loaded),
+            safety: loaded.desired.safety.clone(),
+            domain: loaded.desired.tenant.clone(),
+        },
+        planned.observed,
+    ))
+}
+
 /// Read the plan saved in `planfile` and open its session: the backend and the state it
 /// was made with (`backend` and `state_path` may name them another way, not other ones;
 /// issue 9 items 1 and 3). Refused when the file is not a saved plan, was edited (checksum),
@@ -227,6 +257,34 @@ impl Prepared {
         Ok(())
     }
 
+    /// Accept the drift into the state without touching the tenant (`apply --refresh-only`,
+    /// issue 14 item 2): the state records `observed` (the tenant the plan was made
+    /// against) as what the last apply left, and drops managed objects gone from it. No
+    /// provider call. Returns how many state entries were dropped.
+    pub fn accept_drift(&mut self, observed: &crate::observed::Tenant) -> Result<usize, OpsError> {
+        let Session {
+            state,
+            state_path,
+            lock,
+            ..
+        } = &mut self.session;
+        let before = state.clone();
+        let dropped = crate::plan::drift::accept(state, observed);
+        if *state != before {
+            state.serial += 1;
+            let fold = |e| OpsError::FoldState {
+                path: state_path.clone(),
+                source: Box::new(e),
+            };
+            lock.check(state_path)
+                .map_err(|e| fold(FoldError::from(e)))?;
+            store::StateWriter::new(state_path)
+                .compact(state)
+                .map_err(|e| fold(FoldError::from(e)))?;
+        }
+        Ok(dropped)
+    }
+
     /// Apply the plan, writing the state after each batch (journal) and folding the
     /// journal into the state file at the end (also after a failure), while the run still
     /// holds its lock (issue 9 item 1: before each state write and each request the lock
@@ -297,7 +355,23 @@ impl Prepared {
         // lock was lost: the state then belongs to whoever holds it now.
         let folded = match lock.check(state_path) {
             Ok(()) if !lost.load(Ordering::Relaxed) => {
-                writer.finish(state).map_err(FoldError::from)
+                // Issue 14 item 2: what this apply left, for the next plan's drift. One
+                // read of the tenant after a successful apply; a failed read costs only
+                // the drift report of objects changed by this run.
+                let recorded = result.is_ok()
+                    && match crate::ops::session::observe(&**backend) {
+                        Ok(now) => crate::plan::drift::record(state, &now),
+                        Err(e) => {
+                            tracing::warn!("the tenant could not be read after apply: {e}");
+                            false
+                        }
+                    };
+                if recorded {
+                    state.serial += 1;
+                    writer.compact(state).map_err(FoldError::from)
+                } else {
+                    writer.finish(state).map_err(FoldError::from)
+                }
             }
             Ok(()) => Ok(()),
             Err(e) => Err(FoldError::from(e)),

@@ -42,6 +42,11 @@ pub struct Plan {
     /// from a saved plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manual: Vec<crate::plan::manual::ManualStep>,
+    /// What changed in the tenant outside crmctl since the last apply (issue 14 item 2),
+    /// by address, apart from the changes of the file. Computed by the planner from the
+    /// observed tenant and the state's snapshots ([`crate::plan::drift`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::plan::drift::Drift>,
 }
 
 /// A state entry the plan drops (see [`Plan::forget`]).
@@ -75,6 +80,10 @@ pub struct Summary {
     /// (issue 9 item 2). Absent from the JSON when zero.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub forget: usize,
+    /// Objects changed outside crmctl since the last apply ([`Plan::drift`]). Absent from
+    /// the JSON when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drift: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -117,6 +126,26 @@ pub struct Change {
 }
 
 impl Plan {
+    /// Per action, whether it only puts back a change made outside crmctl (listed in a
+    /// [`crate::plan::drift::Drift::reverted_by`]) rather than a change of the file.
+    pub fn drift_reverts(&self) -> Vec<bool> {
+        let mut out = vec![false; self.actions.len()];
+        for d in &self.drift {
+            for &i in &d.reverted_by {
+                if let Some(x) = out.get_mut(i) {
+                    *x = true;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the plan changes something the file asks for: an action that is not only a
+    /// revert of drift, or a state entry to forget (`plan --detailed-exitcode` 2).
+    pub fn has_file_changes(&self) -> bool {
+        !self.forget.is_empty() || self.drift_reverts().iter().any(|r| !r)
+    }
+
     /// Which actions lose data or access, derived from each action's kind and op, never
     /// from its stored `destructive` flag (issue 9 item 3: an edited saved plan must not
     /// get past `--allow-destroy`). The always-destructive kinds

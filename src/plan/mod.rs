@@ -30,6 +30,7 @@ pub mod action;
 pub mod backups;
 mod capacity;
 pub(crate) mod diff;
+pub mod drift;
 mod fingerprint;
 pub(crate) mod graph;
 pub mod manual;
@@ -163,6 +164,10 @@ fn plan_actions(
     });
     diags.dedup();
     summary.forget = forget.len();
+    // Issue 14 item 2: what changed outside crmctl, apart from the file's changes.
+    let mut drift = drift::drift(observed, state);
+    drift::link(&mut drift, &actions);
+    summary.drift = drift.len();
     Plan {
         format_version: action::FORMAT_VERSION.to_string(),
         tenant: desired.tenant.clone(),
@@ -172,6 +177,7 @@ fn plan_actions(
         diagnostics: diags,
         forget,
         manual: Vec::new(),
+        drift,
     }
 }
 

@@ -62,13 +62,34 @@ pub fn write_human<W: std::io::Write>(plan: &Plan, color: bool, w: &mut W) -> st
 /// actions are sorted and rendered in two halves on two threads (same text).
 fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
     let p = Painter(color);
-    let parallel = plan.actions.len() >= parallel_from.max(2);
+    let parallel = plan.actions.len() >= parallel_from.max(2) && plan.drift.is_empty();
     // About 160 bytes per action and per change: one allocation for a typical plan.
     let changes: usize = plan.actions.iter().map(|a| a.changes.len()).sum();
     let size = 256 + 96 * plan.actions.len() + 64 * changes;
     let mut out = String::with_capacity(if parallel { size / 2 } else { size });
     let mut parts = Vec::with_capacity(3);
-    if !plan.actions.is_empty() {
+    // Issue 14 item 2: drift first, apart from the changes of the file.
+    let reverts = plan.drift_reverts();
+    if !plan.drift.is_empty() {
+        let _ = writeln!(out, "{}\n", p.paint(BOLD, super::DRIFT_HEADING));
+        for d in &plan.drift {
+            out.push_str("  ");
+            out.push_str(&super::drift_line(d));
+            out.push('\n');
+            let width = d
+                .changes
+                .iter()
+                .map(|c| escape(&c.path).chars().count())
+                .max()
+                .unwrap_or(0);
+            for c in &d.changes {
+                render_change(&mut out, &p, c, width);
+            }
+        }
+        out.push('\n');
+    }
+    let file_actions = reverts.iter().filter(|r| !**r).count();
+    if file_actions > 0 {
         let _ = writeln!(
             out,
             "crmctl will perform the following actions on {}:\n",
@@ -77,7 +98,11 @@ fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
         // Group by address; within an address, actions stay in execution order (a stable
         // sort of the execution order by address).
         let by_address = |a: &&Action, b: &&Action| a.address.cmp(&b.address);
-        let mut order: Vec<&Action> = plan.actions.iter().collect();
+        let mut order: Vec<&Action> = plan
+            .actions
+            .iter()
+            .filter(|a| !reverts.get(a.id).copied().unwrap_or(false))
+            .collect();
         if !parallel {
             order.sort_by(by_address);
             render_groups(&mut out, &p, &order, true);
@@ -104,6 +129,17 @@ fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
             parts.push(std::mem::take(&mut out));
             parts.push(second);
         }
+        out.push('\n');
+    }
+    if file_actions < plan.actions.len() {
+        let _ = writeln!(out, "{}\n", p.paint(BOLD, super::REVERT_HEADING));
+        let mut order: Vec<&Action> = plan
+            .actions
+            .iter()
+            .filter(|a| reverts.get(a.id).copied().unwrap_or(false))
+            .collect();
+        order.sort_by(|a, b| a.address.cmp(&b.address));
+        render_groups(&mut out, &p, &order, true);
         out.push('\n');
     }
     if !plan.manual.is_empty() {

@@ -1,10 +1,11 @@
 //! The JSON plan: `{"format_version","tenant","fingerprint","summary","actions",
-//! "forget" (only when the plan drops state entries),"manual" (only when a person does some actions),"diagnostics"}`, actions in execution order. Byte-identical for identical plans.
+//! "forget" (only when the plan drops state entries),"manual" (only when a person does some actions),"drift" (only when something changed outside crmctl),"diagnostics"}`, actions in execution order. Byte-identical for identical plans.
 
 use serde::Serialize;
 
 use crate::diag::{Diagnostic, Severity};
 use crate::domain::op::ActionKind;
+use crate::plan::drift::Drift;
 use crate::plan::manual::ManualStep;
 use crate::plan::{Action, Change, Forget, Plan, Summary};
 
@@ -21,6 +22,9 @@ struct JsonPlan<'a> {
     /// Manual steps (issue 13 item 4); absent when none.
     #[serde(skip_serializing_if = "<[ManualStep]>::is_empty")]
     manual: &'a [ManualStep],
+    /// Changes made outside crmctl since the last apply (issue 14 item 2); absent when none.
+    #[serde(skip_serializing_if = "<[Drift]>::is_empty")]
+    drift: &'a [Drift],
     diagnostics: Vec<JsonDiag<'a>>,
 }
 
@@ -179,6 +183,9 @@ fn write_json_chunked<W: std::io::Write>(
     if !head.manual.is_empty() {
         field(w, false, "manual", &head.manual)?;
     }
+    if !head.drift.is_empty() {
+        field(w, false, "drift", &head.drift)?;
+    }
     field(w, false, "diagnostics", &head.diagnostics)?;
     w.write_all(b"\n}\n")
 }
@@ -193,6 +200,7 @@ fn document<'a>(plan: &'a Plan, actions: &'a [Action], extra: &'a [Diagnostic]) 
         actions: Actions(actions),
         forget: &plan.forget,
         manual: &plan.manual,
+        drift: &plan.drift,
         diagnostics: extra
             .iter()
             .chain(&plan.diagnostics)

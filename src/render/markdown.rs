@@ -30,10 +30,41 @@ pub fn render_markdown_with(plan: &Plan, file_diagnostics: &[Diagnostic]) -> Str
         super::escape(&plan.tenant)
     );
     let _ = writeln!(out, "**{}**\n", super::summary_line(&plan.summary));
+    // Issue 14 item 2: drift in its own section; actions that only put it back are marked.
+    if !plan.drift.is_empty() {
+        let _ = writeln!(out, "**{}**\n", super::DRIFT_HEADING);
+        for d in plan.drift.iter().take(MAX_ROWS) {
+            let changes: Vec<String> = d
+                .changes
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}: {} → {}",
+                        c.path,
+                        super::short_value(&c.before),
+                        super::short_value(&c.after)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "- {} {}",
+                cell(&super::drift_line(d)),
+                cell(&changes.join("; "))
+            );
+        }
+        out.push('\n');
+    }
+    let reverts = plan.drift_reverts();
     if !plan.actions.is_empty() {
         out.push_str("| # | | Action | Address | Changes |\n|---:|:---:|---|---|---|\n");
         for a in plan.actions.iter().take(MAX_ROWS) {
             let bang = if a.destructive { " ⚠️" } else { "" };
+            let bang = if reverts.get(a.id).copied().unwrap_or(false) {
+                format!("{bang} (puts back drift)")
+            } else {
+                bang.to_string()
+            };
             let _ = writeln!(
                 out,
                 "| {} | `{}` | {}{bang} | `{}` | {} |",

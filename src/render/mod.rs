@@ -22,6 +22,13 @@ use crate::plan::{Action, Summary};
 /// vanished objects are dropped), or `No changes.`.
 pub fn summary_line(s: &Summary) -> String {
     if s.buy + s.create + s.change + s.delete + s.replace + s.adopt + s.forget == 0 {
+        if s.drift > 0 {
+            // Issue 14 item 2: drift alone is not a change of the file.
+            return format!(
+                "No changes in the file. {} object(s) changed outside crmctl since the last apply.",
+                s.drift
+            );
+        }
         return "No changes.".to_string();
     }
     let mut line = format!(
@@ -38,6 +45,40 @@ pub fn summary_line(s: &Summary) -> String {
         line.push_str(&format!(", {} to forget from the state", s.forget));
     }
     line.push('.');
+    if s.drift > 0 {
+        line.push_str(&format!(
+            " {} object(s) changed outside crmctl since the last apply.",
+            s.drift
+        ));
+    }
+    line
+}
+
+/// The heading of the drift section (issue 14 item 2).
+pub(crate) const DRIFT_HEADING: &str = "Changed outside crmctl since the last apply:";
+/// The heading of the actions that put drift back.
+pub(crate) const REVERT_HEADING: &str =
+    "To put back what changed outside crmctl (not a change of the file):";
+
+/// A drift entry's one-line head: `~ users.ana@coho.com changed outside crmctl`.
+pub(crate) fn drift_line(d: &crate::plan::drift::Drift) -> String {
+    use crate::plan::drift::DriftChange;
+    let mut line = match d.change {
+        DriftChange::Changed => format!("~ {} changed", escape(&d.address)),
+        DriftChange::Deleted => format!("- {} deleted", escape(&d.address)),
+    };
+    if let Some(by) = &d.by {
+        line.push_str(&format!(" by {}", escape(by)));
+    }
+    if let Some(at) = &d.at {
+        line.push_str(&format!(" at {}", escape(at)));
+    }
+    if d.reverted_by.is_empty() {
+        line.push_str(" (the file agrees: apply records it)");
+    } else {
+        let ids: Vec<String> = d.reverted_by.iter().map(|i| format!("#{i}")).collect();
+        line.push_str(&format!(" (put back by {})", ids.join(", ")));
+    }
     line
 }
 

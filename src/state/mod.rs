@@ -50,6 +50,12 @@ pub struct State {
     /// older states.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<Backup>,
+    /// What the last apply left, by address (issue 14 item 2): the managed fields of each
+    /// managed object and of the tenant-wide settings (`licenses.PLAN`, `storage`,
+    /// `slots`), as `crate::plan::drift` records and compares them to find drift. Absent
+    /// in older states (no drift is reported until the next apply records it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied: BTreeMap<String, serde_json::Value>,
 }
 
 /// How many backups [`State::backups`] remembers.
@@ -118,6 +124,7 @@ impl State {
             resources: BTreeMap::new(),
             pending: BTreeMap::new(),
             backups: Vec::new(),
+            applied: BTreeMap::new(),
         }
     }
 

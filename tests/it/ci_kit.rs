@@ -99,7 +99,8 @@ fn pr_apply_drift_against_the_local_tenant() {
     assert_eq!(out.status.code(), Some(0), "{}", all_output(&out));
     assert!(read(dir, "out/drift.md").contains("No changes."));
 
-    // An admin renames the user in the admin center: drift, exit 2, the change in the report.
+    // An admin renames the user in the admin center: drift, exit 4 (changed outside crmctl,
+    // issue 14 item 2), the change in the report.
     crmctl(dir)
         .args([
             "local",
@@ -112,10 +113,16 @@ fn pr_apply_drift_against_the_local_tenant() {
         .assert()
         .success();
     let out = run(&mut ci(dir, "drift"));
-    assert_eq!(out.status.code(), Some(2), "{}", all_output(&out));
+    assert_eq!(out.status.code(), Some(4), "{}", all_output(&out));
     let drift = read(dir, "out/drift.md");
     assert!(drift.contains("update_user"), "{drift}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("drift: the tenant differs"));
+    assert!(
+        drift.contains("Changed outside crmctl since the last apply"),
+        "{drift}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("drift: the tenant changed outside crmctl")
+    );
 
     // A plan reviewed, then the tenant changed before the merge: apply refuses the stale plan.
     let out = run(&mut ci(dir, "pr"));

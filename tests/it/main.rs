@@ -14,6 +14,7 @@ mod bap_emulator;
 mod ci_kit;
 mod dataverse;
 mod delta;
+mod drift;
 mod emulator;
 mod json_output;
 mod layers;
