@@ -1,27 +1,58 @@
-//! `--backend microsoft[:TENANT]` (issue 12): the tenant's directory through Microsoft
-//! Graph ([`GraphProvider`]) over the HTTP transport of `provider::http` (sign-in from the
-//! environment, the cloud's endpoints with their overrides, `CRMCTL_CA_FILE`). The
-//! instances, roles and access modes are the next issue's (the Power Platform admin API and
-//! Dataverse): until then the provider refuses their operations with what to do by hand.
+//! `--backend microsoft[:TENANT]` (issues 12 and 13): one provider composed of
+//! - the directory (users, groups, licences) through Microsoft Graph ([`GraphProvider`]);
+//! - the instances through the Power Platform admin API
+//!   ([`crate::provider::powerplatform::environments`]): observe, and the lifecycle ops as
+//!   long-running operations whose handles (prefix `bap:`) go to the state;
+//! - each instance's security roles, access modes and base currency through its Dataverse
+//!   Web API ([`DataverseClient`], base URL from the cloud's template, overridable with
+//!   `CRMCTL_DATAVERSE_URL`);
+//! - on-demand backups through the Power Platform API
+//!   ([`crate::provider::powerplatform::backup`]);
+//! - manual steps (Graph's [`Provider::manual`]) for what has no public API.
+//!
+//! All of them over the one HTTP transport of `provider::http` (sign-in from the
+//! environment, the cloud's endpoints with their overrides, `CRMCTL_CA_FILE`). Observe
+//! reads Graph, then the environments, then each ready instance's Dataverse (a few at a
+//! time) and merges the halves; each op is routed to the service that carries it out.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
-use crate::domain::op::Op;
-use crate::observed::Tenant;
+use crate::domain::op::{ObjKind, Op};
+use crate::observed::{InstanceStatus, Tenant};
 use crate::ops::backend::{Backend, Presence};
 use crate::ops::OpsError;
+use crate::provider::dataverse::DataverseClient;
 use crate::provider::graph::GraphProvider;
 use crate::provider::http::cloud::Cloud;
+use crate::provider::http::Http;
+use crate::provider::powerplatform::{backup, environments};
 use crate::provider::{
-    BoxFuture, Executed, OperationHandle, Polled, Provider, ProviderError, RequestFamily, Scope,
+    BoxFuture, Executed, OperationHandle, Outcome, Polled, Provider, ProviderError, RequestFamily,
+    Scope,
 };
 
-/// A Microsoft tenant as the workflows see it: the Graph provider, plus where it is.
+/// How many instances' Dataverse are read at once while observing.
+const DATAVERSE_PARALLEL: usize = 8;
+
+/// A Microsoft tenant as the workflows see it: the composed provider, plus where it is.
 pub struct MicrosoftBackend {
     graph: GraphProvider,
+    http: Arc<dyn Http>,
+    dataverse: Arc<DataverseClient>,
+    /// What the last observe learnt: each instance's Dataverse base URL by environment id,
+    /// and the instances each directory user is a system user of (where `SetAccessMode`,
+    /// P3/P4, is carried out).
+    seen: Mutex<Seen>,
     tenant: String,
     cloud: Cloud,
     graph_url: String,
+}
+
+#[derive(Default)]
+struct Seen {
+    bases: BTreeMap<String, String>,
+    user_instances: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Sign in (from the environment) and open `tenant` in `cloud`.
@@ -32,18 +63,209 @@ pub fn open(tenant: &str, cloud: Cloud) -> Result<MicrosoftBackend, OpsError> {
             problem: e.to_string(),
         })?;
     let graph_url = transport.endpoints().graph.clone();
-    let graph = GraphProvider::new(Arc::new(transport)).with_graph_base(graph_url.clone());
-    Ok(MicrosoftBackend {
+    let template = transport.endpoints().dataverse_template.clone();
+    let http: Arc<dyn Http> = Arc::new(transport);
+    Ok(compose(http, &graph_url, &template, tenant, cloud))
+}
+
+/// The composed provider over `http`, Graph at `graph_url`, Dataverse at `template`.
+pub fn compose(
+    http: Arc<dyn Http>,
+    graph_url: &str,
+    template: &str,
+    tenant: &str,
+    cloud: Cloud,
+) -> MicrosoftBackend {
+    let graph = GraphProvider::new(http.clone()).with_graph_base(graph_url.to_string());
+    MicrosoftBackend {
         graph,
+        dataverse: Arc::new(DataverseClient::new(http.clone(), template)),
+        http,
+        seen: Mutex::new(Seen::default()),
         tenant: tenant.to_string(),
         cloud,
-        graph_url,
-    })
+        graph_url: graph_url.to_string(),
+    }
+}
+
+/// Which service carries out an op.
+enum Route {
+    Graph,
+    Bap,
+    Backup,
+    Dataverse,
+    /// Adopting an instance: checked against the admin API's list.
+    AdoptInstance,
+}
+
+fn route(op: &Op) -> Route {
+    match op {
+        Op::ConfigureInstance { .. }
+        | Op::UpdateInstance { .. }
+        | Op::SwitchInstance { .. }
+        | Op::SetAdminMode { .. }
+        | Op::CopyInstance { .. }
+        | Op::ResetInstance { .. }
+        | Op::DeleteInstance { .. } => Route::Bap,
+        Op::BackupInstance { .. } => Route::Backup,
+        Op::SetAccessMode { .. } | Op::AssignRoles { .. } | Op::RemoveRoles { .. } => {
+            Route::Dataverse
+        }
+        Op::Adopt {
+            kind: ObjKind::Instance,
+            ..
+        } => Route::AdoptInstance,
+        _ => Route::Graph,
+    }
+}
+
+impl MicrosoftBackend {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Graph's half, then the environments and each ready instance's Dataverse, merged.
+    async fn observe_all(&self, mut t: Tenant, scope: &Scope) -> Result<Tenant, ProviderError> {
+        let want_instances = scope.has_kind(ObjKind::Instance);
+        let want_roles = scope.has_kind(ObjKind::User);
+        if !want_instances && !want_roles {
+            return Ok(t);
+        }
+        let envs = environments::list(self.http.as_ref()).await?;
+        let mut to_read = vec![];
+        for (inst, _instance_url) in envs {
+            if !scope.has_instance(&inst.id) {
+                continue;
+            }
+            // The Dataverse base from the cloud's template (CRMCTL_DATAVERSE_URL), so that
+            // an override reaches the emulator as it reaches the service.
+            let base = self.dataverse.base_of(&inst);
+            self.seen().bases.insert(inst.id.clone(), base.clone());
+            if inst.status == InstanceStatus::Ready {
+                to_read.push((inst.id.clone(), base));
+            }
+            t.instances.insert(inst.id.clone(), inst);
+        }
+        // Each instance's users, roles and currency: a few instances at a time.
+        let mut set = tokio::task::JoinSet::new();
+        let mut pending = to_read.into_iter();
+        let mut found = vec![];
+        loop {
+            while set.len() < DATAVERSE_PARALLEL {
+                let Some((id, base)) = pending.next() else {
+                    break;
+                };
+                let dv = self.dataverse.clone();
+                set.spawn(async move { (id, dv.observe_base(&base).await) });
+            }
+            let Some(joined) = set.join_next().await else {
+                break;
+            };
+            let (id, r) = joined.map_err(|e| ProviderError::Backend(e.to_string()))?;
+            found.push((id, r?));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut seen = self.seen();
+        seen.user_instances.clear();
+        for (id, users) in &found {
+            for oid in users.users.keys() {
+                seen.user_instances
+                    .entry(oid.clone())
+                    .or_default()
+                    .insert(id.clone());
+            }
+            crate::provider::dataverse::merge(&mut t, id, users);
+        }
+        // Without users in the scope, the roles were read for the currency only.
+        if let (true, Some(only)) = (want_roles, &scope.instances) {
+            for u in t.users.values_mut() {
+                u.roles.retain(|iid, _| only.contains(iid));
+            }
+        }
+        Ok(t)
+    }
+
+    /// The Dataverse base URL of the instance with environment id `id`.
+    async fn base(&self, id: &str) -> Result<String, ProviderError> {
+        if let Some(b) = self.seen().bases.get(id) {
+            return Ok(b.clone());
+        }
+        let envs = environments::list(self.http.as_ref()).await?;
+        let mut seen = self.seen();
+        for (inst, _) in &envs {
+            let b = self.dataverse.base_of(inst);
+            seen.bases.insert(inst.id.clone(), b);
+        }
+        seen.bases
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ProviderError::NotFound(format!("environment {id}")))
+    }
+
+    async fn execute_dataverse(&self, op: &Op) -> Result<Executed, ProviderError> {
+        match op {
+            Op::AssignRoles { instance, .. } | Op::RemoveRoles { instance, .. } => {
+                let id = instance.id.as_deref().ok_or_else(|| {
+                    ProviderError::Invalid(format!(
+                        "reference to `{}` carries no remote id",
+                        instance.address
+                    ))
+                })?;
+                let base = self.base(id).await?;
+                self.dataverse.execute(op, &base).await
+            }
+            Op::SetAccessMode { user, .. } => {
+                // P3/P4: the mode is the user's; it is set in every instance they are in.
+                let oid = user.id.clone().unwrap_or_default();
+                let ids: Vec<String> = self
+                    .seen()
+                    .user_instances
+                    .get(&oid)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                let mut last = Executed::Done(Outcome::default());
+                for id in ids {
+                    let base = self.base(&id).await?;
+                    last = self.dataverse.execute(op, &base).await?;
+                }
+                Ok(last)
+            }
+            _ => Err(ProviderError::Invalid(format!(
+                "{} is not carried out through Dataverse",
+                op.kind().info().name
+            ))),
+        }
+    }
+
+    async fn execute_one(&self, op: &Op) -> Result<Executed, ProviderError> {
+        match route(op) {
+            Route::Graph => self.graph.execute(op).await,
+            Route::Bap => environments::execute(self.http.as_ref(), op)
+                .await?
+                .ok_or_else(|| ProviderError::Invalid("not an admin API op".into())),
+            Route::Backup => backup::execute(self.http.as_ref(), op).await,
+            Route::Dataverse => self.execute_dataverse(op).await,
+            Route::AdoptInstance => {
+                let Op::Adopt { id, .. } = op else {
+                    unreachable!("routed by kind")
+                };
+                let envs = environments::list(self.http.as_ref()).await?;
+                if envs.iter().any(|(i, _)| i.id.eq_ignore_ascii_case(id)) {
+                    Ok(Executed::Done(Outcome::default()))
+                } else {
+                    Err(ProviderError::NotFound(format!("instance {id} (to adopt)")))
+                }
+            }
+        }
+    }
 }
 
 impl Provider for MicrosoftBackend {
     fn observe<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Tenant, ProviderError>> {
-        self.graph.observe(scope)
+        Box::pin(async move {
+            let t = self.graph.observe(scope).await?;
+            self.observe_all(t, scope).await
+        })
     }
     fn observe_since<'a>(
         &'a self,
@@ -51,24 +273,42 @@ impl Provider for MicrosoftBackend {
         cursor: Option<crate::provider::ObserveCursor>,
     ) -> BoxFuture<'a, Result<(Tenant, Option<crate::provider::ObserveCursor>), ProviderError>>
     {
-        self.graph.observe_since(scope, cursor)
+        Box::pin(async move {
+            let (t, c) = self.graph.observe_since(scope, cursor).await?;
+            Ok((self.observe_all(t, scope).await?, c))
+        })
     }
     fn execute<'a>(&'a self, op: &'a Op) -> BoxFuture<'a, Result<Executed, ProviderError>> {
-        self.graph.execute(op)
+        Box::pin(self.execute_one(op))
     }
     fn execute_batch<'a>(
         &'a self,
         ops: &'a [Op],
     ) -> BoxFuture<'a, Vec<Result<Executed, ProviderError>>> {
-        self.graph.execute_batch(ops)
+        if ops.iter().all(|o| matches!(route(o), Route::Graph)) {
+            return self.graph.execute_batch(ops);
+        }
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                out.push(self.execute_one(op).await);
+            }
+            out
+        })
     }
     fn family(&self, op: &Op) -> RequestFamily {
-        self.graph.family(op)
+        match route(op) {
+            Route::Graph => self.graph.family(op),
+            _ => RequestFamily::SINGLE,
+        }
     }
     fn poll<'a>(
         &'a self,
         handle: &'a OperationHandle,
     ) -> BoxFuture<'a, Result<Polled, ProviderError>> {
+        if handle.id.starts_with(environments::HANDLE_PREFIX) {
+            return Box::pin(environments::poll(self.http.as_ref(), handle));
+        }
         self.graph.poll(handle)
     }
     fn replay_safe(&self, op: &Op) -> bool {

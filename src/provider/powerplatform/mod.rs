@@ -1,4 +1,6 @@
-//! The Power Platform backends (issue 13): the admin API (BAP) client lives beside this on
-//! branch `bap`; this branch adds the Power Platform API's on-demand backups.
+//! The Power Platform backends (issue 13):
+//! the Power Platform API's on-demand backups ([`backup`]) and the admin API's environments
+//! ([`environments`]).
 
 pub mod backup;
+pub mod environments;
