@@ -15,6 +15,7 @@ mod ci_kit;
 mod dataverse;
 mod delta;
 mod emulator;
+mod import;
 mod json_output;
 mod layers;
 mod local_provider;
