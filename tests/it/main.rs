@@ -17,6 +17,7 @@ mod dataverse;
 mod delta;
 mod drift;
 mod emulator;
+mod import;
 mod json_output;
 mod layers;
 mod local_provider;
