@@ -11,6 +11,7 @@ mod apply_engine;
 mod apply_faults;
 mod apply_proptest;
 mod bap_emulator;
+mod cert_signin;
 mod ci_kit;
 mod dataverse;
 mod delta;
