@@ -40,6 +40,11 @@ pub struct EmulateArgs {
         default_value = "00000000-0000-0000-0000-0000000c11e7"
     )]
     client_id: String,
+    /// A PEM file holding the certificate registered for the app: client assertions signed
+    /// by its key are accepted (the certificate sign-in, `AZURE_CLIENT_CERTIFICATE_PATH`).
+    /// Only its CERTIFICATE sections are read (the first is registered).
+    #[arg(long, value_name = "PEM")]
+    client_certificate: Option<std::path::PathBuf>,
     /// `countryLetterCode` of the organization (new users' default usage location).
     #[arg(long, default_value = "US")]
     country: String,
@@ -93,8 +98,11 @@ fn rate(name: &str, v: f64) -> anyhow::Result<f64> {
 
 /// Run `crmctl emulate`.
 pub fn run_emulate(a: &EmulateArgs) -> anyhow::Result<ExitCode> {
-    let Ok(secret) = std::env::var("AZURE_CLIENT_SECRET") else {
-        bail!("AZURE_CLIENT_SECRET is not set: set it to the client secret the emulator should accept (the same value crmctl will send)");
+    let secret = match (std::env::var("AZURE_CLIENT_SECRET"), &a.client_certificate) {
+        (Ok(secret), _) => secret,
+        // Certificate sign-in only: a secret nobody knows.
+        (Err(_), Some(_)) => format!("{:032x}", fastrand::u128(..)),
+        (Err(_), None) => bail!("AZURE_CLIENT_SECRET is not set: set it to the client secret the emulator should accept (the same value crmctl will send), or give --client-certificate"),
     };
     if !(1..=999).contains(&a.page_size) {
         bail!("--page-size {} is out of range: give 1 to 999", a.page_size);
@@ -111,6 +119,16 @@ pub fn run_emulate(a: &EmulateArgs) -> anyhow::Result<ExitCode> {
         None => EmulatorConfig::new(Tenant::fresh(&a.domain), &a.tenant_id, &a.client_id, secret),
     };
     cfg.country = a.country.clone();
+    if let Some(path) = &a.client_certificate {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let cert = CertificateDer::from_pem_file(path).map_err(|e| {
+            anyhow::anyhow!(
+                "--client-certificate {}: no PEM certificate read ({e}): give the PEM file of the certificate (`-----BEGIN CERTIFICATE-----`)",
+                path.display()
+            )
+        })?;
+        cfg.client_certificate = Some(cert.to_vec());
+    }
     cfg.faults = Faults {
         seed: a.seed,
         throttle_rate: rate("throttle-rate", a.throttle_rate)?,

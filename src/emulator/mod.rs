@@ -62,6 +62,9 @@ pub struct EmulatorConfig {
     pub client_id: String,
     /// Its client secret.
     pub client_secret: String,
+    /// The DER of the certificate registered for the app, if any: client assertions signed
+    /// by its key are accepted (issue 12 item 1).
+    pub client_certificate: Option<Vec<u8>>,
     /// The tenant behind Graph: every write is an op executed by it.
     pub provider: Arc<dyn Provider>,
     /// `countryLetterCode` of `GET /organization`.
@@ -113,6 +116,7 @@ impl EmulatorConfig {
             tenant_id: tenant_id.into(),
             client_id: client_id.into(),
             client_secret: client_secret.into(),
+            client_certificate: None,
             provider,
             country: "US".into(),
             faults: Faults::default(),

@@ -12,6 +12,7 @@ mod apply_faults;
 mod apply_proptest;
 mod bap_client;
 mod bap_emulator;
+mod cert_signin;
 mod ci_kit;
 mod dataverse;
 mod delta;

@@ -8,7 +8,7 @@
 //! reqwest client, so the roots of `CRMCTL_CA_FILE` are trusted there too, and azure_core
 //! is built without its own reqwest (no second TLS stack). The client-certificate credential
 //! needs azure_identity's `client_certificate` feature, which links OpenSSL: crmctl stays
-//! rustls-only and does not offer it.
+//! rustls-only and signs its certificate assertions itself (`certificate.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +97,7 @@ impl TokenSource for AzureCredential {
                 let text = e.to_string();
                 let first = text.lines().next().unwrap_or_default().trim();
                 ProviderError::Backend(format!(
-                    "sign-in failed: {first}. crmctl signs in with, first match: AZURE_CLIENT_ID + AZURE_CLIENT_SECRET; AZURE_FEDERATED_TOKEN_FILE + AZURE_CLIENT_ID (workload identity); a managed identity; the Azure CLI (`az login`). See README.md, \"Real tenants\""
+                    "sign-in failed: {first}. crmctl signs in with, first match: AZURE_CLIENT_ID + AZURE_CLIENT_SECRET; AZURE_CLIENT_ID + AZURE_CLIENT_CERTIFICATE_PATH; AZURE_FEDERATED_TOKEN_FILE + AZURE_CLIENT_ID (workload identity); a managed identity; the Azure CLI (`az login`). See README.md, \"Real tenants\""
                 ))
             })?;
             let left = t.expires_on - azure_core::time::OffsetDateTime::now_utc();
@@ -142,10 +142,10 @@ pub fn credential(
             tenant_id: Some(tenant.to_string()),
             ..Default::default()
         }))?,
-        C::ClientSecret { .. } => {
+        C::ClientSecret { .. } | C::ClientCertificate { .. } => {
             return Err(azure_core::Error::with_message(
                 azure_core::error::ErrorKind::Credential,
-                "the client secret is served by crmctl's own flow",
+                "the client secret and the certificate are served by crmctl's own flows",
             ))
         }
     })

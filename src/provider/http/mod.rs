@@ -7,6 +7,7 @@
 use serde::de::DeserializeOwned;
 
 pub mod azure;
+pub mod certificate;
 pub mod cloud;
 pub mod signin;
 pub mod transport;
@@ -159,6 +160,16 @@ pub fn connect(
                 endpoints.token_url(tenant),
                 client_id,
                 secret,
+            ))
+        }
+        signin::Credential::ClientCertificate { client_id, path } => {
+            let key = certificate::CertificateKey::from_pem_file(std::path::Path::new(&path))
+                .map_err(signin::CredentialError::Certificate)?;
+            std::sync::Arc::new(certificate::ClientCertificate::new(
+                client.clone(),
+                endpoints.token_url(tenant),
+                client_id,
+                key,
             ))
         }
         other => std::sync::Arc::new(azure::AzureCredential(

@@ -176,69 +176,85 @@ impl TokenSource for ClientSecret {
                 ("grant_type", "client_credentials"),
                 ("scope", scope),
             ];
-            let started = std::time::Instant::now();
-            // The error of a failed send names no URL query and no form: reqwest's
-            // Display shows the URL (ours has no secret in it) and the kind of failure.
-            let resp = self
-                .client
-                .post(&self.token_url)
-                .form(&form)
-                .send()
-                .await
-                .map_err(|e| {
-                    ProviderError::Transient(format!(
-                        "sign-in at {} failed: {}",
-                        self.token_url,
-                        e.without_url()
-                    ))
-                })?;
-            let status = resp.status().as_u16();
-            let body = resp.bytes().await.map_err(|e| {
-                ProviderError::Transient(format!("sign-in answer lost: {}", e.without_url()))
-            })?;
-            tracing::debug!(
-                target: "crmctl::http",
-                method = "POST",
-                path = %super::transport::loggable_path(&self.token_url),
-                status,
-                ms = started.elapsed().as_millis() as u64,
-                "sign-in"
-            );
-            let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
-                ProviderError::Backend(format!(
-                    "sign-in at {} answered {status} with a body that is not a token answer",
-                    self.token_url
-                ))
-            })?;
-            match (answer.access_token, status) {
-                (Some(token), 200) => {
-                    let secs = match answer.expires_in {
-                        Some(serde_json::Value::Number(n)) => n.as_u64(),
-                        Some(serde_json::Value::String(s)) => s.parse().ok(),
-                        _ => None,
-                    }
-                    .unwrap_or(3600);
-                    Ok(AccessToken {
-                        token: Secret::new(token),
-                        expires_in: Duration::from_secs(secs),
-                    })
-                }
-                _ => {
-                    // error_description is the service's text (AADSTS code and message);
-                    // it never echoes the secret.
-                    let what = format!(
-                        "sign-in refused ({status} {}): {}; check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET",
-                        answer.error.unwrap_or_default(),
-                        answer.error_description.unwrap_or_default()
-                    );
-                    if status == 429 || status >= 500 {
-                        Err(ProviderError::Transient(what))
-                    } else {
-                        Err(ProviderError::Backend(what))
-                    }
-                }
-            }
+            request_token(
+                &self.client,
+                &self.token_url,
+                &form,
+                "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET",
+            )
+            .await
         })
+    }
+}
+
+/// POST the client-credentials `form` to `token_url` and read the token answer; `check`
+/// names what the user should check when the service refuses. Neither the form nor the
+/// answer's token is ever part of an error or a log line.
+pub(super) async fn request_token(
+    client: &reqwest::Client,
+    token_url: &str,
+    form: &[(&str, &str)],
+    check: &str,
+) -> Result<AccessToken, ProviderError> {
+    let started = std::time::Instant::now();
+    // The error of a failed send names no URL query and no form: reqwest's
+    // Display shows the URL (ours has no secret in it) and the kind of failure.
+    let resp = client
+        .post(token_url)
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| {
+            ProviderError::Transient(format!(
+                "sign-in at {} failed: {}",
+                token_url,
+                e.without_url()
+            ))
+        })?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(|e| {
+        ProviderError::Transient(format!("sign-in answer lost: {}", e.without_url()))
+    })?;
+    tracing::debug!(
+        target: "crmctl::http",
+        method = "POST",
+        path = %super::transport::loggable_path(token_url),
+        status,
+        ms = started.elapsed().as_millis() as u64,
+        "sign-in"
+    );
+    let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
+        ProviderError::Backend(format!(
+            "sign-in at {token_url} answered {status} with a body that is not a token answer"
+        ))
+    })?;
+    match (answer.access_token, status) {
+        (Some(token), 200) => {
+            let secs = match answer.expires_in {
+                Some(serde_json::Value::Number(n)) => n.as_u64(),
+                Some(serde_json::Value::String(s)) => s.parse().ok(),
+                _ => None,
+            }
+            .unwrap_or(3600);
+            Ok(AccessToken {
+                token: Secret::new(token),
+                expires_in: Duration::from_secs(secs),
+            })
+        }
+        _ => {
+            // error_description is the service's text (AADSTS code and message);
+            // it never echoes the secret or the assertion.
+            let what = format!(
+                "sign-in refused ({status} {}): {}; check {check}",
+                answer.error.unwrap_or_default(),
+                answer.error_description.unwrap_or_default()
+            );
+            if status == 429 || status >= 500 {
+                Err(ProviderError::Transient(what))
+            } else {
+                Err(ProviderError::Backend(what))
+            }
+        }
     }
 }
 
@@ -251,6 +267,14 @@ pub enum Credential {
         client_id: String,
         /// The secret.
         secret: Secret,
+    },
+    /// `AZURE_CLIENT_ID` + `AZURE_CLIENT_CERTIFICATE_PATH`: a PEM file with the certificate
+    /// and its RSA private key (crmctl's own flow, [`super::certificate::ClientCertificate`]).
+    ClientCertificate {
+        /// The application (client) id.
+        client_id: String,
+        /// The PEM file.
+        path: String,
     },
     /// `AZURE_FEDERATED_TOKEN_FILE` + `AZURE_CLIENT_ID`: workload identity federation
     /// (GitHub Actions, Azure DevOps, Kubernetes OIDC; no secret), through azure_identity.
@@ -283,6 +307,9 @@ pub enum CredentialError {
     /// `CRMCTL_CREDENTIAL` names no credential kind.
     #[error("CRMCTL_CREDENTIAL=`{0}` is not a credential kind: use managed-identity or azure-cli (a client secret or a federated token is taken from the AZURE_* variables)")]
     UnknownKind(String),
+    /// The certificate file cannot be used.
+    #[error(transparent)]
+    Certificate(#[from] super::certificate::CertificateError),
     /// azure_identity refused to set the credential up.
     #[error("cannot set up the sign-in: {0}")]
     Azure(String),
@@ -311,10 +338,18 @@ impl Credential {
                 secret: Secret::new(secret),
             });
         }
-        if get("AZURE_CLIENT_CERTIFICATE_PATH").is_some() {
-            return Err(CredentialError::Unsupported(
-                "AZURE_CLIENT_CERTIFICATE_PATH is set, but crmctl does not sign in with a certificate (azure_identity needs OpenSSL for it; crmctl uses rustls only): use a client secret or workload identity federation",
-            ));
+        if let Some(path) = get("AZURE_CLIENT_CERTIFICATE_PATH") {
+            let Some(client_id) = client_id else {
+                return Err(CredentialError::Incomplete(
+                    "AZURE_CLIENT_CERTIFICATE_PATH is set without AZURE_CLIENT_ID (the app registration's application id)",
+                ));
+            };
+            if get("AZURE_CLIENT_CERTIFICATE_PASSWORD").is_some() {
+                return Err(CredentialError::Unsupported(
+                    "AZURE_CLIENT_CERTIFICATE_PASSWORD is set: crmctl reads a PEM file with an unencrypted private key only (no PKCS#12 / .pfx); convert it with `openssl pkcs12 -in cert.pfx -out cert.pem -nodes`, keep the file readable by the service account only, and unset the password",
+                ));
+            }
+            return Ok(Credential::ClientCertificate { client_id, path });
         }
         if let Some(token_file) = get("AZURE_FEDERATED_TOKEN_FILE") {
             let Some(client_id) = client_id else {
@@ -397,7 +432,7 @@ mod tests {
             Ok(Credential::ClientSecret { .. })
         ));
         type Vars = &'static [(&'static str, &'static str)];
-        let rows: [(Vars, Result<Credential, &str>); 8] = [
+        let rows: [(Vars, Result<Credential, &str>); 10] = [
             (&[], Ok(Credential::AzureCli)),
             (
                 &[("AZURE_CLIENT_SECRET", "s")],
@@ -419,7 +454,25 @@ mod tests {
             ),
             (
                 &[("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem")],
-                Err("rustls only"),
+                Err("without AZURE_CLIENT_ID"),
+            ),
+            (
+                &[
+                    ("AZURE_CLIENT_ID", "a"),
+                    ("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem"),
+                ],
+                Ok(Credential::ClientCertificate {
+                    client_id: "a".into(),
+                    path: "/c.pem".into(),
+                }),
+            ),
+            (
+                &[
+                    ("AZURE_CLIENT_ID", "a"),
+                    ("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pfx"),
+                    ("AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw"),
+                ],
+                Err("no PKCS#12"),
             ),
             (
                 &[

@@ -1,0 +1,369 @@
+//! Sign-in with a certificate (issue 12 item 1): `AZURE_CLIENT_ID` +
+//! `AZURE_CLIENT_CERTIFICATE_PATH` (a PEM file holding the certificate and its RSA private
+//! key, as the Azure SDKs take it), through the client-credentials flow with a client
+//! assertion instead of a secret.
+//!
+//! The assertion is a JWT signed with the certificate's private key (RFC 7523 section 2.2,
+//! `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`), in the
+//! format of "Microsoft identity platform certificate credentials"
+//! (learn.microsoft.com/entra/identity-platform/certificate-credentials, "Assertion
+//! format"): header `alg` PS256, `typ` JWT, `x5t#S256` the base64url SHA-256 thumbprint of
+//! the certificate's DER; claims `aud` (the token endpoint URL), `iss` and `sub` (the
+//! application id), `jti` (unique), `nbf`, `iat` (now) and `exp` (a few minutes later);
+//! signed with PSS padding. The signing is ring's (already in the tree through rustls):
+//! azure_identity's certificate credential needs OpenSSL, which crmctl does not link.
+//!
+//! The private key and the assertion are secrets: they are never part of a `Debug`, an
+//! error, a log line or a file.
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use ring::rand::SystemRandom;
+use ring::signature::{RsaKeyPair, RSA_PSS_SHA256};
+use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::CertificateDer;
+use sha2::Digest as _;
+
+use super::signin::{request_token, AccessToken, Secret, TokenSource};
+use crate::provider::{BoxFuture, ProviderError};
+
+/// The `client_assertion_type` of a JWT client assertion (RFC 7523 section 2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How long an assertion is valid: "keep it short, 5-10 minutes after nbf" (certificate
+/// credentials page, `exp`).
+const LIFETIME: Duration = Duration::from_secs(600);
+
+/// Why the certificate file cannot be used. No variant holds key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    /// The file cannot be read.
+    #[error("cannot read AZURE_CLIENT_CERTIFICATE_PATH `{path}`: {problem}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The OS's error.
+        problem: String,
+    },
+    /// Not a PEM file, or one without what is needed.
+    #[error("AZURE_CLIENT_CERTIFICATE_PATH `{path}`: {problem}")]
+    Content {
+        /// The path.
+        path: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+}
+
+/// A certificate and its private key, ready to sign assertions.
+pub struct CertificateKey {
+    key: RsaKeyPair,
+    /// The certificate's DER (the one the key belongs to).
+    cert_der: Vec<u8>,
+}
+
+impl fmt::Debug for CertificateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateKey")
+            .field("x5t#S256", &self.thumbprint_s256())
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The base64url SHA-256 thumbprint of a certificate's DER (`x5t#S256`).
+pub fn thumbprint_s256(cert_der: &[u8]) -> String {
+    b64(&sha2::Sha256::digest(cert_der))
+}
+
+impl CertificateKey {
+    /// Read the PEM file at `path`: its `CERTIFICATE` sections and one RSA private key
+    /// (`PRIVATE KEY`, PKCS#8, or `RSA PRIVATE KEY`, PKCS#1). The certificate used is the
+    /// one whose public key the private key belongs to (a file may hold a chain).
+    pub fn from_pem_file(path: &Path) -> Result<CertificateKey, CertificateError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| CertificateError::Read {
+            path: shown.clone(),
+            problem: e.to_string(),
+        })?;
+        CertificateKey::from_pem(&bytes).map_err(|problem| CertificateError::Content {
+            path: shown,
+            problem,
+        })
+    }
+
+    /// [`CertificateKey::from_pem_file`] on the file's bytes; the error says what to do.
+    pub fn from_pem(bytes: &[u8]) -> Result<CertificateKey, String> {
+        if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err("not a PEM file (no `-----BEGIN` line): give a PEM file with the certificate and its unencrypted private key (convert a .pfx with `openssl pkcs12 -in cert.pfx -out cert.pem -nodes`)".into());
+        }
+        if bytes
+            .windows(29)
+            .any(|w| w == b"-----BEGIN ENCRYPTED PRIVATE K")
+        {
+            return Err("the private key is encrypted: crmctl reads unencrypted PEM keys only; decrypt it into a file only the service account can read (`openssl pkey -in key.pem -out plain.pem`)".into());
+        }
+        let mut certs = Vec::new();
+        let mut key = None;
+        for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes) {
+            let (kind, der) = item.map_err(|e| format!("a PEM section cannot be read: {e}"))?;
+            match kind {
+                SectionKind::Certificate => certs.push(der),
+                SectionKind::PrivateKey => {
+                    key = Some(RsaKeyPair::from_pkcs8(&der).map_err(|e| {
+                        format!("the private key is not a usable RSA key ({e}): Microsoft Entra certificate credentials are RSA")
+                    })?)
+                }
+                SectionKind::RsaPrivateKey => {
+                    key = Some(RsaKeyPair::from_der(&der).map_err(|e| {
+                        format!("the RSA private key cannot be used ({e})")
+                    })?)
+                }
+                SectionKind::EcPrivateKey => {
+                    return Err("the private key is an EC key: Microsoft Entra certificate credentials are RSA (2048 bits or more)".into())
+                }
+                _ => {}
+            }
+        }
+        let Some(key) = key else {
+            return Err("no private key in the file: put the certificate and its private key (`-----BEGIN PRIVATE KEY-----`) in one PEM file".into());
+        };
+        if certs.is_empty() {
+            return Err("no certificate in the file: put the certificate (`-----BEGIN CERTIFICATE-----`) beside its private key".into());
+        }
+        // The leaf is the certificate whose public key verifies the key's signature.
+        let probe = b"crmctl certificate probe";
+        let mut sig = vec![0; key.public().modulus_len()];
+        key.sign(&RSA_PSS_SHA256, &SystemRandom::new(), probe, &mut sig)
+            .map_err(|_| "the private key cannot sign".to_string())?;
+        let cert_der = certs
+            .into_iter()
+            .find(|der| verify(der, probe, &sig, "PS256").is_ok())
+            .ok_or("the private key belongs to none of the certificates in the file: give the certificate registered on the app registration together with its own key")?;
+        Ok(CertificateKey { key, cert_der })
+    }
+
+    /// `x5t#S256` of the certificate.
+    pub fn thumbprint_s256(&self) -> String {
+        thumbprint_s256(&self.cert_der)
+    }
+
+    /// The certificate's DER.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// A client assertion for `client_id` at the token endpoint `audience`, valid from
+    /// `now` for [`LIFETIME`].
+    pub fn assertion(
+        &self,
+        client_id: &str,
+        audience: &str,
+        now: SystemTime,
+    ) -> Result<Secret, ProviderError> {
+        let secs = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti)
+            .map_err(|e| ProviderError::Backend(format!("no random source for jti: {e}")))?;
+        let header = serde_json::json!({
+            "alg": "PS256",
+            "typ": "JWT",
+            "x5t#S256": self.thumbprint_s256(),
+        });
+        let claims = serde_json::json!({
+            "aud": audience,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": b64(&jti),
+            "nbf": secs,
+            "iat": secs,
+            "exp": secs + LIFETIME.as_secs(),
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let mut sig = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &RSA_PSS_SHA256,
+                &SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| ProviderError::Backend("signing the client assertion failed".into()))?;
+        Ok(Secret::new(format!("{signing_input}.{}", b64(&sig))))
+    }
+}
+
+/// Verify `sig` over `msg` with the public key of the certificate `cert_der`, for the JWT
+/// algorithm `alg` (PS256 or RS256). Used to pair a key with its certificate, and by the
+/// emulator's token endpoint to check an assertion.
+pub fn verify(cert_der: &[u8], msg: &[u8], sig: &[u8], alg: &str) -> Result<(), String> {
+    let der = CertificateDer::from(cert_der);
+    let cert =
+        webpki::EndEntityCert::try_from(&der).map_err(|e| format!("bad certificate: {e}"))?;
+    let alg: &dyn rustls::pki_types::SignatureVerificationAlgorithm = match alg {
+        "PS256" => webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        "RS256" => webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+        other => return Err(format!("algorithm `{other}` is not PS256 or RS256")),
+    };
+    cert.verify_signature(alg, msg, sig)
+        .map_err(|e| format!("signature does not verify: {e}"))
+}
+
+/// The client-credentials flow with a certificate: the form of the client-secret flow with
+/// `client_assertion_type` + `client_assertion` in place of `client_secret` (Microsoft
+/// identity platform, "OAuth 2.0 client credentials flow", second case: access token
+/// request with a certificate). A fresh assertion per token request.
+pub struct ClientCertificate {
+    client: reqwest::Client,
+    token_url: String,
+    client_id: String,
+    key: CertificateKey,
+}
+
+impl ClientCertificate {
+    /// The flow for `client_id` with `key` against `token_url`, through `client`.
+    pub fn new(
+        client: reqwest::Client,
+        token_url: String,
+        client_id: String,
+        key: CertificateKey,
+    ) -> ClientCertificate {
+        ClientCertificate {
+            client,
+            token_url,
+            client_id,
+            key,
+        }
+    }
+}
+
+impl fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl TokenSource for ClientCertificate {
+    fn token<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<AccessToken, ProviderError>> {
+        Box::pin(async move {
+            let assertion =
+                self.key
+                    .assertion(&self.client_id, &self.token_url, SystemTime::now())?;
+            let form = [
+                ("client_id", self.client_id.as_str()),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", assertion.expose()),
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+            ];
+            request_token(
+                &self.client,
+                &self.token_url,
+                &form,
+                "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_CERTIFICATE_PATH (the certificate must be uploaded to the app registration)",
+            )
+            .await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP: &[u8] = include_bytes!("../../../tests/fixtures/certificate/app.pem");
+    const APP1: &[u8] = include_bytes!("../../../tests/fixtures/certificate/app-pkcs1.pem");
+    const OTHER: &[u8] = include_bytes!("../../../tests/fixtures/certificate/other.pem");
+    const CRT: &[u8] = include_bytes!("../../../tests/fixtures/certificate/app.crt");
+
+    fn part(jwt: &str, i: usize) -> serde_json::Value {
+        let p = jwt.split('.').nth(i).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    // issue 12 item 1: the assertion has the documented header and claims, and verifies
+    // with the certificate's public key (PS256); PKCS#8 and PKCS#1 keys give one thumbprint.
+    #[test]
+    fn assertion_is_a_ps256_jwt_signed_by_the_certificate() {
+        let key = CertificateKey::from_pem(APP).unwrap();
+        let key1 = CertificateKey::from_pem(APP1).unwrap();
+        assert_eq!(key.thumbprint_s256(), key1.thumbprint_s256());
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let aud = "https://login.example/t/oauth2/v2.0/token";
+        let jwt = key.assertion("app-id", aud, now).unwrap();
+        let jwt = jwt.expose();
+        let header = part(jwt, 0);
+        assert_eq!(header["alg"], "PS256");
+        assert_eq!(header["typ"], "JWT");
+        assert_eq!(header["x5t#S256"], key.thumbprint_s256().as_str());
+        let claims = part(jwt, 1);
+        assert_eq!(claims["aud"], aud);
+        assert_eq!(claims["iss"], "app-id");
+        assert_eq!(claims["sub"], "app-id");
+        assert_eq!(claims["nbf"], 1_700_000_000u64);
+        assert_eq!(claims["exp"], 1_700_000_600u64);
+        assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+        let (input, sig) = jwt.rsplit_once('.').unwrap();
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sig)
+            .unwrap();
+        verify(key.certificate_der(), input.as_bytes(), &sig, "PS256").unwrap();
+        // Another certificate's key does not verify it, nor does a changed claim.
+        let other = CertificateKey::from_pem(OTHER).unwrap();
+        assert!(verify(other.certificate_der(), input.as_bytes(), &sig, "PS256").is_err());
+        assert!(verify(key.certificate_der(), b"x.y", &sig, "PS256").is_err());
+        // Two assertions differ (jti).
+        assert_ne!(key.assertion("app-id", aud, now).unwrap().expose(), jwt);
+    }
+
+    // issue 12 item 1: bad files are refused with what to do; Debug shows no key.
+    #[test]
+    fn bad_files_say_what_to_do_and_debug_redacts() {
+        let mut mixed = CRT.to_vec();
+        let other = std::str::from_utf8(OTHER).unwrap();
+        mixed.extend_from_slice(other[other.find("-----BEGIN PRIVATE").unwrap()..].as_bytes());
+        let cases: [(&[u8], &str); 4] = [
+            (b"\x30\x82binary", "not a PEM file"),
+            (CRT, "no private key"),
+            (&mixed, "belongs to none of the certificates"),
+            (
+                b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+                "encrypted",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let e = CertificateKey::from_pem(bytes).unwrap_err();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let key = CertificateKey::from_pem(APP).unwrap();
+        let text = format!("{key:?}");
+        assert!(text.contains("redacted"), "{text}");
+        let pem = std::str::from_utf8(APP).unwrap();
+        let body = pem[pem.find("PRIVATE KEY-----").unwrap()..]
+            .lines()
+            .nth(1)
+            .unwrap();
+        assert!(!text.contains(body));
+    }
+}
