@@ -190,6 +190,9 @@ fn store_of(u: &RemoteUrl, url: &str) -> Result<Arc<dyn ObjectStore>, RemoteErro
         ),
     }
     };
+    // reqwest is built without a default TLS provider (Cargo.toml): the same ring provider
+    // as the tenant transport (src/provider/http/transport.rs); already set is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let store: Arc<dyn ObjectStore> = match u.kind {
         StoreKind::Azure => Arc::new(
             object_store::azure::MicrosoftAzureBuilder::from_env()
