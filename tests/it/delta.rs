@@ -439,7 +439,8 @@ fn crmctl_plans_twice_the_second_reads_only_changes() {
             usage_location: None,
         })
         .unwrap();
-    let (third, out) = run("plan", 2);
+    // An out-of-band change only: drift, exit 4 (issue 14 item 2).
+    let (third, out) = run("plan", 4);
     out.stdout(predicate::str::contains("ana@coho.com").and(predicate::str::contains("Anna")));
     assert!(third <= 6, "still incremental: {third} requests");
 }

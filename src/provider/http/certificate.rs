@@ -104,10 +104,8 @@ impl CertificateKey {
         if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
             return Err("not a PEM file (no `-----BEGIN` line): give a PEM file with the certificate and its unencrypted private key (convert a .pfx with `openssl pkcs12 -in cert.pfx -out cert.pem -nodes`)".into());
         }
-        if bytes
-            .windows(29)
-            .any(|w| w == b"-----BEGIN ENCRYPTED PRIVATE K")
-        {
+        const ENCRYPTED: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
+        if bytes.windows(ENCRYPTED.len()).any(|w| w == ENCRYPTED) {
             return Err("the private key is encrypted: crmctl reads unencrypted PEM keys only; decrypt it into a file only the service account can read (`openssl pkey -in key.pem -out plain.pem`)".into());
         }
         let mut certs = Vec::new();
@@ -341,8 +339,11 @@ mod tests {
     #[test]
     fn bad_files_say_what_to_do_and_debug_redacts() {
         let mut mixed = CRT.to_vec();
-        let other = std::str::from_utf8(OTHER).unwrap();
-        mixed.extend_from_slice(other[other.find("-----BEGIN PRIVATE").unwrap()..].as_bytes());
+        let at = std::str::from_utf8(OTHER)
+            .unwrap()
+            .find("-----BEGIN PRIVATE")
+            .unwrap();
+        mixed.extend_from_slice(&OTHER[at..]);
         let cases: [(&[u8], &str); 4] = [
             (b"\x30\x82binary", "not a PEM file"),
             (CRT, "no private key"),
