@@ -109,8 +109,22 @@ pub enum LocalCommand {
     },
 }
 
-/// `crmctl show`.
+/// `crmctl show`. With `--format json`, standard output always gets one document (issue 15
+/// item 2): the tenant as a desired file (`schemas/crmctl.schema.json`), or, when it cannot be
+/// read, the failure document ([`crate::ops::json::failure_doc`], `schemas/plan.schema.json`).
 pub fn run_show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let result = show_inner(args);
+    if let (Err(e), TenantFormat::Json) = (&result, args.format) {
+        let error = crate::cli::describe(e);
+        let doc = crate::ops::json::failure_doc("show", &error, &[]);
+        std::io::stdout()
+            .lock()
+            .write_all(crate::ops::json::to_pretty(&doc).as_bytes())?;
+    }
+    result
+}
+
+fn show_inner(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let tenant = ops::show(&common::backend_spec(Some(&args.backend))?)?;
     if args.raw {
         print_tenant(&tenant, args.format)?;

@@ -347,3 +347,47 @@ fn schemas_name_every_action_kind() {
         assert!(s["$id"].as_str().unwrap().starts_with("urn:crmctl:schema:"));
     }
 }
+
+// issue 15 item 2: `show --format json` writes the tenant as a desired file that the desired
+// file's schema accepts, and when the tenant cannot be read, the failure document (exit 1).
+#[test]
+fn show_json_is_a_desired_file_or_a_failure_document() {
+    let mut c = Checker::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        &["apply", "--auto-approve", "-f", &example("minimal.yaml")],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    let out = run(dir.path(), &["show", "--format", "json"]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let v: Value = serde_json::from_str(&text).expect("one JSON document");
+    assert!(
+        v["users"].as_object().is_some_and(|u| !u.is_empty()),
+        "{v:#}"
+    );
+    if let Some(ajv) = &c.ajv {
+        let data = c.dir.path().join("show.json");
+        std::fs::write(&data, &text).unwrap();
+        let (ok, why) = run_schema(ajv, "schemas/crmctl.schema.json", &data);
+        assert!(
+            ok,
+            "the desired schema rejects show's output:\n{text}\n{why}"
+        );
+    }
+    // The desired file's own loader reads it back.
+    let file = dir.path().join("shown.json");
+    std::fs::write(&file, &text).unwrap();
+    let out = run(dir.path(), &["validate", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", all_output(&out));
+
+    let out = run(
+        dir.path(),
+        &["show", "--format", "json", "--backend", "nosuch:thing"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    let v = c.check("schemas/plan.schema.json", &out.stdout);
+    assert_eq!(v["command"], "show");
+    assert!(v["error"].as_str().unwrap().contains("nosuch"), "{v:#}");
+}
