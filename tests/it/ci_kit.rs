@@ -212,6 +212,92 @@ fn federated_token_of_azure_devops_reaches_crmctl_in_a_file_never_echoed() {
     assert!(!text.contains("eyJ.federated.token"), "{text}");
 }
 
+// GitHub Actions' OIDC (issue 15 item 3, workload identity federation without a stored
+// secret): the script asks the runner's token service (ACTIONS_ID_TOKEN_REQUEST_URL, bearer
+// ACTIONS_ID_TOKEN_REQUEST_TOKEN, audience api://AzureADTokenExchange), writes the answer's
+// `value` to a mode-600 file under RUNNER_TEMP for AZURE_FEDERATED_TOKEN_FILE, and never echoes
+// either token. The token service is a one-request HTTP server on loopback.
+#[test]
+fn federated_token_of_github_actions_is_fetched_into_a_file_never_echoed() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fake = dir.join("fake-crmctl");
+    std::fs::write(
+        &fake,
+        "#!/usr/bin/env bash\n{ echo \"ARGS=$*\"; echo \"FILE=$AZURE_FEDERATED_TOKEN_FILE\"; } > \"$(dirname \"$0\")/seen\"\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+    std::fs::create_dir(dir.join("runner-tmp")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            head.push(line.trim_end().to_string());
+        }
+        let body = r#"{"count":1,"value":"gh.oidc.jwt-SECRET"}"#;
+        let mut stream = stream;
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        head
+    });
+    let out = run(ci(dir, "drift")
+        .env("CRMCTL", &fake)
+        .env("GITHUB_OUTPUT", dir.join("github-output"))
+        .env("RUNNER_TEMP", dir.join("runner-tmp"))
+        .env(
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            format!("http://127.0.0.1:{port}/oidc/token?api-version=2.0"),
+        )
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token-SECRET")
+        .env("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
+        .env("AZURE_TENANT_ID", "contoso.onmicrosoft.com"));
+    assert!(out.status.success(), "{}", all_output(&out));
+    let head = server.join().unwrap();
+    let request = head[0].to_ascii_lowercase();
+    assert!(
+        request.starts_with("get /oidc/token?api-version=2.0&audience=api://azureadtokenexchange"),
+        "{head:?}"
+    );
+    assert!(
+        head.iter()
+            .any(|h| h.eq_ignore_ascii_case("authorization: bearer request-token-SECRET")),
+        "{head:?}"
+    );
+    let token_file = dir.join("runner-tmp/crmctl-federated-token");
+    let seen = read(dir, "seen");
+    assert!(
+        seen.contains(&format!("FILE={}", token_file.display())),
+        "{seen}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap(),
+        "gh.oidc.jwt-SECRET"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the token file is readable by others: {mode:o}"
+    );
+    let text = all_output(&out) + &read(dir, "github-output");
+    assert!(!text.contains("SECRET"), "{text}");
+}
+
 /// The YAML of a pipeline as a JSON value.
 fn pipeline(name: &str) -> (String, Value) {
     let text = std::fs::read_to_string(root().join("examples/ci").join(name)).unwrap();
