@@ -531,6 +531,7 @@ async fn start(
         }
     }
     let id = shared.guid();
+    shared.stats.count_operation(kind);
     shared.bap.lock().insert(
         id.clone(),
         Operation {

@@ -283,6 +283,29 @@ impl EmulatorHandle {
     pub fn graph_requests(&self) -> u64 {
         self.stats.graph_requests()
     }
+
+    /// The admin API lifecycle operations started so far (each answered 202), by kind:
+    /// `Create`, `Update`, `ModifySku`, `Delete`, `Copy`, `Reset`. A request refused (400,
+    /// 409) starts none; one whose answer was dropped did.
+    pub fn lifecycle_operations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.stats.operations()
+    }
+
+    /// The on-demand backups taken through the Power Platform API so far, in order.
+    pub fn backups(&self) -> Vec<EmulatedBackup> {
+        self.stats.backups()
+    }
+}
+
+/// An on-demand backup the emulator took (issue 13 item 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmulatedBackup {
+    /// The environment (instance) id.
+    pub environment: String,
+    /// The label the request gave (crmctl names the plan and the action in it).
+    pub label: String,
+    /// The backup's id as answered.
+    pub id: String,
 }
 
 impl Drop for EmulatorHandle {

@@ -109,6 +109,11 @@ async fn backup(shared: &Shared, id: &str, body: &[u8]) -> Answer {
             "the tenant returned no backup id",
         );
     };
+    shared.stats.record_backup(super::EmulatedBackup {
+        environment: id.to_string(),
+        label: label.clone(),
+        id: backup_id.clone(),
+    });
     let now = std::time::SystemTime::now();
     let stamp = |t| humantime::format_rfc3339_seconds(t).to_string();
     Answer::json(

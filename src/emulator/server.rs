@@ -57,6 +57,11 @@ pub(super) struct Stats {
     dataverse: AtomicU64,
     /// Admin API (BAP) and Power Platform API requests (issue 13 item 5).
     bap: AtomicU64,
+    /// Lifecycle operations started (answered 202), by kind (`Create`, `Copy`, ...): how a
+    /// test tells one create or copy from two.
+    operations: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// On-demand backups taken, in order.
+    backups: Mutex<Vec<super::EmulatedBackup>>,
 }
 
 impl Stats {
@@ -70,6 +75,36 @@ impl Stats {
 
     pub fn bap_requests(&self) -> u64 {
         self.bap.load(Ordering::Relaxed)
+    }
+
+    pub fn count_operation(&self, kind: &str) {
+        *self
+            .operations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn operations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.operations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn record_backup(&self, b: super::EmulatedBackup) {
+        self.backups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(b);
+    }
+
+    pub fn backups(&self) -> Vec<super::EmulatedBackup> {
+        self.backups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

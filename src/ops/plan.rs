@@ -53,9 +53,11 @@ pub fn plan(
     let mut plan =
         crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &session.state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
-    if options.backups {
-        plan = crate::plan::backups::with_backups(plan);
-    }
+    plan = if options.backups {
+        crate::plan::backups::with_backups(plan)
+    } else {
+        crate::plan::backups::without_backups(plan)
+    };
     // Issue 14 item 5: said in the plan; enforced by `apply::Prepared::check`.
     for over in
         crate::plan::safety::over_threshold(&plan, &session.state, loaded.desired.safety.as_ref())

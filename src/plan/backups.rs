@@ -89,6 +89,46 @@ pub fn with_backups(plan: Plan) -> Plan {
     plan
 }
 
+/// `plan` planned with `--no-backup`: unchanged, but for a warning on each action that
+/// destroys an existing instance's data without a backup before it (issue 13 item 3: "the
+/// plan says so"; I8 delete, I9 reset, I11 copy onto the target). A plan with errors is
+/// returned unchanged.
+pub fn without_backups(plan: Plan) -> Plan {
+    if plan.has_errors() {
+        return plan;
+    }
+    let destructive = plan.destructive_flags();
+    let mut plan = plan;
+    let mut warnings = vec![];
+    for a in &plan.actions {
+        let Some(target) = a.op.destroyed_instance() else {
+            continue;
+        };
+        if !destructive[a.id] || target.id.is_none() || a.kind == ActionKind::BackupInstance {
+            continue;
+        }
+        let rule = match a.kind {
+            ActionKind::DeleteInstance => "I8",
+            ActionKind::ResetInstance => "I9",
+            _ => "I11",
+        };
+        warnings.push(
+            crate::diag::Diagnostic::warning(
+                a.address.clone(),
+                format!(
+                    "no backup of {} is taken before {} (--no-backup): its data is lost for good",
+                    target.address,
+                    a.kind.as_str()
+                ),
+            )
+            .rule(rule)
+            .hint("plan without --no-backup to take an on-demand backup first"),
+        );
+    }
+    plan.diagnostics.extend(warnings);
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +250,62 @@ mod tests {
             ..Plan::default()
         };
         assert_eq!(with_backups(fresh.clone()), fresh);
+    }
+
+    // Issue 13 item 3: with --no-backup the plan says, on each destroying action, that no
+    // backup comes first (I8, I9), and adds no action; a copy onto a new instance and the
+    // other actions get no warning.
+    #[test]
+    fn without_backups_warns_on_each_destroying_action() {
+        let plan = Plan {
+            actions: vec![
+                action(
+                    0,
+                    "instances.a",
+                    &[],
+                    Op::DeleteInstance {
+                        instance: r("instances.a", Some("i1")),
+                    },
+                ),
+                action(
+                    1,
+                    "instances.b",
+                    &[],
+                    Op::ResetInstance {
+                        instance: r("instances.b", Some("i2")),
+                        currency: "USD".into(),
+                        language: 1033,
+                    },
+                ),
+                action(
+                    2,
+                    "instances.t",
+                    &[],
+                    Op::CopyInstance {
+                        source: r("instances.s", Some("i3")),
+                        target: r("instances.t", None),
+                        kind: crate::domain::kinds::CopyKind::Full,
+                    },
+                ),
+            ],
+            ..Plan::default()
+        };
+        let out = without_backups(plan.clone());
+        assert_eq!(out.actions, plan.actions, "no action added");
+        let said: Vec<(Option<&str>, Option<&str>)> = out
+            .diagnostics
+            .iter()
+            .map(|d| (d.address.as_deref(), d.rule.as_deref()))
+            .collect();
+        assert_eq!(
+            said,
+            vec![
+                (Some("instances.a"), Some("I8")),
+                (Some("instances.b"), Some("I9"))
+            ]
+        );
+        assert!(out.diagnostics[1]
+            .message
+            .contains("no backup of instances.b is taken before reset_instance (--no-backup)"));
     }
 }

@@ -23,6 +23,7 @@ mod json_output;
 mod layers;
 mod local_provider;
 mod microsoft_e2e;
+mod microsoft_lifecycle;
 mod plan_cli;
 mod plan_props;
 mod plan_render;

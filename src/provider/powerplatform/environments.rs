@@ -456,23 +456,91 @@ fn read_start(op: &Op, resp: &Response) -> Result<Executed, ProviderError> {
 
 /// Execute an instance lifecycle op: `Ok(None)` when `op` is not one. A create (and a URL
 /// change) first checks the URL name with the validation endpoint.
+///
+/// A copy or a reset (not safe to send twice, I9/I11) first checks that its environment
+/// is ready (no lifecycle operation running on it: a conflict to wait for otherwise); when
+/// the answer to the request is lost, the environment is read again: busy now, the
+/// operation this request started runs on it, and the handle follows the environment
+/// until it is ready again (`ready:` handles), never sending the request again; still
+/// ready, the outcome stays unknown.
 pub async fn execute(http: &dyn Http, op: &Op) -> Result<Option<Executed>, ProviderError> {
     let Some(req) = request(op)? else {
         return Ok(None);
     };
-    match op {
+    let guarded = match op {
         Op::ConfigureInstance { url, region, .. } => {
-            validate_url(http, url, Some(*region), None).await?
+            validate_url(http, url, Some(*region), None).await?;
+            None
         }
         Op::UpdateInstance {
             instance,
             url: Some(u),
             ..
-        } => validate_url(http, u, None, Some(remote(instance)?)).await?,
-        _ => {}
-    }
-    let resp = http.send(req).await?;
+        } => {
+            validate_url(http, u, None, Some(remote(instance)?)).await?;
+            None
+        }
+        Op::CopyInstance { target: env, .. } | Op::ResetInstance { instance: env, .. } => {
+            let env = remote(env)?;
+            if !environment_ready(http, env).await? {
+                return Err(ProviderError::Conflict {
+                    message: format!(
+                        "{} (admin API): environment {env} is busy with another lifecycle operation; waiting for it to end",
+                        op.kind().info().name
+                    ),
+                    retry_after: Some(std::time::Duration::from_secs(1)),
+                });
+            }
+            Some(env)
+        }
+        _ => None,
+    };
+    let resp = match (http.send(req).await, guarded) {
+        (Ok(resp), _) => resp,
+        (Err(ProviderError::OutcomeUnknown(m)), Some(env)) => {
+            return match environment_ready(http, env).await {
+                Ok(false) => Ok(Some(Executed::Accepted(OperationHandle {
+                    id: format!("{HANDLE_PREFIX}{env}|{READY}{env}"),
+                    retry_after: None,
+                }))),
+                Ok(true) => Err(ProviderError::OutcomeUnknown(format!(
+                    "{m}; environment {env} shows no operation running: not sent again"
+                ))),
+                Err(e) => Err(ProviderError::OutcomeUnknown(format!(
+                    "{m}; reading environment {env} again failed ({e}): not sent again"
+                ))),
+            };
+        }
+        (Err(e), _) => return Err(e),
+    };
     read_start(op, &resp).map(Some)
+}
+
+/// Marks a handle that follows an environment until it is ready, not a lifecycle
+/// operation (the answer that named the operation was lost).
+const READY: &str = "ready:";
+
+/// Whether environment `env` is ready: no lifecycle operation running on it
+/// (`states.management.id` Ready) and provisioned.
+async fn environment_ready(http: &dyn Http, env: &str) -> Result<bool, ProviderError> {
+    let resp = http
+        .send(Request::get(
+            Service::Bap,
+            format!("{}?api-version={API_VERSION}", env_path(env)?),
+        ))
+        .await?;
+    if !resp.ok() {
+        return Err(error_class(&resp, &format!("environment {env}")));
+    }
+    let e: Value = resp.json()?;
+    Ok(ready(&e))
+}
+
+fn ready(e: &Value) -> bool {
+    str_at(e, &["properties", "states", "management", "id"])
+        .is_none_or(|s| s.eq_ignore_ascii_case("Ready"))
+        && str_at(e, &["properties", "provisioningState"])
+            .is_none_or(|s| s.eq_ignore_ascii_case("Succeeded"))
 }
 
 /// Split a handle of this client into (subject, lifecycle URL).
@@ -486,6 +554,9 @@ fn parse_handle(h: &OperationHandle) -> Result<(&str, &str), ProviderError> {
 /// ready again (or gone, after a delete).
 pub async fn poll(http: &dyn Http, h: &OperationHandle) -> Result<Polled, ProviderError> {
     let (subject, url) = parse_handle(h)?;
+    if let Some(env) = url.strip_prefix(READY) {
+        return environment_done(http, subject, env, h.retry_after).await;
+    }
     let resp = http.send(Request::get(Service::Bap, url)).await?;
     if !resp.ok() {
         return Err(error_class(&resp, "lifecycle operation"));
@@ -515,7 +586,18 @@ pub async fn poll(http: &dyn Http, h: &OperationHandle) -> Result<Polled, Provid
             "the create succeeded but its operation names no environment".into(),
         ));
     };
-    // Wait until the environment is ready (its Dataverse answers) before saying done.
+    environment_done(http, subject, &env, retry_after).await
+}
+
+/// Done once environment `env` is ready (its Dataverse answers) or gone (a delete);
+/// running otherwise. A create's outcome names the new environment.
+async fn environment_done(
+    http: &dyn Http,
+    subject: &str,
+    env: &str,
+    retry_after: Option<std::time::Duration>,
+) -> Result<Polled, ProviderError> {
+    let env = env.to_string();
     let resp = http
         .send(Request::get(
             Service::Bap,
@@ -530,11 +612,7 @@ pub async fn poll(http: &dyn Http, h: &OperationHandle) -> Result<Polled, Provid
         return Err(error_class(&resp, &format!("environment {env}")));
     }
     let e: Value = resp.json()?;
-    let ready = str_at(&e, &["properties", "states", "management", "id"])
-        .is_none_or(|s| s.eq_ignore_ascii_case("Ready"))
-        && str_at(&e, &["properties", "provisioningState"])
-            .is_none_or(|s| s.eq_ignore_ascii_case("Succeeded"));
-    if !ready {
+    if !ready(&e) {
         return Ok(Polled::Running { retry_after });
     }
     let mut out = Outcome::default();
