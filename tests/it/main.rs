@@ -34,6 +34,7 @@ mod schema;
 mod schema_ajv;
 mod setup_cli;
 mod state_store;
+mod targeting;
 mod transport;
 mod validate_cli;
 mod validate_rules;
