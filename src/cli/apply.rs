@@ -97,6 +97,9 @@ pub struct ApplyArgs {
     /// --refresh-only`) into the state, without changing the tenant.
     #[arg(long, conflicts_with = "planfile")]
     pub refresh_only: bool,
+    /// `--target`, `--exclude`, `--replace` (a saved plan carries its own).
+    #[command(flatten)]
+    pub targeting: crate::cli::plan::TargetArgs,
 }
 
 /// Output format of `apply`.
@@ -226,13 +229,14 @@ fn apply_file(
     if args.refresh_only {
         return apply_refresh_only(args, &loaded, &spec, &state_path, color, doc);
     }
-    let mut prepared = ops::apply::prepare_file(
+    let mut prepared = ops::apply::prepare_file_targeted(
         &loaded,
         &spec,
         &state_path,
         ops::plan::PlanOptions {
             backups: !args.no_backup,
         },
+        &args.targeting.targeting(),
         &mut common::warn,
     )?;
     print_plan(&prepared.plan, &loaded.src, color);
@@ -307,6 +311,11 @@ fn apply_saved(
     color: bool,
     doc: &mut Doc,
 ) -> anyhow::Result<ExitCode> {
+    // A saved plan carries its targeting (under its checksum): flags would contradict it.
+    let t = &args.targeting;
+    if !(t.target.is_empty() && t.exclude.is_empty() && t.replace.is_empty()) {
+        bail!("--target, --exclude and --replace are given when planning: a saved plan applies exactly the targeting it was made with; run `crmctl plan --target ... --out PLANFILE` again");
+    }
     // Refused when it is not a saved plan, of another version, edited since it was written
     // (checksum; issue 9 item 3), made for another backend or state, or stale.
     let mut prepared = ops::apply::prepare_saved(

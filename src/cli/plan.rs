@@ -53,6 +53,40 @@ pub struct PlanArgs {
     /// Plan no backup before deleting, resetting or copying onto an instance.
     #[arg(long)]
     pub no_backup: bool,
+    #[command(flatten)]
+    pub targeting: TargetArgs,
+}
+
+/// `--target`, `--exclude`, `--replace` of `plan` and `apply` (issue 14 item 4).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TargetArgs {
+    /// Plan only the actions at ADDR (`instances.test`, `users.ana@coho.com`, or a whole
+    /// collection: `users`, `security_groups`, `instances`, `licenses`, `slots`,
+    /// `storage`) and, transitively, the actions they depend on. An instance covers the
+    /// security roles in it. Repeatable.
+    #[arg(long, value_name = "ADDR", conflicts_with = "refresh_only")]
+    pub target: Vec<String>,
+    /// Leave out the actions at ADDR and, transitively, those that depend on them; a
+    /// --target that depends on one is an error. Repeatable.
+    #[arg(long, value_name = "ADDR", conflicts_with = "refresh_only")]
+    pub exclude: Vec<String>,
+    /// Re-create the instance ADDR on purpose: a sandbox with `copy_from` is copied again
+    /// from its source (I11), another sandbox is reset (I9). Destructive: apply needs
+    /// --allow-destroy (and takes a backup first unless --no-backup). Repeatable.
+    #[arg(long, value_name = "ADDR", conflicts_with = "refresh_only")]
+    pub replace: Vec<String>,
+}
+
+impl TargetArgs {
+    /// What the planner is asked for.
+    pub fn targeting(&self) -> crate::plan::target::Targeting {
+        crate::plan::target::Targeting {
+            targets: self.target.clone(),
+            excludes: self.exclude.clone(),
+            replaces: self.replace.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Arguments of `graph`.
@@ -85,6 +119,7 @@ fn make_plan(
     backend: Option<&str>,
     state_path: &Path,
     options: ops::plan::PlanOptions,
+    targeting: &crate::plan::target::Targeting,
     color: bool,
 ) -> anyhow::Result<Result<Planned, load::LoadFailure>> {
     let loaded = match common::load_desired_or_failure(file, color) {
@@ -92,12 +127,13 @@ fn make_plan(
         Err(f) => return Ok(Err(f)),
     };
     let spec = common::backend_for(backend, &loaded)?;
-    let planned = ops::plan::plan(
+    let planned = ops::plan::plan_targeted(
         &loaded,
         &spec,
         state_path,
         Operation::Plan,
         options,
+        targeting,
         &mut common::warn,
     )?;
     Ok(Ok(Planned {
@@ -158,6 +194,7 @@ fn plan_inner(args: &PlanArgs, color: bool, written: &mut bool) -> anyhow::Resul
         ops::plan::PlanOptions {
             backups: !args.no_backup,
         },
+        &args.targeting.targeting(),
         color,
     )? {
         Ok(p) => p,
@@ -254,6 +291,7 @@ pub fn run_graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {
         args.backend.as_deref(),
         &state_path,
         ops::plan::PlanOptions::default(),
+        &crate::plan::target::Targeting::default(),
         false,
     )?
     else {

@@ -62,8 +62,35 @@ pub fn prepare_file(
     options: crate::ops::plan::PlanOptions,
     warn: Warn<'_>,
 ) -> Result<Prepared, OpsError> {
-    let planned =
-        crate::ops::plan::plan(loaded, backend, state_path, Operation::Apply, options, warn)?;
+    prepare_file_targeted(
+        loaded,
+        backend,
+        state_path,
+        options,
+        &crate::plan::target::Targeting::default(),
+        warn,
+    )
+}
+
+/// [`prepare_file`] with `--target` / `--exclude` / `--replace` (issue 14 item 4; see
+/// [`crate::ops::plan::plan_targeted`]).
+pub fn prepare_file_targeted(
+    loaded: &Loaded,
+    backend: impl OpenBackend,
+    state_path: &Path,
+    options: crate::ops::plan::PlanOptions,
+    targeting: &crate::plan::target::Targeting,
+    warn: Warn<'_>,
+) -> Result<Prepared, OpsError> {
+    let planned = crate::ops::plan::plan_targeted(
+        loaded,
+        backend,
+        state_path,
+        Operation::Apply,
+        options,
+        targeting,
+        warn,
+    )?;
     Ok(Prepared {
         session: planned.session,
         plan: planned.plan,
@@ -360,7 +387,17 @@ impl Prepared {
                 // the drift report of objects changed by this run.
                 let recorded = result.is_ok()
                     && match crate::ops::session::observe(&**backend) {
-                        Ok(now) => crate::plan::drift::record(state, &now),
+                        // A targeted apply records only what it touched: the drift of
+                        // the objects outside its targets stays reported (issue 14 item 4).
+                        Ok(now) => match &self.plan.targeting {
+                            Some(_) => {
+                                let touched = touched_addresses(&self.plan);
+                                crate::plan::drift::record_only(state, &now, |a| {
+                                    touched.contains(a)
+                                })
+                            }
+                            None => crate::plan::drift::record(state, &now),
+                        },
                         Err(e) => {
                             tracing::warn!("the tenant could not be read after apply: {e}");
                             false
@@ -392,4 +429,26 @@ impl Prepared {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The addresses a (targeted) plan acts on: its actions', the instances of its role
+/// changes, and the old addresses its re-keyings drop.
+fn touched_addresses(plan: &Plan) -> std::collections::BTreeSet<String> {
+    use crate::domain::op::Op;
+    let mut out = std::collections::BTreeSet::new();
+    for a in &plan.actions {
+        out.insert(a.address.clone());
+        match &*a.op {
+            Op::AssignRoles { instance, .. } | Op::RemoveRoles { instance, .. } => {
+                out.insert(instance.address.to_string());
+            }
+            Op::Adopt {
+                from: Some(from), ..
+            } => {
+                out.insert(from.clone());
+            }
+            _ => {}
+        }
+    }
+    out
 }

@@ -88,6 +88,9 @@ pub enum OpsError {
     /// The plan file is not a usable saved plan (not one, another version, edited).
     #[error(transparent)]
     SavedPlan(#[from] SavedPlanError),
+    /// `--target`, `--exclude` or `--replace` was refused (issue 14 item 4).
+    #[error(transparent)]
+    Targeting(#[from] crate::plan::target::TargetError),
     /// A saved plan is applied to another backend or state than it was made with, or the
     /// state or tenant changed since (issue 9 items 1 and 3; issue 11 item 4); the message
     /// says what changed and what to do.

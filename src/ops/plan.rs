@@ -10,6 +10,7 @@ use crate::ops::backend::{file_identity, BackendSpec, OpenBackend};
 use crate::ops::session::{Operation, Session, Warn};
 use crate::ops::OpsError;
 use crate::plan::saved::{Digests, SavedPlan};
+use crate::plan::target::Targeting;
 use crate::plan::Plan;
 use crate::state::State;
 
@@ -49,15 +50,51 @@ pub fn plan(
     options: PlanOptions,
     warn: Warn<'_>,
 ) -> Result<Planned, OpsError> {
+    plan_targeted(
+        loaded,
+        backend,
+        state_path,
+        operation,
+        options,
+        &Targeting::default(),
+        warn,
+    )
+}
+
+/// [`plan`] with `--target` / `--exclude` / `--replace` (issue 14 item 4): the replaced
+/// instances are planned for re-creation by the planner, then, after the backup pass (so
+/// a replacement keeps its backup), the plan is reduced by [`crate::plan::target::select`].
+/// The large-plan check and the manual steps are of the reduced plan. An address that
+/// matches nothing in the file, the state or the plan is refused with a "did you mean".
+pub fn plan_targeted(
+    loaded: &Loaded,
+    backend: impl OpenBackend,
+    state_path: &Path,
+    operation: Operation,
+    options: PlanOptions,
+    targeting: &Targeting,
+    warn: Warn<'_>,
+) -> Result<Planned, OpsError> {
+    crate::plan::target::check_replaces(&targeting.replaces)?;
     let (session, observed) = Session::open(backend, state_path, operation, warn)?;
-    let mut plan =
-        crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &session.state);
+    let mut plan = crate::plan::plan_with(
+        &loaded.desired,
+        &loaded.members,
+        &observed,
+        &session.state,
+        &targeting.replaces,
+    );
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     plan = if options.backups {
         crate::plan::backups::with_backups(plan)
     } else {
         crate::plan::backups::without_backups(plan)
     };
+    if targeting.is_requested() {
+        let known = known_addresses(loaded, &session.state, &plan);
+        crate::plan::target::check_known(targeting, known.iter().map(String::as_str))?;
+        plan = crate::plan::target::select(plan, targeting)?;
+    }
     // Issue 14 item 5: said in the plan; enforced by `apply::Prepared::check`.
     for over in
         crate::plan::safety::over_threshold(&plan, &session.state, loaded.desired.safety.as_ref())
@@ -170,4 +207,41 @@ pub fn protect_locations(loaded: &Loaded) -> BTreeMap<String, String> {
             (address, format!("{}:{}", l.file, l.line))
         })
         .collect()
+}
+
+/// Every address the file declares, the state manages or the plan acts on (what a
+/// `--target`, `--exclude` or `--replace` may name).
+fn known_addresses(
+    loaded: &Loaded,
+    state: &State,
+    plan: &Plan,
+) -> std::collections::BTreeSet<String> {
+    let d = &loaded.desired;
+    let mut known: std::collections::BTreeSet<String> = state.resources.keys().cloned().collect();
+    let keys = |prefix: &str, keys: Vec<&String>| {
+        keys.into_iter()
+            .map(|k| format!("{prefix}.{k}"))
+            .collect::<Vec<_>>()
+    };
+    if let Some(m) = &d.users {
+        known.extend(keys("users", m.keys().collect()));
+    }
+    if let Some(m) = &d.security_groups {
+        known.extend(keys("security_groups", m.keys().collect()));
+    }
+    if let Some(m) = &d.instances {
+        known.extend(keys("instances", m.keys().collect()));
+    }
+    if let Some(m) = &d.licenses {
+        known.extend(m.keys().map(|p| format!("licenses.{}", p.as_str())));
+    }
+    if d.storage.is_some() {
+        known.insert("storage".into());
+    }
+    for a in &plan.actions {
+        if !known.contains(&a.address) {
+            known.insert(a.address.clone());
+        }
+    }
+    known
 }

@@ -47,6 +47,10 @@ pub struct Plan {
     /// observed tenant and the state's snapshots ([`crate::plan::drift`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<crate::plan::drift::Drift>,
+    /// `--target` / `--exclude` / `--replace` (issue 14 item 4): what was asked, which
+    /// actions came in as dependencies, what was excluded. Absent for a full plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targeting: Option<crate::plan::target::Targeting>,
 }
 
 /// A state entry the plan drops (see [`Plan::forget`]).

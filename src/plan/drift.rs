@@ -80,6 +80,25 @@ pub fn record(state: &mut State, tenant: &Tenant) -> bool {
     true
 }
 
+/// [`record`] for the addresses `touched` says yes to only (a targeted apply, issue 14
+/// item 4): the snapshots of the other objects stay as the last full apply left them, so
+/// their drift is still reported. Returns whether anything changed.
+pub fn record_only(state: &mut State, tenant: &Tenant, touched: impl Fn(&str) -> bool) -> bool {
+    let now = snapshots(tenant, state);
+    let mut next = state.applied.clone();
+    next.retain(|a, _| !touched(a) || now.contains_key(a));
+    for (a, v) in now {
+        if touched(&a) {
+            next.insert(a, v);
+        }
+    }
+    if next == state.applied {
+        return false;
+    }
+    state.applied = next;
+    true
+}
+
 /// Accept the drift into the state (`apply --refresh-only`): the snapshots become the
 /// tenant's, and managed objects gone from the tenant leave the state. Returns the number
 /// of state entries dropped.

@@ -36,6 +36,7 @@ pub(crate) mod graph;
 pub mod manual;
 pub mod safety;
 pub mod saved;
+pub mod target;
 
 pub use action::{Action, Change, Forget, Plan, Summary};
 pub use fingerprint::fingerprint;
@@ -64,15 +65,31 @@ pub fn plan_resolved(
     observed: &Tenant,
     state: &State,
 ) -> Plan {
+    plan_with(desired, members, observed, state, &[])
+}
+
+/// [`plan_resolved`], re-creating on purpose the instances at the `replace` addresses
+/// (`--replace`, issue 14 item 4): a sandbox with `copy_from` is copied again from its
+/// source (I11), another sandbox is reset (I9); a production instance, a protected one or
+/// one the tenant does not hold yet is an error diagnostic. Addresses of other kinds are
+/// refused before planning ([`target::check_replaces`]).
+pub fn plan_with(
+    desired: &Desired,
+    members: &MemberPositions,
+    observed: &Tenant,
+    state: &State,
+    replace: &[String],
+) -> Plan {
     if !members.fits(desired) {
-        return plan(desired, observed, state);
+        let members = MemberPositions::resolve(desired);
+        return plan_with(desired, &members, observed, state, replace);
     }
     // The fingerprint (hashing the whole observed tenant) is independent of the diff: on
     // a large tenant it runs on a second thread meanwhile. Same value either way.
     std::thread::scope(|scope| {
         let fingerprint = (observed.users.len() + observed.groups.len() >= PARALLEL_FROM)
             .then(|| scope.spawn(|| fingerprint(observed)));
-        let mut plan = plan_actions(desired, members, observed, state);
+        let mut plan = plan_actions(desired, members, observed, state, replace);
         plan.fingerprint = match fingerprint {
             Some(handle) => handle.join().expect("fingerprinting does not panic"),
             None => self::fingerprint(observed),
@@ -90,8 +107,9 @@ fn plan_actions(
     members: &MemberPositions,
     observed: &Tenant,
     state: &State,
+    replace: &[String],
 ) -> Plan {
-    let diff::Diff { drafts, mut diags } = diff::diff(desired, members, observed, state);
+    let diff::Diff { drafts, mut diags } = diff::diff(desired, members, observed, state, replace);
     // T1: a domain is a DNS name, compared without regard to case (as the state binding).
     if !observed.domain.is_empty() && !observed.domain.eq_ignore_ascii_case(&desired.tenant) {
         diags.push(
@@ -178,6 +196,7 @@ fn plan_actions(
         forget,
         manual: Vec::new(),
         drift,
+        targeting: None,
     }
 }
 
@@ -285,7 +304,7 @@ fn storage_diagnostics(desired: &Desired, observed: &Tenant, diags: &mut Vec<Dia
 }
 
 /// Count an action of `kind` in its summary category ([`ActionKind::category`]).
-fn count(s: &mut Summary, kind: ActionKind) {
+pub(crate) fn count(s: &mut Summary, kind: ActionKind) {
     use crate::domain::op::Category;
     match kind.category() {
         Category::Buy => s.buy += 1,

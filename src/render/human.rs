@@ -68,6 +68,15 @@ fn render_parts(plan: &Plan, color: bool, parallel_from: usize) -> Vec<String> {
     let size = 256 + 96 * plan.actions.len() + 64 * changes;
     let mut out = String::with_capacity(if parallel { size / 2 } else { size });
     let mut parts = Vec::with_capacity(3);
+    // Issue 14 item 4: a partial plan says so first.
+    let targeting = super::targeting_lines(plan, 50);
+    if !targeting.is_empty() {
+        let _ = writeln!(out, "{}", p.paint(BOLD, &targeting[0]));
+        for line in &targeting[1..] {
+            let _ = writeln!(out, "  {line}");
+        }
+        out.push('\n');
+    }
     // Issue 14 item 2: drift first, apart from the changes of the file.
     let reverts = plan.drift_reverts();
     if !plan.drift.is_empty() {

@@ -1,5 +1,5 @@
 //! The JSON plan: `{"format_version","tenant","fingerprint","summary","actions",
-//! "forget" (only when the plan drops state entries),"manual" (only when a person does some actions),"drift" (only when something changed outside crmctl),"diagnostics"}`, actions in execution order. Byte-identical for identical plans.
+//! "forget" (only when the plan drops state entries),"manual" (only when a person does some actions),"drift" (only when something changed outside crmctl),"targeting" (only for a partial plan),"diagnostics"}`, actions in execution order. Byte-identical for identical plans.
 
 use serde::Serialize;
 
@@ -7,6 +7,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::domain::op::ActionKind;
 use crate::plan::drift::Drift;
 use crate::plan::manual::ManualStep;
+use crate::plan::target::Targeting;
 use crate::plan::{Action, Change, Forget, Plan, Summary};
 
 #[derive(Serialize)]
@@ -25,6 +26,9 @@ struct JsonPlan<'a> {
     /// Changes made outside crmctl since the last apply (issue 14 item 2); absent when none.
     #[serde(skip_serializing_if = "<[Drift]>::is_empty")]
     drift: &'a [Drift],
+    /// `--target` / `--exclude` / `--replace` (issue 14 item 4); absent for a full plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    targeting: Option<&'a Targeting>,
     diagnostics: Vec<JsonDiag<'a>>,
 }
 
@@ -186,6 +190,9 @@ fn write_json_chunked<W: std::io::Write>(
     if !head.drift.is_empty() {
         field(w, false, "drift", &head.drift)?;
     }
+    if let Some(t) = head.targeting {
+        field(w, false, "targeting", t)?;
+    }
     field(w, false, "diagnostics", &head.diagnostics)?;
     w.write_all(b"\n}\n")
 }
@@ -201,6 +208,7 @@ fn document<'a>(plan: &'a Plan, actions: &'a [Action], extra: &'a [Diagnostic]) 
         forget: &plan.forget,
         manual: &plan.manual,
         drift: &plan.drift,
+        targeting: plan.targeting.as_ref(),
         diagnostics: extra
             .iter()
             .chain(&plan.diagnostics)

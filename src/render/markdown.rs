@@ -30,6 +30,15 @@ pub fn render_markdown_with(plan: &Plan, file_diagnostics: &[Diagnostic]) -> Str
         super::escape(&plan.tenant)
     );
     let _ = writeln!(out, "**{}**\n", super::summary_line(&plan.summary));
+    // Issue 14 item 4: a partial plan says so.
+    let targeting = super::targeting_lines(plan, MAX_ROWS);
+    if !targeting.is_empty() {
+        let _ = writeln!(out, "> {}", cell(&targeting[0]));
+        for line in &targeting[1..] {
+            let _ = writeln!(out, "> - {}", cell(line));
+        }
+        out.push('\n');
+    }
     // Issue 14 item 2: drift in its own section; actions that only put it back are marked.
     if !plan.drift.is_empty() {
         let _ = writeln!(out, "**{}**\n", super::DRIFT_HEADING);

@@ -14,7 +14,7 @@ pub use human::{render_human, write_human};
 pub use json::{render_json, write_json, write_json_with, JsonDiag};
 pub use markdown::{render_markdown, render_markdown_failure, render_markdown_with};
 
-use crate::plan::{Action, Summary};
+use crate::plan::{Action, Plan, Summary};
 
 /// The summary line: `Plan: 3 to buy, 5 to create, 2 to change, 1 to delete.` (plus
 /// `, N to replace` when resets or copies are planned, `, N to adopt` when existing objects
@@ -161,6 +161,68 @@ pub(crate) fn forget_line(f: &crate::plan::Forget) -> String {
         "state: forget {} (the object no longer exists)",
         escape(&f.address)
     )
+}
+
+/// The targeting of a partial plan (issue 14 item 4) as lines without line breaks: what
+/// was asked, how much of the full plan is left out, which actions came in as
+/// dependencies, and what `--exclude` skipped. Empty for a full plan. At most `max` lines
+/// of each list.
+pub(crate) fn targeting_lines(plan: &Plan, max: usize) -> Vec<String> {
+    let Some(t) = &plan.targeting else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let flags = |flag: &str, list: &[String]| {
+        list.iter()
+            .map(|a| format!("{flag} {}", escape(a)))
+            .collect::<Vec<_>>()
+    };
+    let mut asked = flags("--target", &t.targets);
+    asked.extend(flags("--exclude", &t.excludes));
+    asked.extend(flags("--replace", &t.replaces));
+    out.push(if t.is_partial() {
+        format!(
+            "Partial plan ({}): {} action(s) of the full plan are left out; plan without them to see everything.",
+            asked.join(", "),
+            t.left_out + t.excluded.len()
+        )
+    } else {
+        format!("Targeted plan ({}): nothing of the full plan is left out.", asked.join(", "))
+    });
+    for &id in t.dependencies.iter().take(max) {
+        if let Some(a) = plan.actions.get(id) {
+            out.push(format!(
+                "brought in as a dependency: [{id}] {} {}",
+                a.kind.as_str(),
+                escape(&a.address)
+            ));
+        }
+    }
+    if t.dependencies.len() > max {
+        out.push(format!(
+            "... and {} more dependencies",
+            t.dependencies.len() - max
+        ));
+    }
+    for x in t.excluded.iter().take(max) {
+        out.push(match &x.depends_on_excluded {
+            Some(on) => format!(
+                "skipped: {} {}: depends on excluded {}",
+                x.kind.as_str(),
+                escape(&x.address),
+                escape(on)
+            ),
+            None => format!(
+                "skipped: {} {}: excluded",
+                x.kind.as_str(),
+                escape(&x.address)
+            ),
+        });
+    }
+    if t.excluded.len() > max {
+        out.push(format!("... and {} more skipped", t.excluded.len() - max));
+    }
+    out
 }
 
 /// The heading of the manual steps (issue 13 item 4).

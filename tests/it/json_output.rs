@@ -136,6 +136,24 @@ fn plan_json_and_markdown_carry_the_file_warnings_and_failures() {
     assert!(out.status.success(), "{}", all_output(&out));
     let v = c.check("schemas/plan.schema.json", &out.stdout);
     assert!(!v["actions"].as_array().unwrap().is_empty());
+    // Issue 14 item 4: a partial plan carries its targeting, in the schema too.
+    let out = run(
+        dir.path(),
+        &[
+            "plan",
+            "--format",
+            "json",
+            "--target",
+            "instances.dev",
+            "--exclude",
+            "users.eli@cohowinery.com",
+            "-f",
+            &example("coho-winery.yaml"),
+        ],
+    );
+    assert!(out.status.success(), "{}", all_output(&out));
+    let v = c.check("schemas/plan.schema.json", &out.stdout);
+    assert_eq!(v["targeting"]["targets"][0], "instances.dev");
 
     // The file's warnings are in the JSON and the Markdown plans, with their place.
     let warn = fixture("warnings/i13_duplicate_recipient.yaml");

@@ -35,6 +35,7 @@ mod schema;
 mod schema_ajv;
 mod setup_cli;
 mod state_store;
+mod targeting;
 mod transport;
 mod validate_cli;
 mod validate_rules;

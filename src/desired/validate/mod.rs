@@ -103,7 +103,7 @@ fn reference_hint<T>(
 
 /// The closest name to `wanted` among `names`, if close enough to be a likely typo (at most
 /// two edits, and few for a short name).
-fn closest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     names
         .map(|n| (strsim::levenshtein(wanted, n), n))
         .filter(|&(d, _)| d <= 2 && 3 * d <= wanted.chars().count() + 2)

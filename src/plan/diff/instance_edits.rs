@@ -52,6 +52,35 @@ impl<'a> Planner<'a> {
                 Some("configure a new instance in the other region and copy onto it".into()),
             );
         }
+        // `--replace` (issue 14 item 4): a sandbox is copied again from its `copy_from`
+        // source (I11, in `copies`) or reset (I9, below); nothing else can be re-created.
+        let replacing = self.replace.contains(&address);
+        let mut reset_for_replace = false;
+        if replacing {
+            if di.kind != InstanceType::Sandbox {
+                self.error(
+                    &address,
+                    "--replace: a production instance cannot be re-created: only a sandbox can be reset (I9) or copied onto (I11), and only a sandbox can be deleted (I8)".into(),
+                    "I9",
+                    Some("make it a sandbox in the file (`type: sandbox`) and apply first, or drop this --replace".into()),
+                );
+            } else if protect {
+                self.error(
+                    &if di.protect {
+                        format!("{address}.protect")
+                    } else {
+                        address.clone()
+                    },
+                    "--replace: the instance is protected, and re-creating it destroys its data (I9, I11)".into(),
+                    "I9",
+                    Some("set `protect: false` to allow the replacement".into()),
+                );
+            } else if di.copy_from.is_some() {
+                self.insts.get_mut(key).expect("desired").recopy = true;
+            } else {
+                reset_for_replace = true;
+            }
+        }
         let new_currency = di.currency.as_ref().filter(|c| **c != o.currency);
         let new_language = di.language.filter(|l| *l != o.language);
         if new_currency.is_some() || new_language.is_some() {
@@ -104,7 +133,26 @@ impl<'a> Planner<'a> {
                 let s = self.insts.get_mut(key).expect("desired");
                 s.content = Some(r);
                 s.roles_wiped = true;
+                reset_for_replace = false; // this reset is the replacement
             }
+        }
+        if reset_for_replace {
+            let iref = self.inst_ref(key);
+            let r = self.push(
+                ActionKind::ResetInstance,
+                address.clone(),
+                Op::ResetInstance {
+                    instance: iref,
+                    currency: o.currency.clone(),
+                    language: o.language,
+                },
+                vec![ch("replace", Value::Null, json!("reset"))],
+                "--replace: a reset deletes the sandbox's data and re-provisions it to factory settings, same currency and language (I9)",
+                [steps.ready, steps.switch],
+            );
+            let s = self.insts.get_mut(key).expect("desired");
+            s.content = Some(r);
+            s.roles_wiped = true;
         }
         // I4: name, URL, purpose, security group.
         let mut changes = Vec::new();

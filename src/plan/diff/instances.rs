@@ -27,6 +27,8 @@ pub(super) struct InstSteps<'a> {
     pub(super) url_update: Option<usize>,
     /// Roles are wiped (reset) or the instance is new: observed roles do not count.
     pub(super) roles_wiped: bool,
+    /// `--replace` of an existing sandbox with `copy_from`: copied again (I11).
+    pub(super) recopy: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -50,6 +52,9 @@ impl<'a> Planner<'a> {
         self.switch_kept_instances(desired, &mut pool);
         self.configure_new_instances(desired, &mut pool);
         self.keep_sandboxes_in_slots(desired, &mut pool, lingering_uses);
+
+        // `--replace` of an instance that is not there to replace.
+        self.check_replaced(desired);
 
         // 4. Kept instances: reset, edits (`instance_edits.rs`).
         for (key, di) in desired {
@@ -348,7 +353,8 @@ impl<'a> Planner<'a> {
         for (key, di) in desired {
             let Some(cf) = &di.copy_from else { continue };
             let address = format!("instances.{key}");
-            if self.insts[key.as_str()].obs.is_some() {
+            let recopy = self.insts[key.as_str()].recopy;
+            if self.insts[key.as_str()].obs.is_some() && !recopy {
                 // The copy this state recorded when crmctl created the instance: the field
                 // already acted, nothing to say.
                 if self
@@ -437,6 +443,7 @@ impl<'a> Planner<'a> {
             let source = self.inst_ref(&cf.instance);
             let target = self.inst_ref(key);
             let ready = self.insts[key.as_str()].ready;
+            let switch = self.insts[key.as_str()].switch;
             let a = self.push(
                 ActionKind::CopyInstance,
                 address,
@@ -445,10 +452,39 @@ impl<'a> Planner<'a> {
                     ch("copy_from", Value::Null, json!(cf.instance)),
                     ch("copy_kind", Value::Null, json!(cf.kind)),
                 ],
-                "copy onto the new sandbox; it ends in administration mode with background operations off (I11)",
-                [ready, src_content],
+                if recopy {
+                    "--replace: copy the source onto the sandbox again; its previous application and data are destroyed, and it ends in administration mode with background operations off (I11)"
+                } else {
+                    "copy onto the new sandbox; it ends in administration mode with background operations off (I11)"
+                },
+                [ready, src_content, switch],
             );
-            self.insts.get_mut(key.as_str()).expect("desired").content = Some(a);
+            let s = self.insts.get_mut(key.as_str()).expect("desired");
+            s.content = Some(a);
+            if recopy {
+                // I11: the copy brings the source's users and roles; what the file wants
+                // is assigned again after it. Destructive: it overwrites an instance.
+                s.roles_wiped = true;
+                self.drafts[a].destructive = true;
+            }
+        }
+    }
+
+    /// `--replace` (issue 14 item 4) of an instance the file does not declare, or that the
+    /// tenant does not hold yet: nothing to re-create.
+    fn check_replaced(&mut self, desired: &'a BTreeMap<String, m::Instance>) {
+        for address in self.replace {
+            let Some(key) = address.strip_prefix("instances.") else {
+                continue;
+            };
+            let problem = match desired.get(key) {
+                None => Some(format!("--replace {address}: the file does not declare it, so it cannot be created again")),
+                Some(_) if self.insts[key].obs.is_none() => Some(format!("--replace {address}: the tenant has no such instance yet; this plan creates it, there is nothing to replace")),
+                Some(_) => None,
+            };
+            if let Some(message) = problem {
+                self.error(address, message, "I9", Some("drop this --replace".into()));
+            }
         }
     }
 }

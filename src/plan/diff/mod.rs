@@ -152,6 +152,8 @@ struct Planner<'a> {
     unbinds: HashMap<&'a str, usize>,
     /// Global admin promotions and demotions (P6).
     ga: GlobalAdmins,
+    /// Instance addresses to re-create on purpose (`--replace`, issue 14 item 4).
+    replace: &'a [String],
 }
 
 /// Diff `desired` against `observed` given `state`.
@@ -160,8 +162,9 @@ pub(crate) fn diff(
     members: &MemberPositions,
     observed: &Tenant,
     state: &State,
+    replace: &[String],
 ) -> Diff {
-    diff_with(desired, members, observed, state, PARALLEL)
+    diff_with(desired, members, observed, state, PARALLEL, replace)
 }
 
 /// [`diff`], with two threads from the sizes of `parallel` on.
@@ -171,8 +174,10 @@ fn diff_with(
     observed: &Tenant,
     state: &State,
     parallel: Parallel,
+    replace: &[String],
 ) -> Diff {
     let mut p = Planner {
+        replace,
         d: desired,
         members,
         t: observed,
@@ -405,8 +410,8 @@ mod tests {
         two: Parallel,
         case: usize,
     ) -> Diff {
-        let one = diff_with(d, members, observed, state, ONE_THREAD);
-        let other = diff_with(d, members, observed, state, two);
+        let one = diff_with(d, members, observed, state, ONE_THREAD, &[]);
+        let other = diff_with(d, members, observed, state, two, &[]);
         assert_eq!(one.drafts, other.drafts, "case {case}");
         assert_eq!(one.diags, other.diags, "case {case}");
         one

@@ -19,7 +19,8 @@ impl<'a> Planner<'a> {
         let address = format!("instances.{key}");
         let steps = self.insts[key].clone();
         let is_new = steps.obs.is_none();
-        let copied = is_new && di.copy_from.is_some() && steps.content != steps.ready;
+        let copied =
+            (is_new || steps.recopy) && di.copy_from.is_some() && steps.content != steps.ready;
         // I10: administration mode, one op whose end state is valid.
         if let Some(am) = &di.admin_mode {
             let want = t::AdminModeState {
