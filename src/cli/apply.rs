@@ -333,6 +333,18 @@ fn apply_saved(
         doc.refused(&why, &prepared.plan.diagnostics);
         return Ok(ExitCode::from(1));
     }
+    if let Some(observed) = prepared.observed.take() {
+        // `plan --refresh-only --out`: accept the drift it shows, as `apply --refresh-only`
+        // does; the tenant is the one the plan was made against (checked above).
+        let dropped = prepared.accept_drift(&observed)?;
+        outln!(
+            "Refresh complete! The state accepts {} change(s) made outside crmctl ({} object(s) gone from the tenant forgotten); the tenant was not changed.",
+            prepared.plan.drift.len(),
+            dropped
+        );
+        doc.report(&prepared.plan, &ApplyReport::default(), None, &[]);
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = run(&mut prepared, args, doc, &[])?;
     doc.report(&prepared.plan, &report, None, &[]);
     Ok(summarize(&prepared.plan, &report))

@@ -47,8 +47,9 @@ pub struct PlanArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Show only what changed outside crmctl since the last apply (the drift), nothing to
-    /// do in the tenant; `crmctl apply --refresh-only` accepts it into the state.
-    #[arg(long, conflicts_with = "out")]
+    /// do in the tenant; `crmctl apply --refresh-only` accepts it into the state, and so
+    /// does `crmctl apply PLANFILE` of a plan saved with `--out`.
+    #[arg(long)]
     pub refresh_only: bool,
     /// Plan no backup before deleting, resetting or copying onto an instance.
     #[arg(long)]

@@ -32,6 +32,9 @@ pub struct Prepared {
     /// The tenant domain the plan is for (a fresh tenant takes it; see
     /// [`crate::ops::Backend::expect_domain`]).
     pub domain: String,
+    /// For a saved refresh-only plan: the tenant it was checked against (same managed
+    /// fields as when it was made), for [`Prepared::accept_drift`].
+    pub observed: Option<crate::observed::Tenant>,
 }
 
 /// How to run a prepared plan.
@@ -98,6 +101,7 @@ pub fn prepare_file_targeted(
         protect_at: crate::ops::plan::protect_locations(loaded),
         safety: loaded.desired.safety.clone(),
         domain: loaded.desired.tenant.clone(),
+        observed: None,
     })
 }
 
@@ -126,6 +130,7 @@ pub fn prepare_refresh_only(
             protect_at: crate::ops::plan::protect_locations(loaded),
             safety: loaded.desired.safety.clone(),
             domain: loaded.desired.tenant.clone(),
+            observed: None,
         },
         planned.observed,
     ))
@@ -234,7 +239,8 @@ pub fn prepare_saved(
     }
     // Never read from the file: what a person must do is decided by this backend, now.
     let manual = crate::ops::plan::manual_steps(&saved.plan, &observed, &*session.backend);
-    drop(observed);
+    // A saved refresh-only plan accepts the drift of this tenant (issue 14 item 2).
+    let observed = saved.plan.refresh_only.then_some(observed);
     let SavedPlan {
         mut plan,
         protect,
@@ -256,6 +262,7 @@ pub fn prepare_saved(
         protect_at,
         safety,
         domain,
+        observed,
     })
 }
 

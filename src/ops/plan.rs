@@ -218,30 +218,23 @@ fn known_addresses(
 ) -> std::collections::BTreeSet<String> {
     let d = &loaded.desired;
     let mut known: std::collections::BTreeSet<String> = state.resources.keys().cloned().collect();
-    let keys = |prefix: &str, keys: Vec<&String>| {
-        keys.into_iter()
-            .map(|k| format!("{prefix}.{k}"))
-            .collect::<Vec<_>>()
-    };
-    if let Some(m) = &d.users {
-        known.extend(keys("users", m.keys().collect()));
+    fn under<'m, V>(
+        prefix: &'m str,
+        map: &'m Option<BTreeMap<String, V>>,
+    ) -> impl Iterator<Item = String> + 'm {
+        map.iter()
+            .flat_map(|m| m.keys())
+            .map(move |k| format!("{prefix}.{k}"))
     }
-    if let Some(m) = &d.security_groups {
-        known.extend(keys("security_groups", m.keys().collect()));
-    }
-    if let Some(m) = &d.instances {
-        known.extend(keys("instances", m.keys().collect()));
-    }
+    known.extend(under("users", &d.users));
+    known.extend(under("security_groups", &d.security_groups));
+    known.extend(under("instances", &d.instances));
     if let Some(m) = &d.licenses {
         known.extend(m.keys().map(|p| format!("licenses.{}", p.as_str())));
     }
     if d.storage.is_some() {
         known.insert("storage".into());
     }
-    for a in &plan.actions {
-        if !known.contains(&a.address) {
-            known.insert(a.address.clone());
-        }
-    }
+    known.extend(plan.actions.iter().map(|a| a.address.clone()));
     known
 }

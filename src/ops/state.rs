@@ -197,6 +197,11 @@ pub fn apply_edit(state: &mut State, edit: &Edit) -> Result<(), OpsError> {
             }
             state.resources.remove(from);
             state.resources.insert(to.clone(), r);
+            // Drift (issue 14 item 2): what the last apply left moves with the object, so
+            // the next plan reports no spurious drift at either address.
+            if let Some(snapshot) = state.applied.remove(from) {
+                state.applied.insert(to.clone(), snapshot);
+            }
         }
         Edit::Remove { address } => {
             if !state.resources.contains_key(address) {
@@ -208,6 +213,8 @@ pub fn apply_edit(state: &mut State, edit: &Edit) -> Result<(), OpsError> {
                 ));
             }
             state.resources.remove(address);
+            // Not managed any more: no drift to report for it.
+            state.applied.remove(address);
         }
     }
     Ok(())
@@ -282,5 +289,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.resources.len(), 1);
+    }
+
+    // Issue 14 items 2-3: the drift snapshot (`applied`) moves and goes with its entry.
+    #[test]
+    fn edits_carry_the_drift_snapshots() {
+        let mut s = State::empty("l");
+        s.resources
+            .insert("instances.prod".into(), res(ObjKind::Instance, "i1"));
+        s.resources
+            .insert("users.a@b.com".into(), res(ObjKind::User, "u1"));
+        s.applied
+            .insert("instances.prod".into(), serde_json::json!({"name": "P"}));
+        s.applied
+            .insert("users.a@b.com".into(), serde_json::json!({"name": "A"}));
+        apply_edit(
+            &mut s,
+            &Edit::Move {
+                from: "instances.prod".into(),
+                to: "instances.main".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s.applied.get("instances.main"),
+            Some(&serde_json::json!({"name": "P"}))
+        );
+        assert!(!s.applied.contains_key("instances.prod"));
+        apply_edit(
+            &mut s,
+            &Edit::Remove {
+                address: "users.a@b.com".into(),
+            },
+        )
+        .unwrap();
+        assert!(!s.applied.contains_key("users.a@b.com"));
+        assert_eq!(s.applied.len(), 1);
     }
 }

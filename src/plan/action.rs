@@ -51,6 +51,12 @@ pub struct Plan {
     /// actions came in as dependencies, what was excluded. Absent for a full plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targeting: Option<crate::plan::target::Targeting>,
+    /// A refresh-only plan (`plan --refresh-only`, [`crate::plan::drift::refresh_only`]):
+    /// applying it (also saved: `plan --refresh-only --out`) accepts the drift into the
+    /// state and changes nothing in the tenant. Not in the JSON output (its `actions` are
+    /// empty and its `drift` says what is accepted); in a saved plan, under the checksum.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_only: bool,
 }
 
 /// A state entry the plan drops (see [`Plan::forget`]).

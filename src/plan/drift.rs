@@ -226,6 +226,7 @@ pub fn refresh_only(mut plan: crate::plan::Plan) -> crate::plan::Plan {
     };
     // Only the file's errors stop a refresh; warnings about its changes do not apply.
     plan.diagnostics.retain(|d| d.is_error());
+    plan.refresh_only = true;
     plan
 }
 

@@ -197,6 +197,7 @@ fn plan_actions(
         manual: Vec::new(),
         drift,
         targeting: None,
+        refresh_only: false,
     }
 }
 

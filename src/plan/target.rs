@@ -637,6 +637,35 @@ mod tests {
         }
     }
 
+    // State entries to forget and drift are kept within the targets only (a targeted
+    // apply must not drop the state entries of objects outside them).
+    #[test]
+    fn forget_and_drift_stay_within_the_targets() {
+        let mut plan = sample();
+        for address in ["users.gone@x.com", "security_groups.old"] {
+            plan.forget.push(crate::plan::Forget {
+                address: address.into(),
+                kind: crate::domain::op::ObjKind::User,
+                id: "x".into(),
+            });
+            plan.drift.push(crate::plan::drift::Drift {
+                address: address.into(),
+                change: crate::plan::drift::DriftChange::Deleted,
+                changes: vec![],
+                by: None,
+                at: None,
+                reverted_by: vec![7],
+            });
+        }
+        let out = select(plan, &ask(&["users"], &[])).unwrap();
+        let forgot: Vec<&str> = out.forget.iter().map(|f| f.address.as_str()).collect();
+        assert_eq!(forgot, ["users.gone@x.com"]);
+        assert_eq!(out.summary.forget, 1);
+        assert_eq!(out.drift.len(), 1);
+        // delete_user users.bob@x.com (7) is the last kept action (5) now.
+        assert_eq!(out.drift[0].reverted_by, vec![5]);
+    }
+
     #[test]
     fn no_targeting_leaves_the_plan_alone() {
         let plan = sample();

@@ -17,6 +17,7 @@ mod ci_kit;
 mod dataverse;
 mod delta;
 mod drift;
+mod drift_followups;
 mod emulator;
 mod import;
 mod json_output;

@@ -420,3 +420,39 @@ fn a_saved_targeted_plan_applies_its_subset_and_refuses_an_edit() {
     assert!(!t.users.values().any(|u| u.upn == "admin@fabrikam.com"));
     assert!(t.instances.values().all(|i| i.url != "fabtest"));
 }
+
+// The large-plan check (issue 14 item 5) counts what the targeted plan does: deleting one
+// of twelve managed users needs no --force even when the whole file would delete four.
+#[test]
+fn the_large_plan_check_counts_the_targeted_plan_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("t.yaml");
+    let users = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("  u{i}@fabrikam.com: {{name: U{i}}}\n"))
+            .collect()
+    };
+    let head = "tenant: fabrikam.onmicrosoft.com\nusers:\n";
+    std::fs::write(&file, format!("{head}{}", users(12))).unwrap();
+    apply_ok(d, &file);
+    std::fs::write(&file, format!("{head}{}", users(8))).unwrap();
+    let full = run(d, &file, &["apply", "--auto-approve", "--allow-destroy"]);
+    assert_eq!(full.status.code(), Some(1), "{}", all_output(&full));
+    assert!(all_output(&full).contains("--force"));
+    let one = run(
+        d,
+        &file,
+        &[
+            "apply",
+            "--auto-approve",
+            "--allow-destroy",
+            "--target",
+            "users.u9@fabrikam.com",
+        ],
+    );
+    assert!(one.status.success(), "{}", all_output(&one));
+    let left: Vec<String> = observe(d).users.values().map(|u| u.upn.clone()).collect();
+    assert_eq!(left.len(), 11);
+    assert!(!left.contains(&"u9@fabrikam.com".to_string()));
+}

@@ -370,7 +370,7 @@ impl<'a> Planner<'a> {
                 // ignore the field silently (a `copy_from` added to an existing instance).
                 self.warn(
                     &format!("instances.{key}.copy_from"),
-                    format!("`copy_from` acts only when the instance is created: `instances.{key}` exists, so nothing is copied from `{}`. To refresh it, remove the instance from the file and apply (it is deleted, `--allow-destroy`), then put it back with `copy_from` and apply again", cf.instance),
+                    format!("`copy_from` acts only when the instance is created: `instances.{key}` exists, so nothing is copied from `{}`. To refresh it from `{}`, run `crmctl apply --replace instances.{key} --allow-destroy` (it is copied again, its data destroyed)", cf.instance, cf.instance),
                     "I11",
                 );
                 continue;
