@@ -54,10 +54,16 @@ pub fn plan(
         crate::plan::plan_resolved(&loaded.desired, &loaded.members, &observed, &session.state);
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     plan = if options.backups {
-        crate::plan::backups::with_backups(plan)
+        crate::plan::backups::with_backups(plan, &session.state.pending)
     } else {
-        crate::plan::backups::without_backups(plan)
+        crate::plan::backups::without_backups(plan, &session.state.pending)
     };
+    // What the plan shows as destructive: an action apply resumes (polls) destroys nothing
+    // more (issue 13 item 2).
+    let flags = plan.destructive_flags_resuming(&session.state.pending);
+    for (a, d) in plan.actions.iter_mut().zip(flags) {
+        a.destructive = d;
+    }
     // Issue 14 item 5: said in the plan; enforced by `apply::Prepared::check`.
     for over in
         crate::plan::safety::over_threshold(&plan, &session.state, loaded.desired.safety.as_ref())

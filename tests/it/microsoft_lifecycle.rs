@@ -251,9 +251,11 @@ fn force_unlock(emu: &EmulatorHandle, dir: &Path) {
 // Issue 13 item 2 (provider boundary v2, I11): `kill -9` while a long-running create and
 // then a copy are polled; the handle was in the state before the first poll, so each
 // rerun resumes polling the same operation ("resuming: ..."), never starts a second create
-// or copy, and converges in one recovery apply.
+// or copy, and converges in one recovery apply. The rerun after the first kill finds the
+// instances the pending creates made (by URL name) and adopts them once those creates
+// end; the copy onto the sandbox still happens (it used to be lost: adopted instances got
+// no copy), and the copy resumed after the second kill is recorded.
 #[test]
-#[ignore = "fails: the rerun adopts the instance whose create was pending and loses the copy (being fixed)"]
 fn kill_9_during_create_and_during_copy_resumes_the_operation() {
     let (emu, provider) = start(
         tenant(25),
@@ -301,6 +303,17 @@ fn kill_9_during_create_and_during_copy_resumes_the_operation() {
         .unwrap()
         .unwrap();
     assert!(state.pending.is_empty(), "{:?}", state.pending);
+    // The copy is recorded as done (the next plan says nothing about `copy_from`).
+    assert_eq!(
+        state.resources["instances.test"].copied_from.as_deref(),
+        Some("main")
+    );
+    let plan = run(&emu, dir.path(), "plan", &[]);
+    assert!(
+        !all_output(&plan).contains("copy_from"),
+        "{}",
+        all_output(&plan)
+    );
     assert_replans_empty(&emu, dir.path());
 }
 
