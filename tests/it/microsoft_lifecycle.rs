@@ -529,3 +529,95 @@ fn no_backup_skips_it_and_the_plan_says_so() {
     assert_eq!(test.currency, "GBP");
     assert_replans_empty(&emu, dir.path());
 }
+
+/// The admin API client over crmctl's transport against `emu` (few, fast retries).
+fn bap_http(emu: &EmulatorHandle) -> crmctl::provider::http::transport::Transport {
+    use crmctl::provider::http::transport::TransportOptions;
+    let env = emulator_env(emu);
+    let opts = TransportOptions {
+        max_attempts: 5,
+        min_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(10),
+        ca_file: Some(emu.ca_file().to_path_buf()),
+        ..TransportOptions::default()
+    };
+    let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    crmctl::provider::http::connect(
+        crmctl::provider::http::cloud::Cloud::Public,
+        DOMAIN,
+        lookup,
+        Some(opts),
+    )
+    .expect("transport")
+}
+
+// Issue 13 item 1 (I9, I11: a copy and a reset are not safe to send twice): every answer
+// to a write is lost (after the service acted). The client reads the environment again,
+// finds it busy with the operation its request started, and follows it until it is ready
+// (a `ready:` handle) instead of failing as unknown or sending it again: one copy, one
+// reset.
+#[test]
+fn a_lost_answer_to_a_copy_or_reset_follows_the_environment() {
+    use crmctl::domain::kinds::{CopyKind, InstanceType};
+    use crmctl::domain::op::ObjRef;
+    use crmctl::observed::InstanceStatus;
+    use crmctl::provider::powerplatform::environments as bap;
+    use crmctl::provider::{Executed, Polled};
+
+    let mut t = tenant(25);
+    t.instances.insert(
+        "prod".into(),
+        crate::common::instance("prod", InstanceType::Production, InstanceStatus::Ready),
+    );
+    t.instances.insert(
+        "sb".into(),
+        crate::common::instance("sb", InstanceType::Sandbox, InstanceStatus::Ready),
+    );
+    let (emu, provider) = start(
+        t,
+        Faults {
+            drop_rate: 1.0,
+            lifecycle_duration: Duration::from_millis(1500),
+            ..Faults::default()
+        },
+    );
+    let http = bap_http(&emu);
+    let obj = |id: &str| ObjRef {
+        address: format!("instances.{id}").into(),
+        id: Some(id.into()),
+    };
+    let ops = [
+        Op::CopyInstance {
+            source: obj("prod"),
+            target: obj("sb"),
+            kind: CopyKind::Minimal,
+        },
+        Op::ResetInstance {
+            instance: obj("sb"),
+            currency: "GBP".into(),
+            language: 2057,
+        },
+    ];
+    for op in &ops {
+        let started = block_on(bap::execute(&http, op)).unwrap();
+        let Ok(Some(Executed::Accepted(h))) = started else {
+            panic!("{op:?}: {started:?}");
+        };
+        assert!(h.id.contains("|ready:sb"), "{}", h.id);
+        let t0 = Instant::now();
+        loop {
+            match block_on(bap::poll(&http, &h)).unwrap().unwrap() {
+                Polled::Done(_) => break,
+                Polled::Failed(e) => panic!("{e}"),
+                Polled::Running { .. } => {
+                    assert!(t0.elapsed() < Duration::from_secs(20), "never ready");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+    assert_eq!(ops_of(&emu, "Copy"), 1, "{:?}", emu.lifecycle_operations());
+    assert_eq!(ops_of(&emu, "Reset"), 1, "{:?}", emu.lifecycle_operations());
+    let sb = observe(&provider).instances["sb"].clone();
+    assert_eq!((sb.currency.as_str(), sb.language), ("GBP", 2057));
+}
