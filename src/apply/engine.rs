@@ -14,7 +14,7 @@ use super::{
     check_protected, dependents, finish, preflight, record, record_protect, resolve, ActionOutcome,
     ApplyError, ApplyOptions, ApplyReport, ProgressEvent, SaveState,
 };
-use crate::domain::op::Op;
+use crate::domain::op::{ActionKind, Op};
 use crate::observed::Tenant;
 use crate::plan::action::Plan;
 use crate::provider::{
@@ -309,7 +309,7 @@ pub async fn apply_async(
     opts: &ApplyOptions,
     progress: &dyn Fn(&ProgressEvent<'_>),
 ) -> Result<ApplyReport, ApplyError> {
-    preflight(plan, opts.allow_destroy)?;
+    preflight(plan, opts.allow_destroy, &state.pending)?;
     check_protected(plan, state, &opts.protect)?;
     let n = plan.actions.len();
     let mut walk = Walk::new(plan, progress);
@@ -388,7 +388,15 @@ pub async fn apply_async(
             .map(|a| ((a.address.as_str(), a.kind), a.id))
             .collect();
         for (address, op) in state.pending.clone() {
-            match by_address.get(&(address.as_str(), op.kind)) {
+            // A create whose instance the plan adopts (found by URL name: the killed run's
+            // create made it) is waited for as that adoption: the instance is recorded
+            // once it is ready, and what depends on it waits (issue 13 item 2).
+            let found = by_address.get(&(address.as_str(), op.kind)).or_else(|| {
+                (op.kind == ActionKind::ConfigureInstance)
+                    .then(|| by_address.get(&(address.as_str(), ActionKind::Adopt)))
+                    .flatten()
+            });
+            match found {
                 Some(&id) => {
                     resumed[id] = true;
                     walk.ready.remove(&id);

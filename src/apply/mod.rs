@@ -284,7 +284,11 @@ pub type SaveState<'a> = dyn FnMut(&State, &[StateChange]) -> Result<(), String>
 
 /// Check a plan before running it: no error diagnostics, well-formed ids and dependencies,
 /// no destructive action without `allow_destroy`.
-pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
+pub fn preflight(
+    plan: &Plan,
+    allow_destroy: bool,
+    pending: &BTreeMap<String, crate::state::PendingOperation>,
+) -> Result<(), ApplyError> {
     let errors = plan.diagnostics.iter().filter(|d| d.is_error()).count();
     if errors > 0 {
         return Err(ApplyError::PlanHasErrors(errors));
@@ -320,8 +324,9 @@ pub fn preflight(plan: &Plan, allow_destroy: bool) -> Result<(), ApplyError> {
         ));
     }
     if !allow_destroy {
-        // Derived from each op, never from the stored `destructive` flag (issue 9 item 3).
-        let destructive = plan.destructive_flags();
+        // Derived from each op, never from the stored `destructive` flag (issue 9 item 3);
+        // an action the state holds as pending is polled, not sent (issue 13 item 2).
+        let destructive = plan.destructive_flags_resuming(pending);
         let held: Vec<HeldBack> = plan
             .actions
             .iter()
@@ -357,7 +362,7 @@ pub fn check_protected(
         .map(|r| r.id.as_str())
         .collect();
     protected_ids.sort_unstable();
-    let destructive = plan.destructive_flags();
+    let destructive = plan.destructive_flags_resuming(&state.pending);
     let held: Vec<HeldBack> = plan
         .actions
         .iter()

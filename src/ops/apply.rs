@@ -275,7 +275,7 @@ impl Prepared {
     /// action without `allow_destroy`, nothing that deletes, resets or overwrites a
     /// protected instance (I8, I9, I11). [`Prepared::run`] checks them again.
     pub fn check(&self, allow_destroy: bool, force: bool) -> Result<(), ApplyError> {
-        apply::preflight(&self.plan, allow_destroy)?;
+        apply::preflight(&self.plan, allow_destroy, &self.session.state.pending)?;
         apply::check_protected(&self.plan, &self.session.state, &self.protect)?;
         // Issue 14 item 5: computed again here, never read from the plan's warnings.
         let over = crate::plan::safety::over_threshold(

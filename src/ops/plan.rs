@@ -86,10 +86,16 @@ pub fn plan_targeted(
     );
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     plan = if options.backups {
-        crate::plan::backups::with_backups(plan)
+        crate::plan::backups::with_backups(plan, &session.state.pending)
     } else {
-        crate::plan::backups::without_backups(plan)
+        crate::plan::backups::without_backups(plan, &session.state.pending)
     };
+    // What the plan shows as destructive: an action apply resumes (polls) destroys nothing
+    // more (issue 13 item 2).
+    let flags = plan.destructive_flags_resuming(&session.state.pending);
+    for (a, d) in plan.actions.iter_mut().zip(flags) {
+        a.destructive = d;
+    }
     if targeting.is_requested() {
         let known = known_addresses(loaded, &session.state, &plan);
         crate::plan::target::check_known(targeting, known.iter().map(String::as_str))?;

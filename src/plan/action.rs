@@ -161,13 +161,25 @@ impl Plan {
     /// get past `--allow-destroy`). The always-destructive kinds
     /// ([`ActionKind::always_destructive`]), and a `copy_instance` unless its target is a
     /// new instance that an action of the same plan configures (a copy overwrites the
-    /// target's application and data, I11).
+    /// target's application and data, I11) and whose id the plan leaves to apply. An
+    /// instance adopted by the plan counts as configured for a copy without an id: the
+    /// planner writes one only onto an instance whose create a killed run left pending
+    /// (issue 13 item 2).
     pub fn destructive_flags(&self) -> Vec<bool> {
         // The addresses this plan configures: few (one per new instance).
         let mut configured: Vec<&str> = self
             .actions
             .iter()
-            .filter(|a| matches!(*a.op, Op::ConfigureInstance { .. }))
+            .filter(|a| {
+                matches!(
+                    *a.op,
+                    Op::ConfigureInstance { .. }
+                        | Op::Adopt {
+                            kind: ObjKind::Instance,
+                            ..
+                        }
+                )
+            })
             .map(|a| a.address.as_str())
             .collect();
         configured.sort_unstable();
@@ -185,6 +197,23 @@ impl Plan {
                     }
             })
             .collect()
+    }
+
+    /// [`Plan::destructive_flags`], except for the actions an earlier run started and the
+    /// state holds as `pending` (same address and kind): apply polls those to their end and
+    /// never sends them again, so they destroy nothing more (issue 13 item 2: a copy
+    /// resumed after `kill -9`). Neither `--allow-destroy` nor a backup is asked for them.
+    pub fn destructive_flags_resuming(
+        &self,
+        pending: &std::collections::BTreeMap<String, crate::state::PendingOperation>,
+    ) -> Vec<bool> {
+        let mut flags = self.destructive_flags();
+        for (flag, a) in flags.iter_mut().zip(&self.actions) {
+            if pending.get(&a.address).is_some_and(|p| p.kind == a.kind) {
+                *flag = false;
+            }
+        }
+        flags
     }
 }
 

@@ -5,9 +5,11 @@
 //! `--no-backup`, so the plan shows the backups that apply will take.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use crate::domain::op::{ActionKind, Op};
 use crate::plan::action::{Action, Plan};
+use crate::state::PendingOperation;
 
 /// Longest label crmctl writes (the admin API takes short free-text labels).
 const MAX_LABEL: usize = 100;
@@ -16,11 +18,15 @@ const MAX_LABEL: usize = 100;
 /// instance's data ([`Plan::destructive_flags`] and [`Op::destroyed_instance`]); the
 /// destructive action depends on its backup, the backup on what the action depended on.
 /// Ids are renumbered in execution order. A plan with errors is returned unchanged.
-pub fn with_backups(plan: Plan) -> Plan {
+///
+/// `pending`: the state's pending operations; an action apply resumes (polls) rather than
+/// sends destroys nothing more and gets no backup
+/// ([`Plan::destructive_flags_resuming`]).
+pub fn with_backups(plan: Plan, pending: &BTreeMap<String, PendingOperation>) -> Plan {
     if plan.has_errors() {
         return plan;
     }
-    let destructive = plan.destructive_flags();
+    let destructive = plan.destructive_flags_resuming(pending);
     let needs = |a: &Action| {
         destructive[a.id]
             && a.op
@@ -93,11 +99,11 @@ pub fn with_backups(plan: Plan) -> Plan {
 /// destroys an existing instance's data without a backup before it (issue 13 item 3: "the
 /// plan says so"; I8 delete, I9 reset, I11 copy onto the target). A plan with errors is
 /// returned unchanged.
-pub fn without_backups(plan: Plan) -> Plan {
+pub fn without_backups(plan: Plan, pending: &BTreeMap<String, PendingOperation>) -> Plan {
     if plan.has_errors() {
         return plan;
     }
-    let destructive = plan.destructive_flags();
+    let destructive = plan.destructive_flags_resuming(pending);
     let mut plan = plan;
     let mut warnings = vec![];
     for a in &plan.actions {
@@ -202,7 +208,7 @@ mod tests {
             ],
             ..Plan::default()
         };
-        let out = with_backups(plan);
+        let out = with_backups(plan, &BTreeMap::new());
         let kinds: Vec<(usize, &str, &str, Vec<usize>)> = out
             .actions
             .iter()
@@ -249,7 +255,7 @@ mod tests {
             )],
             ..Plan::default()
         };
-        assert_eq!(with_backups(fresh.clone()), fresh);
+        assert_eq!(with_backups(fresh.clone(), &BTreeMap::new()), fresh);
     }
 
     // Issue 13 item 3: with --no-backup the plan says, on each destroying action, that no
@@ -290,7 +296,7 @@ mod tests {
             ],
             ..Plan::default()
         };
-        let out = without_backups(plan.clone());
+        let out = without_backups(plan.clone(), &BTreeMap::new());
         assert_eq!(out.actions, plan.actions, "no action added");
         let said: Vec<(Option<&str>, Option<&str>)> = out
             .diagnostics

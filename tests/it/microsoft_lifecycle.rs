@@ -251,9 +251,11 @@ fn force_unlock(emu: &EmulatorHandle, dir: &Path) {
 // Issue 13 item 2 (provider boundary v2, I11): `kill -9` while a long-running create and
 // then a copy are polled; the handle was in the state before the first poll, so each
 // rerun resumes polling the same operation ("resuming: ..."), never starts a second create
-// or copy, and converges in one recovery apply.
+// or copy, and converges in one recovery apply. The rerun after the first kill finds the
+// instances the pending creates made (by URL name) and adopts them once those creates
+// end; the copy onto the sandbox still happens (it used to be lost: adopted instances got
+// no copy), and the copy resumed after the second kill is recorded.
 #[test]
-#[ignore = "fails: the rerun adopts the instance whose create was pending and loses the copy (being fixed)"]
 fn kill_9_during_create_and_during_copy_resumes_the_operation() {
     let (emu, provider) = start(
         tenant(25),
@@ -301,6 +303,17 @@ fn kill_9_during_create_and_during_copy_resumes_the_operation() {
         .unwrap()
         .unwrap();
     assert!(state.pending.is_empty(), "{:?}", state.pending);
+    // The copy is recorded as done (the next plan says nothing about `copy_from`).
+    assert_eq!(
+        state.resources["instances.test"].copied_from.as_deref(),
+        Some("main")
+    );
+    let plan = run(&emu, dir.path(), "plan", &[]);
+    assert!(
+        !all_output(&plan).contains("copy_from"),
+        "{}",
+        all_output(&plan)
+    );
     assert_replans_empty(&emu, dir.path());
 }
 
@@ -515,4 +528,96 @@ fn no_backup_skips_it_and_the_plan_says_so() {
         .unwrap();
     assert_eq!(test.currency, "GBP");
     assert_replans_empty(&emu, dir.path());
+}
+
+/// The admin API client over crmctl's transport against `emu` (few, fast retries).
+fn bap_http(emu: &EmulatorHandle) -> crmctl::provider::http::transport::Transport {
+    use crmctl::provider::http::transport::TransportOptions;
+    let env = emulator_env(emu);
+    let opts = TransportOptions {
+        max_attempts: 5,
+        min_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(10),
+        ca_file: Some(emu.ca_file().to_path_buf()),
+        ..TransportOptions::default()
+    };
+    let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    crmctl::provider::http::connect(
+        crmctl::provider::http::cloud::Cloud::Public,
+        DOMAIN,
+        lookup,
+        Some(opts),
+    )
+    .expect("transport")
+}
+
+// Issue 13 item 1 (I9, I11: a copy and a reset are not safe to send twice): every answer
+// to a write is lost (after the service acted). The client reads the environment again,
+// finds it busy with the operation its request started, and follows it until it is ready
+// (a `ready:` handle) instead of failing as unknown or sending it again: one copy, one
+// reset.
+#[test]
+fn a_lost_answer_to_a_copy_or_reset_follows_the_environment() {
+    use crmctl::domain::kinds::{CopyKind, InstanceType};
+    use crmctl::domain::op::ObjRef;
+    use crmctl::observed::InstanceStatus;
+    use crmctl::provider::powerplatform::environments as bap;
+    use crmctl::provider::{Executed, Polled};
+
+    let mut t = tenant(25);
+    t.instances.insert(
+        "prod".into(),
+        crate::common::instance("prod", InstanceType::Production, InstanceStatus::Ready),
+    );
+    t.instances.insert(
+        "sb".into(),
+        crate::common::instance("sb", InstanceType::Sandbox, InstanceStatus::Ready),
+    );
+    let (emu, provider) = start(
+        t,
+        Faults {
+            drop_rate: 1.0,
+            lifecycle_duration: Duration::from_millis(1500),
+            ..Faults::default()
+        },
+    );
+    let http = bap_http(&emu);
+    let obj = |id: &str| ObjRef {
+        address: format!("instances.{id}").into(),
+        id: Some(id.into()),
+    };
+    let ops = [
+        Op::CopyInstance {
+            source: obj("prod"),
+            target: obj("sb"),
+            kind: CopyKind::Minimal,
+        },
+        Op::ResetInstance {
+            instance: obj("sb"),
+            currency: "GBP".into(),
+            language: 2057,
+        },
+    ];
+    for op in &ops {
+        let started = block_on(bap::execute(&http, op)).unwrap();
+        let Ok(Some(Executed::Accepted(h))) = started else {
+            panic!("{op:?}: {started:?}");
+        };
+        assert!(h.id.contains("|ready:sb"), "{}", h.id);
+        let t0 = Instant::now();
+        loop {
+            match block_on(bap::poll(&http, &h)).unwrap().unwrap() {
+                Polled::Done(_) => break,
+                Polled::Failed(e) => panic!("{e}"),
+                Polled::Running { .. } => {
+                    assert!(t0.elapsed() < Duration::from_secs(20), "never ready");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+    assert_eq!(ops_of(&emu, "Copy"), 1, "{:?}", emu.lifecycle_operations());
+    assert_eq!(ops_of(&emu, "Reset"), 1, "{:?}", emu.lifecycle_operations());
+    let sb = observe(&provider).instances["sb"].clone();
+    assert_eq!((sb.currency.as_str(), sb.language), ("GBP", 2057));
 }

@@ -415,6 +415,12 @@ impl<'a> Planner<'a> {
                         steps.obs = self.t.instances.get(*id);
                         steps.ready = Some(a);
                         steps.content = Some(a);
+                        // Issue 13 item 2: the create a killed run left pending made it.
+                        steps.resumed_create = self
+                            .s
+                            .pending
+                            .get(&address_of(key))
+                            .is_some_and(|p| p.kind == ActionKind::ConfigureInstance);
                     }
                     Some(ids) if ids.len() > 1 => {
                         self.error(
@@ -496,4 +502,8 @@ impl<'a> Planner<'a> {
             self.dep(del, Some(create));
         }
     }
+}
+
+fn address_of(key: &str) -> String {
+    format!("instances.{key}")
 }

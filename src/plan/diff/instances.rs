@@ -29,6 +29,10 @@ pub(super) struct InstSteps<'a> {
     pub(super) roles_wiped: bool,
     /// `--replace` of an existing sandbox with `copy_from`: copied again (I11).
     pub(super) recopy: bool,
+    /// Adopted by URL name while the state holds the pending create an earlier (killed)
+    /// run started for this address: the instance is the one crmctl is creating, so what
+    /// happens on creation (the copy, I11) still happens (issue 13 item 2).
+    pub(super) resumed_create: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -354,7 +358,20 @@ impl<'a> Planner<'a> {
             let Some(cf) = &di.copy_from else { continue };
             let address = format!("instances.{key}");
             let recopy = self.insts[key.as_str()].recopy;
-            if self.insts[key.as_str()].obs.is_some() && !recopy {
+            let resumed_create = self.insts[key.as_str()].resumed_create;
+            // The copy an earlier run started and left pending (killed while it ran): the
+            // action is planned again so that apply polls that operation to its end and
+            // records it; it is never started twice (issue 13 item 2).
+            let resumed_copy = self
+                .s
+                .pending
+                .get(&address)
+                .is_some_and(|p| p.kind == ActionKind::CopyInstance);
+            if self.insts[key.as_str()].obs.is_some()
+                && !recopy
+                && !resumed_create
+                && !resumed_copy
+            {
                 // The copy this state recorded when crmctl created the instance: the field
                 // already acted, nothing to say.
                 if self
@@ -441,7 +458,12 @@ impl<'a> Planner<'a> {
                 continue;
             }
             let source = self.inst_ref(&cf.instance);
-            let target = self.inst_ref(key);
+            let mut target = self.inst_ref(key);
+            if resumed_create {
+                // Like a new instance's: the id comes from the state once the adoption
+                // that waits for the pending create recorded it.
+                target.id = None;
+            }
             let ready = self.insts[key.as_str()].ready;
             let switch = self.insts[key.as_str()].switch;
             let a = self.push(
