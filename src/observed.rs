@@ -48,6 +48,31 @@ pub struct Tenant {
     /// Instances by id.
     #[serde(default)]
     pub instances: BTreeMap<String, Instance>,
+    /// What the backend cannot read (no public API): empty for the local tenant.
+    #[serde(default)]
+    pub unreadable: Unreadable,
+}
+
+/// Settings a backend cannot read because the service offers no public API for them (issue
+/// 13 item 4; the Microsoft backend). The planner leaves them unmanaged and says so in a
+/// warning with where a person sets them, instead of planning a change whose result it
+/// could never see (which would never converge).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unreadable {
+    /// Update approvals and schedules (U2-U4), and the versions the service offers (U1).
+    #[serde(default)]
+    pub updates: bool,
+    /// Extra update notification recipients (I13).
+    #[serde(default)]
+    pub notification_recipients: bool,
+}
+
+impl Unreadable {
+    /// Nothing unreadable (the local tenant).
+    pub fn is_none(&self) -> bool {
+        !self.updates && !self.notification_recipients
+    }
 }
 
 /// Storage figures (T6, T8).

@@ -36,7 +36,9 @@ pub fn backend_for(
     spec: Option<&str>,
     loaded: &crate::desired::load::Loaded,
 ) -> anyhow::Result<BackendSpec> {
-    Ok(backend_spec(spec)?.or_tenant(&loaded.desired.tenant))
+    Ok(backend_spec(spec)?
+        .or_tenant(&loaded.desired.tenant)
+        .with_skus(loaded.desired.skus.as_ref()))
 }
 
 /// `--state`, or [`DEFAULT_STATE`].

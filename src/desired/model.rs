@@ -36,6 +36,20 @@ pub struct Desired {
     )]
     #[schemars(extend("propertyNames" = { "enum": ["essential", "basic", "professional", "enterprise"] }))]
     pub licenses: Option<BTreeMap<LicensePlan, u32>>,
+    /// The SKU of a licence plan, where the tenant bought another offer than crmctl's
+    /// built-in table names (issue 12 item 4): a `skuPartNumber` such as
+    /// `DYN365_ENTERPRISE_SALES` (its `skuId` is read from the tenant's `subscribedSkus`) or
+    /// a `skuId` GUID. Two plans may not share a SKU. A plan that is omitted keeps the
+    /// built-in SKU. Used by `--backend microsoft`; the local tenant has no SKUs and ignores
+    /// it. Address: `skus.<plan>`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_keys::option_map"
+    )]
+    #[schemars(extend("propertyNames" = { "enum": ["essential", "basic", "professional", "enterprise"] }))]
+    #[schemars(extend("additionalProperties" = { "type": "string", "pattern": crate::domain::skus::SKU_PATTERN }))]
+    pub skus: Option<BTreeMap<LicensePlan, String>>,
     /// Storage bought beyond the included capacity (T6). Address: `storage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Storage>,

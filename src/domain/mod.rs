@@ -12,4 +12,5 @@ pub mod iso4217;
 pub mod kinds;
 pub mod limits;
 pub mod op;
+pub mod skus;
 pub mod syntax;

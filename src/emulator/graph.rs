@@ -498,7 +498,10 @@ pub(super) fn user_json(shared: &Shared, u: &User, selected: bool) -> Value {
             "onPremisesSyncEnabled".into(),
             json!(u.synced.then_some(true)),
         );
-        m.insert("assignedLicenses".into(), licences::assigned(u.license));
+        m.insert(
+            "assignedLicenses".into(),
+            licences::assigned(&shared.config.skus, u.license),
+        );
     }
     v
 }

@@ -1,4 +1,4 @@
-//! Security groups, their members, and the Global Administrator directory role.
+//! Security groups, their members, and the directory roles of P6's admin roles.
 //! Shapes: learn.microsoft.com/graph/api/group-list, group-post-groups, group-update
 //! (`members@odata.bind`: at most 20 references per request, all or nothing),
 //! group-delete, group-list-members, group-post-members (400 when already a member),
@@ -16,12 +16,8 @@ use super::server::{Answer, Shared};
 use crate::domain::kinds::AdminRole;
 use crate::domain::op::Op;
 use crate::observed::{Group, Tenant};
+use crate::provider::graph::ADMIN_ROLE_TEMPLATES;
 
-/// The Global Administrator role's template id (learn.microsoft.com/entra/identity/
-/// role-based-access-control/permissions-reference).
-pub const GLOBAL_ADMIN_TEMPLATE: &str = "62e90394-69f5-4237-9190-012177145e10";
-/// The id the emulator gives the activated Global Administrator role.
-const GLOBAL_ADMIN_ROLE_ID: &str = "role-62e90394";
 /// At most 20 references in one `members@odata.bind` (group-update).
 pub const MAX_BIND: usize = 20;
 
@@ -307,13 +303,40 @@ async fn update_group(shared: &Shared, ctx: &Ctx, id: &str, body: &Value) -> Ans
     Answer::empty(204)
 }
 
-fn is_global_admin_role(seg: &str) -> bool {
-    seg == GLOBAL_ADMIN_ROLE_ID || seg == format!("roleTemplateId={GLOBAL_ADMIN_TEMPLATE}")
+/// The admin role (P6) a path segment names: `roleTemplateId={template}` or the role's
+/// object id (`role-` and the template's first group), for the five roles crmctl manages
+/// (`provider::graph::ADMIN_ROLE_TEMPLATES`), all served as activated.
+fn admin_role(seg: &str) -> Option<(AdminRole, &'static str)> {
+    ADMIN_ROLE_TEMPLATES
+        .iter()
+        .copied()
+        .find(|(_, t)| seg == format!("roleTemplateId={t}") || seg == role_object_id(t))
 }
 
-/// The Global Administrator role (only that one: the others crmctl manages are not served
-/// yet): list, members, add and remove a member. P6 (the last global admins) is the
-/// tenant's rule and refuses like any other.
+fn role_object_id(template: &str) -> String {
+    format!("role-{}", template.split('-').next().unwrap_or(template))
+}
+
+fn role_name(role: AdminRole) -> &'static str {
+    match role {
+        AdminRole::GlobalAdmin => "Global Administrator",
+        AdminRole::BillingAdmin => "Billing Administrator",
+        AdminRole::PasswordAdmin => "Password Administrator",
+        AdminRole::ServiceAdmin => "Dynamics 365 Administrator",
+        AdminRole::UserManagementAdmin => "User Administrator",
+    }
+}
+
+fn role_json(role: AdminRole, template: &str) -> Value {
+    json!({
+        "id": role_object_id(template),
+        "displayName": role_name(role),
+        "roleTemplateId": template,
+    })
+}
+
+/// The directory roles of P6's admin roles: list, get, members, add and remove a member.
+/// P6 (the last global admins) is the tenant's rule and refuses like any other.
 async fn roles(
     shared: &Shared,
     ctx: &Ctx,
@@ -322,35 +345,35 @@ async fn roles(
     query: &str,
     body: &Value,
 ) -> Answer {
-    let role = json!({
-        "id": GLOBAL_ADMIN_ROLE_ID,
-        "displayName": "Global Administrator",
-        "description": "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft Entra identities.",
-        "roleTemplateId": GLOBAL_ADMIN_TEMPLATE,
-    });
     match (method, segs) {
         ("GET", ["directoryRoles"]) => Answer::json(
             200,
-            json!({"@odata.context": format!("{}/v1.0/$metadata#directoryRoles", shared.base), "value": [role]}),
+            json!({"@odata.context": format!("{}/v1.0/$metadata#directoryRoles", shared.base),
+                "value": ADMIN_ROLE_TEMPLATES.iter().map(|(r, t)| role_json(*r, t)).collect::<Vec<_>>()}),
         ),
-        ("GET", ["directoryRoles", r]) if is_global_admin_role(r) => Answer::json(200, role),
-        ("GET", ["directoryRoles", r, "members"]) if is_global_admin_role(r) => {
+        ("GET", ["directoryRoles", r]) => match admin_role(r) {
+            Some((role, t)) => Answer::json(200, role_json(role, t)),
+            None => not_found(ctx, r),
+        },
+        ("GET", ["directoryRoles", r, "members"]) if admin_role(r).is_some() => {
+            let (role, _) = admin_role(r).expect("checked");
             let q = or_answer!(list_query(shared, ctx, query));
             let t = or_answer!(tenant(shared, ctx).await);
-            let admins = t
+            let holders = t
                 .users
                 .iter()
-                .filter(|(_, u)| u.admin_roles.contains(&AdminRole::GlobalAdmin));
+                .filter(|(_, u)| u.admin_roles.contains(&role));
             page(
                 shared,
                 &format!("/directoryRoles/{r}/members"),
                 "directoryObjects",
                 &q,
-                admins,
+                holders,
                 |u| member_json(shared, u),
             )
         }
-        ("POST", ["directoryRoles", r, "members", "$ref"]) if is_global_admin_role(r) => {
+        ("POST", ["directoryRoles", r, "members", "$ref"]) if admin_role(r).is_some() => {
+            let (role, _) = admin_role(r).expect("checked");
             let Some(uid) = body
                 .get("@odata.id")
                 .and_then(Value::as_str)
@@ -358,10 +381,11 @@ async fn roles(
             else {
                 return bad_request(ctx, "Invalid object identifier in @odata.id.");
             };
-            set_global_admin(shared, ctx, uid, true).await
+            set_admin_role(shared, ctx, uid, role, true).await
         }
-        ("DELETE", ["directoryRoles", r, "members", uid, "$ref"]) if is_global_admin_role(r) => {
-            set_global_admin(shared, ctx, uid, false).await
+        ("DELETE", ["directoryRoles", r, "members", uid, "$ref"]) if admin_role(r).is_some() => {
+            let (role, _) = admin_role(r).expect("checked");
+            set_admin_role(shared, ctx, uid, role, false).await
         }
         _ => super::graph::error(
             ctx,
@@ -375,7 +399,13 @@ async fn roles(
     }
 }
 
-async fn set_global_admin(shared: &Shared, ctx: &Ctx, uid: &str, on: bool) -> Answer {
+async fn set_admin_role(
+    shared: &Shared,
+    ctx: &Ctx,
+    uid: &str,
+    role: AdminRole,
+    on: bool,
+) -> Answer {
     let _w = shared.write_lock.lock().await;
     let t = or_answer!(tenant(shared, ctx).await);
     let Some(u) = t.users.get(uid).filter(|_| !shared.lagging(uid)) else {
@@ -383,9 +413,9 @@ async fn set_global_admin(shared: &Shared, ctx: &Ctx, uid: &str, on: bool) -> An
     };
     let mut roles = u.admin_roles.clone();
     let changed = if on {
-        roles.insert(AdminRole::GlobalAdmin)
+        roles.insert(role)
     } else {
-        roles.remove(&AdminRole::GlobalAdmin)
+        roles.remove(&role)
     };
     if !changed {
         return if on {

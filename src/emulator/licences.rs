@@ -1,5 +1,6 @@
 //! Licences: `GET /subscribedSkus` and `POST /users/{id}/assignLicense`, over the tenant's
-//! licence counts (T2, T3) through the one SKU table (`provider::graph::skus`).
+//! licence counts (T2, T3) through the emulator's SKU table (`EmulatorConfig::skus`: the
+//! built-in one unless a test gives the tenant other offers).
 //! Shapes: learn.microsoft.com/graph/api/subscribedsku-list (`skuId`, `skuPartNumber`,
 //! `prepaidUnits.enabled`, `consumedUnits`, `capabilityStatus`, `appliesTo`) and
 //! learn.microsoft.com/graph/api/user-assignlicense (`{addLicenses:[{skuId,
@@ -12,19 +13,20 @@ use super::graph::{bad_request, exec, not_found, obj, tenant, usage_location, us
 use super::server::{Answer, Shared};
 use crate::domain::kinds::LicensePlan;
 use crate::domain::op::Op;
-use crate::provider::graph::skus;
+use crate::provider::graph::skus::{self, AddOn, SkuTable};
 
 /// `assignedLicenses` of a user holding `plan`.
-pub(super) fn assigned(plan: Option<LicensePlan>) -> Value {
+pub(super) fn assigned(table: &SkuTable, plan: Option<LicensePlan>) -> Value {
     Value::Array(
-        plan.map(|p| json!({"skuId": skus::builtin_sku_id(p), "disabledPlans": []}))
+        plan.map(|p| json!({"skuId": table.sku_id(p), "disabledPlans": []}))
             .into_iter()
             .collect(),
     )
 }
 
 /// `GET /subscribedSkus`: one SKU per plan the tenant bought or assigned
-/// (prepaidUnits.enabled = purchased, consumedUnits = assigned).
+/// (prepaidUnits.enabled = purchased, consumedUnits = assigned), then one per add-on the
+/// tenant holds (instance slots, database storage).
 pub(super) async fn subscribed_skus(shared: &Shared, ctx: &Ctx) -> Answer {
     let t = or_answer!(tenant(shared, ctx).await);
     let mut value = Vec::new();
@@ -34,15 +36,39 @@ pub(super) async fn subscribed_skus(shared: &Shared, ctx: &Ctx) -> Answer {
         if bought == 0 && used == 0 {
             continue;
         }
-        let sku_id = skus::builtin_sku_id(plan);
+        let sku_id = shared.config.skus.sku_id(plan);
         value.push(json!({
             "id": format!("{}_{sku_id}", shared.config.tenant_id),
             "skuId": sku_id,
-            "skuPartNumber": skus::builtin_part_number(plan),
+            "skuPartNumber": shared.config.skus.part_number(plan),
             "capabilityStatus": "Enabled",
             "appliesTo": "User",
             "consumedUnits": used,
             "prepaidUnits": {"enabled": bought, "suspended": 0, "warning": 0, "lockedOut": 0},
+            "servicePlans": [],
+        }));
+    }
+    // Add-ons (I2, T6, T8): the slots and storage the backing tenant bought, each as the
+    // SKU an administrator buys in the admin center (`skus::ADDONS`), `GB_PER_UNIT` GB per
+    // storage unit; listed only where the tenant holds some.
+    let gb = t.storage.additional_gb.div_ceil(skus::GB_PER_UNIT);
+    for (addon, units) in [
+        (AddOn::ProductionSlot, t.slots.production),
+        (AddOn::SandboxSlot, t.slots.sandbox),
+        (AddOn::DatabaseStorage, gb),
+    ] {
+        if units == 0 {
+            continue;
+        }
+        let (part, sku_id) = skus::addon_sku(addon);
+        value.push(json!({
+            "id": format!("{}_{sku_id}", shared.config.tenant_id),
+            "skuId": sku_id,
+            "skuPartNumber": part,
+            "capabilityStatus": "Enabled",
+            "appliesTo": "Company",
+            "consumedUnits": 0,
+            "prepaidUnits": {"enabled": units, "suspended": 0, "warning": 0, "lockedOut": 0},
             "servicePlans": [],
         }));
     }
@@ -75,7 +101,7 @@ pub(super) async fn assign_license(shared: &Shared, ctx: &Ctx, id: &str, body: &
     let mut add_plans = Vec::new();
     for a in &add {
         let sku = a.get("skuId").and_then(Value::as_str).unwrap_or_default();
-        match skus::builtin_plan_of_sku_id(sku) {
+        match shared.config.skus.plan_of_sku_id(sku) {
             Some(p) => add_plans.push(p),
             None => return invalid_sku(ctx, sku),
         }
@@ -83,7 +109,7 @@ pub(super) async fn assign_license(shared: &Shared, ctx: &Ctx, id: &str, body: &
     let mut remove_plans = Vec::new();
     for r in &remove {
         let sku = r.as_str().unwrap_or_default();
-        match skus::builtin_plan_of_sku_id(sku) {
+        match shared.config.skus.plan_of_sku_id(sku) {
             Some(p) => remove_plans.push(p),
             None => return invalid_sku(ctx, sku),
         }

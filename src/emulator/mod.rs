@@ -69,6 +69,9 @@ pub struct EmulatorConfig {
     pub provider: Arc<dyn Provider>,
     /// `countryLetterCode` of `GET /organization`.
     pub country: String,
+    /// The SKU of each licence plan in `subscribedSkus`, `assignedLicenses` and
+    /// `assignLicense` (a tenant that bought other offers than the built-in table's).
+    pub skus: crate::provider::graph::skus::SkuTable,
     /// Fault knobs.
     pub faults: Faults,
     /// Folder for the root certificate's PEM; a fresh temporary folder (removed with the
@@ -119,6 +122,7 @@ impl EmulatorConfig {
             client_certificate: None,
             provider,
             country: "US".into(),
+            skus: crate::provider::graph::skus::SkuTable::builtin(),
             faults: Faults::default(),
             dir: None,
         }

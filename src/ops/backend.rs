@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::domain::kinds::LicensePlan;
 use crate::observed::Tenant;
 use crate::ops::microsoft;
 use crate::ops::OpsError;
@@ -36,6 +37,9 @@ pub enum BackendSpec {
         tenant: Option<String>,
         /// The cloud (`--cloud`, `CRMCTL_CLOUD`; public by default).
         cloud: Cloud,
+        /// The desired file's SKU overrides (`skus:`, issue 12 item 4): plan -> part number
+        /// or GUID, for the Graph provider ([`BackendSpec::with_skus`]).
+        skus: Vec<(LicensePlan, String)>,
     },
 }
 
@@ -69,7 +73,11 @@ impl BackendSpec {
                         .filter(|t| !t.trim().is_empty()),
                     t => Some(t.to_string()),
                 };
-                Ok(BackendSpec::Microsoft { tenant, cloud })
+                Ok(BackendSpec::Microsoft {
+                    tenant,
+                    cloud,
+                    skus: vec![],
+                })
             }
             (scheme, _) if spec.contains(':') => {
                 Err(bad(format!("unknown scheme `{scheme}`; use {KNOWN}")))
@@ -84,9 +92,31 @@ impl BackendSpec {
             BackendSpec::Microsoft {
                 tenant: None,
                 cloud,
+                skus,
             } if !tenant.is_empty() => BackendSpec::Microsoft {
                 tenant: Some(tenant.to_string()),
                 cloud,
+                skus,
+            },
+            other => other,
+        }
+    }
+
+    /// A `microsoft` backend takes the desired file's SKU overrides (`skus:`); the local
+    /// tenant has no SKUs and ignores them.
+    pub fn with_skus(
+        self,
+        overrides: Option<&std::collections::BTreeMap<LicensePlan, String>>,
+    ) -> BackendSpec {
+        match self {
+            BackendSpec::Microsoft { tenant, cloud, .. } => BackendSpec::Microsoft {
+                tenant,
+                cloud,
+                skus: overrides
+                    .into_iter()
+                    .flatten()
+                    .map(|(p, v)| (*p, v.clone()))
+                    .collect(),
             },
             other => other,
         }
@@ -239,14 +269,18 @@ impl OpenBackend for Box<dyn Backend> {
 pub fn open_backend(spec: &BackendSpec) -> Result<Box<dyn Backend>, OpsError> {
     match spec {
         BackendSpec::Local { .. } => Ok(Box::new(open_local(spec)?)),
-        BackendSpec::Microsoft { tenant, cloud } => {
+        BackendSpec::Microsoft {
+            tenant,
+            cloud,
+            skus,
+        } => {
             let Some(tenant) = tenant else {
                 return Err(OpsError::BadBackend {
                     spec: "microsoft".into(),
                     problem: "no tenant: write `microsoft:TENANT` (e.g. `microsoft:coho.onmicrosoft.com`), set AZURE_TENANT_ID, or give a desired file with `tenant:`".into(),
                 });
             };
-            Ok(Box::new(microsoft::open(tenant, *cloud)?))
+            Ok(Box::new(microsoft::open(tenant, *cloud, skus.clone())?))
         }
     }
 }
@@ -430,6 +464,7 @@ mod tests {
         let unnamed = BackendSpec::Microsoft {
             tenant: None,
             cloud: Cloud::Public,
+            skus: vec![],
         };
         assert_eq!(unnamed.as_str(), "microsoft");
         assert_eq!(

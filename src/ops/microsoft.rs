@@ -18,8 +18,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use crate::domain::kinds::{AccessMode, LicensePlan};
 use crate::domain::op::{ObjKind, Op};
-use crate::observed::{InstanceStatus, Tenant};
+use crate::observed::{InstanceStatus, Tenant, Unreadable};
 use crate::ops::backend::{Backend, Presence};
 use crate::ops::OpsError;
 use crate::provider::dataverse::DataverseClient;
@@ -53,10 +54,20 @@ pub struct MicrosoftBackend {
 struct Seen {
     bases: BTreeMap<String, String>,
     user_instances: BTreeMap<String, BTreeSet<String>>,
+    /// Access modes set by this run (P3/P4), by directory object id: the mode is the
+    /// user's, but Dataverse keeps it per instance, and a user may reach an instance only
+    /// after the op ran (a new instance, a user not yet synchronised). Set in an instance
+    /// before roles are assigned there.
+    modes: BTreeMap<String, AccessMode>,
 }
 
-/// Sign in (from the environment) and open `tenant` in `cloud`.
-pub fn open(tenant: &str, cloud: Cloud) -> Result<MicrosoftBackend, OpsError> {
+/// Sign in (from the environment) and open `tenant` in `cloud`, the Graph provider taking
+/// the desired file's SKU overrides `skus` (plan -> part number or GUID).
+pub fn open(
+    tenant: &str,
+    cloud: Cloud,
+    skus: Vec<(LicensePlan, String)>,
+) -> Result<MicrosoftBackend, OpsError> {
     let transport = crate::provider::http::connect(cloud, tenant, |k| std::env::var(k).ok(), None)
         .map_err(|e| OpsError::BadBackend {
             spec: format!("microsoft:{tenant}"),
@@ -65,7 +76,9 @@ pub fn open(tenant: &str, cloud: Cloud) -> Result<MicrosoftBackend, OpsError> {
     let graph_url = transport.endpoints().graph.clone();
     let template = transport.endpoints().dataverse_template.clone();
     let http: Arc<dyn Http> = Arc::new(transport);
-    Ok(compose(http, &graph_url, &template, tenant, cloud))
+    let mut backend = compose(http, &graph_url, &template, tenant, cloud);
+    backend.graph = backend.graph.with_sku_overrides(skus);
+    Ok(backend)
 }
 
 /// The composed provider over `http`, Graph at `graph_url`, Dataverse at `template`.
@@ -126,6 +139,12 @@ impl MicrosoftBackend {
 
     /// Graph's half, then the environments and each ready instance's Dataverse, merged.
     async fn observe_all(&self, mut t: Tenant, scope: &Scope) -> Result<Tenant, ProviderError> {
+        // Issue 13 item 4: no public API reads update approvals, the versions offered or the
+        // extra notification recipients; the planner leaves them to a person and says so.
+        t.unreadable = Unreadable {
+            updates: true,
+            notification_recipients: true,
+        };
         let want_instances = scope.has_kind(ObjKind::Instance);
         let want_roles = scope.has_kind(ObjKind::User);
         if !want_instances && !want_roles {
@@ -204,7 +223,7 @@ impl MicrosoftBackend {
 
     async fn execute_dataverse(&self, op: &Op) -> Result<Executed, ProviderError> {
         match op {
-            Op::AssignRoles { instance, .. } | Op::RemoveRoles { instance, .. } => {
+            Op::AssignRoles { instance, user, .. } | Op::RemoveRoles { instance, user, .. } => {
                 let id = instance.id.as_deref().ok_or_else(|| {
                     ProviderError::Invalid(format!(
                         "reference to `{}` carries no remote id",
@@ -212,11 +231,26 @@ impl MicrosoftBackend {
                     ))
                 })?;
                 let base = self.base(id).await?;
+                // P3/P4: a mode this run set reaches this instance before its roles (a
+                // non-interactive user holds roles without a licence).
+                let mode = user
+                    .id
+                    .as_deref()
+                    .and_then(|oid| self.seen().modes.get(oid).copied());
+                if let (Some(mode), Op::AssignRoles { .. }) = (mode, op) {
+                    let set = Op::SetAccessMode {
+                        user: user.clone(),
+                        mode,
+                    };
+                    self.dataverse.execute(&set, &base).await?;
+                }
                 self.dataverse.execute(op, &base).await
             }
-            Op::SetAccessMode { user, .. } => {
-                // P3/P4: the mode is the user's; it is set in every instance they are in.
+            Op::SetAccessMode { user, mode } => {
+                // P3/P4: the mode is the user's; it is set in every instance they are in,
+                // and in those they reach later in this run (before their roles there).
                 let oid = user.id.clone().unwrap_or_default();
+                self.seen().modes.insert(oid.clone(), *mode);
                 let ids: Vec<String> = self
                     .seen()
                     .user_instances

@@ -111,6 +111,7 @@ fn walk<'t>(tenant: &'t Tenant, mut f: impl FnMut(Obj<'t>, u64, &[u8])) {
         groups,
         users,
         instances,
+        unreadable: _, // what the backend can read, not a managed field
     } = tenant;
     let StorageState {
         additional_gb,

@@ -361,6 +361,7 @@ impl Scope {
             storage: t.storage.clone(),
             slots: t.slots.clone(),
             versions: t.versions.clone(),
+            unreadable: t.unreadable.clone(),
             ..Tenant::default()
         };
         if self.has_kind(ObjKind::Group) {

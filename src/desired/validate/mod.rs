@@ -20,6 +20,7 @@ mod groups;
 mod identities;
 mod instances;
 pub(crate) mod moved;
+mod skus;
 mod tenant;
 mod text;
 mod updates;
@@ -45,6 +46,7 @@ pub fn validate_with(d: &Desired, members: &MemberPositions) -> Vec<Diagnostic> 
     groups::groups(d, members, &mut out);
     instances::instances(d, &mut out);
     tenant::licenses(d, &mut out);
+    skus::skus(d, &mut out);
     users::admins(d, &mut out);
     identities::identities(d, &mut out);
     moved::moved(d, &mut out);

@@ -106,8 +106,21 @@ impl<'a> Planner<'a> {
                 self.dep(sw, Some(a));
             }
         }
-        // I13: extra notification recipients, exact when given.
-        if let Some(list) = &di.notification_recipients {
+        // I13: extra notification recipients, exact when given. A backend that cannot read
+        // them (issue 13 item 4: no public API) leaves them to a person, and the plan says so.
+        if let (Some(list), true) = (
+            &di.notification_recipients,
+            self.t.unreadable.notification_recipients,
+        ) {
+            self.warn(
+                &address,
+                format!(
+                    "the backend cannot read the extra update notification recipients (no public API): crmctl does not manage them here; set them by hand to: {}",
+                    if list.is_empty() { "none".to_string() } else { list.join(", ") }
+                ),
+                "I13",
+            );
+        } else if let Some(list) = &di.notification_recipients {
             // Email addresses compare without regard to case (issue 9 item 2): an address
             // listed again in another spelling is sent once, in its first spelling.
             let mut folded = BTreeSet::new();
@@ -160,7 +173,19 @@ impl<'a> Planner<'a> {
                 self.mandatory_update(&address, di, &di.url, &src.version, None);
             }
         }
-        // U2-U4: update approval.
+        // U2-U4: update approval. A backend that cannot read approvals nor the versions
+        // offered (issue 13 item 4: no public API) leaves them to a person, and says so.
+        if let (Some(u), true) = (&di.update, self.t.unreadable.updates) {
+            self.warn(
+                &address,
+                format!(
+                    "the backend cannot read update approvals (no public API): crmctl does not manage them here; approve the update to {} by hand (preferred {}, alternate {})",
+                    u.target_version, u.preferred, u.alternate
+                ),
+                "U3",
+            );
+            return;
+        }
         if let Some(u) = &di.update {
             let newest = self.t.versions.last().map(String::as_str).unwrap_or("");
             // I11: a new instance made by a copy runs its source's version (the provider

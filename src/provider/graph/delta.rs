@@ -23,7 +23,7 @@
 //! - members that are not users (devices, groups, service principals) are skipped, as in
 //!   the full read.
 //!
-//! Licence counts and the domain (`subscribedSkus`, `organization`) and the global admins
+//! Licence counts and the domain (`subscribedSkus`, `organization`) and the admin roles
 //! (one small request) are read every time. A token the service refuses (400
 //! `syncStateNotFound`, 410 `resyncRequired`: links expire after 7 days) means a full read,
 //! silently; so does a cursor of another Graph host, another tenant or format.
@@ -79,7 +79,7 @@ pub(super) async fn observe_since(
         return Ok((observe::observe(p, scope).await?, None));
     }
     let mut tenant = observe::tenant_level(p).await?;
-    let admins = observe::global_admins(p).await?;
+    let admins = observe::admin_roles(p).await?;
     let usable = cursor
         .and_then(|c| serde_json::from_slice::<Cursor>(&c.0).ok())
         .filter(|c| {

@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use super::observe::{country, Assigned};
 use super::wire::{self, query_value, V1};
-use super::{id_of, GraphProvider, GLOBAL_ADMIN_TEMPLATE};
+use super::{id_of, GraphProvider, ADMIN_ROLE_TEMPLATES};
 use crate::domain::kinds::{AdminRole, LicensePlan};
 use crate::domain::op::{ObjKind, ObjRef, Op};
 use crate::provider::{Executed, Outcome, ProviderError};
@@ -56,21 +56,16 @@ pub(super) async fn execute(p: &GraphProvider, op: &Op) -> Result<Executed, Prov
             if let Some(loc) = usage_location {
                 body.insert("usageLocation".into(), json!(loc));
             }
-            if let Some(roles) = admin_roles {
-                // Check before changing anything: an op is done whole or not at all.
-                if let Some(r) = roles.iter().find(|r| **r != AdminRole::GlobalAdmin) {
-                    return Err(ProviderError::Invalid(format!(
-                        "{}: the Microsoft backend manages the global administrator role only, not {r:?}: assign it in the Microsoft Entra admin center",
-                        user.address
-                    )));
-                }
-            }
             if !body.is_empty() {
                 let req = wire::graph("PATCH", format!("{V1}/users/{id}"), Value::Object(body), true);
                 expect_ok(p.send_dep(req, &[id]).await?, &format!("updating user {id}"))?;
             }
             if let Some(roles) = admin_roles {
-                set_global_admin(p, id, roles.contains(&AdminRole::GlobalAdmin)).await?;
+                // P6: each admin role is a directory role, added or removed by one
+                // idempotent request each.
+                for (role, template) in ADMIN_ROLE_TEMPLATES {
+                    set_admin_role(p, id, role, template, roles.contains(&role)).await?;
+                }
             }
             done()
         }
@@ -121,7 +116,7 @@ pub(super) async fn execute(p: &GraphProvider, op: &Op) -> Result<Executed, Prov
             Err(ProviderError::Invalid(format!(
                 "Microsoft Graph has no API to buy or cancel licences: in the Microsoft 365 admin center (Billing > Your products), set the subscription of {} (SKU {}) to {to} licences, then plan again",
                 plan.as_str(),
-                p.skus.part_number(*plan)
+                p.skus().part_number(*plan)
             )))
         }
         Op::PurchaseStorage { to_gb } | Op::ReduceStorage { to_gb } => Err(ProviderError::Invalid(format!(
@@ -321,22 +316,50 @@ async fn lookup(
     }
 }
 
-async fn set_global_admin(p: &GraphProvider, id: &str, admin: bool) -> Result<(), ProviderError> {
-    let base = format!("{V1}/directoryRoles/roleTemplateId={GLOBAL_ADMIN_TEMPLATE}/members");
-    if admin {
-        let req = wire::graph(
-            "POST",
-            format!("{base}/$ref"),
-            json!({"@odata.id": p.object_ref(id)}),
-            false,
-        );
-        let resp = p.send_dep(req, &[id]).await?;
+/// Make user `id` a member of the directory role `template` (P6), or not: `POST
+/// .../members/$ref` (400 "already exist" is done), `DELETE .../members/{id}/$ref` (404 is
+/// done). A role the tenant never activated answers 404 to the add: it is activated first
+/// (directoryrole-post-directoryroles: `POST /directoryRoles {roleTemplateId}`).
+async fn set_admin_role(
+    p: &GraphProvider,
+    id: &str,
+    role: AdminRole,
+    template: &str,
+    on: bool,
+) -> Result<(), ProviderError> {
+    let base = format!("{V1}/directoryRoles/roleTemplateId={template}/members");
+    if on {
+        let add = || {
+            wire::graph(
+                "POST",
+                format!("{base}/$ref"),
+                json!({"@odata.id": p.object_ref(id)}),
+                false,
+            )
+        };
+        let mut resp = p.send_dep(add(), &[id]).await?;
+        if resp.status == 404 {
+            let activate = wire::graph(
+                "POST",
+                format!("{V1}/directoryRoles"),
+                json!({"roleTemplateId": template}),
+                false,
+            );
+            let r = p.http.send(activate).await?;
+            if !r.ok() && !wire::is_already_there(&r) && r.status != 409 {
+                return Err(wire::graph_error(
+                    &r,
+                    &format!("activating the {role:?} role"),
+                ));
+            }
+            resp = p.send_dep(add(), &[id]).await?;
+        }
         if resp.ok() || wire::is_already_there(&resp) {
             return Ok(());
         }
         Err(wire::graph_error(
             &resp,
-            &format!("making {id} a global administrator"),
+            &format!("giving {id} the {role:?} role"),
         ))
     } else {
         let resp = p
@@ -347,7 +370,7 @@ async fn set_global_admin(p: &GraphProvider, id: &str, admin: bool) -> Result<()
         }
         Err(wire::graph_error(
             &resp,
-            &format!("removing {id} from the global administrators"),
+            &format!("removing the {role:?} role from {id}"),
         ))
     }
 }
@@ -360,6 +383,9 @@ async fn set_license(
     plan: Option<LicensePlan>,
 ) -> Result<Executed, ProviderError> {
     let id = id_of(user)?;
+    // The file's SKU overrides name the offer the tenant holds (issue 12 item 4).
+    p.ensure_skus().await?;
+    let table = p.skus().clone();
     let req = wire::graph_bare(
         "GET",
         format!("{V1}/users/{id}?$select=id,assignedLicenses"),
@@ -377,7 +403,7 @@ async fn set_license(
         licenses: Vec<Assigned>,
     }
     let held: Licensed = resp.json()?;
-    let want = plan.map(|pl| p.skus.sku_id(pl).to_string());
+    let want = plan.map(|pl| table.sku_id(pl).to_string());
     let has_want = want.as_ref().is_some_and(|w| {
         held.licenses
             .iter()
@@ -386,7 +412,7 @@ async fn set_license(
     let remove: Vec<&str> = held
         .licenses
         .iter()
-        .filter(|a| p.skus.plan_of_sku_id(&a.sku_id).is_some())
+        .filter(|a| table.plan_of_sku_id(&a.sku_id).is_some())
         .filter(|a| {
             want.as_ref()
                 .is_none_or(|w| !a.sku_id.eq_ignore_ascii_case(w))

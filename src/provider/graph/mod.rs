@@ -21,9 +21,11 @@ pub(crate) mod wire;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::domain::kinds::{AdminRole, LicensePlan};
 use crate::domain::op::Op;
 use crate::observed::Tenant;
 use crate::provider::http::{Http, Request, Response};
@@ -39,6 +41,32 @@ pub const PUBLIC_GRAPH: &str = "https://graph.microsoft.com";
 /// Template id of the Global Administrator directory role (Graph: "Microsoft Entra
 /// built-in roles", and the role's `roleTemplateId`).
 pub const GLOBAL_ADMIN_TEMPLATE: &str = "62e90394-69f5-4237-9190-012177145e10";
+
+/// The tenant admin roles of P6 as Microsoft Entra directory roles, by template id
+/// ("Microsoft Entra built-in roles", MicrosoftDocs/entra-docs
+/// `docs/identity/role-based-access-control/permissions-reference.md`, "All roles":
+/// Global Administrator, Billing Administrator, Password Administrator, Dynamics 365
+/// Administrator "Can manage all aspects of the Dynamics 365 product" (the CRM service
+/// administrator of P6, System Administrator in every instance), User Administrator).
+pub const ADMIN_ROLE_TEMPLATES: [(AdminRole, &str); 5] = [
+    (AdminRole::GlobalAdmin, GLOBAL_ADMIN_TEMPLATE),
+    (
+        AdminRole::BillingAdmin,
+        "b0f54661-2d74-4c50-afa3-1ec803f12efe",
+    ),
+    (
+        AdminRole::PasswordAdmin,
+        "966707d0-3269-4727-9be2-8c3a10f19b9d",
+    ),
+    (
+        AdminRole::ServiceAdmin,
+        "44367163-eba1-44c3-98af-f5787879f96a",
+    ),
+    (
+        AdminRole::UserManagementAdmin,
+        "fe930be7-5e62-47db-91af-98c3a49a38b1",
+    ),
+];
 
 /// Membership changes: one `$batch` carries up to 20 of them (json-batching).
 pub const MEMBERSHIP: RequestFamily = RequestFamily {
@@ -69,7 +97,13 @@ impl Default for Consistency {
 pub struct GraphProvider {
     http: Arc<dyn Http>,
     graph_base: String,
-    skus: SkuTable,
+    /// The table in use: the built-in one with the file's overrides, resolved against the
+    /// tenant's `subscribedSkus` on each read of the tenant level.
+    skus: RwLock<SkuTable>,
+    /// The desired file's `skus:` (plan -> part number or GUID), not yet checked.
+    overrides: Vec<(LicensePlan, String)>,
+    /// Whether `overrides` were resolved against `subscribedSkus`.
+    resolved: AtomicBool,
     consistency: Consistency,
     /// Objects this process created, and when (eventual consistency).
     recent: Mutex<HashMap<String, Instant>>,
@@ -84,7 +118,9 @@ impl GraphProvider {
         GraphProvider {
             http,
             graph_base: PUBLIC_GRAPH.to_string(),
-            skus: SkuTable::builtin(),
+            skus: RwLock::new(SkuTable::builtin()),
+            overrides: Vec::new(),
+            resolved: AtomicBool::new(true),
             consistency: Consistency::default(),
             recent: Mutex::new(HashMap::new()),
             country: std::sync::OnceLock::new(),
@@ -101,8 +137,42 @@ impl GraphProvider {
 
     /// Another plan <-> SKU table (a tenant that bought other offers).
     pub fn with_skus(mut self, skus: SkuTable) -> GraphProvider {
-        self.skus = skus;
+        self.skus = RwLock::new(skus);
         self
+    }
+
+    /// The desired file's SKU overrides (`skus:`: plan -> `skuPartNumber` or `skuId`),
+    /// resolved against the tenant's `subscribedSkus` when it is read (a part number the
+    /// tenant does not list is an error naming `skus.<plan>`).
+    pub fn with_sku_overrides(mut self, overrides: Vec<(LicensePlan, String)>) -> GraphProvider {
+        self.resolved = AtomicBool::new(overrides.is_empty());
+        self.overrides = overrides;
+        self
+    }
+
+    /// The table in use (a read guard: never held across an `.await`).
+    fn skus(&self) -> std::sync::RwLockReadGuard<'_, SkuTable> {
+        self.skus.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolve the file's overrides against the tenant's SKUs (`skuId`, `skuPartNumber`)
+    /// into the table in use.
+    fn resolve_skus(&self, listed: &[(String, String)]) -> Result<(), ProviderError> {
+        if self.overrides.is_empty() {
+            return Ok(());
+        }
+        let table = skus::resolve(&self.overrides, listed)?;
+        *self.skus.write().unwrap_or_else(|e| e.into_inner()) = table;
+        self.resolved.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Make sure the overrides were resolved (an op executed before any read).
+    async fn ensure_skus(&self) -> Result<(), ProviderError> {
+        if !self.resolved.load(Ordering::Acquire) {
+            observe::tenant_level(self).await?;
+        }
+        Ok(())
     }
 
     /// Another eventual-consistency window.
@@ -201,7 +271,7 @@ impl Provider for GraphProvider {
     }
 
     fn manual(&self, op: &Op) -> Option<String> {
-        manual::place(&self.skus, op)
+        manual::place(&self.skus(), op)
     }
 
     fn family(&self, op: &Op) -> RequestFamily {

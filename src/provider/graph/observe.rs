@@ -11,19 +11,22 @@
 //!   (group-list; security groups are mail-disabled and security-enabled);
 //! - `GET /groups/{id}/members?$select=id&$top=999` for each group, 20 to a `$batch`
 //!   (group-list-members, json-batching);
-//! - `GET /directoryRoles/roleTemplateId=62e90394-.../members?$select=id` (directoryrole-list-members:
-//!   "You can use both the object ID and template ID of the directoryRole").
+//! - `GET /directoryRoles/roleTemplateId={template}/members?$select=id` for each admin role of
+//!   P6, the five in one `$batch` (directoryrole-list-members: "You can use both the object
+//!   ID and template ID of the directoryRole").
 //!
+//! Instance slots and storage bought are add-on SKUs of `subscribedSkus` (`skus::ADDONS`).
 //! Not read here (the next issue, Power Platform admin API and Dataverse): instances,
-//! security roles, access modes (every user is `read-write`), storage, slots, versions.
+//! security roles, access modes (every user is `read-write`), storage in use, versions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::skus::{self, AddOn};
 use super::wire::{self, BatchItem, V1};
-use super::{GraphProvider, GLOBAL_ADMIN_TEMPLATE};
+use super::{GraphProvider, ADMIN_ROLE_TEMPLATES};
 use crate::domain::kinds::{AccessMode, AdminRole, LicensePlan};
 use crate::domain::op::ObjKind;
 use crate::observed::{Group, Tenant, User};
@@ -53,6 +56,8 @@ struct Domain {
 struct Sku {
     #[serde(rename = "skuId")]
     sku_id: String,
+    #[serde(default, rename = "skuPartNumber")]
+    part: String,
     #[serde(default, rename = "prepaidUnits")]
     prepaid: Prepaid,
 }
@@ -131,7 +136,7 @@ pub(super) async fn country(p: &GraphProvider) -> Result<Option<String>, Provide
 pub(super) async fn observe(p: &GraphProvider, scope: &Scope) -> Result<Tenant, ProviderError> {
     let mut tenant = tenant_level(p).await?;
     if scope.has_kind(ObjKind::User) {
-        let admins = global_admins(p).await?;
+        let admins = admin_roles(p).await?;
         for v in user_values(p).await? {
             let u = user_from(p, &v, &admins)?;
             tenant.users.insert(u.id.clone(), u);
@@ -155,35 +160,83 @@ pub(super) async fn tenant_level(p: &GraphProvider) -> Result<Tenant, ProviderEr
         ..Tenant::default()
     };
 
-    // Licence counts: prepaidUnits.enabled of each SKU the table maps to a plan.
+    // Licence counts: prepaidUnits.enabled of each SKU the table maps to a plan; instance
+    // slots and database storage: prepaidUnits.enabled of each add-on SKU (I2, T6, T8),
+    // times its unit (one slot, `GB_PER_UNIT` GB). An add-on the tenant does not hold is
+    // not listed: 0 bought.
     let skus = wire::get_all(
         http,
         format!("{V1}/subscribedSkus"),
         "reading subscribedSkus",
     )
     .await?;
-    for v in skus {
-        let Ok(sku) = serde_json::from_value::<Sku>(v) else {
-            continue;
-        };
-        if let Some(plan) = p.skus.plan_of_sku_id(&sku.sku_id) {
+    let skus: Vec<Sku> = skus
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<Sku>(v).ok())
+        .collect();
+    // The file's overrides (`skus:`) take their ids or part numbers from this list.
+    let listed: Vec<(String, String)> = skus
+        .iter()
+        .map(|s| (s.sku_id.clone(), s.part.clone()))
+        .collect();
+    p.resolve_skus(&listed)?;
+    let table = p.skus().clone();
+    for sku in skus {
+        if let Some(plan) = table.plan_of_sku_id(&sku.sku_id) {
             *tenant.licenses.entry(plan).or_insert(0) += sku.prepaid.enabled;
+            continue;
+        }
+        let units = sku.prepaid.enabled;
+        match skus::addon_of_sku_id(&sku.sku_id) {
+            Some(AddOn::ProductionSlot) => tenant.slots.production += units,
+            Some(AddOn::SandboxSlot) => tenant.slots.sandbox += units,
+            Some(AddOn::DatabaseStorage) => {
+                tenant.storage.additional_gb += units.saturating_mul(skus::GB_PER_UNIT)
+            }
+            // File and log capacity, and SKUs that are not crmctl's (Office, Entra).
+            Some(AddOn::FileStorage | AddOn::LogStorage) | None => {}
         }
     }
     Ok(tenant)
 }
 
-/// The ids of the global administrators (one small request; also on incremental reads).
-pub(super) async fn global_admins(p: &GraphProvider) -> Result<BTreeSet<String>, ProviderError> {
-    let url =
-        format!("{V1}/directoryRoles/roleTemplateId={GLOBAL_ADMIN_TEMPLATE}/members?$select=id");
-    Ok(
-        wire::get_all(&*p.http, url, "reading the global administrators")
-            .await?
-            .into_iter()
-            .filter_map(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
-            .collect(),
-    )
+/// The tenant admin roles (P6) of each user that holds one: the members of each role of
+/// [`ADMIN_ROLE_TEMPLATES`], the five reads in one `$batch` (one request; also on
+/// incremental reads). A role the tenant never activated answers 404: no members.
+pub(super) async fn admin_roles(
+    p: &GraphProvider,
+) -> Result<BTreeMap<String, BTreeSet<AdminRole>>, ProviderError> {
+    let http = &*p.http;
+    let items: Vec<BatchItem> = ADMIN_ROLE_TEMPLATES
+        .iter()
+        .map(|(_, t)| BatchItem {
+            method: "GET",
+            url: format!("/directoryRoles/roleTemplateId={t}/members?$select=id"),
+            body: None,
+        })
+        .collect();
+    let answers = wire::batch(http, &items).await;
+    let mut out: BTreeMap<String, BTreeSet<AdminRole>> = BTreeMap::new();
+    for ((role, _), (item, answer)) in ADMIN_ROLE_TEMPLATES.iter().zip(items.iter().zip(answers)) {
+        let what = format!("reading the members of the {role:?} role");
+        let members = match answer {
+            Ok(resp) if resp.ok() => {
+                let page: Value = resp.json()?;
+                wire::rest_of(http, page, &what).await?
+            }
+            Ok(resp) if resp.status == 404 => vec![],
+            // An item the batch could not serve (throttled, failed): read it alone, the
+            // transport retries it.
+            _ => match wire::get_all(http, format!("{V1}{}", item.url), &what).await {
+                Err(ProviderError::NotFound(_)) => vec![],
+                other => other?,
+            },
+        };
+        for id in members.iter().filter_map(user_member) {
+            out.entry(id).or_default().insert(*role);
+        }
+    }
+    Ok(out)
 }
 
 /// Every user as Graph gives it (the `$select`ed properties).
@@ -196,7 +249,7 @@ pub(super) async fn user_values(p: &GraphProvider) -> Result<Vec<Value>, Provide
 pub(super) fn user_from(
     p: &GraphProvider,
     v: &Value,
-    admins: &BTreeSet<String>,
+    admins: &BTreeMap<String, BTreeSet<AdminRole>>,
 ) -> Result<User, ProviderError> {
     let u = GraphUser::deserialize(v)
         .map_err(|e| ProviderError::Backend(format!("unreadable user: {e}")))?;
@@ -259,15 +312,12 @@ pub(super) fn user_member(v: &Value) -> Option<String> {
     v.get("id").and_then(Value::as_str).map(str::to_string)
 }
 
-fn user(p: &GraphProvider, u: GraphUser, admins: &BTreeSet<String>) -> User {
+fn user(p: &GraphProvider, u: GraphUser, admins: &BTreeMap<String, BTreeSet<AdminRole>>) -> User {
     let license: Option<LicensePlan> = u
         .licenses
         .iter()
-        .find_map(|a| p.skus.plan_of_sku_id(&a.sku_id));
-    let mut admin_roles = BTreeSet::new();
-    if admins.contains(&u.id) {
-        admin_roles.insert(AdminRole::GlobalAdmin);
-    }
+        .find_map(|a| p.skus().plan_of_sku_id(&a.sku_id));
+    let admin_roles = admins.get(&u.id).cloned().unwrap_or_default();
     User {
         id: u.id,
         upn: u.upn,

@@ -1,29 +1,8 @@
-//! The built-in table between crmctl's license plans (T2) and the Microsoft Graph SKUs of
-//! the Dynamics CRM Online / Dynamics 365 offers (issue 12 item 4): `skuPartNumber` (the
-//! "String ID") and `skuId` (the "GUID") of `subscribedSkus`, `assignedLicenses` and
-//! `assignLicense`.
-//!
-//! Source: Microsoft's "Product names and service plan identifiers for licensing"
-//! (learn.microsoft.com/entra/identity/users/licensing-service-plan-reference; the file
-//! `docs/identity/users/licensing-service-plan-reference.md` of MicrosoftDocs/entra-docs,
-//! "last updated on October 29, 2025"). Rows used:
-//! - "Microsoft Dynamics CRM Online Basic | CRMPLAN2 | 906af65a-2970-46d5-9b58-4e9aa50f0657"
-//! - "Microsoft Dynamics CRM Online | CRMSTANDARD | d17b27af-3f49-4822-99f9-56a661538792"
-//!   (its service plan CRMSTANDARD is "MICROSOFT DYNAMICS CRM ONLINE PROFESSIONAL")
-//! - "Dynamics 365 Plan 1 Enterprise Edition | DYN365_ENTERPRISE_PLAN1 |
-//!   ea126fc5-a19e-42e2-a731-da9d437bffcf" (its service plan is "Dynamics 365 Customer
-//!   Engagement Plan")
-//! - "Dynamics 365 for Team Members Enterprise Edition | DYN365_ENTERPRISE_TEAM_MEMBERS |
-//!   8e7a3d30-d97d-43ab-837c-d7701cef83dc"
-//!
-//! Plans without a single SKU of their own on that page:
-//! - **essential**: the CRM Online Essential offer is not listed any more; its successor,
-//!   Dynamics 365 Team Members (Enterprise Edition), is the documented closest.
-//! - **enterprise**: "CRM Online Enterprise" is not listed; the Dynamics 365 Customer
-//!   Engagement Plan (SKU `DYN365_ENTERPRISE_PLAN1`) is the documented closest.
-//!
-//! Tenants buy different offers: a [`SkuTable`] starts from [`BUILTIN`] and takes
-//! overrides (the desired file's, once it has the field). No I/O.
+//! The plan <-> SKU table in use by the Graph provider (issue 12 item 4): the built-in rows
+//! and the add-ons of [`crate::domain::skus`] (where their sources are cited), with the
+//! desired file's overrides (`skus:`) applied. No I/O.
+
+pub use crate::domain::skus::*;
 
 use crate::domain::kinds::LicensePlan;
 
@@ -37,30 +16,6 @@ pub struct Sku {
     /// `skuId` ("GUID"), lower case.
     pub sku_id: String,
 }
-
-/// The built-in rows: plan, `skuPartNumber`, `skuId` (see the module's sources).
-pub const BUILTIN: [(LicensePlan, &str, &str); 4] = [
-    (
-        LicensePlan::Essential,
-        "DYN365_ENTERPRISE_TEAM_MEMBERS",
-        "8e7a3d30-d97d-43ab-837c-d7701cef83dc",
-    ),
-    (
-        LicensePlan::Basic,
-        "CRMPLAN2",
-        "906af65a-2970-46d5-9b58-4e9aa50f0657",
-    ),
-    (
-        LicensePlan::Professional,
-        "CRMSTANDARD",
-        "d17b27af-3f49-4822-99f9-56a661538792",
-    ),
-    (
-        LicensePlan::Enterprise,
-        "DYN365_ENTERPRISE_PLAN1",
-        "ea126fc5-a19e-42e2-a731-da9d437bffcf",
-    ),
-];
 
 /// Why an override is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,11 +70,7 @@ impl SkuTable {
         if !is_guid(sku_id) {
             return Err(SkuError::NotAGuid(sku_id.to_string(), plan.as_str()));
         }
-        if part_number.is_empty()
-            || !part_number
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !is_part_number(part_number) {
             return Err(SkuError::BadPartNumber(
                 part_number.to_string(),
                 plan.as_str(),
@@ -186,103 +137,49 @@ impl SkuTable {
     }
 }
 
-/// The `skuId` of `plan` in the built-in table.
-pub fn builtin_sku_id(plan: LicensePlan) -> &'static str {
-    BUILTIN
-        .iter()
-        .find(|(p, _, _)| *p == plan)
-        .map(|(_, _, id)| *id)
-        .unwrap_or(BUILTIN[0].2)
-}
-
-/// The `skuPartNumber` of `plan` in the built-in table.
-pub fn builtin_part_number(plan: LicensePlan) -> &'static str {
-    BUILTIN
-        .iter()
-        .find(|(p, _, _)| *p == plan)
-        .map(|(_, part, _)| *part)
-        .unwrap_or(BUILTIN[0].1)
-}
-
-/// The plan of a `skuId` (any case) in the built-in table.
-pub fn builtin_plan_of_sku_id(sku_id: &str) -> Option<LicensePlan> {
-    BUILTIN
-        .iter()
-        .find(|(_, _, id)| id.eq_ignore_ascii_case(sku_id))
-        .map(|(p, _, _)| *p)
-}
-
-/// The plan of a `skuPartNumber` (any case) in the built-in table.
-pub fn builtin_plan_of_part_number(part_number: &str) -> Option<LicensePlan> {
-    BUILTIN
-        .iter()
-        .find(|(_, part, _)| part.eq_ignore_ascii_case(part_number))
-        .map(|(p, _, _)| *p)
-}
-
-/// Whether `s` is a GUID: 8-4-4-4-12 hexadecimal digits.
-pub fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+/// The built-in table with the desired file's overrides (`skus:` plan -> `skuPartNumber` or
+/// `skuId`), resolved against the tenant's SKUs `listed` as (`skuId`, `skuPartNumber`)
+/// pairs from `subscribedSkus`: each override takes the other half of the SKU the tenant
+/// lists for it. One the tenant does not list is an error naming the file's entry and what
+/// the tenant holds (no licence of that offer could be read or assigned).
+pub fn resolve(
+    overrides: &[(LicensePlan, String)],
+    listed: &[(String, String)],
+) -> Result<SkuTable, crate::provider::ProviderError> {
+    use crate::provider::ProviderError;
+    let mut table = SkuTable::builtin();
+    for (plan, value) in overrides {
+        let at = format!("skus.{}", plan.as_str());
+        let (what, found) = if is_guid(value) {
+            let found = listed.iter().find(|(id, _)| id.eq_ignore_ascii_case(value));
+            ("id", found)
+        } else {
+            let found = listed
+                .iter()
+                .find(|(_, part)| part.eq_ignore_ascii_case(value));
+            ("part number", found)
+        };
+        let Some((id, part)) = found else {
+            let mut names: Vec<String> = listed
+                .iter()
+                .map(|(id, part)| format!("{part} ({id})"))
+                .collect();
+            names.sort_unstable();
+            return Err(ProviderError::Invalid(format!(
+                "{at}: the tenant holds no SKU with {what} `{value}` (its subscribedSkus: {}); write the skuPartNumber or skuId of an offer the tenant holds",
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            )));
+        };
+        table = table
+            .with_override(*plan, part, id)
+            .map_err(|e| ProviderError::Invalid(format!("{at}: {e}")))?;
+    }
+    Ok(table)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // issue 12 item 4: every plan has exactly one row, and the rows are distinct GUIDs.
-    #[test]
-    fn builtin_has_one_row_per_plan_with_distinct_guids() {
-        for plan in LicensePlan::ALL {
-            assert_eq!(BUILTIN.iter().filter(|(p, _, _)| *p == plan).count(), 1);
-        }
-        for (i, (_, part, id)) in BUILTIN.iter().enumerate() {
-            assert!(is_guid(id), "{id}");
-            assert_eq!(id.to_ascii_lowercase(), *id);
-            for (_, part2, id2) in &BUILTIN[i + 1..] {
-                assert_ne!(id, id2);
-                assert_ne!(part, part2);
-            }
-        }
-    }
-
-    // issue 12 item 4: the documented rows (Product names and service plan identifiers).
-    #[test]
-    fn builtin_rows_are_the_documented_skus() {
-        let table = [
-            (
-                LicensePlan::Basic,
-                "CRMPLAN2",
-                "906af65a-2970-46d5-9b58-4e9aa50f0657",
-            ),
-            (
-                LicensePlan::Professional,
-                "CRMSTANDARD",
-                "d17b27af-3f49-4822-99f9-56a661538792",
-            ),
-            (
-                LicensePlan::Enterprise,
-                "DYN365_ENTERPRISE_PLAN1",
-                "ea126fc5-a19e-42e2-a731-da9d437bffcf",
-            ),
-            (
-                LicensePlan::Essential,
-                "DYN365_ENTERPRISE_TEAM_MEMBERS",
-                "8e7a3d30-d97d-43ab-837c-d7701cef83dc",
-            ),
-        ];
-        let t = SkuTable::builtin();
-        for (plan, part, id) in table {
-            assert_eq!(t.part_number(plan), part);
-            assert_eq!(t.sku_id(plan), id);
-            assert_eq!(builtin_part_number(plan), part);
-            assert_eq!(builtin_sku_id(plan), id);
-        }
-    }
 
     // issue 12 item 4: lookups both ways, case-insensitive, other SKUs are not plans.
     #[test]
@@ -302,6 +199,54 @@ mod tests {
             None
         );
         assert_eq!(t.plan_of_part_number("ENTERPRISEPACK"), None);
+    }
+
+    // issue 12 item 4 (T2): the file's overrides are resolved against subscribedSkus: a part
+    // number takes the listed id, a GUID the listed part number; an unlisted part number
+    // is an error naming the file's entry and what the tenant holds.
+    #[test]
+    fn overrides_resolve_against_the_listed_skus() {
+        let listed = vec![
+            (
+                "1E1A282C-9C54-43A2-9310-98EF728FAACE".to_string(),
+                "DYN365_ENTERPRISE_SALES".to_string(),
+            ),
+            (
+                "d17b27af-3f49-4822-99f9-56a661538792".to_string(),
+                "CRMSTANDARD".to_string(),
+            ),
+        ];
+        let t = resolve(
+            &[(LicensePlan::Enterprise, "dyn365_enterprise_sales".into())],
+            &listed,
+        )
+        .unwrap();
+        assert_eq!(
+            t.sku_id(LicensePlan::Enterprise),
+            "1e1a282c-9c54-43a2-9310-98ef728faace"
+        );
+        let t = resolve(
+            &[(
+                LicensePlan::Enterprise,
+                "1e1a282c-9c54-43a2-9310-98ef728faace".into(),
+            )],
+            &listed,
+        )
+        .unwrap();
+        assert_eq!(
+            t.part_number(LicensePlan::Enterprise),
+            "DYN365_ENTERPRISE_SALES"
+        );
+        let e = resolve(&[(LicensePlan::Basic, "NOT_HELD".into())], &listed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("skus.basic") && e.contains("NOT_HELD") && e.contains("CRMSTANDARD"),
+            "{e}"
+        );
+        // Two plans on one SKU are refused here too (the file's validation says where).
+        let e = resolve(&[(LicensePlan::Basic, "CRMSTANDARD".into())], &listed).unwrap_err();
+        assert!(e.to_string().contains("skus.basic"), "{e}");
     }
 
     // issue 12 item 4: overrides replace one plan's row and are checked.
