@@ -22,6 +22,7 @@ mod import;
 mod json_output;
 mod layers;
 mod local_provider;
+mod mem;
 mod microsoft_e2e;
 mod plan_cli;
 mod plan_props;
