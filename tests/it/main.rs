@@ -23,6 +23,7 @@ mod import;
 mod json_output;
 mod layers;
 mod local_provider;
+mod mem;
 mod microsoft_e2e;
 mod microsoft_examples;
 mod microsoft_lifecycle;

@@ -197,6 +197,16 @@ impl Found {
 }
 
 impl Node {
+    /// How many nodes this one holds, itself included (the batches of the structural pass
+    /// are bounded by it; issue 9 item 7).
+    pub fn size(&self) -> usize {
+        1 + match &self.value {
+            Value::Seq(items) => items.iter().map(Node::size).sum(),
+            Value::Map(entries, _) => entries.iter().map(|e| e.value.size()).sum(),
+            _ => 0,
+        }
+    }
+
     /// Follow `path` from this node. `None` when not even its first segment resolves.
     pub fn find(&self, path: &str) -> Option<Found> {
         self.resolve(path).map(|(_, found)| found)
