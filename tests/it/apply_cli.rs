@@ -485,12 +485,16 @@ fn injected_failure_midway_then_apply_again_finishes_the_job() {
 #[test]
 fn show_and_local_edits_simulate_the_admin_center() {
     let dir = tempfile::tempdir().unwrap();
-    // issue 9 item 4: `show` of a missing tenant is an error, not an empty tenant.
+    // issue 9 item 4: `show` of a missing tenant is an error, not an empty tenant (and,
+    // with --format json, the failure document on stdout: issue 15 item 2).
     crmctl(dir.path())
         .args(["show", "--format", "json"])
         .assert()
         .code(1)
-        .stdout("")
+        .stdout(
+            predicate::str::contains("\"command\": \"show\"")
+                .and(predicate::str::contains("\"users\"").not()),
+        )
         .stderr(predicate::str::contains(".crmctl/tenant.db does not exist"));
     assert!(
         !tenant_db(dir.path()).exists(),

@@ -367,10 +367,7 @@ impl<'a> Planner<'a> {
                 .pending
                 .get(&address)
                 .is_some_and(|p| p.kind == ActionKind::CopyInstance);
-            if self.insts[key.as_str()].obs.is_some()
-                && !recopy
-                && !resumed_create
-                && !resumed_copy
+            if self.insts[key.as_str()].obs.is_some() && !recopy && !resumed_create && !resumed_copy
             {
                 // The copy this state recorded when crmctl created the instance: the field
                 // already acted, nothing to say.
