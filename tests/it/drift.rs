@@ -272,3 +272,99 @@ fn file_changes_exit_2_and_stay_apart_from_drift() {
     support::apply_ok(dir.path(), Path::new("t.yaml"));
     support::assert_no_changes(dir.path(), Path::new("t.yaml"));
 }
+
+const INSTANCE_FILE: &str = "tenant: coho.onmicrosoft.com
+licenses:
+  professional: 5
+users:
+  ana@coho.com:
+    name: Ana
+    license: professional
+    admin_roles: [global_admin]
+    roles:
+      main: [System Administrator]
+security_groups:
+  sales:
+    name: Sales
+    members: [ana@coho.com]
+instances:
+  main:
+    name: Coho
+    url: coho
+    type: production
+    region: EMEA
+    currency: EUR
+    language: 1033
+    purpose: Sales
+    security_group: sales
+";
+
+// Issue 14 item 2, the instance half: an instance's managed fields changed in the admin
+// center (name, purpose, URL, administration mode, security group), an instance deleted
+// there, and a user's admin roles are drift too (exit 4, no change of the file), and
+// `apply --refresh-only` accepts each.
+#[test]
+fn instance_and_admin_role_changes_outside_crmctl_are_drift() {
+    type Case = (&'static [&'static str], &'static str, &'static str);
+    let cases: &[Case] = &[
+        (
+            &["set", "instance", "coho", "name", "Coho Winery"],
+            "instances.main",
+            "name",
+        ),
+        (
+            &["set", "instance", "coho", "purpose", "Other"],
+            "instances.main",
+            "purpose",
+        ),
+        (
+            &["set", "instance", "coho", "admin-mode", "on"],
+            "instances.main",
+            "",
+        ),
+        (
+            &["set", "instance", "coho", "security-group", "none"],
+            "instances.main",
+            "",
+        ),
+        (
+            &["set", "user", "ana@coho.com", "admin-roles", "none"],
+            "users.ana@coho.com",
+            "",
+        ),
+    ];
+    for (words, address, path) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        support::new_tenant(dir.path(), "coho.onmicrosoft.com");
+        std::fs::write(dir.path().join("t.yaml"), INSTANCE_FILE).unwrap();
+        support::apply_ok(dir.path(), Path::new("t.yaml"));
+        support::assert_no_changes(dir.path(), Path::new("t.yaml"));
+        local(dir.path(), words);
+        let what = words.join(" ");
+        let (code, doc) = plan_json(dir.path(), &[]);
+        let (drift, file) = split(&doc);
+        assert_eq!(code, 4, "{what}: drift only exits 4: {doc:#}");
+        assert!(
+            drift
+                .iter()
+                .any(|(a, p)| a == address && (path.is_empty() || p.iter().any(|x| x == path))),
+            "{what}: drift {drift:?} names {address} {path}"
+        );
+        assert!(
+            file.is_empty(),
+            "{what}: no change of the file, got {file:?}"
+        );
+        let before = support::observe(dir.path());
+        crmctl(dir.path())
+            .args(["apply", "--refresh-only", "--auto-approve", "-f", "t.yaml"])
+            .assert()
+            .success();
+        assert_eq!(
+            support::observe(dir.path()),
+            before,
+            "{what}: tenant unchanged"
+        );
+        let (code, _) = plan_json(dir.path(), &["--refresh-only"]);
+        assert_eq!(code, 0, "{what}: accepted");
+    }
+}
