@@ -758,3 +758,32 @@ fn a_pending_copy_is_planned_again_and_resumed_without_allow_destroy() {
         .iter()
         .all(|a| a.kind != ActionKind::BackupInstance));
 }
+
+// Issue 13 item 4 (I2, T5): a third instance needs a bought sandbox slot, a manual step;
+// the first run stops at it (exit 3), the test buys the slot in the tenant, and the
+// second run is expected to go on. Known broken: the microsoft backend observes no slots
+// (neither Graph nor the admin API reads instance add-ons), so the purchase never shows
+// and every run stops at the step again.
+#[test]
+#[ignore = "known broken: slots are not observed through --backend microsoft (see the comment)"]
+fn a_slot_purchase_is_applied_in_two_runs() {
+    let (emu, provider) = start(tenant(25), Faults::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!(
+        "{INSTANCES}  qa:\n    name: Contoso QA\n    url: contoso-qa\n    type: sandbox\n    region: EMEA\n    currency: EUR\n    language: 1033\n"
+    );
+    write(dir.path(), &file);
+    let out = run(&emu, dir.path(), "apply", &[]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("manual step: purchase_instance"), "{text}");
+    block_on(provider.execute(&Op::PurchaseInstance {
+        kind: crmctl::domain::kinds::InstanceType::Sandbox,
+    }))
+    .unwrap()
+    .unwrap();
+    let out = run(&emu, dir.path(), "apply", &[]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert_eq!(observe(&provider).instances.len(), 3);
+    assert_replans_empty(&emu, dir.path());
+}
