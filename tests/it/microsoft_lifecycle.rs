@@ -621,3 +621,169 @@ fn a_lost_answer_to_a_copy_or_reset_follows_the_environment() {
     let sb = observe(&provider).instances["sb"].clone();
     assert_eq!((sb.currency.as_str(), sb.language), ("GBP", 2057));
 }
+
+/// The desired file of the planner tests: `main` (production) and `test`, a sandbox
+/// copied from it (I11).
+fn copy_desired() -> crmctl::desired::model::Desired {
+    crate::common::desired(
+        "licenses: {professional: 25}
+instances:
+  main: {name: Main, url: main, type: production, region: NA, currency: USD, language: 1033}
+  test:
+    name: Test
+    url: test
+    type: sandbox
+    region: NA
+    currency: USD
+    language: 1033
+    copy_from: {instance: main, kind: full}
+",
+    )
+}
+
+fn pending(kind: crmctl::domain::op::ActionKind) -> crmctl::state::PendingOperation {
+    crmctl::state::PendingOperation {
+        kind,
+        handle: crmctl::provider::OperationHandle {
+            id: "bap:x|https://bap/lifecycleOperations/1".into(),
+            retry_after: None,
+        },
+    }
+}
+
+// Issue 13 item 2 (I11), the planner's half: the instance a killed run's pending create
+// made is adopted by URL name, and the copy `copy_from` asks for is still planned onto it
+// (its id left to apply, after the adoption), neither destructive nor preceded by a
+// backup. Without the pending create, an adopted instance gets no copy (a warning).
+#[test]
+fn a_pending_create_is_adopted_and_still_copied_onto() {
+    use crmctl::domain::kinds::InstanceType;
+    use crmctl::domain::op::{ActionKind, ObjKind};
+    use crmctl::observed::InstanceStatus;
+
+    let d = copy_desired();
+    let mut t = crate::common::tenant("licenses: {professional: 25}");
+    for (id, kind) in [
+        ("main", InstanceType::Production),
+        ("test", InstanceType::Sandbox),
+    ] {
+        t.instances.insert(
+            id.into(),
+            crate::common::instance(id, kind, InstanceStatus::Ready),
+        );
+    }
+    let mut s = crate::common::state(&[("instances.main", ObjKind::Instance, "main", false)]);
+    s.pending.insert(
+        "instances.test".into(),
+        pending(ActionKind::ConfigureInstance),
+    );
+    let plan = crmctl::plan::plan(&d, &t, &s);
+    assert!(!plan.has_errors(), "{:?}", plan.diagnostics);
+    let adopt = plan
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Adopt && &*a.address == "instances.test")
+        .expect("adopted");
+    let copy = plan
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::CopyInstance)
+        .expect("still copied");
+    assert!(copy.depends_on.contains(&adopt.id));
+    let Op::CopyInstance { target, .. } = &*copy.op else {
+        unreachable!()
+    };
+    assert_eq!(
+        target.id, None,
+        "resolved from the state after the adoption"
+    );
+    assert!(!plan.destructive_flags()[copy.id]);
+    let with = crmctl::plan::backups::with_backups(plan.clone(), &s.pending);
+    assert!(with
+        .actions
+        .iter()
+        .all(|a| a.kind != ActionKind::BackupInstance));
+
+    // Without a pending create: adopted, not copied onto (the field acts on creation).
+    s.pending.clear();
+    let plan = crmctl::plan::plan(&d, &t, &s);
+    assert!(plan
+        .actions
+        .iter()
+        .all(|a| a.kind != ActionKind::CopyInstance));
+}
+
+// Issue 13 item 2 (I11): a copy a killed run left pending is planned again (so apply polls
+// it and records it), and it asks for neither `--allow-destroy` nor a backup; the same
+// copy without a pending handle would be destructive.
+#[test]
+fn a_pending_copy_is_planned_again_and_resumed_without_allow_destroy() {
+    use crmctl::domain::kinds::InstanceType;
+    use crmctl::domain::op::{ActionKind, ObjKind};
+    use crmctl::observed::InstanceStatus;
+
+    let d = copy_desired();
+    let mut t = crate::common::tenant("licenses: {professional: 25}");
+    for (id, kind) in [
+        ("main", InstanceType::Production),
+        ("test", InstanceType::Sandbox),
+    ] {
+        t.instances.insert(
+            id.into(),
+            crate::common::instance(id, kind, InstanceStatus::Ready),
+        );
+    }
+    let mut s = crate::common::state(&[
+        ("instances.main", ObjKind::Instance, "main", false),
+        ("instances.test", ObjKind::Instance, "test", false),
+    ]);
+    s.pending
+        .insert("instances.test".into(), pending(ActionKind::CopyInstance));
+    let plan = crmctl::plan::plan(&d, &t, &s);
+    let copy = plan
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::CopyInstance)
+        .expect("planned again");
+    assert!(
+        plan.destructive_flags()[copy.id],
+        "a copy onto an existing instance"
+    );
+    assert!(!plan.destructive_flags_resuming(&s.pending)[copy.id]);
+    crmctl::apply::preflight(&plan, false, &s.pending).expect("no --allow-destroy needed");
+    assert!(crmctl::apply::preflight(&plan, false, &Default::default()).is_err());
+    let with = crmctl::plan::backups::with_backups(plan, &s.pending);
+    assert!(with
+        .actions
+        .iter()
+        .all(|a| a.kind != ActionKind::BackupInstance));
+}
+
+// Issue 13 item 4 (I2, T5): a third instance needs a bought sandbox slot, a manual step;
+// the first run stops at it (exit 3), the test buys the slot in the tenant, and the
+// second run is expected to go on. Known broken: the microsoft backend observes no slots
+// (neither Graph nor the admin API reads instance add-ons), so the purchase never shows
+// and every run stops at the step again.
+#[test]
+#[ignore = "known broken: slots are not observed through --backend microsoft (see the comment)"]
+fn a_slot_purchase_is_applied_in_two_runs() {
+    let (emu, provider) = start(tenant(25), Faults::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = format!(
+        "{INSTANCES}  qa:\n    name: Contoso QA\n    url: contoso-qa\n    type: sandbox\n    region: EMEA\n    currency: EUR\n    language: 1033\n"
+    );
+    write(dir.path(), &file);
+    let out = run(&emu, dir.path(), "apply", &[]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("manual step: purchase_instance"), "{text}");
+    block_on(provider.execute(&Op::PurchaseInstance {
+        kind: crmctl::domain::kinds::InstanceType::Sandbox,
+    }))
+    .unwrap()
+    .unwrap();
+    let out = run(&emu, dir.path(), "apply", &[]);
+    assert!(out.status.success(), "{}", all_output(&out));
+    assert_eq!(observe(&provider).instances.len(), 3);
+    assert_replans_empty(&emu, dir.path());
+}
