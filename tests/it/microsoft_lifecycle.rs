@@ -761,11 +761,9 @@ fn a_pending_copy_is_planned_again_and_resumed_without_allow_destroy() {
 
 // Issue 13 item 4 (I2, T5): a third instance needs a bought sandbox slot, a manual step;
 // the first run stops at it (exit 3), the test buys the slot in the tenant, and the
-// second run is expected to go on. Known broken: the microsoft backend observes no slots
-// (neither Graph nor the admin API reads instance add-ons), so the purchase never shows
-// and every run stops at the step again.
+// second run goes on: Graph's `subscribedSkus` shows the instance add-on the purchase made
+// (src/provider/graph/skus.rs), so the step is seen done.
 #[test]
-#[ignore = "known broken: slots are not observed through --backend microsoft (see the comment)"]
 fn a_slot_purchase_is_applied_in_two_runs() {
     let (emu, provider) = start(tenant(25), Faults::default());
     let dir = tempfile::tempdir().unwrap();
