@@ -347,6 +347,36 @@ impl<'a> Planner<'a> {
 
     /// T3/T4: pair assignments with releases where licenses are short; reductions last.
     #[inline(never)] // a phase: shows in profiles
+    /// P3/P4: a backend that keeps the access mode per instance (Dataverse) sets it where
+    /// the user is: a user's access mode change waits for the instances the file gives it
+    /// roles in to be configured (or copied onto, or reset), so that the mode is set there
+    /// while the user still holds its temporary licence. Edges only: no action added.
+    pub(super) fn access_modes_after_instances(&mut self) {
+        let users = match self.d.users.as_ref() {
+            Some(u) => u,
+            None => return,
+        };
+        for i in 0..self.drafts.len() {
+            if self.drafts[i].kind != ActionKind::SetAccessMode {
+                continue;
+            }
+            let Some(upn) = self.drafts[i].address.strip_prefix("users.") else {
+                continue;
+            };
+            let Some(roles) = users.get(upn).and_then(|u| u.roles.as_ref()) else {
+                continue;
+            };
+            let steps: Vec<Option<usize>> = roles
+                .keys()
+                .filter_map(|k| self.insts.get(k.as_str()))
+                .flat_map(|s| [s.ready, s.content])
+                .collect();
+            for on in steps {
+                self.dep(i, on);
+            }
+        }
+    }
+
     pub(super) fn license_order(&mut self) {
         let flows = std::mem::take(&mut self.lic.flow);
         let pe_capacity = self.lic.capacity_purchases.clone();

@@ -215,6 +215,7 @@ fn diff_with(
     p.group_members();
     p.instances();
     p.roles_with(parallel.roles);
+    p.access_modes_after_instances();
     // Deletes, then the edges and checks that need every action above.
     p.delete_users();
     p.global_admins();
