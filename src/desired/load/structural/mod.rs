@@ -116,8 +116,9 @@ const BATCH_NODES: usize = 8192;
 /// One streaming pass over the text (issue 9 item 7): each top-level field, and each entry
 /// of a collection, is read into a small located tree of its own, checked, and dropped, so
 /// that memory stays that of one entry (and of the collection's keys, for duplicates), not
-/// that of a located tree of the whole file. Entries are checked in batches of [`BATCH`];
-/// only the entries of a failing batch are checked one by one.
+/// that of a located tree of the whole file. Entries are checked in batches of [`BATCH`]
+/// entries or [`BATCH_NODES`] nodes; only the entries of a failing batch (and of the batch
+/// after it) are checked one by one.
 pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagnostic>, usize) {
     if is_blank(&src.text, json) {
         return (vec![empty_file(src)], 0);
