@@ -22,7 +22,7 @@
 #   CRMCTL_BACKEND    read by crmctl itself, e.g. microsoft:contoso.onmicrosoft.com
 #   CRMCTL_STATE      read by crmctl itself, e.g. azblob://ACCOUNT/CONTAINER/crmctl.json
 #   CRMCTL_ALLOW_DESTROY=true   let apply delete (off by default)
-#   CRMCTL_FORCE=true           let apply run a large plan (see README, "Large plans")
+#   CRMCTL_FORCE=true           let apply run a large plan (see docs/workflows.md, large plans)
 # Sign-in: workload identity federation, no stored secret. crmctl reads AZURE_CLIENT_ID,
 # AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE; when the last is not set, this script
 # writes the pipeline's OIDC token to a file and sets it (see federated_token below).

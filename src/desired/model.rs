@@ -1,6 +1,6 @@
 //! The desired-state model: what the administrator writes in YAML (or JSON).
 //!
-//! Conventions (see README "File format"):
+//! Conventions (see docs/file-format.md):
 //! - maps are keyed by a stable logical key, which is the resource's address
 //!   (`users.<upn>`, `security_groups.<key>`, `instances.<key>`, `licenses.<plan>`);
 //! - a field that is omitted is *not managed* (left as it is in the tenant), except

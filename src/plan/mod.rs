@@ -5,7 +5,7 @@
 //! (stable: ties broken by address, then kind), and the result is numbered in execution
 //! order. Renderers (`crate::render`) and apply consume the same [`Plan`] value.
 //!
-//! Conventions (documented for users in README "Plan semantics"):
+//! Conventions (documented for users in docs/workflows.md and docs/file-format.md):
 //! - a resource in the state but no longer in the file is deleted; objects in the tenant
 //!   that neither the state nor the file names are never touched;
 //! - a state entry whose object no longer exists and whose address is no longer in the file

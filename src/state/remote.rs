@@ -186,7 +186,7 @@ fn store_of(u: &RemoteUrl, url: &str) -> Result<Arc<dyn ObjectStore>, RemoteErro
         RemoteError::Store {
         url: url.to_string(),
         message: format!(
-            "cannot set up the client: {e} (credentials come from the environment: see README, Remote state)"
+            "cannot set up the client: {e} (credentials come from the environment: see docs/pipelines.md, Remote state)"
         ),
     }
     };

@@ -706,7 +706,7 @@ fn no_credentials_says_how_to_sign_in() {
             predicate::str::contains("sign-in failed")
                 .and(predicate::str::contains("AZURE_CLIENT_SECRET"))
                 .and(predicate::str::contains("az login"))
-                .and(predicate::str::contains("README.md"))
+                .and(predicate::str::contains("docs/microsoft.md"))
                 .and(predicate::str::contains("https://").not()),
         );
 }

@@ -97,7 +97,7 @@ impl TokenSource for AzureCredential {
                 let text = e.to_string();
                 let first = text.lines().next().unwrap_or_default().trim();
                 ProviderError::Backend(format!(
-                    "sign-in failed: {first}. crmctl signs in with, first match: AZURE_CLIENT_ID + AZURE_CLIENT_SECRET; AZURE_CLIENT_ID + AZURE_CLIENT_CERTIFICATE_PATH; AZURE_FEDERATED_TOKEN_FILE + AZURE_CLIENT_ID (workload identity); a managed identity; the Azure CLI (`az login`). See README.md, \"Real tenants\""
+                    "sign-in failed: {first}. crmctl signs in with, first match: AZURE_CLIENT_ID + AZURE_CLIENT_SECRET; AZURE_CLIENT_ID + AZURE_CLIENT_CERTIFICATE_PATH; AZURE_FEDERATED_TOKEN_FILE + AZURE_CLIENT_ID (workload identity); a managed identity; the Azure CLI (`az login`). See docs/microsoft.md, \"Sign-in\""
                 ))
             })?;
             let left = t.expires_on - azure_core::time::OffsetDateTime::now_utc();
