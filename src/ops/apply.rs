@@ -170,7 +170,10 @@ pub fn prepare_saved(
             spec
         }
         None => BackendSpec::parse(Some(&saved.backend))?,
-    };
+    }
+    // The file's SKU overrides recorded under the checksum (issue 12 item 4, T2): the
+    // licence assigned is the SKU the plan was made with, not the built-in one.
+    .with_skus(Some(&saved.skus));
     if let Some(given) = state_path {
         if file_identity(given) != file_identity(Path::new(&saved.state_path)) {
             return refuse(format!(

@@ -183,6 +183,8 @@ pub fn save(
         protect_at: protect_locations(loaded),
         digests: Some(Digests::of(observed).sketch()),
         safety: loaded.desired.safety.clone(),
+        // Issue 12 item 4: apply feeds them to the backend as the file path does.
+        skus: loaded.desired.skus.clone().unwrap_or_default(),
     };
     // Once, over the whole content (a large plan is serialized for it).
     saved.seal();

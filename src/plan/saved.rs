@@ -71,6 +71,12 @@ pub struct SavedPlan {
     /// The file's large-plan thresholds (issue 14 item 5), checked again by apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<crate::desired::model::Safety>,
+    /// The desired file's SKU overrides (`skus:`, issue 12 item 4; T2): plan -> part number
+    /// or GUID, fed to the backend by apply exactly as a plan from the file does, so that
+    /// the licence assigned is the SKU the plan meant. Absent when the file has none (the
+    /// checksum of such a file is unchanged).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skus: BTreeMap<crate::domain::kinds::LicensePlan, String>,
 }
 
 /// The fields the checksum covers, in a fixed order: every field but the checksum.
@@ -89,6 +95,8 @@ struct Content<'a> {
     digests: &'a Option<Sketch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     safety: &'a Option<crate::desired::model::Safety>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    skus: &'a BTreeMap<crate::domain::kinds::LicensePlan, String>,
 }
 
 /// Why a saved plan file cannot be used.
@@ -149,6 +157,7 @@ impl SavedPlan {
             protect_at: BTreeMap::new(),
             digests: None,
             safety: None,
+            skus: BTreeMap::new(),
         };
         saved.seal();
         saved
@@ -175,6 +184,7 @@ impl SavedPlan {
             protect_at: &self.protect_at,
             digests: &self.digests,
             safety: &self.safety,
+            skus: &self.skus,
         };
         let mut hasher = Sha256::new();
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut hasher);
@@ -252,14 +262,20 @@ mod tests {
             ..Plan::default()
         };
         let protect = BTreeMap::from([("instances.sales".to_string(), true)]);
-        SavedPlan::new(
+        let mut saved = SavedPlan::new(
             "local:t.db".into(),
             "s.json".into(),
             "lin".into(),
             3,
             plan,
             protect,
-        )
+        );
+        saved.skus = BTreeMap::from([(
+            crate::domain::kinds::LicensePlan::Enterprise,
+            "DYN365_ENTERPRISE_SALES".to_string(),
+        )]);
+        saved.seal();
+        saved
     }
 
     // issue 9 item 3: what `plan --out` writes reads back; any edit is refused.
@@ -276,6 +292,8 @@ mod tests {
             ("\"instances.sales\": true", "\"instances.sales\": false"),
             ("\"destructive\": false", "\"destructive\": true"),
             ("\"local:t.db\"", "\"local:u.db\""),
+            // issue 12 item 4 (T2): the SKU override is covered too.
+            ("\"DYN365_ENTERPRISE_SALES\"", "\"DYN365_ENTERPRISE_PLAN1\""),
         ] {
             assert!(text.contains(from), "{from}");
             let edited = text.replacen(from, to, 1);

@@ -236,3 +236,85 @@ fn without_or_with_a_wrong_override_the_plan_says_so() {
         "{err}"
     );
 }
+
+// issue 12 item 4 (T2, T3): `plan --out` records the file's override under the checksum and
+// `apply PLANFILE` feeds it to the backend as the file path does: the licence assigned is
+// the tenant's own SKU (the emulator refuses the built-in id for the plan, so the apply
+// fails if the override is lost). An edited override in the saved file is refused.
+#[test]
+fn a_saved_plan_applies_with_the_files_override_and_an_edit_is_refused() {
+    let (emu, provider) = sales_only_emulator();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.yaml"), BASE).unwrap();
+    let out = crmctl_on(&emu, dir.path())
+        .args([
+            "plan",
+            "--backend",
+            "microsoft",
+            "-f",
+            "t.yaml",
+            "--out",
+            "p.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "plan --out: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = std::fs::read_to_string(dir.path().join("p.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(v["skus"]["enterprise"], SALES_PART, "{saved}");
+
+    // The override edited (to another valid part number): refused by the checksum.
+    let entry = format!("\"enterprise\": \"{SALES_PART}\"");
+    assert_eq!(saved.matches(&entry).count(), 1, "{saved}");
+    let edited = saved.replace(&entry, "\"enterprise\": \"DYN365_ENTERPRISE_PLAN1\"");
+    std::fs::write(dir.path().join("edited.json"), edited).unwrap();
+    let out = crmctl_on(&emu, dir.path())
+        .args(["apply", "edited.json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("edited.json was modified") && err.contains("checksum"),
+        "{err}"
+    );
+
+    let out = crmctl_on(&emu, dir.path())
+        .args(["apply", "p.json"])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "apply p.json: {all}");
+    let t = block_on(provider.observe(&Scope::all())).unwrap().unwrap();
+    let ana = t
+        .users
+        .values()
+        .find(|u| u.upn == "ana@fabrikam.com")
+        .expect("ana was created");
+    assert_eq!(ana.license, Some(LicensePlan::Enterprise), "{all}");
+    let out = crmctl_on(&emu, dir.path())
+        .args([
+            "plan",
+            "--backend",
+            "microsoft",
+            "-f",
+            "t.yaml",
+            "--detailed-exitcode",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
