@@ -321,6 +321,7 @@ fn apply_saved(
     let mut prepared = ops::apply::prepare_saved(
         planfile,
         args.backend.as_deref(),
+        common::CLOUD.get().copied(),
         args.state.as_deref(),
         &mut common::warn,
     )?;

@@ -14,6 +14,7 @@ use crate::ops::session::{Operation, Session, StateSource, Warn};
 use crate::ops::{FoldError, OpsError};
 use crate::plan::saved::{Digests, SavedPlan};
 use crate::plan::Plan;
+use crate::provider::http::cloud::Cloud;
 use crate::state::{store, State};
 
 /// A plan ready to be applied in its session (the state lock held).
@@ -144,6 +145,7 @@ pub fn prepare_refresh_only(
 pub fn prepare_saved(
     planfile: &Path,
     backend: Option<&str>,
+    cloud: Option<Cloud>,
     state_path: Option<&Path>,
     warn: Warn<'_>,
 ) -> Result<Prepared, OpsError> {
@@ -157,11 +159,27 @@ pub fn prepare_saved(
     fn refuse<T>(message: String) -> Result<T, OpsError> {
         Err(OpsError::SavedPlanDoesNotFit(message))
     }
+    // The cloud the plan was made in (a `microsoft` backend's `--cloud`; public when not
+    // recorded): apply reaches that cloud's endpoints, and refuses another `--cloud`.
+    let saved_cloud = match &saved.cloud {
+        Some(name) => name
+            .parse::<Cloud>()
+            .map_err(|e| OpsError::SavedPlanDoesNotFit(format!("{shown}: {e}")))?,
+        None => Cloud::Public,
+    };
+    if let Some(given) = cloud.filter(|c| *c != saved_cloud) {
+        return refuse(format!(
+            "the saved plan {shown} was made in the `{}` cloud, not `{}`: apply it without --cloud (or with --cloud {}), or plan again in that cloud",
+            saved_cloud.name(),
+            given.name(),
+            saved_cloud.name()
+        ));
+    }
     // Two fresh tenants, or two new states, look alike to the checks below.
     let spec = match backend {
         Some(given) => {
-            let spec = BackendSpec::parse(Some(given))?;
-            if !spec.same_tenant(&BackendSpec::parse(Some(&saved.backend))?) {
+            let spec = BackendSpec::parse_in(Some(given), saved_cloud)?;
+            if !spec.same_tenant(&BackendSpec::parse_in(Some(&saved.backend), saved_cloud)?) {
                 return refuse(format!(
                     "the saved plan {shown} was made against the backend `{}`, not `{given}`: a plan is applied to the tenant it was made for; run `crmctl plan --backend {given} --out PLANFILE` to plan for that one",
                     saved.backend
@@ -169,7 +187,7 @@ pub fn prepare_saved(
             }
             spec
         }
-        None => BackendSpec::parse(Some(&saved.backend))?,
+        None => BackendSpec::parse_in(Some(&saved.backend), saved_cloud)?,
     }
     // The file's SKU overrides recorded under the checksum (issue 12 item 4, T2): the
     // licence assigned is the SKU the plan was made with, not the built-in one.

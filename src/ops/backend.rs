@@ -102,6 +102,14 @@ impl BackendSpec {
         }
     }
 
+    /// The Microsoft cloud of a `microsoft` backend (none for the local tenant).
+    pub fn cloud(&self) -> Option<Cloud> {
+        match self {
+            BackendSpec::Microsoft { cloud, .. } => Some(*cloud),
+            _ => None,
+        }
+    }
+
     /// A `microsoft` backend takes the desired file's SKU overrides (`skus:`); the local
     /// tenant has no SKUs and ignores them.
     pub fn with_skus(

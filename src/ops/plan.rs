@@ -12,6 +12,7 @@ use crate::ops::OpsError;
 use crate::plan::saved::{Digests, SavedPlan};
 use crate::plan::target::Targeting;
 use crate::plan::Plan;
+use crate::provider::http::cloud::Cloud;
 use crate::state::State;
 
 /// A plan made in a [`Session`].
@@ -185,6 +186,10 @@ pub fn save(
         safety: loaded.desired.safety.clone(),
         // Issue 12 item 4: apply feeds them to the backend as the file path does.
         skus: loaded.desired.skus.clone().unwrap_or_default(),
+        cloud: spec
+            .cloud()
+            .filter(|c| *c != Cloud::Public)
+            .map(|c| c.name().to_string()),
     };
     // Once, over the whole content (a large plan is serialized for it).
     saved.seal();

@@ -77,6 +77,11 @@ pub struct SavedPlan {
     /// checksum of such a file is unchanged).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skus: BTreeMap<crate::domain::kinds::LicensePlan, String>,
+    /// The Microsoft cloud of a `microsoft` backend (`--cloud`), when not the public one:
+    /// apply reaches the same cloud's endpoints (absent for the public cloud and the local
+    /// backend: the checksum of such a file is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
 }
 
 /// The fields the checksum covers, in a fixed order: every field but the checksum.
@@ -97,6 +102,8 @@ struct Content<'a> {
     safety: &'a Option<crate::desired::model::Safety>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     skus: &'a BTreeMap<crate::domain::kinds::LicensePlan, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloud: &'a Option<String>,
 }
 
 /// Why a saved plan file cannot be used.
@@ -158,6 +165,7 @@ impl SavedPlan {
             digests: None,
             safety: None,
             skus: BTreeMap::new(),
+            cloud: None,
         };
         saved.seal();
         saved
@@ -185,6 +193,7 @@ impl SavedPlan {
             digests: &self.digests,
             safety: &self.safety,
             skus: &self.skus,
+            cloud: &self.cloud,
         };
         let mut hasher = Sha256::new();
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut hasher);

@@ -318,3 +318,53 @@ fn a_saved_plan_applies_with_the_files_override_and_an_edit_is_refused() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+// A saved plan records the cloud it was made in (`--cloud`, when not public): `apply
+// PLANFILE` reaches that cloud without being told again, and refuses another `--cloud`.
+#[test]
+fn a_saved_plan_keeps_its_cloud_and_refuses_another() {
+    let (emu, _provider) = sales_only_emulator();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.yaml"), BASE).unwrap();
+    let out = crmctl_on(&emu, dir.path())
+        .args([
+            "--cloud",
+            "usgov",
+            "plan",
+            "--backend",
+            "microsoft",
+            "-f",
+            "t.yaml",
+            "--out",
+            "p.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "plan --out: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = std::fs::read_to_string(dir.path().join("p.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(v["cloud"], "usgov", "{saved}");
+    let out = crmctl_on(&emu, dir.path())
+        .args(["--cloud", "public", "apply", "p.json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("made in the `usgov` cloud, not `public`"),
+        "{err}"
+    );
+    let out = crmctl_on(&emu, dir.path())
+        .args(["apply", "p.json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "apply p.json: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
