@@ -557,6 +557,7 @@ fn record_one(
         StateChange::Remove { .. }
         | StateChange::Pending { .. }
         | StateChange::Settled { .. }
+        | StateChange::Creating { .. }
         | StateChange::Backup(_) => true,
     })?;
     change.apply_to(state);
