@@ -187,3 +187,74 @@ async fn a_create_killed_before_its_id_was_saved_still_gets_its_copy() {
         .iter()
         .any(|d| d.address.as_deref() == Some("instances.test.copy_from")));
 }
+
+// I11 through the command line on the local backend: `CRMCTL_LOCAL_EXIT_AFTER=N` aborts the
+// process right after the Nth tenant write commits, before crmctl learns the created id.
+// At the crash point of the sandbox's create, the state holds the intent and not the
+// instance; one plain rerun copies onto it (no --allow-destroy), and converges.
+#[test]
+fn an_apply_aborted_right_after_the_sandbox_create_still_copies_on_rerun() {
+    use crate::support::{assert_no_changes, crmctl, observe};
+    // The state with its journal replayed (what the next run reads).
+    let state_json = |dir: &std::path::Path| {
+        crmctl::state::store::load(&dir.join(".crmctl/state.json"))
+            .unwrap()
+            .unwrap()
+    };
+    let mut found = false;
+    for at in 1..=8 {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.yaml");
+        std::fs::write(&file, DESIRED).unwrap();
+        let out = crmctl(dir.path())
+            .args(["apply", "--auto-approve", "-f"])
+            .arg(&file)
+            .env("CRMCTL_LOCAL_EXIT_AFTER", at.to_string())
+            .output()
+            .unwrap();
+        if out.status.success() || !dir.path().join(".crmctl/state.json").exists() {
+            continue;
+        }
+        let state = state_json(dir.path());
+        let made = observe(dir.path())
+            .instances
+            .values()
+            .any(|i| i.url == "contoso-test");
+        if !(made && state.creating.contains("instances.test")) {
+            continue;
+        }
+        found = true;
+        assert!(!state.resources.contains_key("instances.test"), "at {at}");
+        let path = dir.path().join(".crmctl/state.json");
+        if let Some(info) = crmctl::state::lock::read_lock(&path).unwrap() {
+            crmctl(dir.path())
+                .args(["force-unlock", &info.id])
+                .assert()
+                .success();
+        }
+        let out = crmctl(dir.path())
+            .args(["apply", "--auto-approve", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "at {at}: {text}");
+        let state = state_json(dir.path());
+        assert!(state.creating.is_empty(), "at {at}: {:?}", state.creating);
+        assert_eq!(
+            state.resources["instances.test"].copied_from.as_deref(),
+            Some("main"),
+            "at {at}: {text}"
+        );
+        assert_eq!(observe(dir.path()).instances.len(), 2, "at {at}");
+        assert_no_changes(dir.path(), &file);
+    }
+    assert!(
+        found,
+        "no crash point left the sandbox made and its intent recorded"
+    );
+}
