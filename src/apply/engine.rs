@@ -14,7 +14,7 @@ use super::{
     check_protected, dependents, finish, preflight, record, record_protect, resolve, ActionOutcome,
     ApplyError, ApplyOptions, ApplyReport, ProgressEvent, SaveState,
 };
-use crate::domain::op::{ActionKind, Op};
+use crate::domain::op::{ActionKind, ObjKind, Op};
 use crate::observed::Tenant;
 use crate::plan::action::Plan;
 use crate::provider::{
@@ -381,6 +381,13 @@ pub async fn apply_async(
     // Operations an earlier run started: polled again, never started twice; those the
     // plan has no action of that kind for are dropped (the plan sees the tenant as it is).
     let mut resumed = vec![false; n];
+    // The addresses a copy lands on (a create there records its intent first).
+    let copy_targets: std::collections::HashSet<&str> = plan
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::CopyInstance)
+        .map(|a| a.address.as_str())
+        .collect();
     if !state.pending.is_empty() {
         let by_address: HashMap<(&str, _), usize> = plan
             .actions
@@ -465,6 +472,33 @@ pub async fn apply_async(
                 ids.extend(more);
             }
             let batch = walk.resolved(ids, state);
+            // Write-ahead intent (I11, issue 13 item 2): an instance create with a copy to
+            // follow is recorded as being created, durably, before it is sent; a run killed
+            // before its handle or id is saved leaves the intent, and the next plan copies
+            // onto the instance it finds by URL name instead of only adopting it.
+            for (id, _) in &batch {
+                let action = &plan.actions[*id];
+                if action.op.creates() == Some(ObjKind::Instance)
+                    && copy_targets.contains(action.address.as_str())
+                    && !state.creating.contains(&action.address)
+                {
+                    let change = StateChange::Creating {
+                        address: action.address.clone(),
+                    };
+                    change.apply_to(state);
+                    pending.push(change);
+                }
+            }
+            if let Err(e) = flush(state, &mut pending, &mut walk.report) {
+                for (id, _) in batch {
+                    let e = ProviderError::Backend(format!(
+                        "not sent: the state could not record that it was being created ({e})"
+                    ));
+                    walk.end(id, ActionOutcome::Failed(e));
+                }
+                save_error = Some(e);
+                break;
+            }
             if !batch.is_empty() {
                 requests.push(request(provider, batch, Duration::ZERO));
             }

@@ -23,7 +23,10 @@
 //! in the state ([`crate::state::State::pending`]) *before* apply waits for it; apply then
 //! polls it, records the result and clears the entry. A run that finds a pending handle
 //! for an action of the same kind at the same address polls it instead of starting the
-//! op again (create, copy and reset are not idempotent).
+//! op again (create, copy and reset are not idempotent). An instance create with a copy
+//! to follow is preceded by a write-ahead intent ([`crate::state::State::creating`],
+//! saved before the request is sent, cleared when the create is recorded): a run killed
+//! in between leaves it, and the next plan copies onto the instance it adopts (I11).
 //!
 //! On a failure the engine finishes what is running, skips every action that depends on
 //! the failed one (transitively), continues with the rest, and reports done / failed /
@@ -557,6 +560,7 @@ fn record_one(
         StateChange::Remove { .. }
         | StateChange::Pending { .. }
         | StateChange::Settled { .. }
+        | StateChange::Creating { .. }
         | StateChange::Backup(_) => true,
     })?;
     change.apply_to(state);

@@ -45,6 +45,14 @@ pub struct State {
     /// that a later run polls it instead of starting it again. Absent in older states.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, PendingOperation>,
+    /// Write-ahead intents (I11, issue 13 item 2): the addresses of instance creates with a
+    /// copy to follow that apply recorded *before* sending them, cleared once the create is
+    /// recorded (a `Set` or `Remove` of the address). A run killed after the request left
+    /// but before its handle or id was saved leaves the address here, so the next plan
+    /// treats the instance it finds by URL name as the one crmctl was creating and still
+    /// copies onto it. Absent in older states.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub creating: std::collections::BTreeSet<String>,
     /// On-demand backups apply took before destroying an instance's data (issue 13 item
     /// 3), oldest first, the last [`MAX_BACKUPS`] kept: where to restore from. Absent in
     /// older states.
@@ -123,6 +131,7 @@ impl State {
             backend: String::new(),
             resources: BTreeMap::new(),
             pending: BTreeMap::new(),
+            creating: Default::default(),
             backups: Vec::new(),
             applied: BTreeMap::new(),
         }

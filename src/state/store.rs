@@ -70,6 +70,12 @@ pub enum StateChange {
     },
     /// A backup was taken (issue 13 item 3).
     Backup(crate::state::Backup),
+    /// Apply is about to send the create of this instance address (a write-ahead intent,
+    /// I11; see [`State::creating`]).
+    Creating {
+        /// Address of the instance.
+        address: String,
+    },
 }
 
 impl StateChange {
@@ -78,9 +84,14 @@ impl StateChange {
         match self {
             StateChange::Set { address, resource } => {
                 state.resources.insert(address.clone(), resource.clone());
+                state.creating.remove(address);
             }
             StateChange::Remove { address } => {
                 state.resources.remove(address);
+                state.creating.remove(address);
+            }
+            StateChange::Creating { address } => {
+                state.creating.insert(address.clone());
             }
             StateChange::Pending { address, operation } => {
                 state.pending.insert(address.clone(), operation.clone());

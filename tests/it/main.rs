@@ -20,6 +20,7 @@ mod drift;
 mod drift_followups;
 mod emulator;
 mod import;
+mod intent;
 mod json_output;
 mod layers;
 mod local_provider;

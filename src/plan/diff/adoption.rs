@@ -415,12 +415,15 @@ impl<'a> Planner<'a> {
                         steps.obs = self.t.instances.get(*id);
                         steps.ready = Some(a);
                         steps.content = Some(a);
-                        // Issue 13 item 2: the create a killed run left pending made it.
+                        // Issue 13 item 2: the create a killed run left pending made it,
+                        // or the one it recorded the intent of before sending it and was
+                        // killed before its handle or id was saved (I11: its copy follows).
                         steps.resumed_create = self
                             .s
                             .pending
                             .get(&address_of(key))
-                            .is_some_and(|p| p.kind == ActionKind::ConfigureInstance);
+                            .is_some_and(|p| p.kind == ActionKind::ConfigureInstance)
+                            || self.s.creating.contains(&address_of(key));
                     }
                     Some(ids) if ids.len() > 1 => {
                         self.error(
