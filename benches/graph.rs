@@ -23,42 +23,13 @@ use crmctl::emulator::{Emulator, EmulatorConfig, Faults};
 use crmctl::provider::graph::GraphProvider;
 use crmctl::provider::memory::MemoryProvider;
 use crmctl::provider::{block_on, ObserveCursor, Provider, Scope};
-use crmctl::synth::{applied, generate, SynthParams};
+use crmctl::synth::{applied, generate, with_directory_ids, SynthParams};
 
 const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 const SECRET: &str = "bench-secret~value";
 
 fn env_usize(k: &str) -> Option<usize> {
     std::env::var(k).ok().and_then(|v| v.parse().ok())
-}
-
-/// The applied tenant with Graph-shaped user ids (`synth::applied` derives them from the
-/// UPN, which a directory object id cannot hold).
-fn directory_ids(
-    (mut t, mut s): (crmctl::observed::Tenant, crmctl::state::State),
-) -> (crmctl::observed::Tenant, crmctl::state::State) {
-    let map: std::collections::HashMap<String, String> = t
-        .users
-        .keys()
-        .enumerate()
-        .map(|(i, id)| (id.clone(), format!("{i:08x}-0000-4000-8000-{i:012x}")))
-        .collect();
-    t.users = std::mem::take(&mut t.users)
-        .into_values()
-        .map(|mut u| {
-            u.id = map[&u.id].clone();
-            (u.id.clone(), u)
-        })
-        .collect();
-    for g in t.groups.values_mut() {
-        g.members = g.members.iter().map(|m| map[m].clone()).collect();
-    }
-    for r in s.resources.values_mut() {
-        if let Some(id) = map.get(&r.id) {
-            r.id = id.clone();
-        }
-    }
-    (t, s)
 }
 
 struct Row {
@@ -79,7 +50,7 @@ fn main() {
     }
     let latency = Duration::from_millis(env_usize("CRMCTL_BENCH_LATENCY_MS").unwrap_or(20) as u64);
     let desired = generate(&params);
-    let (tenant, state) = directory_ids(applied(&desired));
+    let (tenant, state) = with_directory_ids(applied(&desired));
     let domain = desired.tenant.clone();
     println!(
         "tenant: {} users, {} groups, {} memberships; {} ms latency per request",

@@ -334,6 +334,34 @@ pub fn applied(d: &Desired) -> (Tenant, State) {
     (t, s)
 }
 
+/// An applied tenant (see [`applied`]) with Graph-shaped user ids: `applied` derives user
+/// ids from the UPN, which a directory object id cannot hold, so the benchmarks that serve
+/// the tenant through the Graph emulator renumber them as GUIDs (members and state too).
+pub fn with_directory_ids((mut t, mut s): (Tenant, State)) -> (Tenant, State) {
+    let map: std::collections::HashMap<String, String> = t
+        .users
+        .keys()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), format!("{i:08x}-0000-4000-8000-{i:012x}")))
+        .collect();
+    t.users = std::mem::take(&mut t.users)
+        .into_values()
+        .map(|mut u| {
+            u.id = map[&u.id].clone();
+            (u.id.clone(), u)
+        })
+        .collect();
+    for g in t.groups.values_mut() {
+        g.members = g.members.iter().map(|m| map[m].clone()).collect();
+    }
+    for r in s.resources.values_mut() {
+        if let Some(id) = map.get(&r.id) {
+            r.id = id.clone();
+        }
+    }
+    (t, s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
