@@ -112,6 +112,55 @@ fn split(doc: &serde_json::Value) -> (Vec<(String, Vec<String>)>, Vec<String>) {
     (drift, file)
 }
 
+/// Make the out-of-band change `words`, plan: exit 4, the drift names `address` (and
+/// `path` when not empty), no change of the file. Returns the drift and the JSON plan.
+fn drift_after(
+    dir: &Path,
+    words: &[&str],
+    address: &str,
+    path: &str,
+) -> (Vec<(String, Vec<String>)>, serde_json::Value) {
+    local(dir, words);
+    let what = words.join(" ");
+    let (code, doc) = plan_json(dir, &[]);
+    let (drift, file) = split(&doc);
+    assert_eq!(code, 4, "{what}: drift only exits 4: {doc:#}");
+    assert!(
+        drift
+            .iter()
+            .any(|(a, p)| a == address && (path.is_empty() || p.iter().any(|x| x == path))),
+        "{what}: drift {drift:?} names {address} {path}"
+    );
+    assert!(
+        file.is_empty(),
+        "{what}: no change of the file, got {file:?}"
+    );
+    (drift, doc)
+}
+
+/// `apply --refresh-only` accepts the drift without touching the tenant (the state's
+/// serial moves on); the next refresh-only plan is empty.
+fn accept_drift(dir: &Path, what: &str) {
+    let before = support::observe(dir);
+    let serial = support::state_json(dir).serial;
+    crmctl(dir)
+        .args(["apply", "--refresh-only", "--auto-approve", "-f", "t.yaml"])
+        .assert()
+        .success();
+    assert_eq!(
+        support::observe(dir),
+        before,
+        "{what}: the tenant is unchanged"
+    );
+    assert!(support::state_json(dir).serial > serial, "{what}");
+    let (code, doc) = plan_json(dir, &["--refresh-only"]);
+    assert_eq!(
+        (code, doc.get("drift")),
+        (0, None),
+        "{what}: accepted: {doc:#}"
+    );
+}
+
 // Each kind of out-of-band change: the drift names the object and the field; no action
 // is a change of the file; exit code 4; `apply --refresh-only` accepts it, the tenant is
 // unchanged, and the next refresh-only plan is empty.
@@ -176,24 +225,11 @@ fn each_out_of_band_change_is_drift_and_refresh_only_accepts_it() {
     ];
     for (words, address, path) in cases {
         let dir = setup();
-        local(dir.path(), words);
         let what = words.join(" ");
-        let (code, doc) = plan_json(dir.path(), &[]);
+        let (drift, doc) = drift_after(dir.path(), words, address, path);
         if words[0] == "set" && words[1] == "user" && words[3] == "name" {
             check_schema(dir.path(), &doc);
         }
-        let (drift, file) = split(&doc);
-        assert_eq!(code, 4, "{what}: drift only exits 4: {doc:#}");
-        assert!(
-            drift
-                .iter()
-                .any(|(a, p)| a == address && (path.is_empty() || p.iter().any(|x| x == path))),
-            "{what}: drift {drift:?} names {address} {path}"
-        );
-        assert!(
-            file.is_empty(),
-            "{what}: no change of the file, got {file:?}"
-        );
         assert_eq!(doc["summary"]["drift"].as_u64(), Some(drift.len() as u64));
         // Human: in the drift section, the putting back apart.
         let out = crmctl(dir.path())
@@ -215,24 +251,7 @@ fn each_out_of_band_change_is_drift_and_refresh_only_accepts_it() {
         assert!(doc["actions"].as_array().unwrap().is_empty(), "{what}");
         let (drift_only, _) = split(&doc);
         assert_eq!(drift_only, drift, "{what}");
-        let before = support::observe(dir.path());
-        let serial = support::state_json(dir.path()).serial;
-        crmctl(dir.path())
-            .args(["apply", "--refresh-only", "--auto-approve", "-f", "t.yaml"])
-            .assert()
-            .success();
-        assert_eq!(
-            support::observe(dir.path()),
-            before,
-            "{what}: the tenant is unchanged"
-        );
-        assert!(support::state_json(dir.path()).serial > serial, "{what}");
-        let (code, doc) = plan_json(dir.path(), &["--refresh-only"]);
-        assert_eq!(
-            (code, doc.get("drift")),
-            (0, None),
-            "{what}: accepted: {doc:#}"
-        );
+        accept_drift(dir.path(), &what);
     }
 }
 
@@ -339,32 +358,7 @@ fn instance_and_admin_role_changes_outside_crmctl_are_drift() {
         std::fs::write(dir.path().join("t.yaml"), INSTANCE_FILE).unwrap();
         support::apply_ok(dir.path(), Path::new("t.yaml"));
         support::assert_no_changes(dir.path(), Path::new("t.yaml"));
-        local(dir.path(), words);
-        let what = words.join(" ");
-        let (code, doc) = plan_json(dir.path(), &[]);
-        let (drift, file) = split(&doc);
-        assert_eq!(code, 4, "{what}: drift only exits 4: {doc:#}");
-        assert!(
-            drift
-                .iter()
-                .any(|(a, p)| a == address && (path.is_empty() || p.iter().any(|x| x == path))),
-            "{what}: drift {drift:?} names {address} {path}"
-        );
-        assert!(
-            file.is_empty(),
-            "{what}: no change of the file, got {file:?}"
-        );
-        let before = support::observe(dir.path());
-        crmctl(dir.path())
-            .args(["apply", "--refresh-only", "--auto-approve", "-f", "t.yaml"])
-            .assert()
-            .success();
-        assert_eq!(
-            support::observe(dir.path()),
-            before,
-            "{what}: tenant unchanged"
-        );
-        let (code, _) = plan_json(dir.path(), &["--refresh-only"]);
-        assert_eq!(code, 0, "{what}: accepted");
+        drift_after(dir.path(), words, address, path);
+        accept_drift(dir.path(), &words.join(" "));
     }
 }
