@@ -178,23 +178,7 @@ fn a_part_number_override_reads_and_assigns_the_tenants_own_sku() {
         .find(|u| u.upn == "ana@fabrikam.com")
         .unwrap();
     assert_eq!(ana.license, Some(LicensePlan::Enterprise));
-    let out = crmctl_on(&emu, dir.path())
-        .args([
-            "plan",
-            "--backend",
-            "microsoft",
-            "-f",
-            "t.yaml",
-            "--detailed-exitcode",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_replans_empty(&emu, dir.path());
 }
 
 // issue 12 item 4: without the override the built-in SKU of `enterprise` is not in the
@@ -300,23 +284,7 @@ fn a_saved_plan_applies_with_the_files_override_and_an_edit_is_refused() {
         .find(|u| u.upn == "ana@fabrikam.com")
         .expect("ana was created");
     assert_eq!(ana.license, Some(LicensePlan::Enterprise), "{all}");
-    let out = crmctl_on(&emu, dir.path())
-        .args([
-            "plan",
-            "--backend",
-            "microsoft",
-            "-f",
-            "t.yaml",
-            "--detailed-exitcode",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_replans_empty(&emu, dir.path());
 }
 
 // A saved plan records the cloud it was made in (`--cloud`, when not public): `apply
@@ -366,5 +334,26 @@ fn a_saved_plan_keeps_its_cloud_and_refuses_another() {
         out.status.success(),
         "apply p.json: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The next plan of `t.yaml` on `--backend microsoft` has no changes (exit 0).
+fn assert_replans_empty(emu: &crmctl::emulator::EmulatorHandle, dir: &std::path::Path) {
+    let out = crmctl_on(emu, dir)
+        .args([
+            "plan",
+            "--backend",
+            "microsoft",
+            "-f",
+            "t.yaml",
+            "--detailed-exitcode",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
