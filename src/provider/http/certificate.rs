@@ -1,7 +1,17 @@
 //! Sign-in with a certificate (issue 12 item 1): `AZURE_CLIENT_ID` +
 //! `AZURE_CLIENT_CERTIFICATE_PATH` (a PEM file holding the certificate and its RSA private
-//! key, as the Azure SDKs take it), through the client-credentials flow with a client
-//! assertion instead of a secret.
+//! key, or a PKCS#12 / `.pfx` file opened with `AZURE_CLIENT_CERTIFICATE_PASSWORD`, as the
+//! Azure SDKs' EnvironmentCredential takes them: "AZURE_CLIENT_CERTIFICATE_PATH: path to a
+//! PEM or PKCS12 certificate file including the private key", "AZURE_CLIENT_CERTIFICATE_PASSWORD:
+//! (optional) password of the certificate file, if any",
+//! learn.microsoft.com/python/api/azure-identity/azure.identity.environmentcredential),
+//! through the client-credentials flow with a client assertion instead of a secret.
+//!
+//! The file's format is told by its content, not its name: PEM has a `-----BEGIN` line,
+//! PKCS#12 is DER (RFC 7292 `PFX`, a SEQUENCE). PKCS#12 is read by the p12-keystore crate
+//! (pure Rust, RustCrypto): PBES2 (AES-CBC with PBKDF2, the OpenSSL 3 default) and the legacy
+//! PKCS#12 PBE schemes (SHA-1 with 3DES or RC2, the OpenSSL 1.1 default); the MAC is
+//! checked with the password first, so a wrong password is told as such.
 //!
 //! The assertion is a JWT signed with the certificate's private key (RFC 7523 section 2.2,
 //! `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`), in the
@@ -13,8 +23,8 @@
 //! signed with PSS padding. The signing is ring's (already in the tree through rustls):
 //! azure_identity's certificate credential needs OpenSSL, which crmctl does not link.
 //!
-//! The private key and the assertion are secrets: they are never part of a `Debug`, an
-//! error, a log line or a file.
+//! The private key, the file's password and the assertion are secrets: they are never part
+//! of a `Debug`, an error, a log line or a file.
 
 use std::fmt;
 use std::path::Path;
@@ -84,29 +94,85 @@ pub fn thumbprint_s256(cert_der: &[u8]) -> String {
 }
 
 impl CertificateKey {
-    /// Read the PEM file at `path`: its `CERTIFICATE` sections and one RSA private key
-    /// (`PRIVATE KEY`, PKCS#8, or `RSA PRIVATE KEY`, PKCS#1). The certificate used is the
-    /// one whose public key the private key belongs to (a file may hold a chain).
-    pub fn from_pem_file(path: &Path) -> Result<CertificateKey, CertificateError> {
+    /// Read the certificate file at `path`, PEM or PKCS#12 by its content
+    /// ([`CertificateKey::from_bytes`]); `password` opens a PKCS#12 file (none: the empty
+    /// password).
+    pub fn from_file(
+        path: &Path,
+        password: Option<&Secret>,
+    ) -> Result<CertificateKey, CertificateError> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| CertificateError::Read {
             path: shown.clone(),
             problem: e.to_string(),
         })?;
-        CertificateKey::from_pem(&bytes).map_err(|problem| CertificateError::Content {
-            path: shown,
-            problem,
+        CertificateKey::from_bytes(&bytes, password.map(Secret::expose)).map_err(|problem| {
+            CertificateError::Content {
+                path: shown,
+                problem,
+            }
         })
     }
 
-    /// [`CertificateKey::from_pem_file`] on the file's bytes; the error says what to do.
+    /// A PEM file (a `-----BEGIN` line: [`CertificateKey::from_pem`]) or else a PKCS#12 file
+    /// (DER, starting with a SEQUENCE: [`CertificateKey::from_pkcs12`]); the error says what
+    /// to do and never holds the password.
+    pub fn from_bytes(bytes: &[u8], password: Option<&str>) -> Result<CertificateKey, String> {
+        if is_pem(bytes) {
+            return CertificateKey::from_pem(bytes);
+        }
+        if bytes.first() == Some(&0x30) {
+            return CertificateKey::from_pkcs12(bytes, password);
+        }
+        Err("neither a PEM file (no `-----BEGIN` line) nor a PKCS#12 / .pfx file: give a PEM file with the certificate and its unencrypted private key, or the .pfx exported with its private key (and AZURE_CLIENT_CERTIFICATE_PASSWORD)".into())
+    }
+
+    /// A PKCS#12 (`.pfx`, `.p12`) file opened with `password` (none: the empty password,
+    /// as `openssl pkcs12 -export -passout pass:` writes it): its certificates and an RSA
+    /// private key (PKCS#8 shrouded or plain key bags).
+    pub fn from_pkcs12(bytes: &[u8], password: Option<&str>) -> Result<CertificateKey, String> {
+        use p12_keystore::error::Error as P12;
+        let archive = p12_keystore::Pkcs12Archive::from_pkcs12(bytes, password.unwrap_or(""))
+            .map_err(|e| match e {
+                // The MAC (keyed by the password) does not match: the password is wrong.
+                // Without a MAC, a wrong password shows as bad padding after decryption.
+                P12::MacError(_) | P12::UnpadError => match password {
+                    Some(_) => "the password does not open this PKCS#12 file: set AZURE_CLIENT_CERTIFICATE_PASSWORD to the password the .pfx was exported with".to_string(),
+                    None => "this PKCS#12 file is protected by a password: set AZURE_CLIENT_CERTIFICATE_PASSWORD to it".to_string(),
+                },
+                // An encryption outside PBES2's known ciphers is an OID der cannot name.
+                P12::DerError(d) if d.to_string().contains("unsupported OID") => format!(
+                    "this PKCS#12 file is encrypted with a scheme crmctl does not read ({d}); crmctl reads PBES2 AES-CBC with PBKDF2 (the OpenSSL 3 default) and the legacy SHA-1 3DES / RC2: export it again with `openssl pkcs12 -export -in cert.pem -inkey key.pem -out cert.pfx`, or give a PEM file"
+                ),
+                P12::UnsupportedEncryptionScheme | P12::UnsupportedMacAlgorithm | P12::Pkcs5Error(_) => format!(
+                    "this PKCS#12 file is encrypted with a scheme crmctl does not read ({e}); crmctl reads PBES2 AES-CBC with PBKDF2 (the OpenSSL 3 default) and the legacy SHA-1 3DES / RC2: export it again with `openssl pkcs12 -export -in cert.pem -inkey key.pem -out cert.pfx`, or give a PEM file"
+                ),
+                other => format!("not a readable PKCS#12 file ({other}): give a .pfx with the certificate and its private key, or a PEM file"),
+            })?;
+        let mut keys = Vec::new();
+        for bag in &archive.keys {
+            keys.push(RsaKeyPair::from_pkcs8(bag.key.as_der()).map_err(|e| {
+                format!("the private key is not a usable RSA key ({e}): Microsoft Entra certificate credentials are RSA")
+            })?);
+        }
+        let certs = archive
+            .certs
+            .iter()
+            .map(|bag| bag.cert.as_der().to_vec())
+            .collect();
+        pair(keys, certs, "the .pfx")
+    }
+
+    /// A PEM file: its `CERTIFICATE` sections and one RSA private key (`PRIVATE KEY`,
+    /// PKCS#8, or `RSA PRIVATE KEY`, PKCS#1). The certificate used is the one whose public
+    /// key the private key belongs to (a file may hold a chain). The error says what to do.
     pub fn from_pem(bytes: &[u8]) -> Result<CertificateKey, String> {
-        if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-            return Err("not a PEM file (no `-----BEGIN` line): give a PEM file with the certificate and its unencrypted private key (convert a .pfx with `openssl pkcs12 -in cert.pfx -out cert.pem -nodes`)".into());
+        if !is_pem(bytes) {
+            return Err("not a PEM file (no `-----BEGIN` line): give a PEM file with the certificate and its unencrypted private key".into());
         }
         const ENCRYPTED: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
         if bytes.windows(ENCRYPTED.len()).any(|w| w == ENCRYPTED) {
-            return Err("the private key is encrypted: crmctl reads unencrypted PEM keys only; decrypt it into a file only the service account can read (`openssl pkey -in key.pem -out plain.pem`)".into());
+            return Err("the private key is encrypted: crmctl reads unencrypted PEM keys only; give a PKCS#12 / .pfx file with AZURE_CLIENT_CERTIFICATE_PASSWORD instead (`openssl pkcs12 -export -in cert.pem -inkey key.pem -out cert.pfx`), or decrypt the key into a file only the service account can read (`openssl pkey -in key.pem -out plain.pem`)".into());
         }
         let mut certs = Vec::new();
         let mut key = None;
@@ -130,22 +196,7 @@ impl CertificateKey {
                 _ => {}
             }
         }
-        let Some(key) = key else {
-            return Err("no private key in the file: put the certificate and its private key (`-----BEGIN PRIVATE KEY-----`) in one PEM file".into());
-        };
-        if certs.is_empty() {
-            return Err("no certificate in the file: put the certificate (`-----BEGIN CERTIFICATE-----`) beside its private key".into());
-        }
-        // The leaf is the certificate whose public key verifies the key's signature.
-        let probe = b"crmctl certificate probe";
-        let mut sig = vec![0; key.public().modulus_len()];
-        key.sign(&RSA_PSS_SHA256, &SystemRandom::new(), probe, &mut sig)
-            .map_err(|_| "the private key cannot sign".to_string())?;
-        let cert_der = certs
-            .into_iter()
-            .find(|der| verify(der, probe, &sig, "PS256").is_ok())
-            .ok_or("the private key belongs to none of the certificates in the file: give the certificate registered on the app registration together with its own key")?;
-        Ok(CertificateKey { key, cert_der })
+        pair(key.into_iter().collect(), certs, "the file")
     }
 
     /// `x5t#S256` of the certificate.
@@ -203,6 +254,37 @@ impl CertificateKey {
             .map_err(|_| ProviderError::Backend("signing the client assertion failed".into()))?;
         Ok(Secret::new(format!("{signing_input}.{}", b64(&sig))))
     }
+}
+
+fn is_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
+
+/// The certificate whose public key verifies a signature of one of `keys`: the leaf of a
+/// file that may hold a chain, and the proof that the key belongs to it.
+fn pair(keys: Vec<RsaKeyPair>, certs: Vec<Vec<u8>>, what: &str) -> Result<CertificateKey, String> {
+    if keys.is_empty() {
+        return Err(format!("no private key in {what}: put the certificate and its private key (`-----BEGIN PRIVATE KEY-----`) in one PEM file, or export the .pfx with its private key"));
+    }
+    if certs.is_empty() {
+        return Err(format!("no certificate in {what}: put the certificate (`-----BEGIN CERTIFICATE-----`) beside its private key"));
+    }
+    let probe = b"crmctl certificate probe";
+    for key in keys {
+        let mut sig = vec![0; key.public().modulus_len()];
+        key.sign(&RSA_PSS_SHA256, &SystemRandom::new(), probe, &mut sig)
+            .map_err(|_| "the private key cannot sign".to_string())?;
+        if let Some(cert_der) = certs
+            .iter()
+            .find(|der| verify(der, probe, &sig, "PS256").is_ok())
+        {
+            return Ok(CertificateKey {
+                key,
+                cert_der: cert_der.clone(),
+            });
+        }
+    }
+    Err(format!("the private key belongs to none of the certificates in {what}: give the certificate registered on the app registration together with its own key"))
 }
 
 /// Verify `sig` over `msg` with the public key of the certificate `cert_der`, for the JWT
@@ -291,6 +373,13 @@ mod tests {
     const APP1: &[u8] = include_bytes!("../../../tests/fixtures/certificate/app-pkcs1.pem");
     const OTHER: &[u8] = include_bytes!("../../../tests/fixtures/certificate/other.pem");
     const CRT: &[u8] = include_bytes!("../../../tests/fixtures/certificate/app.crt");
+    const PFX: &[u8] = include_bytes!("../../../tests/fixtures/certificate/app.pfx");
+    const PFX_LEGACY: &[u8] = include_bytes!("../../../tests/fixtures/certificate/app-legacy.pfx");
+    const PFX_NOPASS: &[u8] = include_bytes!("../../../tests/fixtures/certificate/app-nopass.pfx");
+    const PFX_CAMELLIA: &[u8] =
+        include_bytes!("../../../tests/fixtures/certificate/app-camellia.pfx");
+    /// The fixtures' password (tests/fixtures/certificate/README.md).
+    const PASSWORD: &str = "crmctl-test-only";
 
     fn part(jwt: &str, i: usize) -> serde_json::Value {
         let p = jwt.split('.').nth(i).unwrap();
@@ -344,8 +433,9 @@ mod tests {
             .find("-----BEGIN PRIVATE")
             .unwrap();
         mixed.extend_from_slice(&OTHER[at..]);
-        let cases: [(&[u8], &str); 4] = [
-            (b"\x30\x82binary", "not a PEM file"),
+        let cases: [(&[u8], &str); 5] = [
+            (b"\x30\x82binary", "not a readable PKCS#12 file"),
+            (b"plain text", "neither a PEM file"),
             (CRT, "no private key"),
             (&mixed, "belongs to none of the certificates"),
             (
@@ -354,7 +444,7 @@ mod tests {
             ),
         ];
         for (bytes, want) in cases {
-            let e = CertificateKey::from_pem(bytes).unwrap_err();
+            let e = CertificateKey::from_bytes(bytes, None).unwrap_err();
             assert!(e.contains(want), "{want}: {e}");
         }
         let key = CertificateKey::from_pem(APP).unwrap();
@@ -366,5 +456,59 @@ mod tests {
             .nth(1)
             .unwrap();
         assert!(!text.contains(body));
+    }
+
+    // issue 12 item 1 (Azure SDK EnvironmentCredential: a PEM or PKCS#12 file): the .pfx of
+    // the OpenSSL 3 default (PBES2 AES-256-CBC, PBKDF2 SHA-256), of the legacy OpenSSL 1.1
+    // default (RC2-40 and 3DES, SHA-1 MAC) and one without password give the PEM file's key
+    // and certificate; told by content, not by name.
+    #[test]
+    fn pkcs12_files_give_the_same_key_as_the_pem_file() {
+        let want = CertificateKey::from_pem(APP).unwrap().thumbprint_s256();
+        for (bytes, password) in [
+            (PFX, Some(PASSWORD)),
+            (PFX_LEGACY, Some(PASSWORD)),
+            (PFX_NOPASS, None),
+            (PFX_NOPASS, Some("")),
+        ] {
+            let key = CertificateKey::from_bytes(bytes, password).unwrap();
+            assert_eq!(key.thumbprint_s256(), want);
+            // The key signs assertions its certificate verifies.
+            let jwt = key.assertion("app", "aud", SystemTime::now()).unwrap();
+            let (input, sig) = jwt.expose().rsplit_once('.').unwrap();
+            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(sig)
+                .unwrap();
+            verify(key.certificate_der(), input.as_bytes(), &sig, "PS256").unwrap();
+        }
+        // A PEM file given with a password is still read as PEM.
+        let pem = CertificateKey::from_bytes(APP, Some(PASSWORD)).unwrap();
+        assert_eq!(pem.thumbprint_s256(), want);
+    }
+
+    // issue 12 item 1: a wrong or missing password and an encryption crmctl does not read
+    // are told with what to do; no message holds the password given.
+    #[test]
+    fn pkcs12_errors_say_what_to_do_without_the_password() {
+        let wrong = "Wrong-Pa55word";
+        let cases: [(&[u8], Option<&str>, &str); 4] = [
+            (
+                PFX,
+                Some(wrong),
+                "the password does not open this PKCS#12 file",
+            ),
+            (PFX_LEGACY, Some(wrong), "the password does not open"),
+            (
+                PFX,
+                None,
+                "protected by a password: set AZURE_CLIENT_CERTIFICATE_PASSWORD",
+            ),
+            (PFX_CAMELLIA, Some(PASSWORD), "does not read"),
+        ];
+        for (bytes, password, want) in cases {
+            let e = CertificateKey::from_bytes(bytes, password).unwrap_err();
+            assert!(e.contains(want), "{want}: {e}");
+            assert!(!e.contains(wrong) && !e.contains(PASSWORD), "{e}");
+        }
     }
 }

@@ -162,9 +162,16 @@ pub fn connect(
                 secret,
             ))
         }
-        signin::Credential::ClientCertificate { client_id, path } => {
-            let key = certificate::CertificateKey::from_pem_file(std::path::Path::new(&path))
-                .map_err(signin::CredentialError::Certificate)?;
+        signin::Credential::ClientCertificate {
+            client_id,
+            path,
+            password,
+        } => {
+            let key = certificate::CertificateKey::from_file(
+                std::path::Path::new(&path),
+                password.as_ref(),
+            )
+            .map_err(signin::CredentialError::Certificate)?;
             std::sync::Arc::new(certificate::ClientCertificate::new(
                 client.clone(),
                 endpoints.token_url(tenant),

@@ -268,13 +268,17 @@ pub enum Credential {
         /// The secret.
         secret: Secret,
     },
-    /// `AZURE_CLIENT_ID` + `AZURE_CLIENT_CERTIFICATE_PATH`: a PEM file with the certificate
-    /// and its RSA private key (crmctl's own flow, [`super::certificate::ClientCertificate`]).
+    /// `AZURE_CLIENT_ID` + `AZURE_CLIENT_CERTIFICATE_PATH`: a PEM or PKCS#12 (`.pfx`) file
+    /// with the certificate and its RSA private key, the latter opened with
+    /// `AZURE_CLIENT_CERTIFICATE_PASSWORD` (crmctl's own flow,
+    /// [`super::certificate::ClientCertificate`]).
     ClientCertificate {
         /// The application (client) id.
         client_id: String,
-        /// The PEM file.
+        /// The PEM or PKCS#12 file.
         path: String,
+        /// `AZURE_CLIENT_CERTIFICATE_PASSWORD`, taken as it is (not trimmed).
+        password: Option<Secret>,
     },
     /// `AZURE_FEDERATED_TOKEN_FILE` + `AZURE_CLIENT_ID`: workload identity federation
     /// (GitHub Actions, Azure DevOps, Kubernetes OIDC; no secret), through azure_identity.
@@ -301,9 +305,6 @@ pub enum CredentialError {
     /// Half a credential.
     #[error("incomplete credentials: {0}")]
     Incomplete(&'static str),
-    /// A credential kind crmctl recognises but does not support.
-    #[error("{0}")]
-    Unsupported(&'static str),
     /// `CRMCTL_CREDENTIAL` names no credential kind.
     #[error("CRMCTL_CREDENTIAL=`{0}` is not a credential kind: use managed-identity or azure-cli (a client secret or a federated token is taken from the AZURE_* variables)")]
     UnknownKind(String),
@@ -344,12 +345,15 @@ impl Credential {
                     "AZURE_CLIENT_CERTIFICATE_PATH is set without AZURE_CLIENT_ID (the app registration's application id)",
                 ));
             };
-            if get("AZURE_CLIENT_CERTIFICATE_PASSWORD").is_some() {
-                return Err(CredentialError::Unsupported(
-                    "AZURE_CLIENT_CERTIFICATE_PASSWORD is set: crmctl reads a PEM file with an unencrypted private key only (no PKCS#12 / .pfx); convert it with `openssl pkcs12 -in cert.pfx -out cert.pem -nodes`, keep the file readable by the service account only, and unset the password",
-                ));
-            }
-            return Ok(Credential::ClientCertificate { client_id, path });
+            // A password is the file's own, spaces included; empty is no password.
+            let password = env("AZURE_CLIENT_CERTIFICATE_PASSWORD")
+                .filter(|v| !v.is_empty())
+                .map(Secret::new);
+            return Ok(Credential::ClientCertificate {
+                client_id,
+                path,
+                password,
+            });
         }
         if let Some(token_file) = get("AZURE_FEDERATED_TOKEN_FILE") {
             let Some(client_id) = client_id else {
@@ -464,15 +468,20 @@ mod tests {
                 Ok(Credential::ClientCertificate {
                     client_id: "a".into(),
                     path: "/c.pem".into(),
+                    password: None,
                 }),
             ),
             (
                 &[
                     ("AZURE_CLIENT_ID", "a"),
                     ("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pfx"),
-                    ("AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw"),
+                    ("AZURE_CLIENT_CERTIFICATE_PASSWORD", " pw "),
                 ],
-                Err("no PKCS#12"),
+                Ok(Credential::ClientCertificate {
+                    client_id: "a".into(),
+                    path: "/c.pfx".into(),
+                    password: Some(Secret::new(" pw ")),
+                }),
             ),
             (
                 &[
