@@ -51,6 +51,79 @@ pub struct Tenant {
     /// What the backend cannot read (no public API): empty for the local tenant.
     #[serde(default)]
     pub unreadable: Unreadable,
+    /// Who last changed each object and when, where the backend knows (issue 14 item 2).
+    /// Not a managed field: the fingerprint and the drift snapshots leave it out, so it
+    /// never makes a plan stale or an object drift by itself.
+    #[serde(default)]
+    pub changed: Provenance,
+}
+
+/// Who last changed an object and when (issue 14 item 2): what the backend records, e.g.
+/// the local tenant's actor of each write, the admin API's `lastModifiedBy` /
+/// `lastModifiedTime` of an environment, Dataverse's `modifiedby` / `modifiedon` of a
+/// system user. Either part may be unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LastChange {
+    /// Who: a user principal name, a display name or an actor such as
+    /// `crmctl local (ana)`.
+    #[serde(default)]
+    pub by: Option<String>,
+    /// When, RFC 3339 (UTC for the local tenant).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+impl LastChange {
+    /// The later of two changes by their times (RFC 3339 UTC strings compare in time
+    /// order); a change with a time wins over one without.
+    pub fn later(self, other: LastChange) -> LastChange {
+        match (&self.at, &other.at) {
+            (Some(a), Some(b)) if b > a => other,
+            (None, Some(_)) => other,
+            _ => self,
+        }
+    }
+}
+
+/// [`LastChange`] by object: users, groups and instances by remote id, the tenant-wide
+/// entries by their address (`licenses.professional`, `storage`, `slots`). An object
+/// without an entry: the backend does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// Users by id.
+    #[serde(default)]
+    pub users: BTreeMap<String, LastChange>,
+    /// Security groups by id.
+    #[serde(default)]
+    pub groups: BTreeMap<String, LastChange>,
+    /// Instances by id.
+    #[serde(default)]
+    pub instances: BTreeMap<String, LastChange>,
+    /// Tenant-wide entries by address.
+    #[serde(default)]
+    pub tenant: BTreeMap<String, LastChange>,
+}
+
+impl Provenance {
+    /// Nothing known.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+            && self.groups.is_empty()
+            && self.instances.is_empty()
+            && self.tenant.is_empty()
+    }
+
+    /// The entry of an object of `kind` with remote id `id`.
+    pub fn of(&self, kind: crate::domain::op::ObjKind, id: &str) -> Option<&LastChange> {
+        use crate::domain::op::ObjKind;
+        match kind {
+            ObjKind::User => self.users.get(id),
+            ObjKind::Group => self.groups.get(id),
+            ObjKind::Instance => self.instances.get(id),
+        }
+    }
 }
 
 /// Settings a backend cannot read because the service offers no public API for them (issue

@@ -95,7 +95,7 @@ pub struct ApplyArgs {
     pub format: ApplyFormat,
     /// Accept what changed outside crmctl since the last apply (the drift of `plan
     /// --refresh-only`) into the state, without changing the tenant.
-    #[arg(long, conflicts_with = "planfile")]
+    #[arg(long, conflicts_with_all = ["planfile", "target", "exclude", "replace"])]
     pub refresh_only: bool,
     /// `--target`, `--exclude`, `--replace` (a saved plan carries its own).
     #[command(flatten)]
@@ -351,11 +351,21 @@ fn apply_saved(
     Ok(summarize(&prepared.plan, &report))
 }
 
+/// The refusal of a targeted plan with errors (issue 14 item 4).
+pub(crate) const TARGETED_ERRORS: &str = "the plan has errors; nothing was done: a plan with errors applies nothing, also when --target/--exclude leave the objects with the errors out (fix the file, then apply the targets)";
+
 /// The checks before approval ([`Prepared::check`]), their refusal printed and returned.
 fn passes_checks(prepared: &Prepared, args: &ApplyArgs) -> Result<(), String> {
     if prepared.plan.has_errors() {
-        eprintln!("The plan has errors; nothing was done.");
-        return Err("the plan has errors; nothing was done".into());
+        // A plan with errors applies nothing, a targeted one included: the errors may be
+        // outside its targets (docs/workflows.md).
+        let why = if prepared.plan.targeting.is_some() {
+            TARGETED_ERRORS
+        } else {
+            "the plan has errors; nothing was done"
+        };
+        eprintln!("{}{}.", why[..1].to_uppercase(), &why[1..]);
+        return Err(why.into());
     }
     match prepared.check(args.allow_destroy, args.force) {
         Ok(()) => Ok(()),

@@ -46,6 +46,15 @@ pub struct LocalBackend {
     pub backend: String,
 }
 
+/// Who an admin edit is recorded as (issue 14 item 2).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Actor {
+    /// Record the change as made by NAME (shown as who changed it in the drift of a plan).
+    /// Default: `crmctl local (USER)`, USER being $USER.
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+}
+
 /// `crmctl local` subcommands. None of them checks the service's rules: they play the
 /// administrator in the admin center, to simulate drift.
 #[derive(Debug, clap::Subcommand)]
@@ -64,11 +73,15 @@ pub enum LocalCommand {
         file: PathBuf,
         #[command(flatten)]
         backend: LocalBackend,
+        #[command(flatten)]
+        actor: Actor,
     },
     /// Edit the local tenant as YAML in $VISUAL / $EDITOR.
     Edit {
         #[command(flatten)]
         backend: LocalBackend,
+        #[command(flatten)]
+        actor: Actor,
     },
     /// Set one attribute. Grammar:
     ///
@@ -87,6 +100,8 @@ pub enum LocalCommand {
     Set {
         #[command(flatten)]
         backend: LocalBackend,
+        #[command(flatten)]
+        actor: Actor,
         /// The words of the assignment, e.g. `instance sales status provisioning`.
         #[arg(required = true, num_args = 1..)]
         words: Vec<String>,
@@ -95,6 +110,8 @@ pub enum LocalCommand {
     Add {
         #[command(flatten)]
         backend: LocalBackend,
+        #[command(flatten)]
+        actor: Actor,
         /// `user UPN [NAME]` or `group NAME`.
         #[arg(required = true, num_args = 1..)]
         words: Vec<String>,
@@ -103,6 +120,8 @@ pub enum LocalCommand {
     Delete {
         #[command(flatten)]
         backend: LocalBackend,
+        #[command(flatten)]
+        actor: Actor,
         /// `user UPN`, `group NAME` or `instance URL`.
         #[arg(required = true, num_args = 2)]
         words: Vec<String>,
@@ -273,38 +292,62 @@ pub fn run_local(cmd: &LocalCommand) -> anyhow::Result<ExitCode> {
             let tenant = ops::show(&common::backend_spec(Some(&backend.backend))?)?;
             print_tenant(&tenant, *format)?;
         }
-        LocalCommand::Import { file, backend } => {
+        LocalCommand::Import {
+            file,
+            backend,
+            actor,
+        } => {
+            let by = ops::local::actor(actor.by.as_deref())?;
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let tenant = parse_tenant(&file.display().to_string(), &text)?;
             let p = open_local(&common::backend_spec(Some(&backend.backend))?)?;
+            p.set_actor(by);
             p.admin_replace(tenant)
                 .with_context(|| format!("cannot import {}", file.display()))?;
             eprintln!("Imported {} into {}.", file.display(), p.path().display());
         }
-        LocalCommand::Edit { backend } => run_edit(&backend.backend)?,
-        LocalCommand::Set { backend, words } => {
+        LocalCommand::Edit { backend, actor } => {
+            run_edit(&backend.backend, &ops::local::actor(actor.by.as_deref())?)?
+        }
+        LocalCommand::Set {
+            backend,
+            words,
+            actor,
+        } => {
+            let by = ops::local::actor(actor.by.as_deref())?;
             let spec = common::backend_spec(Some(&backend.backend))?;
-            ops::local::change(&spec, |t| ops::local::set(t, words))?;
+            ops::local::change(&spec, &by, |t| ops::local::set(t, words))?;
             eprintln!("Set {}.", words.join(" "));
         }
-        LocalCommand::Add { backend, words } => {
+        LocalCommand::Add {
+            backend,
+            words,
+            actor,
+        } => {
+            let by = ops::local::actor(actor.by.as_deref())?;
             let spec = common::backend_spec(Some(&backend.backend))?;
-            ops::local::change(&spec, |t| ops::local::add(t, words))?;
+            ops::local::change(&spec, &by, |t| ops::local::add(t, words))?;
             eprintln!("Added {}.", words.join(" "));
         }
-        LocalCommand::Delete { backend, words } => {
+        LocalCommand::Delete {
+            backend,
+            words,
+            actor,
+        } => {
+            let by = ops::local::actor(actor.by.as_deref())?;
             let spec = common::backend_spec(Some(&backend.backend))?;
-            ops::local::change(&spec, |t| ops::local::delete(t, words))?;
+            ops::local::change(&spec, &by, |t| ops::local::delete(t, words))?;
             eprintln!("Deleted {}.", words.join(" "));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_edit(backend: &str) -> anyhow::Result<()> {
+fn run_edit(backend: &str, by: &str) -> anyhow::Result<()> {
     // issue 9 item 4: only `local import` (or apply) creates a tenant.
     let p = open_local_existing(&common::backend_spec(Some(backend))?)?;
+    p.set_actor(by);
     let before = p.observe()?;
     let mut file = tempfile::Builder::new()
         .prefix("crmctl-tenant-")

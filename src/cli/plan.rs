@@ -49,7 +49,7 @@ pub struct PlanArgs {
     /// Show only what changed outside crmctl since the last apply (the drift), nothing to
     /// do in the tenant; `crmctl apply --refresh-only` accepts it into the state, and so
     /// does `crmctl apply PLANFILE` of a plan saved with `--out`.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["target", "exclude", "replace"])]
     pub refresh_only: bool,
     /// Plan no backup before deleting, resetting or copying onto an instance.
     #[arg(long)]
@@ -65,16 +65,16 @@ pub struct TargetArgs {
     /// collection: `users`, `security_groups`, `instances`, `licenses`, `slots`,
     /// `storage`) and, transitively, the actions they depend on. An instance covers the
     /// security roles in it. Repeatable.
-    #[arg(long, value_name = "ADDR", conflicts_with = "refresh_only")]
+    #[arg(long, value_name = "ADDR")]
     pub target: Vec<String>,
     /// Leave out the actions at ADDR and, transitively, those that depend on them; a
     /// --target that depends on one is an error. Repeatable.
-    #[arg(long, value_name = "ADDR", conflicts_with = "refresh_only")]
+    #[arg(long, value_name = "ADDR")]
     pub exclude: Vec<String>,
     /// Re-create the instance ADDR on purpose: a sandbox with `copy_from` is copied again
     /// from its source (I11), another sandbox is reset (I9). Destructive: apply needs
     /// --allow-destroy (and takes a backup first unless --no-backup). Repeatable.
-    #[arg(long, value_name = "ADDR", conflicts_with = "refresh_only")]
+    #[arg(long, value_name = "ADDR")]
     pub replace: Vec<String>,
 }
 
@@ -102,6 +102,10 @@ pub struct GraphArgs {
     /// State file. Default: `.crmctl/state.json`.
     #[arg(long, env = "CRMCTL_STATE")]
     pub state: Option<PathBuf>,
+    /// `--target`, `--exclude`, `--replace`: the graph of the plan they select, as `plan`
+    /// shows it.
+    #[command(flatten)]
+    pub targeting: TargetArgs,
 }
 
 /// What `plan` and `graph` share: the loaded file, the state, the plan and the tenant
@@ -235,7 +239,12 @@ fn plan_inner(args: &PlanArgs, color: bool, written: &mut bool) -> anyhow::Resul
     stdout.flush()?;
     drop(stdout);
     if errors {
-        eprintln!("The plan has errors: fix them and plan again.");
+        if plan.targeting.is_some() {
+            // Errors outside the targets block a targeted apply too (docs/workflows.md).
+            eprintln!("The plan has errors: fix them and plan again (a plan with errors applies nothing, also when --target/--exclude leave the objects with the errors out).");
+        } else {
+            eprintln!("The plan has errors: fix them and plan again.");
+        }
         return Ok(ExitCode::from(1));
     }
     let changes = Changes::of(&plan);
@@ -292,7 +301,7 @@ pub fn run_graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {
         args.backend.as_deref(),
         &state_path,
         ops::plan::PlanOptions::default(),
-        &crate::plan::target::Targeting::default(),
+        &args.targeting.targeting(),
         false,
     )?
     else {

@@ -392,7 +392,7 @@ fn environment(shared: &Shared, t: &Tenant, i: &Instance) -> Value {
         .clone()
         .unwrap_or_else(|| NO_GROUP.to_string());
     let host = format!("{}.{}.dynamics.com", i.url, i.region.url_suffix());
-    json!({
+    let mut env = json!({
         "id": format!("{RP}/scopes/admin/environments/{}", i.id),
         "type": "Microsoft.BusinessAppPlatform/scopes/environments",
         "location": location(i.region),
@@ -425,7 +425,30 @@ fn environment(shared: &Shared, t: &Tenant, i: &Instance) -> Value {
                 "runtime": { "id": runtime },
             },
         },
-    })
+    });
+    // Who last changed it and when, as the backing tenant recorded (issue 14 item 2), in
+    // the admin API's fields: `lastModifiedTime` and `lastModifiedBy {id, displayName,
+    // email, type, tenantId, userPrincipalName}` (terraform-provider-power-platform,
+    // internal/services/environment/tests/resource/Validate_Create_Environment_And_Dataverse/
+    // get_lifecycle_new_dataverse.json). A name that is a user's UPN is that user.
+    if let Some(c) = t.changed.instances.get(&i.id) {
+        let props = &mut env["properties"];
+        if let Some(at) = &c.at {
+            props["lastModifiedTime"] = json!(at);
+        }
+        if let Some(by) = &c.by {
+            let user = t.users.values().find(|u| u.upn.eq_ignore_ascii_case(by));
+            props["lastModifiedBy"] = json!({
+                "id": user.map_or(NO_GROUP, |u| u.id.as_str()),
+                "displayName": user.map_or(by.as_str(), |u| u.name.as_str()),
+                "email": user.map_or("", |u| u.upn.as_str()),
+                "type": "User",
+                "tenantId": t.domain,
+                "userPrincipalName": user.map_or(by.as_str(), |u| u.upn.as_str()),
+            });
+        }
+    }
+    env
 }
 
 fn sku(k: InstanceType) -> &'static str {

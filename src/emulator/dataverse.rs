@@ -134,6 +134,9 @@ fn from_provider(e: &ProviderError) -> Answer {
     }
 }
 
+/// The annotation of a formatted value (a lookup's display name).
+const FORMATTED: &str = "OData.Community.Display.V1.FormattedValue";
+
 /// The instance behind a request and the tenant it was read from.
 struct Org<'a> {
     shared: &'a Shared,
@@ -142,6 +145,9 @@ struct Org<'a> {
     /// `https://127.0.0.1:PORT/dataverse/{url}`.
     base: String,
     root: String,
+    /// The request's `Prefer` asked for formatted values (`odata.include-annotations`
+    /// naming `OData.Community.Display.V1.FormattedValue`, or `*`).
+    formatted: bool,
 }
 
 impl Org<'_> {
@@ -187,7 +193,7 @@ impl Org<'_> {
             .flatten()
             .map(|r| self.role_row(r))
             .collect();
-        json!({
+        let mut row = json!({
             "systemuserid": self.user_id(u),
             "azureactivedirectoryobjectid": u.id,
             "domainname": u.upn,
@@ -197,7 +203,34 @@ impl Org<'_> {
             "isdisabled": false,
             "_businessunitid_value": self.root,
             "systemuserroles_association": roles,
-        })
+        });
+        // Issue 14 item 2: who last changed the row and when, as the backing tenant
+        // recorded: `modifiedon`, `_modifiedby_value` (a system user's id: the user whose
+        // principal name it is, else an id issued for the name), and its formatted value
+        // (the name) when the request asked for formatted values.
+        if let Some(c) = self.tenant.changed.users.get(&u.id) {
+            row["modifiedon"] = json!(c.at);
+            if let Some(by) = &c.by {
+                let modifier = self
+                    .tenant
+                    .users
+                    .values()
+                    .find(|x| x.upn.eq_ignore_ascii_case(by));
+                let id = match modifier {
+                    Some(m) => self.user_id(m),
+                    None => self
+                        .shared
+                        .dataverse
+                        .issue(&self.inst.id, Named::User(format!("actor:{by}"))),
+                };
+                row["_modifiedby_value"] = json!(id);
+                if self.formatted {
+                    row[format!("_modifiedby_value@{FORMATTED}")] =
+                        json!(modifier.map_or(by.as_str(), |m| m.name.as_str()));
+                }
+            }
+        }
+        row
     }
 
     /// The user a `systemusers({id})` key names.
@@ -274,12 +307,23 @@ pub(super) async fn serve(
     let root = shared
         .dataverse
         .issue(&inst.id, Named::User("root business unit".into()));
+    let formatted = prefer.is_some_and(|p| {
+        p.split(',').any(|x| {
+            x.trim()
+                .strip_prefix("odata.include-annotations=")
+                .is_some_and(|v| {
+                    let v = v.trim_matches('"');
+                    v == "*" || v.split(' ').any(|t| t == FORMATTED)
+                })
+        })
+    });
     let org = Org {
         shared,
         base: format!("{}{PREFIX}{}", shared.base, inst.url),
         tenant,
         inst,
         root,
+        formatted,
     };
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -567,7 +611,9 @@ fn select(row: Value, sel: Option<&str>, expand: Option<&str>) -> Value {
             continue;
         }
         let always = k.ends_with("id") && !k.starts_with('_') && k != "applicationid";
-        if keep.as_ref().is_none_or(|s| s.contains(k.as_str())) || always {
+        // An annotation (`_x_value@Term`) goes with its property.
+        let property = k.split('@').next().unwrap_or(&k);
+        if keep.as_ref().is_none_or(|s| s.contains(property)) || always {
             out.insert(k, v);
         }
     }

@@ -53,6 +53,9 @@ pub enum OpsError {
     /// to do).
     #[error("{0}")]
     Import(String),
+    /// An argument of a command was refused (the message says which and why).
+    #[error("{0}")]
+    Invalid(String),
     /// The state does not belong to this backend or tenant, or would overwrite it (issue 9
     /// items 1 and 4); the message says which and what to do.
     #[error("{0}")]

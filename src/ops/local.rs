@@ -9,12 +9,33 @@ use crate::ops::OpsError;
 
 /// Open the local tenant `spec` names, which must exist (issue 9 item 4: a mistyped path
 /// is refused, not made a new tenant), and change it with `edit` ([`set`], [`add`],
-/// [`delete`]) in one write transaction that sees the file's current content.
+/// [`delete`]) in one write transaction that sees the file's current content. The change is
+/// recorded as made by `actor` ([`actor`]; issue 14 item 2).
 pub fn change(
     spec: &BackendSpec,
+    actor: &str,
     edit: impl FnOnce(&mut Tenant) -> Result<(), String>,
 ) -> Result<(), OpsError> {
-    Ok(open_local_existing(spec)?.admin_update(edit)?)
+    let p = open_local_existing(spec)?;
+    p.set_actor(actor);
+    Ok(p.admin_update(edit)?)
+}
+
+/// Who an admin edit of the local tenant is recorded as (issue 14 item 2): `by` (`--by`)
+/// when given, else `crmctl local (USER)`. A name with control or bidi characters is
+/// refused, as the file's names are.
+pub fn actor(by: Option<&str>) -> Result<String, OpsError> {
+    match by {
+        None => Ok(crate::provider::local::default_actor("crmctl local")),
+        Some(b) if b.trim().is_empty() => Err(OpsError::Invalid("--by: an empty name".into())),
+        Some(b) => match crate::domain::escape::first_unsafe(b) {
+            Some(c) => Err(OpsError::Invalid(format!(
+                "--by: the name holds the character {}, which crmctl does not accept in names",
+                crate::domain::escape::escape_char(c)
+            ))),
+            None => Ok(b.trim().to_string()),
+        },
+    }
 }
 
 /// Parse a snake_case / kebab-case enum value the way files spell it.

@@ -152,9 +152,14 @@ impl MicrosoftBackend {
         }
         let envs = environments::list(self.http.as_ref()).await?;
         let mut to_read = vec![];
-        for (inst, _instance_url) in envs {
+        for listed in envs {
+            let inst = listed.instance;
             if !scope.has_instance(&inst.id) {
                 continue;
+            }
+            // Issue 14 item 2: who last changed the environment, from the same page.
+            if let Some(c) = listed.changed {
+                t.changed.instances.insert(inst.id.clone(), c);
             }
             // The Dataverse base from the cloud's template (CRMCTL_DATAVERSE_URL), so that
             // an override reaches the emulator as it reaches the service.
@@ -211,9 +216,9 @@ impl MicrosoftBackend {
         }
         let envs = environments::list(self.http.as_ref()).await?;
         let mut seen = self.seen();
-        for (inst, _) in &envs {
-            let b = self.dataverse.base_of(inst);
-            seen.bases.insert(inst.id.clone(), b);
+        for listed in &envs {
+            let b = self.dataverse.base_of(&listed.instance);
+            seen.bases.insert(listed.instance.id.clone(), b);
         }
         seen.bases
             .get(id)
@@ -284,7 +289,7 @@ impl MicrosoftBackend {
                     unreachable!("routed by kind")
                 };
                 let envs = environments::list(self.http.as_ref()).await?;
-                if envs.iter().any(|(i, _)| i.id.eq_ignore_ascii_case(id)) {
+                if envs.iter().any(|l| l.instance.id.eq_ignore_ascii_case(id)) {
                     Ok(Executed::Done(Outcome::default()))
                 } else {
                     Err(ProviderError::NotFound(format!("instance {id} (to adopt)")))

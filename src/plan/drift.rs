@@ -34,11 +34,13 @@ pub struct Drift {
     pub change: DriftChange,
     /// Field by field: `before` is what the last apply left, `after` the tenant now.
     pub changes: Vec<Change>,
-    /// Who changed it, when the backend knows (the local tenant does not; Graph's audit
-    /// log could tell). Absent when unknown.
+    /// Who last changed it, when the backend knows (the observed tenant's
+    /// [`crate::observed::Provenance`]: the local tenant records every write; the admin API
+    /// tells it for instances, Dataverse for users' access modes; Graph does not). Absent
+    /// when unknown, and for an object deleted outside crmctl.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
-    /// When it changed (RFC 3339), when the backend knows. Absent when unknown.
+    /// When it last changed (RFC 3339), when the backend knows. Absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
     /// The plan's actions that put the object back to the file's values (ids); empty when
@@ -137,14 +139,17 @@ pub fn drift(observed: &Tenant, state: &State) -> Vec<Drift> {
         };
         match now {
             Some(after) if &after == before => {}
-            Some(after) => out.push(Drift {
-                address: address.clone(),
-                change: DriftChange::Changed,
-                changes: field_changes(before, &after),
-                by: None,
-                at: None,
-                reverted_by: Vec::new(),
-            }),
+            Some(after) => {
+                let who = last_change(observed, state, address);
+                out.push(Drift {
+                    address: address.clone(),
+                    change: DriftChange::Changed,
+                    changes: field_changes(before, &after),
+                    by: who.and_then(|w| w.by.clone()),
+                    at: who.and_then(|w| w.at.clone()),
+                    reverted_by: Vec::new(),
+                })
+            }
             None => out.push(Drift {
                 address: address.clone(),
                 change: DriftChange::Deleted,
@@ -158,12 +163,13 @@ pub fn drift(observed: &Tenant, state: &State) -> Vec<Drift> {
     // New tenant-wide entries (a licence plan bought outside crmctl).
     for (address, after) in &wide {
         if !state.applied.contains_key(address) && address.starts_with("licenses.") {
+            let who = observed.changed.tenant.get(address);
             out.push(Drift {
                 address: address.clone(),
                 change: DriftChange::Changed,
                 changes: field_changes(&Value::Object(Map::new()), after),
-                by: None,
-                at: None,
+                by: who.and_then(|w| w.by.clone()),
+                at: who.and_then(|w| w.at.clone()),
                 reverted_by: Vec::new(),
             });
         }
@@ -228,6 +234,20 @@ pub fn refresh_only(mut plan: crate::plan::Plan) -> crate::plan::Plan {
     plan.diagnostics.retain(|d| d.is_error());
     plan.refresh_only = true;
     plan
+}
+
+/// Who last changed the object at `address` and when, as the backend told
+/// ([`Tenant::changed`]): by remote id for a managed object, by address for a tenant-wide
+/// entry.
+fn last_change<'t>(
+    observed: &'t Tenant,
+    state: &State,
+    address: &str,
+) -> Option<&'t crate::observed::LastChange> {
+    match state.resources.get(address) {
+        Some(r) => observed.changed.of(r.kind, &r.id),
+        None => observed.changed.tenant.get(address),
+    }
 }
 
 fn is_tenant_wide(address: &str) -> bool {
@@ -412,6 +432,42 @@ mod tests {
         assert_eq!(d.last().unwrap().change, DriftChange::Deleted);
         assert_eq!(accept(&mut s, &t3), 1);
         assert!(drift(&t3, &s).is_empty());
+    }
+
+    /// Issue 14 item 2: the drift says who changed an object and when, from the observed
+    /// tenant's provenance (by id, tenant-wide entries by address); the provenance itself
+    /// never drifts.
+    #[test]
+    fn drift_names_who_and_when_from_the_provenance() {
+        use crate::observed::LastChange;
+        let t = tenant();
+        let mut s = managed();
+        record(&mut s, &t);
+        let mut t2 = t.clone();
+        let who = LastChange {
+            by: Some("crmctl local (ana)".into()),
+            at: Some("2026-12-02T10:00:00Z".into()),
+        };
+        t2.changed.users.insert("u1".into(), who.clone());
+        t2.changed.groups.insert("g1".into(), who.clone());
+        assert!(drift(&t2, &s).is_empty(), "provenance alone is no drift");
+        t2.users.get_mut("u1").unwrap().name = "Ana B".into();
+        t2.licenses
+            .insert(crate::domain::kinds::LicensePlan::Professional, 5);
+        t2.changed.tenant.insert(
+            "licenses.professional".into(),
+            LastChange {
+                by: Some("admin@coho.com".into()),
+                at: None,
+            },
+        );
+        let d = drift(&t2, &s);
+        assert_eq!(d[0].address, "licenses.professional");
+        assert_eq!(d[0].by.as_deref(), Some("admin@coho.com"));
+        assert_eq!(d[0].at, None);
+        assert_eq!(d[1].address, "users.ana");
+        assert_eq!(d[1].by, who.by);
+        assert_eq!(d[1].at, who.at);
     }
 
     #[test]

@@ -112,6 +112,7 @@ fn walk<'t>(tenant: &'t Tenant, mut f: impl FnMut(Obj<'t>, u64, &[u8])) {
         users,
         instances,
         unreadable: _, // what the backend can read, not a managed field
+        changed: _,    // who changed what when (issue 14 item 2): metadata, never managed
     } = tenant;
     let StorageState {
         additional_gb,
@@ -453,6 +454,22 @@ mod tests {
         let mut b = a.clone();
         b.storage.used_gb = 42.5;
         assert_eq!(fingerprint(&a), fingerprint(&b));
+    }
+
+    // Issue 14 item 2: who changed what is metadata: a saved plan never goes stale for it.
+    #[test]
+    fn who_changed_what_does_not_change_the_fingerprint() {
+        let a = Tenant::fresh("coho.onmicrosoft.com");
+        let mut b = a.clone();
+        b.changed.tenant.insert(
+            "storage".into(),
+            crate::observed::LastChange {
+                by: Some("crmctl local (ana)".into()),
+                at: Some("2026-12-02T10:00:00Z".into()),
+            },
+        );
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(Digests::of(&a), Digests::of(&b));
     }
 
     #[test]

@@ -364,8 +364,10 @@ impl Scope {
             unreadable: t.unreadable.clone(),
             ..Tenant::default()
         };
+        out.changed.tenant = t.changed.tenant.clone();
         if self.has_kind(ObjKind::Group) {
             out.groups = t.groups.clone();
+            out.changed.groups = t.changed.groups.clone();
         }
         if self.has_kind(ObjKind::Instance) {
             out.instances = t
@@ -374,9 +376,17 @@ impl Scope {
                 .filter(|(id, _)| self.has_instance(id))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
+            out.changed.instances = t
+                .changed
+                .instances
+                .iter()
+                .filter(|(id, _)| self.has_instance(id))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
         }
         if self.has_kind(ObjKind::User) {
             out.users = t.users.clone();
+            out.changed.users = t.changed.users.clone();
             if self.instances.is_some() {
                 for u in out.users.values_mut() {
                     u.roles.retain(|iid, _| self.has_instance(iid));

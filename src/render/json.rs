@@ -1,4 +1,4 @@
-//! The JSON plan: `{"format_version","tenant","fingerprint","summary","actions",
+//! The JSON plan: `{"format_version","tenant","fingerprint","refresh_only" (only when true),"summary","actions",
 //! "forget" (only when the plan drops state entries),"manual" (only when a person does some actions),"drift" (only when something changed outside crmctl),"targeting" (only for a partial plan),"diagnostics"}`, actions in execution order. Byte-identical for identical plans.
 
 use serde::Serialize;
@@ -15,6 +15,10 @@ struct JsonPlan<'a> {
     format_version: &'a str,
     tenant: &'a str,
     fingerprint: &'a str,
+    /// `plan --refresh-only` (issue 14 item 2): the drift alone, no action; present (and
+    /// `true`) only then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    refresh_only: bool,
     summary: &'a Summary,
     actions: Actions<'a>,
     /// State entries the plan drops (issue 9 item 2); absent when none.
@@ -148,6 +152,9 @@ fn write_json_chunked<W: std::io::Write>(
     field(w, true, "format_version", &head.format_version)?;
     field(w, false, "tenant", &head.tenant)?;
     field(w, false, "fingerprint", &head.fingerprint)?;
+    if head.refresh_only {
+        field(w, false, "refresh_only", &true)?;
+    }
     field(w, false, "summary", &head.summary)?;
     w.write_all(b",\n  \"actions\": [")?;
     let chunks: Vec<&[Action]> = plan.actions.chunks(chunk).collect();
@@ -203,6 +210,7 @@ fn document<'a>(plan: &'a Plan, actions: &'a [Action], extra: &'a [Diagnostic]) 
         format_version: &plan.format_version,
         tenant: &plan.tenant,
         fingerprint: &plan.fingerprint,
+        refresh_only: plan.refresh_only,
         summary: &plan.summary,
         actions: Actions(actions),
         forget: &plan.forget,

@@ -146,7 +146,8 @@ fn bap_client_observes_environments_across_pages() {
     let got = block_on(bap::list(s.http.as_ref())).unwrap().unwrap();
     let want = s.tenant();
     assert_eq!(got.len(), want.instances.len());
-    for (i, base) in &got {
+    for listed in &got {
+        let (i, base) = (&listed.instance, &listed.base);
         let w = &want.instances[&i.id];
         assert_eq!(
             (&i.name, &i.url, i.kind, i.region),

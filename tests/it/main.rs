@@ -18,6 +18,7 @@ mod dataverse;
 mod delta;
 mod drift;
 mod drift_followups;
+mod driftwho;
 mod emulator;
 mod import;
 mod intent;

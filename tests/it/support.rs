@@ -59,6 +59,7 @@ pub fn crmctl(dir: &Path) -> Command {
         .env_remove("CRMCTL_LOCAL_LRO_DELAY_MS")
         .env_remove("CRMCTL_LOCAL_LRO_POLLS")
         .env_remove("CRMCTL_LOCAL_EXIT_AT_POLL")
+        .env_remove("CRMCTL_LOCAL_NOW")
         .env("NO_COLOR", "1");
     c
 }

@@ -7,7 +7,7 @@
 //! time. Role ids are looked up by name in the root business unit, all of an op's names in
 //! one request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 
@@ -206,7 +206,7 @@ impl DataverseClient {
         loop {
             let rows = get_all(&*self.http, base, url.clone(), self.page, "finding a user").await?;
             if let Some(row) = rows.into_iter().next() {
-                if let Some(su) = self.system_user(base, &root, row).await? {
+                if let Some(su) = self.system_user(base, &root, row, &HashMap::new()).await? {
                     return Ok(su);
                 }
             }

@@ -46,7 +46,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::kinds::AccessMode;
-use crate::observed::{Instance, Tenant};
+use crate::observed::{Instance, LastChange, Tenant};
 use crate::provider::http::Http;
 use crate::provider::ProviderError;
 
@@ -55,9 +55,12 @@ use wire::{get_all, API};
 /// The public cloud's default Dataverse template, whose host is per region (I6).
 pub const PUBLIC_TEMPLATE: &str = "https://{url}.crm.dynamics.com";
 
-/// The `$select` of a system user.
-pub const USER_SELECT: &str =
-    "systemuserid,azureactivedirectoryobjectid,accessmode,applicationid,isdisabled,domainname";
+/// The `$select` of a system user. `modifiedon` and `_modifiedby_value` (the system user
+/// who last changed the row; issue 14 item 2) are columns of every Dataverse table
+/// (webapi/reference/systemuser; recorded in terraform-provider-power-platform,
+/// internal/services/authorization/tests/resource/user/Validate_Create/
+/// get_systemuser_00000000-0000-0000-0000-000000000002.json): read in the same request.
+pub const USER_SELECT: &str = "systemuserid,azureactivedirectoryobjectid,accessmode,applicationid,isdisabled,domainname,modifiedon,_modifiedby_value";
 
 /// The `$expand` of a system user's roles.
 pub const ROLES_EXPAND: &str =
@@ -100,6 +103,8 @@ pub struct SystemUser {
     pub disabled: bool,
     /// Its roles in the root business unit: name -> role id.
     pub roles: BTreeMap<String, String>,
+    /// Who last changed the row and when (`modifiedby`, `modifiedon`; issue 14 item 2).
+    pub changed: Option<LastChange>,
 }
 
 impl SystemUser {
@@ -181,6 +186,14 @@ pub fn merge(tenant: &mut Tenant, instance_id: &str, found: &InstanceUsers) -> M
             user.roles
                 .insert(instance_id.to_string(), su.roles.keys().cloned().collect());
         }
+        // Issue 14 item 2: a user is a row in each instance; its last change is the latest.
+        if let Some(c) = &su.changed {
+            let latest = match tenant.changed.users.remove(oid) {
+                Some(had) => had.later(c.clone()),
+                None => c.clone(),
+            };
+            tenant.changed.users.insert(oid.clone(), latest);
+        }
         match su.mode() {
             Some(m) if rank(m) > rank(user.access_mode) => user.access_mode = m,
             Some(_) => {}
@@ -223,6 +236,15 @@ struct RawUser {
     applicationid: Option<String>,
     #[serde(default)]
     isdisabled: Option<bool>,
+    #[serde(default)]
+    modifiedon: Option<String>,
+    #[serde(default, rename = "_modifiedby_value")]
+    modified_by: Option<String>,
+    #[serde(
+        default,
+        rename = "_modifiedby_value@OData.Community.Display.V1.FormattedValue"
+    )]
+    modified_by_name: Option<String>,
     #[serde(default)]
     systemuserroles_association: Vec<RawRole>,
     #[serde(default, rename = "systemuserroles_association@odata.nextLink")]
@@ -291,17 +313,28 @@ impl DataverseClient {
         let base = base.trim_end_matches('/');
         let root = self.root_business_unit(base).await?;
         let (language, currency) = self.organisation(base).await?;
-        let rows = get_all(
+        let rows = wire::get_all_with(
             &*self.http,
             base,
             format!("{base}{API}/systemusers?$select={USER_SELECT}&$expand={ROLES_EXPAND}"),
             self.page,
             "listing the instance's users",
+            true,
         )
         .await?;
+        // Who changed a row is a system user too: named by its principal name, read in the
+        // same listing (issue 14 item 2).
+        let names: HashMap<String, String> = rows
+            .iter()
+            .filter_map(|r| {
+                let id = r["systemuserid"].as_str()?;
+                let name = r["domainname"].as_str().filter(|n| !n.is_empty())?;
+                Some((id.to_ascii_lowercase(), name.to_string()))
+            })
+            .collect();
         let mut users = BTreeMap::new();
         for row in rows {
-            let su = self.system_user(base, &root, row).await?;
+            let su = self.system_user(base, &root, row, &names).await?;
             if let Some(su) = su {
                 users.insert(su.object_id.clone(), su);
             }
@@ -322,6 +355,7 @@ impl DataverseClient {
         base: &str,
         root: &str,
         row: Value,
+        names: &HashMap<String, String>,
     ) -> Result<Option<SystemUser>, ProviderError> {
         let raw: RawUser = serde_json::from_value(row).map_err(|e| {
             ProviderError::Backend(format!("a system user crmctl cannot read: {e}"))
@@ -338,7 +372,18 @@ impl DataverseClient {
                 }
             }
         }
+        // The modifier's principal name when it is a user of the listing, else the
+        // service's formatted value (its full name), else its id.
+        let by = raw
+            .modified_by
+            .as_deref()
+            .and_then(|id| names.get(&id.to_ascii_lowercase()).cloned())
+            .or(raw.modified_by_name.filter(|n| !n.trim().is_empty()))
+            .or(raw.modified_by);
+        let at = raw.modifiedon.filter(|t| !t.is_empty());
+        let changed = (by.is_some() || at.is_some()).then_some(LastChange { by, at });
         Ok(Some(SystemUser {
+            changed,
             id: raw.systemuserid,
             object_id: oid,
             domain_name: raw.domainname.unwrap_or_default(),

@@ -197,7 +197,11 @@ fn observe_reads_users_roles_currency_and_language() {
         .iter()
         .find(|r| r.url.contains("/systemusers?"))
         .unwrap();
-    assert_eq!(header(users, "Prefer"), Some("odata.maxpagesize=5000"));
+    // Issue 14 item 2: the list asks for formatted values (the modifier's name).
+    assert_eq!(
+        header(users, "Prefer"),
+        Some(format!("odata.maxpagesize=5000,{}", wire::FORMATTED_VALUES).as_str())
+    );
     assert!(users.url.contains(&format!("$select={USER_SELECT}")));
     assert!(users.url.contains(&format!("$expand={ROLES_EXPAND}")));
     assert!(seen[0]
@@ -229,7 +233,8 @@ fn observe_follows_next_links() {
     assert!(seen
         .iter()
         .filter(|r| r.url.contains("systemusers"))
-        .all(|r| header(r, "Prefer") == Some("odata.maxpagesize=2")));
+        .all(|r| header(r, "Prefer")
+            .is_some_and(|p| p.starts_with("odata.maxpagesize=2,odata.include-annotations="))));
 }
 
 // issue 13 item 2: assigning sends one `$ref` POST per missing role (a held role is not
@@ -551,6 +556,7 @@ fn su(oid: &str, mode: i64, app: bool, roles: &[&str]) -> SystemUser {
             .iter()
             .map(|r| (r.to_string(), format!("id-{r}")))
             .collect(),
+        changed: None,
     }
 }
 

@@ -142,10 +142,35 @@ pub async fn get_all(
     page: u32,
     what: &str,
 ) -> Result<Vec<Value>, ProviderError> {
+    get_all_with(http, base, url, page, what, false).await
+}
+
+/// The `Prefer` preference that asks for formatted values (a lookup's display name beside
+/// its id, `_x_value@OData.Community.Display.V1.FormattedValue`; learn.microsoft.com/
+/// power-apps/developer/data-platform/webapi/query/select-columns, "Formatted values").
+pub const FORMATTED_VALUES: &str =
+    "odata.include-annotations=\"OData.Community.Display.V1.FormattedValue\"";
+
+/// [`get_all`]; with `formatted`, asking for formatted values too ([`FORMATTED_VALUES`]):
+/// same requests, a few more bytes per row.
+pub async fn get_all_with(
+    http: &dyn Http,
+    base: &str,
+    url: String,
+    page: u32,
+    what: &str,
+    formatted: bool,
+) -> Result<Vec<Value>, ProviderError> {
     let mut out = Vec::new();
     let mut next = Some(url);
     while let Some(url) = next.take() {
-        let resp = http.send(get(base, url, page)).await?;
+        let mut req = get(base, url, page);
+        if formatted {
+            if let Some(p) = req.headers.iter_mut().find(|(k, _)| k == "Prefer") {
+                p.1 = format!("{},{FORMATTED_VALUES}", p.1);
+            }
+        }
+        let resp = http.send(req).await?;
         if !resp.ok() {
             return Err(dataverse_error(&resp, what));
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::kinds::LicensePlan;
-use crate::observed::{Group, Instance, Slots, StorageState, Tenant, User};
+use crate::observed::{Group, Instance, LastChange, Slots, StorageState, Tenant, User};
 
 /// Counters for deterministic ids (`usr-000001`, `grp-000001`, `org-000001`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +75,106 @@ pub(crate) enum Delta {
     /// Record an on-demand backup of an instance (backup id, instance id, label; issue 13
     /// item 3). The observed tenant does not show backups: only the file keeps them.
     PutBackup(String, String, String),
+    /// Record who changed an object and when (issue 14 item 2): kind, id (an address for
+    /// [`Stamped::Tenant`]), the change. Deleting an object drops its record.
+    Stamp(Stamped, String, LastChange),
+}
+
+/// What a [`Delta::Stamp`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Stamped {
+    User,
+    Group,
+    Instance,
+    /// A tenant-wide entry, by address (`licenses.PLAN`, `storage`, `slots`).
+    Tenant,
+}
+
+impl Stamped {
+    /// The `kind` column of the `changes` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stamped::User => "user",
+            Stamped::Group => "group",
+            Stamped::Instance => "instance",
+            Stamped::Tenant => "tenant",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stamped> {
+        Some(match s {
+            "user" => Stamped::User,
+            "group" => Stamped::Group,
+            "instance" => Stamped::Instance,
+            "tenant" => Stamped::Tenant,
+            _ => return None,
+        })
+    }
+}
+
+/// The [`Delta::Stamp`]s of a write (issue 14 item 2): `who` on every object `deltas`
+/// change, `before` being the tenant they apply to. A user's put or roles, a group's put or
+/// members, an instance's put; the groups a deleted user leaves; the tenant-wide entries
+/// (licences per plan, storage, slots) a new tenant-level row changes. One stamp per object.
+pub(crate) fn stamps(before: &Tenant, deltas: &[Delta], who: &LastChange) -> Vec<Delta> {
+    let mut touched: BTreeSet<(Stamped, String)> = BTreeSet::new();
+    for d in deltas {
+        match d {
+            Delta::Meta(m) => {
+                let plans: BTreeSet<&LicensePlan> =
+                    before.licenses.keys().chain(m.licenses.keys()).collect();
+                for p in plans {
+                    if before.licenses.get(p) != m.licenses.get(p) {
+                        touched.insert((Stamped::Tenant, format!("licenses.{}", p.as_str())));
+                    }
+                }
+                if before.storage.additional_gb != m.storage.additional_gb {
+                    touched.insert((Stamped::Tenant, "storage".into()));
+                }
+                if before.slots != m.slots {
+                    touched.insert((Stamped::Tenant, "slots".into()));
+                }
+            }
+            Delta::PutUser(u) => {
+                touched.insert((Stamped::User, u.id.clone()));
+            }
+            Delta::SetRoles(u, _, _) => {
+                touched.insert((Stamped::User, u.clone()));
+            }
+            Delta::DelUser(id) => {
+                for g in before.groups.values().filter(|g| g.members.contains(id)) {
+                    touched.insert((Stamped::Group, g.id.clone()));
+                }
+            }
+            Delta::PutGroup(g) => {
+                touched.insert((Stamped::Group, g.id.clone()));
+            }
+            Delta::AddMember(g, _) | Delta::DelMember(g, _) => {
+                touched.insert((Stamped::Group, g.clone()));
+            }
+            Delta::PutInstance(i) => {
+                touched.insert((Stamped::Instance, i.id.clone()));
+            }
+            Delta::DelGroup(_)
+            | Delta::DelInstance(_)
+            | Delta::PutBackup(..)
+            | Delta::Stamp(..) => {}
+        }
+    }
+    // An object deleted later in the same write keeps no record.
+    let gone = |kind: Stamped, id: &str| {
+        deltas.iter().any(|d| match (kind, d) {
+            (Stamped::User, Delta::DelUser(x)) => x == id,
+            (Stamped::Group, Delta::DelGroup(x)) => x == id,
+            (Stamped::Instance, Delta::DelInstance(x)) => x == id,
+            _ => false,
+        })
+    };
+    touched
+        .into_iter()
+        .filter(|(k, id)| !gone(*k, id))
+        .map(|(k, id)| Delta::Stamp(k, id, who.clone()))
+        .collect()
 }
 
 /// Lookups the rules need in O(1) instead of a scan of every user (a 100,000-user apply
@@ -147,12 +247,14 @@ pub(crate) fn apply_to_cache(
                 for g in t.groups.values_mut() {
                     g.members.remove(id);
                 }
+                t.changed.users.remove(id);
             }
             Delta::PutGroup(g) => {
                 t.groups.insert(g.id.clone(), (**g).clone());
             }
             Delta::DelGroup(id) => {
                 t.groups.remove(id);
+                t.changed.groups.remove(id);
             }
             Delta::AddMember(g, u) => {
                 if let Some(g) = t.groups.get_mut(g) {
@@ -181,8 +283,18 @@ pub(crate) fn apply_to_cache(
                 for u in t.users.values_mut() {
                     u.roles.remove(id);
                 }
+                t.changed.instances.remove(id);
             }
             Delta::PutBackup(..) => {}
+            Delta::Stamp(kind, id, who) => {
+                let map = match kind {
+                    Stamped::User => &mut t.changed.users,
+                    Stamped::Group => &mut t.changed.groups,
+                    Stamped::Instance => &mut t.changed.instances,
+                    Stamped::Tenant => &mut t.changed.tenant,
+                };
+                map.insert(id.clone(), who.clone());
+            }
         }
     }
 }

@@ -122,7 +122,11 @@ impl Core {
     ) -> Result<T, ProviderError> {
         let mut guard = self.lock()?;
         let (tx, cache) = self.begin_write(&mut guard)?;
-        let (deltas, out) = f(&tx, cache)?;
+        let (mut deltas, out) = f(&tx, cache)?;
+        if !deltas.is_empty() {
+            let stamps = delta::stamps(&cache.tenant, &deltas, &self.who());
+            deltas.extend(stamps);
+        }
         delta::apply_to_cache(
             &mut cache.tenant,
             &mut cache.index,

@@ -20,6 +20,15 @@
 //!   when it changed (a cheap check otherwise); admin edits (`local set/import/edit`) work
 //!   on the current content inside their transaction too.
 //!
+//! # Who changed what (issue 14 item 2)
+//!
+//! Every write records, per object it changes (a user, a group, an instance, and the
+//! tenant-wide `licenses.PLAN`, `storage`, `slots`), who made it and when, in the
+//! `changes` table; `observe` returns them as [`Tenant::changed`], which the drift of a
+//! plan shows. The actor is `crmctl apply (USER)` by default and `crmctl local (USER)` (or
+//! `--by`) for the admin edits ([`LocalProvider::set_actor`]); the time is RFC 3339 UTC
+//! (`CRMCTL_LOCAL_NOW` fixes it, for tests). A deleted object's record goes with it.
+//!
 //! # Durability
 //!
 //! WAL journal, `synchronous=NORMAL`, one transaction per op: a crash (`kill -9`) at any
@@ -115,7 +124,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::domain::op::Op;
-use crate::observed::Tenant;
+use crate::observed::{LastChange, Tenant};
 use crate::provider::{
     BoxFuture, Executed, OperationHandle, Outcome, Polled, Provider, ProviderError, RequestFamily,
     Scope,
@@ -138,6 +147,8 @@ struct Core {
     group: Mutex<Group>,
     group_done: Condvar,
     transactions: AtomicU64,
+    /// Who the writes are recorded as (issue 14 item 2; [`LocalProvider::set_actor`]).
+    actor: Mutex<String>,
 }
 
 /// What the tenant file held when it was opened. A missing tenant is not an empty one
@@ -289,6 +300,7 @@ impl LocalProvider {
                 group: Mutex::new(Group::default()),
                 group_done: Condvar::new(),
                 transactions: AtomicU64::new(0),
+                actor: Mutex::new(default_actor("crmctl apply")),
             }),
         })
     }
@@ -312,6 +324,12 @@ impl LocalProvider {
     /// Whether the file exists (a tenant that was never changed has none).
     pub fn exists(&self) -> bool {
         self.core.lock().map(|i| i.conn.is_some()).unwrap_or(false)
+    }
+
+    /// Record the writes of this provider from now on as made by `actor` (issue 14 item 2):
+    /// e.g. `crmctl local (ana)` for the admin edits. Default: `crmctl apply (USER)`.
+    pub fn set_actor(&self, actor: impl Into<String>) {
+        *self.core.actor.lock().unwrap_or_else(|p| p.into_inner()) = actor.into();
     }
 
     /// Give a tenant without a domain (a fresh one) its domain, e.g. the desired file's
@@ -434,6 +452,8 @@ impl Core {
         if deltas.is_empty() {
             return Ok(());
         }
+        let stamps = delta::stamps(&cache.tenant, &deltas, &self.who());
+        deltas.extend(stamps);
         let result = (|| {
             store::write(&tx, &self.path, &deltas)?;
             tx.commit().map_err(store::db_err(&self.path))
@@ -498,6 +518,14 @@ impl Core {
         Ok(())
     }
 
+    /// The record of a write made now by this provider's actor.
+    fn who(&self) -> LastChange {
+        LastChange {
+            by: Some(self.actor.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            at: Some(now_rfc3339()),
+        }
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, ProviderError> {
         self.inner
             .lock()
@@ -531,13 +559,18 @@ impl Core {
         cache: &mut Cache,
         batch: &[Queued],
         count: bool,
+        who: &LastChange,
     ) -> (Results, Vec<Delta>, Vec<u64>) {
         let mut results = Vec::with_capacity(batch.len());
         let mut deltas = Vec::new();
         let mut calls = Vec::new();
         for q in batch {
             match rules::effect(&cache.tenant, &cache.index, cache.counters, &q.op) {
-                Ok(effect) => {
+                Ok(mut effect) => {
+                    if !effect.deltas.is_empty() {
+                        let stamps = delta::stamps(&cache.tenant, &effect.deltas, who);
+                        effect.deltas.extend(stamps);
+                    }
                     delta::apply_to_cache(
                         &mut cache.tenant,
                         &mut cache.index,
@@ -584,7 +617,7 @@ impl Core {
             // No file yet: refused requests and no-ops must not create it. The fresh cache
             // is small; try the ops on a copy first.
             let mut probe = inner.cache.clone();
-            let (results, deltas, _) = Self::effects(&mut probe, &batch, false);
+            let (results, deltas, _) = Self::effects(&mut probe, &batch, false, &self.who());
             if deltas.is_empty() {
                 return results;
             }
@@ -604,7 +637,8 @@ impl Core {
             cache.synced = None;
             return fail_all(&e);
         }
-        let (mut results, deltas, calls) = Self::effects(cache, &batch, true);
+        let who = self.who();
+        let (mut results, deltas, calls) = Self::effects(cache, &batch, true, &who);
         if deltas.is_empty() {
             return results; // the transaction ends without writing
         }
@@ -665,6 +699,31 @@ impl Provider for LocalProvider {
         let id = handle.id.clone();
         Box::pin(blocking(move || core.poll_operation(&id)))
     }
+}
+
+/// `NAME (USER)`: an actor of the local tenant's writes, with the account running crmctl
+/// (`$USER`, else `$USERNAME`), or `NAME` alone when neither is set (issue 14 item 2).
+pub fn default_actor(name: &str) -> String {
+    match std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        Some(user) => format!("{name} ({})", user.trim()),
+        None => name.to_string(),
+    }
+}
+
+/// The time of a write, RFC 3339 UTC to the second. `CRMCTL_LOCAL_NOW` (test knob) fixes
+/// it, so that a test can show who changed what when in a snapshot.
+fn now_rfc3339() -> String {
+    if let Some(t) = std::env::var("CRMCTL_LOCAL_NOW")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        return t;
+    }
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 /// Run `f` on tokio's blocking pool when there is a runtime, else here. A panic in `f`

@@ -8,18 +8,29 @@
 //! - `users(id, data)`, `groups(id, data)`, `instances(id, data)`: JSON per object
 //!   (users without roles, groups without members);
 //! - `members(group_id, user_id)`: one row per membership;
-//! - `roles(user_id, instance_id, roles)`: a user's roles in one instance (JSON array).
+//! - `roles(user_id, instance_id, roles)`: a user's roles in one instance (JSON array);
+//! - `changes(kind, id, by, at)`: who last changed each object and when (issue 14 item 2;
+//!   schema version 2: a version-1 file gets the table when it is opened, empty).
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::observed::{Group, Instance, Tenant, User};
-use crate::provider::local::delta::{Counters, Delta, Meta};
+use crate::provider::local::delta::{Counters, Delta, Meta, Stamped};
 use crate::provider::ProviderError;
 
-/// Schema version stored in `meta`.
-const SCHEMA_VERSION: &str = "1";
+/// Schema version stored in `meta`. 2: the `changes` table ([`CHANGES`]).
+const SCHEMA_VERSION: &str = "2";
+
+/// Who last changed each object and when (issue 14 item 2): `kind` is `user`, `group`,
+/// `instance` (by id) or `tenant` (by address). Added in schema version 2; created on open
+/// in a file made before it.
+const CHANGES: &str = "
+CREATE TABLE IF NOT EXISTS changes (
+    kind TEXT NOT NULL, id TEXT NOT NULL, by TEXT, at TEXT, PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,6 +46,9 @@ CREATE TABLE IF NOT EXISTS roles (
     PRIMARY KEY (user_id, instance_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS roles_by_instance ON roles(instance_id);
+CREATE TABLE IF NOT EXISTS changes (
+    kind TEXT NOT NULL, id TEXT NOT NULL, by TEXT, at TEXT, PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
 ";
 
 pub(crate) fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> ProviderError + '_ {
@@ -70,7 +84,7 @@ pub(crate) fn connect(path: &Path, create: bool) -> Result<Connection, ProviderE
     // is locked" before SQLite's busy handler is consulted; such a setup is retried (within
     // the same 10 s as the busy timeout).
     retry_busy(|| {
-        let new = refuse_foreign(&conn, path)?;
+        let (new, migrate) = refuse_foreign(&conn, path)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(&err)?;
@@ -92,6 +106,16 @@ pub(crate) fn connect(path: &Path, create: bool) -> Result<Connection, ProviderE
                     let _ = conn.execute_batch("ROLLBACK;");
                     err(e)
                 })?;
+        } else if migrate {
+            // Schema 1 -> 2: the `changes` table, empty (nothing known of earlier writes),
+            // and the version, in one transaction.
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE;{CHANGES}INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');COMMIT;"
+            ))
+            .map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK;");
+                err(e)
+            })?;
         }
         Ok(())
     })?;
@@ -103,9 +127,10 @@ const TABLES: [&str; 6] = ["meta", "users", "groups", "instances", "members", "r
 
 /// Refuse a database that holds tables but not a tenant's (another program's file named
 /// by a mistyped `--backend`), before anything is written to it: no table is created, the
-/// journal mode is not changed (issue 9 item 4). `true`: a database without tables (new),
-/// whose tables are to be created.
-fn refuse_foreign(conn: &Connection, path: &Path) -> Result<bool, ProviderError> {
+/// journal mode is not changed (issue 9 item 4). `(true, _)`: a database without tables
+/// (new), whose tables are to be created; `(false, true)`: a tenant of schema version 1,
+/// without the `changes` table.
+fn refuse_foreign(conn: &Connection, path: &Path) -> Result<(bool, bool), ProviderError> {
     let mut st = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .map_err(db_err(path))?;
@@ -115,10 +140,10 @@ fn refuse_foreign(conn: &Connection, path: &Path) -> Result<bool, ProviderError>
         .collect::<Result<_, _>>()
         .map_err(db_err(path))?;
     if tables.is_empty() {
-        return Ok(true);
+        return Ok((true, false));
     }
     if TABLES.iter().all(|t| tables.iter().any(|n| n == t)) {
-        return Ok(false);
+        return Ok((false, !tables.iter().any(|n| n == "changes")));
     }
     let shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
     Err(ProviderError::Backend(format!(
@@ -224,6 +249,28 @@ pub(crate) fn load(
             }
         }
     }
+    {
+        let mut st = conn
+            .prepare("SELECT kind, id, by, at FROM changes")
+            .map_err(&err)?;
+        let mut rows = st.query([]).map_err(&err)?;
+        while let Some(r) = rows.next().map_err(&err)? {
+            let kind: String = r.get(0).map_err(&err)?;
+            let id: String = r.get(1).map_err(&err)?;
+            let who = crate::observed::LastChange {
+                by: r.get(2).map_err(&err)?,
+                at: r.get(3).map_err(&err)?,
+            };
+            let map = match Stamped::parse(&kind) {
+                Some(Stamped::User) => &mut t.changed.users,
+                Some(Stamped::Group) => &mut t.changed.groups,
+                Some(Stamped::Instance) => &mut t.changed.instances,
+                Some(Stamped::Tenant) => &mut t.changed.tenant,
+                None => continue,
+            };
+            map.insert(id, who);
+        }
+    }
     Ok(Some((t, meta.counters)))
 }
 
@@ -288,6 +335,7 @@ pub(crate) fn write(
                     "DELETE FROM users WHERE id = ?1",
                     "DELETE FROM members WHERE user_id = ?1",
                     "DELETE FROM roles WHERE user_id = ?1",
+                    "DELETE FROM changes WHERE kind = 'user' AND id = ?1",
                 ] {
                     tx.prepare_cached(sql)
                         .map_err(&err)?
@@ -307,6 +355,7 @@ pub(crate) fn write(
                 for sql in [
                     "DELETE FROM groups WHERE id = ?1",
                     "DELETE FROM members WHERE group_id = ?1",
+                    "DELETE FROM changes WHERE kind = 'group' AND id = ?1",
                 ] {
                     tx.prepare_cached(sql)
                         .map_err(&err)?
@@ -357,10 +406,19 @@ pub(crate) fn write(
                     .execute(params![format!("backup:{id}"), value.to_string()])
                     .map_err(&err)?;
             }
+            Delta::Stamp(kind, id, who) => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO changes(kind, id, by, at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(&err)?
+                .execute(params![kind.as_str(), id, who.by, who.at])
+                .map_err(&err)?;
+            }
             Delta::DelInstance(id) => {
                 for sql in [
                     "DELETE FROM instances WHERE id = ?1",
                     "DELETE FROM roles WHERE instance_id = ?1",
+                    "DELETE FROM changes WHERE kind = 'instance' AND id = ?1",
                 ] {
                     tx.prepare_cached(sql)
                         .map_err(&err)?

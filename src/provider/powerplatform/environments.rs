@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 
 use crate::domain::kinds::{CopyKind, InstanceType, Region};
 use crate::domain::op::{ObjRef, Op};
-use crate::observed::{AdminModeState, Instance, InstanceStatus};
+use crate::observed::{AdminModeState, Instance, InstanceStatus, LastChange};
 use crate::provider::http::{Http, Request, Response, Service};
 use crate::provider::powerplatform::backup::error_class;
 use crate::provider::{Executed, OperationHandle, Outcome, Polled, ProviderError};
@@ -182,9 +182,39 @@ pub fn instance_of(env: &Value) -> Option<Instance> {
     })
 }
 
-/// Every environment with a Dataverse database, following `nextLink`. Also returns each
-/// environment's `instanceUrl` (the Dataverse base), by environment id.
-pub async fn list(http: &dyn Http) -> Result<Vec<(Instance, Option<String>)>, ProviderError> {
+/// Who last changed an environment and when (issue 14 item 2): `properties.lastModifiedTime`
+/// and `properties.lastModifiedBy` (its `userPrincipalName`, else `displayName`, else `id`),
+/// as the admin API returns them in the list and get of environments (recorded in
+/// terraform-provider-power-platform, internal/services/environment/tests/resource/
+/// Validate_Create_Environment_And_Dataverse/get_lifecycle_new_dataverse.json; the
+/// `Validate_Read` recordings have `lastModifiedTime` without `lastModifiedBy`, so either
+/// may be missing). `None` when neither is there.
+pub fn last_change_of(env: &Value) -> Option<LastChange> {
+    let p = env.get("properties")?;
+    let at = str_at(p, &["lastModifiedTime"])
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    let by = ["userPrincipalName", "displayName", "id"]
+        .iter()
+        .find_map(|k| str_at(p, &["lastModifiedBy", k]).filter(|v| !v.trim().is_empty()))
+        .map(str::to_string);
+    (at.is_some() || by.is_some()).then_some(LastChange { by, at })
+}
+
+/// One environment of [`list`].
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The observed instance.
+    pub instance: Instance,
+    /// Its `instanceUrl` (the Dataverse base), when given.
+    pub base: Option<String>,
+    /// Who last changed it and when ([`last_change_of`]).
+    pub changed: Option<LastChange>,
+}
+
+/// Every environment with a Dataverse database, following `nextLink`, with its
+/// `instanceUrl` (the Dataverse base) and its last change, read from the same pages.
+pub async fn list(http: &dyn Http) -> Result<Vec<Listed>, ProviderError> {
     let mut url = format!("{RP}/scopes/admin/environments?api-version={API_VERSION}");
     let mut out = vec![];
     loop {
@@ -199,13 +229,17 @@ pub async fn list(http: &dyn Http) -> Result<Vec<(Instance, Option<String>)>, Pr
             .into_iter()
             .flatten()
         {
-            if let Some(i) = instance_of(env) {
+            if let Some(instance) = instance_of(env) {
                 let base = str_at(
                     env,
                     &["properties", "linkedEnvironmentMetadata", "instanceUrl"],
                 )
                 .map(|u| u.trim_end_matches('/').to_string());
-                out.push((i, base));
+                out.push(Listed {
+                    instance,
+                    base,
+                    changed: last_change_of(env),
+                });
             }
         }
         match page.get("nextLink").and_then(Value::as_str) {
@@ -722,5 +756,26 @@ mod tests {
             .unwrap()
             .remove("linkedEnvironmentMetadata");
         assert!(instance_of(&no_db).is_none(), "no Dataverse, no instance");
+    }
+
+    // Issue 14 item 2: `lastModifiedBy` / `lastModifiedTime` in the recorded shape (the
+    // principal name first, then the display name, then the id); either may be missing.
+    #[test]
+    fn an_environment_says_who_changed_it_last() {
+        let env = json!({"name": "e1", "properties": {
+            "lastModifiedTime": "2024-04-11T19:54:00.9475745Z",
+            "lastModifiedBy": {"id": "f99f", "displayName": "admin", "email": "user@contoso.com",
+                "type": "User", "tenantId": "123", "userPrincipalName": "user@contoso.com"}
+        }});
+        let c = last_change_of(&env).unwrap();
+        assert_eq!(c.by.as_deref(), Some("user@contoso.com"));
+        assert_eq!(c.at.as_deref(), Some("2024-04-11T19:54:00.9475745Z"));
+        let by_name =
+            json!({"properties": {"lastModifiedBy": {"id": "f99f", "displayName": "admin"}}});
+        let c = last_change_of(&by_name).unwrap();
+        assert_eq!((c.by.as_deref(), c.at), (Some("admin"), None));
+        let time_only = json!({"properties": {"lastModifiedTime": "2023-09-27T07:08:34Z"}});
+        assert_eq!(last_change_of(&time_only).unwrap().by, None);
+        assert_eq!(last_change_of(&json!({"properties": {}})), None);
     }
 }
