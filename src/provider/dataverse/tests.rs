@@ -98,10 +98,12 @@ fn instance_script() -> Script {
                 200,
                 json!({"value": [
                     {"systemuserid": "s1", "azureactivedirectoryobjectid": ALICE, "domainname": "alice@contoso.com", "accessmode": 0,
+                     "modifiedon": "2024-03-15T16:21:58Z", "_modifiedby_value": "S3",
                      "systemuserroles_association": [
                         {"roleid": "r1", "name": "Salesperson", "_businessunitid_value": ROOT},
                         {"roleid": "r9", "name": "Salesperson", "_businessunitid_value": "child-bu"}]},
                     {"systemuserid": "s2", "azureactivedirectoryobjectid": "app-sp-1", "accessmode": 4, "applicationid": "app-1",
+                     "_modifiedby_value": "s9", "_modifiedby_value@OData.Community.Display.V1.FormattedValue": "Ana Admin",
                      "systemuserroles_association": []},
                     {"systemuserid": "s3", "azureactivedirectoryobjectid": null, "domainname": "SYSTEM", "accessmode": 0}
                 ]}),
@@ -175,6 +177,16 @@ fn observe_reads_users_roles_currency_and_language() {
     assert_eq!(
         found.users["app-sp-1"].mode(),
         Some(AccessMode::Application)
+    );
+    // Issue 14 item 2: the modifier by its principal name from the same listing (ids
+    // compared without case), else the formatted value; `modifiedon` as given.
+    let c = a.changed.as_ref().unwrap();
+    assert_eq!(c.by.as_deref(), Some("SYSTEM"));
+    assert_eq!(c.at.as_deref(), Some("2024-03-15T16:21:58Z"));
+    let c = found.users["app-sp-1"].changed.as_ref().unwrap();
+    assert_eq!(
+        (c.by.as_deref(), c.at.as_deref()),
+        (Some("Ana Admin"), None)
     );
     let seen = s.seen();
     assert_eq!(seen.len(), 4, "four requests for one page of users");
@@ -610,6 +622,35 @@ fn merge_puts_roles_modes_and_currency_into_the_tenant() {
     // A mode crmctl does not manage is reported.
     let r = merge(&mut t, "env-1", &found(vec![su("bob", 3, false, &[])]));
     assert_eq!(r.unmanaged_modes, vec![("bob".to_string(), 3)]);
+}
+
+// Issue 14 item 2: a user is a system user in each instance; its last change is the
+// latest `modifiedon` over them, whatever the order of the merges.
+#[test]
+fn merge_keeps_the_latest_change_of_a_user_over_its_instances() {
+    let found = |at: &str, by: &str| {
+        let mut u = su(ALICE, 0, false, &[]);
+        u.changed = Some(LastChange {
+            by: Some(by.into()),
+            at: Some(at.into()),
+        });
+        InstanceUsers {
+            base: BASE.into(),
+            root_business_unit: ROOT.into(),
+            users: BTreeMap::from([(ALICE.to_string(), u)]),
+            ..InstanceUsers::default()
+        }
+    };
+    let early = found("2026-01-01T00:00:00Z", "early@contoso.com");
+    let late = found("2026-06-01T00:00:00Z", "late@contoso.com");
+    for order in [[&early, &late], [&late, &early]] {
+        let mut t = tenant_with_instance();
+        merge(&mut t, "env-1", order[0]);
+        merge(&mut t, "env-2", order[1]);
+        let c = &t.changed.users[ALICE];
+        assert_eq!(c.by.as_deref(), Some("late@contoso.com"));
+        assert_eq!(c.at.as_deref(), Some("2026-06-01T00:00:00Z"));
+    }
 }
 
 // issue 13 item 2 (I6): the public default template takes the region's host; another

@@ -15,6 +15,12 @@
 //!   P6, the five in one `$batch` (directoryrole-list-members: "You can use both the object
 //!   ID and template ID of the directoryRole").
 //!
+//! Who last changed a user or a group (issue 14 item 2) is not read: Graph v1.0's `user`
+//! has no last-modified property, and a `group`'s `renewedDateTime` is only moved by the
+//! renew action of the expiration policy (learn.microsoft.com/graph/api/resources/group,
+//! group-renew), not by a change; `Tenant::changed` stays empty for them (the directory
+//! audit log would tell, at the price of more requests and permissions).
+//!
 //! Instance slots and storage bought are add-on SKUs of `subscribedSkus` (`skus::ADDONS`).
 //! Not read here (the next issue, Power Platform admin API and Dataverse): instances,
 //! security roles, access modes (every user is `read-write`), storage in use, versions.
