@@ -31,6 +31,19 @@
 //! - access mode: `PATCH systemusers({id}) {"accessmode": n}` with `If-Match: *`
 //!   (systemuser `accessmode`: 0 read-write, 1 administrative, 2 read, 3 support user,
 //!   4 non-interactive, 5 delegated admin).
+//!
+//! Application users (P3; `execute.rs`, [`app_user_id`]): a system user bound to an app
+//! registration by `applicationid` (the app's client id), not a directory user, holding no
+//! licence. Created in each instance with `POST systemusers {applicationid,
+//! "businessunitid@odata.bind": "/businessunits({root})", internalemailaddress, lastname}`
+//! (learn.microsoft.com/power-platform/admin/manage-application-users: one application
+//! user per app registration in an environment; the Web API create of an application user
+//! needs the business unit besides the application id, and takes the primary email and
+//! name); looked up by `applicationid` first, so that a create is never sent twice. Removal
+//! deactivates it (`PATCH {"isdisabled": true}`): the admin center deletes an application
+//! user only once it is deactivated and its records are reassigned, which crmctl leaves
+//! to a person. crmctl names an application user `app:{applicationid}` (lower case), its
+//! principal name is the system user's primary email, its name the full name.
 
 mod execute;
 pub mod wire;
@@ -56,8 +69,20 @@ use wire::{get_all, API};
 pub const PUBLIC_TEMPLATE: &str = "https://{url}.crm.dynamics.com";
 
 /// The `$select` of a system user.
-pub const USER_SELECT: &str =
-    "systemuserid,azureactivedirectoryobjectid,accessmode,applicationid,isdisabled,domainname";
+pub const USER_SELECT: &str = "systemuserid,azureactivedirectoryobjectid,accessmode,applicationid,isdisabled,domainname,internalemailaddress,fullname";
+
+/// The prefix of crmctl's id of an application user: `app:{applicationid}`.
+pub const APP_PREFIX: &str = "app:";
+
+/// crmctl's id of the application user bound to the app registration `application_id`.
+pub fn app_user_id(application_id: &str) -> String {
+    format!("{APP_PREFIX}{}", application_id.to_ascii_lowercase())
+}
+
+/// The application id an `app:` user id stands for.
+pub fn application_of(user_id: &str) -> Option<&str> {
+    user_id.strip_prefix(APP_PREFIX)
+}
 
 /// The `$expand` of a system user's roles.
 pub const ROLES_EXPAND: &str =
@@ -98,6 +123,10 @@ pub struct SystemUser {
     pub application_id: Option<String>,
     /// `isdisabled`.
     pub disabled: bool,
+    /// `internalemailaddress` (an application user's principal name in crmctl's terms).
+    pub email: String,
+    /// `fullname`.
+    pub name: String,
     /// Its roles in the root business unit: name -> role id.
     pub roles: BTreeMap<String, String>,
 }
@@ -139,8 +168,10 @@ pub struct InstanceUsers {
     pub currency: Option<String>,
     /// The organisation's base language (LCID).
     pub language: Option<u32>,
-    /// System users with a directory object id, by that id.
+    /// System users with a directory object id, by that id (application users apart).
     pub users: BTreeMap<String, SystemUser>,
+    /// Enabled application users (P3), by application id in lower case.
+    pub apps: BTreeMap<String, SystemUser>,
 }
 
 /// What [`merge`] could not place.
@@ -168,6 +199,32 @@ pub fn merge(tenant: &mut Tenant, instance_id: &str, found: &InstanceUsers) -> M
         }
         if let Some(l) = found.language {
             inst.language = l;
+        }
+    }
+    // P3: application users are no directory users: they come from the instances.
+    for (app, su) in &found.apps {
+        let user = tenant
+            .users
+            .entry(app_user_id(app))
+            .or_insert_with(|| crate::observed::User {
+                id: app_user_id(app),
+                upn: if su.email.is_empty() {
+                    su.domain_name.clone()
+                } else {
+                    su.email.clone()
+                },
+                name: su.name.clone(),
+                license: None,
+                access_mode: AccessMode::Application,
+                roles: BTreeMap::new(),
+                admin_roles: Default::default(),
+                usage_location: None,
+                synced: false,
+                application_id: Some(app.clone()),
+            });
+        if !su.roles.is_empty() {
+            user.roles
+                .insert(instance_id.to_string(), su.roles.keys().cloned().collect());
         }
     }
     for (oid, su) in &found.users {
@@ -223,6 +280,10 @@ struct RawUser {
     applicationid: Option<String>,
     #[serde(default)]
     isdisabled: Option<bool>,
+    #[serde(default)]
+    internalemailaddress: Option<String>,
+    #[serde(default)]
+    fullname: Option<String>,
     #[serde(default)]
     systemuserroles_association: Vec<RawRole>,
     #[serde(default, rename = "systemuserroles_association@odata.nextLink")]
@@ -300,10 +361,20 @@ impl DataverseClient {
         )
         .await?;
         let mut users = BTreeMap::new();
+        let mut apps = BTreeMap::new();
         for row in rows {
             let su = self.system_user(base, &root, row).await?;
-            if let Some(su) = su {
-                users.insert(su.object_id.clone(), su);
+            match su {
+                // P3: a deactivated application user is a removed one.
+                Some(su) if su.application_id.is_some() && su.disabled => {}
+                Some(su) if su.application_id.is_some() => {
+                    let app = su.application_id.clone().unwrap_or_default();
+                    apps.insert(app.to_ascii_lowercase(), su);
+                }
+                Some(su) => {
+                    users.insert(su.object_id.clone(), su);
+                }
+                None => {}
             }
         }
         Ok(InstanceUsers {
@@ -312,11 +383,12 @@ impl DataverseClient {
             currency,
             language,
             users,
+            apps,
         })
     }
 
     /// One row of `systemusers` (with its expanded roles); `None` for the instance's own
-    /// accounts (no directory object id).
+    /// accounts (neither a directory object id nor an application id).
     async fn system_user(
         &self,
         base: &str,
@@ -326,9 +398,14 @@ impl DataverseClient {
         let raw: RawUser = serde_json::from_value(row).map_err(|e| {
             ProviderError::Backend(format!("a system user crmctl cannot read: {e}"))
         })?;
-        let Some(oid) = raw.azureactivedirectoryobjectid.filter(|o| !o.is_empty()) else {
+        let application_id = raw.applicationid.filter(|a| !a.is_empty());
+        let oid = raw
+            .azureactivedirectoryobjectid
+            .filter(|o| !o.is_empty())
+            .unwrap_or_default();
+        if oid.is_empty() && application_id.is_none() {
             return Ok(None);
-        };
+        }
         let mut roles = raw.systemuserroles_association;
         if let Some(next) = raw.roles_next {
             // A large expansion comes in pages of its own.
@@ -343,8 +420,10 @@ impl DataverseClient {
             object_id: oid,
             domain_name: raw.domainname.unwrap_or_default(),
             access_mode: raw.accessmode.unwrap_or(0),
-            application_id: raw.applicationid.filter(|a| !a.is_empty()),
+            application_id,
             disabled: raw.isdisabled.unwrap_or(false),
+            email: raw.internalemailaddress.unwrap_or_default(),
+            name: raw.fullname.unwrap_or_default(),
             roles: root_roles(roles, root)
                 .map(|r| (r.name, r.roleid))
                 .collect(),
