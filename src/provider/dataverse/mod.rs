@@ -37,9 +37,12 @@
 //! licence. Created in each instance with `POST systemusers {applicationid,
 //! "businessunitid@odata.bind": "/businessunits({root})", internalemailaddress, lastname}`
 //! (learn.microsoft.com/power-platform/admin/manage-application-users: one application
-//! user per app registration in an environment; the Web API create of an application user
-//! needs the business unit besides the application id, and takes the primary email and
-//! name); looked up by `applicationid` first, so that a create is never sent twice. Removal
+//! user per app registration in an environment, and deletion only of a deactivated one; the
+//! Web API create needs the business unit besides the application id and takes the primary
+//! email and the name: inogic's "Programmatically Creating or Updating Application User in
+//! Dynamics 365", inogic10.rssing.com/chan-6516215/article1743.html; systemuser `isdisabled`:
+//! learn.microsoft.com/power-apps/developer/data-platform/reference/entities/systemuser);
+//! looked up by `applicationid` first, so that a create is never sent twice. Removal
 //! deactivates it (`PATCH {"isdisabled": true}`): the admin center deletes an application
 //! user only once it is deactivated and its records are reassigned, which crmctl leaves
 //! to a person. crmctl names an application user `app:{applicationid}` (lower case), its
