@@ -139,12 +139,15 @@ pub struct Unreadable {
     /// Extra update notification recipients (I13).
     #[serde(default)]
     pub notification_recipients: bool,
+    /// The administration-mode sign-in message (I10): the admin API has no field for it.
+    #[serde(default)]
+    pub admin_mode_message: bool,
 }
 
 impl Unreadable {
     /// Nothing unreadable (the local tenant).
     pub fn is_none(&self) -> bool {
-        !self.updates && !self.notification_recipients
+        !self.updates && !self.notification_recipients && !self.admin_mode_message
     }
 }
 
@@ -218,6 +221,11 @@ pub struct User {
     /// principal name and existence are managed there, not in the cloud (P1).
     #[serde(default)]
     pub synced: bool,
+    /// An application user's app registration (client) id (P3), when known: a Microsoft
+    /// tenant's system user has it (`applicationid`); the local tenant keeps what the file
+    /// gave at creation. `None` for directory users.
+    #[serde(default)]
+    pub application_id: Option<String>,
 }
 
 /// Lifecycle status of an instance (I4).

@@ -177,6 +177,7 @@ pub fn generate(p: &SynthParams) -> Desired {
                 roles: Some(roles),
                 admin_roles: None,
                 usage_location: None,
+                application_id: None,
             },
         );
     }
@@ -309,6 +310,7 @@ pub fn applied(d: &Desired) -> (Tenant, State) {
                 admin_roles: u.admin_roles.iter().flatten().copied().collect(),
                 usage_location: u.usage_location.clone(),
                 synced: false,
+                application_id: None,
             },
         );
         record(&mut s, format!("users.{upn}"), ObjKind::User, &id);

@@ -186,6 +186,14 @@ pub struct User {
     /// Access mode (P3). Omit to leave as is (`read-write` for a new user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_mode: Option<AccessMode>,
+    /// Only with `access_mode: application` (P3): the application (client) id of the app
+    /// registration the application user signs in as, a GUID such as
+    /// `8f3c2a1e-5b7d-4c9a-a2e1-3d4f5a6b7c8d`. On a Microsoft tenant an application user is
+    /// the instance's system user bound to that app registration, so the `microsoft` backend
+    /// needs it to create one; the local tenant keeps it when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::domain::syntax::GUID_PATTERN))]
+    pub application_id: Option<String>,
     /// Usage location: the country where the user uses the services, as an ISO 3166-1
     /// alpha-2 code such as `US`, `DE`, `GB` (Graph `usageLocation`; a licence needs one).
     /// Omit to leave as is (a new user gets the tenant's country).

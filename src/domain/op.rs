@@ -288,6 +288,10 @@ pub enum Op {
         /// the tenant's country).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage_location: Option<String>,
+        /// An application user's app registration (client) id (P3): what a Microsoft
+        /// tenant binds its system user to; `None` for directory users.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        application_id: Option<String>,
     },
     /// Change a user's profile or tenant admin roles (None = unchanged). `upn` changes how
     /// the user principal name is spelled (its case: the file's key; P1 compares UPNs

@@ -178,15 +178,8 @@ pub fn builtin_plan_of_part_number(part_number: &str) -> Option<LicensePlan> {
         .map(|(p, _, _)| *p)
 }
 
-/// Whether `s` is a GUID: 8-4-4-4-12 hexadecimal digits.
-pub fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+/// Whether `s` is a GUID: 8-4-4-4-12 hexadecimal digits (the one matcher, in `syntax`).
+pub use crate::domain::syntax::is_guid;
 
 /// What the JSON Schema accepts for a SKU in the desired file: a GUID or a part number
 /// (validation then tells a mistyped GUID from a part number: [`is_guid`],

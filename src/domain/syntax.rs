@@ -25,6 +25,21 @@ pub const VERSION_PATTERN: &str = r"^[0-9]+\.[0-9]+\.[0-9]+(?:\.[0-9]+)?$";
 pub const DATE_TIME_UTC_PATTERN: &str =
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?Z$";
 
+/// A GUID (the client id of an app registration, P3 application users; a SKU id): 8-4-4-4-12
+/// hexadecimal digits, either case.
+pub const GUID_PATTERN: &str =
+    r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$";
+
+/// [`GUID_PATTERN`]: 8-4-4-4-12 hexadecimal digits.
+pub fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Whether `s` is a DNS label of lower-case letters, digits and inner hyphens (1-63 chars).
 fn is_dns_label(s: &str, lower_only: bool) -> bool {
     let b = s.as_bytes();

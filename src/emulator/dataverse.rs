@@ -9,9 +9,19 @@
 //! Backed by the emulator's provider: every write is an op (`SetAccessMode`,
 //! `AssignRoles`, `RemoveRoles`), its refusals answered as Dataverse answers a plug-in's
 //! (400, `0x80040265`, the rule id in the message). Every user of the tenant is a system
-//! user of every instance (object id = the tenant's user id; application users have an
-//! `applicationid`), except users created less than the replication lag ago: the
-//! instance has not synchronised them yet. The local tenant has no table of roles, so the
+//! user of every instance (object id = the tenant's user id), except users created less
+//! than the replication lag ago: the instance has not synchronised them yet.
+//!
+//! Application users (P3): the tenant's users with access mode `application`, with their
+//! `applicationid` (the one they were created with, else one derived from their id), their
+//! primary email (`internalemailaddress`) the principal name, and an object id of their
+//! own (the app's service principal: no directory user). `POST systemusers
+//! {applicationid, "businessunitid@odata.bind", internalemailaddress, lastname}` is the op
+//! `CreateUser` (one application user per app registration: a second answers duplicate
+//! key), answered 204 with `OData-EntityId`; `PATCH {"isdisabled": true}` deactivates one,
+//! which the tenant (no deactivated users) records as `DeleteUser`; `PATCH {lastname,
+//! internalemailaddress}` is `UpdateUser`. Deactivated users are never listed, so
+//! `isdisabled` is always false. The local tenant has no table of roles, so the
 //! emulator's catalogue of roles is open: a standard set, the names users hold, and any
 //! name a `$filter` asks for. Ids are GUIDs derived from the instance and the key.
 //!
@@ -181,11 +191,15 @@ impl Org<'_> {
             AccessMode::Administrative => 1,
             AccessMode::NonInteractive => 4,
         };
-        let app = (u.access_mode == AccessMode::Application).then(|| {
-            self.shared
+        let app = application_id(self.shared, u);
+        // An application user's directory object is its app's service principal.
+        let oid = match app {
+            Some(_) => self
+                .shared
                 .dataverse
-                .issue("applications", Named::User(u.id.clone()))
-        });
+                .issue("serviceprincipals", Named::User(u.id.clone())),
+            None => u.id.clone(),
+        };
         let roles: Vec<Value> = u
             .roles
             .get(&self.inst.id)
@@ -195,8 +209,9 @@ impl Org<'_> {
             .collect();
         let mut row = json!({
             "systemuserid": self.user_id(u),
-            "azureactivedirectoryobjectid": u.id,
+            "azureactivedirectoryobjectid": oid,
             "domainname": u.upn,
+            "internalemailaddress": u.upn,
             "fullname": u.name,
             "accessmode": mode,
             "applicationid": app,
@@ -246,6 +261,21 @@ impl Org<'_> {
             _ => Err(missing()),
         }
     }
+}
+
+/// The `applicationid` of an application user (P3): the one it was created with, else one
+/// derived from its id; `None` for directory users.
+fn application_id(shared: &Shared, u: &User) -> Option<String> {
+    (u.access_mode == AccessMode::Application).then(|| {
+        u.application_id
+            .as_ref()
+            .map(|a| a.to_ascii_lowercase())
+            .unwrap_or_else(|| {
+                shared
+                    .dataverse
+                    .issue("applications", Named::User(u.id.clone()))
+            })
+    })
 }
 
 /// Serve one request under [`PREFIX`]: token, faults, route, dropped answers.
@@ -430,7 +460,8 @@ pub(super) async fn serve(
                 .collect::<Vec<Value>>();
             list(rows.len(), &|i| rows[i].clone(), "roles")
         }
-        ("PATCH", "systemusers", Some(id), None) => set_access_mode(&org, id, body).await,
+        ("POST", "systemusers", None, None) => create_application_user(&org, body).await,
+        ("PATCH", "systemusers", Some(id), None) => patch_user(&org, id, body).await,
         ("POST", "systemusers", Some(id), Some("systemuserroles_association/$ref")) => {
             let target = body
                 .as_ref()
@@ -620,11 +651,118 @@ fn select(row: Value, sel: Option<&str>, expand: Option<&str>) -> Value {
     Value::Object(out)
 }
 
-/// `PATCH systemusers({id}) {"accessmode": n}`: the op `SetAccessMode`.
-async fn set_access_mode(org: &Org<'_>, id: &str, body: Option<Value>) -> Reply {
+/// `POST systemusers {applicationid, "businessunitid@odata.bind", internalemailaddress,
+/// lastname, firstname?}`: an application user (P3), the op `CreateUser`.
+async fn create_application_user(org: &Org<'_>, body: Option<Value>) -> Reply {
+    let body = body.unwrap_or(Value::Null);
+    let Some(app) = body["applicationid"]
+        .as_str()
+        .filter(|a| crate::domain::syntax::is_guid(a))
+    else {
+        return Reply::Answer(bad(
+            "The emulator creates only application users: applicationid (a GUID) is required",
+        ));
+    };
+    let unit = body["businessunitid@odata.bind"]
+        .as_str()
+        .unwrap_or_default();
+    if !unit.eq_ignore_ascii_case(&format!("/businessunits({})", org.root)) {
+        return Reply::Answer(bad(&format!(
+            "businessunitid@odata.bind must name a business unit of the organization, not `{unit}`"
+        )));
+    }
+    let Some(upn) = body["internalemailaddress"]
+        .as_str()
+        .filter(|e| !e.is_empty())
+    else {
+        return Reply::Answer(bad("internalemailaddress (Primary Email) is required"));
+    };
+    let name = [&body["firstname"], &body["lastname"]]
+        .iter()
+        .filter_map(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name.is_empty() {
+        return Reply::Answer(bad("lastname is required"));
+    }
+    // One application user per app registration in an environment.
+    if org
+        .users()
+        .any(|u| application_id(org.shared, u).is_some_and(|a| a.eq_ignore_ascii_case(app)))
+    {
+        return Reply::Answer(error(400, "0x80040237", "Cannot insert duplicate key."));
+    }
+    let op = Op::CreateUser {
+        upn: upn.to_string(),
+        name,
+        access_mode: AccessMode::Application,
+        usage_location: None,
+        application_id: Some(app.to_ascii_lowercase()),
+    };
+    let shared = org.shared;
+    let result = {
+        let _w = shared.write_lock.lock().await;
+        let result = shared.provider.execute(&op).await;
+        graph::after_write(shared, &op, result.is_ok());
+        result
+    };
+    let created = match result {
+        Ok(crate::provider::Executed::Done(o)) => o.created_id.unwrap_or_default(),
+        Ok(crate::provider::Executed::Accepted(_)) => String::new(),
+        Err(e) => return Reply::Answer(from_provider(&e)),
+    };
+    if shared.draw_drop() {
+        return Reply::Drop;
+    }
+    let sid = shared.dataverse.issue(&org.inst.id, Named::User(created));
+    let mut a = Answer::empty(204);
+    a.headers.push((
+        "OData-EntityId".into(),
+        format!("{}{API}/systemusers({sid})", org.base),
+    ));
+    Reply::Answer(a)
+}
+
+/// `PATCH systemusers({id})`: `accessmode` (the op `SetAccessMode`); an application
+/// user's `isdisabled: true` (`DeleteUser`: the tenant keeps no deactivated users),
+/// `lastname` / `internalemailaddress` (`UpdateUser`).
+async fn patch_user(org: &Org<'_>, id: &str, body: Option<Value>) -> Reply {
     let u = or_answer!(org.user_by_key(id).map_err(Reply::Answer));
-    let Some(code) = body.as_ref().and_then(|b| b.get("accessmode")) else {
-        return Reply::Answer(bad("The emulator changes only accessmode of a systemuser"));
+    let body = body.unwrap_or(Value::Null);
+    if u.access_mode == AccessMode::Application {
+        if body["isdisabled"] == json!(true) {
+            return write(
+                org,
+                &Op::DeleteUser {
+                    user: graph::obj(&u.id),
+                },
+            )
+            .await;
+        }
+        if body["isdisabled"] == json!(false) {
+            return Reply::Answer(Answer::empty(204));
+        }
+        let name = body["lastname"].as_str().map(str::to_string);
+        let upn = body["internalemailaddress"].as_str().map(str::to_string);
+        if name.is_some() || upn.is_some() {
+            let op = Op::UpdateUser {
+                user: graph::obj(&u.id),
+                name,
+                admin_roles: None,
+                upn,
+                usage_location: None,
+            };
+            return write(org, &op).await;
+        }
+    }
+    set_access_mode(org, u, body).await
+}
+
+/// `PATCH systemusers({id}) {"accessmode": n}`: the op `SetAccessMode`.
+async fn set_access_mode(org: &Org<'_>, u: &User, body: Value) -> Reply {
+    let Some(code) = body.get("accessmode") else {
+        return Reply::Answer(bad("The emulator changes only accessmode, isdisabled, lastname and internalemailaddress of a systemuser"));
     };
     let mode = match code.as_i64() {
         Some(0) => AccessMode::ReadWrite,

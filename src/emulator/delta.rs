@@ -160,6 +160,7 @@ async fn serve(shared: &Shared, ctx: &Ctx, query: &str, kind: Kind) -> Answer {
         Kind::Users => t
             .users
             .values()
+            .filter(|u| super::graph::in_directory(u))
             .map(|u| (u.id.clone(), hash(&user_item(shared, u, sel))))
             .collect(),
         Kind::Groups => BTreeMap::new(),
@@ -169,6 +170,7 @@ async fn serve(shared: &Shared, ctx: &Ctx, query: &str, kind: Kind) -> Answer {
         (_, None, Kind::Users) => t
             .users
             .values()
+            .filter(|u| super::graph::in_directory(u))
             .map(|u| user_item(shared, u, sel))
             .collect(),
         (_, None, Kind::Groups) => {

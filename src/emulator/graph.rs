@@ -519,19 +519,30 @@ pub(super) fn usage_location(shared: &Shared, u: &User) -> Option<String> {
     })
 }
 
+/// Whether the tenant's user `u` is a directory user: application users (P3) are each
+/// instance's system users bound to an app registration, never listed by Graph.
+pub(super) fn in_directory(u: &crate::observed::User) -> bool {
+    u.access_mode != crate::domain::kinds::AccessMode::Application
+}
+
 async fn list_users(shared: &Shared, ctx: &Ctx, query: &str) -> Answer {
     let q = or_answer!(list_query(shared, ctx, query));
     let t = or_answer!(tenant_for_list(shared, ctx, &q).await);
     let selected = q.select.is_some();
-    page(shared, "/users", "users", &q, t.users.iter(), |u| {
-        user_json(shared, u, selected)
-    })
+    page(
+        shared,
+        "/users",
+        "users",
+        &q,
+        t.users.iter().filter(|(_, u)| in_directory(u)),
+        |u| user_json(shared, u, selected),
+    )
 }
 
 async fn get_user(shared: &Shared, ctx: &Ctx, id: &str, query: &str) -> Answer {
     let q = or_answer!(list_query(shared, ctx, query));
     let t = or_answer!(tenant(shared, ctx).await);
-    match t.users.get(id) {
+    match t.users.get(id).filter(|u| in_directory(u)) {
         Some(u) => Answer::json(
             200,
             select(
@@ -576,6 +587,7 @@ async fn create_user(shared: &Shared, ctx: &Ctx, body: &Value) -> Answer {
         name,
         access_mode: AccessMode::ReadWrite,
         usage_location: str_field(body, "usageLocation").map(str::to_string),
+        application_id: None,
     };
     let _w = shared.write_lock.lock().await;
     let id = or_answer!(created(ctx, exec(shared, ctx, &op, "").await));

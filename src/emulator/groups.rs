@@ -144,7 +144,8 @@ pub(super) async fn route(
             let members = g
                 .members
                 .iter()
-                .filter_map(|m| t.users.get(m).map(|u| (m, u)));
+                .filter_map(|m| t.users.get(m).map(|u| (m, u)))
+                .filter(|(_, u)| super::graph::in_directory(u));
             page(
                 shared,
                 &format!("/groups/{id}/members"),

@@ -227,6 +227,17 @@ pub trait Backend: Provider {
     fn expect_domain(&self, _domain: &str) -> Result<(), ProviderError> {
         Ok(())
     }
+    /// What this backend cannot carry out of `plan` (made from `desired`) although the file
+    /// is valid: errors located by YAML path, added to the plan's diagnostics so that the
+    /// plan refuses instead of apply failing halfway. Default: nothing (the local tenant
+    /// does everything the file may say).
+    fn check_plan(
+        &self,
+        _desired: &crate::desired::model::Desired,
+        _plan: &crate::plan::Plan,
+    ) -> Vec<crate::diag::Diagnostic> {
+        Vec::new()
+    }
 }
 
 impl Backend for LocalProvider {

@@ -231,6 +231,7 @@ pub fn to_desired(t: &Tenant, sel: &Selection) -> Result<Imported, OpsError> {
                 license: u.license,
                 access_mode: Some(u.access_mode),
                 usage_location: u.usage_location.clone(),
+                application_id: u.application_id.clone(),
                 ..model::User::default()
             };
             if u.synced {

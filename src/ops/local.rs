@@ -288,6 +288,7 @@ pub fn add(t: &mut Tenant, words: &[String]) -> Result<(), String> {
                     admin_roles: Default::default(),
                     usage_location: None,
                     synced: false,
+                    application_id: None,
                 },
             );
         }

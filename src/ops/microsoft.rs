@@ -8,7 +8,15 @@
 //!   `CRMCTL_DATAVERSE_URL`);
 //! - on-demand backups through the Power Platform API
 //!   ([`crate::provider::powerplatform::backup`]);
-//! - manual steps (Graph's [`Provider::manual`]) for what has no public API.
+//! - manual steps (Graph's [`Provider::manual`]) for what has no public API;
+//! - application users (P3) through each instance's Dataverse only: an application user
+//!   is a system user bound to an app registration by `applicationid`, never a directory
+//!   user (Graph neither creates, licenses nor deletes one): created in every ready
+//!   instance and in any instance where it gets roles later, renamed there, deactivated
+//!   there when removed. Its id is `app:{application id}`. The plan refuses
+//!   ([`check_plan`]) an application user to create without `application_id`, and one
+//!   listed as a security group member (its directory object is the app's service
+//!   principal, which crmctl does not manage).
 //!
 //! All of them over the one HTTP transport of `provider::http` (sign-in from the
 //! environment, the cloud's endpoints with their overrides, `CRMCTL_CA_FILE`). Observe
@@ -18,12 +26,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
+use crate::desired::model::Desired;
+use crate::diag::Diagnostic;
 use crate::domain::kinds::{AccessMode, LicensePlan};
-use crate::domain::op::{ObjKind, Op};
+use crate::domain::op::{ObjKind, ObjRef, Op};
 use crate::observed::{InstanceStatus, Tenant, Unreadable};
 use crate::ops::backend::{Backend, Presence};
 use crate::ops::OpsError;
-use crate::provider::dataverse::DataverseClient;
+use crate::plan::Plan;
+use crate::provider::dataverse::{app_user_id, application_of, DataverseClient};
 use crate::provider::graph::GraphProvider;
 use crate::provider::http::cloud::Cloud;
 use crate::provider::http::Http;
@@ -59,6 +70,10 @@ struct Seen {
     /// after the op ran (a new instance, a user not yet synchronised). Set in an instance
     /// before roles are assigned there.
     modes: BTreeMap<String, AccessMode>,
+    /// Application users (P3) by application id (lower case): principal name and name,
+    /// from the last observe and this run's creates and renames, for a create in an
+    /// instance where one gets roles later.
+    apps: BTreeMap<String, (String, String)>,
 }
 
 /// Sign in (from the environment) and open `tenant` in `cloud`, the Graph provider taking
@@ -107,12 +122,42 @@ enum Route {
     Bap,
     Backup,
     Dataverse,
+    /// An application user's create, rename or removal (P3): each instance's Dataverse.
+    App,
     /// Adopting an instance: checked against the admin API's list.
     AdoptInstance,
 }
 
+/// Whether `user` is an application user (P3): crmctl's id `app:{application id}`.
+fn is_app(user: &ObjRef) -> bool {
+    user.id.as_deref().and_then(application_of).is_some()
+}
+
 fn route(op: &Op) -> Route {
     match op {
+        Op::CreateUser {
+            access_mode: AccessMode::Application,
+            ..
+        } => Route::App,
+        Op::UpdateUser { user, .. }
+        | Op::DeleteUser { user }
+        | Op::AssignLicense { user, .. }
+        | Op::RemoveLicense { user }
+        | Op::SetAccessMode { user, .. }
+            if is_app(user) =>
+        {
+            Route::App
+        }
+        Op::AddGroupMembers { users, .. } | Op::RemoveGroupMembers { users, .. }
+            if users.iter().any(is_app) =>
+        {
+            Route::App
+        }
+        Op::Adopt {
+            kind: ObjKind::User,
+            id,
+            ..
+        } if application_of(id).is_some() => Route::App,
         Op::ConfigureInstance { .. }
         | Op::UpdateInstance { .. }
         | Op::SwitchInstance { .. }
@@ -144,6 +189,9 @@ impl MicrosoftBackend {
         t.unreadable = Unreadable {
             updates: true,
             notification_recipients: true,
+            // I10: the admin API carries administration mode and background operations,
+            // not the sign-in message (environments.rs).
+            admin_mode_message: true,
         };
         let want_instances = scope.has_kind(ObjKind::Instance);
         let want_roles = scope.has_kind(ObjKind::User);
@@ -200,6 +248,12 @@ impl MicrosoftBackend {
             }
             crate::provider::dataverse::merge(&mut t, id, users);
         }
+        for u in t.users.values() {
+            if let Some(app) = &u.application_id {
+                seen.apps
+                    .insert(app.to_ascii_lowercase(), (u.upn.clone(), u.name.clone()));
+            }
+        }
         // Without users in the scope, the roles were read for the currency only.
         if let (true, Some(only)) = (want_roles, &scope.instances) {
             for u in t.users.values_mut() {
@@ -236,6 +290,22 @@ impl MicrosoftBackend {
                     ))
                 })?;
                 let base = self.base(id).await?;
+                // P3: an application user is created in an instance before its roles there
+                // (an instance created in this run, or one it was never in); there is
+                // nothing to remove where it is not.
+                if let Some(app) = user.id.as_deref().and_then(application_of) {
+                    if matches!(op, Op::RemoveRoles { .. }) {
+                        if self.dataverse.find_app(&base, app).await?.is_none() {
+                            return Ok(Executed::Done(Outcome::default()));
+                        }
+                    } else {
+                        let (upn, name) = self.app_names(app, user);
+                        self.dataverse
+                            .ensure_app_user(&base, app, &upn, &name)
+                            .await?;
+                    }
+                    return self.dataverse.execute(op, &base).await;
+                }
                 // P3/P4: a mode this run set reaches this instance before its roles (a
                 // non-interactive user holds roles without a licence).
                 let mode = user
@@ -263,9 +333,26 @@ impl MicrosoftBackend {
                     .map(|s| s.iter().cloned().collect())
                     .unwrap_or_default();
                 let mut last = Executed::Done(Outcome::default());
-                for id in ids {
-                    let base = self.base(&id).await?;
+                for id in &ids {
+                    let base = self.base(id).await?;
                     last = self.dataverse.execute(op, &base).await?;
+                }
+                // P4: the instances created in this run (the planner orders the mode after
+                // the instances the user has roles in): set where the user is already, while
+                // it still holds its licence; elsewhere it is set before its roles.
+                for (id, base) in self.ready_bases().await? {
+                    if !ids.contains(&id)
+                        && self
+                            .dataverse
+                            .set_access_mode_if_present(&base, user, *mode)
+                            .await?
+                    {
+                        self.seen()
+                            .user_instances
+                            .entry(oid.clone())
+                            .or_default()
+                            .insert(id);
+                    }
                 }
                 Ok(last)
             }
@@ -276,8 +363,158 @@ impl MicrosoftBackend {
         }
     }
 
+    /// The principal name and name of the application user of `app` (P3): as observed or
+    /// created in this run; else the address's principal name for both.
+    fn app_names(&self, app: &str, user: &ObjRef) -> (String, String) {
+        if let Some(known) = self.seen().apps.get(&app.to_ascii_lowercase()) {
+            return known.clone();
+        }
+        let upn = user
+            .address
+            .strip_prefix("users.")
+            .unwrap_or(&user.address)
+            .to_string();
+        (upn.clone(), upn)
+    }
+
+    /// The ready instances' environment ids and Dataverse base URLs, from the admin API.
+    async fn ready_bases(&self) -> Result<Vec<(String, String)>, ProviderError> {
+        let envs = environments::list(self.http.as_ref()).await?;
+        let mut seen = self.seen();
+        let mut out = vec![];
+        for (inst, _) in &envs {
+            let b = self.dataverse.base_of(inst);
+            seen.bases.insert(inst.id.clone(), b.clone());
+            if inst.status == InstanceStatus::Ready {
+                out.push((inst.id.clone(), b));
+            }
+        }
+        Ok(out)
+    }
+
+    /// An application user's create, rename or removal in every ready instance (P3).
+    async fn execute_app(&self, op: &Op) -> Result<Executed, ProviderError> {
+        let p3 = |m: String| ProviderError::refused("P3", m);
+        match op {
+            Op::CreateUser {
+                upn,
+                name,
+                application_id,
+                ..
+            } => {
+                let Some(app) = application_id.as_deref() else {
+                    return Err(p3(format!(
+                        "{upn}: an application user is bound to an app registration; the file gives no `application_id`"
+                    )));
+                };
+                self.seen()
+                    .apps
+                    .insert(app.to_ascii_lowercase(), (upn.clone(), name.clone()));
+                let mut out = Outcome {
+                    created_id: Some(app_user_id(app)),
+                    ..Outcome::default()
+                };
+                for (id, base) in self.ready_bases().await? {
+                    let su = self
+                        .dataverse
+                        .ensure_app_user(&base, app, upn, name)
+                        .await?;
+                    out.ids.insert(format!("instance:{id}"), su.id);
+                }
+                Ok(Executed::Done(out))
+            }
+            Op::UpdateUser {
+                user,
+                name,
+                admin_roles,
+                upn,
+                usage_location,
+            } => {
+                let app = user.id.as_deref().and_then(application_of).unwrap_or("");
+                if admin_roles.as_ref().is_some_and(|r| !r.is_empty()) || usage_location.is_some()
+                {
+                    return Err(p3(format!(
+                        "{}: an application user is no directory user: it has no tenant admin roles and no usage location",
+                        user.address
+                    )));
+                }
+                let mut body = serde_json::Map::new();
+                if let Some(n) = name {
+                    body.insert("lastname".into(), serde_json::json!(n));
+                }
+                if let Some(u) = upn {
+                    body.insert("internalemailaddress".into(), serde_json::json!(u));
+                }
+                if !body.is_empty() {
+                    {
+                        let mut seen = self.seen();
+                        let entry = seen
+                            .apps
+                            .entry(app.to_ascii_lowercase())
+                            .or_default();
+                        if let Some(n) = name {
+                            entry.1 = n.clone();
+                        }
+                        if let Some(u) = upn {
+                            entry.0 = u.clone();
+                        }
+                    }
+                    for (_, base) in self.ready_bases().await? {
+                        self.dataverse
+                            .update_app_user(
+                                &base,
+                                app,
+                                serde_json::Value::Object(body.clone()),
+                                &user.address,
+                            )
+                            .await?;
+                    }
+                }
+                Ok(Executed::Done(Outcome::default()))
+            }
+            Op::Adopt { id, .. } => {
+                // Adopting an application user found by its principal name: one of the
+                // instances has it.
+                let app = application_of(id).unwrap_or("");
+                for (_, base) in self.ready_bases().await? {
+                    if self
+                        .dataverse
+                        .find_app(&base, app)
+                        .await?
+                        .is_some_and(|su| !su.disabled)
+                    {
+                        return Ok(Executed::Done(Outcome::default()));
+                    }
+                }
+                Err(ProviderError::NotFound(format!(
+                    "application user {id} (to adopt): no instance has it"
+                )))
+            }
+            Op::DeleteUser { user } => {
+                let app = user.id.as_deref().and_then(application_of).unwrap_or("");
+                for (_, base) in self.ready_bases().await? {
+                    match self
+                        .dataverse
+                        .deactivate_app_user(&base, app, &user.address)
+                        .await
+                    {
+                        // An instance being deleted has no users left to deactivate.
+                        Ok(()) | Err(ProviderError::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Executed::Done(Outcome::default()))
+            }
+            other => Err(p3(format!(
+                "{}: application users hold no licence, keep their access mode and are no security group members on a Microsoft tenant",
+                other.kind().info().name
+            ))),
+        }
+    }
+
     async fn execute_one(&self, op: &Op) -> Result<Executed, ProviderError> {
         match route(op) {
+            Route::App => self.execute_app(op).await,
             Route::Graph => self.graph.execute(op).await,
             Route::Bap => environments::execute(self.http.as_ref(), op)
                 .await?
@@ -351,14 +588,71 @@ impl Provider for MicrosoftBackend {
         self.graph.poll(handle)
     }
     fn replay_safe(&self, op: &Op) -> bool {
-        self.graph.replay_safe(op)
+        // P3: an application user's create looks it up by application id in each instance
+        // first, its removal only deactivates: both are safe to run again.
+        matches!(route(op), Route::App) || self.graph.replay_safe(op)
     }
     fn manual(&self, op: &Op) -> Option<String> {
         self.graph.manual(op)
     }
 }
 
+/// What a Microsoft tenant cannot do of a valid file (P3), as plan errors located in the
+/// file: an application user to create without the app registration's id (the system user
+/// is bound to it: POST systemusers needs `applicationid`), and an application user listed
+/// as a security group member (its directory object is the app's service principal, which
+/// crmctl does not manage; the instance's security group does not gate application users).
+pub fn check_plan(desired: &Desired, plan: &Plan) -> Vec<Diagnostic> {
+    let mut out = vec![];
+    for a in &plan.actions {
+        if let Op::CreateUser {
+            upn,
+            access_mode: AccessMode::Application,
+            application_id: None,
+            ..
+        } = &*a.op
+        {
+            out.push(
+                Diagnostic::error(
+                    a.address.clone(),
+                    format!("application user `{upn}` has no `application_id`: on a Microsoft tenant an application user is each instance's system user bound to an app registration, and crmctl needs its client id to create it"),
+                )
+                .rule("P3")
+                .hint("add `application_id: <the app registration's Application (client) ID>` to this user (Microsoft Entra admin center > App registrations > the app > Overview)"),
+            );
+        }
+    }
+    let apps: BTreeSet<String> = desired
+        .users
+        .iter()
+        .flatten()
+        .filter(|(_, u)| u.access_mode == Some(AccessMode::Application))
+        .map(|(k, _)| crate::domain::ident::fold(k).into_owned())
+        .collect();
+    if apps.is_empty() {
+        return out;
+    }
+    for (key, g) in desired.security_groups.iter().flatten() {
+        for (i, m) in g.members.iter().flatten().enumerate() {
+            if apps.contains(crate::domain::ident::fold(m).as_ref()) {
+                out.push(
+                    Diagnostic::error(
+                        format!("security_groups.{key}.members[{i}]"),
+                        format!("application user `{m}` is listed as a member of `{key}`: on a Microsoft tenant an application user is no directory user (its directory object is the app's service principal, which crmctl does not manage)"),
+                    )
+                    .rule("P3")
+                    .hint("remove it from `members`: an instance's security group does not gate application users; their roles give them access"),
+                );
+            }
+        }
+    }
+    out
+}
+
 impl Backend for MicrosoftBackend {
+    fn check_plan(&self, desired: &Desired, plan: &Plan) -> Vec<Diagnostic> {
+        check_plan(desired, plan)
+    }
     fn identity(&self) -> String {
         format!(
             "microsoft:{}@{}",

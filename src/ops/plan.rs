@@ -85,6 +85,10 @@ pub fn plan_targeted(
         &session.state,
         &targeting.replaces,
     );
+    // What the backend cannot do although the file is valid (on a Microsoft tenant: an
+    // application user without its app registration's id, P3).
+    plan.diagnostics
+        .extend(session.backend.check_plan(&loaded.desired, &plan));
     load::locate_diagnostics(&loaded.src, &mut plan.diagnostics);
     plan = if options.backups {
         crate::plan::backups::with_backups(plan, &session.state.pending)

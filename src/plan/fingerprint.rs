@@ -502,6 +502,7 @@ mod tests {
                     roles: Default::default(),
                     admin_roles: Default::default(),
                     synced: false,
+                    application_id: None,
                     usage_location: None,
                 },
             );

@@ -403,6 +403,7 @@ mod tests {
                         name: "Ana".into(),
                         access_mode: crate::domain::kinds::AccessMode::ReadWrite,
                         usage_location: None,
+                        application_id: None,
                     },
                 ),
                 act(

@@ -196,6 +196,7 @@ mod tests {
             name: upn.into(),
             access_mode: AccessMode::ReadWrite,
             usage_location: None,
+            application_id: None,
         }
     }
 

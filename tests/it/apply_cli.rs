@@ -152,6 +152,7 @@ fn refusal_tenant(dir: &Path) -> Tenant {
                 name: String::new(),
                 access_mode: AccessMode::ReadWrite,
                 usage_location: None,
+                application_id: None,
             })
             .unwrap()
             .created_id

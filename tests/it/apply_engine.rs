@@ -390,6 +390,7 @@ fn user_plan(n: usize, failing_license: Option<usize>) -> Plan {
                 name: format!("U{i}"),
                 access_mode: AccessMode::ReadWrite,
                 usage_location: None,
+                application_id: None,
             },
         ));
         let plan_kind = if Some(i) == failing_license {
@@ -611,6 +612,7 @@ fn a_key_case_change_re_keys_the_state_and_keeps_the_user() {
             roles: Default::default(),
             admin_roles: Default::default(),
             synced: false,
+            application_id: None,
             usage_location: None,
         },
     );

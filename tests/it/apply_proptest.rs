@@ -201,6 +201,7 @@ fn build(g: &TenantGen) -> Desired {
                 roles: Some(roles),
                 admin_roles: None,
                 usage_location: None,
+                application_id: None,
             },
         );
     }
@@ -684,6 +685,7 @@ fn observed(g: &ObservedGen) -> (crmctl::observed::Tenant, State) {
                     Default::default()
                 },
                 synced: false,
+                application_id: None,
                 usage_location: None,
             },
         );

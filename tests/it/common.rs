@@ -73,6 +73,7 @@ pub fn user(id: &str, license: Option<LicensePlan>, mode: AccessMode) -> User {
         roles: Default::default(),
         admin_roles: Default::default(),
         synced: false,
+        application_id: None,
         usage_location: None,
     }
 }

@@ -23,6 +23,8 @@ use crate::common::{fresh, instance, user};
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 const SECRET: &str = "dataverse-test-secret~value";
+/// The app registration of the tenant's application user `app` (P3).
+const APP_ID: &str = "0a0b0c0d-1111-2222-3333-444455556666";
 
 /// Two instances and users with roles and every access mode: `ana` (licensed, roles in
 /// both), `bo` (administrative), `app` (application user, a role), `cy` (licensed, no role),
@@ -52,6 +54,7 @@ fn tenant(extra: usize) -> Tenant {
     bo.roles
         .insert("europe".into(), ["System Administrator".to_string()].into());
     let mut app = user("app", None, AccessMode::Application);
+    app.application_id = Some(APP_ID.into());
     app.roles
         .insert("americas".into(), ["Integration".to_string()].into());
     for u in [
@@ -133,9 +136,12 @@ impl Setup {
     }
 }
 
-/// What the directory alone shows (Graph's observe): no roles, every user read-write.
+/// What the directory alone shows (Graph's observe): no roles, every user read-write, no
+/// application users (P3: they are the instances' system users, no directory users).
 fn directory_only(t: &Tenant) -> Tenant {
     let mut d = t.clone();
+    d.users
+        .retain(|_, u| u.access_mode != AccessMode::Application);
     for u in d.users.values_mut() {
         u.roles.clear();
         u.access_mode = AccessMode::ReadWrite;
@@ -158,6 +164,18 @@ fn observe_all(s: &Setup, c: &DataverseClient) -> Tenant {
             report.unknown.is_empty() && report.unmanaged_modes.is_empty(),
             "{report:?}"
         );
+    }
+    // P3: crmctl names an application user `app:{application id}`; the tenant behind the
+    // emulator has its own id for it.
+    for (id, u) in &truth.users {
+        if let Some(app) = &u.application_id {
+            let mut found = t
+                .users
+                .remove(&crmctl::provider::dataverse::app_user_id(app))
+                .unwrap_or_else(|| panic!("application user {id} observed"));
+            found.id = id.clone();
+            t.users.insert(id.clone(), found);
+        }
     }
     t
 }
@@ -270,7 +288,7 @@ fn paging_with_a_small_page_size() {
     let c = s.client().with_page_size(4);
     let inst = s.tenant().instances["europe"].clone();
     let found = block_on(c.observe_instance(&inst)).unwrap().unwrap();
-    assert_eq!(found.users.len(), 23);
+    assert_eq!((found.users.len(), found.apps.len()), (22, 1));
     // root business unit, organisation, currency, then 23 users in 6 pages of 4.
     assert_eq!(s.emu.dataverse_requests(), 3 + 6);
     assert_eq!(observe_all(&s, &c), s.tenant());
@@ -295,7 +313,7 @@ fn refusals_carry_the_rule_id() {
         // P3: an application user's mode does not change.
         (
             Op::SetAccessMode {
-                user: obj("app"),
+                user: obj(&crmctl::provider::dataverse::app_user_id(APP_ID)),
                 mode: AccessMode::ReadWrite,
             },
             "P3",
@@ -333,6 +351,7 @@ fn unsynchronised_user_is_waited_for() {
             name: "New".into(),
             access_mode: AccessMode::ReadWrite,
             usage_location: None,
+            application_id: None,
         };
         let out = block_on(graph.execute(&op)).unwrap().unwrap();
         let crmctl::provider::Executed::Done(out) = out else {

@@ -102,6 +102,7 @@ fn edit(memory: &MemoryProvider, rng: &mut fastrand::Rng, round: usize) {
             name: format!("New {round} {i}"),
             access_mode: AccessMode::ReadWrite,
             usage_location: None,
+            application_id: None,
         });
     }
     if let Some(u) = users.get(rng.usize(..users.len().max(1))) {

@@ -446,6 +446,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
                 upn: "svc@coho.com".into(),
                 name: "svc".into(),
                 access_mode: AccessMode::NonInteractive, usage_location: None,
+                application_id: None,
             },
         },
         Case {
@@ -456,6 +457,7 @@ fn every_refusal_names_its_rule_and_changes_nothing() {
                 upn: "ANA@coho.com".into(),
                 name: "Ana again".into(),
                 access_mode: AccessMode::ReadWrite, usage_location: None,
+                application_id: None,
             },
         },
         Case {
@@ -604,6 +606,7 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
             name: "Ana".into(),
             access_mode: AccessMode::ReadWrite,
             usage_location: None,
+            application_id: None,
         })
         .unwrap();
     assert_eq!(u1.created_id.as_deref(), Some("usr-000001"));
@@ -633,6 +636,7 @@ fn fresh_tenant_is_not_created_by_observe_and_ids_are_deterministic() {
             name: "Bob".into(),
             access_mode: AccessMode::ReadWrite,
             usage_location: None,
+            application_id: None,
         })
         .unwrap();
     assert_eq!(u2.created_id.as_deref(), Some("usr-000002"));
@@ -988,6 +992,7 @@ fn create_user(p: &LocalProvider, upn: &str) -> Result<String, ProviderError> {
         name: upn.into(),
         access_mode: AccessMode::ReadWrite,
         usage_location: None,
+        application_id: None,
     })
     .map(|o| o.created_id.expect("a created id"))
 }
@@ -1219,6 +1224,7 @@ fn a_tenant_file_from_before_usage_location_opens_and_stores_it() {
             name: "New".into(),
             access_mode: AccessMode::ReadWrite,
             usage_location: Some("GB".into()),
+            application_id: None,
         })
         .unwrap()
         .created_id

@@ -10,6 +10,7 @@ mod apply_crash;
 mod apply_engine;
 mod apply_faults;
 mod apply_proptest;
+mod appusers;
 mod bap_client;
 mod bap_emulator;
 mod cert_signin;

@@ -246,10 +246,10 @@ fn multi_region_example_converges_while_apply_waits_for_slot_purchases() {
 // slots and 10 GB of storage are bought; the Graph provider reads them from the add-on SKUs
 // (CRMINSTANCE, CRMTESTINSTANCE, CRMSTORAGE) and the plan has no manual step. Update
 // approvals and notification recipients cannot be read on a Microsoft tenant (no public
-// API): the plan says so in warnings and does not plan them (issue 13 item 4). One apply,
-// then the next plan shows no changes.
+// API): the plan says so in warnings and does not plan them (issue 13 item 4). The
+// application user `mailer@` (P3) is created in the instances' Dataverse, bound to its
+// `application_id`. One apply, then the next plan shows no changes.
 #[test]
-#[ignore = "known broken on --backend microsoft: application users (P3, `mailer@`) are created as directory users; Dataverse application users (applicationid) are not mapped yet, so their roles are refused"]
 fn coho_winery_example_converges_with_purchases_made_before_apply() {
     let domain = "cohowinery.onmicrosoft.com";
     let (emu, provider) = start(Tenant::fresh(domain), domain, 13);
@@ -290,4 +290,25 @@ fn coho_winery_example_converges_with_purchases_made_before_apply() {
     let t = tenant_of(&*provider);
     assert_eq!(t.instances.len(), 4);
     assert_eq!(t.storage.additional_gb, 10);
+    // P3: the application user was created through Dataverse (only its create carries the
+    // file's application id; Graph creates no application user), unlicensed, with its
+    // roles in Marketing and Service.
+    let mailer = t
+        .users
+        .values()
+        .find(|u| u.upn == "mailer@cohowinery.com")
+        .expect("mailer exists");
+    assert_eq!(
+        mailer.application_id.as_deref(),
+        Some("8f3c2a1e-5b7d-4c9a-a2e1-3d4f5a6b7c8d")
+    );
+    assert_eq!(mailer.license, None);
+    let mut with_roles: Vec<&str> = mailer
+        .roles
+        .iter()
+        .filter(|(_, r)| r.contains("Marketing Integration"))
+        .filter_map(|(iid, _)| t.instances.get(iid).map(|i| i.url.as_str()))
+        .collect();
+    with_roles.sort_unstable();
+    assert_eq!(with_roles, ["cohowinerymarketing", "cohowineryservice"]);
 }

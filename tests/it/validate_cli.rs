@@ -595,7 +595,7 @@ fn every_problem_is_reported_not_only_the_first() {
           |
         7 |     acces_mode: read-write
           |     ^^^^^^^^^^
-          = hint: did you mean `access_mode`? (expected one of `name`, `license`, `access_mode`, `usage_location`, `roles`, `admin_roles`)
+          = hint: did you mean `access_mode`? (expected one of `name`, `license`, `access_mode`, `application_id`, `usage_location`, `roles`, `admin_roles`)
           = path: users.ana@coho.com.acces_mode
         tests/fixtures/invalid/many_errors.yaml:13:5: error: unknown field `curency`
            |

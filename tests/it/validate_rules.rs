@@ -53,6 +53,9 @@ const CASES: &[Case] = &[
     Case { name: "P2 roles in an undeclared instance", from: "sales: [Salesperson]", to: "sale: [Salesperson]", rule: "P2", severity: Severity::Error, address: "users.ana@coho.com.roles.sale", line: 11 },
     Case { name: "P2 roles without license", from: "    license: professional\n", to: "", rule: "P2", severity: Severity::Warning, address: "users.ana@coho.com.roles", line: 9 },
     Case { name: "P3 licensed application user", from: "    license: professional\n", to: "    license: professional\n    access_mode: application\n", rule: "P3", severity: Severity::Error, address: "users.ana@coho.com.license", line: 9 },
+    // P3: an application id is a GUID, and only application users have one.
+    Case { name: "P3 application id on a directory user", from: "    license: professional\n", to: "    license: professional\n    application_id: 8f3c2a1e-5b7d-4c9a-a2e1-3d4f5a6b7c8d\n", rule: "P3", severity: Severity::Error, address: "users.ana@coho.com.application_id", line: 10 },
+    Case { name: "P3 application id not a GUID", from: "    license: professional\n", to: "    access_mode: application\n    application_id: 8f3c2a1e-5b7d\n", rule: "P3", severity: Severity::Error, address: "users.ana@coho.com.application_id", line: 10 },
     // issue 12 item 4: a usage location is an ISO 3166-1 alpha-2 code.
     Case { name: "P1 usage location", from: "    license: professional\n", to: "    license: professional\n    usage_location: UK\n", rule: "P1", severity: Severity::Error, address: "users.ana@coho.com.usage_location", line: 10 },
     Case { name: "P6 one global admin", from: "    license: professional\n", to: "    license: professional\n    admin_roles: [global_admin]\n", rule: "P6", severity: Severity::Warning, address: "users", line: 7 },
@@ -418,12 +421,13 @@ fn identities_differing_only_in_case_are_an_error_at_each_entry() {
 fn patterns_match_their_rust_matchers() {
     use regex::Regex;
     type Matcher = fn(&str) -> bool;
-    let pairs: [(&str, Matcher); 5] = [
+    let pairs: [(&str, Matcher); 6] = [
         (syntax::URL_NAME_PATTERN, syntax::is_url_name),
         (syntax::CURRENCY_PATTERN, syntax::is_currency_syntax),
         (syntax::EMAIL_PATTERN, syntax::is_email),
         (syntax::TENANT_PATTERN, syntax::is_tenant_domain),
         (syntax::VERSION_PATTERN, syntax::is_version),
+        (syntax::GUID_PATTERN, syntax::is_guid),
     ];
     let samples = [
         "",
@@ -464,6 +468,12 @@ fn patterns_match_their_rust_matchers() {
         "a@é.com",
         &"a".repeat(63),
         &"a".repeat(64),
+        "8f3c2a1e-5b7d-4c9a-a2e1-3d4f5a6b7c8d",
+        "8F3C2A1E-5B7D-4C9A-A2E1-3D4F5A6B7C8D",
+        "8f3c2a1e5b7d4c9aa2e13d4f5a6b7c8d",
+        "8f3c2a1e-5b7d-4c9a-a2e1-3d4f5a6b7c8",
+        "8f3c2a1e-5b7d-4c9a-a2e1-3d4f5a6b7c8g",
+        "{8f3c2a1e-5b7d-4c9a-a2e1-3d4f5a6b7c8d}",
     ];
     for (pattern, f) in pairs {
         let re = Regex::new(pattern).unwrap();

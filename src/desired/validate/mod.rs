@@ -55,6 +55,7 @@ pub fn validate_with(d: &Desired, members: &MemberPositions) -> Vec<Diagnostic> 
     text::text_safety(d, &mut out);
     users::duplicate_roles(d, &mut out);
     users::upn_lengths(d, &mut out);
+    users::duplicate_application_ids(d, &mut out);
     out
 }
 

@@ -1,7 +1,8 @@
 //! Users: P1 (user principal names, their length), P2 (roles in declared instances, no
 //! repeated role, a licence to use them), P3 (application users hold no licence; at most
 //! [`MAX_NON_INTERACTIVE_PER_INSTANCE`] non-interactive users with roles per instance), P6
-//! (admin roles held once, at least two global admins).
+//! (admin roles held once, at least two global admins). P3 also: an `application_id` is a
+//! GUID, given only to application users, and names one application user.
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,29 @@ pub(super) fn users(d: &Desired, out: &mut Vec<Diagnostic>) {
                 )
                 .hint(hint),
             );
+        }
+        // P3: an application user's app registration (client) id, a GUID, and only theirs.
+        if let Some(app) = &u.application_id {
+            if !syntax::is_guid(app) {
+                out.push(
+                    err(
+                        format!("{}.application_id", at()),
+                        "P3",
+                        format!("application id `{app}` of `{upn}` is not a GUID"),
+                    )
+                    .hint("use the app registration's Application (client) ID as Microsoft Entra ID shows it: 8-4-4-4-12 hexadecimal digits, e.g. `8f3c2a1e-5b7d-4c9a-a2e1-3d4f5a6b7c8d`"),
+                );
+            }
+            if u.access_mode != Some(AccessMode::Application) {
+                out.push(
+                    err(
+                        format!("{}.application_id", at()),
+                        "P3",
+                        format!("`{upn}` has an application id but is not an application user"),
+                    )
+                    .hint("add `access_mode: application`, or remove `application_id` (directory users have none)"),
+                );
+            }
         }
         if u.access_mode == Some(AccessMode::Application) && u.license.is_some() {
             out.push(
@@ -261,6 +285,29 @@ pub(super) fn non_interactive(
                     .hint("make some of them `access_mode: application` (unlimited), or remove their roles in this instance"),
                 );
             }
+        }
+    }
+}
+
+/// P3: one application user per app registration (an instance has one application user for
+/// each registered app, Power Platform admin center "Manage application users"): an
+/// `application_id` given twice is an error at the second.
+pub(super) fn duplicate_application_ids(d: &Desired, out: &mut Vec<Diagnostic>) {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (upn, u) in d.users.iter().flatten() {
+        let Some(app) = u.application_id.as_deref().filter(|a| syntax::is_guid(a)) else {
+            continue;
+        };
+        if let Some(first) = seen.insert(app.to_ascii_lowercase(), upn) {
+            out.push(
+                err(
+                    format!("users.{upn}.application_id"),
+                    "P3",
+                    format!("application id `{app}` is also `{first}`'s; an app registration has one application user"),
+                )
+                .hint("give each application user its own app registration's client id"),
+            );
+            seen.insert(app.to_ascii_lowercase(), first);
         }
     }
 }

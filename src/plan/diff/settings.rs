@@ -28,13 +28,27 @@ impl<'a> Planner<'a> {
                 background_operations: am.background_operations,
                 message: am.message.clone(),
             };
-            let cur = if copied {
+            let mut cur = if copied {
                 after_copy_admin()
             } else if is_new || steps.roles_wiped {
                 default_admin()
             } else {
                 steps.obs.map(|o| o.admin_mode.clone()).unwrap_or_default()
             };
+            // I10, issue 13 item 4: a backend that cannot read or set the sign-in message
+            // (no public API) leaves it to a person, and the plan says so.
+            if let (true, Some(m)) = (self.t.unreadable.admin_mode_message, &want.message) {
+                self.warn(
+                    &address,
+                    format!(
+                        "the backend cannot read or set the administration-mode sign-in message (no public API): crmctl does not manage it here; set it by hand to: {m}"
+                    ),
+                    "I10",
+                );
+            }
+            if self.t.unreadable.admin_mode_message {
+                cur.message = want.message.clone();
+            }
             if !want.enabled && !want.background_operations {
                 self.error(
                     &address,

@@ -182,6 +182,13 @@ impl<'a> Planner<'a> {
         if let Some(loc) = &u.usage_location {
             changes.push(ch("usage_location", Value::Null, json!(loc)));
         }
+        if let Some(app) = u
+            .application_id
+            .as_ref()
+            .filter(|_| final_mode == AccessMode::Application)
+        {
+            changes.push(ch("application_id", Value::Null, json!(app)));
+        }
         let c = self.push(
             ActionKind::CreateUser,
             address.to_string(),
@@ -190,6 +197,11 @@ impl<'a> Planner<'a> {
                 name,
                 access_mode: create_mode,
                 usage_location: u.usage_location.clone(),
+                // P3: the app registration an application user is bound to.
+                application_id: u
+                    .application_id
+                    .clone()
+                    .filter(|_| final_mode == AccessMode::Application),
             },
             changes,
             "the user is in the file but not in the tenant",
@@ -362,6 +374,18 @@ impl<'a> Planner<'a> {
                 "application users are never licensed".into(),
                 "P3",
                 Some("remove `license` from this user".into()),
+            );
+            return steps;
+        }
+        if other_application(u, o) {
+            self.error(
+                &format!("{address}.application_id"),
+                format!(
+                    "application user `{upn}` is bound to the app registration {}; an application user's app registration cannot change",
+                    o.application_id.as_deref().unwrap_or_default()
+                ),
+                "P3",
+                Some("give the new app registration its own application user (another key), and remove this one, or put back the application id the tenant has".into()),
             );
             return steps;
         }
@@ -569,13 +593,23 @@ fn unchanged_user(u: &m::User, o: &t::User) -> Option<UserSteps> {
         })
         && final_mode == o.access_mode
         && u.license == o.license
-        && !(final_mode == AccessMode::Application && u.license.is_some()))
+        && !(final_mode == AccessMode::Application && u.license.is_some())
+        && !other_application(u, o))
     .then_some(UserSteps {
         final_mode: Some(final_mode),
         final_license: u.license,
         license_free_admin: license_free_admin(None, &o.admin_roles),
         ..UserSteps::default()
     })
+}
+
+/// P3: the file names another app registration than the application user observed is bound
+/// to (compared without case; unknown on either side is no difference).
+fn other_application(u: &m::User, o: &t::User) -> bool {
+    matches!(
+        (&u.application_id, &o.application_id),
+        (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b)
+    )
 }
 
 /// P6: global and service admins get System Administrator in every instance without a

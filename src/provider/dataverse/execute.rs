@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use super::wire::{self, dataverse_error, get_all, key, literal, API, DUPLICATE_KEY};
 use super::{
-    access_mode_code, root_roles, DataverseClient, RawRole, SystemUser, ROLES_EXPAND, USER_SELECT,
+    access_mode_code, application_of, root_roles, DataverseClient, RawRole, SystemUser,
+    ROLES_EXPAND, USER_SELECT,
 };
 use crate::domain::kinds::AccessMode;
 use crate::domain::op::{ObjRef, Op};
@@ -41,6 +42,24 @@ impl DataverseClient {
                 "{} is not carried out through Dataverse",
                 other.kind().info().name
             ))),
+        }
+    }
+
+    /// `SetAccessMode` in the instance at `base` if the user is in it now (no wait for a
+    /// user not synchronised yet): `Ok(false)` when it is not. For an instance created in
+    /// this run, which the last observe did not see (P4: the mode is set while the user
+    /// holds its licence, so it must reach the instances that exist by then).
+    pub async fn set_access_mode_if_present(
+        &self,
+        base: &str,
+        user: &ObjRef,
+        mode: AccessMode,
+    ) -> Result<bool, ProviderError> {
+        let base = base.trim_end_matches('/');
+        match self.find_user_waiting(base, user, false).await {
+            Ok(_) => self.set_access_mode(base, user, mode).await.map(|_| true),
+            Err(ProviderError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -192,10 +211,31 @@ impl DataverseClient {
         base: &str,
         user: &ObjRef,
     ) -> Result<SystemUser, ProviderError> {
+        self.find_user_waiting(base, user, true).await
+    }
+
+    /// [`DataverseClient::find_user`], waiting for a user not synchronised yet only when
+    /// `wait` (else `NotFound` at once).
+    async fn find_user_waiting(
+        &self,
+        base: &str,
+        user: &ObjRef,
+        wait: bool,
+    ) -> Result<SystemUser, ProviderError> {
         let oid = user
             .id
             .as_deref()
             .ok_or_else(|| ProviderError::Invalid(format!("{} has no remote id", user.address)))?;
+        if let Some(app) = application_of(oid) {
+            // P3: an application user is created in the instance, never synchronised into
+            // it: no wait (the composed provider creates it before its roles).
+            return self.find_app(base, app).await?.ok_or_else(|| {
+                ProviderError::NotFound(format!(
+                    "{}: the instance at {base} has no application user for the app registration {app}",
+                    user.address
+                ))
+            });
+        }
         let oid = key(oid, &user.address)?;
         let root = self.root_business_unit(base).await?;
         let url = format!(
@@ -210,7 +250,7 @@ impl DataverseClient {
                     return Ok(su);
                 }
             }
-            if started.elapsed() + delay > self.sync.window {
+            if !wait || started.elapsed() + delay > self.sync.window {
                 return Err(ProviderError::NotFound(format!(
                     "{} (directory object {oid}) is not in the instance at {base} after {}s: Dataverse adds a directory user when it is licensed and in the instance's security group; check both, or add the user in the Power Platform admin center (Settings > Users > Add user), then apply again",
                     user.address,
@@ -220,6 +260,174 @@ impl DataverseClient {
             tokio::time::sleep(delay).await;
             delay = delay.saturating_mul(2);
         }
+    }
+
+    /// The application user (P3) bound to the app registration `app` in the instance at
+    /// `base`, enabled or not, with its roles; `None` when there is none.
+    pub async fn find_app(
+        &self,
+        base: &str,
+        app: &str,
+    ) -> Result<Option<SystemUser>, ProviderError> {
+        let base = base.trim_end_matches('/');
+        let app = key(app, "application id")?;
+        let root = self.root_business_unit(base).await?;
+        let url = format!(
+            "{base}{API}/systemusers?$select={USER_SELECT}&$filter=applicationid%20eq%20{app}&$expand={ROLES_EXPAND}"
+        );
+        let rows = get_all(
+            &*self.http,
+            base,
+            url,
+            self.page,
+            "finding an application user",
+        )
+        .await?;
+        for row in rows {
+            if let Some(su) = self.system_user(base, &root, row).await? {
+                if su
+                    .application_id
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(app))
+                {
+                    return Ok(Some(su));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The application user (P3) of the app registration `app` in the instance at `base`,
+    /// created when there is none (`upn` its primary email, `name` its name) and enabled
+    /// again when it was deactivated. Looked up first, so that running it twice creates
+    /// one; a create whose answer is lost (or a server error) is looked up again, never
+    /// sent twice by this call.
+    pub async fn ensure_app_user(
+        &self,
+        base: &str,
+        app: &str,
+        upn: &str,
+        name: &str,
+    ) -> Result<SystemUser, ProviderError> {
+        let base = base.trim_end_matches('/');
+        if let Some(su) = self.find_app(base, app).await? {
+            if su.disabled {
+                self.patch_user(base, &su.id, json!({ "isdisabled": false }), upn)
+                    .await?;
+                return Ok(SystemUser {
+                    disabled: false,
+                    ..su
+                });
+            }
+            return Ok(su);
+        }
+        let app = key(app, "application id")?;
+        let root = self.root_business_unit(base).await?;
+        let root = key(&root, "business unit")?;
+        // Web API create of an application user: `applicationid` and the business unit
+        // (the root), with its primary email and name (systemuser `lastname` is required).
+        let last = if name.trim().is_empty() { upn } else { name };
+        let mut req = wire::write(
+            base,
+            "POST",
+            format!("{base}{API}/systemusers"),
+            Some(json!({
+                "applicationid": app,
+                "businessunitid@odata.bind": format!("/businessunits({root})"),
+                "internalemailaddress": upn,
+                "lastname": last,
+            })),
+        );
+        // A create is not repeated by the transport: a lost answer is looked up below.
+        req.idempotent = false;
+        let what = format!("creating the application user {upn}");
+        let sent = self.http.send(req).await;
+        let failure = match sent {
+            Ok(resp) if resp.ok() => None,
+            Ok(resp) => Some(dataverse_error(&resp, &what)),
+            Err(e) => Some(e),
+        };
+        match failure {
+            None => {}
+            // Refused, invalid, throttled before it was served: nothing was created.
+            Some(
+                e @ (ProviderError::Refused { .. }
+                | ProviderError::Invalid(_)
+                | ProviderError::Throttled { .. }
+                | ProviderError::Backend(_)),
+            ) => return Err(e),
+            // Lost or failed on the server's side: it may have been created.
+            Some(e) => {
+                return match self.find_app(base, app).await? {
+                    Some(su) => Ok(su),
+                    None => Err(e),
+                }
+            }
+        }
+        self.find_app(base, app).await?.ok_or_else(|| {
+            ProviderError::Transient(format!(
+                "{what}: created, but the instance at {base} does not list it yet"
+            ))
+        })
+    }
+
+    /// Deactivate the application user (P3) of `app` in the instance at `base`, if it has
+    /// an enabled one (the admin center deletes only deactivated application users whose
+    /// records were reassigned: that is left to a person).
+    pub async fn deactivate_app_user(
+        &self,
+        base: &str,
+        app: &str,
+        address: &str,
+    ) -> Result<(), ProviderError> {
+        let base = base.trim_end_matches('/');
+        match self.find_app(base, app).await? {
+            Some(su) if !su.disabled => {
+                self.patch_user(base, &su.id, json!({ "isdisabled": true }), address)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Change the application user (P3) of `app` in the instance at `base`, if it has one:
+    /// `body` holds its `lastname` (the full name follows) and/or `internalemailaddress`.
+    pub async fn update_app_user(
+        &self,
+        base: &str,
+        app: &str,
+        body: Value,
+        address: &str,
+    ) -> Result<(), ProviderError> {
+        let base = base.trim_end_matches('/');
+        match self.find_app(base, app).await? {
+            Some(su) => self.patch_user(base, &su.id, body, address).await,
+            None => Ok(()),
+        }
+    }
+
+    /// `PATCH systemusers({id})` with `body` (`If-Match: *`: never creates a row).
+    async fn patch_user(
+        &self,
+        base: &str,
+        id: &str,
+        body: Value,
+        address: &str,
+    ) -> Result<(), ProviderError> {
+        let sid = key(id, "system user")?;
+        let resp = self
+            .http
+            .send(wire::write(
+                base,
+                "PATCH",
+                format!("{base}{API}/systemusers({sid})"),
+                Some(body),
+            ))
+            .await?;
+        if !resp.ok() {
+            return Err(dataverse_error(&resp, &format!("updating {address}")));
+        }
+        Ok(())
     }
 
     /// Role ids by name of `names` in the root business unit (one request).

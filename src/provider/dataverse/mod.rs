@@ -31,6 +31,22 @@
 //! - access mode: `PATCH systemusers({id}) {"accessmode": n}` with `If-Match: *`
 //!   (systemuser `accessmode`: 0 read-write, 1 administrative, 2 read, 3 support user,
 //!   4 non-interactive, 5 delegated admin).
+//!
+//! Application users (P3; `execute.rs`, [`app_user_id`]): a system user bound to an app
+//! registration by `applicationid` (the app's client id), not a directory user, holding no
+//! licence. Created in each instance with `POST systemusers {applicationid,
+//! "businessunitid@odata.bind": "/businessunits({root})", internalemailaddress, lastname}`
+//! (learn.microsoft.com/power-platform/admin/manage-application-users: one application
+//! user per app registration in an environment, and deletion only of a deactivated one; the
+//! Web API create needs the business unit besides the application id and takes the primary
+//! email and the name: inogic's "Programmatically Creating or Updating Application User in
+//! Dynamics 365", inogic10.rssing.com/chan-6516215/article1743.html; systemuser `isdisabled`:
+//! learn.microsoft.com/power-apps/developer/data-platform/reference/entities/systemuser);
+//! looked up by `applicationid` first, so that a create is never sent twice. Removal
+//! deactivates it (`PATCH {"isdisabled": true}`): the admin center deletes an application
+//! user only once it is deactivated and its records are reassigned, which crmctl leaves
+//! to a person. crmctl names an application user `app:{applicationid}` (lower case), its
+//! principal name is the system user's primary email, its name the full name.
 
 mod execute;
 pub mod wire;
@@ -60,7 +76,20 @@ pub const PUBLIC_TEMPLATE: &str = "https://{url}.crm.dynamics.com";
 /// (webapi/reference/systemuser; recorded in terraform-provider-power-platform,
 /// internal/services/authorization/tests/resource/user/Validate_Create/
 /// get_systemuser_00000000-0000-0000-0000-000000000002.json): read in the same request.
-pub const USER_SELECT: &str = "systemuserid,azureactivedirectoryobjectid,accessmode,applicationid,isdisabled,domainname,modifiedon,_modifiedby_value";
+pub const USER_SELECT: &str = "systemuserid,azureactivedirectoryobjectid,accessmode,applicationid,isdisabled,domainname,internalemailaddress,fullname,modifiedon,_modifiedby_value";
+
+/// The prefix of crmctl's id of an application user: `app:{applicationid}`.
+pub const APP_PREFIX: &str = "app:";
+
+/// crmctl's id of the application user bound to the app registration `application_id`.
+pub fn app_user_id(application_id: &str) -> String {
+    format!("{APP_PREFIX}{}", application_id.to_ascii_lowercase())
+}
+
+/// The application id an `app:` user id stands for.
+pub fn application_of(user_id: &str) -> Option<&str> {
+    user_id.strip_prefix(APP_PREFIX)
+}
 
 /// The `$expand` of a system user's roles.
 pub const ROLES_EXPAND: &str =
@@ -101,6 +130,10 @@ pub struct SystemUser {
     pub application_id: Option<String>,
     /// `isdisabled`.
     pub disabled: bool,
+    /// `internalemailaddress` (an application user's principal name in crmctl's terms).
+    pub email: String,
+    /// `fullname`.
+    pub name: String,
     /// Its roles in the root business unit: name -> role id.
     pub roles: BTreeMap<String, String>,
     /// Who last changed the row and when (`modifiedby`, `modifiedon`; issue 14 item 2).
@@ -144,8 +177,10 @@ pub struct InstanceUsers {
     pub currency: Option<String>,
     /// The organisation's base language (LCID).
     pub language: Option<u32>,
-    /// System users with a directory object id, by that id.
+    /// System users with a directory object id, by that id (application users apart).
     pub users: BTreeMap<String, SystemUser>,
+    /// Enabled application users (P3), by application id in lower case.
+    pub apps: BTreeMap<String, SystemUser>,
 }
 
 /// What [`merge`] could not place.
@@ -165,6 +200,15 @@ pub struct MergeReport {
 /// language to the instance. A user is in several instances but has one access mode: the
 /// most specific mode wins (application > non-interactive > administrative > read-write),
 /// so that the order of merges does not matter and a mode set anywhere is seen.
+/// Issue 14 item 2: a user is a row in each instance; its last change is the latest.
+fn note_change(tenant: &mut Tenant, user_id: &str, c: &LastChange) {
+    let latest = match tenant.changed.users.remove(user_id) {
+        Some(had) => had.later(c.clone()),
+        None => c.clone(),
+    };
+    tenant.changed.users.insert(user_id.to_string(), latest);
+}
+
 pub fn merge(tenant: &mut Tenant, instance_id: &str, found: &InstanceUsers) -> MergeReport {
     let mut report = MergeReport::default();
     if let Some(inst) = tenant.instances.get_mut(instance_id) {
@@ -173,6 +217,35 @@ pub fn merge(tenant: &mut Tenant, instance_id: &str, found: &InstanceUsers) -> M
         }
         if let Some(l) = found.language {
             inst.language = l;
+        }
+    }
+    // P3: application users are no directory users: they come from the instances.
+    for (app, su) in &found.apps {
+        let user = tenant
+            .users
+            .entry(app_user_id(app))
+            .or_insert_with(|| crate::observed::User {
+                id: app_user_id(app),
+                upn: if su.email.is_empty() {
+                    su.domain_name.clone()
+                } else {
+                    su.email.clone()
+                },
+                name: su.name.clone(),
+                license: None,
+                access_mode: AccessMode::Application,
+                roles: BTreeMap::new(),
+                admin_roles: Default::default(),
+                usage_location: None,
+                synced: false,
+                application_id: Some(app.clone()),
+            });
+        if !su.roles.is_empty() {
+            user.roles
+                .insert(instance_id.to_string(), su.roles.keys().cloned().collect());
+        }
+        if let Some(c) = &su.changed {
+            note_change(tenant, &app_user_id(app), c);
         }
     }
     for (oid, su) in &found.users {
@@ -188,11 +261,7 @@ pub fn merge(tenant: &mut Tenant, instance_id: &str, found: &InstanceUsers) -> M
         }
         // Issue 14 item 2: a user is a row in each instance; its last change is the latest.
         if let Some(c) = &su.changed {
-            let latest = match tenant.changed.users.remove(oid) {
-                Some(had) => had.later(c.clone()),
-                None => c.clone(),
-            };
-            tenant.changed.users.insert(oid.clone(), latest);
+            note_change(tenant, oid, c);
         }
         match su.mode() {
             Some(m) if rank(m) > rank(user.access_mode) => user.access_mode = m,
@@ -245,6 +314,10 @@ struct RawUser {
         rename = "_modifiedby_value@OData.Community.Display.V1.FormattedValue"
     )]
     modified_by_name: Option<String>,
+    #[serde(default)]
+    internalemailaddress: Option<String>,
+    #[serde(default)]
+    fullname: Option<String>,
     #[serde(default)]
     systemuserroles_association: Vec<RawRole>,
     #[serde(default, rename = "systemuserroles_association@odata.nextLink")]
@@ -333,10 +406,20 @@ impl DataverseClient {
             })
             .collect();
         let mut users = BTreeMap::new();
+        let mut apps = BTreeMap::new();
         for row in rows {
             let su = self.system_user(base, &root, row, &names).await?;
-            if let Some(su) = su {
-                users.insert(su.object_id.clone(), su);
+            match su {
+                // P3: a deactivated application user is a removed one.
+                Some(su) if su.application_id.is_some() && su.disabled => {}
+                Some(su) if su.application_id.is_some() => {
+                    let app = su.application_id.clone().unwrap_or_default();
+                    apps.insert(app.to_ascii_lowercase(), su);
+                }
+                Some(su) => {
+                    users.insert(su.object_id.clone(), su);
+                }
+                None => {}
             }
         }
         Ok(InstanceUsers {
@@ -345,11 +428,12 @@ impl DataverseClient {
             currency,
             language,
             users,
+            apps,
         })
     }
 
     /// One row of `systemusers` (with its expanded roles); `None` for the instance's own
-    /// accounts (no directory object id).
+    /// accounts (neither a directory object id nor an application id).
     async fn system_user(
         &self,
         base: &str,
@@ -360,9 +444,14 @@ impl DataverseClient {
         let raw: RawUser = serde_json::from_value(row).map_err(|e| {
             ProviderError::Backend(format!("a system user crmctl cannot read: {e}"))
         })?;
-        let Some(oid) = raw.azureactivedirectoryobjectid.filter(|o| !o.is_empty()) else {
+        let application_id = raw.applicationid.filter(|a| !a.is_empty());
+        let oid = raw
+            .azureactivedirectoryobjectid
+            .filter(|o| !o.is_empty())
+            .unwrap_or_default();
+        if oid.is_empty() && application_id.is_none() {
             return Ok(None);
-        };
+        }
         let mut roles = raw.systemuserroles_association;
         if let Some(next) = raw.roles_next {
             // A large expansion comes in pages of its own.
@@ -388,8 +477,10 @@ impl DataverseClient {
             object_id: oid,
             domain_name: raw.domainname.unwrap_or_default(),
             access_mode: raw.accessmode.unwrap_or(0),
-            application_id: raw.applicationid.filter(|a| !a.is_empty()),
+            application_id,
             disabled: raw.isdisabled.unwrap_or(false),
+            email: raw.internalemailaddress.unwrap_or_default(),
+            name: raw.fullname.unwrap_or_default(),
             roles: root_roles(roles, root)
                 .map(|r| (r.name, r.roleid))
                 .collect(),

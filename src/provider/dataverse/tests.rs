@@ -166,7 +166,7 @@ fn observe_reads_users_roles_currency_and_language() {
     assert_eq!(found.root_business_unit, ROOT);
     assert_eq!(found.currency.as_deref(), Some("EUR"));
     assert_eq!(found.language, Some(1036));
-    assert_eq!(found.users.len(), 2, "{:?}", found.users);
+    assert_eq!(found.users.len(), 1, "{:?}", found.users);
     let a = &found.users[ALICE];
     assert_eq!(a.id, "s1");
     assert_eq!(
@@ -174,16 +174,15 @@ fn observe_reads_users_roles_currency_and_language() {
         BTreeMap::from([("Salesperson".to_string(), "r1".to_string())])
     );
     assert_eq!(a.mode(), Some(AccessMode::ReadWrite));
-    assert_eq!(
-        found.users["app-sp-1"].mode(),
-        Some(AccessMode::Application)
-    );
+    // P3: an application user apart, by application id (lower case).
+    assert_eq!(found.apps["app-1"].mode(), Some(AccessMode::Application));
+    assert_eq!(found.apps["app-1"].object_id, "app-sp-1");
     // Issue 14 item 2: the modifier by its principal name from the same listing (ids
     // compared without case), else the formatted value; `modifiedon` as given.
     let c = a.changed.as_ref().unwrap();
     assert_eq!(c.by.as_deref(), Some("SYSTEM"));
     assert_eq!(c.at.as_deref(), Some("2024-03-15T16:21:58Z"));
-    let c = found.users["app-sp-1"].changed.as_ref().unwrap();
+    let c = found.apps["app-1"].changed.as_ref().unwrap();
     assert_eq!(
         (c.by.as_deref(), c.at.as_deref()),
         (Some("Ana Admin"), None)
@@ -238,7 +237,7 @@ fn observe_follows_next_links() {
     let found = block_on(client(&s).with_page_size(2).observe_base(BASE))
         .unwrap()
         .unwrap();
-    assert_eq!(found.users.len(), 3);
+    assert_eq!((found.users.len(), found.apps.len()), (2, 1));
     assert_eq!(found.users["bob"].mode(), Some(AccessMode::Administrative));
     let seen = s.seen();
     assert!(seen.iter().any(|r| r.url == next));
@@ -530,6 +529,7 @@ fn tenant_with_instance() -> Tenant {
                 admin_roles: BTreeSet::new(),
                 usage_location: None,
                 synced: false,
+                application_id: None,
             },
         );
     }
@@ -562,8 +562,10 @@ fn su(oid: &str, mode: i64, app: bool, roles: &[&str]) -> SystemUser {
         object_id: oid.into(),
         domain_name: String::new(),
         access_mode: mode,
-        application_id: app.then(|| "app".to_string()),
+        application_id: app.then(|| "0A0B0C0D-1111-2222-3333-444455556666".to_string()),
         disabled: false,
+        email: format!("{oid}@contoso.com"),
+        name: format!("{oid} app"),
         roles: roles
             .iter()
             .map(|r| (r.to_string(), format!("id-{r}")))
@@ -583,8 +585,16 @@ fn merge_puts_roles_modes_and_currency_into_the_tenant() {
         currency: Some("EUR".into()),
         language: Some(1036),
         users: users
-            .into_iter()
-            .map(|u| (u.object_id.clone(), u))
+            .iter()
+            .filter(|u| u.application_id.is_none())
+            .map(|u| (u.object_id.clone(), u.clone()))
+            .collect(),
+        apps: users
+            .iter()
+            .filter_map(|u| {
+                let app = u.application_id.as_ref()?;
+                Some((app.to_ascii_lowercase(), u.clone()))
+            })
             .collect(),
     };
     let mut t = tenant_with_instance();
@@ -609,9 +619,17 @@ fn merge_puts_roles_modes_and_currency_into_the_tenant() {
     );
     assert_eq!(t.instances["env-1"].currency, "EUR");
     assert_eq!(t.instances["env-1"].language, 1036);
+    assert_eq!(report.unknown, vec!["support".to_string()]);
+    // P3: an application user is no directory user: it comes from the instance, as
+    // `app:{application id}` with its primary email as principal name.
+    let app = &t.users["app:0a0b0c0d-1111-2222-3333-444455556666"];
     assert_eq!(
-        report.unknown,
-        vec!["stranger".to_string(), "support".to_string()]
+        (app.upn.as_str(), app.access_mode, app.license),
+        ("stranger@contoso.com", AccessMode::Application, None)
+    );
+    assert_eq!(
+        app.application_id.as_deref(),
+        Some("0a0b0c0d-1111-2222-3333-444455556666")
     );
     // A second instance where alice is read-write does not lower her mode; one where she
     // is non-interactive raises it (order-independent).

@@ -25,12 +25,22 @@ use serde_json::{json, Map, Value};
 use super::observe::{country, Assigned};
 use super::wire::{self, query_value, V1};
 use super::{id_of, GraphProvider, ADMIN_ROLE_TEMPLATES};
-use crate::domain::kinds::{AdminRole, LicensePlan};
+use crate::domain::kinds::{AccessMode, AdminRole, LicensePlan};
 use crate::domain::op::{ObjKind, ObjRef, Op};
 use crate::provider::{Executed, Outcome, ProviderError};
 
 pub(super) async fn execute(p: &GraphProvider, op: &Op) -> Result<Executed, ProviderError> {
     match op {
+        // P3: an application user is no directory user; on a Microsoft tenant it is each
+        // instance's system user bound to an app registration (the composed provider sends
+        // it to Dataverse). Graph never creates one.
+        Op::CreateUser {
+            upn,
+            access_mode: AccessMode::Application,
+            ..
+        } => Err(ProviderError::Invalid(format!(
+            "{upn} is an application user: it is no directory user; it is created in each instance's Dataverse, never in the directory"
+        ))),
         Op::CreateUser {
             upn,
             name,

@@ -334,5 +334,6 @@ fn user(p: &GraphProvider, u: GraphUser, admins: &BTreeMap<String, BTreeSet<Admi
         admin_roles,
         usage_location: u.usage_location.filter(|l| !l.is_empty()),
         synced: u.synced == Some(true),
+        application_id: None,
     }
 }

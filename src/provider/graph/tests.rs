@@ -310,6 +310,7 @@ fn create_user_sends_a_secret_password_that_never_leaks() {
             name: "Jo Doe".into(),
             access_mode: AccessMode::ReadWrite,
             usage_location: None,
+            application_id: None,
         };
         let out = block_on(provider(&f).execute(&op)).unwrap();
         let log = f.log.lock().unwrap();
@@ -679,6 +680,7 @@ fn usage_location_is_sent_on_create_and_update() {
         name: "Jo".into(),
         access_mode: AccessMode::ReadWrite,
         usage_location: Some("JP".into()),
+        application_id: None,
     };
     block_on(p.execute(&create)).unwrap().unwrap();
     let update = Op::UpdateUser {

@@ -25,9 +25,40 @@ pub(super) fn effect(
             name,
             access_mode,
             usage_location,
+            application_id,
         } => {
             check_upn(upn)?;
             check_usage_location(usage_location.as_deref())?;
+            // P3: an application user is bound to one app registration, and an instance has
+            // one application user per app registration (Power Platform admin center,
+            // "Manage application users": one application user for each registered app).
+            if let Some(app) = application_id {
+                if *access_mode != AccessMode::Application {
+                    return Err(refused(
+                        "P3",
+                        format!("`{upn}` is not an application user: only application users have an application id"),
+                    ));
+                }
+                if !crate::domain::syntax::is_guid(app) {
+                    return Err(refused(
+                        "P3",
+                        format!("application id `{app}` of `{upn}` is not a GUID"),
+                    ));
+                }
+                if let Some(other) = t.users.values().find(|o| {
+                    o.application_id
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(app))
+                }) {
+                    return Err(refused(
+                        "P3",
+                        format!(
+                            "application id `{app}` is already the application user `{}`'s: one application user per app registration",
+                            other.upn
+                        ),
+                    ));
+                }
+            }
             if let Some(other) = idx.upns.get(&upn.to_lowercase()) {
                 return Err(refused(
                     "P1",
@@ -59,6 +90,7 @@ pub(super) fn effect(
                 admin_roles: BTreeSet::new(),
                 usage_location: usage_location.clone(),
                 synced: false,
+                application_id: application_id.clone(),
             };
             Ok(Effect {
                 deltas: vec![meta_with(t, c, |_| {}), Delta::PutUser(Box::new(u))],
