@@ -382,7 +382,8 @@ impl MicrosoftBackend {
         let envs = environments::list(self.http.as_ref()).await?;
         let mut seen = self.seen();
         let mut out = vec![];
-        for (inst, _) in &envs {
+        for listed in &envs {
+            let inst = &listed.instance;
             let b = self.dataverse.base_of(inst);
             seen.bases.insert(inst.id.clone(), b.clone());
             if inst.status == InstanceStatus::Ready {

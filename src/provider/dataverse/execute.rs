@@ -284,7 +284,7 @@ impl DataverseClient {
         )
         .await?;
         for row in rows {
-            if let Some(su) = self.system_user(base, &root, row).await? {
+            if let Some(su) = self.system_user(base, &root, row, &HashMap::new()).await? {
                 if su
                     .application_id
                     .as_deref()

@@ -194,12 +194,6 @@ pub struct MergeReport {
     pub unmanaged_modes: Vec<(String, i64)>,
 }
 
-/// Put what `found` says of instance `instance_id` into `tenant` (pure, O(n log n)):
-/// each system user's roles go to `User::roles[instance_id]` (an empty set removes the
-/// entry), its access mode to `User::access_mode`, the organisation's currency and
-/// language to the instance. A user is in several instances but has one access mode: the
-/// most specific mode wins (application > non-interactive > administrative > read-write),
-/// so that the order of merges does not matter and a mode set anywhere is seen.
 /// Issue 14 item 2: a user is a row in each instance; its last change is the latest.
 fn note_change(tenant: &mut Tenant, user_id: &str, c: &LastChange) {
     let latest = match tenant.changed.users.remove(user_id) {
@@ -209,6 +203,12 @@ fn note_change(tenant: &mut Tenant, user_id: &str, c: &LastChange) {
     tenant.changed.users.insert(user_id.to_string(), latest);
 }
 
+/// Put what `found` says of instance `instance_id` into `tenant` (pure, O(n log n)):
+/// each system user's roles go to `User::roles[instance_id]` (an empty set removes the
+/// entry), its access mode to `User::access_mode`, the organisation's currency and
+/// language to the instance. A user is in several instances but has one access mode: the
+/// most specific mode wins (application > non-interactive > administrative > read-write),
+/// so that the order of merges does not matter and a mode set anywhere is seen.
 pub fn merge(tenant: &mut Tenant, instance_id: &str, found: &InstanceUsers) -> MergeReport {
     let mut report = MergeReport::default();
     if let Some(inst) = tenant.instances.get_mut(instance_id) {
@@ -259,14 +259,14 @@ pub fn merge(tenant: &mut Tenant, instance_id: &str, found: &InstanceUsers) -> M
             user.roles
                 .insert(instance_id.to_string(), su.roles.keys().cloned().collect());
         }
-        // Issue 14 item 2: a user is a row in each instance; its last change is the latest.
-        if let Some(c) = &su.changed {
-            note_change(tenant, oid, c);
-        }
         match su.mode() {
             Some(m) if rank(m) > rank(user.access_mode) => user.access_mode = m,
             Some(_) => {}
             None => report.unmanaged_modes.push((oid.clone(), su.access_mode)),
+        }
+        // Issue 14 item 2: a user is a row in each instance; its last change is the latest.
+        if let Some(c) = &su.changed {
+            note_change(tenant, oid, c);
         }
     }
     report
