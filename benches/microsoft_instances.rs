@@ -102,6 +102,14 @@ fn main() {
         Cloud::Public,
     );
     let mut rows = vec![];
+    // Each row is also printed when measured, so that a long run (100,000 users) shows its
+    // first figures before the last step ends.
+    let progress = |r: &Row| {
+        println!(
+            "measured: {}: Graph {}, admin API {}, Dataverse {} requests; {:.2} s; {}",
+            r.step, r.requests[0], r.requests[1], r.requests[2], r.secs, r.note
+        );
+    };
 
     let observe_plan = |rows: &mut Vec<Row>,
                         step: &'static str,
@@ -116,7 +124,7 @@ fn main() {
         let plan = crmctl::plan::plan(d, &observed, st);
         assert!(!plan.has_errors(), "{:?}", plan.diagnostics.first());
         let after = requests(&emu);
-        rows.push(Row {
+        let row = Row {
             step,
             requests: [0, 1, 2].map(|i| after[i] - before[i]),
             secs: t.elapsed().as_secs_f64(),
@@ -125,7 +133,9 @@ fn main() {
                 observed.instances.len(),
                 plan.actions.len()
             ),
-        });
+        };
+        progress(&row);
+        rows.push(row);
         plan
     };
 
@@ -171,7 +181,7 @@ fn main() {
             .collect::<Vec<_>>()
     );
     let after = requests(&emu);
-    rows.push(Row {
+    let row = Row {
         step: "(b) apply of the rename",
         requests: [0, 1, 2].map(|i| after[i] - before[i]),
         secs: t.elapsed().as_secs_f64(),
@@ -180,7 +190,9 @@ fn main() {
             plan.actions.len(),
             apply::DEFAULT_PARALLELISM
         ),
-    });
+    };
+    progress(&row);
+    rows.push(row);
     let after = observe_plan(
         &mut rows,
         "(c) observe + plan after the apply",
