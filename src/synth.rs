@@ -160,7 +160,7 @@ pub fn generate(p: &SynthParams) -> Desired {
             pro += 1;
             LicensePlan::Professional
         };
-        let mut roles = BTreeMap::new();
+        let mut roles = crate::desired::model::Roles::new();
         if !instance_keys.is_empty() {
             let inst = &instance_keys[rng.below(instance_keys.len())];
             roles.insert(

@@ -205,9 +205,9 @@ pub struct User {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "unique_keys::option_map"
+        deserialize_with = "unique_keys::option_roles"
     )]
-    pub roles: Option<BTreeMap<String, Vec<String>>>,
+    pub roles: Option<Roles>,
     /// Tenant administrator roles (P6), distinct from instance security roles.
     /// Omit to leave as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -314,6 +314,166 @@ pub struct CopyFrom {
     pub kind: CopyKind,
 }
 
+/// A user's security roles per instance key (see [`User::roles`]): a map, kept as a list
+/// sorted by instance key.
+///
+/// Most users hold roles in one or two instances. A `BTreeMap` allocates a node of eleven
+/// entries (544 bytes) for its first entry, more than the user's whole entry in the file,
+/// so a 10 MB file of such users held 3-4x its size in the model (issue 9 item 7: a late
+/// error in a large file is found by the parse that builds it). The sorted list holds the
+/// same entries, iterated in the same order, in one allocation of their own size. Lookups
+/// are binary searches; a user has roles in at most the tenant's instances (T7).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Roles(Vec<(String, Vec<String>)>);
+
+impl Roles {
+    /// No roles in any instance.
+    pub fn new() -> Roles {
+        Roles(Vec::new())
+    }
+
+    /// Number of instances listed.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no instance is listed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, instance: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(instance))
+    }
+
+    /// The roles listed for an instance key.
+    pub fn get(&self, instance: &str) -> Option<&Vec<String>> {
+        self.find(instance).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Whether an instance key is listed.
+    pub fn contains_key(&self, instance: &str) -> bool {
+        self.find(instance).is_ok()
+    }
+
+    /// List `roles` for `instance`, in key order; the roles listed before, if any.
+    pub fn insert(&mut self, instance: String, roles: Vec<String>) -> Option<Vec<String>> {
+        match self.find(&instance) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, roles)),
+            Err(i) => {
+                self.0.insert(i, (instance, roles));
+                None
+            }
+        }
+    }
+
+    /// Remove an instance key; its roles, if it was listed.
+    pub fn remove(&mut self, instance: &str) -> Option<Vec<String>> {
+        self.find(instance).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// Instance keys and their roles, in key order.
+    pub fn iter(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&String, &Vec<String>)> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Instance keys, in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// The roles of each instance, in key order.
+    pub fn values(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = &Vec<String>> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    /// The roles of each instance, in key order, to edit.
+    pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut Vec<String>> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+
+    /// Keep the instances for which `keep` says true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut Vec<String>) -> bool) {
+        self.0.retain_mut(|(k, v)| keep(k, v));
+    }
+}
+
+/// As a `BTreeMap` collects: sorted by key, the last of equal keys kept.
+impl FromIterator<(String, Vec<String>)> for Roles {
+    fn from_iter<I: IntoIterator<Item = (String, Vec<String>)>>(iter: I) -> Roles {
+        let mut v: Vec<(String, Vec<String>)> = iter.into_iter().collect();
+        // Stable: equal keys keep their order, and the last one wins below.
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(String, Vec<String>)> = Vec::with_capacity(v.len());
+        for (k, r) in v {
+            match out.last_mut() {
+                Some(last) if last.0 == k => last.1 = r,
+                _ => out.push((k, r)),
+            }
+        }
+        Roles(out)
+    }
+}
+
+impl From<BTreeMap<String, Vec<String>>> for Roles {
+    fn from(m: BTreeMap<String, Vec<String>>) -> Roles {
+        Roles(m.into_iter().collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a Roles {
+    type Item = (&'a String, &'a Vec<String>);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Vec<String>)>,
+        fn(&'a (String, Vec<String>)) -> (&'a String, &'a Vec<String>),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl IntoIterator for Roles {
+    type Item = (String, Vec<String>);
+    type IntoIter = std::vec::IntoIter<(String, Vec<String>)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// Written as the map it is.
+impl Serialize for Roles {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+/// Read as a map that refuses a key given twice (as every map of the model).
+impl<'de> Deserialize<'de> for Roles {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Roles, D::Error> {
+        d.deserialize_map(unique_keys::RolesVisitor)
+    }
+}
+
+/// The schema of the map it is (`schemas/desired.schema.json` unchanged).
+impl JsonSchema for Roles {
+    fn inline_schema() -> bool {
+        <BTreeMap<String, Vec<String>>>::inline_schema()
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <BTreeMap<String, Vec<String>>>::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        <BTreeMap<String, Vec<String>>>::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <BTreeMap<String, Vec<String>>>::json_schema(generator)
+    }
+}
+
 /// Maps that refuse a key given twice, in every input format. serde-saphyr already rejects
 /// duplicate YAML keys, but serde_json keeps the last one silently: a generated JSON file
 /// with the same user twice must be an error, not a lost user.
@@ -323,6 +483,8 @@ mod unique_keys {
     use std::marker::PhantomData;
 
     use serde::de::{Deserialize, Deserializer, Error, MapAccess, Visitor};
+
+    use super::Roles;
 
     struct UniqueMap<K, V>(PhantomData<(K, V)>);
 
@@ -404,26 +566,148 @@ mod unique_keys {
         K: Deserialize<'de> + Ord + fmt::Debug,
         V: Deserialize<'de>,
     {
-        struct OptionVisitor<K, V>(PhantomData<(K, V)>);
-        impl<'de, K, V> Visitor<'de> for OptionVisitor<K, V>
-        where
-            K: Deserialize<'de> + Ord + fmt::Debug,
-            V: Deserialize<'de>,
-        {
-            type Value = Option<BTreeMap<K, V>>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map or null")
-            }
-            fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-                d.deserialize_map(UniqueMap(PhantomData)).map(Some)
-            }
+        d.deserialize_option(OptionOf(UniqueMap(PhantomData)))
+    }
+
+    /// Deserialize `Option<Roles>` refusing duplicate keys, as [`option_map`].
+    pub fn option_roles<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Roles>, D::Error> {
+        d.deserialize_option(OptionOf(RolesVisitor))
+    }
+
+    /// A map read by the map visitor `M`, or null.
+    struct OptionOf<M>(M);
+
+    impl<'de, M: Visitor<'de>> Visitor<'de> for OptionOf<M> {
+        type Value = Option<M::Value>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map or null")
         }
-        d.deserialize_option(OptionVisitor(PhantomData))
+        fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_map(self.0).map(Some)
+        }
+    }
+
+    /// [`Roles`] read as a map: the entries kept sorted by key (pushed while the keys come
+    /// in order, inserted in place otherwise), a key given twice refused with
+    /// [`UniqueMap`]'s message.
+    pub(super) struct RolesVisitor;
+
+    impl<'de> Visitor<'de> for RolesVisitor {
+        type Value = Roles;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Roles, A::Error> {
+            let mut out: Vec<(String, Vec<String>)> =
+                Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+            while let Some(key) = map.next_key::<String>()? {
+                let at = match out.last() {
+                    None => 0,
+                    Some((last, _)) if *last < key => out.len(),
+                    Some(_) => match out.binary_search_by(|(k, _)| k.cmp(&key)) {
+                        Ok(_) => {
+                            return Err(A::Error::custom(format!(
+                                "duplicate key {key:?}: each key may appear once in a map"
+                            )))
+                        }
+                        Err(i) => i,
+                    },
+                };
+                let mut value: Vec<String> = map.next_value()?;
+                // A list read item by item has room for four or more.
+                value.shrink_to_fit();
+                out.insert(at, (key, value));
+            }
+            // Most users list one or two instances: no spare capacity kept.
+            out.shrink_to_fit();
+            Ok(Roles(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_yaml(roles: &str) -> Result<User, String> {
+        crate::desired::load::from_yaml::<User>(&format!("roles:\n{roles}"))
+    }
+
+    /// issue 9 item 7: roles are a sorted list, read from a map in any order, iterated by
+    /// instance key as a `BTreeMap` would be, without spare room.
+    #[test]
+    fn roles_read_in_any_order_iterate_sorted() {
+        let u = user_yaml("  sbx: [B]\n  prod: [A, C]\n  dev: []\n").unwrap();
+        let r = u.roles.unwrap();
+        let keys: Vec<&str> = r.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["dev", "prod", "sbx"]);
+        assert_eq!(r.get("prod").unwrap(), &["A", "C"]);
+        assert!(r.contains_key("dev") && !r.contains_key("x"));
+        assert_eq!(r.0.capacity(), 3);
+        assert!(r.values().all(|v| v.capacity() == v.len()));
+        let j: User = serde_json::from_str(r#"{"roles": {"b": ["x"], "a": ["y"]}}"#).unwrap();
+        let keys: Vec<&String> = j.roles.as_ref().unwrap().keys().collect();
+        assert_eq!(keys, ["a", "b"]);
+        // Written back as a map, in key order.
+        assert_eq!(
+            serde_json::to_string(&j).unwrap(),
+            r#"{"roles":{"a":["y"],"b":["x"]}}"#
+        );
+        let null: User = serde_json::from_str(r#"{"roles": null}"#).unwrap();
+        assert_eq!(null.roles, None);
+    }
+
+    /// A key given twice is refused as in every map of the model, in order or not, in YAML
+    /// (before serde-saphyr's own check would) and JSON (which keeps the last silently).
+    #[test]
+    fn roles_refuse_a_key_given_twice() {
+        for text in [
+            r#"{"roles": {"a": [], "a": ["x"]}}"#,
+            r#"{"roles": {"b": [], "a": [], "b": ["x"]}}"#,
+        ] {
+            let e = serde_json::from_str::<User>(text).unwrap_err().to_string();
+            assert!(
+                e.contains("duplicate key") && e.contains("each key may appear once"),
+                "{e}"
+            );
+        }
+        let e = serde_json::from_str::<User>(r#"{"roles": 5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a map"), "{e}");
+        assert!(user_yaml("  b: []\n  a: []\n  b: []\n").is_err());
+    }
+
+    #[test]
+    fn roles_collect_and_edit_as_a_map() {
+        let mut r: Roles = [
+            ("b".to_string(), vec!["1".to_string()]),
+            ("a".to_string(), vec![]),
+            ("b".to_string(), vec!["2".to_string()]),
+        ]
+        .into_iter()
+        .collect();
+        let as_map: BTreeMap<String, Vec<String>> = [
+            ("a".to_string(), vec![]),
+            ("b".to_string(), vec!["2".to_string()]),
+        ]
+        .into();
+        assert_eq!(r, Roles::from(as_map.clone()));
+        assert!(r.iter().eq(as_map.iter()));
+        assert_eq!(r.insert("c".into(), vec![]), None);
+        assert_eq!(r.insert("a".into(), vec!["3".into()]), Some(vec![]));
+        assert_eq!(r.remove("b"), Some(vec!["2".to_string()]));
+        let keys: Vec<&String> = r.keys().collect();
+        assert_eq!(keys, ["a", "c"]);
+        r.retain(|k, _| k != "c");
+        assert_eq!(r.len(), 1);
     }
 }

@@ -198,7 +198,7 @@ fn build(g: &TenantGen) -> Desired {
                 name: Some(format!("User {i}")),
                 license,
                 access_mode: Some(mode),
-                roles: Some(roles),
+                roles: Some(roles.into()),
                 admin_roles: None,
                 usage_location: None,
                 application_id: None,

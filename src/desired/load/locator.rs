@@ -31,7 +31,8 @@ impl<'a> Locator<'a> {
             }
         }
         let mut finder = Finder::new(paths);
-        finder.run(&tree_text(self.src), tree_options());
+        let text = tree_text(self.src);
+        finder.run(&text, tree_options(&text));
         finder
     }
 

@@ -149,14 +149,43 @@ pub(crate) fn yaml_options() -> serde_saphyr::Options {
     }
 }
 
-/// Options of the located tree: the same budgets, duplicate keys kept (reported, all of
-/// them, with both positions); `.inf` and `1e400` kept as text (so that the tree still
-/// locates, issue 9 item 8); YAML 1.2 booleans as in the fast path (so that `no` is shown as
-/// the text it is).
-pub(crate) fn tree_options() -> serde_saphyr::Options {
+/// Options of the fast parse of a whole file into the model: [`yaml_options`], except for a
+/// text without merge keys (`<<`), where the parser does not keep every key of every mapping
+/// to refuse a repeated one (issue 9 item 7: the keys of a large `users:` map were a tenth
+/// of the file's parse). The model refuses a repeated key itself: a derived struct names a
+/// field given twice, and every map of the model is read by its `unique_keys`, which says
+/// "duplicate key"; the slow path then reports every repetition with both positions, as
+/// before. With merge keys the parser needs the keys it has seen (an explicit key wins
+/// over a merged one), so such a text keeps the full options.
+fn fast_yaml_options(text: &str) -> serde_saphyr::Options {
+    if text.contains("<<") {
+        return yaml_options();
+    }
     serde_saphyr::options! {
         budget: budget(),
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+        merge_keys: serde_saphyr::MergeKeyPolicy::AsOrdinary,
+        strict_booleans: true,
+        reject_unsupported_tags: true,
+    }
+}
+
+/// Options of the located tree: the same budgets, duplicate keys kept (reported, all of
+/// them, with both positions); `.inf` and `1e400` kept as text (so that the tree still
+/// locates, issue 9 item 8); YAML 1.2 booleans as in the fast path (so that `no` is shown as
+/// the text it is). A text without merge keys (`<<`) has them read as ordinary keys (there
+/// are none), so that the parser keeps no keys of its own for them (issue 9 item 7: with
+/// duplicates passed through, merging is what made it remember every key of `users:`).
+pub(crate) fn tree_options(text: &str) -> serde_saphyr::Options {
+    let merge_keys = if text.contains("<<") {
+        serde_saphyr::MergeKeyPolicy::Merge
+    } else {
+        serde_saphyr::MergeKeyPolicy::AsOrdinary
+    };
+    serde_saphyr::options! {
+        budget: budget(),
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+        merge_keys: merge_keys,
         strict_booleans: true,
         non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::AsString,
     }
@@ -274,7 +303,7 @@ pub fn load_str(path: &str, mut text: String) -> Result<Loaded, LoadFailure> {
     let parsed = if json {
         serde_json::from_str::<Desired>(&src.text).map_err(FastError::Json)
     } else {
-        serde_saphyr::from_str_with_options::<Desired>(&src.text, yaml_options())
+        serde_saphyr::from_str_with_options::<Desired>(&src.text, fast_yaml_options(&src.text))
             .map_err(FastError::Yaml)
     };
     match parsed {

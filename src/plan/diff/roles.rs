@@ -240,7 +240,7 @@ impl<'a> Planner<'a> {
     /// diagnostic. `false` also when unsure: the caller then works the roles out in full.
     fn roles_unchanged(
         &self,
-        map: &BTreeMap<String, Vec<String>>,
+        map: &m::Roles,
         o: &t::User,
         key_of_id: &HashMap<&str, &str>,
     ) -> bool {
@@ -261,7 +261,7 @@ impl<'a> Planner<'a> {
             r.is_empty()
                 || key_of_id
                     .get(iid.as_str())
-                    .is_none_or(|k| map.contains_key(*k))
+                    .is_none_or(|k| map.contains_key(k))
         })
     }
 

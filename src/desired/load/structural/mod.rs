@@ -173,7 +173,7 @@ pub(crate) fn diagnose(src: &Source, json: bool, fast: FastError) -> (Vec<Diagno
     let text = super::tree_text(src);
     let mut ctx = new_ctx();
     let walked =
-        serde_saphyr::with_deserializer_from_str_with_options(&text, tree_options(), |de| {
+        serde_saphyr::with_deserializer_from_str_with_options(&text, tree_options(&text), |de| {
             RootSeed(&mut ctx).deserialize(de)
         });
     let root = match walked {
@@ -542,9 +542,10 @@ mod tests {
             let root = walk_json(&mut scanned, text).expect("the scanner reads valid JSON");
             let by_scanner = finish(&src, scanned, root, &fast);
             let mut parsed = new_ctx();
+            let text = super::super::tree_text(&src);
             let root = serde_saphyr::with_deserializer_from_str_with_options(
-                &super::super::tree_text(&src),
-                tree_options(),
+                &text,
+                tree_options(&text),
                 |de| RootSeed(&mut parsed).deserialize(de),
             )
             .unwrap();
