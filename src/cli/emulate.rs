@@ -87,6 +87,17 @@ pub struct EmulateArgs {
         default_value_t = 100
     )]
     environment_page_size: usize,
+    /// Admin API lifecycle operations that fail after their duration and leave the
+    /// environment unchanged (comma-separated kinds: copy, reset, create, update, delete,
+    /// modifysku).
+    #[arg(
+        long,
+        env = "CRMCTL_EMULATOR_FAIL_OPERATIONS",
+        value_delimiter = ',',
+        value_parser = ["copy", "reset", "create", "update", "delete", "modifysku"],
+        ignore_case = true
+    )]
+    fail_operations: Vec<String>,
 }
 
 fn rate(name: &str, v: f64) -> anyhow::Result<f64> {
@@ -141,6 +152,7 @@ pub fn run_emulate(a: &EmulateArgs) -> anyhow::Result<ExitCode> {
         lifecycle_duration: Duration::from_millis(a.operation_ms),
         copy_duration: Duration::from_millis(a.copy_ms),
         environment_page_size: a.environment_page_size,
+        failing_operations: a.fail_operations.clone(),
     };
     let emu = Emulator::start(cfg).context("starting the emulator")?;
     let mut out = std::io::stdout().lock();

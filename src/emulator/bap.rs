@@ -13,6 +13,7 @@
 //! | `POST .../{target}/copyTo` `{sourceEnvironmentId, targetEnvironmentName, targetSecurityGroupId, copyType: FullCopy \| MinimalCopy}` | `CopyInstance` (+ `UpdateInstance` of the group) |
 //! | `POST .../{id}/reset` `{baseLanguageCode, currency:{code}}` (PowerShell's Pascal case too) | `ResetInstance` |
 //! | `GET /lifecycleOperations/{id}` | none (the operation's state) |
+//! | `GET /lifecycleOperations?$filter=environment eq '{id}'` | none (an environment's operations, newest first) |
 //!
 //! Environment routes answer with and without `/scopes/admin`; every request needs an
 //! `api-version` (400 `MissingApiVersionParameter` otherwise), as the service does.
@@ -280,6 +281,7 @@ pub(super) async fn serve(
         ("GET", ["environments"]) => list(shared, ctx, &params).await,
         ("GET", ["environments", id]) => get(shared, ctx, id).await,
         ("POST", ["validateEnvironmentDetails"]) => validate(shared, ctx, body.as_ref()).await,
+        ("GET", ["lifecycleOperations"]) => operations_of(shared, &params).await,
         ("GET", ["lifecycleOperations", id]) => operation(shared, id).await,
         ("POST", ["environments"]) => create(shared, body.as_ref()).await,
         ("PATCH", ["environments", id]) => update(shared, ctx, id, body.as_ref()).await,
@@ -537,6 +539,13 @@ async fn start(
     }
     let mut created = None;
     let mut handle = None;
+    // Faults::failing_operations: the operation fails without changing the tenant.
+    let fails = shared
+        .faults()
+        .failing_operations
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(kind));
+    let ops = if fails { vec![] } else { ops };
     for op in &ops {
         let r = shared.provider.execute(op).await;
         graph::after_write(shared, op, r.is_ok());
@@ -565,7 +574,11 @@ async fn start(
             created: SystemTime::now(),
             duration,
             handle,
-            end: None,
+            end: fails.then(|| {
+                Err(format!(
+                    "The {kind} operation failed and left the environment unchanged (emulator fault)."
+                ))
+            }),
         },
     );
     let mut a = Answer::empty(202);
@@ -584,14 +597,77 @@ async fn start(
 /// `GET /lifecycleOperations/{id}`: Running until the duration passed (and the backing
 /// provider's own operation, if any, finished), then Succeeded or Failed.
 async fn operation(shared: &Shared, id: &str) -> Answer {
+    match operation_state(shared, id).await {
+        Ok((body, running)) => {
+            let mut a = Answer::json(200, body);
+            if running {
+                a.headers
+                    .push(("Retry-After".into(), retry_secs(shared).to_string()));
+            }
+            a
+        }
+        Err(a) => a,
+    }
+}
+
+/// `GET /lifecycleOperations?$filter=environment eq '{id}'`: the operations about that
+/// environment (all of them without a filter), newest first, in `value`. Not in the
+/// public reference: the shape is the one the admin center's own tooling reads
+/// (d365bap.tools, `Get-BapEnvironmentOperation`: `lifecycleOperations?api-version=
+/// 2024-05-01&$filter=environment eq '{id}'`, `value[]` of the lifecycle DTO, first is
+/// the latest).
+async fn operations_of(shared: &Shared, params: &[(String, String)]) -> Answer {
+    let env = match params.iter().find(|(k, _)| k == "$filter") {
+        None => None,
+        Some((_, f)) => match environment_filter(f) {
+            Some(e) => Some(e),
+            None => {
+                return error(
+                    400,
+                    "InvalidFilter",
+                    &format!("The filter `{f}` is not supported: give environment eq '{{id}}'."),
+                )
+            }
+        },
+    };
+    let mut ids: Vec<(SystemTime, String)> = shared
+        .bap
+        .lock()
+        .iter()
+        .filter(|(_, o)| {
+            env.as_deref()
+                .is_none_or(|e| o.env.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(e)))
+        })
+        .map(|(id, o)| (o.created, id.clone()))
+        .collect();
+    ids.sort_by(|a, b| b.cmp(a));
+    let mut value = Vec::with_capacity(ids.len());
+    for (_, id) in ids {
+        if let Ok((body, _)) = operation_state(shared, &id).await {
+            value.push(body);
+        }
+    }
+    Answer::json(200, json!({ "value": value }))
+}
+
+/// The environment id of a filter `environment eq '{id}'`.
+fn environment_filter(f: &str) -> Option<String> {
+    let (field, rest) = f.trim().split_once(' ')?;
+    let rest = rest.trim_start().strip_prefix("eq")?.trim();
+    let id = rest.strip_prefix('\'')?.strip_suffix('\'')?;
+    (field.eq_ignore_ascii_case("environment") && !id.is_empty()).then(|| id.to_string())
+}
+
+/// An operation's DTO and whether it still runs (an error answer when unknown).
+async fn operation_state(shared: &Shared, id: &str) -> Result<(Value, bool), Answer> {
     let (handle, elapsed) = {
         let ops = shared.bap.lock();
         let Some(o) = ops.get(id) else {
-            return error(
+            return Err(error(
                 404,
                 "LifecycleOperationNotFound",
                 &format!("The lifecycle operation '{id}' was not found."),
-            );
+            ));
         };
         (
             o.handle.clone().filter(|_| o.end.is_none()),
@@ -623,7 +699,7 @@ async fn operation(shared: &Shared, id: &str) -> Answer {
     }
     let ops = shared.bap.lock();
     let Some(o) = ops.get(id) else {
-        return error(404, "LifecycleOperationNotFound", id);
+        return Err(error(404, "LifecycleOperationNotFound", id));
     };
     let running = o.started.elapsed() < o.duration || (o.handle.is_some() && o.end.is_none());
     let state = match (&o.end, running) {
@@ -664,15 +740,10 @@ async fn operation(shared: &Shared, id: &str) -> Answer {
         "requestedBy": {"id": "emulator", "displayName": "ServicePrincipal", "type": "ServicePrincipal"},
         "stages": stages,
     });
-    if let Some(Err(m)) = &o.end {
+    if let (Some(Err(m)), false) = (&o.end, running) {
         body["error"] = json!({"code": "LifecycleOperationFailed", "message": m});
     }
-    let mut a = Answer::json(200, body);
-    if running {
-        a.headers
-            .push(("Retry-After".into(), retry_secs(shared).to_string()));
-    }
-    a
+    Ok((body, running))
 }
 
 async fn create(shared: &Shared, body: Option<&Value>) -> Answer {
@@ -906,6 +977,26 @@ async fn reset(shared: &Shared, ctx: &Ctx, id: &str, body: Option<&Value>) -> An
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operation_list_filter_names_one_environment() {
+        assert_eq!(
+            environment_filter("environment eq 'e-1'").as_deref(),
+            Some("e-1")
+        );
+        assert_eq!(
+            environment_filter("  Environment  eq  'E2' ").as_deref(),
+            Some("E2")
+        );
+        for bad in [
+            "environment eq e-1",
+            "state eq 'x'",
+            "environment ne 'x'",
+            "environment eq ''",
+        ] {
+            assert_eq!(environment_filter(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn locations_and_regions_round_trip() {

@@ -161,6 +161,10 @@ pub struct Faults {
     pub copy_duration: Duration,
     /// Page size of the admin API's environment list (`nextLink` beyond it).
     pub environment_page_size: usize,
+    /// Kinds of admin API lifecycle operations (`Copy`, `Reset`, `Create`, `Update`,
+    /// `Delete`, `ModifySku`, matched without case) that end `Failed` after their duration,
+    /// leaving the tenant as it was: the service's copy or reset that fails half-way.
+    pub failing_operations: Vec<String>,
 }
 
 impl Default for Faults {
@@ -177,6 +181,7 @@ impl Default for Faults {
             lifecycle_duration: Duration::ZERO,
             copy_duration: Duration::ZERO,
             environment_page_size: 100,
+            failing_operations: vec![],
         }
     }
 }

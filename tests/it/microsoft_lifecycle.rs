@@ -622,6 +622,153 @@ fn a_lost_answer_to_a_copy_or_reset_follows_the_environment() {
     assert_eq!((sb.currency.as_str(), sb.language), ("GBP", 2057));
 }
 
+// Issue 13 item 1 (I9, I11): the answer to a copy or a reset is lost and the operation it
+// started then fails (the emulator's `failing_operations`). Following the environment
+// until it is ready is not enough: the environment's latest lifecycle operation of that
+// type says Failed, and the poll reports the failure, never "done". Each request is sent
+// once, and the tenant is left as it was.
+#[test]
+fn a_lost_answer_to_a_copy_or_reset_that_then_fails_is_reported_failed() {
+    use crmctl::domain::kinds::{CopyKind, InstanceType};
+    use crmctl::domain::op::ObjRef;
+    use crmctl::observed::InstanceStatus;
+    use crmctl::provider::powerplatform::environments as bap;
+    use crmctl::provider::{Executed, Polled};
+
+    let mut t = tenant(25);
+    t.instances.insert(
+        "prod".into(),
+        crate::common::instance("prod", InstanceType::Production, InstanceStatus::Ready),
+    );
+    t.instances.insert(
+        "sb".into(),
+        crate::common::instance("sb", InstanceType::Sandbox, InstanceStatus::Ready),
+    );
+    let (emu, provider) = start(
+        t,
+        Faults {
+            drop_rate: 1.0,
+            lifecycle_duration: Duration::from_millis(800),
+            failing_operations: vec!["copy".into(), "RESET".into()],
+            ..Faults::default()
+        },
+    );
+    let before = observe(&provider).instances["sb"].clone();
+    let http = bap_http(&emu);
+    let obj = |id: &str| ObjRef {
+        address: format!("instances.{id}").into(),
+        id: Some(id.into()),
+    };
+    let ops = [
+        (
+            "Copy",
+            Op::CopyInstance {
+                source: obj("prod"),
+                target: obj("sb"),
+                kind: CopyKind::Full,
+            },
+        ),
+        (
+            "Reset",
+            Op::ResetInstance {
+                instance: obj("sb"),
+                currency: "GBP".into(),
+                language: 2057,
+            },
+        ),
+    ];
+    for (kind, op) in &ops {
+        let started = block_on(bap::execute(&http, op)).unwrap();
+        let Ok(Some(Executed::Accepted(h))) = started else {
+            panic!("{op:?}: {started:?}");
+        };
+        assert!(h.id.contains("|ready:sb|"), "{}", h.id);
+        let t0 = Instant::now();
+        let failure = loop {
+            match block_on(bap::poll(&http, &h)).unwrap() {
+                Ok(Polled::Failed(e)) => break e.to_string(),
+                Ok(Polled::Done(_)) => panic!("{kind}: a failed operation was reported done"),
+                Ok(Polled::Running { .. }) => {
+                    assert!(t0.elapsed() < Duration::from_secs(20), "never ended");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{kind}: {e}"),
+            }
+        };
+        assert!(failure.contains(kind), "{kind}: {failure}");
+        assert!(
+            failure.contains("left the environment unchanged"),
+            "{failure}"
+        );
+        assert_eq!(ops_of(&emu, kind), 1, "{:?}", emu.lifecycle_operations());
+    }
+    let after = observe(&provider).instances["sb"].clone();
+    assert_eq!(
+        (after.currency.as_str(), after.language),
+        (before.currency.as_str(), before.language)
+    );
+}
+
+// Issue 13 item 1: the same failures with their answers delivered: polling the lifecycle
+// operation the answer named reports Failed with the service's message.
+#[test]
+fn a_copy_that_fails_is_reported_failed() {
+    use crmctl::domain::kinds::{CopyKind, InstanceType};
+    use crmctl::domain::op::ObjRef;
+    use crmctl::observed::InstanceStatus;
+    use crmctl::provider::powerplatform::environments as bap;
+    use crmctl::provider::{Executed, Polled};
+
+    let mut t = tenant(25);
+    t.instances.insert(
+        "prod".into(),
+        crate::common::instance("prod", InstanceType::Production, InstanceStatus::Ready),
+    );
+    t.instances.insert(
+        "sb".into(),
+        crate::common::instance("sb", InstanceType::Sandbox, InstanceStatus::Ready),
+    );
+    let (emu, _provider) = start(
+        t,
+        Faults {
+            lifecycle_duration: Duration::from_millis(300),
+            failing_operations: vec!["Copy".into()],
+            ..Faults::default()
+        },
+    );
+    let http = bap_http(&emu);
+    let obj = |id: &str| ObjRef {
+        address: format!("instances.{id}").into(),
+        id: Some(id.into()),
+    };
+    let op = Op::CopyInstance {
+        source: obj("prod"),
+        target: obj("sb"),
+        kind: CopyKind::Minimal,
+    };
+    let Ok(Some(Executed::Accepted(h))) = block_on(bap::execute(&http, &op)).unwrap() else {
+        panic!("not accepted");
+    };
+    assert!(!h.id.contains("ready:"), "{}", h.id);
+    let t0 = Instant::now();
+    loop {
+        match block_on(bap::poll(&http, &h)).unwrap().unwrap() {
+            Polled::Failed(e) => {
+                assert!(
+                    e.to_string().contains("left the environment unchanged"),
+                    "{e}"
+                );
+                break;
+            }
+            Polled::Done(_) => panic!("a failed copy was reported done"),
+            Polled::Running { .. } => {
+                assert!(t0.elapsed() < Duration::from_secs(20), "never ended");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
 /// The desired file of the planner tests: `main` (production) and `test`, a sandbox
 /// copied from it (I11).
 fn copy_desired() -> crmctl::desired::model::Desired {

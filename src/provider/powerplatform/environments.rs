@@ -534,7 +534,7 @@ pub async fn execute(http: &dyn Http, op: &Op) -> Result<Option<Executed>, Provi
         (Err(ProviderError::OutcomeUnknown(m)), Some(env)) => {
             return match environment_ready(http, env).await {
                 Ok(false) => Ok(Some(Executed::Accepted(OperationHandle {
-                    id: format!("{HANDLE_PREFIX}{env}|{READY}{env}"),
+                    id: format!("{HANDLE_PREFIX}{env}|{READY}{env}|{}", lifecycle_type(op)),
                     retry_after: None,
                 }))),
                 Ok(true) => Err(ProviderError::OutcomeUnknown(format!(
@@ -551,8 +551,91 @@ pub async fn execute(http: &dyn Http, op: &Op) -> Result<Option<Executed>, Provi
 }
 
 /// Marks a handle that follows an environment until it is ready, not a lifecycle
-/// operation (the answer that named the operation was lost).
+/// operation (the answer that named the operation was lost): `ready:{env}|{type}`.
 const READY: &str = "ready:";
+
+/// The lifecycle operation type (`type.id`) a copy or a reset starts; the emulator and the
+/// recorded answers of microsoft/terraform-provider-power-platform
+/// (`internal/services/environment/tests/**/get_lifecycle.json`: `"type": {"id":
+/// "Create"}`) name the kinds so.
+fn lifecycle_type(op: &Op) -> &'static str {
+    match op {
+        Op::CopyInstance { .. } => "Copy",
+        Op::ResetInstance { .. } => "Reset",
+        _ => "",
+    }
+}
+
+/// api-version of the environment's lifecycle operation list. Not in the public
+/// reference; the admin center's tooling reads it so (d365bap.tools,
+/// `Get-BapEnvironmentOperation`: `GET /providers/Microsoft.BusinessAppPlatform/
+/// lifecycleOperations?api-version=2024-05-01&$filter=environment eq '{id}'`, answering
+/// `value[]` of the lifecycle DTO, the first being the latest).
+const OPERATIONS_API_VERSION: &str = "2024-05-01";
+
+/// Once a `ready:` handle's environment is ready again: whether the operation the lost
+/// request started succeeded. The latest lifecycle operation of that type on the
+/// environment tells; `Failed` is the outcome (never reported done). When the list cannot
+/// be read (not served, or no operation of that type listed) the environment's readiness
+/// stands, as before.
+async fn lost_operation_outcome(
+    http: &dyn Http,
+    env: &str,
+    kind: &str,
+) -> Result<Option<ProviderError>, ProviderError> {
+    let filter = format!("environment eq '{env}'");
+    let query = serde_urlencoded::to_string([
+        ("api-version", OPERATIONS_API_VERSION),
+        ("$filter", filter.as_str()),
+    ])
+    .map_err(|e| ProviderError::Invalid(format!("environment id `{env}`: {e}")))?;
+    let url = format!("{RP}/lifecycleOperations?{query}");
+    let resp = http.send(Request::get(Service::Bap, url)).await?;
+    if resp.status == 404 || resp.status == 400 {
+        tracing::debug!(
+            env,
+            status = resp.status,
+            "lifecycle operation list not served"
+        );
+        return Ok(None);
+    }
+    if !resp.ok() {
+        return Err(error_class(
+            &resp,
+            &format!("lifecycle operations of {env}"),
+        ));
+    }
+    let body: Value = resp.json()?;
+    let latest = body
+        .get("value")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|o| {
+            kind.is_empty()
+                || str_at(o, &["type", "id"]).is_some_and(|t| t.eq_ignore_ascii_case(kind))
+        })
+        .max_by(|a, b| {
+            let at = |o: &Value| {
+                str_at(o, &["createdDateTime"])
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            at(a).cmp(&at(b))
+        });
+    let Some(op) = latest else {
+        return Ok(None);
+    };
+    if str_at(op, &["state", "id"]).is_some_and(|s| s.eq_ignore_ascii_case("Failed")) {
+        let m = str_at(op, &["error", "message"]).unwrap_or("the operation failed");
+        return Ok(Some(ProviderError::Backend(format!(
+            "admin API lifecycle operation {} ({} of environment {env}, whose answer was lost): {m}",
+            str_at(op, &["id"]).unwrap_or_default(),
+            if kind.is_empty() { "operation" } else { kind },
+        ))));
+    }
+    Ok(None)
+}
 
 /// Whether environment `env` is ready: no lifecycle operation running on it
 /// (`states.management.id` Ready) and provisioned.
@@ -588,8 +671,15 @@ fn parse_handle(h: &OperationHandle) -> Result<(&str, &str), ProviderError> {
 /// ready again (or gone, after a delete).
 pub async fn poll(http: &dyn Http, h: &OperationHandle) -> Result<Polled, ProviderError> {
     let (subject, url) = parse_handle(h)?;
-    if let Some(env) = url.strip_prefix(READY) {
-        return environment_done(http, subject, env, h.retry_after).await;
+    if let Some(rest) = url.strip_prefix(READY) {
+        let (env, kind) = rest.split_once('|').unwrap_or((rest, ""));
+        let polled = environment_done(http, subject, env, h.retry_after).await?;
+        if let Polled::Done(_) = polled {
+            if let Some(e) = lost_operation_outcome(http, env, kind).await? {
+                return Ok(Polled::Failed(e));
+            }
+        }
+        return Ok(polled);
     }
     let resp = http.send(Request::get(Service::Bap, url)).await?;
     if !resp.ok() {
