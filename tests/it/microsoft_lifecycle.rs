@@ -551,6 +551,82 @@ fn bap_http(emu: &EmulatorHandle) -> crmctl::provider::http::transport::Transpor
     .expect("transport")
 }
 
+/// An emulator over a tenant with `prod` (production) and `sb` (sandbox), both ready.
+fn prod_and_sandbox(faults: Faults) -> (EmulatorHandle, Arc<MemoryProvider>) {
+    use crmctl::domain::kinds::InstanceType;
+    use crmctl::observed::InstanceStatus;
+    let mut t = tenant(25);
+    for (id, kind) in [
+        ("prod", InstanceType::Production),
+        ("sb", InstanceType::Sandbox),
+    ] {
+        t.instances.insert(
+            id.into(),
+            crate::common::instance(id, kind, InstanceStatus::Ready),
+        );
+    }
+    start(t, faults)
+}
+
+/// A copy of `prod` onto `sb` (`kind`) and a reset of `sb` to GBP / 2057.
+fn copy_and_reset(kind: crmctl::domain::kinds::CopyKind) -> [(&'static str, Op); 2] {
+    use crmctl::domain::op::ObjRef;
+    let obj = |id: &str| ObjRef {
+        address: format!("instances.{id}").into(),
+        id: Some(id.into()),
+    };
+    [
+        (
+            "Copy",
+            Op::CopyInstance {
+                source: obj("prod"),
+                target: obj("sb"),
+                kind,
+            },
+        ),
+        (
+            "Reset",
+            Op::ResetInstance {
+                instance: obj("sb"),
+                currency: "GBP".into(),
+                language: 2057,
+            },
+        ),
+    ]
+}
+
+/// Start `op` through the admin API client; its handle.
+fn start_op(
+    http: &crmctl::provider::http::transport::Transport,
+    op: &Op,
+) -> crmctl::provider::OperationHandle {
+    use crmctl::provider::powerplatform::environments as bap;
+    match block_on(bap::execute(http, op)).unwrap() {
+        Ok(Some(crmctl::provider::Executed::Accepted(h))) => h,
+        other => panic!("{op:?}: {other:?}"),
+    }
+}
+
+/// Poll `h` until it ends: `Ok` done, `Err(message)` failed.
+fn poll_to_end(
+    http: &crmctl::provider::http::transport::Transport,
+    h: &crmctl::provider::OperationHandle,
+) -> Result<(), String> {
+    use crmctl::provider::powerplatform::environments as bap;
+    use crmctl::provider::Polled;
+    let t0 = Instant::now();
+    loop {
+        match block_on(bap::poll(http, h)).unwrap().unwrap() {
+            Polled::Done(_) => return Ok(()),
+            Polled::Failed(e) => return Err(e.to_string()),
+            Polled::Running { .. } => {
+                assert!(t0.elapsed() < Duration::from_secs(20), "never ended");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
 // Issue 13 item 1 (I9, I11: a copy and a reset are not safe to send twice): every answer
 // to a write is lost (after the service acted). The client reads the environment again,
 // finds it busy with the operation its request started, and follows it until it is ready
@@ -558,63 +634,16 @@ fn bap_http(emu: &EmulatorHandle) -> crmctl::provider::http::transport::Transpor
 // reset.
 #[test]
 fn a_lost_answer_to_a_copy_or_reset_follows_the_environment() {
-    use crmctl::domain::kinds::{CopyKind, InstanceType};
-    use crmctl::domain::op::ObjRef;
-    use crmctl::observed::InstanceStatus;
-    use crmctl::provider::powerplatform::environments as bap;
-    use crmctl::provider::{Executed, Polled};
-
-    let mut t = tenant(25);
-    t.instances.insert(
-        "prod".into(),
-        crate::common::instance("prod", InstanceType::Production, InstanceStatus::Ready),
-    );
-    t.instances.insert(
-        "sb".into(),
-        crate::common::instance("sb", InstanceType::Sandbox, InstanceStatus::Ready),
-    );
-    let (emu, provider) = start(
-        t,
-        Faults {
-            drop_rate: 1.0,
-            lifecycle_duration: Duration::from_millis(1500),
-            ..Faults::default()
-        },
-    );
+    let (emu, provider) = prod_and_sandbox(Faults {
+        drop_rate: 1.0,
+        lifecycle_duration: Duration::from_millis(1500),
+        ..Faults::default()
+    });
     let http = bap_http(&emu);
-    let obj = |id: &str| ObjRef {
-        address: format!("instances.{id}").into(),
-        id: Some(id.into()),
-    };
-    let ops = [
-        Op::CopyInstance {
-            source: obj("prod"),
-            target: obj("sb"),
-            kind: CopyKind::Minimal,
-        },
-        Op::ResetInstance {
-            instance: obj("sb"),
-            currency: "GBP".into(),
-            language: 2057,
-        },
-    ];
-    for op in &ops {
-        let started = block_on(bap::execute(&http, op)).unwrap();
-        let Ok(Some(Executed::Accepted(h))) = started else {
-            panic!("{op:?}: {started:?}");
-        };
+    for (kind, op) in &copy_and_reset(crmctl::domain::kinds::CopyKind::Minimal) {
+        let h = start_op(&http, op);
         assert!(h.id.contains("|ready:sb"), "{}", h.id);
-        let t0 = Instant::now();
-        loop {
-            match block_on(bap::poll(&http, &h)).unwrap().unwrap() {
-                Polled::Done(_) => break,
-                Polled::Failed(e) => panic!("{e}"),
-                Polled::Running { .. } => {
-                    assert!(t0.elapsed() < Duration::from_secs(20), "never ready");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
+        poll_to_end(&http, &h).unwrap_or_else(|e| panic!("{kind}: {e}"));
     }
     assert_eq!(ops_of(&emu, "Copy"), 1, "{:?}", emu.lifecycle_operations());
     assert_eq!(ops_of(&emu, "Reset"), 1, "{:?}", emu.lifecycle_operations());
@@ -629,72 +658,19 @@ fn a_lost_answer_to_a_copy_or_reset_follows_the_environment() {
 // once, and the tenant is left as it was.
 #[test]
 fn a_lost_answer_to_a_copy_or_reset_that_then_fails_is_reported_failed() {
-    use crmctl::domain::kinds::{CopyKind, InstanceType};
-    use crmctl::domain::op::ObjRef;
-    use crmctl::observed::InstanceStatus;
-    use crmctl::provider::powerplatform::environments as bap;
-    use crmctl::provider::{Executed, Polled};
-
-    let mut t = tenant(25);
-    t.instances.insert(
-        "prod".into(),
-        crate::common::instance("prod", InstanceType::Production, InstanceStatus::Ready),
-    );
-    t.instances.insert(
-        "sb".into(),
-        crate::common::instance("sb", InstanceType::Sandbox, InstanceStatus::Ready),
-    );
-    let (emu, provider) = start(
-        t,
-        Faults {
-            drop_rate: 1.0,
-            lifecycle_duration: Duration::from_millis(800),
-            failing_operations: vec!["copy".into(), "RESET".into()],
-            ..Faults::default()
-        },
-    );
+    let (emu, provider) = prod_and_sandbox(Faults {
+        drop_rate: 1.0,
+        lifecycle_duration: Duration::from_millis(800),
+        failing_operations: vec!["copy".into(), "RESET".into()],
+        ..Faults::default()
+    });
     let before = observe(&provider).instances["sb"].clone();
     let http = bap_http(&emu);
-    let obj = |id: &str| ObjRef {
-        address: format!("instances.{id}").into(),
-        id: Some(id.into()),
-    };
-    let ops = [
-        (
-            "Copy",
-            Op::CopyInstance {
-                source: obj("prod"),
-                target: obj("sb"),
-                kind: CopyKind::Full,
-            },
-        ),
-        (
-            "Reset",
-            Op::ResetInstance {
-                instance: obj("sb"),
-                currency: "GBP".into(),
-                language: 2057,
-            },
-        ),
-    ];
-    for (kind, op) in &ops {
-        let started = block_on(bap::execute(&http, op)).unwrap();
-        let Ok(Some(Executed::Accepted(h))) = started else {
-            panic!("{op:?}: {started:?}");
-        };
+    for (kind, op) in &copy_and_reset(crmctl::domain::kinds::CopyKind::Full) {
+        let h = start_op(&http, op);
         assert!(h.id.contains("|ready:sb|"), "{}", h.id);
-        let t0 = Instant::now();
-        let failure = loop {
-            match block_on(bap::poll(&http, &h)).unwrap() {
-                Ok(Polled::Failed(e)) => break e.to_string(),
-                Ok(Polled::Done(_)) => panic!("{kind}: a failed operation was reported done"),
-                Ok(Polled::Running { .. }) => {
-                    assert!(t0.elapsed() < Duration::from_secs(20), "never ended");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => panic!("{kind}: {e}"),
-            }
-        };
+        let failure = poll_to_end(&http, &h)
+            .expect_err(&format!("{kind}: a failed operation was reported done"));
         assert!(failure.contains(kind), "{kind}: {failure}");
         assert!(
             failure.contains("left the environment unchanged"),
@@ -713,60 +689,20 @@ fn a_lost_answer_to_a_copy_or_reset_that_then_fails_is_reported_failed() {
 // operation the answer named reports Failed with the service's message.
 #[test]
 fn a_copy_that_fails_is_reported_failed() {
-    use crmctl::domain::kinds::{CopyKind, InstanceType};
-    use crmctl::domain::op::ObjRef;
-    use crmctl::observed::InstanceStatus;
-    use crmctl::provider::powerplatform::environments as bap;
-    use crmctl::provider::{Executed, Polled};
-
-    let mut t = tenant(25);
-    t.instances.insert(
-        "prod".into(),
-        crate::common::instance("prod", InstanceType::Production, InstanceStatus::Ready),
-    );
-    t.instances.insert(
-        "sb".into(),
-        crate::common::instance("sb", InstanceType::Sandbox, InstanceStatus::Ready),
-    );
-    let (emu, _provider) = start(
-        t,
-        Faults {
-            lifecycle_duration: Duration::from_millis(300),
-            failing_operations: vec!["Copy".into()],
-            ..Faults::default()
-        },
-    );
+    let (emu, _provider) = prod_and_sandbox(Faults {
+        lifecycle_duration: Duration::from_millis(300),
+        failing_operations: vec!["Copy".into()],
+        ..Faults::default()
+    });
     let http = bap_http(&emu);
-    let obj = |id: &str| ObjRef {
-        address: format!("instances.{id}").into(),
-        id: Some(id.into()),
-    };
-    let op = Op::CopyInstance {
-        source: obj("prod"),
-        target: obj("sb"),
-        kind: CopyKind::Minimal,
-    };
-    let Ok(Some(Executed::Accepted(h))) = block_on(bap::execute(&http, &op)).unwrap() else {
-        panic!("not accepted");
-    };
+    let [(_, copy), _] = copy_and_reset(crmctl::domain::kinds::CopyKind::Minimal);
+    let h = start_op(&http, &copy);
     assert!(!h.id.contains("ready:"), "{}", h.id);
-    let t0 = Instant::now();
-    loop {
-        match block_on(bap::poll(&http, &h)).unwrap().unwrap() {
-            Polled::Failed(e) => {
-                assert!(
-                    e.to_string().contains("left the environment unchanged"),
-                    "{e}"
-                );
-                break;
-            }
-            Polled::Done(_) => panic!("a failed copy was reported done"),
-            Polled::Running { .. } => {
-                assert!(t0.elapsed() < Duration::from_secs(20), "never ended");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+    let failure = poll_to_end(&http, &h).expect_err("a failed copy was reported done");
+    assert!(
+        failure.contains("left the environment unchanged"),
+        "{failure}"
+    );
 }
 
 /// The desired file of the planner tests: `main` (production) and `test`, a sandbox
