@@ -293,6 +293,11 @@ impl EmulatorHandle {
         self.stats.graph_requests()
     }
 
+    /// Answers dropped so far after their request was carried out (`Faults::drop_rate`).
+    pub fn dropped_answers(&self) -> u64 {
+        self.stats.dropped_answers()
+    }
+
     /// The admin API lifecycle operations started so far (each answered 202), by kind:
     /// `Create`, `Update`, `ModifySku`, `Delete`, `Copy`, `Reset`. A request refused (400,
     /// 409) starts none; one whose answer was dropped did.

@@ -62,6 +62,8 @@ pub(super) struct Stats {
     operations: Mutex<std::collections::BTreeMap<String, u64>>,
     /// On-demand backups taken, in order.
     backups: Mutex<Vec<super::EmulatedBackup>>,
+    /// Answers dropped after the request was carried out (`Faults::drop_rate`).
+    dropped: AtomicU64,
 }
 
 impl Stats {
@@ -75,6 +77,10 @@ impl Stats {
 
     pub fn bap_requests(&self) -> u64 {
         self.bap.load(Ordering::Relaxed)
+    }
+
+    pub fn dropped_answers(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     pub fn count_operation(&self, kind: &str) {
@@ -184,13 +190,17 @@ impl Shared {
     /// Whether the answer to a request already carried out is dropped.
     pub fn draw_drop(&self) -> bool {
         let rate = self.config.faults.drop_rate;
-        rate > 0.0
+        let drop = rate > 0.0
             && self
                 .faults_rng
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .f64()
-                < rate
+                < rate;
+        if drop {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        drop
     }
 
     /// A fresh GUID-shaped id (request ids, tokens); not from the fault generator, so that

@@ -19,7 +19,10 @@ use crmctl::provider::{block_on, Provider, Scope};
 
 use crate::emulator::{crmctl_on, emulator_env, CLIENT, SECRET};
 
-/// The emulator of a fresh tenant `domain`, 5% 429 and 5% 5xx, short lifecycle operations.
+/// The emulator of a fresh tenant `domain` with the faults of issue 13's done-when: 5% 429
+/// and 5% 5xx, 5% of answers to writes dropped after the change was made, lifecycle
+/// operations that run (409 to other changes of their environment meanwhile) and slower
+/// copies.
 fn start(
     tenant: Tenant,
     domain: &str,
@@ -31,7 +34,9 @@ fn start(
         throttle_rate: 0.05,
         server_error_rate: 0.05,
         retry_after_secs: 0,
+        drop_rate: 0.05,
         lifecycle_duration: Duration::from_millis(300),
+        copy_duration: Duration::from_millis(1500),
         ..Faults::default()
     };
     let provider = cfg.provider.clone();
@@ -239,6 +244,8 @@ fn multi_region_example_converges_while_apply_waits_for_slot_purchases() {
         (4, 2)
     );
     assert_eq!((t.slots.production, t.slots.sandbox), (3, 1));
+    // The faults were on: some answers to changes made were lost, and apply recovered.
+    assert!(emu.dropped_answers() > 0, "no answer was dropped");
 }
 
 // examples/coho-winery.yaml with the purchases made before the apply (T5, I2, T6, T8):
@@ -311,4 +318,6 @@ fn coho_winery_example_converges_with_purchases_made_before_apply() {
         .collect();
     with_roles.sort_unstable();
     assert_eq!(with_roles, ["cohowinerymarketing", "cohowineryservice"]);
+    // The faults were on: some answers to changes made were lost, and apply recovered.
+    assert!(emu.dropped_answers() > 0, "no answer was dropped");
 }
