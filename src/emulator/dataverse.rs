@@ -460,7 +460,7 @@ pub(super) async fn serve(
                 .collect::<Vec<Value>>();
             list(rows.len(), &|i| rows[i].clone(), "roles")
         }
-        ("POST", "systemusers", None, None) => create_application_user(&org, body).await,
+        ("POST", "systemusers", None, None) => create_application_user(&org, ctx, body).await,
         ("PATCH", "systemusers", Some(id), None) => patch_user(&org, id, body).await,
         ("POST", "systemusers", Some(id), Some("systemuserroles_association/$ref")) => {
             let target = body
@@ -653,7 +653,7 @@ fn select(row: Value, sel: Option<&str>, expand: Option<&str>) -> Value {
 
 /// `POST systemusers {applicationid, "businessunitid@odata.bind", internalemailaddress,
 /// lastname, firstname?}`: an application user (P3), the op `CreateUser`.
-async fn create_application_user(org: &Org<'_>, body: Option<Value>) -> Reply {
+async fn create_application_user(org: &Org<'_>, ctx: &graph::Ctx, body: Option<Value>) -> Reply {
     let body = body.unwrap_or(Value::Null);
     let Some(app) = body["applicationid"]
         .as_str()
@@ -703,9 +703,29 @@ async fn create_application_user(org: &Org<'_>, body: Option<Value>) -> Reply {
     let shared = org.shared;
     let result = {
         let _w = shared.write_lock.lock().await;
-        let result = shared.provider.execute(&op).await;
-        graph::after_write(shared, &op, result.is_ok());
-        result
+        // The tenant as it is now: this request's copy was read before the write lock, and
+        // another instance may have created the app's user since (apply runs instances'
+        // steps side by side). In the service each environment gets an application user of
+        // its own, so that create succeeds; the tenant here holds one user per app
+        // registration, every instance's, and it is answered as created (P3).
+        let now = or_answer!(graph::tenant_fresh(shared, ctx)
+            .await
+            .map_err(Reply::Answer));
+        let made = now
+            .users
+            .values()
+            .find(|u| application_id(shared, u).is_some_and(|a| a.eq_ignore_ascii_case(app)));
+        match made {
+            Some(u) => Ok(crate::provider::Executed::Done(crate::provider::Outcome {
+                created_id: Some(u.id.clone()),
+                ..Default::default()
+            })),
+            None => {
+                let result = shared.provider.execute(&op).await;
+                graph::after_write(shared, &op, result.is_ok());
+                result
+            }
+        }
     };
     let created = match result {
         Ok(crate::provider::Executed::Done(o)) => o.created_id.unwrap_or_default(),

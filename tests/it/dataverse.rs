@@ -511,3 +511,44 @@ fn emulator_wire_details() {
         block_on(async move { anonymous.send().await.unwrap().status().as_u16() }).unwrap();
     assert_eq!(status, 401);
 }
+
+// P3, issue 13 item 5: two instances creating the application user of one app registration
+// at once (apply runs independent instances' steps side by side). Each emulator request
+// reads the tenant before it takes the write lock, so the second create's copy can predate
+// the first one's user. In the service each environment gets its own application user; the
+// emulator, whose tenant holds one user per app registration for every instance, answers
+// the second create as done with that user instead of refusing it (seen as a flaky
+// "already the application user" failure of the Coho Winery example under faults). Made
+// deterministic here: the user is created behind the emulator's back after it read the
+// tenant.
+#[test]
+fn application_user_created_meanwhile_by_another_instance_is_not_refused() {
+    let mut t = tenant(0);
+    t.users
+        .retain(|_, u| u.access_mode != AccessMode::Application);
+    let s = setup(t, Faults::default());
+    let c = s.client();
+    // The emulator has read the tenant: no application user of the app yet.
+    let none = block_on(c.find_app(&s.base("europe"), APP_ID)).unwrap();
+    assert!(none.unwrap().is_none());
+    // Another instance's create lands after that read.
+    let op = Op::CreateUser {
+        upn: "bot@coho.com".into(),
+        name: "Bot".into(),
+        access_mode: AccessMode::Application,
+        usage_location: None,
+        application_id: Some(APP_ID.into()),
+    };
+    block_on(s.provider.execute(&op)).unwrap().unwrap();
+    let su = block_on(c.ensure_app_user(&s.base("americas"), APP_ID, "bot@coho.com", "Bot"))
+        .unwrap()
+        .expect("answered as created, not refused");
+    assert_eq!(su.application_id.as_deref(), Some(APP_ID));
+    let apps: Vec<_> = s
+        .tenant()
+        .users
+        .into_values()
+        .filter(|u| u.application_id.is_some())
+        .collect();
+    assert_eq!(apps.len(), 1, "one application user: {apps:#?}");
+}
