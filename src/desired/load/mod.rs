@@ -459,20 +459,19 @@ fn merge_key_errors(src: &Source) -> Vec<Diagnostic> {
 
 /// The 1-based line and column just after `prefix` (line breaks as in [`source_lines`]).
 fn end_position(prefix: &str) -> (u32, u32) {
+    // Line breaks found by a SIMD search, the last line's characters counted at once
+    // (issue 9 item 7: a one-line JSON file's error lies megabytes into its only line).
+    let bytes = prefix.as_bytes();
     let mut line = 1u32;
-    let mut column = 1u32;
-    let mut after_cr = false;
-    for c in prefix.chars() {
-        match c {
-            '\n' if after_cr => {}
-            '\n' | '\r' => {
-                line += 1;
-                column = 1;
-            }
-            _ => column += 1,
+    let mut start = 0;
+    for i in memchr::memchr2_iter(b'\n', b'\r', bytes) {
+        // LF after CR: one break (CRLF).
+        if !(bytes[i] == b'\n' && i > 0 && bytes[i - 1] == b'\r') {
+            line += 1;
         }
-        after_cr = c == '\r';
+        start = i + 1;
     }
+    let column = prefix[start..].chars().count() as u32 + 1;
     (line, column)
 }
 
@@ -482,7 +481,8 @@ pub(crate) fn source_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let r = rest?;
-        match r.find(['\n', '\r']) {
+        // A SIMD search: a JSON file is often one line of megabytes (issue 9 item 7).
+        match memchr::memchr2(b'\n', b'\r', r.as_bytes()) {
             Some(i) => {
                 let skip = if r[i..].starts_with("\r\n") { 2 } else { 1 };
                 rest = Some(&r[i + skip..]);
@@ -504,4 +504,38 @@ pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, String> {
 /// Deserialize any value from YAML (or JSON, its subset), with the loader's budgets.
 pub fn from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{end_position, source_lines};
+
+    /// issue 9 items 7 and 8: the position after a prefix, found by a byte search, is the
+    /// one a reading of each character gives, whatever the line endings (LF, CRLF, lone CR)
+    /// and characters (multi-byte ones count once); and it agrees with `source_lines`.
+    #[test]
+    fn end_position_counts_lines_and_characters_as_a_reading_does() {
+        fn reading(prefix: &str) -> (u32, u32) {
+            let (mut line, mut column, mut after_cr) = (1, 1, false);
+            for c in prefix.chars() {
+                match c {
+                    '\n' if after_cr => {}
+                    '\n' | '\r' => (line, column) = (line + 1, 1),
+                    _ => column += 1,
+                }
+                after_cr = c == '\r';
+            }
+            (line, column)
+        }
+        let text = "a: é\r\nb: 1\rc: 😀x\n\n\r\rd: \"€\"\r\n\re";
+        for (end, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            let prefix = &text[..end];
+            let (line, column) = end_position(prefix);
+            assert_eq!((line, column), reading(prefix), "after {prefix:?}");
+            // The line number is one more than the lines ended before the position.
+            let ended = source_lines(prefix).count() - usize::from(column > 1);
+            assert_eq!(line as usize, ended + 1, "after {prefix:?}");
+        }
+        assert_eq!(end_position(""), (1, 1));
+    }
 }
