@@ -8,6 +8,7 @@ use super::locate::{Entry, Node, Pos, Value};
 
 /// A cursor over JSON text that knows its line and column (columns in characters; lines
 /// ended by LF, CRLF or a lone CR, as the loader counts them).
+#[derive(Clone)]
 pub(crate) struct JsonScan<'t> {
     text: &'t str,
     i: usize,
@@ -163,6 +164,64 @@ impl<'t> JsonScan<'t> {
         }
     }
 
+    /// Step over a string (after white space) without reading it: its escapes are not
+    /// decoded (serde_json checked them).
+    fn skip_string(&mut self) -> R<()> {
+        self.eat(b'"')?;
+        let b = self.bytes();
+        loop {
+            let at = memchr::memchr2(b'"', b'\\', b.get(self.i..).ok_or(())?).ok_or(())?;
+            self.i += at + 1;
+            if b[self.i - 1] == b'"' {
+                return Ok(());
+            }
+            // The escaped character (a `\uXXXX`'s digits are plain characters).
+            self.i += 1;
+        }
+    }
+
+    /// Step over the next value without building it (issue 9 item 7: the entries a fast
+    /// parse read before its first error are known to be well formed and typed).
+    pub fn skip(&mut self, depth: u32) -> R<()> {
+        if depth > 128 {
+            return Err(());
+        }
+        match self.peek().ok_or(())? {
+            b'"' => self.skip_string(),
+            open @ (b'{' | b'[') => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                if self.open(open, close)? {
+                    loop {
+                        if open == b'{' {
+                            self.skip_string()?;
+                            self.eat(b':')?;
+                        }
+                        self.skip(depth + 1)?;
+                        if !self.next_item(close)? {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => {
+                let b = self.bytes();
+                let start = self.i;
+                while let Some(&c) = b.get(self.i) {
+                    if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.') {
+                        self.i += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if self.i == start {
+                    return Err(());
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn hex4(&mut self) -> R<u32> {
         let h = self.text.get(self.i..self.i + 4).ok_or(())?;
         self.i += 4;
@@ -288,5 +347,32 @@ mod tests {
         assert!(matches!(&items[2].value, Value::Str(s) if s == ".inf"));
         assert!(matches!(&items[3].value, Value::Str(s) if s == "aé😀"));
         assert_eq!(entries[1].key_pos, Pos { line: 3, column: 2 });
+    }
+
+    /// issue 9 item 7: stepping over a value ends where reading it ends (same byte, line
+    /// and column), for every kind of value, escapes and line breaks included.
+    #[test]
+    fn skip_ends_where_value_ends() {
+        let values = [
+            "\"plain\"",
+            "\"esc \\\" \\\\ \\u00e9 \\ud83d\\ude00 é\"",
+            "{}",
+            "[]",
+            "{\"a\": [1, -2.5e3, true, false, null, {\"b\": \"}\"}],\r\n \"c\": {\"d\": [[]]}}",
+            "[\n 1,\r 2 ,\r\n \"x\" ]",
+            "-0.5E+7",
+            "null",
+        ];
+        for v in values {
+            let text = format!("{v} , 1");
+            let mut read = JsonScan::new(&text);
+            read.value(0).unwrap();
+            let mut skipped = JsonScan::new(&text);
+            skipped.skip(0).unwrap();
+            assert_eq!(skipped.i, read.i, "{v}");
+            assert_eq!(skipped.pos(), read.pos(), "{v}");
+        }
+        assert!(JsonScan::new("").skip(0).is_err());
+        assert!(JsonScan::new("\"open").skip(0).is_err());
     }
 }
