@@ -458,6 +458,11 @@ fn dropped_response_still_made_the_change() {
             .collect();
         assert!(upns.contains(&"dee@coho.com"), "{upns:?}");
     });
+    assert_eq!(
+        emu.dropped_answers(),
+        1,
+        "the one write's answer was dropped"
+    );
 }
 
 // issue 12 item 5: replication lag: a new user answers 404 Request_ResourceNotFound by id

@@ -244,8 +244,6 @@ fn multi_region_example_converges_while_apply_waits_for_slot_purchases() {
         (4, 2)
     );
     assert_eq!((t.slots.production, t.slots.sandbox), (3, 1));
-    // The faults were on: some answers to changes made were lost, and apply recovered.
-    assert!(emu.dropped_answers() > 0, "no answer was dropped");
 }
 
 // examples/coho-winery.yaml with the purchases made before the apply (T5, I2, T6, T8):
@@ -318,6 +316,4 @@ fn coho_winery_example_converges_with_purchases_made_before_apply() {
         .collect();
     with_roles.sort_unstable();
     assert_eq!(with_roles, ["cohowinerymarketing", "cohowineryservice"]);
-    // The faults were on: some answers to changes made were lost, and apply recovered.
-    assert!(emu.dropped_answers() > 0, "no answer was dropped");
 }
