@@ -344,6 +344,14 @@ impl DataverseClient {
         let sent = self.http.send(req).await;
         let failure = match sent {
             Ok(resp) if resp.ok() => None,
+            // "Duplicate key": the instance has an application user of this app already,
+            // made since the lookup above (two steps creating it at once): that one.
+            Ok(resp) if wire::error_of(&resp).0 == DUPLICATE_KEY => {
+                return match self.find_app(base, app).await? {
+                    Some(su) => Ok(su),
+                    None => Err(dataverse_error(&resp, &what)),
+                };
+            }
             Ok(resp) => Some(dataverse_error(&resp, &what)),
             Err(e) => Some(e),
         };

@@ -295,6 +295,45 @@ fn assign_roles_associates_only_missing_roles() {
     );
 }
 
+// P3, issue 13 item 2: an application user's create answered "duplicate key" (another
+// step created it since this one looked) is that user, looked up again; the create is
+// sent once.
+#[test]
+fn application_user_create_answered_duplicate_key_is_the_user_made_meanwhile() {
+    const APP: &str = "0a0b0c0d-1111-2222-3333-444455556666";
+    let made = json!({"value": [{"systemuserid": "s7", "azureactivedirectoryobjectid": "app-sp-7",
+        "accessmode": 4, "applicationid": APP, "internalemailaddress": "bot@contoso.com",
+        "systemuserroles_association": []}]});
+    let s = Arc::new(
+        Script::default()
+            .on(
+                "GET",
+                "/businessunits?",
+                vec![(200, json!({"value": [{"businessunitid": ROOT}]}))],
+            )
+            .on(
+                "GET",
+                "/systemusers?",
+                vec![(200, json!({"value": []})), (200, made)],
+            )
+            .on(
+                "POST",
+                "/systemusers",
+                vec![(
+                    400,
+                    json!({"error": {"code": "0x80040237", "message": "Cannot insert duplicate key."}}),
+                )],
+            ),
+    );
+    let su = block_on(client(&s).ensure_app_user(BASE, APP, "bot@contoso.com", "Bot"))
+        .unwrap()
+        .expect("the user made meanwhile");
+    assert_eq!(su.id, "s7");
+    assert_eq!(su.application_id.as_deref(), Some(APP));
+    let posts = s.seen().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 1, "the create is not sent again");
+}
+
 // issue 13 item 2: "duplicate key" (the association exists: a repeated request) is done;
 // a role the instance lacks fails with what to do; a refusal carries its rule (P2).
 #[test]
