@@ -72,15 +72,19 @@ impl Http for Script {
     }
 }
 
+/// An instance that answers only its root business unit.
+fn root_unit() -> Script {
+    Script::default().on(
+        "GET",
+        "/businessunits?",
+        vec![(200, json!({"value": [{"businessunitid": ROOT}]}))],
+    )
+}
+
 /// The answers of an instance with Alice (two roles, one in another business unit), an
 /// application user and the SYSTEM account (no object id).
 fn instance_script() -> Script {
-    Script::default()
-        .on(
-            "GET",
-            "/businessunits?",
-            vec![(200, json!({"value": [{"businessunitid": ROOT}]}))],
-        )
+    root_unit()
         .on(
             "GET",
             "/organizations?",
@@ -305,12 +309,7 @@ fn application_user_create_answered_duplicate_key_is_the_user_made_meanwhile() {
         "accessmode": 4, "applicationid": APP, "internalemailaddress": "bot@contoso.com",
         "systemuserroles_association": []}]});
     let s = Arc::new(
-        Script::default()
-            .on(
-                "GET",
-                "/businessunits?",
-                vec![(200, json!({"value": [{"businessunitid": ROOT}]}))],
-            )
+        root_unit()
             .on(
                 "GET",
                 "/systemusers?",
